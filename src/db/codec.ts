@@ -1,0 +1,151 @@
+// Converts between TypeScript values and each backend's storage of a logical column type, and
+// validates on the way in so bad input fails with a ValidationError before any SQL runs.
+import type { ColumnDef, ColumnType, Dialect, TableDef } from '../schema/model.js';
+import { ValidationError } from './errors.js';
+
+export const INT64_MIN = -(2n ** 63n);
+export const INT64_MAX = 2n ** 63n - 1n;
+export const UINT256_MAX = 2n ** 256n - 1n;
+
+function invalid(field: string, message: string): never {
+  throw new ValidationError(`${field}: ${message}`, { field });
+}
+
+function asBigInt(field: string, v: unknown): bigint {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v);
+  if (typeof v === 'string' && /^-?(0|[1-9][0-9]*)$/.test(v)) return BigInt(v);
+  return invalid(field, `expected an integer (bigint or decimal string), got ${typeof v === 'number' ? v : typeof v}`);
+}
+
+/** Validates a value for a column type and returns what the backend's driver should bind. */
+export function encodeValue(d: Dialect, t: ColumnType, v: unknown, field: string): unknown {
+  if (v === null || v === undefined) return null;
+  switch (t.kind) {
+    case 'int': {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
+        invalid(field, 'expected a 32-bit integer');
+      }
+      return v;
+    }
+    case 'bigint':
+    case 'serial': {
+      const b = asBigInt(field, v);
+      if (b < INT64_MIN || b > INT64_MAX) invalid(field, 'out of the 64-bit integer range');
+      return b;
+    }
+    case 'uint256': {
+      const b = asBigInt(field, v);
+      if (b < 0n) invalid(field, 'must not be negative');
+      if (b > UINT256_MAX) invalid(field, 'exceeds 2^256-1');
+      return b.toString();
+    }
+    case 'varchar':
+    case 'text':
+    case 'enum': {
+      if (typeof v !== 'string') invalid(field, 'expected a string');
+      if (!v.isWellFormed()) invalid(field, 'contains a lone surrogate');
+      if (v.includes('\u0000')) invalid(field, 'contains a NUL character');
+      if (t.kind === 'varchar' && [...v].length > t.max) invalid(field, `longer than ${t.max} characters`);
+      if (t.kind === 'enum' && !t.values.includes(v)) invalid(field, `must be one of ${t.values.join(', ')}`);
+      return v;
+    }
+    case 'hex': {
+      if (typeof v !== 'string') invalid(field, 'expected a lowercase hex string');
+      if (!/^[0-9a-f]*$/.test(v)) invalid(field, 'must be lowercase hex');
+      if (t.length !== undefined && v.length !== t.length) invalid(field, `must be ${t.length} hex characters`);
+      if (t.max !== undefined && (v.length % 2 !== 0 || v.length > t.max)) invalid(field, `must be an even number of hex characters, at most ${t.max}`);
+      return v;
+    }
+    case 'bytes': {
+      if (!(v instanceof Uint8Array)) invalid(field, 'expected bytes (Buffer or Uint8Array)');
+      return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    }
+    case 'bool': {
+      if (typeof v !== 'boolean') invalid(field, 'expected a boolean');
+      return d === 'postgres' ? v : v ? 1 : 0;
+    }
+    case 'timestamp': {
+      if (!(v instanceof Date) || Number.isNaN(v.getTime())) invalid(field, 'expected a valid Date');
+      return d === 'sqlite' ? BigInt(v.getTime()) : v;
+    }
+    case 'json': {
+      try {
+        return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
+      } catch (e) {
+        return invalid(field, `not serialisable as JSON (${(e as Error).message})`);
+      }
+    }
+  }
+}
+
+/** Turns what a driver returned into the column type's TypeScript value. */
+export function decodeValue(t: ColumnType, v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  switch (t.kind) {
+    case 'int':
+      return Number(v);
+    case 'bigint':
+    case 'serial':
+    case 'uint256':
+      return typeof v === 'bigint' ? v : BigInt(String(v));
+    case 'bool':
+      return typeof v === 'boolean' ? v : Number(v) !== 0;
+    case 'timestamp':
+      return v instanceof Date ? v : new Date(Number(v));
+    case 'bytes':
+      return Buffer.isBuffer(v) ? v : Buffer.from(v as Uint8Array);
+    case 'json':
+      return typeof v === 'string' ? JSON.parse(v) : v;
+    default:
+      return v;
+  }
+}
+
+/** Encodes and decodes whole rows of one table. */
+export class TableCodec {
+  readonly table: TableDef;
+  readonly #dialect: Dialect;
+  readonly #columns: Map<string, ColumnDef>;
+  constructor(dialect: Dialect, table: TableDef) {
+    this.#dialect = dialect;
+    this.table = table;
+    this.#columns = new Map(table.columns.map((c) => [c.name, c]));
+  }
+
+  column(name: string): ColumnDef {
+    const c = this.#columns.get(name);
+    if (!c) throw new Error(`no column ${this.table.name}.${name}`);
+    return c;
+  }
+
+  /** Validates and encodes the given columns; unknown keys are a programming error. */
+  encode(row: Record<string, unknown>, fieldPrefix = ''): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(row)) {
+      if (v === undefined) continue;
+      const c = this.column(k);
+      const field = fieldPrefix ? `${fieldPrefix}.${k}` : k;
+      if (v === null && !c.nullable) invalid(field, 'is required');
+      out[k] = encodeValue(this.#dialect, c.type, v, field);
+    }
+    return out;
+  }
+
+  decode<T = Record<string, unknown>>(row: Record<string, unknown>): T {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(row)) {
+      const c = this.#columns.get(k);
+      out[k] = c ? decodeValue(c.type, v) : v;
+    }
+    return out as T;
+  }
+}
+
+/** Normalises an aggregate or count a driver returned (string, bigint or number) to bigint. */
+export function toBigInt(v: unknown): bigint {
+  if (v === null || v === undefined) return 0n;
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number') return BigInt(v);
+  return BigInt(String(v));
+}

@@ -1,0 +1,115 @@
+// The typed error set every caller sees. Driver errors are mapped here once, so nothing above
+// the engine layer ever parses a driver message.
+
+export type ErrorCode =
+  | 'not_found'
+  | 'unique_violation'
+  | 'foreign_key_violation'
+  | 'check_violation'
+  | 'not_null_violation'
+  | 'invalid_state_transition'
+  | 'conflict'
+  | 'busy'
+  | 'connection'
+  | 'validation'
+  | 'config'
+  | 'migration'
+  | 'storage_full'
+  | 'read_only';
+
+export interface ErrorDetails {
+  /** The field, column or constraint the error is about, when known. */
+  field?: string;
+  constraint?: string;
+  table?: string;
+  [key: string]: unknown;
+}
+
+export class CofferError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.details = details;
+    this.name = new.target.name;
+  }
+}
+
+export class NotFoundError extends CofferError {
+  constructor(message: string, details?: ErrorDetails) {
+    super('not_found', message, details);
+  }
+}
+export class UniqueViolationError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('unique_violation', message, details, options);
+  }
+}
+export class ForeignKeyViolationError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('foreign_key_violation', message, details, options);
+  }
+}
+export class CheckViolationError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('check_violation', message, details, options);
+  }
+}
+export class NotNullViolationError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('not_null_violation', message, details, options);
+  }
+}
+export class InvalidStateTransitionError extends CofferError {
+  constructor(message: string, details?: ErrorDetails) {
+    super('invalid_state_transition', message, details);
+  }
+}
+/** A lost race or stale version: the caller may re-read and try again. */
+export class ConflictError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('conflict', message, details, options);
+  }
+}
+/** Lock, statement or busy timeout: the database was reachable but could not serve in time. */
+export class BusyError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('busy', message, details, options);
+  }
+}
+export class ConnectionError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('connection', message, details, options);
+  }
+}
+/** Bad input: nothing was written. `details.field` names the offending field. */
+export class ValidationError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('validation', message, details, options);
+  }
+}
+export class ConfigError extends CofferError {
+  constructor(message: string, details?: ErrorDetails) {
+    super('config', message, details);
+  }
+}
+export class MigrationError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('migration', message, details, options);
+  }
+}
+export class StorageFullError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('storage_full', message, details, options);
+  }
+}
+export class ReadOnlyError extends CofferError {
+  constructor(message: string, details?: ErrorDetails) {
+    super('read_only', message, details);
+  }
+}
+
+export function isCofferError(e: unknown): e is CofferError {
+  return e instanceof CofferError;
+}

@@ -1,0 +1,183 @@
+// A Kysely driver for better-sqlite3 that does what Kysely's own does not: write transactions
+// take the write lock up front (BEGIN IMMEDIATE, so the service and a CLI can share the file
+// and a deferred reader never has to upgrade mid-transaction), read transactions are
+// query_only, and prepared statements are cached instead of re-prepared on every call.
+import type BetterSqlite3 from 'better-sqlite3';
+import {
+  CompiledQuery,
+  SelectQueryNode,
+  SqliteAdapter,
+  SqliteIntrospector,
+  SqliteQueryCompiler,
+  type DatabaseConnection,
+  type DatabaseIntrospector,
+  type Dialect,
+  type DialectAdapter,
+  type Driver,
+  type Kysely,
+  type QueryCompiler,
+  type QueryResult,
+  type TransactionSettings,
+} from 'kysely';
+
+const STATEMENT_CACHE_SIZE = 512;
+
+/** One better-sqlite3 connection with its statement cache and a FIFO lock around it. */
+export class SqliteHandle {
+  readonly db: BetterSqlite3.Database;
+  readonly #cache = new Map<string, BetterSqlite3.Statement>();
+  #locked = false;
+  #queue: (() => void)[] = [];
+  inTransaction = false;
+  /** Reads share the writer connection (memory://), so read-only is toggled per transaction. */
+  readonly shared: boolean;
+  constructor(db: BetterSqlite3.Database, shared: boolean) {
+    this.db = db;
+    this.shared = shared;
+  }
+
+  get waiting(): number {
+    return this.#queue.length;
+  }
+  get busy(): boolean {
+    return this.#locked;
+  }
+
+  async lock(): Promise<void> {
+    if (!this.#locked) {
+      this.#locked = true;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#queue.push(resolve));
+  }
+
+  unlock(): void {
+    const next = this.#queue.shift();
+    if (next) next();
+    else this.#locked = false;
+  }
+
+  prepare(sql: string): BetterSqlite3.Statement {
+    let stmt = this.#cache.get(sql);
+    if (stmt) {
+      // Refresh LRU position.
+      this.#cache.delete(sql);
+      this.#cache.set(sql, stmt);
+      return stmt;
+    }
+    stmt = this.db.prepare(sql);
+    this.#cache.set(sql, stmt);
+    if (this.#cache.size > STATEMENT_CACHE_SIZE) {
+      const oldest = this.#cache.keys().next().value;
+      if (oldest !== undefined) this.#cache.delete(oldest);
+    }
+    return stmt;
+  }
+
+  /** Runs one statement. DDL and pragmas bypass the cache (they change what statements mean). */
+  run(sql: string, parameters: readonly unknown[]): QueryResult<unknown> {
+    const ddl = /^\s*(CREATE|DROP|ALTER|PRAGMA|VACUUM|REINDEX|ANALYZE)\b/i.test(sql);
+    const stmt = ddl ? this.db.prepare(sql) : this.prepare(sql);
+    if (stmt.reader) return { rows: stmt.all(parameters as unknown[]) };
+    const { changes, lastInsertRowid } = stmt.run(parameters as unknown[]);
+    return {
+      numAffectedRows: BigInt(changes),
+      insertId: lastInsertRowid !== undefined && lastInsertRowid !== null ? BigInt(lastInsertRowid) : undefined,
+      rows: [],
+    };
+  }
+
+  clearCache(): void {
+    this.#cache.clear();
+  }
+}
+
+class SqliteConnection implements DatabaseConnection {
+  readonly handle: SqliteHandle;
+  constructor(handle: SqliteHandle) {
+    this.handle = handle;
+  }
+  executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
+    return Promise.resolve(this.handle.run(compiled.sql, compiled.parameters) as QueryResult<R>);
+  }
+  async *streamQuery<R>(compiled: CompiledQuery, chunkSize = 1000): AsyncIterableIterator<QueryResult<R>> {
+    if (!SelectQueryNode.is(compiled.query) && !/^\s*(SELECT|WITH)\b/i.test(compiled.sql)) {
+      throw new Error('SQLite streaming supports SELECT only');
+    }
+    // A fresh statement: an iterating statement cannot be reused by other queries meanwhile.
+    const stmt = this.handle.db.prepare(compiled.sql);
+    let rows: R[] = [];
+    for (const row of stmt.iterate(compiled.parameters as unknown[])) {
+      rows.push(row as R);
+      if (rows.length >= chunkSize) {
+        yield { rows };
+        rows = [];
+      }
+    }
+    if (rows.length > 0) yield { rows };
+  }
+}
+
+class CofferSqliteDriver implements Driver {
+  readonly #handle: SqliteHandle;
+  readonly #connection: SqliteConnection;
+  constructor(handle: SqliteHandle) {
+    this.#handle = handle;
+    this.#connection = new SqliteConnection(handle);
+  }
+  async init(): Promise<void> {}
+  async acquireConnection(): Promise<DatabaseConnection> {
+    await this.#handle.lock();
+    return this.#connection;
+  }
+  async beginTransaction(_c: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    const readOnly = settings.accessMode === 'read only';
+    if (readOnly && this.#handle.shared) this.#handle.db.pragma('query_only = ON');
+    this.#handle.run(readOnly ? 'BEGIN DEFERRED' : 'BEGIN IMMEDIATE', []);
+    this.#handle.inTransaction = true;
+  }
+  async commitTransaction(): Promise<void> {
+    try {
+      this.#handle.run('COMMIT', []);
+    } finally {
+      this.#afterTransaction();
+    }
+  }
+  async rollbackTransaction(): Promise<void> {
+    try {
+      // A failed COMMIT or an error like SQLITE_FULL may already have rolled back.
+      if (this.#handle.db.inTransaction) this.#handle.run('ROLLBACK', []);
+    } finally {
+      this.#afterTransaction();
+    }
+  }
+  #afterTransaction(): void {
+    this.#handle.inTransaction = false;
+    if (this.#handle.shared) this.#handle.db.pragma('query_only = OFF');
+  }
+  async releaseConnection(): Promise<void> {
+    this.#handle.unlock();
+  }
+  async destroy(): Promise<void> {
+    // The owner closes the handle (several Kysely instances may share it).
+  }
+}
+
+export class CofferSqliteDialect implements Dialect {
+  readonly #handle: SqliteHandle;
+  constructor(handle: SqliteHandle) {
+    this.#handle = handle;
+  }
+  createDriver(): Driver {
+    return new CofferSqliteDriver(this.#handle);
+  }
+  createQueryCompiler(): QueryCompiler {
+    return new SqliteQueryCompiler();
+  }
+  createAdapter(): DialectAdapter {
+    return new SqliteAdapter();
+  }
+  createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new SqliteIntrospector(db);
+  }
+}

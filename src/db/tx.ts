@@ -1,0 +1,116 @@
+// The transaction handle every domain store takes. It exists only inside store.write/read, and
+// every use after the transaction ended throws, so a store cannot run outside one.
+import type { Kysely, SelectQueryBuilder } from 'kysely';
+import type { Dialect, Schema } from '../schema/model.js';
+import { TableCodec } from './codec.js';
+import { ReadOnlyError } from './errors.js';
+
+export type TxKind = 'read' | 'write';
+
+export class Tx {
+  readonly kind: TxKind;
+  readonly dialect: Dialect;
+  /** MariaDB rather than MySQL. */
+  readonly mariadb: boolean;
+  readonly #db: Kysely<any>;
+  readonly #codecs: Map<string, TableCodec>;
+  readonly #schema: Schema;
+  #closed = false;
+  readonly #afterCommit: (() => void)[] = [];
+
+  constructor(kind: TxKind, dialect: Dialect, mariadb: boolean, db: Kysely<any>, schema: Schema, codecs: Map<string, TableCodec>) {
+    this.kind = kind;
+    this.dialect = dialect;
+    this.mariadb = mariadb;
+    this.#db = db;
+    this.#schema = schema;
+    this.#codecs = codecs;
+  }
+
+  /** The Kysely transaction. Throws once the transaction has ended. */
+  get db(): Kysely<any> {
+    if (this.#closed) throw new Error('this transaction has ended: run store calls inside coffer.write()/read()');
+    return this.#db;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Encoder/decoder for a table of the logical schema. */
+  codec(table: string): TableCodec {
+    let c = this.#codecs.get(table);
+    if (!c) {
+      const def = this.#schema.tables.get(table);
+      if (!def) throw new Error(`unknown table ${table}`);
+      c = new TableCodec(this.dialect, def);
+      this.#codecs.set(table, c);
+    }
+    return c;
+  }
+
+  /** Domain write operations call this first, so a read transaction refuses them early. */
+  assertWritable(operation: string): void {
+    if (this.kind !== 'write') throw new ReadOnlyError(`${operation} needs a write transaction (coffer.write)`);
+  }
+
+  /** Runs after a successful commit (notifications, caches); never inside the transaction. */
+  afterCommit(fn: () => void): void {
+    this.#afterCommit.push(fn);
+  }
+
+  /** @internal */
+  end(committed: boolean): (() => void)[] {
+    this.#closed = true;
+    return committed ? this.#afterCommit.splice(0) : [];
+  }
+
+  /** Inserts one row (validated and encoded). */
+  async insert(table: string, row: Record<string, unknown>): Promise<void> {
+    this.assertWritable(`insert into ${table}`);
+    await this.db.insertInto(table).values(this.codec(table).encode(row)).execute();
+  }
+
+  /** Inserts a row with a serial key and returns the key. */
+  async insertReturningId(table: string, row: Record<string, unknown>, idColumn = 'id'): Promise<bigint> {
+    this.assertWritable(`insert into ${table}`);
+    const q = this.db.insertInto(table).values(this.codec(table).encode(row));
+    if (this.dialect === 'postgres') {
+      const r = await q.returning(idColumn).executeTakeFirstOrThrow();
+      return BigInt(String((r as Record<string, unknown>)[idColumn]));
+    }
+    const r = await q.executeTakeFirstOrThrow();
+    if (r.insertId === undefined) throw new Error(`no insert id returned for ${table}`);
+    return BigInt(r.insertId);
+  }
+
+  /**
+   * Inserts unless a row with the same `conflict` key exists; true when inserted. On MySQL any
+   * unique key conflict counts, so a false result obliges the caller to check the existing row
+   * is the same one (idempotent replay) rather than a different row colliding.
+   */
+  async insertOrIgnore(table: string, row: Record<string, unknown>, conflict: readonly string[]): Promise<boolean> {
+    this.assertWritable(`insert into ${table}`);
+    const values = this.codec(table).encode(row);
+    const q = this.db.insertInto(table).values(values);
+    let r;
+    if (this.dialect === 'mysql') {
+      const col = conflict[0]!;
+      r = await q.onDuplicateKeyUpdate({ [col]: (eb: any) => eb.ref(col) }).executeTakeFirst();
+    } else {
+      r = await q.onConflict((oc) => oc.columns(conflict as string[]).doNothing()).executeTakeFirst();
+    }
+    return BigInt(r.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
+  /**
+   * Locks the selected rows until the transaction ends (FOR UPDATE, optionally SKIP LOCKED).
+   * SQLite needs nothing: a write transaction already holds the database's write lock.
+   */
+  lockRows<QB extends SelectQueryBuilder<any, any, any>>(qb: QB, opts: { skipLocked?: boolean } = {}): QB {
+    this.assertWritable('locking read');
+    if (this.dialect === 'sqlite') return qb;
+    const locked = qb.forUpdate() as QB;
+    return opts.skipLocked ? (locked.skipLocked() as QB) : locked;
+  }
+}

@@ -1,0 +1,6 @@
+// Every domain's migrations, in the order they were written. New migrations are appended;
+// landed ones are never edited or reordered (the checksum check enforces it).
+import type { Migration } from '../migrations/migration.js';
+import core0001 from './core/0001_init.js';
+
+export const MIGRATIONS: readonly Migration[] = [core0001];

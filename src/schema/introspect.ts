@@ -1,0 +1,166 @@
+// Reads what a live database really has (tables, columns, keys, indexes, checks, triggers) in
+// the same normalised shape as compile.ts's expectations, so parity is a plain comparison.
+import { sql, type Kysely } from 'kysely';
+import { fkSignature, type SchemaFacts, type TableFacts } from './compile.js';
+import type { Dialect } from './model.js';
+
+type Row = Record<string, unknown>;
+
+async function rows(db: Kysely<any>, q: ReturnType<typeof sql>): Promise<Row[]> {
+  return (await q.execute(db)).rows as Row[];
+}
+
+function str(v: unknown): string {
+  return Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
+}
+
+function emptyTable(): TableFacts {
+  return { columns: {}, primaryKey: [], indexes: {}, foreignKeys: [], checks: [], triggers: [] };
+}
+
+function finish(facts: SchemaFacts): SchemaFacts {
+  for (const t of Object.values(facts)) {
+    t.foreignKeys.sort();
+    t.checks.sort();
+    t.triggers.sort();
+  }
+  return facts;
+}
+
+export async function introspect(db: Kysely<any>, dialect: Dialect): Promise<SchemaFacts> {
+  if (dialect === 'postgres') return introspectPostgres(db);
+  if (dialect === 'mysql') return introspectMysql(db);
+  return introspectSqlite(db);
+}
+
+async function introspectPostgres(db: Kysely<any>): Promise<SchemaFacts> {
+  const facts: SchemaFacts = {};
+  for (const r of await rows(db, sql`select c.relname as t from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = current_schema() and c.relkind in ('r', 'p')`)) {
+    facts[str(r.t)] = emptyTable();
+  }
+  const cols = await rows(db, sql`select c.relname as t, a.attname as col, format_type(a.atttypid, a.atttypmod) as type, a.attnotnull as notnull
+      from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = current_schema() and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped order by a.attnum`);
+  for (const r of cols) facts[str(r.t)]!.columns[str(r.col)] = { type: str(r.type), nullable: !r.notnull };
+  const cons = await rows(db, sql`select c.relname as t, k.conname as name, k.contype as kind, k.confdeltype as ondelete,
+        rc.relname as reft,
+        (select array_agg(a.attname::text order by x.ord) from unnest(k.conkey) with ordinality x(n, ord)
+           join pg_attribute a on a.attrelid = k.conrelid and a.attnum = x.n) as cols,
+        (select array_agg(a.attname::text order by x.ord) from unnest(k.confkey) with ordinality x(n, ord)
+           join pg_attribute a on a.attrelid = k.confrelid and a.attnum = x.n) as refcols
+      from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
+      left join pg_class rc on rc.oid = k.confrelid
+      where n.nspname = current_schema() and k.contype in ('p', 'f', 'c')`);
+  const onDelete: Record<string, string> = { a: 'no action', r: 'restrict', c: 'cascade', n: 'set null', d: 'set default' };
+  for (const r of cons) {
+    const t = facts[str(r.t)];
+    if (!t) continue;
+    const colsOf = (v: unknown) => (Array.isArray(v) ? v.map(String) : []);
+    if (r.kind === 'p') t.primaryKey = colsOf(r.cols);
+    else if (r.kind === 'c') t.checks.push(str(r.name));
+    else t.foreignKeys.push(fkSignature(colsOf(r.cols), str(r.reft), colsOf(r.refcols), onDelete[str(r.ondelete)] ?? '?'));
+  }
+  const idx = await rows(db, sql`select c.relname as t, i.relname as name, ix.indisunique as uniq,
+        (select array_agg(a.attname::text order by x.ord) from unnest(ix.indkey) with ordinality x(n, ord)
+           join pg_attribute a on a.attrelid = ix.indrelid and a.attnum = x.n) as cols
+      from pg_index ix join pg_class i on i.oid = ix.indexrelid join pg_class c on c.oid = ix.indrelid
+      join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = current_schema() and not ix.indisprimary`);
+  for (const r of idx) {
+    const t = facts[str(r.t)];
+    if (t) t.indexes[str(r.name)] = { columns: Array.isArray(r.cols) ? r.cols.map(String) : [], unique: Boolean(r.uniq) };
+  }
+  const trg = await rows(db, sql`select c.relname as t, g.tgname as name from pg_trigger g join pg_class c on c.oid = g.tgrelid
+      join pg_namespace n on n.oid = c.relnamespace where n.nspname = current_schema() and not g.tgisinternal`);
+  for (const r of trg) facts[str(r.t)]?.triggers.push(str(r.name));
+  return finish(facts);
+}
+
+function normaliseMysqlType(t: string): string {
+  // MariaDB and MySQL < 8.0.19 show display widths on integer types; they mean nothing.
+  return t.toLowerCase().replace(/^(int|bigint|smallint|mediumint)\(\d+\)/, '$1').replace(/ unsigned$/, ' unsigned');
+}
+
+async function introspectMysql(db: Kysely<any>): Promise<SchemaFacts> {
+  const facts: SchemaFacts = {};
+  for (const r of await rows(db, sql`select table_name as t from information_schema.tables where table_schema = database() and table_type = 'BASE TABLE'`)) {
+    facts[str(r.t)] = emptyTable();
+  }
+  const cols = await rows(db, sql`select table_name as t, column_name as col, column_type as type, is_nullable as nullable
+      from information_schema.columns where table_schema = database() order by table_name, ordinal_position`);
+  for (const r of cols) {
+    const t = facts[str(r.t)];
+    if (t) t.columns[str(r.col)] = { type: normaliseMysqlType(str(r.type)), nullable: str(r.nullable) === 'YES' };
+  }
+  const stats = await rows(db, sql`select table_name as t, index_name as name, non_unique as nonuniq, column_name as col
+      from information_schema.statistics where table_schema = database() order by table_name, index_name, seq_in_index`);
+  for (const r of stats) {
+    const t = facts[str(r.t)];
+    if (!t) continue;
+    const name = str(r.name);
+    if (name === 'PRIMARY') t.primaryKey.push(str(r.col));
+    else {
+      const ix = (t.indexes[name] ??= { columns: [], unique: Number(r.nonuniq) === 0 });
+      ix.columns.push(str(r.col));
+    }
+  }
+  const fks = await rows(db, sql`select k.table_name as t, k.constraint_name as name, k.column_name as col,
+        k.referenced_table_name as reft, k.referenced_column_name as refcol, r.delete_rule as ondelete
+      from information_schema.key_column_usage k join information_schema.referential_constraints r
+        on r.constraint_schema = k.constraint_schema and r.constraint_name = k.constraint_name and r.table_name = k.table_name
+      where k.table_schema = database() and k.referenced_table_name is not null
+      order by k.table_name, k.constraint_name, k.ordinal_position`);
+  const grouped = new Map<string, { t: string; cols: string[]; reft: string; refcols: string[]; ondelete: string }>();
+  for (const r of fks) {
+    const key = `${str(r.t)}.${str(r.name)}`;
+    const g = grouped.get(key) ?? { t: str(r.t), cols: [], reft: str(r.reft), refcols: [], ondelete: str(r.ondelete) };
+    g.cols.push(str(r.col));
+    g.refcols.push(str(r.refcol));
+    grouped.set(key, g);
+  }
+  for (const g of grouped.values()) facts[g.t]?.foreignKeys.push(fkSignature(g.cols, g.reft, g.refcols, g.ondelete));
+  const checks = await rows(db, sql`select table_name as t, constraint_name as name from information_schema.table_constraints
+      where table_schema = database() and constraint_type = 'CHECK'`);
+  for (const r of checks) facts[str(r.t)]?.checks.push(str(r.name));
+  const trg = await rows(db, sql`select event_object_table as t, trigger_name as name from information_schema.triggers where trigger_schema = database()`);
+  for (const r of trg) facts[str(r.t)]?.triggers.push(str(r.name));
+  return finish(facts);
+}
+
+async function introspectSqlite(db: Kysely<any>): Promise<SchemaFacts> {
+  const facts: SchemaFacts = {};
+  const tables = await rows(db, sql`select name, sql from sqlite_schema where type = 'table' and name not like 'sqlite_%'`);
+  for (const tr of tables) {
+    const name = str(tr.name);
+    const t = emptyTable();
+    facts[name] = t;
+    const cols = await rows(db, sql`select name, type, "notnull" as nn, pk from pragma_table_xinfo(${name}) where hidden = 0 order by cid`);
+    const pk: { col: string; n: number }[] = [];
+    for (const c of cols) {
+      t.columns[str(c.name)] = { type: str(c.type).toUpperCase(), nullable: Number(c.nn) === 0 };
+      if (Number(c.pk) > 0) pk.push({ col: str(c.name), n: Number(c.pk) });
+    }
+    t.primaryKey = pk.sort((a, b) => a.n - b.n).map((p) => p.col);
+    const idx = await rows(db, sql`select name, "unique" as uniq, origin from pragma_index_list(${name})`);
+    for (const i of idx) {
+      if (str(i.origin) === 'pk') continue;
+      const icols = await rows(db, sql`select name from pragma_index_info(${str(i.name)}) order by seqno`);
+      t.indexes[str(i.name)] = { columns: icols.map((x) => str(x.name)), unique: Number(i.uniq) === 1 };
+    }
+    const fks = await rows(db, sql`select id, seq, "table" as reft, "from" as col, "to" as refcol, on_delete from pragma_foreign_key_list(${name}) order by id, seq`);
+    const byId = new Map<number, { cols: string[]; refcols: string[]; reft: string; od: string }>();
+    for (const f of fks) {
+      const g = byId.get(Number(f.id)) ?? { cols: [], refcols: [], reft: str(f.reft), od: str(f.on_delete) };
+      g.cols.push(str(f.col));
+      g.refcols.push(str(f.refcol));
+      byId.set(Number(f.id), g);
+    }
+    for (const g of byId.values()) t.foreignKeys.push(fkSignature(g.cols, g.reft, g.refcols, g.od));
+    // SQLite keeps no catalogue of CHECKs; the named ones are read back from the table's DDL.
+    for (const m of str(tr.sql).matchAll(/CONSTRAINT\s+"([^"]+)"\s+CHECK\b/gi)) t.checks.push(m[1]!);
+  }
+  const trg = await rows(db, sql`select tbl_name as t, name from sqlite_schema where type = 'trigger'`);
+  for (const r of trg) facts[str(r.t)]?.triggers.push(str(r.name));
+  return finish(facts);
+}
