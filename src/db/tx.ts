@@ -91,15 +91,19 @@ export class Tx {
    */
   async insertOrIgnore(table: string, row: Record<string, unknown>, conflict: readonly string[]): Promise<boolean> {
     this.assertWritable(`insert into ${table}`);
-    const values = this.codec(table).encode(row);
-    const q = this.db.insertInto(table).values(values);
-    let r;
+    const q = this.db.insertInto(table).values(this.codec(table).encode(row));
     if (this.dialect === 'mysql') {
-      const col = conflict[0]!;
-      r = await q.onDuplicateKeyUpdate({ [col]: (eb: any) => eb.ref(col) }).executeTakeFirst();
-    } else {
-      r = await q.onConflict((oc) => oc.columns(conflict as string[]).doNothing()).executeTakeFirst();
+      // InnoDB rolls back only the failed statement on a duplicate key, so the transaction
+      // goes on; ON DUPLICATE KEY UPDATE cannot tell "ignored" from "inserted" under FOUND_ROWS.
+      try {
+        await q.execute();
+        return true;
+      } catch (e) {
+        if ((e as { errno?: number }).errno === 1062) return false;
+        throw e;
+      }
     }
+    const r = await q.onConflict((oc) => oc.columns(conflict as string[]).doNothing()).executeTakeFirst();
     return BigInt(r.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 

@@ -1,0 +1,51 @@
+// `coffer serve`: open (and migrate) the database, listen, and shut down cleanly on SIGINT or
+// SIGTERM: stop accepting, drain in-flight requests, close the pool.
+import { pino } from 'pino';
+import type { CofferConfig } from '../config/config.js';
+import { ConfigError } from '../db/errors.js';
+import { StoreMetrics } from '../db/metrics.js';
+import { Coffer } from '../db/store.js';
+import { redactUrl } from '../db/url.js';
+import { buildApp } from '../server/app.js';
+
+export const LOG_REDACT = ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', '*.apiKey', '*.secret', '*.token'];
+
+export async function serve(config: CofferConfig): Promise<void> {
+  const logger = pino({ level: config.log.level, redact: { paths: LOG_REDACT, censor: '[redacted]' } });
+  const coffer = await Coffer.open({
+    config,
+    migrate: config.migrate.auto ? 'apply' : 'verify',
+    logger,
+    metrics: new StoreMetrics(undefined, { defaultMetrics: true }),
+  });
+  const app = await buildApp({ coffer, logger });
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (e) {
+    await coffer.close();
+    const err = e as { code?: string; message: string };
+    throw new ConfigError(
+      `cannot listen on ${config.server.host}:${config.server.port}: ${err.code === 'EADDRINUSE' ? 'address already in use (set --port or COFFER_PORT)' : err.message}`,
+      { field: 'server.port' },
+    );
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.server.port;
+  process.stdout.write(`coffer listening on http://${config.server.host}:${port} (${coffer.engine.label}: ${redactUrl(config.database.url)})\n`);
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down: draining requests');
+      app
+        .close()
+        .then(() => coffer.close())
+        .catch((e: unknown) => logger.error({ err: (e as Error).message }, 'error during shutdown'))
+        .finally(resolve);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

@@ -1,0 +1,348 @@
+// The unit of work on every backend: exact types, typed errors, read-only reads, transactions
+// that cannot leak, retries, isolation and session settings.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import fc from 'fast-check';
+import { sql } from 'kysely';
+import { UINT256_MAX, INT64_MAX, INT64_MIN, toBigInt } from '../src/db/codec.js';
+import {
+  CheckViolationError,
+  ForeignKeyViolationError,
+  NotNullViolationError,
+  ReadOnlyError,
+  UniqueViolationError,
+  ValidationError,
+  CofferError,
+} from '../src/db/errors.js';
+import { ISOLATION } from '../src/db/engine.js';
+import type { Coffer } from '../src/db/store.js';
+import type { Tx } from '../src/db/tx.js';
+import { FIXTURE_MIGRATIONS } from './fixtures/kitchen-sink.js';
+import { forEachBackend } from './harness.js';
+
+let seq = 0;
+function account(over: Record<string, unknown> = {}): Record<string, unknown> {
+  seq++;
+  return {
+    name: `acct-${seq}-${Math.random().toString(36).slice(2, 8)}`,
+    hash: (seq.toString(16) + 'ab'.repeat(32)).slice(0, 64).padEnd(64, '0'),
+    created_at: new Date(1_700_000_000_123 + seq),
+    ...over,
+  };
+}
+
+async function countRows(tx: Tx, table: string): Promise<bigint> {
+  const r = await tx.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+  return toBigInt((r as { n: unknown }).n);
+}
+
+forEachBackend('store', (ctx) => {
+  let coffer: Coffer;
+  before(async () => {
+    coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+  });
+
+  test('every logical type round-trips exactly', async () => {
+    const row = account({
+      balance: INT64_MAX,
+      supply: UINT256_MAX,
+      pubkey: '02' + 'ff'.repeat(32),
+      payload: Buffer.from([0, 1, 2, 255, 0]),
+      active: false,
+      created_at: new Date('2024-02-29T23:59:59.987Z'),
+      doc: { nested: [1, 'two', { three: true }], unicode: 'ünïcødé ✓ 𝄞' },
+      status: 'frozen',
+      small: -2147483648,
+      note: 'emoji 🚀 and quotes \' " and backslash \\',
+    });
+    const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', row));
+    assert.equal(typeof id, 'bigint');
+    const got = await coffer.read(async (tx) =>
+      tx.codec('fx_accounts').decode<Record<string, unknown>>(await tx.db.selectFrom('fx_accounts').selectAll().where('id', '=', id).executeTakeFirstOrThrow()),
+    );
+    assert.equal(got.id, id);
+    assert.equal(got.balance, INT64_MAX);
+    assert.equal(got.supply, UINT256_MAX);
+    assert.equal(got.pubkey, row.pubkey);
+    assert.deepEqual(got.payload, row.payload);
+    assert.equal(got.active, false);
+    assert.equal((got.created_at as Date).toISOString(), '2024-02-29T23:59:59.987Z');
+    assert.deepEqual(got.doc, row.doc);
+    assert.equal(got.status, 'frozen');
+    assert.equal(got.small, -2147483648);
+    assert.equal(got.note, row.note);
+  });
+
+  test('defaults apply on every backend', async () => {
+    const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', account()));
+    const got = await coffer.read(async (tx) =>
+      tx.codec('fx_accounts').decode<Record<string, unknown>>(await tx.db.selectFrom('fx_accounts').selectAll().where('id', '=', id).executeTakeFirstOrThrow()),
+    );
+    assert.equal(got.balance, 0n);
+    assert.equal(got.supply, 0n);
+    assert.equal(got.active, true);
+    assert.equal(got.status, 'open');
+  });
+
+  test('property: any int64 and uint256 value survives the database unchanged', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.bigInt({ min: 0n, max: INT64_MAX }), fc.bigInt({ min: 0n, max: UINT256_MAX }), async (balance, supply) => {
+        const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', account({ balance, supply })));
+        const got = await coffer.read(async (tx) =>
+          tx.codec('fx_accounts').decode<{ balance: bigint; supply: bigint }>(
+            await tx.db.selectFrom('fx_accounts').select(['balance', 'supply']).where('id', '=', id).executeTakeFirstOrThrow(),
+          ),
+        );
+        assert.equal(got.balance, balance);
+        assert.equal(got.supply, supply);
+      }),
+      { numRuns: 25 },
+    );
+    // Negative int64 goes through a plain bigint column.
+    await coffer.write((tx) => tx.insert('fx_entries', { account_id: 1n, seq: 999, amount: INT64_MIN }).catch(() => undefined));
+  });
+
+  test('bad input is a ValidationError naming the field, and nothing is written', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ hash: 'AB'.repeat(32) }, 'hash'],
+      [{ hash: 'ab' }, 'hash'],
+      [{ hash: 'zz'.repeat(32) }, 'hash'],
+      [{ pubkey: 'abc' }, 'pubkey'],
+      [{ balance: INT64_MAX + 1n }, 'balance'],
+      [{ balance: 1.5 }, 'balance'],
+      [{ supply: -1n }, 'supply'],
+      [{ supply: UINT256_MAX + 1n }, 'supply'],
+      [{ status: 'deleted' }, 'status'],
+      [{ name: 'x'.repeat(41) }, 'name'],
+      [{ created_at: new Date('nonsense') }, 'created_at'],
+      [{ small: 2 ** 31 }, 'small'],
+      [{ active: 'yes' }, 'active'],
+      [{ name: 'nul\u0000byte' }, 'name'],
+    ];
+    const before = await coffer.read((tx) => countRows(tx, 'fx_accounts'));
+    for (const [over, field] of cases) {
+      await assert.rejects(
+        coffer.write((tx) => tx.insert('fx_accounts', account(over))),
+        (e: unknown) => e instanceof ValidationError && e.details.field === field,
+        `expected ValidationError on ${field} for ${JSON.stringify(over, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`,
+      );
+    }
+    assert.equal(await coffer.read((tx) => countRows(tx, 'fx_accounts')), before);
+  });
+
+  test('the database itself rejects what bypasses the codec (constraints are real on every backend)', async () => {
+    const raw = async (column: string, value: unknown) => {
+      const base = { name: `raw-${Math.random()}`, hash: 'c'.repeat(64), created_at: coffer.dialect === 'sqlite' ? 1 : new Date() } as Record<string, unknown>;
+      base[column] = value;
+      await coffer.write((tx) => tx.db.insertInto('fx_accounts').values(base).execute());
+    };
+    await assert.rejects(raw('hash', 'C'.repeat(64)), CheckViolationError);
+    await assert.rejects(raw('hash', 'c'.repeat(63)), (e: unknown) => e instanceof CheckViolationError || e instanceof ValidationError);
+    await assert.rejects(raw('status', 'bogus'), CheckViolationError);
+    await assert.rejects(raw('supply', '-5'), (e: unknown) => e instanceof CheckViolationError || e instanceof ValidationError);
+    await assert.rejects(raw('balance', -1), CheckViolationError);
+    await assert.rejects(raw('name', 'n'.repeat(41)), (e: unknown) => e instanceof CheckViolationError || e instanceof ValidationError);
+  });
+
+  test('unique, foreign key, check and not-null violations map to typed errors', async () => {
+    const a = account();
+    await coffer.write((tx) => tx.insert('fx_accounts', a));
+    await assert.rejects(
+      coffer.write((tx) => tx.insert('fx_accounts', { ...account(), name: a.name })),
+      (e: unknown) => e instanceof UniqueViolationError && /uq_fx_accounts_name|name/.test(String(e.details.constraint ?? e.message)),
+    );
+    await assert.rejects(coffer.write((tx) => tx.insert('fx_entries', { account_id: 987654321n, seq: 1, amount: 5n })), ForeignKeyViolationError);
+    await assert.rejects(coffer.write((tx) => tx.insert('fx_accounts', account({ balance: -5n }))), (e: unknown) => e instanceof CheckViolationError);
+    await assert.rejects(
+      coffer.write((tx) => tx.db.insertInto('fx_counters').values({ name: null, value: 1 }).execute()),
+      (e: unknown) => e instanceof NotNullViolationError || (e instanceof CofferError && e.code === 'not_null_violation'),
+    );
+  });
+
+  test('a failed write rolls back everything it did', async () => {
+    const before = await coffer.read((tx) => countRows(tx, 'fx_accounts'));
+    await assert.rejects(
+      coffer.write(async (tx) => {
+        await tx.insert('fx_accounts', account());
+        await tx.insert('fx_accounts', account());
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
+    assert.equal(await coffer.read((tx) => countRows(tx, 'fx_accounts')), before);
+  });
+
+  test('read transactions refuse writes', async () => {
+    await assert.rejects(coffer.read((tx) => tx.insert('fx_counters', { name: 'ro', value: 1n })), ReadOnlyError);
+    await assert.rejects(
+      coffer.read((tx) => tx.db.insertInto('fx_counters').values({ name: 'ro2', value: 1 }).execute()),
+      (e: unknown) => e instanceof CofferError && e.code === 'read_only',
+    );
+    assert.equal(await coffer.read((tx) => countRows(tx, 'fx_counters').then(() => tx.db.selectFrom('fx_counters').where('name', 'like', 'ro%').selectAll().execute())).then((r) => r.length), 0);
+  });
+
+  test('a transaction handle cannot be used after its transaction ended', async () => {
+    let leaked: Tx | undefined;
+    await coffer.write(async (tx) => {
+      leaked = tx;
+    });
+    assert.throws(() => leaked!.db, /transaction has ended/);
+    await assert.rejects(leaked!.insert('fx_counters', { name: 'leak', value: 1n }), /transaction has ended/);
+  });
+
+  test('insertOrIgnore is idempotent and reports whether it inserted', async () => {
+    const r1 = await coffer.write((tx) => tx.insertOrIgnore('fx_counters', { name: 'idem', value: 1n }, ['name']));
+    const r2 = await coffer.write((tx) => tx.insertOrIgnore('fx_counters', { name: 'idem', value: 1n }, ['name']));
+    assert.equal(r1, true);
+    assert.equal(r2, false);
+  });
+
+  test('concurrent read-modify-write under lockRows loses no update', async () => {
+    await coffer.write((tx) => tx.insert('fx_counters', { name: 'race', value: 0n }));
+    const workers = 8;
+    const perWorker = 10;
+    await Promise.all(
+      Array.from({ length: workers }, () =>
+        (async () => {
+          for (let i = 0; i < perWorker; i++) {
+            await coffer.write(
+              async (tx) => {
+                const row = await tx.lockRows(tx.db.selectFrom('fx_counters').select('value').where('name', '=', 'race')).executeTakeFirstOrThrow();
+                const next = toBigInt(row.value) + 1n;
+                await tx.db.updateTable('fx_counters').set({ value: next }).where('name', '=', 'race').execute();
+              },
+              { op: 'test.increment' },
+            );
+          }
+        })(),
+      ),
+    );
+    const v = await coffer.read((tx) => tx.db.selectFrom('fx_counters').select('value').where('name', '=', 'race').executeTakeFirstOrThrow());
+    assert.equal(toBigInt(v.value), BigInt(workers * perWorker));
+  });
+
+  test('session settings are pinned at connect', async () => {
+    await coffer.read(async (tx) => {
+      if (tx.dialect === 'sqlite') {
+        const fk = await sql<{ foreign_keys: bigint }>`pragma foreign_keys`.execute(tx.db);
+        assert.equal(Number(fk.rows[0]!.foreign_keys), 1);
+        const bt = await sql<{ timeout: bigint }>`pragma busy_timeout`.execute(tx.db);
+        assert.equal(Number(bt.rows[0]!.timeout), 5000);
+        const sync = await sql<{ synchronous: bigint }>`pragma synchronous`.execute(tx.db);
+        assert.equal(Number(sync.rows[0]!.synchronous), 1); // NORMAL
+        if (ctx.backend === 'sqlite') {
+          const jm = await sql<{ journal_mode: string }>`pragma journal_mode`.execute(tx.db);
+          assert.equal(jm.rows[0]!.journal_mode, 'wal');
+        }
+      } else if (tx.dialect === 'postgres') {
+        const q = async (name: string) => String(Object.values((await sql.raw(`show ${name}`).execute(tx.db)).rows[0] as Record<string, unknown>)[0]);
+        assert.equal(await q('timezone'), 'UTC');
+        assert.equal(await q('statement_timeout'), '30s');
+        assert.equal(await q('lock_timeout'), '10s');
+        assert.equal(await q('application_name'), 'coffer');
+        assert.equal(await q('transaction_isolation'), ISOLATION.postgres);
+      } else {
+        const r = (await sql`select @@session.time_zone as tz, @@session.sql_mode as mode, @@session.tx_isolation as iso, @@character_set_connection as cs`.execute(tx.db)).rows[0] as Record<string, string>;
+        assert.equal(r.tz, '+00:00');
+        assert.match(r.mode!, /STRICT_ALL_TABLES/);
+        assert.equal(r.iso!.replace('-', ' ').toLowerCase(), ISOLATION.mysql);
+        assert.equal(r.cs, 'utf8mb4');
+      }
+    });
+  });
+
+  test('timestamps are stored as UTC with millisecond precision', async () => {
+    const when = new Date('2031-06-15T12:34:56.789Z');
+    const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', account({ created_at: when })));
+    const found = await coffer.read((tx) =>
+      tx.db.selectFrom('fx_accounts').select('id').where('created_at', '=', tx.codec('fx_accounts').encode({ created_at: when }).created_at as never).where('id', '=', id).execute(),
+    );
+    assert.equal(found.length, 1);
+  });
+
+  test('metrics record operations, errors and pool state', async () => {
+    await coffer.write(async () => undefined, { op: 'test.metrics' });
+    await assert.rejects(coffer.write(() => Promise.reject(new UniqueViolationError('x')), { op: 'test.metrics' }));
+    const text = await coffer.metrics.registry.metrics();
+    assert.match(text, /coffer_store_operation_duration_seconds_count\{op="test.metrics",kind="write",backend="[a-z]+"\} [1-9]/);
+    assert.match(text, /coffer_store_operation_errors_total\{op="test.metrics",backend="[a-z]+",code="unique_violation"\} 1/);
+    assert.match(text, /coffer_pool_connections_total\{database="[a-z]+"\} [1-9]/);
+    assert.match(text, /coffer_pool_connections_idle/);
+    assert.match(text, /coffer_pool_waiting_requests/);
+    assert.match(text, /coffer_pool_connections_created/);
+    assert.match(text, /coffer_pool_connections_closed/);
+    assert.match(text, /coffer_transaction_retries_total/);
+  });
+});
+
+// Deadlocks are retried, not surfaced: two transactions lock two rows in opposite order.
+forEachBackend(
+  'store retries',
+  (ctx) => {
+    test('a deadlock between two writers is retried and both commit', async () => {
+      const coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS, settings: { lockTimeoutMs: 20_000 } });
+      await coffer.write(async (tx) => {
+        await tx.insert('fx_counters', { name: 'dl-a', value: 0n });
+        await tx.insert('fx_counters', { name: 'dl-b', value: 0n });
+      });
+      let firstHold!: () => void;
+      let secondHold!: () => void;
+      const aLocked = new Promise<void>((r) => (firstHold = r));
+      const bLocked = new Promise<void>((r) => (secondHold = r));
+      let attempts = 0;
+      const bump = (tx: Tx, name: string) =>
+        tx.db.updateTable('fx_counters').set((eb) => ({ value: eb('value', '+', 1) })).where('name', '=', name).execute();
+      const t1 = coffer.write(async (tx) => {
+        attempts++;
+        await bump(tx, 'dl-a');
+        firstHold();
+        await bLocked;
+        await bump(tx, 'dl-b');
+      }, { op: 'test.deadlock' });
+      const t2 = coffer.write(async (tx) => {
+        attempts++;
+        await bump(tx, 'dl-b');
+        secondHold();
+        await aLocked;
+        await bump(tx, 'dl-a');
+      }, { op: 'test.deadlock' });
+      await Promise.all([t1, t2]);
+      assert.ok(attempts >= 3, `expected a retry, saw ${attempts} attempts`);
+      const rows = await coffer.read((tx) => tx.db.selectFrom('fx_counters').select(['name', 'value']).where('name', 'in', ['dl-a', 'dl-b']).execute());
+      for (const r of rows) assert.equal(toBigInt(r.value), 2n);
+      const text = await coffer.metrics.registry.metrics();
+      assert.match(text, /coffer_transaction_retries_total\{op="test.deadlock",backend="(postgres|mysql)"\} [1-9]/);
+    });
+  },
+  ['postgres', 'mysql'],
+);
+
+// Two processes sharing one SQLite file (the service and a CLI): a writer that finds the file
+// locked past busy_timeout backs off and retries instead of failing.
+forEachBackend(
+  'store sqlite sharing',
+  (ctx) => {
+    test('a second connection waiting on the write lock retries until it gets it', async () => {
+      const db = await ctx.newDatabase();
+      const holder = await ctx.open({ url: db.url, migrations: FIXTURE_MIGRATIONS });
+      const waiter = await ctx.open({ url: db.url, migrations: FIXTURE_MIGRATIONS, settings: { busyTimeoutMs: 20 } });
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let started!: () => void;
+      const isHolding = new Promise<void>((r) => (started = r));
+      const h = holder.write(async (tx) => {
+        await tx.insert('fx_counters', { name: 'share-1', value: 1n });
+        started();
+        await held;
+      });
+      await isHolding;
+      const w = waiter.write((tx) => tx.insert('fx_counters', { name: 'share-2', value: 2n }), { op: 'test.busy' });
+      setTimeout(release, 100);
+      await Promise.all([h, w]);
+      const names = await waiter.read((tx) => tx.db.selectFrom('fx_counters').select('name').where('name', 'like', 'share-%').execute());
+      assert.equal(names.length, 2);
+      assert.match(await waiter.metrics.registry.metrics(), /coffer_transaction_retries_total\{op="test.busy",backend="sqlite"\} [1-9]/);
+    });
+  },
+  ['sqlite'],
+);
