@@ -1,6 +1,7 @@
 // The unit of work on every backend: exact types, typed errors, read-only reads, transactions
 // that cannot leak, retries, isolation and session settings.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { before, test } from 'node:test';
 import fc from 'fast-check';
 import { sql } from 'kysely';
@@ -318,30 +319,56 @@ forEachBackend(
 );
 
 // Two processes sharing one SQLite file (the service and a CLI): a writer that finds the file
-// locked past busy_timeout backs off and retries instead of failing.
+// locked past busy_timeout backs off and retries instead of failing. Instances inside one
+// process share the connection and queue on an in-process lock instead.
 forEachBackend(
   'store sqlite sharing',
   (ctx) => {
-    test('a second connection waiting on the write lock retries until it gets it', async () => {
+    test('a writer blocked by another process retries until the lock is released', async () => {
       const db = await ctx.newDatabase();
-      const holder = await ctx.open({ url: db.url, migrations: FIXTURE_MIGRATIONS });
       const waiter = await ctx.open({ url: db.url, migrations: FIXTURE_MIGRATIONS, settings: { busyTimeoutMs: 20 } });
-      let release!: () => void;
-      const held = new Promise<void>((r) => (release = r));
-      let started!: () => void;
-      const isHolding = new Promise<void>((r) => (started = r));
-      const h = holder.write(async (tx) => {
-        await tx.insert('fx_counters', { name: 'share-1', value: 1n });
-        started();
-        await held;
+      const path = db.url.slice('sqlite:'.length);
+      const holder = spawn(
+        process.execPath,
+        [
+          '-e',
+          `const D = require('better-sqlite3'); const db = new D(${JSON.stringify(path)});
+           db.exec('BEGIN IMMEDIATE'); db.exec("INSERT INTO fx_counters (name, value) VALUES ('share-1', 1)");
+           process.stdout.write('locked\\n');
+           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400);
+           db.exec('COMMIT'); db.close();`,
+        ],
+        { cwd: new URL('..', import.meta.url) },
+      );
+      const exited = new Promise((r) => holder.once('exit', r));
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout.once('data', () => resolve());
+        void exited.then((code) => reject(new Error(`holder exited early (${code})`)));
       });
-      await isHolding;
-      const w = waiter.write((tx) => tx.insert('fx_counters', { name: 'share-2', value: 2n }), { op: 'test.busy' });
-      setTimeout(release, 100);
-      await Promise.all([h, w]);
+      await waiter.write((tx) => tx.insert('fx_counters', { name: 'share-2', value: 2n }), { op: 'test.busy' });
+      await exited;
       const names = await waiter.read((tx) => tx.db.selectFrom('fx_counters').select('name').where('name', 'like', 'share-%').execute());
       assert.equal(names.length, 2);
       assert.match(await waiter.metrics.registry.metrics(), /coffer_transaction_retries_total\{op="test.busy",backend="sqlite"\} [1-9]/);
+    });
+
+    test('two instances in one process share the file without blocking each other', async () => {
+      const db = await ctx.newDatabase();
+      const a = await ctx.open({ url: db.url, migrations: FIXTURE_MIGRATIONS });
+      const b = await ctx.open({ url: db.url, migrations: FIXTURE_MIGRATIONS });
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      const started = Date.now();
+      const h = a.write(async (tx) => {
+        await tx.insert('fx_counters', { name: 'inproc-1', value: 1n });
+        await held;
+      });
+      const w = b.write((tx) => tx.insert('fx_counters', { name: 'inproc-2', value: 2n }));
+      setTimeout(release, 50);
+      await Promise.all([h, w]);
+      assert.ok(Date.now() - started < 2000, 'no busy_timeout stall');
+      const n = await b.read((tx) => tx.db.selectFrom('fx_counters').select('name').where('name', 'like', 'inproc-%').execute());
+      assert.equal(n.length, 2);
     });
   },
   ['sqlite'],

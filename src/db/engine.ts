@@ -96,34 +96,83 @@ function tlsOptions(t: ServerTarget): false | { rejectUnauthorized: boolean; ca?
   return { rejectUnauthorized: true, ...(ca ? { ca } : {}) };
 }
 
-function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSettings): Engine {
-  const open = (): Database.Database => {
-    const db = new Database(target.path, { timeout: s.busyTimeoutMs });
+interface SharedSqliteFile {
+  writer: SqliteHandle;
+  reader: SqliteHandle;
+  refs: number;
+}
+
+// Connections to one SQLite file are shared by every Coffer instance in this process: two
+// instances then queue on one in-process lock instead of one blocking the event loop in
+// busy_timeout while the other (same thread) can never finish. Other processes still contend
+// through SQLite's file lock, busy_timeout and the retry loop.
+const sharedFiles = new Map<string, SharedSqliteFile>();
+
+function openSqliteConnection(path: string, s: EngineSettings): Database.Database {
+  const db = new Database(path, { timeout: s.busyTimeoutMs });
+  try {
     db.defaultSafeIntegers(true);
     db.pragma(`busy_timeout = ${s.busyTimeoutMs}`);
     db.pragma('foreign_keys = ON');
     db.pragma(`synchronous = ${s.sqliteSynchronous}`);
     return db;
-  };
-  let writerDb: Database.Database;
-  let readerDb: Database.Database | undefined;
-  try {
-    if (!target.memory) mkdirSync(dirname(resolve(target.path)), { recursive: true });
-    writerDb = open();
-    if (!target.memory) {
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
+
+function acquireSqliteFile(target: DbTarget & { backend: 'sqlite' }, s: EngineSettings): { shared: SharedSqliteFile; release: () => void } {
+  if (target.memory) {
+    const handle = new SqliteHandle(openSqliteConnection(':memory:', s), true);
+    const shared = { writer: handle, reader: handle, refs: 1 };
+    return { shared, release: () => handle.close() };
+  }
+  const key = resolve(target.path);
+  let shared = sharedFiles.get(key);
+  if (!shared) {
+    mkdirSync(dirname(key), { recursive: true });
+    const writerDb = openSqliteConnection(key, s);
+    try {
       const mode = writerDb.pragma('journal_mode = WAL', { simple: true });
       if (String(mode).toLowerCase() !== 'wal') throw new Error(`could not switch ${target.path} to WAL (got ${mode})`);
-      readerDb = open();
+      const readerDb = openSqliteConnection(key, s);
       readerDb.pragma('query_only = ON');
+      shared = { writer: new SqliteHandle(writerDb, false), reader: new SqliteHandle(readerDb, false), refs: 0 };
+    } catch (e) {
+      writerDb.close();
+      throw e;
     }
+    sharedFiles.set(key, shared);
+  }
+  shared.refs++;
+  const s2 = shared;
+  let released = false;
+  return {
+    shared: s2,
+    release: () => {
+      if (released) return;
+      released = true;
+      if (--s2.refs === 0) {
+        sharedFiles.delete(key);
+        s2.writer.close();
+        s2.reader.close();
+      }
+    },
+  };
+}
+
+function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSettings): Engine {
+  let acquired: ReturnType<typeof acquireSqliteFile>;
+  try {
+    acquired = acquireSqliteFile(target, s);
   } catch (e) {
     throw connectionFailure(target, e);
   }
-  const writerHandle = new SqliteHandle(writerDb, target.memory);
-  const readerHandle = readerDb ? new SqliteHandle(readerDb, false) : writerHandle;
+  const { writer: writerHandle, reader: readerHandle } = acquired.shared;
   const writer = new Kysely<any>({ dialect: new CofferSqliteDialect(writerHandle) });
-  const reader = readerDb ? new Kysely<any>({ dialect: new CofferSqliteDialect(readerHandle) }) : writer;
-  const handles = readerDb ? [writerHandle, readerHandle] : [writerHandle];
+  const reader = readerHandle !== writerHandle ? new Kysely<any>({ dialect: new CofferSqliteDialect(readerHandle) }) : writer;
+  const handles = readerHandle !== writerHandle ? [writerHandle, readerHandle] : [writerHandle];
   return {
     target,
     backend: 'sqlite',
@@ -139,14 +188,11 @@ function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSettings)
       created: handles.length,
       closed: 0,
     }),
-    serverVersion: async () => `SQLite ${(writerDb.prepare('select sqlite_version() as v').get() as { v: string }).v}`,
+    serverVersion: async () => `SQLite ${(writerHandle.db.prepare('select sqlite_version() as v').get() as { v: string }).v}`,
     close: async () => {
       await writer.destroy();
       if (reader !== writer) await reader.destroy();
-      for (const h of handles) {
-        h.clearCache();
-        if (h.db.open) h.db.close();
-      }
+      acquired.release();
     },
   };
 }

@@ -87,8 +87,9 @@ export class SqliteHandle {
     };
   }
 
-  clearCache(): void {
+  close(): void {
     this.#cache.clear();
+    if (this.db.open) this.db.close();
   }
 }
 

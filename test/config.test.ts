@@ -1,0 +1,89 @@
+// Database URLs and configuration layering: defaults < file < environment < flags, one clear
+// error naming the field for anything wrong, passwords never printed.
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { DEFAULT_DATABASE_URL, loadConfig, redactConfig } from '../src/config/config.js';
+import { ConfigError } from '../src/db/errors.js';
+import { parseDatabaseUrl, redactUrl } from '../src/db/url.js';
+
+test('database URLs pick the backend', () => {
+  assert.deepEqual(parseDatabaseUrl('sqlite:./data/coffer.db'), { backend: 'sqlite', memory: false, path: './data/coffer.db', url: 'sqlite:./data/coffer.db' });
+  assert.equal((parseDatabaseUrl('sqlite://./x.db') as { path: string }).path, './x.db');
+  assert.equal((parseDatabaseUrl('sqlite:///var/lib/coffer.db') as { path: string }).path, '/var/lib/coffer.db');
+  assert.equal(parseDatabaseUrl('memory://').backend, 'sqlite');
+  assert.equal((parseDatabaseUrl('memory://') as { memory: boolean }).memory, true);
+  const pg = parseDatabaseUrl('postgresql://alice:s%40cret@db.example:6543/coffer?sslmode=verify-full&sslrootcert=/etc/ca.pem');
+  assert.equal(pg.backend, 'postgres');
+  if (pg.backend !== 'postgres') return;
+  assert.equal(pg.host, 'db.example');
+  assert.equal(pg.port, 6543);
+  assert.equal(pg.user, 'alice');
+  assert.equal(pg.password, 's@cret');
+  assert.equal(pg.database, 'coffer');
+  assert.deepEqual(pg.ssl, { mode: 'verify-full', caFile: '/etc/ca.pem' });
+  const my = parseDatabaseUrl('mariadb://root@127.0.0.1/test?ssl-mode=REQUIRED');
+  assert.equal(my.backend, 'mysql');
+  if (my.backend === 'mysql') {
+    assert.equal(my.port, 3306);
+    assert.equal(my.ssl.mode, 'require');
+  }
+});
+
+test('malformed URLs give one ConfigError naming database.url', () => {
+  const bad = ['', 'foo://x/y', 'postgres://host', 'postgres://:5432/db', 'mysql://h:99999/db', 'sqlite:', 'not a url', 'postgres://h/db?sslmode=sometimes', 'postgres://h/db?weird=1'];
+  for (const url of bad) {
+    assert.throws(() => parseDatabaseUrl(url), (e: unknown) => e instanceof ConfigError && e.details.field === 'database.url' && !e.message.includes('\n'), url);
+  }
+});
+
+test('passwords are redacted', () => {
+  assert.equal(redactUrl('postgres://u:topsecret@h:5432/db'), 'postgres://u:***@h:5432/db');
+  assert.equal(redactUrl('mysql://root@h/db'), 'mysql://root@h/db');
+  const cfg = redactConfig(loadConfig({ env: {}, flags: { 'database.url': 'postgres://u:topsecret@h/db' } }));
+  assert.ok(!JSON.stringify(cfg).includes('topsecret'));
+});
+
+test('layers: defaults < file < environment < flags; COFFER_DATABASE_URL beats DATABASE_URL', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-cfg-'));
+  const file = join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ database: { url: 'sqlite:./from-file.db', poolMax: 3 }, server: { port: 9000 } }));
+  assert.equal(loadConfig({ env: {} }).database.url, DEFAULT_DATABASE_URL);
+  const fromFile = loadConfig({ env: {}, configFile: file });
+  assert.equal(fromFile.database.url, 'sqlite:./from-file.db');
+  assert.equal(fromFile.database.poolMax, 3);
+  assert.equal(fromFile.server.port, 9000);
+  const fromEnv = loadConfig({ env: { DATABASE_URL: 'sqlite:./seed.db', COFFER_PORT: '9100' }, configFile: file });
+  assert.equal(fromEnv.database.url, 'sqlite:./seed.db');
+  assert.equal(fromEnv.server.port, 9100);
+  const both = loadConfig({ env: { DATABASE_URL: 'sqlite:./seed.db', COFFER_DATABASE_URL: 'sqlite:./coffer.db' }, configFile: file });
+  assert.equal(both.database.url, 'sqlite:./coffer.db');
+  const flags = loadConfig({ env: { COFFER_DATABASE_URL: 'sqlite:./coffer.db', COFFER_PORT: '9100' }, configFile: file, flags: { 'database.url': 'memory://', 'server.port': '9200' } });
+  assert.equal(flags.database.url, 'memory://');
+  assert.equal(flags.server.port, 9200);
+  assert.equal(flags.database.poolMax, 3, 'untouched file values survive');
+});
+
+test('bad values name the field', () => {
+  const cases: [Parameters<typeof loadConfig>[0], string][] = [
+    [{ env: { COFFER_PORT: 'abc' } }, 'server.port'],
+    [{ env: { COFFER_PORT: '70000' } }, 'server.port'],
+    [{ env: { COFFER_SQLITE_SYNCHRONOUS: 'OFF' } }, 'database.sqliteSynchronous'],
+    [{ env: { COFFER_POOL_MAX: '0' } }, 'database.poolMax'],
+    [{ env: { COFFER_DATABASE_URL: 'oracle://x/y' } }, 'database.url'],
+    [{ env: {}, flags: { 'database.chains': { doge: 'nope://' } } }, 'database.chains.doge'],
+  ];
+  for (const [opts, field] of cases) {
+    assert.throws(() => loadConfig(opts), (e: unknown) => e instanceof ConfigError && e.details.field === field && e.message.startsWith(field), field);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-cfg-'));
+  const unknown = join(dir, 'u.json');
+  writeFileSync(unknown, JSON.stringify({ databse: {} }));
+  assert.throws(() => loadConfig({ env: {}, configFile: unknown }), /unknown setting\(s\) databse/);
+  const broken = join(dir, 'b.json');
+  writeFileSync(broken, '{ nope');
+  assert.throws(() => loadConfig({ env: {}, configFile: broken }), (e: unknown) => e instanceof ConfigError && /not valid JSON/.test(e.message));
+  assert.throws(() => loadConfig({ env: {}, configFile: join(dir, 'absent.json') }), /does not exist/);
+});
