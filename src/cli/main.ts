@@ -102,7 +102,7 @@ export function buildProgram(): Command {
           }
         }
         const bad = states.filter((s) => s.state === 'edited' || s.state === 'unknown');
-        if (bad.length) throw new ExitError(`migration history does not match the code: ${bad.map((b) => `${b.id} is ${b.state}`).join(', ')}`, 3);
+        if (bad.length) throw new ExitError(`migration history does not match the code: ${bad.map((b) => `${b.id}${b.file ? ` (${b.file})` : ''} is ${b.state === 'edited' ? 'edited after it was applied' : 'unknown to this build'}`).join(', ')}`, 3);
       } finally {
         await coffer.close();
       }
