@@ -30,6 +30,12 @@ const ServerSchema = z
   .object({
     host: z.string().min(1).default('127.0.0.1'),
     port: z.coerce.number().int().min(0).max(65535).default(8080),
+    /** Requests per second per API key (0: unlimited) and the burst above it. */
+    rateLimitPerSecond: z.coerce.number().min(0).max(1_000_000).default(100),
+    rateLimitBurst: z.coerce.number().int().min(1).max(1_000_000).default(200),
+    bodyLimitBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    /** Store operations slower than this are reported as slow queries (dashboard, logs). */
+    slowQueryMs: z.coerce.number().int().min(1).max(600_000).default(250),
   })
   .strict();
 
@@ -84,6 +90,10 @@ export const ENV_VARS: Record<string, string> = {
   COFFER_APPLICATION_NAME: 'database.applicationName',
   COFFER_HOST: 'server.host',
   COFFER_PORT: 'server.port',
+  COFFER_RATE_LIMIT_PER_SECOND: 'server.rateLimitPerSecond',
+  COFFER_RATE_LIMIT_BURST: 'server.rateLimitBurst',
+  COFFER_BODY_LIMIT_BYTES: 'server.bodyLimitBytes',
+  COFFER_SLOW_QUERY_MS: 'server.slowQueryMs',
   COFFER_LOG_LEVEL: 'log.level',
   COFFER_MIGRATE: 'migrate.auto',
 };

@@ -4,12 +4,26 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PoolStats } from './engine.js';
 
+export interface SlowOperation {
+  op: string;
+  kind: string;
+  backend: string;
+  ms: number;
+  at: string;
+}
+
 export class StoreMetrics {
   readonly registry: Registry;
   readonly opDuration: Histogram<'op' | 'kind' | 'backend'>;
   readonly opErrors: Counter<'op' | 'backend' | 'code'>;
   readonly txRetries: Counter<'op' | 'backend'>;
+  readonly slowOps: Counter<'op' | 'backend'>;
   readonly #pools = new Map<string, () => PoolStats>();
+  /** Store operations slower than this are kept in `recentSlow` and counted. */
+  slowThresholdMs = 250;
+  readonly #slow: SlowOperation[] = [];
+  /** Operations completed per second over the last 10 minutes (for the dashboard's plot). */
+  readonly #perSecond = new Map<number, { ok: number; failed: number; totalMs: number }>();
 
   constructor(registry: Registry = new Registry(), opts: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -33,6 +47,12 @@ export class StoreMetrics {
       labelNames: ['op', 'backend'],
       registers: [registry],
     });
+    this.slowOps = new Counter({
+      name: 'coffer_store_slow_operations_total',
+      help: 'Store operations slower than the slow-query threshold',
+      labelNames: ['op', 'backend'],
+      registers: [registry],
+    });
     const pools = this.#pools;
     const gauge = (name: string, help: string, pick: (s: PoolStats) => number) =>
       new Gauge({
@@ -50,6 +70,40 @@ export class StoreMetrics {
     gauge('coffer_pool_waiting_requests', 'Requests waiting for a connection', (s) => s.waiting);
     gauge('coffer_pool_connections_created', 'Connections created since start', (s) => s.created);
     gauge('coffer_pool_connections_closed', 'Connections closed since start', (s) => s.closed);
+  }
+
+  /** Records one finished store operation (called by Coffer for every transaction). */
+  recordOperation(op: string, kind: string, backend: string, ms: number, ok: boolean): void {
+    const second = Math.floor(Date.now() / 1000);
+    const slot = this.#perSecond.get(second) ?? { ok: 0, failed: 0, totalMs: 0 };
+    if (ok) slot.ok++;
+    else slot.failed++;
+    slot.totalMs += ms;
+    this.#perSecond.set(second, slot);
+    if (this.#perSecond.size > 660) {
+      for (const k of this.#perSecond.keys()) if (k < second - 600) this.#perSecond.delete(k);
+    }
+    if (ms >= this.slowThresholdMs) {
+      this.slowOps.inc({ op, backend });
+      this.#slow.push({ op, kind, backend, ms: Math.round(ms * 10) / 10, at: new Date().toISOString() });
+      if (this.#slow.length > 100) this.#slow.shift();
+    }
+  }
+
+  /** The newest slow operations, newest first. */
+  recentSlow(limit = 20): SlowOperation[] {
+    return this.#slow.slice(-limit).reverse();
+  }
+
+  /** Per-second throughput and mean latency over the last `seconds`, oldest first. */
+  throughput(seconds = 300): { t: number; ok: number; failed: number; meanMs: number }[] {
+    const now = Math.floor(Date.now() / 1000);
+    const out = [];
+    for (let t = now - seconds + 1; t <= now; t++) {
+      const s = this.#perSecond.get(t);
+      out.push({ t, ok: s?.ok ?? 0, failed: s?.failed ?? 0, meanMs: s && s.ok + s.failed > 0 ? s.totalMs / (s.ok + s.failed) : 0 });
+    }
+    return out;
   }
 
   /** Registers a pool under a name (the backend, or a per-chain database). */

@@ -136,7 +136,12 @@ export class Coffer {
     const op = opts.op ?? `anonymous.${kind}`;
     const backend = this.engine.label;
     const maxAttempts = opts.maxAttempts ?? DEFAULT_ATTEMPTS;
-    const timer = this.metrics.opDuration.startTimer({ op, kind, backend });
+    const started = performance.now();
+    const finish = (ok: boolean) => {
+      const ms = performance.now() - started;
+      this.metrics.opDuration.observe({ op, kind, backend }, ms / 1000);
+      this.metrics.recordOperation(op, kind, backend, ms, ok);
+    };
     for (let attempt = 1; ; attempt++) {
       let tx: Tx | undefined;
       try {
@@ -148,7 +153,7 @@ export class Coffer {
           return fn(tx);
         });
         const after = tx?.end(true) ?? [];
-        timer();
+        finish(true);
         for (const cb of after) {
           try {
             cb();
@@ -167,7 +172,7 @@ export class Coffer {
           continue;
         }
         const mapped = mapDriverError(this.engine.backend, e);
-        timer();
+        finish(false);
         this.metrics.opErrors.inc({ op, backend, code: mapped instanceof CofferError ? mapped.code : 'internal' });
         throw mapped;
       }

@@ -1,22 +1,75 @@
-// The HTTP service: health, readiness and Prometheus metrics over one Coffer instance. Domain
-// routes register on the same app.
+// The HTTP service: health, readiness, Prometheus metrics, the versioned API generated from
+// route objects, its OpenAPI document, and the operator dashboard.
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { sql } from 'kysely';
+import { Counter, Histogram } from 'prom-client';
 import type { Coffer } from '../db/store.js';
+import { HttpError, toHttpError } from './http-errors.js';
+import { toJson } from './json.js';
+import { DASHBOARD_HTML } from './dashboard/page.js';
+import { renderApiReference } from './docs-page.js';
+import { openApiDocument } from './openapi.js';
+import { RateLimiter, type RateLimitConfig } from './rate-limit.js';
+import { mountRoutes, type Authenticator, type RouteSpec } from './route.js';
 
 export interface AppOptions {
   coffer: Coffer;
   logger?: Logger;
+  /** API routes (domain routes); mounted under their own /v1/... URLs. */
+  routes?: readonly RouteSpec[];
+  authenticator?: Authenticator | null;
+  rateLimit?: RateLimitConfig;
+  bodyLimitBytes?: number;
+  /** Extra setup (dashboard, domain plugins) run before routes are sealed. */
+  extend?: (app: FastifyInstance) => Promise<void> | void;
 }
 
-export async function buildApp({ coffer, logger }: AppOptions): Promise<FastifyInstance> {
+export const API_VERSION = '0.1.0';
+
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  const { coffer, logger } = opts;
+  const routes = opts.routes ?? [];
   const app = Fastify({
     loggerInstance: logger,
-    bodyLimit: 1024 * 1024,
+    bodyLimit: opts.bodyLimitBytes ?? 1024 * 1024,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
+    return503OnClosing: true,
   }) as unknown as FastifyInstance;
+
+  // Amounts are bigint: serialise them (and Buffers) exactly, never as floats.
+  app.setReplySerializer((payload) => toJson(payload));
+
+  const registry = coffer.metrics.registry;
+  const httpRequests =
+    (registry.getSingleMetric('coffer_http_requests_total') as Counter<'method' | 'route' | 'status'> | undefined) ??
+    new Counter({ name: 'coffer_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers: [registry] });
+  const httpDuration =
+    (registry.getSingleMetric('coffer_http_request_duration_seconds') as Histogram<'method' | 'route'> | undefined) ??
+    new Histogram({
+      name: 'coffer_http_request_duration_seconds',
+      help: 'HTTP request latency by route',
+      labelNames: ['method', 'route'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    });
+  app.addHook('onResponse', async (req, reply) => {
+    // The route template, not the raw URL, keeps label cardinality bounded.
+    const route = req.routeOptions.url ?? 'unmatched';
+    httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const { status, body, unexpected } = toHttpError(err, req.id);
+    if (unexpected) req.log.error({ err: { message: (err as Error).message, stack: (err as Error).stack }, requestId: req.id }, 'unexpected error');
+    if (status === 429) reply.header('retry-after', '1');
+    void reply.code(status).send(body);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: { code: 'route_not_found', message: `no route ${req.method} ${req.url.split('?')[0]}`, requestId: req.id } });
+  });
 
   // Process is up; says nothing about the database (that is /ready).
   app.get('/health', async () => ({ status: 'ok' }));
@@ -35,9 +88,32 @@ export async function buildApp({ coffer, logger }: AppOptions): Promise<FastifyI
   });
 
   app.get('/metrics', async (_req, reply) => {
-    reply.header('content-type', coffer.metrics.registry.contentType);
-    return coffer.metrics.registry.metrics();
+    reply.header('content-type', registry.contentType);
+    return reply.serializer((x: unknown) => String(x)).send(await registry.metrics());
   });
 
+  const document = openApiDocument(routes, { title: 'Coffer API', version: API_VERSION });
+  app.get('/openapi.json', async () => document);
+  const reference = renderApiReference(document as Parameters<typeof renderApiReference>[0]);
+  app.get('/docs', async (_req, reply) => reply.type('text/html; charset=utf-8').serializer((x: unknown) => String(x)).send(reference));
+  // The dashboard page itself is public; every number on it comes from /v1/dashboard with a read key.
+  app.get('/', async (_req, reply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .header('content-security-policy', "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:")
+      .serializer((x: unknown) => String(x))
+      .send(DASHBOARD_HTML),
+  );
+
+  const limiter = new RateLimiter(opts.rateLimit ?? { perSecond: 0, burst: 1 });
+  mountRoutes(app, routes, {
+    coffer,
+    authenticator: opts.authenticator ?? null,
+    onAuthenticated: (p) => limiter.take(p.id),
+  });
+
+  await opts.extend?.(app);
   return app;
 }
+
+export { HttpError };

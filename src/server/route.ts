@@ -1,0 +1,113 @@
+// Route definitions: one object per endpoint carries its auth scope, zod schemas for params,
+// query, body and response, and the handler. The same objects register the Fastify routes and
+// generate /openapi.json, so the documentation cannot drift from what is validated.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Coffer } from '../db/store.js';
+import { HttpError } from './http-errors.js';
+
+export type Level = 'read' | 'write' | 'admin';
+const RANK: Record<Level, number> = { read: 1, write: 2, admin: 3 };
+
+/** Who is calling: the API key (or user session) that authenticated the request. */
+export interface Principal {
+  kind: 'api_key' | 'user' | 'system';
+  /** Stable id used as the audit actor and the rate-limit bucket, e.g. "api_key:cfk_ab12". */
+  id: string;
+  /** Scopes per domain; the domain "*" covers every domain. */
+  scopes: Record<string, Level>;
+}
+
+export interface Authenticator {
+  /** Resolves a bearer token or throws HttpError 401 (unknown, expired, revoked, IP not allowed). */
+  authenticate(token: string, ip: string): Promise<Principal>;
+}
+
+export function hasScope(p: Principal, domain: string, level: Level): boolean {
+  const granted = p.scopes[domain] ?? p.scopes['*'];
+  return granted !== undefined && RANK[granted] >= RANK[level];
+}
+
+type AnyObject = z.ZodObject<z.ZodRawShape>;
+
+export interface RouteContext<P, Q, B> {
+  params: P;
+  query: Q;
+  body: B;
+  principal: Principal | null;
+  requestId: string;
+  ip: string;
+  coffer: Coffer;
+}
+
+export interface RouteSpec<P extends AnyObject = AnyObject, Q extends AnyObject = AnyObject, B extends z.ZodType = z.ZodType> {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  url: string;
+  summary: string;
+  tag: string;
+  /** `public`, or the domain scope the caller's key must hold. */
+  auth: 'public' | { domain: string; level: Level };
+  params?: P;
+  query?: Q;
+  body?: B;
+  response: z.ZodType;
+  status?: number;
+  handler: (ctx: RouteContext<z.infer<P>, z.infer<Q>, z.infer<B>>) => Promise<unknown>;
+}
+
+/** Identity helper that keeps the generic types of a route literal. */
+export function route<P extends AnyObject, Q extends AnyObject, B extends z.ZodType>(spec: RouteSpec<P, Q, B>): RouteSpec {
+  return spec as unknown as RouteSpec;
+}
+
+function parse<T extends z.ZodType>(schema: T | undefined, value: unknown, where: string): z.infer<T> {
+  if (!schema) return undefined as z.infer<T>;
+  const r = schema.safeParse(value ?? (where === 'body' ? undefined : {}));
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  const path = issue.path.map(String).join('.');
+  const field = path ? `${where}.${path}` : where;
+  const message = issue.code === 'unrecognized_keys' ? `unknown field(s) ${issue.keys.join(', ')}` : issue.message;
+  throw new HttpError(400, 'validation', `${field}: ${message}`, field);
+}
+
+function bearer(req: FastifyRequest): string {
+  const h = req.headers.authorization;
+  if (!h) throw new HttpError(401, 'unauthorized', 'missing Authorization: Bearer <api key>');
+  const m = /^Bearer\s+(\S+)$/i.exec(h);
+  if (!m) throw new HttpError(401, 'unauthorized', 'Authorization header must be "Bearer <api key>"');
+  return m[1]!;
+}
+
+export interface MountOptions {
+  coffer: Coffer;
+  authenticator: Authenticator | null;
+  /** Called after authentication (rate limiting). */
+  onAuthenticated?: (p: Principal, req: FastifyRequest) => void;
+}
+
+export function mountRoutes(app: FastifyInstance, routes: readonly RouteSpec[], opts: MountOptions): void {
+  for (const spec of routes) {
+    app.route({
+      method: spec.method,
+      url: spec.url,
+      handler: async (req, reply) => {
+        let principal: Principal | null = null;
+        if (spec.auth !== 'public') {
+          if (!opts.authenticator) throw new HttpError(401, 'unauthorized', 'this server has no API keys configured');
+          principal = await opts.authenticator.authenticate(bearer(req), req.ip);
+          if (!hasScope(principal, spec.auth.domain, spec.auth.level)) {
+            throw new HttpError(403, 'forbidden', `this key lacks the ${spec.auth.level} scope on ${spec.auth.domain}`);
+          }
+          opts.onAuthenticated?.(principal, req);
+        }
+        const params = parse(spec.params, req.params, 'params');
+        const query = parse(spec.query, req.query, 'query');
+        const body = parse(spec.body, req.body, 'body');
+        const result = await spec.handler({ params, query, body, principal, requestId: req.id, ip: req.ip, coffer: opts.coffer });
+        reply.code(spec.status ?? 200);
+        return result;
+      },
+    });
+  }
+}
