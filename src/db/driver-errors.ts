@@ -2,11 +2,13 @@
 // retry can cure. Driver messages are used only to fill in details, never to decide the type.
 import type { Backend } from './url.js';
 import {
+  AppendOnlyViolationError,
   BusyError,
   CheckViolationError,
   CofferError,
   ConflictError,
   ConnectionError,
+  ForbiddenError,
   ForeignKeyViolationError,
   NotNullViolationError,
   StorageFullError,
@@ -27,6 +29,12 @@ interface DriverErrorLike {
 function fields(e: unknown): DriverErrorLike {
   return typeof e === 'object' && e !== null ? (e as DriverErrorLike) : {};
 }
+
+/**
+ * SQLSTATE the append-only triggers raise (audit/0001): PostgreSQL RAISE … ERRCODE, MySQL SIGNAL
+ * SQLSTATE, and the first word of the SQLite RAISE(ABORT) message (SQLite has no custom codes).
+ */
+export const APPEND_ONLY_SQLSTATE = 'CFA01';
 
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',
@@ -110,6 +118,10 @@ export function mapDriverError(backend: Backend, e: unknown): unknown {
         return new ValidationError(`value out of range or malformed: ${message}`, details, opts);
       case '25006':
         return new CofferError('read_only', 'write attempted in a read-only transaction', details, opts);
+      case APPEND_ONLY_SQLSTATE:
+        return new AppendOnlyViolationError(`${f.table ?? 'table'} is append-only: UPDATE, DELETE and TRUNCATE are refused`, details, opts);
+      case '42501':
+        return new ForbiddenError('permission denied: the database role lacks a privilege for this statement', details, opts);
     }
     if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') {
       return new ConnectionError(`database connection failed (${code})`, { backend }, opts);
@@ -153,6 +165,12 @@ export function mapDriverError(backend: Backend, e: unknown): unknown {
         return new StorageFullError('the database server is out of space', details, opts);
       case 1792:
         return new CofferError('read_only', 'write attempted in a read-only transaction', details, opts);
+      case 1644: // ER_SIGNAL_EXCEPTION: only our own SQLSTATE is typed
+        if (f.sqlState === APPEND_ONLY_SQLSTATE) return new AppendOnlyViolationError('the table is append-only: UPDATE and DELETE are refused', details, opts);
+        break;
+      case 1142:
+      case 1143:
+        return new ForbiddenError('permission denied: the database user lacks a privilege for this statement', details, opts);
       case 1040:
       case 1045:
       case 1049:
@@ -179,6 +197,10 @@ export function mapDriverError(backend: Backend, e: unknown): unknown {
     return new CheckViolationError(`check constraint ${constraint ?? ''} violated`.trim(), details, opts);
   }
   if (code === 'SQLITE_CONSTRAINT_NOTNULL') return new NotNullViolationError(message, details, opts);
+  if (code === 'SQLITE_CONSTRAINT_TRIGGER') {
+    if (message.startsWith(`${APPEND_ONLY_SQLSTATE}:`)) return new AppendOnlyViolationError('the table is append-only: UPDATE and DELETE are refused', details, opts);
+    return new CheckViolationError(`a trigger refused the change: ${message}`, details, opts);
+  }
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
     return new BusyError('the database file stayed locked by another writer past busy_timeout', details, opts);
   }

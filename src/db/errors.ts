@@ -15,7 +15,11 @@ export type ErrorCode =
   | 'config'
   | 'migration'
   | 'storage_full'
-  | 'read_only';
+  | 'read_only'
+  | 'append_only'
+  | 'decryption'
+  | 'unauthenticated'
+  | 'forbidden';
 
 export interface ErrorDetails {
   /** The field, column or constraint the error is about, when known. */
@@ -107,6 +111,31 @@ export class StorageFullError extends CofferError {
 export class ReadOnlyError extends CofferError {
   constructor(message: string, details?: ErrorDetails) {
     super('read_only', message, details);
+  }
+}
+
+/** An UPDATE, DELETE or TRUNCATE on an append-only table (the audit log), refused by the database. */
+export class AppendOnlyViolationError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('append_only', message, details, options);
+  }
+}
+/** A ciphertext that cannot be opened: wrong or missing key id, altered or moved ciphertext. Never carries key material or plaintext. */
+export class DecryptionError extends CofferError {
+  constructor(message: string, details?: ErrorDetails) {
+    super('decryption', message, details);
+  }
+}
+/** Credentials (API key, token, session) unknown, wrong, expired or revoked. The message never says which. */
+export class UnauthenticatedError extends CofferError {
+  constructor(message = 'invalid credentials', details?: ErrorDetails) {
+    super('unauthenticated', message, details);
+  }
+}
+/** Authenticated, but not allowed: missing scope, address not on the allow-list, or a database privilege. */
+export class ForbiddenError extends CofferError {
+  constructor(message: string, details?: ErrorDetails, options?: { cause?: unknown }) {
+    super('forbidden', message, details, options);
   }
 }
 
