@@ -1,0 +1,243 @@
+// The service framework through app.inject(): authentication (401 vs 403), validation naming
+// the field, typed store errors mapped to stable codes, exact amounts in JSON, request ids,
+// rate limits, body limits, OpenAPI and the dashboard document.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { z } from 'zod';
+import type { FastifyInstance } from 'fastify';
+import { NotFoundError } from '../src/db/errors.js';
+import type { Coffer } from '../src/db/store.js';
+import { buildApp } from '../src/server/app.js';
+import { dashboardRoutes } from '../src/server/dashboard/data.js';
+import { HttpError } from '../src/server/http-errors.js';
+import { decodeCursor, pageOf, pageQuery } from '../src/server/pagination.js';
+import { route, type Authenticator, type Principal } from '../src/server/route.js';
+import { FIXTURE_MIGRATIONS } from './fixtures/kitchen-sink.js';
+import { forEachBackend } from './harness.js';
+
+const KEYS: Record<string, Principal> = {
+  reader: { kind: 'api_key', id: 'api_key:reader', scopes: { fixture: 'read', core: 'read' } },
+  writer: { kind: 'api_key', id: 'api_key:writer', scopes: { fixture: 'write' } },
+  limited: { kind: 'api_key', id: 'api_key:limited', scopes: { '*': 'admin' } },
+};
+const auth: Authenticator = {
+  authenticate: async (token) => {
+    const p = KEYS[token];
+    if (!p) throw new HttpError(401, 'unauthorized', 'unknown API key');
+    return p;
+  },
+};
+
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters');
+const amount = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, 'must be a non-negative integer in base units, as a decimal string').transform(BigInt);
+
+function routes() {
+  return [
+    route({
+      method: 'POST',
+      url: '/v1/fixture/accounts',
+      summary: 'create an account',
+      tag: 'fixture',
+      auth: { domain: 'fixture', level: 'write' },
+      body: z.object({ name: z.string().min(1).max(40), hash: hex64, supply: amount }).strict(),
+      response: z.object({ id: z.string() }),
+      status: 201,
+      handler: async ({ body, coffer }) => ({
+        id: await coffer.write((tx) => tx.insertReturningId('fx_accounts', { ...body, created_at: new Date() })),
+      }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/fixture/accounts/:id',
+      summary: 'read an account',
+      tag: 'fixture',
+      auth: { domain: 'fixture', level: 'read' },
+      params: z.object({ id: z.string().regex(/^[0-9]+$/) }),
+      response: z.object({ id: z.string(), name: z.string(), supply: z.string() }),
+      handler: async ({ params, coffer }) =>
+        coffer.read(async (tx) => {
+          const row = await tx.db.selectFrom('fx_accounts').select(['id', 'name', 'supply']).where('id', '=', params.id).executeTakeFirst();
+          if (!row) throw new NotFoundError(`account ${params.id} not found`);
+          return tx.codec('fx_accounts').decode(row);
+        }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/fixture/accounts',
+      summary: 'list accounts',
+      tag: 'fixture',
+      auth: { domain: 'fixture', level: 'read' },
+      query: z.object(pageQuery).strict(),
+      response: z.object({ items: z.array(z.object({ id: z.string(), name: z.string() })), nextCursor: z.string().optional() }),
+      handler: async ({ query, coffer }) =>
+        coffer.read(async (tx) => {
+          const after = decodeCursor(query.cursor, z.object({ id: z.string().regex(/^[0-9]+$/) }));
+          let q = tx.db.selectFrom('fx_accounts').select(['id', 'name']).orderBy('id').limit(query.limit + 1);
+          if (after) q = q.where('id', '>', after.id);
+          const rows = (await q.execute()).map((r) => tx.codec('fx_accounts').decode<{ id: bigint; name: string }>(r));
+          return pageOf(rows, query.limit, (last) => ({ id: last.id.toString() }));
+        }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/fixture/boom',
+      summary: 'an unexpected failure',
+      tag: 'fixture',
+      auth: { domain: 'fixture', level: 'read' },
+      response: z.object({}),
+      handler: async () => {
+        throw new Error('secret internal detail');
+      },
+    }),
+  ];
+}
+
+forEachBackend('service framework', (ctx) => {
+  let coffer: Coffer;
+  let app: FastifyInstance;
+  before(async () => {
+    coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+    app = await buildApp({ coffer, routes: [...routes(), ...dashboardRoutes()], authenticator: auth });
+  });
+
+  test('no key is 401, a key without the scope is 403, and both say why', async () => {
+    const none = await app.inject({ method: 'GET', url: '/v1/fixture/accounts' });
+    assert.equal(none.statusCode, 401);
+    assert.match(none.json().error.message, /missing Authorization/);
+    const bad = await app.inject({ method: 'GET', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer nope' } });
+    assert.equal(bad.statusCode, 401);
+    assert.equal(bad.json().error.code, 'unauthorized');
+    const forbidden = await app.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer reader' }, payload: {} });
+    assert.equal(forbidden.statusCode, 403);
+    assert.match(forbidden.json().error.message, /lacks the write scope on fixture/);
+  });
+
+  test('validation failures are 400 naming the field and the rule, and write nothing', async () => {
+    const h = { authorization: 'Bearer writer' };
+    const cases: [unknown, string][] = [
+      [{ name: 'a', hash: 'XYZ', supply: '1' }, 'body.hash'],
+      [{ name: 'a', hash: 'a'.repeat(64), supply: '1.5' }, 'body.supply'],
+      [{ name: 'a', hash: 'a'.repeat(64), supply: 1 }, 'body.supply'],
+      [{ name: '', hash: 'a'.repeat(64), supply: '1' }, 'body.name'],
+      [{ name: 'a', hash: 'a'.repeat(64), supply: '1', extra: "'; DROP TABLE fx_accounts; --" }, 'body'],
+    ];
+    for (const [payload, field] of cases) {
+      const r = await app.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: h, payload: payload as object });
+      assert.equal(r.statusCode, 400, JSON.stringify(payload));
+      const err = r.json().error;
+      assert.equal(err.code, 'validation');
+      assert.equal(err.field, field);
+      assert.ok(err.message.startsWith(field));
+    }
+    const list = await app.inject({ method: 'GET', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer reader' } });
+    assert.deepEqual(list.json().items, []);
+  });
+
+  test('amounts round-trip exactly as decimal strings; store errors map to stable codes', async () => {
+    const max = (2n ** 256n - 1n).toString();
+    const created = await app.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer writer' }, payload: { name: 'big', hash: 'b'.repeat(64), supply: max } });
+    assert.equal(created.statusCode, 201, created.body);
+    const id = created.json().id;
+    assert.match(id, /^[0-9]+$/);
+    const got = await app.inject({ method: 'GET', url: `/v1/fixture/accounts/${id}`, headers: { authorization: 'Bearer reader' } });
+    assert.equal(got.json().supply, max);
+    const dup = await app.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer writer' }, payload: { name: 'big', hash: 'c'.repeat(64), supply: '1' } });
+    assert.equal(dup.statusCode, 409);
+    assert.equal(dup.json().error.code, 'unique_violation');
+    const missing = await app.inject({ method: 'GET', url: '/v1/fixture/accounts/999999', headers: { authorization: 'Bearer reader' } });
+    assert.equal(missing.statusCode, 404);
+    assert.equal(missing.json().error.code, 'not_found');
+  });
+
+  test('an unexpected error is a 500 with a request id and no internals', async () => {
+    const r = await app.inject({ method: 'GET', url: '/v1/fixture/boom', headers: { authorization: 'Bearer reader', 'x-request-id': 'req-123' } });
+    assert.equal(r.statusCode, 500);
+    assert.deepEqual(r.json(), { error: { code: 'internal', message: 'internal error', requestId: 'req-123' } });
+    assert.doesNotMatch(r.body, /secret internal detail/);
+  });
+
+  test('cursor pagination walks every row once, to the end', async () => {
+    for (let i = 0; i < 7; i++) {
+      await app.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer writer' }, payload: { name: `p${i}`, hash: i.toString(16).padStart(64, 'd'), supply: '1' } });
+    }
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const r = await app.inject({ method: 'GET', url: `/v1/fixture/accounts?limit=3${cursor ? `&cursor=${cursor}` : ''}`, headers: { authorization: 'Bearer limited' } });
+      assert.equal(r.statusCode, 200, r.body);
+      const page = r.json();
+      seen.push(...page.items.map((x: { id: string }) => x.id));
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor && pages < 20);
+    assert.equal(new Set(seen).size, seen.length);
+    assert.equal(seen.length, 8);
+    const bad = await app.inject({ method: 'GET', url: '/v1/fixture/accounts?cursor=garbage', headers: { authorization: 'Bearer reader' } });
+    assert.equal(bad.statusCode, 400);
+    assert.equal(bad.json().error.field, 'cursor');
+  });
+
+  test('rate limits apply per key with 429 and Retry-After', async () => {
+    const limitedApp = await buildApp({ coffer, routes: routes(), authenticator: auth, rateLimit: { perSecond: 1, burst: 3 } });
+    let limited = 0;
+    for (let i = 0; i < 8; i++) {
+      const r = await limitedApp.inject({ method: 'GET', url: '/v1/fixture/accounts?limit=1', headers: { authorization: 'Bearer writer' } });
+      if (r.statusCode === 429) {
+        limited++;
+        assert.equal(r.headers['retry-after'], '1');
+        assert.equal(r.json().error.code, 'rate_limited');
+      }
+    }
+    assert.ok(limited >= 4, `limited ${limited}`);
+    // Another key has its own bucket.
+    const other = await limitedApp.inject({ method: 'GET', url: '/v1/fixture/accounts?limit=1', headers: { authorization: 'Bearer reader' } });
+    assert.equal(other.statusCode, 200);
+  });
+
+  test('oversized bodies are refused with 413', async () => {
+    const big = await buildApp({ coffer, routes: routes(), authenticator: auth, bodyLimitBytes: 1024 });
+    const r = await big.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer writer', 'content-type': 'application/json' }, payload: JSON.stringify({ name: 'x'.repeat(5000) }) });
+    assert.equal(r.statusCode, 413);
+    assert.equal(r.json().error.code, 'payload_too_large');
+  });
+
+  test('openapi.json documents every route from the same schemas, and /docs renders it', async () => {
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    assert.equal(doc.openapi, '3.1.0');
+    const post = doc.paths['/v1/fixture/accounts'].post;
+    assert.equal(post['x-coffer-scope'], 'fixture:write');
+    assert.equal(post.requestBody.content['application/json'].schema.properties.hash.pattern, '^[0-9a-f]{64}$');
+    assert.ok(doc.paths['/v1/fixture/accounts/{id}'].get.parameters.some((p: { name: string; in: string }) => p.name === 'id' && p.in === 'path'));
+    const html = await app.inject({ method: 'GET', url: '/docs' });
+    assert.equal(html.statusCode, 200);
+    assert.match(html.body, /\/v1\/fixture\/accounts/);
+  });
+
+  test('the dashboard page is served and its data needs a read key', async () => {
+    const page = await app.inject({ method: 'GET', url: '/' });
+    assert.equal(page.statusCode, 200);
+    assert.match(page.body, /<title>Coffer dashboard<\/title>/);
+    assert.equal((await app.inject({ method: 'GET', url: '/v1/dashboard' })).statusCode, 401);
+    const d = await app.inject({ method: 'GET', url: '/v1/dashboard', headers: { authorization: 'Bearer reader' } });
+    assert.equal(d.statusCode, 200, d.body);
+    const data = d.json();
+    assert.equal(data.database.backend, ctx.backend);
+    assert.ok(data.migrations.every((m: { state: string }) => m.state === 'applied'));
+    assert.ok(data.tables.some((t: { name: string }) => t.name === 'fx_accounts'));
+    assert.equal(data.throughput.length, 300);
+  });
+
+  test('metrics count requests by route template and status', async () => {
+    const text = await (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(text, /coffer_http_requests_total\{method="GET",route="\/v1\/fixture\/accounts\/:id",status="404"\} 1/);
+    assert.match(text, /coffer_http_request_duration_seconds_bucket/);
+  });
+});
+
+test('pageOf only announces a next page when one exists', () => {
+  assert.deepEqual(pageOf([1, 2], 2, (x) => ({ id: x })), { items: [1, 2] });
+  const p = pageOf([1, 2, 3], 2, (x) => ({ id: x }));
+  assert.deepEqual(p.items, [1, 2]);
+  assert.deepEqual(decodeCursor(p.nextCursor, z.object({ id: z.number() })), { id: 2 });
+});
