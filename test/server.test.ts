@@ -16,9 +16,9 @@ import { FIXTURE_MIGRATIONS } from './fixtures/kitchen-sink.js';
 import { forEachBackend } from './harness.js';
 
 const KEYS: Record<string, Principal> = {
-  reader: { kind: 'api_key', id: 'api_key:reader', scopes: { fixture: 'read', core: 'read' } },
-  writer: { kind: 'api_key', id: 'api_key:writer', scopes: { fixture: 'write' } },
-  limited: { kind: 'api_key', id: 'api_key:limited', scopes: { '*': 'admin' } },
+  reader: { kind: 'api_key', id: 'api_key:reader', scopes: ['fixture:read', 'core:read'] },
+  writer: { kind: 'api_key', id: 'api_key:writer', scopes: ['fixture:write'] },
+  limited: { kind: 'api_key', id: 'api_key:limited', scopes: ['*:admin'] },
 };
 const auth: Authenticator = {
   authenticate: async (token) => {

@@ -10,7 +10,13 @@ import { redactUrl } from '../db/url.js';
 import { MIGRATIONS } from '../domains/registry.js';
 import { staleSnapshots, writeSnapshots } from '../schema/snapshot.js';
 import { tableRowCounts } from './table-counts.js';
+import { ChainRouter } from '../domains/chain/router.js';
+import { chainDatabaseStatus } from '../domains/chain/router.js';
 import { serve } from './serve.js';
+import { registerIdentityCommands } from './identity-commands.js';
+import { registerAuditCommands } from './audit-commands.js';
+import { registerSecretsCommands } from './secrets-commands.js';
+import { registerOpsCommands } from './ops-commands.js';
 
 export class ExitError extends Error {
   readonly exitCode: number;
@@ -70,21 +76,27 @@ export function buildProgram(): Command {
       .option('--dry-run', 'print the SQL that would run for this database, and change nothing')
       .enablePositionalOptions().option('--db <url>', DB_HELP).option('--config <file>', CONFIG_HELP).action(async (opts) => {
     const config = configFrom(opts);
-    const coffer = await Coffer.open({ config, migrate: 'skip', logger: cliLogger(config) });
+    // Every database of the configuration: the default and each per-chain database.
+    const router = await ChainRouter.open(config, { migrate: 'skip', logger: cliLogger(config) });
     try {
-      if (opts.dryRun) {
-        process.stdout.write(await coffer.migrator.plan());
-        return;
+      const dbs = router.databases();
+      for (const db of dbs) {
+        const where = dbs.length > 1 ? `${db.url} (${db.isDefault ? 'default' : `chains ${db.chains.join(', ')}`})` : db.coffer.engine.label;
+        if (opts.dryRun) {
+          if (dbs.length > 1) out(`-- database ${where}`);
+          process.stdout.write(await db.coffer.migrator.plan());
+          continue;
+        }
+        const applied = await db.coffer.migrator.apply({
+          onWaitingForLock: () => out(`waiting for another process that holds the migration lock on ${where}…`),
+          onStart: (m) => process.stdout.write(`applying ${m.domain}/${String(m.version).padStart(4, '0')}_${m.name} … `),
+          onApplied: (_m, ms) => out(`done (${ms} ms)`),
+        });
+        const total = db.coffer.migrator.migrations.length;
+        out(applied.length ? `applied ${applied.length} migration(s); ${total} current on ${where}` : `nothing to apply; ${total} migration(s) current on ${where}`);
       }
-      const applied = await coffer.migrator.apply({
-        onWaitingForLock: () => out('waiting for another process that holds the migration lock…'),
-        onStart: (m) => process.stdout.write(`applying ${m.domain}/${String(m.version).padStart(4, '0')}_${m.name} … `),
-        onApplied: (_m, ms) => out(`done (${ms} ms)`),
-      });
-      const total = coffer.migrator.migrations.length;
-      out(applied.length ? `applied ${applied.length} migration(s); ${total} current on ${coffer.engine.label}` : `nothing to apply; ${total} migration(s) current on ${coffer.engine.label}`);
     } finally {
-      await coffer.close();
+      await router.close();
     }
   });
 
@@ -126,6 +138,7 @@ export function buildProgram(): Command {
             problems: states.filter((s) => s.state === 'edited' || s.state === 'unknown').map((s) => `${s.id}: ${s.state}`),
           },
           tables: counts,
+          chainDatabases: await chainDatabaseStatus(config, { logger: cliLogger(config) }),
         };
         if (opts.json) out(JSON.stringify(report, null, 2));
         else {
@@ -135,6 +148,12 @@ export function buildProgram(): Command {
           for (const p of report.migrations.problems) out(`  problem: ${p}`);
           out('tables');
           for (const [t, n] of Object.entries(counts)) out(`  ${t.padEnd(32)} ${n === null ? '(missing)' : n}`);
+          if (report.chainDatabases.length) out('chain databases');
+          for (const d of report.chainDatabases) {
+            const m = d.migrations ? `${d.migrations.applied} applied, ${d.migrations.pending.length} pending` : `error: ${d.error}`;
+            out(`  ${d.url} (${d.backend ?? 'unreachable'}; ${m})`);
+            for (const c of d.chains) out(`    ${c.chainId.padEnd(30)} ${c.registered ? `height ${c.height ?? '-'}, finalized ${c.finalizedHeight ?? '-'}, lag ${c.lag ?? '-'}` : '(not registered)'}`);
+          }
         }
       } finally {
         await coffer.close();
@@ -161,6 +180,11 @@ export function buildProgram(): Command {
       if (stale.length) throw new ExitError(`schema snapshots out of date: ${stale.join(', ')} (run \`coffer schema --write\`)`, 1);
       out('schema snapshots are current');
     });
+
+  registerIdentityCommands(program);
+  registerAuditCommands(program);
+  registerSecretsCommands(program);
+  registerOpsCommands(program);
 
   return program;
 }

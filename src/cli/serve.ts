@@ -3,26 +3,20 @@
 import { pino } from 'pino';
 import type { CofferConfig } from '../config/config.js';
 import { ConfigError } from '../db/errors.js';
-import { StoreMetrics } from '../db/metrics.js';
-import { Coffer } from '../db/store.js';
 import { redactUrl } from '../db/url.js';
-import { buildApp } from '../server/app.js';
+import { createService } from '../server/compose.js';
 
 export const LOG_REDACT = ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', '*.apiKey', '*.secret', '*.token'];
 
 export async function serve(config: CofferConfig): Promise<void> {
   const logger = pino({ level: config.log.level, redact: { paths: LOG_REDACT, censor: '[redacted]' } });
-  const coffer = await Coffer.open({
-    config,
-    migrate: config.migrate.auto ? 'apply' : 'verify',
-    logger,
-    metrics: new StoreMetrics(undefined, { defaultMetrics: true }),
-  });
-  const app = await buildApp({ coffer, logger });
+  const service = await createService(config, logger);
+  const { app } = service;
+  const coffer = service.services.coffer;
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (e) {
-    await coffer.close();
+    await service.close();
     const err = e as { code?: string; message: string };
     throw new ConfigError(
       `cannot listen on ${config.server.host}:${config.server.port}: ${err.code === 'EADDRINUSE' ? 'address already in use (set --port or COFFER_PORT)' : err.message}`,
@@ -39,9 +33,8 @@ export async function serve(config: CofferConfig): Promise<void> {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'shutting down: draining requests');
-      app
+      service
         .close()
-        .then(() => coffer.close())
         .catch((e: unknown) => logger.error({ err: (e as Error).message }, 'error during shutdown'))
         .finally(resolve);
     };

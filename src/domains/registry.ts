@@ -2,9 +2,17 @@
 // landed ones are never edited or reordered (the checksum check enforces it).
 import type { Migration } from '../migrations/migration.js';
 import chain0001 from './chain/0001_undo_journal.js';
+import chain0002 from './chain/0002_init.js';
 import core0001 from './core/0001_init.js';
+import identity0001 from './identity/0001_init.js';
+import audit0001 from './audit/0001_init.js';
+import tokens0001 from './tokens/0001_init.js';
 
 export const MIGRATIONS: readonly Migration[] = [
   core0001,
   chain0001,
+  chain0002,
+  identity0001,
+  audit0001,
+  tokens0001,
 ];

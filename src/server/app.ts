@@ -12,9 +12,13 @@ import { renderApiReference } from './docs-page.js';
 import { openApiDocument } from './openapi.js';
 import { RateLimiter, type RateLimitConfig } from './rate-limit.js';
 import { mountRoutes, type Authenticator, type RouteSpec } from './route.js';
+import type { Services } from './services.js';
+import { ChainRouter } from '../domains/chain/router.js';
 
 export interface AppOptions {
   coffer: Coffer;
+  /** Defaults to the default database only, with no block processors. */
+  services?: Services;
   logger?: Logger;
   /** API routes (domain routes); mounted under their own /v1/... URLs. */
   routes?: readonly RouteSpec[];
@@ -106,8 +110,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   );
 
   const limiter = new RateLimiter(opts.rateLimit ?? { perSecond: 0, burst: 1 });
+  const services = opts.services ?? { coffer, chains: ChainRouter.fixed(coffer), blockProcessors: [] };
   mountRoutes(app, routes, {
-    coffer,
+    services,
     authenticator: opts.authenticator ?? null,
     onAuthenticated: (p) => limiter.take(p.id),
   });

@@ -4,18 +4,19 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Coffer } from '../db/store.js';
+import { hasScope, type ScopeLevel } from '../domains/identity/scopes.js';
 import { HttpError } from './http-errors.js';
+import type { Services } from './services.js';
 
-export type Level = 'read' | 'write' | 'admin';
-const RANK: Record<Level, number> = { read: 1, write: 2, admin: 3 };
+export type Level = ScopeLevel;
 
 /** Who is calling: the API key (or user session) that authenticated the request. */
 export interface Principal {
   kind: 'api_key' | 'user' | 'system';
   /** Stable id used as the audit actor and the rate-limit bucket, e.g. "api_key:cfk_ab12". */
   id: string;
-  /** Scopes per domain; the domain "*" covers every domain. */
-  scopes: Record<string, Level>;
+  /** Scopes as "<domain>:<level>" (see src/domains/identity/scopes.ts); "*" covers every domain. */
+  scopes: readonly string[];
 }
 
 export interface Authenticator {
@@ -23,10 +24,6 @@ export interface Authenticator {
   authenticate(token: string, ip: string): Promise<Principal>;
 }
 
-export function hasScope(p: Principal, domain: string, level: Level): boolean {
-  const granted = p.scopes[domain] ?? p.scopes['*'];
-  return granted !== undefined && RANK[granted] >= RANK[level];
-}
 
 type AnyObject = z.ZodObject<z.ZodRawShape>;
 
@@ -38,6 +35,7 @@ export interface RouteContext<P, Q, B> {
   requestId: string;
   ip: string;
   coffer: Coffer;
+  services: Services;
 }
 
 export interface RouteSpec<P extends AnyObject = AnyObject, Q extends AnyObject = AnyObject, B extends z.ZodType = z.ZodType> {
@@ -80,7 +78,7 @@ function bearer(req: FastifyRequest): string {
 }
 
 export interface MountOptions {
-  coffer: Coffer;
+  services: Services;
   authenticator: Authenticator | null;
   /** Called after authentication (rate limiting). */
   onAuthenticated?: (p: Principal, req: FastifyRequest) => void;
@@ -96,7 +94,7 @@ export function mountRoutes(app: FastifyInstance, routes: readonly RouteSpec[], 
         if (spec.auth !== 'public') {
           if (!opts.authenticator) throw new HttpError(401, 'unauthorized', 'this server has no API keys configured');
           principal = await opts.authenticator.authenticate(bearer(req), req.ip);
-          if (!hasScope(principal, spec.auth.domain, spec.auth.level)) {
+          if (!hasScope(principal.scopes, spec.auth.domain, spec.auth.level)) {
             throw new HttpError(403, 'forbidden', `this key lacks the ${spec.auth.level} scope on ${spec.auth.domain}`);
           }
           opts.onAuthenticated?.(principal, req);
@@ -104,7 +102,7 @@ export function mountRoutes(app: FastifyInstance, routes: readonly RouteSpec[], 
         const params = parse(spec.params, req.params, 'params');
         const query = parse(spec.query, req.query, 'query');
         const body = parse(spec.body, req.body, 'body');
-        const result = await spec.handler({ params, query, body, principal, requestId: req.id, ip: req.ip, coffer: opts.coffer });
+        const result = await spec.handler({ params, query, body, principal, requestId: req.id, ip: req.ip, coffer: opts.services.coffer, services: opts.services });
         reply.code(spec.status ?? 200);
         return result;
       },

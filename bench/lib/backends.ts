@@ -1,0 +1,161 @@
+// The backends a benchmark runs on, Coffer opened on a fresh database (random name, dropped at
+// the end, through test/harness.ts) and a raw driver connection to the same database with the
+// same session settings Coffer pins (src/db/engine.ts).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { sql } from 'kysely';
+import mysql from 'mysql2/promise';
+import pg from 'pg';
+import { Coffer } from '../../src/db/store.js';
+import { DEFAULT_ENGINE_SETTINGS } from '../../src/db/engine.js';
+import { parseDatabaseUrl } from '../../src/db/url.js';
+import { createDatabase, type BackendName, type TestDatabase } from '../../test/harness.js';
+
+export type { BackendName };
+export const BACKENDS: readonly BackendName[] = ['memory', 'sqlite', 'postgres', 'mysql'];
+
+const ENV: Record<'postgres' | 'mysql', string> = { postgres: 'COFFER_TEST_POSTGRES_URL', mysql: 'COFFER_TEST_MYSQL_URL' };
+
+/** Why a backend cannot run here, or undefined. */
+export function unavailable(b: BackendName): string | undefined {
+  if (b === 'memory' || b === 'sqlite') return undefined;
+  return process.env[ENV[b]] ? undefined : `${ENV[b]} not set`;
+}
+
+export type Raw =
+  | { kind: 'sqlite'; db: Database.Database; close(): Promise<void> }
+  | { kind: 'postgres'; pool: pg.Pool; close(): Promise<void> }
+  | { kind: 'mysql'; pool: mysql.Pool; close(): Promise<void> };
+
+export interface BenchDb {
+  backend: BackendName;
+  url: string;
+  coffer: Coffer;
+  /** Opens a raw connection (pool of `poolMax`) to the same database; memory: a copy of it as it is now. */
+  openRaw(opts?: { poolMax?: number }): Promise<Raw>;
+  /** Reopens Coffer with another pool size (closing the current one). */
+  reopen(opts: { poolMax: number }): Promise<Coffer>;
+  close(): Promise<void>;
+}
+
+const open: BenchDb[] = [];
+
+/** Closes and drops every database still open (on exit or failure). */
+export async function closeAll(): Promise<void> {
+  for (const d of open.splice(0)) await d.close().catch(() => {});
+}
+
+/** Coffer on a fresh, migrated database of `backend`. */
+export async function newBenchDb(backend: BackendName, opts: { poolMax?: number } = {}): Promise<BenchDb> {
+  const db: TestDatabase = await createDatabase(backend);
+  const settings = { poolMax: opts.poolMax ?? DEFAULT_ENGINE_SETTINGS.poolMax };
+  let coffer = await Coffer.open({ url: db.url, settings });
+  const raws: Raw[] = [];
+  let closed = false;
+  const bench: BenchDb = {
+    backend,
+    url: db.url,
+    get coffer() {
+      return coffer;
+    },
+    openRaw: async (o = {}) => {
+      const r = await openRaw(backend, db.url, coffer, o.poolMax ?? settings.poolMax);
+      raws.push(r);
+      const close = r.close;
+      r.close = async () => {
+        const i = raws.indexOf(r);
+        if (i >= 0) raws.splice(i, 1);
+        await close();
+      };
+      return r;
+    },
+    reopen: async (o) => {
+      if (backend === 'memory') return coffer; // one connection whatever the pool size
+      await coffer.close();
+      coffer = await Coffer.open({ url: db.url, settings: { poolMax: o.poolMax }, migrate: 'skip' });
+      return coffer;
+    },
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      const i = open.indexOf(bench);
+      if (i >= 0) open.splice(i, 1);
+      for (const r of raws.splice(0)) await r.close().catch(() => {});
+      await coffer.close().catch(() => {});
+      await db.drop();
+    },
+  };
+  open.push(bench);
+  return bench;
+}
+
+function sqlitePragmas(d: Database.Database): void {
+  d.pragma(`busy_timeout = ${DEFAULT_ENGINE_SETTINGS.busyTimeoutMs}`);
+  d.pragma('foreign_keys = ON');
+  d.pragma(`synchronous = ${DEFAULT_ENGINE_SETTINGS.sqliteSynchronous}`);
+}
+
+/** The SQLite connection a careful engineer would open: WAL, synchronous=NORMAL (as Coffer), foreign keys on. */
+async function openRaw(backend: BackendName, url: string, coffer: Coffer, poolMax: number): Promise<Raw> {
+  if (backend === 'memory') {
+    // A copy of Coffer's in-process database as it is now (same schema and rows).
+    const dir = mkdtempSync(join(tmpdir(), 'coffer-bench-mem-'));
+    const file = join(dir, 'snapshot.db');
+    try {
+      await sql.raw(`VACUUM INTO '${file}'`).execute(coffer.engine.writer);
+      const d = new Database(readFileSync(file));
+      sqlitePragmas(d);
+      return { kind: 'sqlite', db: d, close: async () => void d.close() };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const t = parseDatabaseUrl(url);
+  if (t.backend === 'sqlite') {
+    const d = new Database(t.path);
+    d.pragma('journal_mode = WAL');
+    sqlitePragmas(d);
+    return { kind: 'sqlite', db: d, close: async () => void d.close() };
+  }
+  if (t.backend === 'postgres') {
+    const s = DEFAULT_ENGINE_SETTINGS;
+    const pool = new pg.Pool({
+      host: t.host,
+      port: t.port,
+      user: t.user,
+      password: t.password,
+      database: t.database,
+      max: poolMax,
+      application_name: 'coffer-bench-raw',
+      options: `-c TimeZone=UTC -c statement_timeout=${s.statementTimeoutMs} -c lock_timeout=${s.lockTimeoutMs}`,
+    });
+    return { kind: 'postgres', pool, close: () => pool.end() };
+  }
+  const pool = mysql.createPool({
+    host: t.host,
+    port: t.port,
+    user: t.user,
+    password: t.password,
+    database: t.database,
+    connectionLimit: poolMax,
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+    timezone: 'Z',
+    charset: 'UTF8MB4_BIN',
+  });
+  // Same session as Coffer's connections: READ COMMITTED, strict mode, UTC.
+  pool.on('connection', (c) => {
+    const cb = c as unknown as { query(sql: string): void };
+    cb.query("SET SESSION time_zone = '+00:00', SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'");
+    cb.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
+  });
+  return { kind: 'mysql', pool, close: () => pool.end() };
+}
+
+/** Server and driver versions for the report. */
+export async function versions(b: BenchDb): Promise<Record<string, string>> {
+  const out: Record<string, string> = { server: await b.coffer.engine.serverVersion() };
+  return out;
+}

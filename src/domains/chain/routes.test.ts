@@ -1,0 +1,146 @@
+// The chain API through app.inject() on every backend: each route's success, validation
+// failures naming the field, auth failures, mapped store errors, pagination to the end, and
+// the audit entry each write leaves with the key as its actor.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import type { Coffer } from '../../db/store.js';
+import { forEachBackend } from '../../../test/harness.js';
+import { testService, type TestService } from '../../../test/service-support.js';
+
+const h = (n: number, salt = 0) => (n * 7919 + salt).toString(16).padStart(64, '0').slice(-64);
+
+function block(height: number, opts: { salt?: number; txs?: number } = {}) {
+  const salt = opts.salt ?? 0;
+  return {
+    height: String(height),
+    hash: h(height + 1, salt),
+    parentHash: height === 0 ? '0'.repeat(64) : h(height, height === 1 ? 0 : salt),
+    time: new Date(Date.UTC(2026, 0, 1) + height * 60_000).toISOString(),
+    transactions: Array.from({ length: opts.txs ?? 3 }, (_, i) => ({
+      txHash: h(height * 1000 + i + 1, 99 + salt),
+      indexInBlock: i,
+      address: `addr${i % 2}`,
+      outputs: [{ address: `addr${(i + 1) % 3}`, value: (10n ** 30n + BigInt(i)).toString() }],
+    })),
+  };
+}
+
+forEachBackend('chain API', (ctx) => {
+  let coffer: Coffer;
+  let svc: TestService;
+  let admin: { authorization: string; keyId: string };
+  let writer: { authorization: string; keyId: string };
+  let reader: { authorization: string; keyId: string };
+  before(async () => {
+    coffer = await ctx.open();
+    svc = await testService(coffer);
+    admin = await svc.key(['chain:admin', 'audit:read']);
+    writer = await svc.key(['chain:write']);
+    reader = await svc.key(['chain:read']);
+  });
+
+  test('register, ingest, read back, and every write is audited with the key as actor', async () => {
+    const reg = await svc.call('POST', '/v1/chains', admin, { chainId: 'doge', name: 'Dogecoin', network: 'mainnet', confirmations: 3 });
+    assert.equal(reg.statusCode, 201, reg.body);
+    assert.equal(reg.json().created, true);
+    for (let i = 0; i < 5; i++) {
+      const r = await svc.call('POST', '/v1/chains/doge/blocks', writer, block(i));
+      assert.equal(r.statusCode, 200, r.body);
+      assert.equal(r.json().status, 'ingested');
+    }
+    const replay = await svc.call('POST', '/v1/chains/doge/blocks', writer, block(4));
+    assert.equal(replay.json().status, 'duplicate');
+    const info = (await svc.call('GET', '/v1/chains/doge', reader)).json();
+    assert.equal(info.cursor.height, '4');
+    const byHeight = await svc.call('GET', '/v1/chains/doge/blocks/2', reader);
+    assert.equal(byHeight.json().hash, h(3));
+    const byHash = await svc.call('GET', `/v1/chains/doge/blocks/${h(3)}`, reader);
+    assert.equal(byHash.json().height, '2');
+    const t = await svc.call('GET', `/v1/chains/doge/transactions/${h(2001, 99)}`, reader);
+    assert.equal(t.statusCode, 200, t.body);
+    assert.equal(t.json().outputs[0].value, (10n ** 30n).toString(), 'amounts beyond 2^64 stay exact');
+    const entries = await coffer.read((tx) => tx.db.selectFrom('audit_log').select(['action', 'actor_type', 'actor_id', 'entity_id']).where('domain', '=', 'chain').orderBy('seq').execute());
+    assert.deepEqual(entries.map((e) => e.action), ['chain.chain.register', ...Array(5).fill('chain.block.ingest')]);
+    assert.ok(entries.every((e) => e.actor_type === 'api_key'));
+    assert.equal(entries[0]!.actor_id, admin.keyId);
+    assert.equal(entries[1]!.actor_id, writer.keyId);
+  });
+
+  test('height-range and address listings paginate to the end without repeats', async () => {
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (let pages = 0; pages < 20; pages++) {
+      const r = await svc.call('GET', `/v1/chains/doge/transactions?fromHeight=0&toHeight=4&limit=4${cursor ? `&cursor=${cursor}` : ''}`, reader);
+      assert.equal(r.statusCode, 200, r.body);
+      seen.push(...r.json().items.map((x: { txHash: string }) => x.txHash));
+      cursor = r.json().nextCursor;
+      if (!cursor) break;
+    }
+    assert.equal(seen.length, 15);
+    assert.equal(new Set(seen).size, 15);
+    const addr = await svc.call('GET', '/v1/chains/doge/addresses/addr0/transactions?limit=100', reader);
+    assert.ok(addr.json().items.length > 0);
+  });
+
+  test('a block that does not extend the tip is refused (409) unless reorg=true, and reorg reverts', async () => {
+    const fork = block(3, { salt: 5 });
+    fork.parentHash = h(3); // child of height 2
+    const refused = await svc.call('POST', '/v1/chains/doge/blocks', writer, fork);
+    assert.equal(refused.statusCode, 409, refused.body);
+    const accepted = await svc.call('POST', '/v1/chains/doge/blocks?reorg=true', writer, fork);
+    assert.equal(accepted.statusCode, 200, accepted.body);
+    assert.equal(accepted.json().reorg.removedBlocks, 2);
+    const gone = await svc.call('GET', `/v1/chains/doge/transactions/${h(4001, 99)}`, reader);
+    assert.equal(gone.statusCode, 404);
+    assert.equal(gone.json().error.code, 'not_found');
+  });
+
+  test('mempool add and claim', async () => {
+    const add = await svc.call('POST', '/v1/chains/doge/mempool', writer, { txHash: h(777), content: 'abcd', fee: '1500', sizeBytes: 250 });
+    assert.equal(add.statusCode, 200, add.body);
+    assert.equal(add.json().status, 'added');
+    const dup = await svc.call('POST', '/v1/chains/doge/mempool', writer, { txHash: h(777), content: 'abcd', fee: '1500', sizeBytes: 250 });
+    assert.equal(dup.json().status, 'duplicate');
+    const claim = await svc.call('POST', '/v1/chains/doge/mempool/claim', writer, { worker: 'w1', limit: 10 });
+    assert.equal(claim.json().items.length, 1);
+    const again = await svc.call('POST', '/v1/chains/doge/mempool/claim', writer, { worker: 'w2', limit: 10 });
+    assert.equal(again.json().items.length, 0);
+  });
+
+  test('bad input is a 400 naming the field; nothing is written', async () => {
+    const before = (await svc.call('GET', '/v1/chains/doge', reader)).json().cursor.height;
+    const cases: [unknown, string][] = [
+      [{ ...block(4), hash: 'XYZ' }, 'body.hash'],
+      [{ ...block(4), height: '-1' }, 'body.height'],
+      [{ ...block(4), height: 1.5 }, 'body.height'],
+      [{ ...block(4), time: 'yesterday' }, 'body.time'],
+      [{ ...block(4), transactions: [{ ...block(4).transactions[0], outputs: [{ address: 'a', value: '1.5' }] }] }, 'body.transactions.0.outputs.0.value'],
+      [{ ...block(4), transactions: [{ ...block(4).transactions[0], outputs: [{ address: 'a', value: -1 }] }] }, 'body.transactions.0.outputs.0.value'],
+      [{ ...block(4), transactions: [{ ...block(4).transactions[0], payload: 'zz' }] }, 'body.transactions.0.payload'],
+      [{ ...block(4), extra: "1; DROP TABLE chain_blocks" }, 'body'],
+    ];
+    for (const [payload, field] of cases) {
+      const r = await svc.call('POST', '/v1/chains/doge/blocks', writer, payload);
+      assert.equal(r.statusCode, 400, `${field}: ${r.body}`);
+      assert.equal(r.json().error.field, field);
+    }
+    assert.equal((await svc.call('GET', '/v1/chains/x y', reader)).statusCode, 400);
+    const unknown = await svc.call('POST', '/v1/chains/nochain/blocks', writer, block(0));
+    assert.equal(unknown.statusCode, 404, unknown.body);
+    assert.equal((await svc.call('GET', '/v1/chains/doge', reader)).json().cursor.height, before);
+  });
+
+  test('401 without or with a bad key, 403 without the scope', async () => {
+    assert.equal((await svc.call('GET', '/v1/chains', null)).statusCode, 401);
+    assert.equal((await svc.call('GET', '/v1/chains', { authorization: 'Bearer cfk_000000000000000000000000_' + 'A'.repeat(43) })).statusCode, 401);
+    const forbidden = await svc.call('POST', '/v1/chains/doge/blocks', reader, block(9));
+    assert.equal(forbidden.statusCode, 403);
+    assert.equal(forbidden.json().error.code, 'forbidden');
+    const ipLocked = await svc.key(['chain:read'], { ipAllow: ['10.9.9.9/32'] });
+    const r = await svc.call('GET', '/v1/chains', ipLocked);
+    assert.equal(r.statusCode, 403, r.body);
+    const expired = await svc.key(['chain:read'], { expiresAt: new Date(Date.now() + 50) });
+    await new Promise((res) => setTimeout(res, 80));
+    assert.equal((await svc.call('GET', '/v1/chains', expired)).statusCode, 401);
+  });
+});

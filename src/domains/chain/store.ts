@@ -1,0 +1,564 @@
+// The chain store: chains, block ingest with an atomic cursor advance, reorgs that revert every
+// derived row, and reads. Construct it with a Tx inside coffer.write/read:
+//   coffer.write((tx) => chain(tx).ingestBlock(block, { processors }), { op: 'chain.ingestBlock' })
+// Every method is part of the caller's one transaction; bad input is a ValidationError thrown
+// before the first write.
+import { ConflictError, InvalidStateTransitionError, NotFoundError } from '../../db/errors.js';
+import type { Tx } from '../../db/tx.js';
+import { BlockGapError, FinalityViolationError, ReorgRequiredError } from './errors.js';
+import type { BlockProcessor } from './processors.js';
+import { chunks, enc, insertMany, T, toBlock, toChain, toCursor, toHealth, toTransaction } from './rows.js';
+import type {
+  ChainCursor,
+  ChainInfo,
+  IngestBlockInput,
+  IngestOptions,
+  IngestResult,
+  Page,
+  PageRequest,
+  RegisterChainInput,
+  ReorgResult,
+  ReorgSummary,
+  StoredBlock,
+  StoredTransaction,
+  StoreOptions,
+  SyncHealth,
+  TxPosition,
+} from './types.js';
+import { journaledDelete, pruneFinalized, revertAbove } from './undo.js';
+import {
+  addressSchema,
+  blockSchema,
+  chainIdSchema,
+  hash32Schema,
+  heightSchema,
+  invalid,
+  pageSchema,
+  parse,
+  registerChainSchema,
+} from './validate.js';
+import { z } from 'zod';
+
+export const DEFAULT_MEMPOOL_CAPACITY = 10_000;
+const DEFAULT_PAGE = 100;
+
+type ValidBlock = z.output<typeof blockSchema>;
+
+/** Validates a block and the rules between its fields; returns it with transactions in block order. */
+export function validateBlock(input: IngestBlockInput, prefix = ''): ValidBlock {
+  const b = parse(blockSchema, input, prefix);
+  const f = (name: string) => (prefix ? `${prefix}.${name}` : name);
+  const txCount = b.txCount ?? b.transactions.length;
+  if (txCount < b.transactions.length) invalid(f('txCount'), `is ${txCount} but ${b.transactions.length} transactions were given`);
+  if (b.parentHash === b.blockHash) invalid(f('parentHash'), 'equals the block hash');
+  const hashes = new Set<string>();
+  const indexes = new Set<number>();
+  b.transactions.forEach((t, i) => {
+    if (hashes.has(t.txHash)) invalid(f(`transactions[${i}].txHash`), 'appears twice in the block');
+    if (indexes.has(t.indexInBlock)) invalid(f(`transactions[${i}].indexInBlock`), 'appears twice in the block');
+    if (t.indexInBlock >= txCount) invalid(f(`transactions[${i}].indexInBlock`), `must be below the block's transaction count ${txCount}`);
+    hashes.add(t.txHash);
+    indexes.add(t.indexInBlock);
+    const addresses = new Set<string>();
+    t.outputs.forEach((o, j) => {
+      // One value per address: the adapter sums outputs to the same address.
+      if (addresses.has(o.address)) invalid(f(`transactions[${i}].outputs[${j}].address`), 'appears twice in the transaction');
+      addresses.add(o.address);
+    });
+  });
+  return { ...b, txCount, transactions: [...b.transactions].sort((x, y) => x.indexInBlock - y.indexInBlock) };
+}
+
+function lagOf(current: bigint | null, latest: bigint | null): bigint | null {
+  if (current === null || latest === null) return null;
+  return latest > current ? latest - current : 0n;
+}
+
+// Keyset condition "(height, index) > pos", spelled out because row-value comparison is not
+// portable; no OFFSET, so rows deleted by a reorg between pages cannot shift a page.
+const after = (pos: TxPosition) => (eb: any) =>
+  eb.or([eb('block_height', '>', pos.height), eb.and([eb('block_height', '=', pos.height), eb('index_in_block', '>', pos.index)])]);
+
+export class ChainStore {
+  readonly #tx: Tx;
+  readonly #clock: () => Date;
+
+  constructor(tx: Tx, opts: StoreOptions = {}) {
+    this.#tx = tx;
+    this.#clock = opts.clock ?? (() => new Date());
+  }
+
+  // ---------------------------------------------------------------- chains
+
+  /** Registers a chain (with an empty cursor and health row). Registering the same chain again is a no-op; different settings are a ConflictError. */
+  async registerChain(input: RegisterChainInput): Promise<{ chain: ChainInfo; created: boolean }> {
+    const tx = this.#tx;
+    tx.assertWritable('chain.registerChain');
+    const v = parse(registerChainSchema, input);
+    const now = this.#clock();
+    const row = {
+      chain_id: v.chainId,
+      name: v.name,
+      network: v.network,
+      confirmations: v.confirmations,
+      mempool_capacity: v.mempoolCapacity ?? DEFAULT_MEMPOOL_CAPACITY,
+      created_at: now,
+    };
+    if (await tx.insertOrIgnore(T.chains, row, ['chain_id'])) {
+      await tx.insert(T.cursors, { chain_id: v.chainId, height: null, block_hash: null, waiting_for_next_hash: false, finalized_height: null });
+      await tx.insert(T.health, { chain_id: v.chainId, current_height: null, latest_height: null, lag: null, updated_at: now });
+      return { chain: (await this.getChain(v.chainId))!, created: true };
+    }
+    const existing = (await this.getChain(v.chainId))!;
+    const differs = (
+      [
+        ['name', existing.name, v.name],
+        ['network', existing.network, v.network],
+        ['confirmations', existing.confirmations, v.confirmations],
+        ['mempoolCapacity', existing.mempoolCapacity, v.mempoolCapacity ?? existing.mempoolCapacity],
+      ] as const
+    ).find(([, a, b]) => a !== b);
+    if (differs) {
+      throw new ConflictError(`chain ${v.chainId} is already registered with ${differs[0]} ${String(differs[1])}`, {
+        field: differs[0],
+        chainId: v.chainId,
+      });
+    }
+    return { chain: existing, created: false };
+  }
+
+  async getChain(chainId: string): Promise<ChainInfo | null> {
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const r = await this.#tx.db.selectFrom(T.chains).selectAll().where('chain_id', '=', id).executeTakeFirst();
+    return r ? toChain(this.#tx, r) : null;
+  }
+
+  async listChains(): Promise<ChainInfo[]> {
+    const rows = await this.#tx.db.selectFrom(T.chains).selectAll().orderBy('chain_id').execute();
+    return rows.map((r) => toChain(this.#tx, r));
+  }
+
+  async #requireChain(chainId: string): Promise<ChainInfo> {
+    const c = await this.getChain(chainId);
+    if (!c) throw new NotFoundError(`unknown chain ${chainId}`, { field: 'chainId', chainId });
+    return c;
+  }
+
+  // Locks the chain's cursor row for the rest of the transaction: ingests and reorgs of one
+  // chain are serialised (PostgreSQL/MySQL row lock; SQLite's write lock already is one).
+  async #lockCursor(chainId: string): Promise<ChainCursor> {
+    const tx = this.#tx;
+    const r = await tx.lockRows(tx.db.selectFrom(T.cursors).selectAll().where('chain_id', '=', chainId)).executeTakeFirst();
+    if (!r) throw new NotFoundError(`unknown chain ${chainId}`, { field: 'chainId', chainId });
+    return toCursor(tx, r);
+  }
+
+  /** The cursor: tip height and hash, the waiting flag, the finalized height. */
+  async getCursor(chainId: string): Promise<ChainCursor> {
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const r = await this.#tx.db.selectFrom(T.cursors).selectAll().where('chain_id', '=', id).executeTakeFirst();
+    if (!r) throw new NotFoundError(`unknown chain ${id}`, { field: 'chainId', chainId: id });
+    return toCursor(this.#tx, r);
+  }
+
+  async getHealth(chainId: string): Promise<SyncHealth> {
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const r = await this.#tx.db.selectFrom(T.health).selectAll().where('chain_id', '=', id).executeTakeFirst();
+    if (!r) throw new NotFoundError(`unknown chain ${id}`, { field: 'chainId', chainId: id });
+    return toHealth(this.#tx, r);
+  }
+
+  /** The follower reached the node's tip and waits for the next block hash; the next ingest clears it. */
+  async setWaitingForNextHash(chainId: string, waiting: boolean): Promise<void> {
+    const tx = this.#tx;
+    tx.assertWritable('chain.setWaitingForNextHash');
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    parse(z.boolean({ error: 'expected a boolean' }), waiting, 'waiting');
+    const r = await tx.db.updateTable(T.cursors).set(tx.codec(T.cursors).encode({ waiting_for_next_hash: waiting })).where('chain_id', '=', id).executeTakeFirst();
+    if (Number(r.numUpdatedRows) !== 1) throw new NotFoundError(`unknown chain ${id}`, { field: 'chainId', chainId: id });
+  }
+
+  /** Records the node's best height (what the follower has yet to reach) and recomputes the lag. */
+  async reportLatestHeight(chainId: string, latestHeight: bigint): Promise<SyncHealth> {
+    const tx = this.#tx;
+    tx.assertWritable('chain.reportLatestHeight');
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const latest = parse(heightSchema, latestHeight, 'latestHeight');
+    await this.#requireChain(id);
+    const h = toHealth(tx, await tx.lockRows(tx.db.selectFrom(T.health).selectAll().where('chain_id', '=', id)).executeTakeFirstOrThrow());
+    await this.#writeHealth(id, h.currentHeight, latest);
+    return this.getHealth(id);
+  }
+
+  async #writeHealth(chainId: string, current: bigint | null, latest: bigint | null): Promise<void> {
+    const tx = this.#tx;
+    const r = await tx.db
+      .updateTable(T.health)
+      .set(tx.codec(T.health).encode({ current_height: current, latest_height: latest, lag: lagOf(current, latest), updated_at: this.#clock() }))
+      .where('chain_id', '=', chainId)
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) !== 1) throw new NotFoundError(`no sync health row for chain ${chainId}`, { chainId });
+  }
+
+  async #setTip(chainId: string, cursor: ChainCursor, tip: { height: bigint; hash: string }, finalized: bigint | null): Promise<void> {
+    const tx = this.#tx;
+    let q = tx.db
+      .updateTable(T.cursors)
+      .set(tx.codec(T.cursors).encode({ height: tip.height, block_hash: tip.hash, waiting_for_next_hash: false, finalized_height: finalized }))
+      .where('chain_id', '=', chainId);
+    // Conditional on the tip we read: a concurrent writer that slipped past the lock is caught.
+    q = cursor.height === null ? q.where('height', 'is', null) : q.where('height', '=', enc(tx, T.cursors, 'height', cursor.height));
+    const r = await q.executeTakeFirst();
+    if (Number(r.numUpdatedRows) !== 1) throw new ConflictError(`the tip of chain ${chainId} moved during the operation`, { chainId });
+    // Locked, so a concurrent reportLatestHeight is not overwritten with the value read here.
+    const health = toHealth(tx, await tx.lockRows(tx.db.selectFrom(T.health).selectAll().where('chain_id', '=', chainId)).executeTakeFirstOrThrow());
+    await this.#writeHealth(chainId, tip.height, health.latestHeight);
+  }
+
+  // ---------------------------------------------------------------- ingest
+
+  /**
+   * Stores a block and its transactions, drops them from the mempool, runs the processors and
+   * advances the cursor, all in the caller's transaction. A block already stored is a no-op
+   * ('duplicate'). A block that does not extend the tip is a ReorgRequiredError unless
+   * `reorg: true`, in which case everything above its parent is rolled back first.
+   */
+  async ingestBlock(input: IngestBlockInput, options: IngestOptions | readonly BlockProcessor[] = {}): Promise<IngestResult> {
+    const tx = this.#tx;
+    tx.assertWritable('chain.ingestBlock');
+    const opts: IngestOptions = Array.isArray(options) ? { processors: options as readonly BlockProcessor[] } : (options as IngestOptions);
+    const block = validateBlock(input);
+    const chain = await this.#requireChain(block.chainId);
+    const cursor = await this.#lockCursor(block.chainId);
+    const result = { height: block.height, hash: block.blockHash };
+
+    const stored = await this.#blockAt(block.chainId, block.height);
+    if (stored?.hash === block.blockHash) {
+      await this.#assertSameBlock(stored, block);
+      return { status: 'duplicate', ...result };
+    }
+    const sameHash = await this.#blockWithHash(block.chainId, block.blockHash);
+    if (sameHash) {
+      throw new ConflictError(`block ${block.blockHash} is already stored at height ${sameHash.height}`, { field: 'blockHash', chainId: block.chainId });
+    }
+    if (cursor.height === null || (block.height === cursor.height + 1n && block.parentHash === cursor.blockHash)) {
+      await this.#append(chain, cursor, block, opts.processors ?? []);
+      return { status: 'ingested', ...result };
+    }
+    const details = {
+      chainId: block.chainId,
+      height: block.height,
+      parentHash: block.parentHash,
+      tipHeight: cursor.height,
+      tipHash: cursor.blockHash,
+    };
+    if (block.height > cursor.height + 1n) {
+      throw new BlockGapError(`block ${block.height} is above tip ${cursor.height} + 1 of chain ${block.chainId}`, { field: 'height', ...details });
+    }
+    if (!opts.reorg) {
+      throw new ReorgRequiredError(`block ${block.height} of chain ${block.chainId} does not extend the tip ${cursor.height} (${cursor.blockHash})`, {
+        field: 'parentHash',
+        ...details,
+      });
+    }
+    const parent = block.height > 0n ? await this.#blockAt(block.chainId, block.height - 1n) : undefined;
+    if (parent?.hash !== block.parentHash) {
+      // The fork is deeper than one block: the caller must reorg from the real fork point.
+      throw new ReorgRequiredError(`the parent ${block.parentHash} of block ${block.height} is not stored: reorg from an earlier fork height`, {
+        field: 'parentHash',
+        ...details,
+      });
+    }
+    const summary = await this.#rollback(chain, cursor, parent.height);
+    await this.#append(chain, await this.#lockCursor(block.chainId), block, opts.processors ?? []);
+    return { status: 'ingested', ...result, reorg: summary };
+  }
+
+  /**
+   * Rolls the chain back to `forkHeight` (every block above it and every row any domain derived
+   * from them, through the undo journal) and ingests `newBranch` on top, in one transaction.
+   * An empty branch is a plain rollback. The fork may not be below the finalized height.
+   */
+  async reorg(
+    chainId: string,
+    forkHeight: bigint,
+    newBranch: readonly IngestBlockInput[],
+    options: { processors?: readonly BlockProcessor[] } = {},
+  ): Promise<ReorgResult> {
+    const tx = this.#tx;
+    tx.assertWritable('chain.reorg');
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const fork = parse(heightSchema, forkHeight, 'forkHeight');
+    parse(z.array(z.unknown(), { error: 'expected an array' }), newBranch, 'newBranch');
+    const blocks = newBranch.map((b, i) => validateBlock(b, `newBranch[${i}]`));
+    blocks.forEach((b, i) => {
+      if (b.chainId !== id) invalid(`newBranch[${i}].chainId`, `is ${b.chainId}, not ${id}`);
+      if (b.height !== fork + 1n + BigInt(i)) invalid(`newBranch[${i}].height`, `must be ${fork + 1n + BigInt(i)} (contiguous above the fork)`);
+      if (i > 0 && b.parentHash !== blocks[i - 1]!.blockHash) invalid(`newBranch[${i}].parentHash`, `must be the hash of newBranch[${i - 1}]`);
+    });
+    const chain = await this.#requireChain(id);
+    const cursor = await this.#lockCursor(id);
+    if (cursor.height === null || fork > cursor.height) {
+      throw new InvalidStateTransitionError(`fork height ${fork} is above the tip ${cursor.height ?? '(none)'} of chain ${id}`, { field: 'forkHeight', chainId: id });
+    }
+    const forkBlock = await this.#blockAt(id, fork);
+    if (!forkBlock) throw new NotFoundError(`no block at fork height ${fork} on chain ${id}`, { field: 'forkHeight', chainId: id });
+    if (blocks[0] && blocks[0].parentHash !== forkBlock.hash) {
+      throw new ReorgRequiredError(`newBranch[0] does not attach to the block at fork height ${fork} (${forkBlock.hash})`, {
+        field: 'newBranch[0].parentHash',
+        chainId: id,
+        forkHeight: fork,
+      });
+    }
+    const summary = await this.#rollback(chain, cursor, fork);
+    for (const b of blocks) await this.#append(chain, await this.#lockCursor(id), b, options.processors ?? []);
+    const tip = blocks.length ? blocks[blocks.length - 1]! : { height: forkBlock.height, blockHash: forkBlock.hash };
+    return { ...summary, ingestedBlocks: blocks.length, tip: { height: tip.height, hash: tip.blockHash } };
+  }
+
+  async #blockAt(chainId: string, height: bigint): Promise<StoredBlock | undefined> {
+    const tx = this.#tx;
+    const r = await tx.db.selectFrom(T.blocks).selectAll().where('chain_id', '=', chainId).where('height', '=', enc(tx, T.blocks, 'height', height)).executeTakeFirst();
+    return r ? toBlock(tx, r) : undefined;
+  }
+
+  // A replay must be the same block: a block hash commits to its content, so a difference means
+  // the caller's data is wrong, and silently keeping either version would hide it.
+  async #assertSameBlock(stored: StoredBlock, block: ValidBlock): Promise<void> {
+    const tx = this.#tx;
+    const problem = (field: string, what: string) => {
+      throw new ConflictError(`block ${block.blockHash} is already stored with a different ${what}`, { field, chainId: block.chainId });
+    };
+    if (stored.parentHash !== block.parentHash) problem('parentHash', 'parent hash');
+    if (stored.txCount !== block.txCount) problem('txCount', 'transaction count');
+    const rows = await tx.db
+      .selectFrom(T.txs)
+      .select(['tx_hash', 'index_in_block'])
+      .where('chain_id', '=', block.chainId)
+      .where('block_height', '=', enc(tx, T.txs, 'block_height', block.height))
+      .execute();
+    const storedTxs = new Map(rows.map((r) => [r.tx_hash as string, Number(r.index_in_block)]));
+    if (storedTxs.size !== block.transactions.length || block.transactions.some((t) => storedTxs.get(t.txHash) !== t.indexInBlock)) {
+      problem('transactions', 'transaction list');
+    }
+  }
+
+  async #append(chain: ChainInfo, cursor: ChainCursor, block: ValidBlock, processors: readonly BlockProcessor[]): Promise<void> {
+    const tx = this.#tx;
+    const chainId = chain.chainId;
+    const hashes = block.transactions.map((t) => t.txHash);
+    // Refuse a transaction already on this chain with a typed error naming it, instead of a
+    // unique violation (which would also abort the whole transaction on PostgreSQL).
+    for (const part of chunks(hashes)) {
+      if (!part.length) continue;
+      const dup = await tx.db.selectFrom(T.txs).select(['tx_hash', 'block_height']).where('chain_id', '=', chainId).where('tx_hash', 'in', part).executeTakeFirst();
+      if (dup) {
+        const i = block.transactions.findIndex((t) => t.txHash === dup.tx_hash);
+        throw new ConflictError(`transaction ${String(dup.tx_hash)} is already stored in block ${String(dup.block_height)} of chain ${chainId}`, {
+          field: `transactions[${i}].txHash`,
+          chainId,
+        });
+      }
+    }
+    await tx.insert(T.blocks, {
+      chain_id: chainId,
+      height: block.height,
+      hash: block.blockHash,
+      parent_hash: block.parentHash,
+      block_time: block.time,
+      tx_count: block.txCount,
+    });
+    await insertMany(
+      tx,
+      T.txs,
+      block.transactions.map((t) => ({
+        chain_id: chainId,
+        tx_hash: t.txHash,
+        block_height: block.height,
+        block_hash: block.blockHash,
+        index_in_block: t.indexInBlock,
+        action_type: t.actionType,
+        action_version: t.actionVersion,
+        payload: t.payload,
+        address: t.address,
+      })),
+    );
+    await insertMany(
+      tx,
+      T.outputs,
+      block.transactions.flatMap((t) =>
+        t.outputs.map((o) => ({
+          chain_id: chainId,
+          tx_hash: t.txHash,
+          address: o.address,
+          value: o.value,
+          block_height: block.height,
+          index_in_block: t.indexInBlock,
+        })),
+      ),
+    );
+    const ref = { chainId, height: block.height, blockHash: block.blockHash };
+    // Included transactions leave the mempool through the journal, so a reorg puts them back.
+    for (const part of chunks(hashes)) {
+      if (!part.length) continue;
+      const inPool = await tx.db.selectFrom(T.mempool).select('tx_hash').where('chain_id', '=', chainId).where('tx_hash', 'in', part).execute();
+      for (const r of inPool) await journaledDelete(tx, ref, T.mempool, { chain_id: chainId, tx_hash: r.tx_hash });
+    }
+    const candidate = block.height - BigInt(chain.confirmations) + 1n;
+    const finalized = candidate >= 0n && (cursor.finalizedHeight === null || candidate > cursor.finalizedHeight) ? candidate : cursor.finalizedHeight;
+    await this.#setTip(chainId, cursor, { height: block.height, hash: block.blockHash }, finalized);
+    const ctx = { block, tipHeight: block.height, confirmationsNeeded: chain.confirmations };
+    for (const p of processors) await p(tx, ctx);
+    if (finalized !== null && finalized !== cursor.finalizedHeight) await pruneFinalized(tx, chainId, finalized);
+  }
+
+  async #rollback(chain: ChainInfo, cursor: ChainCursor, fork: bigint): Promise<ReorgSummary> {
+    const tx = this.#tx;
+    const chainId = chain.chainId;
+    if (cursor.finalizedHeight !== null && fork < cursor.finalizedHeight) {
+      throw new FinalityViolationError(`cannot reorg chain ${chainId} below its finalized height ${cursor.finalizedHeight} (fork ${fork})`, {
+        field: 'forkHeight',
+        chainId,
+        forkHeight: fork,
+        finalizedHeight: cursor.finalizedHeight,
+      });
+    }
+    const forkBlock = await this.#blockAt(chainId, fork);
+    if (!forkBlock) throw new NotFoundError(`no block at fork height ${fork} on chain ${chainId}`, { field: 'forkHeight', chainId });
+    // Derived rows first (newest first), then the chain's own rows above the fork.
+    const revertedWrites = await revertAbove(tx, chainId, fork);
+    const h = enc(tx, T.blocks, 'height', fork);
+    await tx.db.deleteFrom(T.outputs).where('chain_id', '=', chainId).where('block_height', '>', h).execute();
+    await tx.db.deleteFrom(T.txs).where('chain_id', '=', chainId).where('block_height', '>', h).execute();
+    const removed = await tx.db.deleteFrom(T.blocks).where('chain_id', '=', chainId).where('height', '>', h).executeTakeFirst();
+    // The finalized height stays: it only ever rises, since the journal below it is gone.
+    await this.#setTip(chainId, cursor, { height: fork, hash: forkBlock.hash }, cursor.finalizedHeight);
+    return { forkHeight: fork, removedBlocks: Number(removed.numDeletedRows ?? 0n), revertedWrites };
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async blockByHeight(chainId: string, height: bigint): Promise<StoredBlock | null> {
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const h = parse(heightSchema, height, 'height');
+    await this.#requireChain(id);
+    return (await this.#blockAt(id, h)) ?? null;
+  }
+
+  async blockByHash(chainId: string, hash: string): Promise<StoredBlock | null> {
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const h = parse(hash32Schema, hash, 'hash');
+    await this.#requireChain(id);
+    return (await this.#blockWithHash(id, h)) ?? null;
+  }
+
+  async #blockWithHash(chainId: string, hash: string): Promise<StoredBlock | undefined> {
+    const r = await this.#tx.db.selectFrom(T.blocks).selectAll().where('chain_id', '=', chainId).where('hash', '=', hash).executeTakeFirst();
+    return r ? toBlock(this.#tx, r) : undefined;
+  }
+
+  async transaction(chainId: string, txHash: string): Promise<StoredTransaction | null> {
+    const tx = this.#tx;
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const h = parse(hash32Schema, txHash, 'txHash');
+    await this.#requireChain(id);
+    const r = await tx.db.selectFrom(T.txs).selectAll().where('chain_id', '=', id).where('tx_hash', '=', h).executeTakeFirst();
+    if (!r) return null;
+    return (await this.#withOutputs(id, [toTransaction(tx, r)]))[0]!;
+  }
+
+  /** Transactions with fromHeight <= height <= toHeight, in (height, index) order, keyset-paged. */
+  async transactionsInRange(chainId: string, range: { fromHeight: bigint; toHeight: bigint }, page: PageRequest = {}): Promise<Page<StoredTransaction>> {
+    const tx = this.#tx;
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const from = parse(heightSchema, range?.fromHeight, 'fromHeight');
+    const to = parse(heightSchema, range?.toHeight, 'toHeight');
+    if (to < from) invalid('toHeight', 'is below fromHeight');
+    const p = parse(pageSchema, page, 'page');
+    const limit = p.limit ?? DEFAULT_PAGE;
+    await this.#requireChain(id);
+    const rows = await tx.db
+      .selectFrom(T.txs)
+      .selectAll()
+      .where('chain_id', '=', id)
+      .where('block_height', '>=', enc(tx, T.txs, 'block_height', from))
+      .where('block_height', '<=', enc(tx, T.txs, 'block_height', to))
+      .$if(!!p.after, (q) => q.where(after(p.after!)))
+      .orderBy('block_height')
+      .orderBy('index_in_block')
+      .limit(limit + 1)
+      .execute();
+    return this.#page(id, rows.map((r) => toTransaction(tx, r)), limit);
+  }
+
+  /**
+   * Transactions that involve an address, as the transaction's address or as an output, in
+   * (height, index) order, keyset-paged. Addresses match exactly (no case folding).
+   */
+  async transactionsOfAddress(chainId: string, address: string, page: PageRequest = {}): Promise<Page<StoredTransaction>> {
+    const tx = this.#tx;
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const addr = parse(addressSchema, address, 'address');
+    const p = parse(pageSchema, page, 'page');
+    const limit = p.limit ?? DEFAULT_PAGE;
+    await this.#requireChain(id);
+    // Two index range scans, each limited, merged here: the first `limit` of the union are
+    // within the first `limit + 1` of each side.
+    const asSender = await tx.db
+      .selectFrom(T.txs)
+      .select(['tx_hash', 'block_height', 'index_in_block'])
+      .where('chain_id', '=', id)
+      .where('address', '=', addr)
+      .$if(!!p.after, (q) => q.where(after(p.after!)))
+      .orderBy('block_height')
+      .orderBy('index_in_block')
+      .limit(limit + 1)
+      .execute();
+    const asOutput = await tx.db
+      .selectFrom(T.outputs)
+      .select(['tx_hash', 'block_height', 'index_in_block'])
+      .where('chain_id', '=', id)
+      .where('address', '=', addr)
+      .$if(!!p.after, (q) => q.where(after(p.after!)))
+      .orderBy('block_height')
+      .orderBy('index_in_block')
+      .limit(limit + 1)
+      .execute();
+    const merged = new Map<string, TxPosition>();
+    for (const r of [...asSender, ...asOutput]) {
+      merged.set(r.tx_hash as string, { height: BigInt(String(r.block_height)), index: Number(r.index_in_block) });
+    }
+    const ordered = [...merged.entries()].sort(([, a], [, b]) => (a.height === b.height ? a.index - b.index : a.height < b.height ? -1 : 1));
+    const wanted = ordered.slice(0, limit + 1).map(([h]) => h);
+    const rows = wanted.length ? await tx.db.selectFrom(T.txs).selectAll().where('chain_id', '=', id).where('tx_hash', 'in', wanted).execute() : [];
+    const txs = rows.map((r) => toTransaction(tx, r));
+    txs.sort((a, b) => (a.blockHeight === b.blockHeight ? a.indexInBlock - b.indexInBlock : a.blockHeight < b.blockHeight ? -1 : 1));
+    return this.#page(id, txs, limit);
+  }
+
+  async #page(chainId: string, rows: Omit<StoredTransaction, 'outputs'>[], limit: number): Promise<Page<StoredTransaction>> {
+    const more = rows.length > limit;
+    const items = await this.#withOutputs(chainId, rows.slice(0, limit));
+    const last = items[items.length - 1];
+    return { items, next: more && last ? { height: last.blockHeight, index: last.indexInBlock } : null };
+  }
+
+  async #withOutputs(chainId: string, txs: Omit<StoredTransaction, 'outputs'>[]): Promise<StoredTransaction[]> {
+    const tx = this.#tx;
+    const byHash = new Map<string, { address: string; value: bigint }[]>(txs.map((t) => [t.txHash, []]));
+    for (const part of chunks([...byHash.keys()])) {
+      const rows = await tx.db.selectFrom(T.outputs).select(['tx_hash', 'address', 'value']).where('chain_id', '=', chainId).where('tx_hash', 'in', part).execute();
+      for (const raw of rows) {
+        const r = tx.codec(T.outputs).decode<{ tx_hash: string; address: string; value: bigint }>(raw);
+        byHash.get(r.tx_hash)!.push({ address: r.address, value: r.value });
+      }
+    }
+    // Sorted here, not in SQL: collations differ between backends.
+    return txs.map((t) => ({ ...t, outputs: byHash.get(t.txHash)!.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0)) }));
+  }
+}
+
+/** The chain store bound to one transaction. */
+export function chain(tx: Tx, opts?: StoreOptions): ChainStore {
+  return new ChainStore(tx, opts);
+}

@@ -1,0 +1,136 @@
+// The undo journal on every backend: each journaled helper is reverted exactly (every column
+// type survives the before-image), newest first, in place (rows referencing a restored row
+// survive), only for the given chain and heights; pruning drops exactly the final entries.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import type { Coffer } from '../../db/store.js';
+import { forEachBackend } from '../../../test/harness.js';
+import { CHAIN_TEST_MIGRATIONS, dumpDatabase, hashOf } from './test-support.js';
+import { journaledDelete, journaledInsert, journaledUpdate, journaledUpsert, pruneFinalized, revertAbove, type BlockRef } from './undo.js';
+
+const ref = (chainId: string, height: bigint): BlockRef => ({ chainId, height, blockHash: hashOf('undo-block', chainId, height) });
+
+let seq = 0;
+const newChainId = () => `u-${++seq}-${Math.random().toString(36).slice(2, 7)}`;
+
+function event(chainId: string, n: number, over: Record<string, unknown> = {}) {
+  return {
+    chain_id: chainId,
+    tx_hash: hashOf('ev', chainId, n),
+    seq: n,
+    kind: `k${n}`,
+    amount: 2n ** 255n + BigInt(n),
+    payload: Buffer.from([0, n, 255, 0]),
+    at: new Date(Date.UTC(2031, 0, 1, 0, 0, 0, 123 + n)),
+    meta: { nested: [1, 'two', { three: true }], big: '123456789012345678901234567890', unicode: 'ünï ✓ 𝄞' },
+    flag: n % 2 === 0,
+    status: 'new',
+    ...over,
+  };
+}
+
+forEachBackend('chain undo journal', (ctx) => {
+  let coffer: Coffer;
+  before(async () => {
+    coffer = await ctx.open({ migrations: CHAIN_TEST_MIGRATIONS });
+  });
+
+  test('insert, update, upsert and delete are reverted exactly, newest first, with every column type intact', async () => {
+    const id = newChainId();
+    // Rows that exist before any block: the journal must restore them bit for bit.
+    await coffer.write(async (tx) => {
+      await tx.insert('ct_events', event(id, 1));
+      await tx.insert('ct_events', event(id, 2, { payload: null, meta: null }));
+      await tx.insert('ct_balances', { chain_id: id, address: 'a', balance: 2n ** 256n - 1n, last_height: 0n, last_seen: new Date(1) });
+    });
+    const before = await dumpDatabase(coffer);
+    const r5 = ref(id, 5n);
+    const r6 = ref(id, 6n);
+    await coffer.write(async (tx) => {
+      await journaledInsert(tx, r5, 'ct_events', event(id, 3), ['chain_id', 'tx_hash', 'seq']);
+      assert.equal(await journaledUpdate(tx, r5, 'ct_events', { chain_id: id, tx_hash: hashOf('ev', id, 1), seq: 1 }, { status: 'seen', meta: { changed: true }, payload: null }), true);
+      assert.equal(await journaledDelete(tx, r5, 'ct_events', { chain_id: id, tx_hash: hashOf('ev', id, 2), seq: 2 }), true);
+      assert.equal(await journaledUpsert(tx, r5, 'ct_balances', { chain_id: id, address: 'a', balance: 0n, last_height: 5n, last_seen: new Date(5) }, ['chain_id', 'address']), false);
+      assert.equal(await journaledUpsert(tx, r5, 'ct_balances', { chain_id: id, address: 'b', balance: 9n, last_height: 5n, last_seen: new Date(5) }, ['chain_id', 'address']), true);
+      // Block 6 changes the same rows again: the revert must unwind 6 before 5.
+      await journaledUpdate(tx, r6, 'ct_balances', { chain_id: id, address: 'b' }, { balance: 10n });
+      await journaledDelete(tx, r6, 'ct_balances', { chain_id: id, address: 'b' });
+      await journaledInsert(tx, r6, 'ct_events', event(id, 2, { kind: 'reborn' }), ['chain_id', 'tx_hash', 'seq']);
+      await journaledUpdate(tx, r6, 'ct_events', { chain_id: id, tx_hash: hashOf('ev', id, 3), seq: 3 }, { amount: 0n, flag: true, at: new Date(0) });
+      assert.equal(await journaledUpdate(tx, r6, 'ct_events', { chain_id: id, tx_hash: hashOf('missing'), seq: 9 }, { status: 'seen' }), false);
+      assert.equal(await journaledDelete(tx, r6, 'ct_events', { chain_id: id, tx_hash: hashOf('missing'), seq: 9 }), false);
+    });
+    const journal = await coffer.read((tx) => tx.db.selectFrom('chain_undo').select(['height', 'table_name']).where('chain_id', '=', id).orderBy('id').execute());
+    assert.equal(journal.length, 9, 'misses (no row) are not journaled');
+    // Reverting above 6 changes nothing; above 5 undoes block 6 only.
+    assert.equal(await coffer.write((tx) => revertAbove(tx, id, 6n)), 0);
+    const mid = await coffer.read((tx) => tx.db.selectFrom('ct_balances').select(['address', 'balance']).where('chain_id', '=', id).orderBy('address').execute());
+    assert.equal(await coffer.write((tx) => revertAbove(tx, id, 5n)), 4);
+    const afterSix = await coffer.read((tx) => tx.db.selectFrom('ct_balances').select(['address', 'balance']).where('chain_id', '=', id).orderBy('address').execute());
+    assert.deepEqual(afterSix.map((r) => [r.address, String(r.balance)]), [['a', '0'], ['b', '9']]);
+    assert.notDeepEqual(mid, afterSix);
+    assert.equal(await coffer.write((tx) => revertAbove(tx, id, 4n)), 5);
+    assert.deepEqual(await dumpDatabase(coffer), before);
+  });
+
+  test('a restored row is updated in place, so rows referencing it (ON DELETE CASCADE) survive', async () => {
+    const id = newChainId();
+    await coffer.write(async (tx) => {
+      await tx.insert('ct_balances', { chain_id: id, address: 'kyc', balance: 1n, last_height: 0n, last_seen: new Date(1) });
+      await tx.insert('ct_notes', { chain_id: id, address: 'kyc', note: 'verified' });
+    });
+    const before = await dumpDatabase(coffer);
+    await coffer.write((tx) => journaledUpdate(tx, ref(id, 1n), 'ct_balances', { chain_id: id, address: 'kyc' }, { balance: 50n }));
+    await coffer.write((tx) => revertAbove(tx, id, 0n));
+    assert.deepEqual(await dumpDatabase(coffer), before);
+  });
+
+  test('revertAbove and pruneFinalized touch only their chain and heights', async () => {
+    const a = newChainId();
+    const b = newChainId();
+    await coffer.write(async (tx) => {
+      for (const [chainId, h] of [
+        [a, 1n],
+        [a, 2n],
+        [a, 3n],
+        [b, 1n],
+        [b, 2n],
+        [b, 3n],
+      ] as const) {
+        await journaledInsert(tx, ref(chainId, h), 'ct_events', event(chainId, Number(h)), ['chain_id', 'tx_hash', 'seq']);
+      }
+    });
+    const heights = (chainId: string) =>
+      coffer.read(async (tx) => (await tx.db.selectFrom('chain_undo').select('height').where('chain_id', '=', chainId).orderBy('id').execute()).map((r) => BigInt(String(r.height))));
+    const events = (chainId: string) => coffer.read(async (tx) => (await tx.db.selectFrom('ct_events').select('seq').where('chain_id', '=', chainId).orderBy('seq').execute()).map((r) => Number(r.seq)));
+    assert.equal(await coffer.write((tx) => pruneFinalized(tx, a, 1n)), 1);
+    assert.deepEqual(await heights(a), [2n, 3n]);
+    assert.deepEqual(await heights(b), [1n, 2n, 3n]);
+    assert.equal(await coffer.write((tx) => revertAbove(tx, a, 2n)), 1);
+    assert.deepEqual(await events(a), [1, 2]);
+    assert.deepEqual(await events(b), [1, 2, 3]);
+    assert.deepEqual(await heights(a), [2n]);
+    assert.equal(await coffer.write((tx) => revertAbove(tx, b, 0n)), 3);
+    assert.deepEqual(await events(b), []);
+    assert.deepEqual(await events(a), [1, 2]);
+  });
+
+  test('keys must be the primary key or a unique key, with every value; key columns cannot change', async () => {
+    const id = newChainId();
+    const r = ref(id, 1n);
+    const before = await dumpDatabase(coffer);
+    await assert.rejects(coffer.write((tx) => journaledInsert(tx, r, 'ct_events', event(id, 1), ['chain_id', 'tx_hash'])), /not the primary key/);
+    await assert.rejects(coffer.write((tx) => journaledInsert(tx, r, 'ct_events', { ...event(id, 1), seq: undefined }, ['chain_id', 'tx_hash', 'seq'])), /no value/);
+    await assert.rejects(coffer.write((tx) => journaledUpdate(tx, r, 'ct_events', { chain_id: id, kind: 'k1' }, { status: 'seen' })), /not the primary key/);
+    await assert.rejects(coffer.write((tx) => journaledDelete(tx, r, 'ct_balances', { address: 'a' })), /not the primary key/);
+    await assert.rejects(coffer.write((tx) => journaledUpdate(tx, r, 'ct_balances', { chain_id: id, address: 'a' }, { address: 'b' })), /key column/);
+    assert.deepEqual(await dumpDatabase(coffer), before);
+    // A unique key other than the primary key is accepted.
+    await coffer.write(async (tx) => {
+      await journaledInsert(tx, r, 'ct_events', event(id, 7), ['chain_id', 'kind', 'tx_hash']);
+      assert.equal(await journaledUpdate(tx, r, 'ct_events', { chain_id: id, kind: 'k7', tx_hash: hashOf('ev', id, 7) }, { status: 'seen' }), true);
+    });
+    await coffer.write((tx) => revertAbove(tx, id, 0n));
+    assert.deepEqual(await dumpDatabase(coffer), before);
+  });
+});

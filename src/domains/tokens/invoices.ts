@@ -1,0 +1,225 @@
+// Invoices: a seller's signed request that a buyer pay quantity × price (integer base units) for
+// fractions of a mint. Creating one reserves the seller's tokens in the same transaction, or
+// fails with nothing written; an on-chain invoice transaction then matches it; asset-manager
+// signatures gate the match when the mint requires them.
+import { InvalidStateTransitionError } from '../../db/errors.js';
+import type { Tx } from '../../db/tx.js';
+import { journaledDelete, journaledInsert, type BlockRef } from '../chain/undo.js';
+import { getReservation, endReservation, reserve } from './escrow.js';
+import { lockBalance } from './ledger.js';
+import { getConfirmedMint, type MatchOutcome, type OnChainAnchor } from './mints.js';
+import { decode, toInvoice, type Ctx } from './rows.js';
+import { T, type Invoice, type InvoiceInput, type Mint, type SignatureStatus } from './types.js';
+import { invalid, invoiceHash, invoiceInputSchema, parse, signatureInputSchema, ttlSchema } from './validate.js';
+
+export const DEFAULT_INVOICE_TTL_MS = 24 * 3600_000;
+
+export interface CreateInvoiceOptions {
+  /** How long the reservation holds if the invoice is not paid (default 24 h). */
+  ttlMs?: number;
+}
+
+export interface CreateInvoiceResult {
+  hash: string;
+  /** False when the invoice was already known (a replay): nothing was written. */
+  created: boolean;
+  invoice: Invoice;
+}
+
+/**
+ * Stores an invoice and reserves the seller's tokens, in one transaction: if the available
+ * balance does not cover the quantity it throws InsufficientBalanceError and writes nothing.
+ * Submitting the same invoice again returns it unchanged.
+ */
+export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateInvoiceOptions = {}): Promise<CreateInvoiceResult> {
+  const { tx } = ctx;
+  tx.assertWritable('tokens.createInvoice');
+  const v = parse(invoiceInputSchema, input);
+  const ttl = parse(ttlSchema, opts.ttlMs ?? DEFAULT_INVOICE_TTL_MS, 'ttlMs');
+  const hash = invoiceHash(v);
+  if (!ctx.verify(v.publicKey, hash, v.signature)) invalid('signature', `does not verify against publicKey over the invoice hash ${hash}`);
+  const mint = await getConfirmedMint(tx, v.mintHash);
+  if (!mint) invalid('mintHash', `unknown mint ${v.mintHash} (not confirmed on chain)`);
+  if (mint.chainId !== v.chainId) invalid('chainId', `mint ${v.mintHash} is on chain ${mint.chainId}`);
+  if (v.quantity > mint.fractionCount) invalid('quantity', `exceeds the mint's fraction count ${mint.fractionCount}`);
+
+  // Lock the seller's balance row before looking for the invoice: a concurrent submission of
+  // the same invoice then waits here and finds ours instead of reserving twice.
+  await lockBalance(tx, v.mintHash, v.sellerAddress);
+  const existing = await getInvoice(tx, hash);
+  if (existing) return { hash, created: false, invoice: existing };
+  // One reservation per invoice hash, ever: an invoice released or expired (and trimmed) is
+  // not revived by resubmitting it; the seller signs a new one.
+  const old = await getReservation(tx, hash);
+  if (old) throw new InvalidStateTransitionError(`invoice ${hash} was ${old.state}; create a new invoice`, { field: 'createdAt', invoiceHash: hash, state: old.state });
+
+  const now = ctx.now();
+  await reserve(tx, {
+    invoiceHash: hash,
+    chainId: v.chainId,
+    mintHash: v.mintHash,
+    sellerAddress: v.sellerAddress,
+    quantity: v.quantity,
+    expiresAt: new Date(now.getTime() + ttl),
+    createdAt: now,
+  });
+  await tx.insert(T.unconfirmedInvoices, {
+    hash,
+    chain_id: v.chainId,
+    mint_hash: v.mintHash,
+    seller_address: v.sellerAddress,
+    buyer_address: v.buyerAddress,
+    quantity: v.quantity,
+    price: v.price,
+    price_unit: v.priceUnit,
+    total_price: v.quantity * v.price,
+    payment_address: v.paymentAddress,
+    public_key: v.publicKey,
+    signature: v.signature,
+    created_at: v.createdAt,
+    received_at: now,
+  });
+  return { hash, created: true, invoice: (await getInvoice(tx, hash))! };
+}
+
+/** An invoice by hash, on chain or not, with its reservation. */
+export async function getInvoice(tx: Tx, hash: string): Promise<Invoice | undefined> {
+  const reservation = (await getReservation(tx, hash)) ?? null;
+  const c = await tx.db.selectFrom(T.invoices).selectAll().where('hash', '=', hash).executeTakeFirst();
+  if (c) return toInvoice(tx, T.invoices, c, reservation);
+  const u = await tx.db.selectFrom(T.unconfirmedInvoices).selectAll().where('hash', '=', hash).executeTakeFirst();
+  return u ? toInvoice(tx, T.unconfirmedInvoices, u, reservation) : undefined;
+}
+
+export interface ListInvoicesOptions {
+  chainId?: string;
+  buyerAddress?: string;
+  sellerAddress?: string;
+  mintHash?: string;
+  after?: string;
+  limit?: number;
+}
+
+/** Invoices matched on chain, in hash order (keyset paging: pass the last hash as `after`). */
+export async function listInvoices(tx: Tx, o: ListInvoicesOptions): Promise<Invoice[]> {
+  let q = tx.db.selectFrom(T.invoices).selectAll().orderBy('hash').limit(o.limit ?? 100);
+  if (o.chainId !== undefined) q = q.where('chain_id', '=', o.chainId);
+  if (o.buyerAddress !== undefined) q = q.where('buyer_address', '=', o.buyerAddress);
+  if (o.sellerAddress !== undefined) q = q.where('seller_address', '=', o.sellerAddress);
+  if (o.mintHash !== undefined) q = q.where('mint_hash', '=', o.mintHash);
+  if (o.after !== undefined) q = q.where('hash', '>', o.after);
+  const out: Invoice[] = [];
+  for (const r of await q.execute()) out.push(toInvoice(tx, T.invoices, r, (await getReservation(tx, r.hash as string)) ?? null));
+  return out;
+}
+
+// ---------------------------------------------------------------- asset-manager signatures
+
+export interface AddSignatureInput {
+  invoiceHash: string;
+  publicKey: string;
+  signature: string;
+  createdAt?: Date;
+}
+
+/**
+ * Records an asset manager's approval of an invoice: the key must be one of the mint's asset
+ * managers and the signature must verify over the invoice hash. Unique per (invoice, key): a
+ * replay is a no-op.
+ */
+export async function addInvoiceSignature(ctx: Ctx, input: AddSignatureInput): Promise<{ created: boolean; status: SignatureStatus }> {
+  const { tx } = ctx;
+  tx.assertWritable('tokens.addInvoiceSignature');
+  const v = parse(signatureInputSchema, input);
+  const invoice = await getInvoice(tx, v.invoiceHash);
+  if (!invoice) invalid('invoiceHash', `unknown invoice ${v.invoiceHash}`);
+  const mint = await getConfirmedMint(tx, invoice.mintHash);
+  if (!mint) invalid('invoiceHash', `the invoice's mint ${invoice.mintHash} is not confirmed`);
+  if (!mint.assetManagers.some((m) => m.publicKey === v.publicKey)) invalid('publicKey', 'is not an asset manager of the mint');
+  if (!ctx.verify(v.publicKey, v.invoiceHash, v.signature)) invalid('signature', 'does not verify against publicKey over the invoice hash');
+  const created = await tx.insertOrIgnore(
+    T.signatures,
+    { invoice_hash: v.invoiceHash, public_key: v.publicKey, signature: v.signature, created_at: v.createdAt ?? ctx.now() },
+    ['invoice_hash', 'public_key'],
+  );
+  return { created, status: await signatureStatus(tx, v.invoiceHash, mint) };
+}
+
+/** Whether an invoice has the asset-manager signatures its mint's rule (none, all, one, min N) asks for. */
+export async function signatureStatus(tx: Tx, invoiceHash: string, mint: Mint): Promise<SignatureStatus> {
+  const managers = new Set(mint.assetManagers.map((m) => m.publicKey));
+  const required =
+    mint.signatureRule === 'none' ? 0 : mint.signatureRule === 'all' ? managers.size : mint.signatureRule === 'one' ? 1 : (mint.minSignatures ?? managers.size);
+  if (required === 0) return { rule: mint.signatureRule, required, present: 0, satisfied: true };
+  const rows = await tx.db.selectFrom(T.signatures).select('public_key').where('invoice_hash', '=', invoiceHash).execute();
+  // Only keys that are managers count (the list is fixed by the mint's hash, so this is stable).
+  const present = rows.filter((r) => managers.has(r.public_key as string)).length;
+  return { rule: mint.signatureRule, required, present, satisfied: present >= required };
+}
+
+// ---------------------------------------------------------------- release
+
+/**
+ * Cancels an unconfirmed invoice: its reservation reserved → released and the invoice (with its
+ * signatures) removed. An invoice already matched on chain cannot be cancelled, only expire.
+ */
+export async function releaseInvoice(ctx: Ctx, hash: string): Promise<void> {
+  const { tx } = ctx;
+  tx.assertWritable('tokens.releaseInvoice');
+  // Lock first: the block processor locks the reservation before matching, so after this the
+  // "not on chain" check below cannot be overtaken.
+  const r = await getReservation(tx, hash, { lock: true });
+  if (!r) invalid('invoiceHash', `unknown invoice ${hash}`);
+  const onChain = await tx.db.selectFrom(T.invoices).select('hash').where('hash', '=', hash).executeTakeFirst();
+  if (onChain) throw new InvalidStateTransitionError(`invoice ${hash} is matched on chain and cannot be released`, { field: 'invoiceHash', invoiceHash: hash });
+  if (!(await endReservation(tx, hash, 'released'))) {
+    throw new InvalidStateTransitionError(`the reservation of invoice ${hash} is ${r.state}, not reserved`, { field: 'invoiceHash', invoiceHash: hash, state: r.state });
+  }
+  await tx.db.deleteFrom(T.unconfirmedInvoices).where('hash', '=', hash).execute();
+  await tx.db.deleteFrom(T.signatures).where('invoice_hash', '=', hash).execute();
+}
+
+// ---------------------------------------------------------------- block-derived (journaled)
+
+/**
+ * Matches an on-chain invoice transaction with the unconfirmed invoice of the same hash: it moves
+ * to token_invoices (status matched), journaled under `ref`. Its reservation must still be
+ * active, and the mint's asset-manager signatures present; until they are, the action stays
+ * pending and is retried with later blocks.
+ */
+export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: OnChainAnchor): Promise<MatchOutcome> {
+  const confirmed = await tx.db.selectFrom(T.invoices).select('tx_hash').where('hash', '=', hash).executeTakeFirst();
+  if (confirmed) {
+    return confirmed.tx_hash === anchor.txHash ? { outcome: 'applied' } : { outcome: 'rejected', reason: 'invoice already matched by another transaction' };
+  }
+  const raw = await tx.db.selectFrom(T.unconfirmedInvoices).selectAll().where('hash', '=', hash).executeTakeFirst();
+  if (!raw) return { outcome: 'pending', reason: 'invoice content not received yet' };
+  const row = decode(tx, T.unconfirmedInvoices, raw);
+  if (row.chain_id !== ref.chainId) return { outcome: 'rejected', reason: `invoice is for chain ${String(row.chain_id)}` };
+  // Lock the reservation: expiry and release lock it too, so it cannot end under us.
+  const reservation = await getReservation(tx, hash, { lock: true });
+  if (!reservation || reservation.state !== 'reserved') return { outcome: 'rejected', reason: `reservation is ${reservation?.state ?? 'missing'}` };
+  const mint = await getConfirmedMint(tx, row.mint_hash as string);
+  if (!mint) return { outcome: 'rejected', reason: 'mint not confirmed' };
+  const sigs = await signatureStatus(tx, hash, mint);
+  if (!sigs.satisfied) return { outcome: 'pending', reason: `asset-manager signatures ${sigs.present}/${sigs.required}` };
+  await journaledDelete(tx, ref, T.unconfirmedInvoices, { hash });
+  await journaledInsert(
+    tx,
+    ref,
+    T.invoices,
+    {
+      ...row,
+      tx_hash: anchor.txHash,
+      block_height: anchor.blockHeight,
+      block_hash: anchor.blockHash,
+      matched_height: ref.height,
+      matched_block_hash: ref.blockHash,
+      status: 'matched',
+      paid_tx_hash: null,
+      paid_height: null,
+    },
+    ['hash'],
+  );
+  return { outcome: 'applied' };
+}

@@ -1,0 +1,141 @@
+// The balance ledger: append-only entries that each name their cause (kind, ref — the primary
+// key, so a cause applies once however often it is replayed), and the per-holder balance cache
+// written in the same transaction. Ledger writes come only from blocks, through the undo
+// journal, so a reorg removes the entry and restores the cached balance together.
+import { InvalidStateTransitionError } from '../../db/errors.js';
+import { toBigInt } from '../../db/codec.js';
+import type { Tx } from '../../db/tx.js';
+import { journaledInsert, journaledUpdate, type BlockRef } from '../chain/undo.js';
+import { decode, enc, toLedgerEntry, type Row } from './rows.js';
+import { T, type Balance, type LedgerCauseKind, type LedgerEntry } from './types.js';
+
+export interface LedgerWrite {
+  causeKind: LedgerCauseKind;
+  causeRef: string;
+  chainId: string;
+  mintHash: string;
+  address: string;
+  delta: bigint;
+  txHash: string;
+  createdAt: Date;
+}
+
+/** Locks and returns a holder's balance row (the row reservations of these tokens serialise on). */
+export async function lockBalance(tx: Tx, mintHash: string, address: string): Promise<{ balance: bigint } | undefined> {
+  const raw = await tx
+    .lockRows(tx.db.selectFrom(T.balances).select(['balance']).where('mint_hash', '=', mintHash).where('address', '=', address))
+    .executeTakeFirst();
+  return raw ? { balance: decode(tx, T.balances, raw).balance as bigint } : undefined;
+}
+
+/**
+ * Appends one entry under `ref` and moves the cached balance by its delta. Returns false (and
+ * writes nothing) when an entry with the same cause exists: replays are no-ops.
+ */
+export async function appendEntry(tx: Tx, ref: BlockRef, e: LedgerWrite): Promise<boolean> {
+  const exists = await tx.db
+    .selectFrom(T.ledger)
+    .select('cause_ref')
+    .where('cause_kind', '=', e.causeKind)
+    .where('cause_ref', '=', e.causeRef)
+    .executeTakeFirst();
+  if (exists) return false;
+  const current = await lockBalance(tx, e.mintHash, e.address);
+  const next = (current?.balance ?? 0n) + e.delta;
+  // Debits only ever settle reserved tokens, which the balance covers; a negative result is a
+  // broken invariant, refused here before the CHECK would refuse it.
+  if (next < 0n) {
+    throw new InvalidStateTransitionError(`ledger entry ${e.causeKind}/${e.causeRef} would make the balance of ${e.address} negative`, {
+      field: 'delta',
+      mintHash: e.mintHash,
+      address: e.address,
+    });
+  }
+  await journaledInsert(
+    tx,
+    ref,
+    T.ledger,
+    {
+      cause_kind: e.causeKind,
+      cause_ref: e.causeRef,
+      chain_id: e.chainId,
+      mint_hash: e.mintHash,
+      address: e.address,
+      delta: e.delta,
+      tx_hash: e.txHash,
+      block_height: ref.height,
+      block_hash: ref.blockHash,
+      created_at: e.createdAt,
+    },
+    ['cause_kind', 'cause_ref'],
+  );
+  if (current) {
+    await journaledUpdate(tx, ref, T.balances, { mint_hash: e.mintHash, address: e.address }, { balance: next, updated_height: ref.height });
+  } else {
+    await journaledInsert(
+      tx,
+      ref,
+      T.balances,
+      { mint_hash: e.mintHash, address: e.address, chain_id: e.chainId, balance: next, updated_height: ref.height },
+      ['mint_hash', 'address'],
+    );
+  }
+  return true;
+}
+
+/** Tokens held by active reservations of a seller. */
+export async function reservedOf(tx: Tx, mintHash: string, address: string): Promise<bigint> {
+  const r = await tx.db
+    .selectFrom(T.reservations)
+    .select((eb) => eb.fn.sum<string>('quantity').as('n'))
+    .where('mint_hash', '=', mintHash)
+    .where('seller_address', '=', address)
+    .where('state', '=', 'reserved')
+    .executeTakeFirst();
+  return toBigInt((r as Row | undefined)?.n);
+}
+
+export async function balanceOf(tx: Tx, mintHash: string, address: string): Promise<Balance> {
+  const raw = await tx.db.selectFrom(T.balances).select(['balance']).where('mint_hash', '=', mintHash).where('address', '=', address).executeTakeFirst();
+  const balance = raw ? (decode(tx, T.balances, raw).balance as bigint) : 0n;
+  const reserved = await reservedOf(tx, mintHash, address);
+  return { mintHash, address, balance, reserved, available: balance - reserved };
+}
+
+/** Every balance of an address, by mint. */
+export async function balancesOf(tx: Tx, address: string): Promise<Balance[]> {
+  const rows = await tx.db.selectFrom(T.balances).select(['mint_hash', 'balance']).where('address', '=', address).orderBy('mint_hash').execute();
+  const out: Balance[] = [];
+  for (const raw of rows) {
+    const r = decode(tx, T.balances, raw);
+    const reserved = await reservedOf(tx, r.mint_hash as string, address);
+    out.push({ mintHash: r.mint_hash as string, address, balance: r.balance as bigint, reserved, available: (r.balance as bigint) - reserved });
+  }
+  return out;
+}
+
+/** The ledger entries of one holder, oldest block first. */
+export async function entriesOf(tx: Tx, mintHash: string, address: string): Promise<LedgerEntry[]> {
+  const rows = await tx.db
+    .selectFrom(T.ledger)
+    .selectAll()
+    .where('mint_hash', '=', mintHash)
+    .where('address', '=', address)
+    .orderBy('block_height')
+    .orderBy('cause_kind')
+    .orderBy('cause_ref')
+    .execute();
+  return rows.map((r) => toLedgerEntry(tx, r));
+}
+
+/** SUM(delta) of a holder's ledger entries: what the balance cache must equal. */
+export async function ledgerSum(tx: Tx, mintHash: string, address: string): Promise<bigint> {
+  const r = await tx.db
+    .selectFrom(T.ledger)
+    .select((eb) => eb.fn.sum<string>('delta').as('n'))
+    .where('mint_hash', '=', mintHash)
+    .where('address', '=', address)
+    .executeTakeFirst();
+  return toBigInt((r as Row | undefined)?.n);
+}
+

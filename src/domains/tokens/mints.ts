@@ -1,0 +1,147 @@
+// Mints: signed token definitions, received off chain as unconfirmed mints and confirmed when
+// an on-chain mint transaction names their content hash. The owner (a signed field, so whoever
+// broadcasts the anchoring transaction cannot redirect the supply) is credited the full
+// fraction count once the matching block has the chain's required confirmations.
+import type { Tx } from '../../db/tx.js';
+import { journaledDelete, journaledInsert, journaledUpdate, type BlockRef } from '../chain/undo.js';
+import { appendEntry } from './ledger.js';
+import { decode, enc, mintContentRow, toMint, type Ctx } from './rows.js';
+import { T, type Mint, type MintContent, type MintInput } from './types.js';
+import { mintHash, mintInputSchema, parse } from './validate.js';
+
+export interface SubmitMintResult {
+  hash: string;
+  /** unconfirmed: stored (or already stored) awaiting its on-chain transaction; confirmed: already on chain. */
+  status: 'unconfirmed' | 'confirmed';
+  /** False when this content was already known (a replay). */
+  created: boolean;
+}
+
+export function parseMint(input: MintInput): { hash: string; content: MintContent } {
+  const content = parse(mintInputSchema, input) as MintContent;
+  return { hash: mintHash(content), content };
+}
+
+/** Stores a signed mint received off chain. Submitting the same content again is a no-op. */
+export async function submitMint(ctx: Ctx, input: MintInput): Promise<SubmitMintResult> {
+  const { tx } = ctx;
+  tx.assertWritable('tokens.submitMint');
+  const { hash, content } = parseMint(input);
+  if (await confirmedMintRow(tx, hash)) return { hash, status: 'confirmed', created: false };
+  const created = await tx.insertOrIgnore(T.unconfirmedMints, { hash, ...mintContentRow(content), received_at: ctx.now() }, ['hash']);
+  return { hash, status: 'unconfirmed', created };
+}
+
+async function confirmedMintRow(tx: Tx, hash: string, lock = false) {
+  const q = tx.db.selectFrom(T.mints).selectAll().where('hash', '=', hash);
+  return (lock ? tx.lockRows(q) : q).executeTakeFirst();
+}
+
+/** A mint by content hash, confirmed or not. */
+export async function getMint(tx: Tx, hash: string): Promise<Mint | undefined> {
+  const c = await confirmedMintRow(tx, hash);
+  if (c) return toMint(tx, T.mints, c);
+  const u = await tx.db.selectFrom(T.unconfirmedMints).selectAll().where('hash', '=', hash).executeTakeFirst();
+  return u ? toMint(tx, T.unconfirmedMints, u) : undefined;
+}
+
+export async function getConfirmedMint(tx: Tx, hash: string): Promise<Mint | undefined> {
+  const c = await confirmedMintRow(tx, hash);
+  return c ? toMint(tx, T.mints, c) : undefined;
+}
+
+export interface ListMintsOptions {
+  chainId?: string;
+  ownerAddress?: string;
+  /** Keyset: hashes strictly after this one. */
+  after?: string;
+  /** 1..1000, default 100. */
+  limit?: number;
+}
+
+/** Confirmed mints in hash order (keyset paging: pass the last hash as `after`). */
+export async function listMints(tx: Tx, o: ListMintsOptions): Promise<Mint[]> {
+  let q = tx.db.selectFrom(T.mints).selectAll().orderBy('hash').limit(o.limit ?? 100);
+  if (o.chainId !== undefined) q = q.where('chain_id', '=', o.chainId);
+  if (o.ownerAddress !== undefined) q = q.where('owner_address', '=', o.ownerAddress);
+  if (o.after !== undefined) q = q.where('hash', '>', o.after);
+  return (await q.execute()).map((r) => toMint(tx, T.mints, r));
+}
+
+// ---------------------------------------------------------------- block-derived (journaled)
+
+export interface OnChainAnchor {
+  txHash: string;
+  /** Height and hash of the block holding the transaction. */
+  blockHeight: bigint;
+  blockHash: string;
+}
+
+export type MatchOutcome = { outcome: 'applied' } | { outcome: 'pending'; reason: string } | { outcome: 'rejected'; reason: string };
+
+/**
+ * Matches an on-chain mint transaction with the unconfirmed mint of the same hash: the row moves
+ * to token_mints (journaled under `ref`, the block being processed). Pending while the content
+ * has not arrived; rejected when the mint is already confirmed by another transaction or the
+ * content is for another chain.
+ */
+export async function confirmMint(tx: Tx, ref: BlockRef, hash: string, anchor: OnChainAnchor): Promise<MatchOutcome> {
+  const confirmed = await confirmedMintRow(tx, hash);
+  if (confirmed) {
+    return decode(tx, T.mints, confirmed).tx_hash === anchor.txHash ? { outcome: 'applied' } : { outcome: 'rejected', reason: 'mint already confirmed by another transaction' };
+  }
+  const raw = await tx.db.selectFrom(T.unconfirmedMints).selectAll().where('hash', '=', hash).executeTakeFirst();
+  if (!raw) return { outcome: 'pending', reason: 'mint content not received yet' };
+  const row = decode(tx, T.unconfirmedMints, raw);
+  if (row.chain_id !== ref.chainId) return { outcome: 'rejected', reason: `mint is for chain ${String(row.chain_id)}` };
+  await journaledDelete(tx, ref, T.unconfirmedMints, { hash });
+  await journaledInsert(
+    tx,
+    ref,
+    T.mints,
+    {
+      ...row,
+      tx_hash: anchor.txHash,
+      block_height: anchor.blockHeight,
+      block_hash: anchor.blockHash,
+      matched_height: ref.height,
+      matched_block_hash: ref.blockHash,
+      credited: false,
+    },
+    ['hash'],
+  );
+  return { outcome: 'applied' };
+}
+
+/**
+ * Credits the owners of mints whose matching block is now final (tip - matched + 1 ≥ the
+ * required confirmations). Journaled under the matching block, which can no longer be reorged,
+ * so a credit some reservation may rely on is never taken back by a shallow reorg.
+ */
+export async function creditDueMints(tx: Tx, chainId: string, finalHeight: bigint, at: Date): Promise<number> {
+  const due = await tx.db
+    .selectFrom(T.mints)
+    .select(['hash', 'fraction_count', 'owner_address', 'tx_hash', 'matched_height', 'matched_block_hash'])
+    .where('chain_id', '=', chainId)
+    .where('credited', '=', enc(tx, T.mints, 'credited', false))
+    .where('matched_height', '<=', enc(tx, T.mints, 'matched_height', finalHeight))
+    .orderBy('matched_height')
+    .orderBy('hash')
+    .execute();
+  for (const raw of due) {
+    const m = decode(tx, T.mints, raw);
+    const ref: BlockRef = { chainId, height: m.matched_height as bigint, blockHash: m.matched_block_hash as string };
+    await appendEntry(tx, ref, {
+      causeKind: 'mint_credit',
+      causeRef: m.hash as string,
+      chainId,
+      mintHash: m.hash as string,
+      address: m.owner_address as string,
+      delta: m.fraction_count as bigint,
+      txHash: m.tx_hash as string,
+      createdAt: at,
+    });
+    await journaledUpdate(tx, ref, T.mints, { hash: m.hash }, { credited: true });
+  }
+  return due.length;
+}

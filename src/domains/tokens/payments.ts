@@ -1,0 +1,124 @@
+// Payments and settlement. A payment transaction names an invoice matched on chain and must pay
+// exactly quantity × price base units to its payment address (bigint end to end; no floats).
+// It is recorded as pending under the block that saw it; once that block is final (tip -
+// recorded + 1 ≥ the chain's required confirmations) the reservation settles: buyer credited,
+// seller debited, invoice paid, all journaled under the recording block.
+import { InvalidStateTransitionError } from '../../db/errors.js';
+import type { Tx } from '../../db/tx.js';
+import type { IngestedOutput } from '../chain/processors.js';
+import { journaledInsert, journaledUpdate, type BlockRef } from '../chain/undo.js';
+import { getReservation, requireState } from './escrow.js';
+import { signatureStatus } from './invoices.js';
+import { appendEntry } from './ledger.js';
+import { getConfirmedMint, type OnChainAnchor } from './mints.js';
+import { decode, enc, type Row } from './rows.js';
+import { T } from './types.js';
+import { invalid } from './validate.js';
+
+export interface PaymentTx extends OnChainAnchor {
+  invoiceHash: string;
+  outputs: readonly IngestedOutput[];
+}
+
+export type PaymentPlan = { kind: 'pending'; reason: string } | { kind: 'replay' } | { kind: 'record'; amount: bigint };
+
+/**
+ * Checks a payment against its invoice without writing anything. Throws ValidationError when the
+ * amount paid to the payment address is not exactly the invoice total, and
+ * InvalidStateTransitionError when the invoice is already paid by another transaction or its
+ * reservation is no longer active. Returns pending while the invoice is not matched on chain.
+ */
+export async function checkPayment(tx: Tx, chainId: string, p: PaymentTx): Promise<PaymentPlan> {
+  const raw = await tx.db.selectFrom(T.invoices).selectAll().where('hash', '=', p.invoiceHash).executeTakeFirst();
+  if (!raw) return { kind: 'pending', reason: 'invoice not matched on chain yet' };
+  const inv = decode(tx, T.invoices, raw);
+  if (inv.chain_id !== chainId) invalid('chainId', `invoice ${p.invoiceHash} is on chain ${String(inv.chain_id)}`);
+  const prior = await tx.db.selectFrom(T.payments).select('tx_hash').where('invoice_hash', '=', p.invoiceHash).executeTakeFirst();
+  if (prior) {
+    if (prior.tx_hash === p.txHash) return { kind: 'replay' };
+    throw new InvalidStateTransitionError(`invoice ${p.invoiceHash} is already paid by ${String(prior.tx_hash)}`, { field: 'invoiceHash', invoiceHash: p.invoiceHash });
+  }
+  const total = inv.total_price as bigint;
+  let paid = 0n;
+  for (const o of p.outputs) if (o.address === inv.payment_address) paid += o.value;
+  if (paid !== total) {
+    invalid('outputs', `pays ${paid} ${String(inv.price_unit)} to ${String(inv.payment_address)}; the invoice requires exactly ${total} (${String(inv.quantity)} × ${String(inv.price)})`, {
+      paid,
+      required: total,
+    });
+  }
+  // Lock the reservation: expiry checks for a payment only while holding this lock.
+  requireState(await getReservation(tx, p.invoiceHash, { lock: true }), p.invoiceHash, 'reserved');
+  return { kind: 'record', amount: total };
+}
+
+/** Records a checked payment as pending, journaled under `ref` (the block being processed). */
+export async function recordPayment(tx: Tx, ref: BlockRef, p: PaymentTx, amount: bigint): Promise<void> {
+  await journaledInsert(
+    tx,
+    ref,
+    T.payments,
+    {
+      invoice_hash: p.invoiceHash,
+      chain_id: ref.chainId,
+      tx_hash: p.txHash,
+      block_height: p.blockHeight,
+      block_hash: p.blockHash,
+      recorded_height: ref.height,
+      recorded_block_hash: ref.blockHash,
+      amount,
+      state: 'pending',
+    },
+    ['invoice_hash'],
+  );
+}
+
+/**
+ * Settles pending payments whose recording block is final. Returns how many settled; a payment
+ * whose invoice still lacks asset-manager signatures stays pending.
+ */
+export async function settleDuePayments(tx: Tx, chainId: string, finalHeight: bigint, at: Date): Promise<number> {
+  const due = await tx.db
+    .selectFrom(T.payments)
+    .selectAll()
+    .where('chain_id', '=', chainId)
+    .where('state', '=', 'pending')
+    .where('recorded_height', '<=', enc(tx, T.payments, 'recorded_height', finalHeight))
+    .orderBy('recorded_height')
+    .orderBy('invoice_hash')
+    .execute();
+  let settled = 0;
+  for (const raw of due) {
+    const p = decode(tx, T.payments, raw);
+    if (await settle(tx, p, at)) settled++;
+  }
+  return settled;
+}
+
+async function settle(tx: Tx, p: Row, at: Date): Promise<boolean> {
+  const hash = p.invoice_hash as string;
+  const ref: BlockRef = { chainId: p.chain_id as string, height: p.recorded_height as bigint, blockHash: p.recorded_block_hash as string };
+  const inv = decode(tx, T.invoices, await tx.db.selectFrom(T.invoices).selectAll().where('hash', '=', hash).executeTakeFirstOrThrow());
+  const mint = await getConfirmedMint(tx, inv.mint_hash as string);
+  if (!mint) throw new InvalidStateTransitionError(`mint ${String(inv.mint_hash)} of invoice ${hash} is not confirmed`, { invoiceHash: hash });
+  // The match already required the signatures; checked again because settling without them is
+  // the one thing that must never happen.
+  if (!(await signatureStatus(tx, hash, mint)).satisfied) return false;
+  // A recorded payment keeps its reservation from expiring, so anything but reserved here is a
+  // broken invariant: fail the block rather than settle wrongly.
+  const r = requireState(await getReservation(tx, hash, { lock: true }), hash, 'reserved');
+  const quantity = r.quantity;
+  const seller = inv.seller_address as string;
+  const buyer = inv.buyer_address as string;
+  const common = { chainId: ref.chainId, mintHash: r.mintHash, causeRef: hash, txHash: p.tx_hash as string, createdAt: at };
+  // Lock both holders in a fixed order so concurrent settlements cannot deadlock on them.
+  const [first, second] = seller < buyer ? (['seller', 'buyer'] as const) : (['buyer', 'seller'] as const);
+  for (const who of [first, second]) {
+    if (who === 'seller') await appendEntry(tx, ref, { ...common, causeKind: 'sale_debit', address: seller, delta: -quantity });
+    else await appendEntry(tx, ref, { ...common, causeKind: 'sale_credit', address: buyer, delta: quantity });
+  }
+  await journaledUpdate(tx, ref, T.reservations, { invoice_hash: hash }, { state: 'settled' });
+  await journaledUpdate(tx, ref, T.invoices, { hash }, { status: 'paid', paid_tx_hash: p.tx_hash, paid_height: p.block_height });
+  await journaledUpdate(tx, ref, T.payments, { invoice_hash: hash }, { state: 'settled' });
+  return true;
+}

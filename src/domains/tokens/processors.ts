@@ -1,0 +1,175 @@
+// The token domain's block processor. Chain ingest calls it in the block's transaction; every
+// row it writes goes through the undo journal, so a reorg reverts it exactly.
+//
+// On-chain actions (IngestedTransaction.actionType, version 1):
+//   'mint'    payload = the 32-byte content hash of the mint it anchors
+//   'invoice' payload = the 32-byte content hash of the invoice it anchors
+//   'payment' payload = the 32-byte content hash of the invoice it pays; the outputs to the
+//             invoice's payment address must sum to exactly quantity × price base units
+// Other action types are not the token domain's and are ignored.
+//
+// Per block: this block's actions are recorded as pending; then every pending action of the
+// chain that can progress (its content arrived, its invoice matched) is applied, oldest first,
+// until none can; then mint credits and payment settlements whose block has become final.
+// Processing a block twice changes nothing.
+import { CofferError } from '../../db/errors.js';
+import type { Tx } from '../../db/tx.js';
+import type { BlockContext, BlockProcessor, IngestedOutput, IngestedTransaction } from '../chain/processors.js';
+import { journaledInsert, journaledUpdate, type BlockRef } from '../chain/undo.js';
+import { matchInvoice } from './invoices.js';
+import { confirmMint, creditDueMints, type MatchOutcome } from './mints.js';
+import { checkPayment, recordPayment, settleDuePayments } from './payments.js';
+import { decode, type Row } from './rows.js';
+import { T } from './types.js';
+
+export const TOKEN_ACTIONS = ['mint', 'invoice', 'payment'] as const;
+export type TokenActionType = (typeof TOKEN_ACTIONS)[number];
+export const TOKEN_ACTION_VERSION = 1;
+
+/** The processors to pass to chain ingest. */
+export function tokenProcessors(): BlockProcessor[] {
+  return [processTokenBlock];
+}
+
+interface Action {
+  chainId: string;
+  txHash: string;
+  type: TokenActionType;
+  refHash: string;
+  blockHeight: bigint;
+  blockHash: string;
+  outputs: IngestedOutput[];
+}
+
+/** Decodes a payload, or says why it cannot be one of ours. */
+export function decodePayload(t: Pick<IngestedTransaction, 'actionVersion' | 'payload'>): { refHash: string } | { reason: string } {
+  if (t.actionVersion !== TOKEN_ACTION_VERSION) return { reason: `unsupported action version ${t.actionVersion ?? 'null'}` };
+  if (!t.payload || t.payload.length !== 32) return { reason: `payload must be a 32-byte content hash, got ${t.payload?.length ?? 0} bytes` };
+  return { refHash: t.payload.toString('hex') };
+}
+
+const isTokenAction = (t: string | null): t is TokenActionType => (TOKEN_ACTIONS as readonly (string | null)[]).includes(t);
+
+/** Confirmations needed, as the height at or below which a block is final. */
+export function finalHeightOf(ctx: Pick<BlockContext, 'tipHeight' | 'confirmationsNeeded'>): bigint {
+  return ctx.tipHeight - BigInt(Math.max(1, ctx.confirmationsNeeded)) + 1n;
+}
+
+export const processTokenBlock: BlockProcessor = async (tx: Tx, ctx: BlockContext): Promise<void> => {
+  tx.assertWritable('tokens block processor');
+  const b = ctx.block;
+  const ref: BlockRef = { chainId: b.chainId, height: b.height, blockHash: b.blockHash };
+
+  // Record this block's actions as pending (malformed ones as rejected)...
+  for (const t of [...b.transactions].sort((x, y) => x.indexInBlock - y.indexInBlock)) {
+    if (!isTokenAction(t.actionType)) continue;
+    const seen = await tx.db.selectFrom(T.actions).select('tx_hash').where('chain_id', '=', b.chainId).where('tx_hash', '=', t.txHash).executeTakeFirst();
+    if (seen) continue; // a replayed block
+    const decoded = decodePayload(t);
+    await journaledInsert(
+      tx,
+      ref,
+      T.actions,
+      {
+        chain_id: b.chainId,
+        tx_hash: t.txHash,
+        action_type: t.actionType,
+        action_version: t.actionVersion,
+        ref_hash: 'refHash' in decoded ? decoded.refHash : null,
+        block_height: b.height,
+        block_hash: b.blockHash,
+        index_in_block: t.indexInBlock,
+        outputs: t.actionType === 'payment' ? t.outputs.map((o) => ({ address: o.address, value: o.value.toString() })) : null,
+        state: 'refHash' in decoded ? 'pending' : 'rejected',
+        reason: 'refHash' in decoded ? null : clip(decoded.reason),
+      },
+      ['chain_id', 'tx_hash'],
+    );
+  }
+
+  // ...then apply every pending action that can progress, oldest first, until none can: an
+  // invoice matched by this block unblocks a payment seen earlier (or earlier in this block).
+  // Reaching this fixpoint is what makes processing the same block again a no-op.
+  for (let progress = true; progress; ) {
+    progress = false;
+    for (const a of await retryablePending(tx, b.chainId, b.height)) {
+      const r = await apply(tx, ref, a);
+      if (r.outcome === 'pending') continue;
+      await journaledUpdate(tx, ref, T.actions, { chain_id: a.chainId, tx_hash: a.txHash }, { state: r.outcome, reason: reasonOf(r) });
+      progress = true;
+    }
+  }
+
+  const final = finalHeightOf(ctx);
+  await creditDueMints(tx, b.chainId, final, b.time);
+  await settleDuePayments(tx, b.chainId, final, b.time);
+};
+
+const reasonOf = (r: MatchOutcome) => (r.outcome === 'applied' ? null : clip(r.reason));
+const clip = (s: string) => (s.length > 200 ? `${s.slice(0, 197)}...` : s);
+
+/**
+ * Applies one action. Checks come before writes in every handler, so a rejection (a typed
+ * validation or state error) leaves nothing behind; any other error fails the block.
+ */
+async function apply(tx: Tx, ref: BlockRef, a: Action): Promise<MatchOutcome> {
+  const anchor = { txHash: a.txHash, blockHeight: a.blockHeight, blockHash: a.blockHash };
+  switch (a.type) {
+    case 'mint':
+      return confirmMint(tx, ref, a.refHash, anchor);
+    case 'invoice':
+      return matchInvoice(tx, ref, a.refHash, anchor);
+    case 'payment': {
+      const p = { ...anchor, invoiceHash: a.refHash, outputs: a.outputs };
+      let plan;
+      try {
+        plan = await checkPayment(tx, ref.chainId, p);
+      } catch (e) {
+        if (e instanceof CofferError && (e.code === 'validation' || e.code === 'invalid_state_transition')) return { outcome: 'rejected', reason: e.message };
+        throw e;
+      }
+      if (plan.kind === 'pending') return { outcome: 'pending', reason: plan.reason };
+      if (plan.kind === 'record') await recordPayment(tx, ref, p, plan.amount);
+      return { outcome: 'applied' };
+    }
+  }
+}
+
+/**
+ * Pending actions (up to this block) that may make progress now: their mint or invoice content
+ * has arrived, or (payments) their invoice is matched on chain. Oldest first, so a mint matches
+ * before an invoice of it, and an invoice before its payment.
+ */
+async function retryablePending(tx: Tx, chainId: string, upTo: bigint): Promise<Action[]> {
+  const rows = await tx.db
+    .selectFrom(T.actions)
+    .selectAll()
+    .where('chain_id', '=', chainId)
+    .where('state', '=', 'pending')
+    .where('block_height', '<=', tx.codec(T.actions).encode({ block_height: upTo }).block_height as never)
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('action_type', '=', 'mint'), eb.exists(eb.selectFrom(T.unconfirmedMints).select('hash').whereRef('hash', '=', `${T.actions}.ref_hash` as never))]),
+        eb.and([
+          eb('action_type', '=', 'invoice'),
+          eb.exists(eb.selectFrom(T.unconfirmedInvoices).select('hash').whereRef('hash', '=', `${T.actions}.ref_hash` as never)),
+        ]),
+        eb.and([eb('action_type', '=', 'payment'), eb.exists(eb.selectFrom(T.invoices).select('hash').whereRef('hash', '=', `${T.actions}.ref_hash` as never))]),
+      ]),
+    )
+    .orderBy('block_height')
+    .orderBy('index_in_block')
+    .execute();
+  return rows.map((raw) => {
+    const r: Row = decode(tx, T.actions, raw);
+    return {
+      chainId,
+      txHash: r.tx_hash as string,
+      type: r.action_type as TokenActionType,
+      refHash: r.ref_hash as string,
+      blockHeight: r.block_height as bigint,
+      blockHash: r.block_hash as string,
+      outputs: ((r.outputs ?? []) as { address: string; value: string }[]).map((o) => ({ address: o.address, value: BigInt(o.value) })),
+    };
+  });
+}

@@ -1,0 +1,37 @@
+// The default signature scheme of offers, invoices and asset-manager approvals: ECDSA on
+// secp256k1 (the curve of the chains this serves), public key compressed (33 bytes), over
+// SHA-256 of the 32 raw bytes of the content hash; signature DER (up to 72 bytes) or compact
+// r‖s (64 bytes). Verified with node:crypto, so no dependency is added.
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+
+// DER SubjectPublicKeyInfo header for an id-ecPublicKey on secp256k1 with a 33-byte point.
+const SPKI_SECP256K1_COMPRESSED = Buffer.from('3036301006072a8648ce3d020106052b8104000a032200', 'hex');
+
+function publicKeyObject(hex: string): KeyObject | null {
+  if (!/^0[23][0-9a-f]{64}$/.test(hex)) return null;
+  try {
+    return createPublicKey({ key: Buffer.concat([SPKI_SECP256K1_COMPRESSED, Buffer.from(hex, 'hex')]), format: 'der', type: 'spki' });
+  } catch {
+    return null; // not a point on the curve
+  }
+}
+
+/** True when `signatureHex` is a valid signature by `publicKeyHex` over the content hash `hashHex`. */
+export function verifySecp256k1(publicKeyHex: string, hashHex: string, signatureHex: string): boolean {
+  const key = publicKeyObject(publicKeyHex);
+  if (!key || !/^[0-9a-f]{64}$/.test(hashHex) || !/^([0-9a-f]{2})+$/.test(signatureHex)) return false;
+  const sig = Buffer.from(signatureHex, 'hex');
+  const data = Buffer.from(hashHex, 'hex');
+  try {
+    return sig.length === 64
+      ? verify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, sig)
+      : verify('sha256', data, { key, dsaEncoding: 'der' }, sig);
+  } catch {
+    return false; // malformed DER
+  }
+}
+
+/** True when the hex string is a valid compressed secp256k1 point. */
+export function isValidPublicKey(publicKeyHex: string): boolean {
+  return publicKeyObject(publicKeyHex) !== null;
+}

@@ -1,0 +1,178 @@
+// Bad input on every backend: malformed or wrong-length hex, zero, negative, fractional and
+// overflowing amounts, unknown mints and invoices, bad signatures, inconsistent signature rules,
+// non-JSON documents. Each is a ValidationError naming the field, and nothing is written.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { ValidationError } from '../../db/errors.js';
+import type { Coffer } from '../../db/store.js';
+import { forEachBackend } from '../../../test/harness.js';
+import { tokens } from './store.js';
+import { checkPayment } from './payments.js';
+import { counts, FakeChain, actionTx, invoiceInput, mintInput, newKey, sha, signedOffer, unique } from './testkit.js';
+import type { InvoiceInput, MintInput, OfferInput } from './types.js';
+
+const OVER_INT64 = 2n ** 63n;
+
+forEachBackend('tokens validation', (ctx) => {
+  let coffer: Coffer;
+  let chain: FakeChain;
+  let mint: string;
+  let owner: string;
+  let validInvoice: InvoiceInput;
+  let validOffer: OfferInput;
+
+  before(async () => {
+    coffer = await ctx.open();
+    chain = new FakeChain(unique('val-'), 1);
+    const input = mintInput({ chainId: chain.chainId, fractionCount: 100n });
+    owner = input.ownerAddress;
+    mint = (await coffer.write((tx) => tokens(tx).submitMint(input))).hash;
+    await chain.mine(coffer, [actionTx('mint', mint)]);
+    validInvoice = invoiceInput({ chainId: chain.chainId, mintHash: mint, sellerAddress: owner, buyerAddress: 'DBuyerV', quantity: 5n, price: 10n, paymentAddress: 'DPayV' });
+    const o = signedOffer({ side: 'sell', chainId: chain.chainId, mintHash: mint, offererAddress: owner, sellerAddress: null, quantity: 5n, price: 10n, priceUnit: 'koinu', createdAt: new Date(Date.UTC(2024, 0, 1)) });
+    validOffer = { chainId: chain.chainId, mintHash: mint, offererAddress: owner, quantity: 5n, price: 10n, priceUnit: 'koinu', publicKey: o.content.publicKey, signature: o.signature, createdAt: o.content.createdAt };
+  });
+
+  /** Runs the operation and checks it is a ValidationError on `field` that wrote nothing. */
+  async function refused(field: string, op: (s: ReturnType<typeof tokens>) => Promise<unknown>, what = field) {
+    const before = await counts(coffer);
+    await assert.rejects(
+      coffer.write((tx) => op(tokens(tx))),
+      (e: unknown) => {
+        assert.ok(e instanceof ValidationError, `${what}: expected a ValidationError, got ${String(e)}`);
+        assert.equal(e.details.field, field, `${what}: ${e.message}`);
+        return true;
+      },
+    );
+    assert.deepEqual(await counts(coffer), before, `${what}: nothing written`);
+  }
+
+  test('the valid inputs used below are accepted (so each refusal is about its one bad field)', async () => {
+    const inv = await coffer.write((tx) => tokens(tx).createInvoice(validInvoice));
+    assert.equal(inv.created, true);
+    const off = await coffer.write((tx) => tokens(tx).createSellOffer(validOffer));
+    assert.equal(off.created, true);
+  });
+
+  test('mints: bad amounts, hex, documents, signature rules and unknown fields', async () => {
+    const m = (over: Record<string, unknown>) => ({ ...mintInput({ chainId: chain.chainId }), ...over }) as MintInput;
+    const managers = [newKey(), newKey()].map((k, i) => ({ name: `m${i}`, publicKey: k.publicKey, url: null }));
+    const cases: [string, Record<string, unknown>][] = [
+      ['fractionCount', { fractionCount: 0n }],
+      ['fractionCount', { fractionCount: -5n }],
+      ['fractionCount', { fractionCount: OVER_INT64 }],
+      ['fractionCount', { fractionCount: 1.5 }],
+      ['fractionCount', { fractionCount: '12abc' }],
+      ['fractionCount', { fractionCount: 2 ** 60 }],
+      ['publicKey', { publicKey: 'zz'.repeat(33) }],
+      ['publicKey', { publicKey: '02' + 'ab'.repeat(31) }],
+      ['publicKey', { publicKey: '02' + 'ff'.repeat(32) }],
+      ['publicKey', { publicKey: '04' + 'ab'.repeat(32) }],
+      ['metadata', { metadata: { price: 1.5 } }],
+      ['contractOfSale', { contractOfSale: { when: new Date() } }],
+      ['assetManagers', { signatureRule: 'all', assetManagers: [] }],
+      ['minSignatures', { signatureRule: 'min', assetManagers: managers, minSignatures: null }],
+      ['minSignatures', { signatureRule: 'min', assetManagers: managers, minSignatures: 3 }],
+      ['minSignatures', { signatureRule: 'one', assetManagers: managers, minSignatures: 1 }],
+      ['assetManagers[1].publicKey', { signatureRule: 'one', assetManagers: [managers[0], { ...managers[1], publicKey: 'abc' }] }],
+      ['assetManagers[1].publicKey', { signatureRule: 'one', assetManagers: [managers[0], managers[0]] }],
+      ['signatureRule', { signatureRule: 'most' }],
+      ['feedUrl', { feedUrl: 'ftp://feed.example' }],
+      ['ownerAddress', { ownerAddress: 'has space' }],
+      ['ownerAddress', { ownerAddress: 'D'.repeat(129) }],
+      ['title', { title: '' }],
+      ['chainId', { chainId: 'bad chain' }],
+      ['owner', { owner: 'DX' }],
+    ];
+    for (const [field, over] of cases) await refused(field, (s) => s.submitMint(m(over)), `${field} ${JSON.stringify(over, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`);
+  });
+
+  test('invoices: malformed or wrong-length hex, zero, negative or overflowing amounts, unknown mint, bad signatures', async () => {
+    const v = () => validInvoice;
+    const cases: [string, Record<string, unknown>][] = [
+      ['mintHash', { mintHash: 'g'.repeat(64) }],
+      ['mintHash', { mintHash: 'ab'.repeat(31) }],
+      ['mintHash', { mintHash: 'ab'.repeat(33) }],
+      ['quantity', { quantity: 0n }],
+      ['quantity', { quantity: -1n }],
+      ['quantity', { quantity: OVER_INT64 }],
+      ['quantity', { quantity: 1.5 }],
+      ['quantity', { quantity: '1e3' }],
+      ['price', { price: 0n }],
+      ['price', { price: -10n }],
+      ['price', { price: OVER_INT64 }],
+      ['price', { price: 0.1 }],
+      ['price', { quantity: 2n ** 32n, price: 2n ** 32n }],
+      ['priceUnit', { priceUnit: 'KOINU' }],
+      ['priceUnit', { priceUnit: '' }],
+      ['buyerAddress', { buyerAddress: v().sellerAddress }],
+      ['publicKey', { publicKey: 'ab' }],
+      ['signature', { signature: 'abc' }],
+      ['signature', { signature: 'zz'.repeat(35) }],
+      ['signature', { signature: 'ab'.repeat(80) }],
+      ['createdAt', { createdAt: new Date('nonsense') }],
+      ['paymentAddress', { paymentAddress: '' }],
+      ['extra', { extra: 1 }],
+    ];
+    for (const [field, over] of cases) await refused(field, (s) => s.createInvoice({ ...v(), ...over } as InvoiceInput), `invoice ${field}`);
+    // Well-formed but wrong: a signature by another key, or over other content.
+    const other = newKey();
+    await refused('signature', (s) => s.createInvoice({ ...v(), signature: other.sign(sha('x')) }), 'signature by another key');
+    await refused('signature', (s) => s.createInvoice({ ...v(), quantity: 6n }), 'signature over other content');
+    // Unknown mint, mint on another chain, more than the fraction count, bad ttl.
+    const unknown = invoiceInput({ chainId: chain.chainId, mintHash: sha('no such mint'), sellerAddress: owner, buyerAddress: 'DB', quantity: 1n, price: 1n, paymentAddress: 'DP' });
+    await refused('mintHash', (s) => s.createInvoice(unknown), 'unknown mint');
+    const tooMany = invoiceInput({ chainId: chain.chainId, mintHash: mint, sellerAddress: owner, buyerAddress: 'DB', quantity: 101n, price: 1n, paymentAddress: 'DP' });
+    await refused('quantity', (s) => s.createInvoice(tooMany), 'more than the fraction count');
+    const fresh = invoiceInput({ chainId: chain.chainId, mintHash: mint, sellerAddress: owner, buyerAddress: 'DB', quantity: 1n, price: 1n, paymentAddress: 'DP' });
+    await refused('ttlMs', (s) => s.createInvoice(fresh, { ttlMs: 0 }), 'ttl');
+    await refused('ttlMs', (s) => s.createInvoice(fresh, { ttlMs: 1.5 }), 'fractional ttl');
+  });
+
+  test('offers: unknown mint, amounts, hex, and the buy-offer seller', async () => {
+    const v = () => validOffer;
+    const o = signedOffer({ side: 'sell', chainId: chain.chainId, mintHash: sha('unknown'), offererAddress: owner, sellerAddress: null, quantity: 5n, price: 10n, priceUnit: 'koinu', createdAt: new Date(Date.UTC(2024, 0, 1)) });
+    await refused('mintHash', (s) => s.createSellOffer({ ...v(), mintHash: sha('unknown'), signature: o.signature }), 'unknown mint');
+    const cases: [string, Record<string, unknown>][] = [
+      ['quantity', { quantity: 0n }],
+      ['quantity', { quantity: -2n }],
+      ['quantity', { quantity: OVER_INT64 }],
+      ['price', { price: 0 }],
+      ['mintHash', { mintHash: 'xy'.repeat(32) }],
+      ['mintHash', { mintHash: 'ab' }],
+      ['signature', { signature: '0'.repeat(15) }],
+      ['sellerAddress', { sellerAddress: 'DS' }],
+    ];
+    for (const [field, over] of cases) await refused(field, (s) => s.createSellOffer({ ...v(), ...over } as OfferInput), `sell offer ${field}`);
+    await refused('sellerAddress', (s) => s.createBuyOffer(v()), 'buy offer without seller');
+  });
+
+  test('signatures, reads, expiry and retention refuse bad arguments', async () => {
+    const k = newKey();
+    await refused('invoiceHash', (s) => s.addInvoiceSignature({ invoiceHash: sha('none'), publicKey: k.publicKey, signature: k.sign(sha('none')) }), 'unknown invoice');
+    await refused('invoiceHash', (s) => s.addInvoiceSignature({ invoiceHash: 'abc', publicKey: k.publicKey, signature: k.sign(sha('none')) }), 'short invoice hash');
+    await refused('publicKey', (s) => s.addInvoiceSignature({ invoiceHash: sha('none'), publicKey: 'zz', signature: k.sign(sha('none')) }), 'bad key');
+    await refused('hash', (s) => s.getMint('not-hex'));
+    await refused('mintHash', (s) => s.balance('ab', 'DX'));
+    await refused('address', (s) => s.balance(sha('m'), ''));
+    await refused('limit', (s) => s.expireReservations({ limit: 0 }));
+    await refused('now', (s) => s.expireReservations({ now: new Date('x') }));
+    await refused('olderThan', (s) => s.trimUnconfirmedMints({ olderThan: 'yesterday' as unknown as Date }));
+    await refused('belowHeight', (s) => s.trimOnchainActions({ chainId: chain.chainId, belowHeight: -1n }));
+    await refused('chainId', (s) => s.stats('no spaces allowed'));
+    await refused('limit', (s) => s.listMints({ limit: 5000 }));
+  });
+
+  test('a price that does not match the payment is a typed error and settles nothing (see also flows)', async () => {
+    const res = await coffer.write((tx) =>
+      tokens(tx).createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: mint, sellerAddress: owner, buyerAddress: 'DBuyerW', quantity: 2n, price: 5n, paymentAddress: 'DPayW' })),
+    );
+    await chain.mine(coffer, [actionTx('invoice', res.hash)]);
+    const before = await counts(coffer);
+    await assert.rejects(
+      coffer.write((tx) => checkPayment(tx, chain.chainId, { invoiceHash: res.hash, txHash: sha('p'), blockHeight: 1n, blockHash: sha('b'), outputs: [{ address: 'DPayW', value: 11n }] })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'outputs' && e.details.paid === 11n && e.details.required === 10n,
+    );
+    assert.deepEqual(await counts(coffer), before);
+  });
+});

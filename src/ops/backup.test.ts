@@ -1,0 +1,296 @@
+// `coffer backup` and `coffer restore`: round trips in every format across every available
+// backend, snapshots taken while writers run, and every way a backup or restore can go wrong
+// (damaged files, missing tools, full disks, interruptions, non-empty targets).
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { toBigInt } from '../db/codec.js';
+import { ConfigError, StorageFullError } from '../db/errors.js';
+import type { Coffer } from '../db/store.js';
+import { verifyAuditLog } from '../domains/audit/verify.js';
+import { appendBlock, appendLink, fixtureProblems, OPS_MIGRATIONS, opsFixture } from '../../test/fixtures/ops-fixture.js';
+import { appendAudit, AVAILABLE, dumpAll, filledSource, Pool, type FilledSource } from '../../test/fixtures/ops-helpers.js';
+import { ALL_BACKENDS, skipReason, type BackendName } from '../../test/harness.js';
+import { backupDatabase } from './backup.js';
+import { InterruptedError } from './errors.js';
+import { readManifestFile } from './manifest.js';
+import { readMarker } from './marker.js';
+import { SilentProgress } from './progress.js';
+import { detectBackupKind, restoreDatabase } from './restore.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'coffer-backup-test-'));
+let n = 0;
+const file = (name: string) => join(dir, `${++n}-${name}`);
+
+const NATIVE: Record<BackendName, string> = { memory: 'logical', sqlite: 'sqlite', postgres: 'pg_dump', mysql: 'mysqldump' };
+
+async function counts(c: Coffer): Promise<Record<string, bigint>> {
+  return c.read(async (tx) => {
+    const out: Record<string, bigint> = {};
+    for (const t of ['fxo_links', 'fxo_blocks', 'audit_log']) {
+      out[t] = toBigInt(((await tx.db.selectFrom(t).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()) as { n: unknown }).n);
+    }
+    return out;
+  });
+}
+
+describe('backup and restore', () => {
+  const pool = new Pool();
+  const sources = new Map<BackendName, FilledSource>();
+  const logical = new Map<BackendName, string>();
+  before(async () => {
+    for (const b of AVAILABLE) {
+      const s = await filledSource(pool, b);
+      sources.set(b, s);
+      const f = file(`${b}.logical`);
+      await backupDatabase(s.coffer, f, { format: 'logical', batchSize: 5 });
+      logical.set(b, f);
+    }
+  });
+  after(async () => {
+    await pool.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const from of ALL_BACKENDS) {
+    for (const to of ALL_BACKENDS) {
+      const skip = skipReason(from) ?? skipReason(to);
+      test(`logical backup of ${from} restores into ${to}, verified against its manifest`, skip ? { skip } : {}, async () => {
+        const f = logical.get(from)!;
+        assert.equal(detectBackupKind(f), 'logical');
+        const { coffer: target } = await pool.emptyTarget(to);
+        const r = await restoreDatabase(f, target, { batchSize: 4 });
+        assert.equal(r.kind, 'logical');
+        assert.equal(r.verified, true);
+        assert.deepEqual(await dumpAll(target), sources.get(from)!.dump);
+        assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+        assert.equal((await verifyAuditLog(target)).ok, true);
+      });
+    }
+  }
+
+  for (const b of ALL_BACKENDS.filter((x) => x !== 'memory')) {
+    test(`native backup of ${b} (${NATIVE[b]}) restores into ${b}, verified against its manifest`, skipReason(b) ? { skip: skipReason(b) } : {}, async () => {
+      const s = sources.get(b)!;
+      const f = file(`${b}.native`);
+      const r = await backupDatabase(s.coffer, f, { batchSize: 5 });
+      assert.equal(r.kind, NATIVE[b]);
+      assert.ok(existsSync(f) && existsSync(`${f}.manifest.json`));
+      assert.ok(!readdirSync(dir).some((x) => x.endsWith('.partial')), 'no partial file is left');
+      const m = readManifestFile(f)!;
+      assert.equal(m.kind, NATIVE[b]);
+      assert.equal(m.file?.sha256, r.sha256);
+      assert.equal(detectBackupKind(f), NATIVE[b]);
+      const { coffer: target } = await pool.emptyTarget(b);
+      const rr = await restoreDatabase(f, target);
+      assert.equal(rr.verified, true);
+      assert.deepEqual(await dumpAll(target), s.dump);
+      assert.equal((await verifyAuditLog(target)).ok, true);
+    });
+  }
+
+  for (const to of ALL_BACKENDS) {
+    test(`a SQLite file backup restores into ${to}`, skipReason(to) || skipReason('sqlite') ? { skip: skipReason(to) ?? skipReason('sqlite') } : {}, async () => {
+      const s = sources.get('sqlite')!;
+      const f = file('sqlite-any.backup');
+      await backupDatabase(s.coffer, f, { format: 'native' });
+      const { coffer: target } = await pool.emptyTarget(to);
+      const r = await restoreDatabase(f, target, { batchSize: 7 });
+      assert.equal(r.kind, 'sqlite');
+      assert.equal(r.verified, true);
+      assert.deepEqual(await dumpAll(target), s.dump);
+    });
+  }
+
+  const live = AVAILABLE.filter((b) => b !== 'memory');
+  for (const b of live) {
+    for (const format of ['native', 'logical'] as const) {
+      test(`a ${format} backup of ${b} taken while writers run is a consistent snapshot`, async () => {
+        const db = await pool.database(b);
+        const src = await pool.open(db.url);
+        for (let i = 0; i < 5; i++) {
+          await appendLink(src);
+          await appendBlock(src);
+        }
+        await appendAudit(src, 5, 'before');
+        let stop = false;
+        let writes = 0;
+        const writer = async (fn: () => Promise<void>) => {
+          while (!stop) {
+            await fn();
+            writes++;
+          }
+        };
+        const writers = [writer(() => appendLink(src)), writer(() => appendBlock(src)), writer(() => appendAudit(src, 1, `w${writes}`))];
+        while (writes < 10) await new Promise((r) => setTimeout(r, 5));
+        const f = file(`${b}-${format}-live.backup`);
+        const before = writes;
+        let report;
+        try {
+          report = await backupDatabase(src, f, { format, batchSize: 2 });
+        } finally {
+          stop = true;
+          await Promise.all(writers);
+        }
+        assert.ok(writes > before, `writers kept committing during the backup (${writes - before} writes)`);
+        const { coffer: target } = await pool.emptyTarget(b);
+        const r = await restoreDatabase(f, target, { batchSize: 3 });
+        assert.equal(r.verified, true);
+        // The restored database is one moment of the source: every invariant holds.
+        assert.deepEqual(await target.read((tx) => fixtureProblems(tx)), []);
+        const audit = await verifyAuditLog(target);
+        assert.equal(audit.ok, true, JSON.stringify(audit.firstBad));
+        const restored = await counts(target);
+        const now = await counts(src);
+        assert.equal(audit.verified, restored.audit_log);
+        assert.ok(restored.fxo_blocks >= 5n && restored.fxo_links >= 5n);
+        assert.ok(restored.fxo_links + restored.fxo_blocks + restored.audit_log < now.fxo_links + now.fxo_blocks + now.audit_log, 'the source moved on after the snapshot');
+        assert.equal(report.tables.find((t) => t.name === 'fxo_blocks')!.rows, Number(restored.fxo_blocks));
+      });
+    }
+  }
+
+  test('a backup of an older schema restores into this build (new domains start empty)', async () => {
+    const db = await pool.database('sqlite');
+    const older = await pool.open(db.url, { migrations: OPS_MIGRATIONS.filter((m) => m !== opsFixture) });
+    await older.write((tx) => tx.insert('fx_counters', { name: 'from-the-past', value: 7n }));
+    const f = file('older.logical');
+    await backupDatabase(older, f, { format: 'logical' });
+    const { coffer: target } = await pool.emptyTarget(AVAILABLE.includes('postgres') ? 'postgres' : 'sqlite');
+    const r = await restoreDatabase(f, target);
+    assert.equal(r.verified, true);
+    const dump = await dumpAll(target);
+    assert.equal(dump.fx_counters!.length, 1);
+    assert.equal(dump.fxo_links!.length, 0);
+    assert.deepEqual((await target.migrator.verify()).length, 0, 'the target has every migration of this build');
+  });
+
+  test('a restore into a non-empty database is refused unless forced', async () => {
+    const s = sources.get(AVAILABLE[0]!)!;
+    const target = await pool.open((await pool.database(AVAILABLE.includes('sqlite') ? 'sqlite' : AVAILABLE[0]!)).url);
+    await target.write((tx) => tx.insert('fx_counters', { name: 'precious', value: 1n }));
+    await assert.rejects(restoreDatabase(logical.get(s.backend)!, target), (e: unknown) => e instanceof ConfigError && /is not empty \(fx_counters: 1 rows\)/.test(e.message) && /--force/.test(e.message));
+    assert.equal((await dumpAll(target)).fx_counters!.length, 1, 'nothing was touched');
+    const r = await restoreDatabase(logical.get(s.backend)!, target, { force: true });
+    assert.equal(r.verified, true);
+    assert.deepEqual(await dumpAll(target), s.dump);
+  });
+
+  test('an interrupted restore is marked incomplete and resumes to a verified result', async () => {
+    const s = sources.get(AVAILABLE.includes('postgres') ? 'postgres' : AVAILABLE[0]!)!;
+    const to = AVAILABLE.includes('mysql') ? 'mysql' : 'sqlite';
+    const { coffer: target } = await pool.emptyTarget(to);
+    const ac = new AbortController();
+    const progress = new (class extends SilentProgress {
+      override add(rows: number, bytes: number, table?: string) {
+        super.add(rows, bytes, table);
+        if (this.snapshot().phase === 'restore' && this.snapshot().rows >= 30) ac.abort();
+      }
+    })();
+    await assert.rejects(restoreDatabase(logical.get(s.backend)!, target, { batchSize: 3, signal: ac.signal, progress }), (e: unknown) => e instanceof InterruptedError && /marked incomplete/.test(e.message));
+    const marker = await readMarker(target.engine.reader, target.dialect);
+    assert.equal(marker?.info.operation, 'restore');
+    const r = await restoreDatabase(logical.get(s.backend)!, target, { batchSize: 3 });
+    assert.equal(r.resumed, true);
+    assert.equal(r.verified, true);
+    assert.deepEqual(await dumpAll(target), s.dump);
+  });
+
+  test('an interrupted backup leaves no file behind', async () => {
+    const s = sources.get(AVAILABLE.includes('sqlite') ? 'sqlite' : AVAILABLE[0]!)!;
+    for (const format of ['logical', 'native'] as const) {
+      const f = file(`interrupted-${format}.backup`);
+      const ac = new AbortController();
+      const progress = new (class extends SilentProgress {
+        override add(rows: number, bytes: number, table?: string) {
+          super.add(rows, bytes, table);
+          if (this.snapshot().rows >= 1) ac.abort();
+        }
+      })();
+      await assert.rejects(backupDatabase(s.coffer, f, { format: s.backend === 'memory' ? 'logical' : format, batchSize: 2, signal: ac.signal, progress }), (e: unknown) => e instanceof InterruptedError && /nothing was written/.test(e.message));
+      assert.ok(!existsSync(f) && !existsSync(`${f}.partial`) && !existsSync(`${f}.manifest.json`), 'neither the file nor a partial remains');
+    }
+  });
+
+  test('a damaged or truncated logical backup is refused, and the target says so', async () => {
+    const s = sources.get(AVAILABLE[0]!)!;
+    const text = gunzipSync(readFileSync(logical.get(s.backend)!)).toString('utf8');
+    const lines = text.split('\n');
+    // One value changed inside a row: that table's checksum no longer matches.
+    const i = lines.findIndex((l) => l.startsWith('["'));
+    const edited = file('edited.logical');
+    writeFileSync(edited, gzipSync([...lines.slice(0, i), lines[i]!.replace(/^\["/, '["X'), ...lines.slice(i + 1)].join('\n')));
+    const { coffer: t1 } = await pool.emptyTarget('sqlite');
+    await assert.rejects(restoreDatabase(edited, t1), (e: unknown) => e instanceof ConfigError && /is damaged or truncated: table \w+ holds \d+ rows with checksum/.test(e.message));
+    assert.ok(await readMarker(t1.engine.reader, t1.dialect), 'the target is marked incomplete');
+    const truncated = file('truncated.logical');
+    writeFileSync(truncated, gzipSync(lines.slice(0, Math.floor(lines.length / 2)).join('\n')));
+    const { coffer: t2 } = await pool.emptyTarget('sqlite');
+    await assert.rejects(restoreDatabase(truncated, t2), (e: unknown) => e instanceof ConfigError && /damaged or truncated/.test(e.message));
+    const cut = file('cut.logical');
+    const gz = readFileSync(logical.get(s.backend)!);
+    writeFileSync(cut, gz.subarray(0, Math.floor(gz.length * 0.6)));
+    await assert.rejects(restoreDatabase(cut, t2, { discard: true }), (e: unknown) => e instanceof ConfigError && /damaged or truncated/.test(e.message));
+    const r = await restoreDatabase(logical.get(s.backend)!, t2, { discard: true });
+    assert.equal(r.verified, true);
+    const junk = file('junk.backup');
+    writeFileSync(junk, 'hello');
+    await assert.rejects(restoreDatabase(junk, t2), (e: unknown) => e instanceof ConfigError && /is not a Coffer backup/.test(e.message));
+  });
+
+  test('a native backup that no longer matches its manifest is refused before the target is touched', { skip: skipReason('postgres') }, async () => {
+    const s = sources.get('postgres')!;
+    const f = file('pg-tampered.backup');
+    await backupDatabase(s.coffer, f);
+    const bytes = readFileSync(f);
+    bytes[bytes.length - 10] = (bytes[bytes.length - 10]! + 1) % 256;
+    writeFileSync(f, bytes);
+    const { coffer: target } = await pool.emptyTarget('postgres');
+    await assert.rejects(restoreDatabase(f, target), (e: unknown) => e instanceof ConfigError && /does not match its manifest/.test(e.message));
+    assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+    rmSync(`${f}.manifest.json`);
+    await assert.rejects(restoreDatabase(f, target), (e: unknown) => e instanceof ConfigError && /manifest\.json is missing/.test(e.message) && /--no-verify/.test(e.message));
+  });
+
+  test('native backups restore only into their own backend', async () => {
+    for (const b of live.filter((x) => x !== 'sqlite')) {
+      const f = file(`${b}-cross.backup`);
+      await backupDatabase(sources.get(b)!.coffer, f);
+      const { coffer: target } = await pool.emptyTarget('sqlite');
+      await assert.rejects(restoreDatabase(f, target), (e: unknown) => e instanceof ConfigError && /restores only into/.test(e.message) && /--format logical/.test(e.message));
+    }
+  });
+
+  test('without pg_dump / mysqldump: --format native fails with one clear line, auto falls back to the logical format', async () => {
+    const saved = process.env.PATH;
+    process.env.PATH = join(dir, 'no-tools-here');
+    try {
+      for (const b of live.filter((x) => x !== 'sqlite')) {
+        const tool = b === 'postgres' ? 'pg_dump' : 'mysqldump';
+        await assert.rejects(backupDatabase(sources.get(b)!.coffer, file('no-tool.backup'), { format: 'native' }), (e: unknown) => e instanceof ConfigError && new RegExp(`${tool} not found on PATH`).test(e.message) && /--format logical/.test(e.message));
+        const f = file('fallback.backup');
+        const r = await backupDatabase(sources.get(b)!.coffer, f);
+        assert.equal(r.kind, 'logical');
+        assert.ok(r.notes.some((x) => x.includes(`${tool} is not installed`)));
+        assert.equal(detectBackupKind(f), 'logical');
+      }
+    } finally {
+      process.env.PATH = saved;
+    }
+  });
+
+  test('backup file problems get one clear error: existing file, folder, missing folder, full disk', async () => {
+    const s = sources.get(AVAILABLE[0]!)!;
+    const f = file('exists.backup');
+    writeFileSync(f, 'x');
+    await assert.rejects(backupDatabase(s.coffer, f), (e: unknown) => e instanceof ConfigError && /already exists/.test(e.message));
+    await assert.rejects(backupDatabase(s.coffer, dir), (e: unknown) => e instanceof ConfigError && /is a directory/.test(e.message));
+    await assert.rejects(backupDatabase(s.coffer, join(dir, 'missing', 'x.backup')), (e: unknown) => e instanceof ConfigError && /no such file or directory/.test(e.message));
+    if (existsSync('/dev/full')) {
+      await assert.rejects(backupDatabase(s.coffer, '/dev/full', { format: 'logical' }), (e: unknown) => e instanceof StorageFullError && /disk is full/.test(e.message));
+    }
+  });
+});

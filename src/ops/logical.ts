@@ -1,0 +1,308 @@
+// Coffer's portable logical backup format: a gzip'd stream of JSON lines, restorable into any
+// backend.
+//
+//   {"format":"coffer-logical","version":1,…header: id, source, migrations, tables+column types}
+//   {"table":"chain_blocks","columns":["chain_id","height",…]}
+//   ["btc","5",…]                         one canonical row per line (rows.ts), primary-key order
+//   {"end":"chain_blocks","rows":2,"checksum":"…","serialNext":null}
+//   … one section per table, in foreign-key dependency order …
+//   {"manifest":{…}}                      the manifest (manifest.ts): the stream is complete
+//
+// A reader checks each section against its end record and fails on a missing trailer, so a
+// truncated or damaged file is never restored silently.
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip, type Gzip } from 'node:zlib';
+import type { ColumnType } from '../schema/model.js';
+import { ConfigError } from '../db/errors.js';
+import { fileError } from './errors.js';
+import type { AppliedMigration } from './db.js';
+import type { Manifest } from './manifest.js';
+import type { TableProgress } from './marker.js';
+import { parseLine, TableDigest, type Row } from './rows.js';
+import type { RowSource, TablePlan } from './transfer.js';
+
+export const LOGICAL_FORMAT = 'coffer-logical';
+
+export interface LogicalHeader {
+  format: typeof LOGICAL_FORMAT;
+  version: 1;
+  id: string;
+  coffer: string;
+  createdAt: string;
+  source: { backend: string; server: string; describe: string };
+  migrations: AppliedMigration[];
+  tables: { name: string; columns: { name: string; type: ColumnType }[] }[];
+}
+
+/** Writes the stream: gzip into a file, with backpressure, failing fast on a write error. */
+export class LogicalWriter {
+  readonly #gzip: Gzip;
+  readonly #done: Promise<void>;
+  #error: Error | undefined;
+  #buffer: string[] = [];
+  #buffered = 0;
+  #written = 0;
+  readonly path: string;
+
+  private constructor(path: string, gzip: Gzip, done: Promise<void>) {
+    this.path = path;
+    this.#gzip = gzip;
+    this.#done = done;
+    done.catch((e: Error) => {
+      this.#error = e;
+    });
+  }
+
+  /** Opens `path` for writing; `exclusive` refuses to replace an existing file. */
+  static async open(path: string, exclusive: boolean): Promise<LogicalWriter> {
+    const file = createWriteStream(path, { flags: exclusive ? 'wx' : 'w' });
+    await new Promise<void>((resolve, reject) => {
+      file.once('open', () => resolve());
+      file.once('error', (e) => reject(fileError(e, 'cannot write', path)));
+    });
+    const gzip = createGzip({ level: 6 });
+    const counter = (chunk: Buffer) => (w.#written += chunk.length);
+    gzip.on('data', counter);
+    const done = pipeline(gzip, file).catch((e: unknown) => {
+      throw fileError(e, 'cannot write', path);
+    });
+    const w = new LogicalWriter(path, gzip, done);
+    return w;
+  }
+
+  /** Compressed bytes produced so far. */
+  get written(): number {
+    return this.#written;
+  }
+
+  async line(s: string): Promise<void> {
+    if (this.#error) throw this.#error;
+    this.#buffer.push(s, '\n');
+    this.#buffered += s.length + 1;
+    if (this.#buffered >= 64 * 1024) await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    if (!this.#buffer.length) return;
+    const chunk = this.#buffer.join('');
+    this.#buffer = [];
+    this.#buffered = 0;
+    if (!this.#gzip.write(chunk)) {
+      await Promise.race([once(this.#gzip, 'drain'), this.#done.then(() => undefined)]);
+    }
+    if (this.#error) throw this.#error;
+  }
+
+  /** Flushes and closes the file; throws the write error (disk full…) if there was one. */
+  async close(): Promise<void> {
+    await this.#flush();
+    this.#gzip.end();
+    await this.#done;
+    if (this.#error) throw this.#error;
+  }
+
+  abort(): void {
+    this.#gzip.destroy();
+  }
+}
+
+type Record_ = { kind: 'row'; line: string } | { kind: 'meta'; value: Record<string, unknown> };
+
+/** Reads the stream line by line. */
+export class LogicalReader {
+  readonly path: string;
+  readonly header: LogicalHeader;
+  readonly #lines: AsyncIterator<string>;
+  readonly #close: () => void;
+  #peeked: Record_ | null | undefined;
+
+  private constructor(path: string, header: LogicalHeader, lines: AsyncIterator<string>, close: () => void) {
+    this.path = path;
+    this.header = header;
+    this.#lines = lines;
+    this.#close = close;
+  }
+
+  static async open(path: string): Promise<LogicalReader> {
+    const file = createReadStream(path);
+    await new Promise<void>((resolve, reject) => {
+      file.once('open', () => resolve());
+      file.once('error', (e) => reject(fileError(e, 'cannot read', path)));
+    });
+    const gunzip = createGunzip();
+    let failure: Error | undefined;
+    const onError = (e: Error) => (failure ??= new ConfigError(`backup file ${path} is damaged or truncated (${e.message})`, { path }));
+    file.on('error', onError);
+    gunzip.on('error', onError);
+    file.pipe(gunzip);
+    const rl = createInterface({ input: gunzip, crlfDelay: Infinity });
+    const it = rl[Symbol.asyncIterator]();
+    const close = () => {
+      rl.close();
+      gunzip.destroy();
+      file.destroy();
+    };
+    const wrapped: AsyncIterator<string> = {
+      next: async () => {
+        try {
+          const r = await it.next();
+          if (failure) throw failure;
+          return r;
+        } catch (e) {
+          throw failure ?? e;
+        }
+      },
+    };
+    let first: IteratorResult<string>;
+    try {
+      first = await wrapped.next();
+    } catch (e) {
+      close();
+      throw e;
+    }
+    let header: LogicalHeader | undefined;
+    try {
+      header = first.done ? undefined : (JSON.parse(first.value) as LogicalHeader);
+    } catch {
+      header = undefined;
+    }
+    if (!header || header.format !== LOGICAL_FORMAT || header.version !== 1) {
+      close();
+      throw new ConfigError(`${path} is not a Coffer logical backup (no ${LOGICAL_FORMAT} version 1 header)`, { path });
+    }
+    return new LogicalReader(path, header, wrapped, close);
+  }
+
+  async #read(): Promise<Record_ | null> {
+    const r = await this.#lines.next();
+    if (r.done) return null;
+    const line = r.value;
+    if (line.startsWith('[')) return { kind: 'row', line };
+    try {
+      return { kind: 'meta', value: JSON.parse(line) as Record<string, unknown> };
+    } catch {
+      throw new ConfigError(`backup file ${this.path} is damaged (unreadable line)`, { path: this.path });
+    }
+  }
+
+  async next(): Promise<Record_ | null> {
+    if (this.#peeked !== undefined) {
+      const p = this.#peeked;
+      this.#peeked = undefined;
+      return p;
+    }
+    return this.#read();
+  }
+
+  async peek(): Promise<Record_ | null> {
+    if (this.#peeked === undefined) this.#peeked = await this.#read();
+    return this.#peeked;
+  }
+
+  close(): void {
+    this.#close();
+  }
+}
+
+export interface EndRecord {
+  rows: number;
+  checksum: string;
+  serialNext: string | null;
+}
+
+/**
+ * A RowSource over a logical backup, read front to back: tables must be asked for in file
+ * order (the dependency order the backup wrote them in). Every section is checked against its
+ * end record, including sections skipped on a resume.
+ */
+export class LogicalSource implements RowSource {
+  readonly describe: string;
+  readonly #reader: LogicalReader;
+  readonly ends = new Map<string, EndRecord>();
+
+  constructor(reader: LogicalReader) {
+    this.#reader = reader;
+    this.describe = reader.path;
+  }
+
+  #damaged(what: string): ConfigError {
+    return new ConfigError(`backup file ${this.#reader.path} is damaged or truncated: ${what}`, { path: this.#reader.path });
+  }
+
+  /** Reads one section's rows (the start record already consumed), yielding batches after `skip` rows. */
+  async *#section(name: string, plan: TablePlan | null, skip: number, batchSize: number): AsyncGenerator<Row[]> {
+    const dg = new TableDigest();
+    let batch: Row[] = [];
+    for (;;) {
+      const r = await this.#reader.next();
+      if (!r) throw this.#damaged(`it ends inside table ${name}`);
+      if (r.kind === 'meta') {
+        if (r.value.end !== name) throw this.#damaged(`table ${name} has no end record`);
+        const end = { rows: Number(r.value.rows), checksum: String(r.value.checksum), serialNext: (r.value.serialNext as string | null) ?? null };
+        if (end.rows !== dg.rows || end.checksum !== dg.checksum) {
+          throw this.#damaged(`table ${name} holds ${dg.rows} rows with checksum ${dg.checksum.slice(0, 12)}…, its end record says ${end.rows} rows, ${end.checksum.slice(0, 12)}…`);
+        }
+        this.ends.set(name, end);
+        if (batch.length) yield batch;
+        return;
+      }
+      dg.add(r.line);
+      if (!plan) continue;
+      if (skip > 0) {
+        skip--;
+        continue;
+      }
+      batch.push(parseLine(plan.columns, r.line));
+      if (batch.length >= batchSize) {
+        yield batch;
+        batch = [];
+      }
+    }
+  }
+
+  async *rows(plan: TablePlan, resume: TableProgress | null, batchSize: number): AsyncGenerator<Row[]> {
+    const name = plan.table.name;
+    for (;;) {
+      const r = await this.#reader.next();
+      if (!r) throw this.#damaged(`table ${name} is missing`);
+      if (r.kind !== 'meta' || typeof r.value.table !== 'string') throw this.#damaged(`expected the start of table ${name}`);
+      if (r.value.table !== name) {
+        // A table loaded by an earlier run: read past it (still checking it).
+        for await (const _ of this.#section(r.value.table, null, 0, batchSize)) void _;
+        continue;
+      }
+      const cols = r.value.columns as string[];
+      if (cols.join(',') !== plan.columns.map((c) => c.name).join(',')) throw this.#damaged(`table ${name} lists columns ${cols.join(', ')}`);
+      yield* this.#section(name, plan, resume?.rowsDone ?? 0, batchSize);
+      return;
+    }
+  }
+
+  /** Reads to the end and returns the trailer manifest; throws if the stream stops short of it. */
+  async finish(): Promise<Manifest> {
+    for (;;) {
+      const r = await this.#reader.next();
+      if (!r) throw this.#damaged('the manifest at its end is missing');
+      if (r.kind === 'meta' && r.value.manifest) {
+        const m = r.value.manifest as Manifest;
+        for (const t of m.tables) {
+          const e = this.ends.get(t.name);
+          if (e && (e.rows !== t.rows || e.checksum !== t.checksum)) throw this.#damaged(`its manifest disagrees with table ${t.name}`);
+        }
+        return m;
+      }
+      if (r.kind === 'meta' && typeof r.value.table === 'string') {
+        for await (const _ of this.#section(r.value.table, null, 0, 1000)) void _;
+        continue;
+      }
+      throw this.#damaged('unexpected content after the last table');
+    }
+  }
+
+  close(): void {
+    this.#reader.close();
+  }
+}

@@ -1,0 +1,373 @@
+// `coffer restore --from FILE --to URL`: into an empty database (a non-empty one is refused
+// unless forced), then verified against the backup's manifest.
+//
+//   logical backup      any backend; loaded like a copy, resumable after an interruption
+//   SQLite file backup  any backend; read straight from the backup file, resumable
+//   pg_dump archive     PostgreSQL only, pg_restore --single-transaction (all or nothing)
+//   mysqldump (gzip)    MySQL/MariaDB only, through the mysql client
+//
+// The target carries the incomplete marker (marker.ts) until the restore verified.
+import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { constants as zc, createGunzip, gunzipSync } from 'node:zlib';
+import { ConfigError } from '../db/errors.js';
+import type { Coffer } from '../db/store.js';
+import { dataTables, schemaOfHistory, listTables, liveSchema, openSqliteFileReadOnly, opsDb, readHistory, serialColumn, serialNext, setSerialNext, withSnapshot, type OpsDb } from './db.js';
+import { fileError, InterruptedError, VerificationError } from './errors.js';
+import { LogicalReader, LogicalSource } from './logical.js';
+import { fileDigest, manifestPath, plansFromManifest, readManifestFile, validateManifest, type BackupKind, type Manifest } from './manifest.js';
+import { createMarker, describeMarker, dropMarker, readMarker, setMarkerState, type Marker } from './marker.js';
+import { mysqlOptionFile, pgEnv, requireTool, runTool, serverTarget } from './native-tools.js';
+import { SilentProgress, type Progress } from './progress.js';
+import { clearSeedRows, dropCofferTables, nonEmptyTables, prepareTarget } from './target.js';
+import { compareSums, dbRowSource, digestTables, firstDifference, loadInto, type RowSource, type TablePlan, type TableSum } from './transfer.js';
+
+export interface RestoreOptions {
+  /** Replace the Coffer tables of a non-empty target. */
+  force?: boolean;
+  /** Throw away an incomplete copy/restore found in the target, then start over. */
+  discard?: boolean;
+  /** Verify against the manifest afterwards (default true). */
+  verify?: boolean;
+  batchSize?: number;
+  signal?: AbortSignal;
+  progress?: Progress;
+  throttleMs?: number;
+}
+
+export interface RestoreReport {
+  file: string;
+  target: string;
+  kind: BackupKind;
+  resumed: boolean;
+  rowsRestored: number;
+  tables: { table: string; rows: number; checksum: string }[];
+  verified: boolean;
+  notes: string[];
+  elapsedMs: number;
+}
+
+/** What kind of backup a file is, from its first bytes. */
+export function detectBackupKind(file: string): BackupKind {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    throw fileError(e, 'cannot read backup', file);
+  }
+  const head = Buffer.alloc(65536);
+  let n: number;
+  try {
+    n = readSync(fd, head, 0, head.length, 0);
+  } catch (e) {
+    throw fileError(e, 'cannot read backup', file);
+  } finally {
+    closeSync(fd);
+  }
+  const buf = head.subarray(0, n);
+  if (buf.subarray(0, 16).toString('latin1') === 'SQLite format 3\u0000') return 'sqlite';
+  if (buf.subarray(0, 5).toString('latin1') === 'PGDMP') return 'pg_dump';
+  if (buf[0] === 0x1f && buf[1] === 0x8b) {
+    let text = '';
+    try {
+      text = gunzipSync(buf, { finishFlush: zc.Z_SYNC_FLUSH }).subarray(0, 4096).toString('utf8');
+    } catch {
+      throw new ConfigError(`${file} is a damaged gzip file`, { path: file });
+    }
+    if (text.startsWith('{"format":"coffer-logical"')) return 'logical';
+    if (/^(\/\*M!999999|-- MySQL dump|-- MariaDB dump)/m.test(text.slice(0, 512))) return 'mysqldump';
+  }
+  throw new ConfigError(`${file} is not a Coffer backup (expected a logical backup, a SQLite file, a pg_dump archive or a gzip'd mysqldump)`, { path: file });
+}
+
+interface Ctx {
+  file: string;
+  target: Coffer;
+  dst: OpsDb;
+  opts: RestoreOptions;
+  progress: Progress;
+  batchSize: number;
+  notes: string[];
+}
+
+const interruptedMsg = (ctx: Ctx) => (n: number) =>
+  `restore stopped after ${n} more rows: ${ctx.dst.describe} is marked incomplete (table coffer_ops_progress); run the same coffer restore again to resume, or add --discard to throw it away`;
+
+/** Compares the target with the manifest; on a mismatch names the first differing row when `reference` can be read. */
+async function verifyAgainst(ctx: Ctx, plans: TablePlan[], expected: Map<string, TableSum>, reference: (() => Promise<{ source: RowSource; close(): void }>) | null): Promise<Map<string, TableSum>> {
+  const total = [...expected.values()].reduce((n, t) => n + t.rows, 0);
+  ctx.progress.phase('verify', total);
+  const actual = await digestTables(ctx.dst, plans, { batchSize: ctx.batchSize, progress: ctx.progress, signal: ctx.opts.signal });
+  ctx.progress.done();
+  const bad = compareSums(expected, actual, 'the backup', 'the restored database');
+  if (!bad.length) return actual;
+  const problems: string[] = [];
+  if (reference) {
+    const ref = await reference();
+    try {
+      await withSnapshot(ctx.dst, async (conn) => {
+        for (const x of bad) {
+          const plan = plans.find((p) => p.table.name === x.table)!;
+          const first = await firstDifference(ref.source, ctx.dst, conn, plan, { batchSize: ctx.batchSize, referenceName: 'the backup', targetName: 'the restored database' });
+          problems.push(first ? `${x.message}; first difference: ${first}` : x.message);
+        }
+      });
+    } finally {
+      ref.close();
+    }
+  } else problems.push(...bad.map((b) => b.message));
+  await setMarkerState(ctx.dst.writer, ctx.dst.dialect, 'failed', { problems });
+  throw new VerificationError(`restore verification failed (${ctx.dst.describe} stays marked incomplete): ${problems.join('; ')}`, problems);
+}
+
+function sumsOf(manifest: Pick<Manifest, 'tables'>): Map<string, TableSum> {
+  return new Map(manifest.tables.map((t) => [t.name, { rows: t.rows, checksum: t.checksum }]));
+}
+
+async function fixSerials(ctx: Ctx, plans: TablePlan[], next: (table: string) => Promise<bigint | null> | bigint | null): Promise<void> {
+  for (const p of plans) {
+    if (!serialColumn(p.table)) continue;
+    const n = await next(p.table.name);
+    if (n !== null) await setSerialNext(ctx.dst.writer, ctx.dst.dialect, p.table, n);
+  }
+}
+
+async function restoreLogical(ctx: Ctx, sidecar: Manifest | null): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
+  const reader = await LogicalReader.open(ctx.file);
+  const header = reader.header;
+  let manifest: Manifest;
+  let resumed: boolean;
+  let rows: number;
+  let plans: TablePlan[];
+  try {
+    if (sidecar && sidecar.id !== header.id) throw new ConfigError(`${manifestPath(ctx.file)} belongs to another backup (id ${sidecar.id}, the file has ${header.id})`, {});
+    const shape = { migrations: header.migrations, tables: header.tables.map((t) => ({ name: t.name, columns: t.columns.map((c) => c.name), rows: 0, checksum: '', serialNext: null })) };
+    plans = plansFromManifest(shape, ctx.target.migrator.migrations, ctx.file).plans;
+    for (const p of plans) {
+      const h = header.tables.find((t) => t.name === p.table.name)!;
+      for (const c of h.columns) {
+        const mine = p.columns.find((x) => x.name === c.name)!;
+        if (JSON.stringify(mine.type) !== JSON.stringify(c.type)) throw new ConfigError(`${ctx.file}: ${p.table.name}.${c.name} is ${c.type.kind} in the backup but ${mine.type.kind} in this build`, {});
+      }
+    }
+    const marker = await prepareTarget(ctx.target, {
+      info: { operation: 'restore', source: ctx.file, sourceId: header.id, startedAt: new Date().toISOString(), kind: 'logical' },
+      discard: ctx.opts.discard,
+      force: ctx.opts.force,
+      progress: ctx.progress,
+      command: 'restore',
+    });
+    resumed = marker !== null;
+    await ctx.target.migrator.apply();
+    await clearSeedRows(ctx.dst, plans, marker);
+    ctx.progress.phase('restore', sidecar ? sidecar.tables.reduce((n, t) => n + t.rows, 0) : null);
+    const source = new LogicalSource(reader);
+    const r = await loadInto(ctx.dst, plans, source, marker, {
+      batchSize: ctx.batchSize,
+      signal: ctx.opts.signal,
+      progress: ctx.progress,
+      throttleMs: ctx.opts.throttleMs,
+      interrupted: interruptedMsg(ctx),
+    });
+    rows = r.rows;
+    manifest = validateManifest(await source.finish(), ctx.file);
+    ctx.progress.done();
+  } finally {
+    reader.close();
+  }
+  const byName = new Map(manifest.tables.map((t) => [t.name, t]));
+  await fixSerials(ctx, plans, (t) => (byName.get(t)?.serialNext ? BigInt(byName.get(t)!.serialNext!) : null));
+  let verified = false;
+  if (ctx.opts.verify !== false) {
+    await verifyAgainst(ctx, plans, sumsOf(manifest), async () => {
+      const src = new LogicalSource(await LogicalReader.open(ctx.file));
+      return { source: src, close: () => src.close() };
+    });
+    verified = true;
+  }
+  await dropMarker(ctx.dst.writer, ctx.dst.dialect);
+  return { resumed, rowsRestored: rows, tables: manifest.tables.map((t) => ({ table: t.name, rows: t.rows, checksum: t.checksum })), verified };
+}
+
+async function restoreSqliteFile(ctx: Ctx, manifest: Manifest | null): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
+  const ro = openSqliteFileReadOnly(ctx.file);
+  try {
+    const history = await readHistory(ro.reader);
+    if (manifest) {
+      const a = JSON.stringify(manifest.migrations.map((m) => [m.domain, m.version, m.checksum]).sort());
+      const b = JSON.stringify(history.map((m) => [m.domain, m.version, m.checksum]).sort());
+      if (a !== b) throw new ConfigError(`${manifestPath(ctx.file)} does not describe ${ctx.file} (their migration histories differ)`, {});
+    }
+    const shape = manifest ?? {
+      migrations: history,
+      tables: [] as Manifest['tables'],
+    };
+    const plans: TablePlan[] = manifest
+      ? plansFromManifest(shape, ctx.target.migrator.migrations, ctx.file).plans
+      : dataTables(schemaOfHistory(ctx.target.migrator.migrations, history, ctx.file).schema).map((t) => ({ table: t, columns: t.columns }));
+    const marker = await prepareTarget(ctx.target, {
+      info: { operation: 'restore', source: ctx.file, sourceId: manifest?.id ?? `sqlite-file:${ctx.file}`, startedAt: new Date().toISOString(), kind: 'sqlite' },
+      discard: ctx.opts.discard,
+      force: ctx.opts.force,
+      progress: ctx.progress,
+      command: 'restore',
+    });
+    await ctx.target.migrator.apply();
+    await clearSeedRows(ctx.dst, plans, marker);
+    ctx.progress.phase('restore', manifest ? manifest.tables.reduce((n, t) => n + t.rows, 0) : null);
+    const r = await withSnapshot(ro, (conn) =>
+      loadInto(ctx.dst, plans, dbRowSource(ro, conn), marker, {
+        batchSize: ctx.batchSize,
+        signal: ctx.opts.signal,
+        progress: ctx.progress,
+        throttleMs: ctx.opts.throttleMs,
+        interrupted: interruptedMsg(ctx),
+      }),
+    );
+    ctx.progress.done();
+    const byName = new Map((manifest?.tables ?? []).map((t) => [t.name, t]));
+    await fixSerials(ctx, plans, async (t) => {
+      const m = byName.get(t)?.serialNext;
+      return m ? BigInt(m) : serialNext(ro.reader, 'sqlite', plans.find((p) => p.table.name === t)!.table);
+    });
+    let verified = false;
+    let sums: Map<string, TableSum> | null = manifest ? sumsOf(manifest) : null;
+    if (ctx.opts.verify !== false) {
+      // Without a manifest the backup file itself is the reference.
+      sums ??= await digestTables(ro, plans, { batchSize: ctx.batchSize });
+      // The backup file does not change: it is read directly, without a snapshot.
+      sums = await verifyAgainst(ctx, plans, sums, async () => ({ source: dbRowSource(ro, ro.reader), close: () => {} }));
+      verified = true;
+    }
+    await dropMarker(ctx.dst.writer, ctx.dst.dialect);
+    return {
+      resumed: marker !== null,
+      rowsRestored: r.rows,
+      tables: plans.map((p) => ({ table: p.table.name, rows: sums?.get(p.table.name)?.rows ?? 0, checksum: sums?.get(p.table.name)?.checksum ?? '' })),
+      verified,
+    };
+  } finally {
+    ro.close();
+  }
+}
+
+/** Target checks for a native restore: only PostgreSQL/MySQL of the same kind, empty (or forced). */
+async function prepareNative(ctx: Ctx, manifest: Manifest, operationKind: 'pg_dump' | 'mysqldump'): Promise<void> {
+  const db = ctx.dst;
+  const marker: Marker | null = await readMarker(db.writer, db.dialect);
+  if (marker) {
+    const same = marker.info.operation === 'restore-native' && marker.info.sourceId === manifest.id;
+    if (!ctx.opts.discard && !same) {
+      throw new ConfigError(`target ${db.describe} holds ${describeMarker(marker)}: add --discard to throw it away`, { field: 'to' });
+    }
+    ctx.progress.note(same && !ctx.opts.discard ? `starting the interrupted restore from ${ctx.file} over (a native restore cannot resume)` : `discarded ${describeMarker(marker)}`);
+    await dropCofferTables(db, ctx.target.schema);
+  } else {
+    const busy = await nonEmptyTables(db, ctx.target.schema, ctx.target.migrator.migrations);
+    if (busy.length && !ctx.opts.force) {
+      throw new ConfigError(
+        `target ${db.describe} is not empty (${busy
+          .slice(0, 3)
+          .map((b) => `${b.table}: ${b.rows} rows`)
+          .join(', ')}): restore needs an empty database; add --force to replace its Coffer tables`,
+        { field: 'to' },
+      );
+    }
+    // Empty Coffer tables (a freshly migrated database) would collide with the dump's.
+    const dropped = await dropCofferTables(db, ctx.target.schema);
+    if (dropped.length) ctx.progress.note(`${busy.length ? '--force: ' : ''}dropped ${dropped.length} ${busy.length ? '' : 'empty '}Coffer table(s) so the ${operationKind} can create them`);
+  }
+  const others = await listTables(db.writer, db.dialect);
+  const clash = manifest.tables.map((t) => t.name).filter((t) => others.has(t));
+  if (clash.length) throw new ConfigError(`target ${db.describe} still has table(s) ${clash.join(', ')}: drop them or restore into another database`, {});
+  await createMarker(db, { operation: 'restore-native', source: ctx.file, sourceId: manifest.id, startedAt: new Date().toISOString(), kind: operationKind });
+}
+
+async function restoreNative(ctx: Ctx, kind: 'pg_dump' | 'mysqldump', manifest: Manifest | null): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
+  const want = kind === 'pg_dump' ? 'postgres' : 'mysql';
+  if (ctx.target.engine.backend !== want) {
+    throw new ConfigError(
+      `${ctx.file} is a ${kind} backup: it restores only into ${want === 'postgres' ? 'PostgreSQL' : 'MySQL/MariaDB'}, and ${ctx.dst.describe} is ${ctx.dst.label}; to move between backends back up with --format logical, or use coffer copy`,
+      { field: 'to' },
+    );
+  }
+  const tool = requireTool(kind === 'pg_dump' ? 'pg_restore' : 'mysql', 'restore from a --format logical backup');
+  if (!manifest) {
+    if (ctx.opts.verify !== false) {
+      throw new ConfigError(`${manifestPath(ctx.file)} is missing, so the restore cannot be verified: put it beside the backup, or add --no-verify`, { path: manifestPath(ctx.file) });
+    }
+    throw new ConfigError(`${manifestPath(ctx.file)} is missing: a native restore needs it to check the target and the migration history`, {});
+  }
+  const { plans } = plansFromManifest(manifest, ctx.target.migrator.migrations, ctx.file);
+  if (manifest.file) {
+    ctx.progress.note(`checking ${ctx.file} against its manifest (${manifest.file.bytes} bytes)`);
+    const dg = await fileDigest(ctx.file);
+    if (dg.sha256 !== manifest.file.sha256 || dg.bytes !== manifest.file.bytes) {
+      throw new ConfigError(`${ctx.file} does not match its manifest (size or SHA-256 differ): the backup is damaged or was replaced`, { path: ctx.file });
+    }
+  }
+  await prepareNative(ctx, manifest, kind);
+  const t = serverTarget(ctx.target.target);
+  ctx.progress.phase('restore', manifest.tables.reduce((n, x) => n + x.rows, 0));
+  let run;
+  let feeding: Promise<void> = Promise.resolve();
+  let cleanup = () => {};
+  if (kind === 'pg_dump') {
+    run = runTool(tool, 'pg_restore', ['--single-transaction', '--exit-on-error', '--no-owner', '--no-privileges', `--dbname=${t.database}`, ctx.file], pgEnv(t));
+  } else {
+    const opt = await mysqlOptionFile(tool, t);
+    cleanup = opt.cleanup;
+    run = runTool(tool, 'mysql', [`--defaults-extra-file=${opt.path}`, '--default-character-set=utf8mb4', '--binary-mode', t.database], {}, { stdin: 'pipe', cleanup: opt.cleanup });
+    feeding = pipeline(createReadStream(ctx.file), createGunzip(), run.child.stdin!).catch((e: unknown) => {
+      throw fileError(e, 'cannot read backup', ctx.file);
+    });
+  }
+  const r = run;
+  const onAbort = () => r.kill();
+  ctx.opts.signal?.addEventListener('abort', onAbort);
+  try {
+    await Promise.all([r.done, feeding]);
+  } catch (e) {
+    r.kill();
+    await Promise.allSettled([r.done, feeding]);
+    if (ctx.opts.signal?.aborted) {
+      throw new InterruptedError(
+        `restore interrupted: ${ctx.dst.describe} is marked incomplete (table coffer_ops_progress)${kind === 'pg_dump' ? ' and holds none of the backup (pg_restore rolled back)' : ''}; run the same coffer restore again to start over, or add --discard`,
+      );
+    }
+    throw e;
+  } finally {
+    cleanup();
+    ctx.opts.signal?.removeEventListener('abort', onAbort);
+  }
+  ctx.progress.done();
+  let verified = false;
+  if (ctx.opts.verify !== false) {
+    await verifyAgainst(ctx, plans, sumsOf(manifest), null);
+    verified = true;
+  }
+  await dropMarker(ctx.dst.writer, ctx.dst.dialect);
+  const live = await liveSchema(ctx.target);
+  if (live.pending.length) ctx.notes.push(`${live.pending.length} migration(s) of this build are not in the backup (${live.pending.join(', ')}): the service applies them on start, or run coffer migrate`);
+  return { resumed: false, rowsRestored: manifest.tables.reduce((n, x) => n + x.rows, 0), tables: manifest.tables.map((x) => ({ table: x.name, rows: x.rows, checksum: x.checksum })), verified };
+}
+
+export async function restoreDatabase(file: string, target: Coffer, opts: RestoreOptions = {}): Promise<RestoreReport> {
+  const started = Date.now();
+  const kind = detectBackupKind(file);
+  const ctx: Ctx = { file, target, dst: opsDb(target), opts, progress: opts.progress ?? new SilentProgress(), batchSize: opts.batchSize ?? 1000, notes: [] };
+  const sidecar = readManifestFile(file);
+  if (sidecar && sidecar.kind !== kind) throw new ConfigError(`${manifestPath(file)} describes a ${sidecar.kind} backup but ${file} is a ${kind} backup`, {});
+  let r: Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>;
+  try {
+    if (kind === 'logical') r = await restoreLogical(ctx, sidecar);
+    else if (kind === 'sqlite') r = await restoreSqliteFile(ctx, sidecar);
+    else r = await restoreNative(ctx, kind, sidecar);
+  } catch (e) {
+    if (opts.signal?.aborted && !(e instanceof InterruptedError) && !(e instanceof VerificationError)) {
+      throw new InterruptedError(interruptedMsg(ctx)(0));
+    }
+    throw e;
+  }
+  return { file, target: ctx.dst.describe, kind, ...r, notes: ctx.notes, elapsedMs: Date.now() - started };
+}

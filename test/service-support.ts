@@ -1,0 +1,51 @@
+// Builds the real service (every domain's routes, the store authenticator) over a test
+// database, and mints API keys for it, for API tests through app.inject().
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { systemActor } from '../src/domains/audit/actor.js';
+import { ChainRouter } from '../src/domains/chain/router.js';
+import { identity } from '../src/domains/identity/index.js';
+import type { Coffer } from '../src/db/store.js';
+import { buildApp } from '../src/server/app.js';
+import { storeAuthenticator } from '../src/server/compose.js';
+import { dashboardRoutes } from '../src/server/dashboard/data.js';
+import { BLOCK_PROCESSORS, DASHBOARD_SOURCES, DOMAIN_ROUTES } from '../src/server/domains.js';
+import type { Services } from '../src/server/services.js';
+
+export interface TestService {
+  app: FastifyInstance;
+  services: Services;
+  /** Creates an API key with these scopes and returns its Authorization header. */
+  key(scopes: string[], opts?: { ipAllow?: string[]; expiresAt?: Date }): Promise<{ authorization: string; keyId: string }>;
+  call(method: string, url: string, auth?: { authorization: string } | null, payload?: unknown): Promise<LightMyRequestResponse>;
+}
+
+let counter = 0;
+
+export async function testService(coffer: Coffer): Promise<TestService> {
+  const services: Services = { coffer, chains: ChainRouter.fixed(coffer), blockProcessors: BLOCK_PROCESSORS };
+  const app = await buildApp({
+    coffer,
+    services,
+    routes: [...dashboardRoutes(DASHBOARD_SOURCES), ...DOMAIN_ROUTES],
+    authenticator: storeAuthenticator(services),
+  });
+  const integrationId = await coffer.write(async (tx) => (await identity(tx, systemActor('test')).integrations.create({ name: `test-${process.pid}-${Date.now()}-${counter++}` })).id);
+  return {
+    app,
+    services,
+    key: async (scopes, opts = {}) => {
+      const created = await coffer.write((tx) =>
+        identity(tx, systemActor('test')).keys.create({
+          integrationId,
+          name: `k${counter++}`,
+          scopes,
+          expiresAt: opts.expiresAt ?? new Date(Date.now() + 3_600_000),
+          ...(opts.ipAllow ? { ipAllow: opts.ipAllow } : {}),
+        }),
+      );
+      return { authorization: `Bearer ${created.key}`, keyId: created.record.id };
+    },
+    call: (method, url, auth, payload) =>
+      app.inject({ method: method as 'GET', url, headers: auth ? { authorization: auth.authorization } : {}, ...(payload !== undefined ? { payload: payload as object } : {}) }),
+  };
+}
