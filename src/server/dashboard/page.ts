@@ -55,7 +55,7 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
   const lagHistory = {};
   let timer = null;
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-  const rows = (tbody, list, cells) => { tbody.innerHTML = list.length ? list.map((r) => '<tr>' + cells(r).map((c) => '<td' + (c.num ? ' class="num"' : '') + (c.cls ? ' class="' + c.cls + '"' : '') + '>' + esc(c.v ?? c) + '</td>').join('') + '</tr>').join('') : '<tr><td class="muted">none</td></tr>'; };
+  const rows = (tbody, list, cells) => { tbody.innerHTML = list.length ? list.map((r) => '<tr>' + cells(r).map((c) => '<td' + (c.num ? ' class="num"' : '') + (c.cls ? ' class="' + c.cls + '"' : '') + '>' + esc(c !== null && typeof c === 'object' ? (c.v ?? '') : c) + '</td>').join('') + '</tr>').join('') : '<tr><td class="muted">none</td></tr>'; };
   function plot(svg, series, colors) {
     const w = svg.clientWidth || 400, h = svg.clientHeight || 140, pad = 24;
     const all = series.flatMap((s) => s.points.map((p) => p[1]));
