@@ -10,7 +10,12 @@ import { ConfigError } from '../src/db/errors.js';
 import { parseDatabaseUrl, redactUrl } from '../src/db/url.js';
 
 test('database URLs pick the backend', () => {
-  assert.deepEqual(parseDatabaseUrl('sqlite:./data/coffer.db'), { backend: 'sqlite', memory: false, path: './data/coffer.db', url: 'sqlite:./data/coffer.db' });
+  assert.deepEqual(parseDatabaseUrl('sqlite:./data/coffer.db'), {
+    backend: 'sqlite',
+    memory: false,
+    path: './data/coffer.db',
+    url: 'sqlite:./data/coffer.db',
+  });
   assert.equal((parseDatabaseUrl('sqlite://./x.db') as { path: string }).path, './x.db');
   assert.equal((parseDatabaseUrl('sqlite:///var/lib/coffer.db') as { path: string }).path, '/var/lib/coffer.db');
   assert.equal(parseDatabaseUrl('memory://').backend, 'sqlite');
@@ -33,9 +38,23 @@ test('database URLs pick the backend', () => {
 });
 
 test('malformed URLs give one ConfigError naming database.url', () => {
-  const bad = ['', 'foo://x/y', 'postgres://host', 'postgres://:5432/db', 'mysql://h:99999/db', 'sqlite:', 'not a url', 'postgres://h/db?sslmode=sometimes', 'postgres://h/db?weird=1'];
+  const bad = [
+    '',
+    'foo://x/y',
+    'postgres://host',
+    'postgres://:5432/db',
+    'mysql://h:99999/db',
+    'sqlite:',
+    'not a url',
+    'postgres://h/db?sslmode=sometimes',
+    'postgres://h/db?weird=1',
+  ];
   for (const url of bad) {
-    assert.throws(() => parseDatabaseUrl(url), (e: unknown) => e instanceof ConfigError && e.details.field === 'database.url' && !e.message.includes('\n'), url);
+    assert.throws(
+      () => parseDatabaseUrl(url),
+      (e: unknown) => e instanceof ConfigError && e.details.field === 'database.url' && !e.message.includes('\n'),
+      url,
+    );
   }
 });
 
@@ -60,7 +79,11 @@ test('layers: defaults < file < environment < flags; COFFER_DATABASE_URL beats D
   assert.equal(fromEnv.server.port, 9100);
   const both = loadConfig({ env: { DATABASE_URL: 'sqlite:./seed.db', COFFER_DATABASE_URL: 'sqlite:./coffer.db' }, configFile: file });
   assert.equal(both.database.url, 'sqlite:./coffer.db');
-  const flags = loadConfig({ env: { COFFER_DATABASE_URL: 'sqlite:./coffer.db', COFFER_PORT: '9100' }, configFile: file, flags: { 'database.url': 'memory://', 'server.port': '9200' } });
+  const flags = loadConfig({
+    env: { COFFER_DATABASE_URL: 'sqlite:./coffer.db', COFFER_PORT: '9100' },
+    configFile: file,
+    flags: { 'database.url': 'memory://', 'server.port': '9200' },
+  });
   assert.equal(flags.database.url, 'memory://');
   assert.equal(flags.server.port, 9200);
   assert.equal(flags.database.poolMax, 3, 'untouched file values survive');
@@ -76,7 +99,11 @@ test('bad values name the field', () => {
     [{ env: {}, flags: { 'database.chains': { doge: 'nope://' } } }, 'database.chains.doge'],
   ];
   for (const [opts, field] of cases) {
-    assert.throws(() => loadConfig(opts), (e: unknown) => e instanceof ConfigError && e.details.field === field && e.message.startsWith(field), field);
+    assert.throws(
+      () => loadConfig(opts),
+      (e: unknown) => e instanceof ConfigError && e.details.field === field && e.message.startsWith(field),
+      field,
+    );
   }
   const dir = mkdtempSync(join(tmpdir(), 'coffer-cfg-'));
   const unknown = join(dir, 'u.json');
@@ -84,6 +111,9 @@ test('bad values name the field', () => {
   assert.throws(() => loadConfig({ env: {}, configFile: unknown }), /unknown setting\(s\) databse/);
   const broken = join(dir, 'b.json');
   writeFileSync(broken, '{ nope');
-  assert.throws(() => loadConfig({ env: {}, configFile: broken }), (e: unknown) => e instanceof ConfigError && /not valid JSON/.test(e.message));
+  assert.throws(
+    () => loadConfig({ env: {}, configFile: broken }),
+    (e: unknown) => e instanceof ConfigError && /not valid JSON/.test(e.message),
+  );
   assert.throws(() => loadConfig({ env: {}, configFile: join(dir, 'absent.json') }), /does not exist/);
 });

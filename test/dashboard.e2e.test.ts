@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The operator dashboard in a real browser (Debian's headless Chromium driven by
 // playwright-core): it loads, connects with a read key, shows a chain, sees the height change
 // after a block is ingested through the API, and saves a screenshot.
@@ -25,52 +26,71 @@ function block(height: number) {
 forEachBackend(
   'dashboard in a browser',
   (ctx) => {
-    test('loads, connects with a read key, shows live chain height, and saves a screenshot', { skip: !existsSync(CHROMIUM) && !mustRun ? `${CHROMIUM} not installed (apt-get install chromium)` : false }, async () => {
-      const coffer = await ctx.open();
-      const svc = await testService(coffer);
-      const admin = await svc.key(['chain:admin']);
-      const viewer = await svc.key(['chain:read', 'core:read', 'audit:read']);
-      assert.equal((await svc.call('POST', '/v1/chains', admin, { chainId: 'doge', name: 'Dogecoin', network: 'mainnet', confirmations: 6 })).statusCode, 201);
-      assert.equal((await svc.call('POST', '/v1/chains/doge/blocks', admin, block(0))).statusCode, 200);
-      await svc.call('PUT', '/v1/chains/doge/latest-height', admin, { height: '12' });
-      const address = await svc.app.listen({ host: '127.0.0.1', port: 0 });
-      const browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      });
-      try {
-        const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-        const errors: string[] = [];
-        page.on('pageerror', (e) => errors.push(e.message));
-        await page.goto(address);
-        assert.equal(await page.title(), 'Coffer dashboard');
-        await page.fill('#key', viewer.authorization.replace('Bearer ', ''));
-        await page.click('#connect');
-        const heightCell = page.locator('#chains tbody tr', { hasText: 'doge' }).locator('td').nth(1);
-        await heightCell.waitFor({ timeout: 10_000 });
-        assert.equal(await heightCell.textContent(), '0');
-        assert.equal(await page.locator('#chains tbody tr', { hasText: 'doge' }).locator('td').nth(3).textContent(), '12');
-        // A block arrives through the API; the page picks it up on its next refresh.
-        assert.equal((await svc.call('POST', '/v1/chains/doge/blocks', admin, block(1))).statusCode, 200);
-        await page.waitForFunction(() => document.querySelector('#chains tbody tr td:nth-child(2)')?.textContent === '1', undefined, { timeout: 10_000 });
-        assert.match((await page.locator('#meta').textContent()) ?? '', /SQLite/);
-        assert.match((await page.locator('#migrations').textContent()) ?? '', /chain\/0002_init/);
-        assert.match((await page.locator('#audit-head').textContent()) ?? '', /verified length|not available/);
-        assert.doesNotMatch((await page.locator('main').textContent()) ?? '', /\[object Object\]|undefined|NaN/);
-        assert.deepEqual(errors, []);
-        mkdirSync('test-artifacts', { recursive: true });
-        await page.screenshot({ path: 'test-artifacts/dashboard.png', fullPage: true });
-        assert.ok(existsSync('test-artifacts/dashboard.png'));
-        // A key without read scope is turned back to the login form.
-        const chainOnly = await svc.key(['chain:read']);
-        await page.evaluate((k) => sessionStorage.setItem('coffer.key', k), chainOnly.authorization.replace('Bearer ', ''));
-        await page.waitForSelector('#login:not([hidden])', { timeout: 10_000 });
-        assert.match((await page.locator('#error').textContent()) ?? '', /lacks the read scope on core/);
-      } finally {
-        await browser.close();
-        await svc.app.close();
-      }
-    });
+    test(
+      'loads, connects with a read key, shows live chain height, and saves a screenshot',
+      { skip: !existsSync(CHROMIUM) && !mustRun ? `${CHROMIUM} not installed (apt-get install chromium)` : false },
+      async () => {
+        const coffer = await ctx.open();
+        const svc = await testService(coffer);
+        const admin = await svc.key(['chain:admin']);
+        const viewer = await svc.key(['chain:read', 'core:read', 'audit:read']);
+        assert.equal(
+          (await svc.call('POST', '/v1/chains', admin, { chainId: 'doge', name: 'Dogecoin', network: 'mainnet', confirmations: 6 }))
+            .statusCode,
+          201,
+        );
+        assert.equal((await svc.call('POST', '/v1/chains/doge/blocks', admin, block(0))).statusCode, 200);
+        await svc.call('PUT', '/v1/chains/doge/latest-height', admin, { height: '12' });
+        const address = await svc.app.listen({ host: '127.0.0.1', port: 0 });
+        const browser = await chromium.launch({
+          executablePath: CHROMIUM,
+          args: [
+            '--headless',
+            '--no-sandbox',
+            '--disable-gpu',
+            '--disable-quic',
+            '--no-first-run',
+            '--disable-background-networking',
+            '--disable-component-update',
+            '--disable-sync',
+          ],
+        });
+        try {
+          const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+          const errors: string[] = [];
+          page.on('pageerror', (e) => errors.push(e.message));
+          await page.goto(address);
+          assert.equal(await page.title(), 'Coffer dashboard');
+          await page.fill('#key', viewer.authorization.replace('Bearer ', ''));
+          await page.click('#connect');
+          const heightCell = page.locator('#chains tbody tr', { hasText: 'doge' }).locator('td').nth(1);
+          await heightCell.waitFor({ timeout: 10_000 });
+          assert.equal(await heightCell.textContent(), '0');
+          assert.equal(await page.locator('#chains tbody tr', { hasText: 'doge' }).locator('td').nth(3).textContent(), '12');
+          // A block arrives through the API; the page picks it up on its next refresh.
+          assert.equal((await svc.call('POST', '/v1/chains/doge/blocks', admin, block(1))).statusCode, 200);
+          await page.waitForFunction(() => document.querySelector('#chains tbody tr td:nth-child(2)')?.textContent === '1', undefined, {
+            timeout: 10_000,
+          });
+          assert.match((await page.locator('#meta').textContent()) ?? '', /SQLite/);
+          assert.match((await page.locator('#migrations').textContent()) ?? '', /chain\/0002_init/);
+          assert.match((await page.locator('#audit-head').textContent()) ?? '', /verified length|not available/);
+          assert.doesNotMatch((await page.locator('main').textContent()) ?? '', /\[object Object\]|undefined|NaN/);
+          assert.deepEqual(errors, []);
+          mkdirSync('test-artifacts', { recursive: true });
+          await page.screenshot({ path: 'test-artifacts/dashboard.png', fullPage: true });
+          assert.ok(existsSync('test-artifacts/dashboard.png'));
+          // A key without read scope is turned back to the login form.
+          const chainOnly = await svc.key(['chain:read']);
+          await page.evaluate((k) => sessionStorage.setItem('coffer.key', k), chainOnly.authorization.replace('Bearer ', ''));
+          await page.waitForSelector('#login:not([hidden])', { timeout: 10_000 });
+          assert.match((await page.locator('#error').textContent()) ?? '', /lacks the read scope on core/);
+        } finally {
+          await browser.close();
+          await svc.app.close();
+        }
+      },
+    );
   },
   ['sqlite'],
 );

@@ -64,7 +64,13 @@ export async function createDatabase(b: BackendName): Promise<TestDatabase> {
   }
   const u = new URL(admin);
   const connect = () =>
-    mysql.createConnection({ host: u.hostname, port: Number(u.port || 3306), user: decodeURIComponent(u.username) || 'root', password: decodeURIComponent(u.password), connectTimeout: 5000 });
+    mysql.createConnection({
+      host: u.hostname,
+      port: Number(u.port || 3306),
+      user: decodeURIComponent(u.username) || 'root',
+      password: decodeURIComponent(u.password),
+      connectTimeout: 5000,
+    });
   const conn = await connect();
   try {
     await conn.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);

@@ -65,7 +65,10 @@ forEachBackend('migrations', (ctx) => {
   test('parity fails when one dialect loses a UNIQUE index', async () => {
     const coffer = await ctx.open({
       migrations: FIXTURE_MIGRATIONS,
-      rewriteSteps: (d, m, steps) => (d === coffer_dialect(ctx.backend) && m.domain === 'fixture' ? steps.filter((s) => !s.sql.includes('"uq_fx_accounts_name"') && !s.sql.includes('`uq_fx_accounts_name`')) : steps),
+      rewriteSteps: (d, m, steps) =>
+        d === coffer_dialect(ctx.backend) && m.domain === 'fixture'
+          ? steps.filter((s) => !s.sql.includes('"uq_fx_accounts_name"') && !s.sql.includes('`uq_fx_accounts_name`'))
+          : steps,
     });
     const diff = await liveDiff(coffer);
     assert.deepEqual(diff, ['fx_accounts: missing unique index uq_fx_accounts_name (name)']);
@@ -76,7 +79,12 @@ forEachBackend('migrations', (ctx) => {
       migrations: FIXTURE_MIGRATIONS,
       rewriteSteps: (_d, m, steps) =>
         m.domain === 'fixture'
-          ? steps.map((s) => ({ ...s, sql: s.sql.replace(/,\n {2}CONSTRAINT ["`]ck_fx_accounts_hash_hex["`] CHECK \([^\n]*\)/, '').replace(/(["`]amount["`] (BIGINT|INTEGER)) NOT NULL/, '$1') }))
+          ? steps.map((s) => ({
+              ...s,
+              sql: s.sql
+                .replace(/,\n {2}CONSTRAINT ["`]ck_fx_accounts_hash_hex["`] CHECK \([^\n]*\)/, '')
+                .replace(/(["`]amount["`] (BIGINT|INTEGER)) NOT NULL/, '$1'),
+            }))
           : steps,
     });
     const diff = await liveDiff(coffer);
@@ -92,7 +100,10 @@ forEachBackend('migrations', (ctx) => {
     for (const migrate of ['apply', 'verify'] as const) {
       await assert.rejects(ctx.open({ url: db.url, migrations: changed, migrate }), (e: unknown) => {
         assert.ok(e instanceof MigrationError);
-        assert.match(e.message, /migration fixture\/0001_kitchen_sink \(test\/fixtures\/kitchen-sink\.ts\) was changed after it was applied/);
+        assert.match(
+          e.message,
+          /migration fixture\/0001_kitchen_sink \(test\/fixtures\/kitchen-sink\.ts\) was changed after it was applied/,
+        );
         return true;
       });
     }
@@ -104,21 +115,35 @@ forEachBackend('migrations', (ctx) => {
     if (ctx.backend === 'memory') return t.skip('needs a second connection to the same database');
     const db = await ctx.newDatabase();
     await ctx.open({ url: db.url, migrations: FIXTURE_MIGRATIONS });
-    await assert.rejects(ctx.open({ url: db.url, migrations: MIGRATIONS }), /has migration fixture\/0001_kitchen_sink, which this build of Coffer does not know/);
+    await assert.rejects(
+      ctx.open({ url: db.url, migrations: MIGRATIONS }),
+      /has migration fixture\/0001_kitchen_sink, which this build of Coffer does not know/,
+    );
   });
 
   test('a pending migration older than an applied one of its domain is refused', async () => {
-    const v2 = defineMigration(import.meta.url, { domain: 'fixture', version: 2, name: 'more', ops: [createIndex('fx_entries', 'ix_fx_entries_amount', ['amount'])] });
+    const v2 = defineMigration(import.meta.url, {
+      domain: 'fixture',
+      version: 2,
+      name: 'more',
+      ops: [createIndex('fx_entries', 'ix_fx_entries_amount', ['amount'])],
+    });
     const coffer = await ctx.open({ migrations: [...FIXTURE_MIGRATIONS, v2] });
     await coffer.write((tx) => tx.db.deleteFrom(HISTORY_TABLE).where('domain', '=', 'fixture').where('version', '=', 1).execute());
-    await assert.rejects(coffer.migrator.verify(), /fixture\/0001_kitchen_sink .* is pending but a later migration of domain fixture is applied/);
+    await assert.rejects(
+      coffer.migrator.verify(),
+      /fixture\/0001_kitchen_sink .* is pending but a later migration of domain fixture is applied/,
+    );
   });
 
   test('verify mode refuses to open with pending migrations', async () => {
-    await assert.rejects(ctx.open({ migrations: FIXTURE_MIGRATIONS, migrate: 'verify' }), (e: unknown) => e instanceof MigrationError && /pending/.test(e.message));
+    await assert.rejects(
+      ctx.open({ migrations: FIXTURE_MIGRATIONS, migrate: 'verify' }),
+      (e: unknown) => e instanceof MigrationError && /pending/.test(e.message),
+    );
   });
 
-  test('dry run prints this dialect\'s SQL and changes nothing', async () => {
+  test("dry run prints this dialect's SQL and changes nothing", async () => {
     const coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS, migrate: 'skip' });
     const plan = await coffer.migrator.plan();
     assert.match(plan, /-- bootstrap: migration history/);
@@ -144,15 +169,22 @@ forEachBackend('migrations', (ctx) => {
     const list = [...FIXTURE_MIGRATIONS, failing];
     const db = await ctx.newDatabase();
     const inject = (_d: unknown, m: Migration, steps: { sql: string }[]) =>
-      m.version === 2 && m.domain === 'fixture' ? [steps[0]!, { sql: 'SELECT no_such_column FROM no_such_table' }, ...steps.slice(1)] : steps;
+      m.version === 2 && m.domain === 'fixture'
+        ? [steps[0]!, { sql: 'SELECT no_such_column FROM no_such_table' }, ...steps.slice(1)]
+        : steps;
     const coffer = await ctx.open({ url: db.url, migrations: FIXTURE_MIGRATIONS });
     const broken = await ctx.open({ url: db.url, migrations: list, migrate: 'skip', rewriteSteps: inject });
-    await assert.rejects(broken.migrator.apply(), (e: unknown) => e instanceof MigrationError && /fixture\/0002_two_steps \(test\/migrations\.test\.ts\) failed/.test(e.message));
+    await assert.rejects(
+      broken.migrator.apply(),
+      (e: unknown) => e instanceof MigrationError && /fixture\/0002_two_steps \(test\/migrations\.test\.ts\) failed/.test(e.message),
+    );
     const live = await coffer.read((tx) => introspect(tx.db, tx.dialect));
     if (coffer.dialect === 'mysql') {
       // DDL committed as it went: the table exists and the journal says how far it got.
       assert.ok(live.fx_later);
-      const row = await coffer.read((tx) => tx.db.selectFrom(HISTORY_TABLE).selectAll().where('domain', '=', 'fixture').where('version', '=', 2).executeTakeFirstOrThrow());
+      const row = await coffer.read((tx) =>
+        tx.db.selectFrom(HISTORY_TABLE).selectAll().where('domain', '=', 'fixture').where('version', '=', 2).executeTakeFirstOrThrow(),
+      );
       assert.equal(row.state, 'running');
       assert.equal(Number(row.steps_done), 1);
       // A crash between a statement and its journal update: the journal lags behind the DDL.
@@ -164,7 +196,10 @@ forEachBackend('migrations', (ctx) => {
     }
     const fixed = await ctx.open({ url: db.url, migrations: list });
     const states = await fixed.migrator.status();
-    assert.ok(states.every((s) => s.state === 'applied'), JSON.stringify(states));
+    assert.ok(
+      states.every((s) => s.state === 'applied'),
+      JSON.stringify(states),
+    );
     assert.deepEqual(await liveDiff(fixed), []);
   });
 
@@ -183,7 +218,10 @@ function coffer_dialect(b: string): string {
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['bin/coffer.js', ...args], { cwd: new URL('..', import.meta.url), env: { ...process.env, COFFER_LOG_LEVEL: 'warn' } });
+    const child = spawn(process.execPath, ['bin/coffer.js', ...args], {
+      cwd: new URL('..', import.meta.url),
+      env: { ...process.env, COFFER_LOG_LEVEL: 'warn' },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

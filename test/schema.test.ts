@@ -22,21 +22,44 @@ test('snapshots differ per dialect where the dialects differ', () => {
 
 test('every implied rule is a named CHECK on the backends that need one', () => {
   const hex = { name: 'txid', type: { kind: 'hex' as const, length: 64 }, nullable: false };
-  assert.deepEqual(impliedChecks('postgres', 't', hex).map((x) => x.sql), [`"txid" ~ '^[0-9a-f]*$' AND length("txid") = 64`]);
-  assert.deepEqual(impliedChecks('mysql', 't', hex).map((x) => x.name), ['ck_t_txid_hex']);
+  assert.deepEqual(
+    impliedChecks('postgres', 't', hex).map((x) => x.sql),
+    [`"txid" ~ '^[0-9a-f]*$' AND length("txid") = 64`],
+  );
+  assert.deepEqual(
+    impliedChecks('mysql', 't', hex).map((x) => x.name),
+    ['ck_t_txid_hex'],
+  );
   const vc = { name: 'label', type: { kind: 'varchar' as const, max: 10 }, nullable: false };
   assert.equal(impliedChecks('sqlite', 't', vc).length, 1, 'SQLite does not enforce VARCHAR(n) by itself');
   assert.equal(impliedChecks('postgres', 't', vc).length, 0);
-  const long = impliedChecks('postgres', 'a_very_long_table_name_for_testing_limits', { name: 'an_even_longer_column_name_here', type: { kind: 'hex', length: 64 }, nullable: false });
+  const long = impliedChecks('postgres', 'a_very_long_table_name_for_testing_limits', {
+    name: 'an_even_longer_column_name_here',
+    type: { kind: 'hex', length: 64 },
+    nullable: false,
+  });
   assert.ok(long[0]!.name.length <= 63);
 });
 
 test('definitions no backend could enforce are refused', () => {
-  assert.throws(() => schemaOf([createTable('t', { domain: 'x', columns: { body: c.text() }, primaryKey: ['body'], indexes: { ix_t_body: ['body'] } })]), /cannot be indexed/);
-  assert.throws(() => schemaOf([createTable('t', { domain: 'x', columns: { id: c.serial(), k: c.int() }, primaryKey: ['k'] })]), /serial column t.id must be the whole primary key/);
+  assert.throws(
+    () =>
+      schemaOf([createTable('t', { domain: 'x', columns: { body: c.text() }, primaryKey: ['body'], indexes: { ix_t_body: ['body'] } })]),
+    /cannot be indexed/,
+  );
+  assert.throws(
+    () => schemaOf([createTable('t', { domain: 'x', columns: { id: c.serial(), k: c.int() }, primaryKey: ['k'] })]),
+    /serial column t.id must be the whole primary key/,
+  );
   assert.throws(() => schemaOf([createTable('T', { domain: 'x', columns: { id: c.int() }, primaryKey: ['id'] })]), /snake_case/);
-  assert.throws(() => schemaOf([createTable('t'.repeat(64), { domain: 'x', columns: { id: c.int() }, primaryKey: ['id'] })]), /longer than 63/);
-  assert.throws(() => schemaOf([createTable('t', { domain: 'x', columns: { id: c.int({ nullable: true }) }, primaryKey: ['id'] })]), /may not be nullable/);
+  assert.throws(
+    () => schemaOf([createTable('t'.repeat(64), { domain: 'x', columns: { id: c.int() }, primaryKey: ['id'] })]),
+    /longer than 63/,
+  );
+  assert.throws(
+    () => schemaOf([createTable('t', { domain: 'x', columns: { id: c.int({ nullable: true }) }, primaryKey: ['id'] })]),
+    /may not be nullable/,
+  );
   assert.throws(() => schemaOf([createTable('t', { domain: 'x', columns: { id: c.int() }, primaryKey: [] })]), /needs a primary key/);
 });
 
@@ -51,7 +74,9 @@ test('every foreign key gets an index starting with its columns', () => {
   assert.deepEqual(child.indexes, [{ name: 'fk_ch_parent_ix', table: 'ch', columns: ['parent_id'], unique: false }]);
   const s = schemaOf([parent, { op: 'createTable', table: child }]);
   assert.ok(s.tables.get('ch'));
-  const sql = compileOperation('mysql', { op: 'createTable', table: child }).map((x) => x.sql).join('\n');
+  const sql = compileOperation('mysql', { op: 'createTable', table: child })
+    .map((x) => x.sql)
+    .join('\n');
   assert.match(sql, /FOREIGN KEY \(`parent_id`\) REFERENCES `p` \(`id`\) ON DELETE CASCADE/);
   assert.match(sql, /CREATE INDEX `fk_ch_parent_ix` ON `ch` \(`parent_id`\)/);
 });

@@ -29,7 +29,10 @@ const auth: Authenticator = {
 };
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters');
-const amount = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, 'must be a non-negative integer in base units, as a decimal string').transform(BigInt);
+const amount = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,77})$/, 'must be a non-negative integer in base units, as a decimal string')
+  .transform(BigInt);
 
 function routes() {
   return [
@@ -72,7 +75,11 @@ function routes() {
       handler: async ({ query, coffer }) =>
         coffer.read(async (tx) => {
           const after = decodeCursor(query.cursor, z.object({ id: z.string().regex(/^[0-9]+$/) }));
-          let q = tx.db.selectFrom('fx_accounts').select(['id', 'name']).orderBy('id').limit(query.limit + 1);
+          let q = tx.db
+            .selectFrom('fx_accounts')
+            .select(['id', 'name'])
+            .orderBy('id')
+            .limit(query.limit + 1);
           if (after) q = q.where('id', '>', after.id);
           const rows = (await q.execute()).map((r) => tx.codec('fx_accounts').decode<{ id: bigint; name: string }>(r));
           return pageOf(rows, query.limit, (last) => ({ id: last.id.toString() }));
@@ -107,7 +114,12 @@ forEachBackend('service framework', (ctx) => {
     const bad = await app.inject({ method: 'GET', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer nope' } });
     assert.equal(bad.statusCode, 401);
     assert.equal(bad.json().error.code, 'unauthorized');
-    const forbidden = await app.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer reader' }, payload: {} });
+    const forbidden = await app.inject({
+      method: 'POST',
+      url: '/v1/fixture/accounts',
+      headers: { authorization: 'Bearer reader' },
+      payload: {},
+    });
     assert.equal(forbidden.statusCode, 403);
     assert.match(forbidden.json().error.message, /lacks the write scope on fixture/);
   });
@@ -135,13 +147,23 @@ forEachBackend('service framework', (ctx) => {
 
   test('amounts round-trip exactly as decimal strings; store errors map to stable codes', async () => {
     const max = (2n ** 256n - 1n).toString();
-    const created = await app.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer writer' }, payload: { name: 'big', hash: 'b'.repeat(64), supply: max } });
+    const created = await app.inject({
+      method: 'POST',
+      url: '/v1/fixture/accounts',
+      headers: { authorization: 'Bearer writer' },
+      payload: { name: 'big', hash: 'b'.repeat(64), supply: max },
+    });
     assert.equal(created.statusCode, 201, created.body);
     const id = created.json().id;
     assert.match(id, /^[0-9]+$/);
     const got = await app.inject({ method: 'GET', url: `/v1/fixture/accounts/${id}`, headers: { authorization: 'Bearer reader' } });
     assert.equal(got.json().supply, max);
-    const dup = await app.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer writer' }, payload: { name: 'big', hash: 'c'.repeat(64), supply: '1' } });
+    const dup = await app.inject({
+      method: 'POST',
+      url: '/v1/fixture/accounts',
+      headers: { authorization: 'Bearer writer' },
+      payload: { name: 'big', hash: 'c'.repeat(64), supply: '1' },
+    });
     assert.equal(dup.statusCode, 409);
     assert.equal(dup.json().error.code, 'unique_violation');
     const missing = await app.inject({ method: 'GET', url: '/v1/fixture/accounts/999999', headers: { authorization: 'Bearer reader' } });
@@ -150,7 +172,11 @@ forEachBackend('service framework', (ctx) => {
   });
 
   test('an unexpected error is a 500 with a request id and no internals', async () => {
-    const r = await app.inject({ method: 'GET', url: '/v1/fixture/boom', headers: { authorization: 'Bearer reader', 'x-request-id': 'req-123' } });
+    const r = await app.inject({
+      method: 'GET',
+      url: '/v1/fixture/boom',
+      headers: { authorization: 'Bearer reader', 'x-request-id': 'req-123' },
+    });
     assert.equal(r.statusCode, 500);
     assert.deepEqual(r.json(), { error: { code: 'internal', message: 'internal error', requestId: 'req-123' } });
     assert.doesNotMatch(r.body, /secret internal detail/);
@@ -158,13 +184,22 @@ forEachBackend('service framework', (ctx) => {
 
   test('cursor pagination walks every row once, to the end', async () => {
     for (let i = 0; i < 7; i++) {
-      await app.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer writer' }, payload: { name: `p${i}`, hash: i.toString(16).padStart(64, 'd'), supply: '1' } });
+      await app.inject({
+        method: 'POST',
+        url: '/v1/fixture/accounts',
+        headers: { authorization: 'Bearer writer' },
+        payload: { name: `p${i}`, hash: i.toString(16).padStart(64, 'd'), supply: '1' },
+      });
     }
     const seen: string[] = [];
     let cursor: string | undefined;
     let pages = 0;
     do {
-      const r = await app.inject({ method: 'GET', url: `/v1/fixture/accounts?limit=3${cursor ? `&cursor=${cursor}` : ''}`, headers: { authorization: 'Bearer limited' } });
+      const r = await app.inject({
+        method: 'GET',
+        url: `/v1/fixture/accounts?limit=3${cursor ? `&cursor=${cursor}` : ''}`,
+        headers: { authorization: 'Bearer limited' },
+      });
       assert.equal(r.statusCode, 200, r.body);
       const page = r.json();
       seen.push(...page.items.map((x: { id: string }) => x.id));
@@ -173,7 +208,11 @@ forEachBackend('service framework', (ctx) => {
     } while (cursor && pages < 20);
     assert.equal(new Set(seen).size, seen.length);
     assert.equal(seen.length, 8);
-    const bad = await app.inject({ method: 'GET', url: '/v1/fixture/accounts?cursor=garbage', headers: { authorization: 'Bearer reader' } });
+    const bad = await app.inject({
+      method: 'GET',
+      url: '/v1/fixture/accounts?cursor=garbage',
+      headers: { authorization: 'Bearer reader' },
+    });
     assert.equal(bad.statusCode, 400);
     assert.equal(bad.json().error.field, 'cursor');
   });
@@ -182,7 +221,11 @@ forEachBackend('service framework', (ctx) => {
     const limitedApp = await buildApp({ coffer, routes: routes(), authenticator: auth, rateLimit: { perSecond: 1, burst: 3 } });
     let limited = 0;
     for (let i = 0; i < 8; i++) {
-      const r = await limitedApp.inject({ method: 'GET', url: '/v1/fixture/accounts?limit=1', headers: { authorization: 'Bearer writer' } });
+      const r = await limitedApp.inject({
+        method: 'GET',
+        url: '/v1/fixture/accounts?limit=1',
+        headers: { authorization: 'Bearer writer' },
+      });
       if (r.statusCode === 429) {
         limited++;
         assert.equal(r.headers['retry-after'], '1');
@@ -191,13 +234,22 @@ forEachBackend('service framework', (ctx) => {
     }
     assert.ok(limited >= 4, `limited ${limited}`);
     // Another key has its own bucket.
-    const other = await limitedApp.inject({ method: 'GET', url: '/v1/fixture/accounts?limit=1', headers: { authorization: 'Bearer reader' } });
+    const other = await limitedApp.inject({
+      method: 'GET',
+      url: '/v1/fixture/accounts?limit=1',
+      headers: { authorization: 'Bearer reader' },
+    });
     assert.equal(other.statusCode, 200);
   });
 
   test('oversized bodies are refused with 413', async () => {
     const big = await buildApp({ coffer, routes: routes(), authenticator: auth, bodyLimitBytes: 1024 });
-    const r = await big.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer writer', 'content-type': 'application/json' }, payload: JSON.stringify({ name: 'x'.repeat(5000) }) });
+    const r = await big.inject({
+      method: 'POST',
+      url: '/v1/fixture/accounts',
+      headers: { authorization: 'Bearer writer', 'content-type': 'application/json' },
+      payload: JSON.stringify({ name: 'x'.repeat(5000) }),
+    });
     assert.equal(r.statusCode, 413);
     assert.equal(r.json().error.code, 'payload_too_large');
   });
@@ -208,7 +260,9 @@ forEachBackend('service framework', (ctx) => {
     const post = doc.paths['/v1/fixture/accounts'].post;
     assert.equal(post['x-coffer-scope'], 'fixture:write');
     assert.equal(post.requestBody.content['application/json'].schema.properties.hash.pattern, '^[0-9a-f]{64}$');
-    assert.ok(doc.paths['/v1/fixture/accounts/{id}'].get.parameters.some((p: { name: string; in: string }) => p.name === 'id' && p.in === 'path'));
+    assert.ok(
+      doc.paths['/v1/fixture/accounts/{id}'].get.parameters.some((p: { name: string; in: string }) => p.name === 'id' && p.in === 'path'),
+    );
     const html = await app.inject({ method: 'GET', url: '/docs' });
     assert.equal(html.statusCode, 200);
     assert.match(html.body, /\/v1\/fixture\/accounts/);
@@ -236,7 +290,10 @@ forEachBackend('service framework', (ctx) => {
 });
 
 test('pageOf only announces a next page when one exists', () => {
-  assert.deepEqual(pageOf([1, 2], 2, (x) => ({ id: x })), { items: [1, 2] });
+  assert.deepEqual(
+    pageOf([1, 2], 2, (x) => ({ id: x })),
+    { items: [1, 2] },
+  );
   const p = pageOf([1, 2, 3], 2, (x) => ({ id: x }));
   assert.deepEqual(p.items, [1, 2]);
   assert.deepEqual(decodeCursor(p.nextCursor, z.object({ id: z.number() })), { id: 2 });

@@ -29,7 +29,10 @@ export async function testService(coffer: Coffer): Promise<TestService> {
     routes: [...dashboardRoutes(DASHBOARD_SOURCES), ...DOMAIN_ROUTES],
     authenticator: storeAuthenticator(services),
   });
-  const integrationId = await coffer.write(async (tx) => (await identity(tx, systemActor('test')).integrations.create({ name: `test-${process.pid}-${Date.now()}-${counter++}` })).id);
+  const integrationId = await coffer.write(
+    async (tx) =>
+      (await identity(tx, systemActor('test')).integrations.create({ name: `test-${process.pid}-${Date.now()}-${counter++}` })).id,
+  );
   return {
     app,
     services,
@@ -46,6 +49,11 @@ export async function testService(coffer: Coffer): Promise<TestService> {
       return { authorization: `Bearer ${created.key}`, keyId: created.record.id };
     },
     call: (method, url, auth, payload) =>
-      app.inject({ method: method as 'GET', url, headers: auth ? { authorization: auth.authorization } : {}, ...(payload !== undefined ? { payload: payload as object } : {}) }),
+      app.inject({
+        method: method as 'GET',
+        url,
+        headers: auth ? { authorization: auth.authorization } : {},
+        ...(payload !== undefined ? { payload: payload as object } : {}),
+      }),
   };
 }

@@ -33,7 +33,10 @@ function account(over: Record<string, unknown> = {}): Record<string, unknown> {
 }
 
 async function countRows(tx: Tx, table: string): Promise<bigint> {
-  const r = await tx.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+  const r = await tx.db
+    .selectFrom(table)
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirstOrThrow();
   return toBigInt((r as { n: unknown }).n);
 }
 
@@ -59,7 +62,9 @@ forEachBackend('store', (ctx) => {
     const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', row));
     assert.equal(typeof id, 'bigint');
     const got = await coffer.read(async (tx) =>
-      tx.codec('fx_accounts').decode<Record<string, unknown>>(await tx.db.selectFrom('fx_accounts').selectAll().where('id', '=', id).executeTakeFirstOrThrow()),
+      tx
+        .codec('fx_accounts')
+        .decode<Record<string, unknown>>(await tx.db.selectFrom('fx_accounts').selectAll().where('id', '=', id).executeTakeFirstOrThrow()),
     );
     assert.equal(got.id, id);
     assert.equal(got.balance, INT64_MAX);
@@ -77,7 +82,9 @@ forEachBackend('store', (ctx) => {
   test('defaults apply on every backend', async () => {
     const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', account()));
     const got = await coffer.read(async (tx) =>
-      tx.codec('fx_accounts').decode<Record<string, unknown>>(await tx.db.selectFrom('fx_accounts').selectAll().where('id', '=', id).executeTakeFirstOrThrow()),
+      tx
+        .codec('fx_accounts')
+        .decode<Record<string, unknown>>(await tx.db.selectFrom('fx_accounts').selectAll().where('id', '=', id).executeTakeFirstOrThrow()),
     );
     assert.equal(got.balance, 0n);
     assert.equal(got.supply, 0n);
@@ -90,9 +97,11 @@ forEachBackend('store', (ctx) => {
       fc.asyncProperty(fc.bigInt({ min: 0n, max: INT64_MAX }), fc.bigInt({ min: 0n, max: UINT256_MAX }), async (balance, supply) => {
         const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', account({ balance, supply })));
         const got = await coffer.read(async (tx) =>
-          tx.codec('fx_accounts').decode<{ balance: bigint; supply: bigint }>(
-            await tx.db.selectFrom('fx_accounts').select(['balance', 'supply']).where('id', '=', id).executeTakeFirstOrThrow(),
-          ),
+          tx
+            .codec('fx_accounts')
+            .decode<{ balance: bigint; supply: bigint }>(
+              await tx.db.selectFrom('fx_accounts').select(['balance', 'supply']).where('id', '=', id).executeTakeFirstOrThrow(),
+            ),
         );
         assert.equal(got.balance, balance);
         assert.equal(got.supply, supply);
@@ -133,7 +142,11 @@ forEachBackend('store', (ctx) => {
 
   test('the database itself rejects what bypasses the codec (constraints are real on every backend)', async () => {
     const raw = async (column: string, value: unknown) => {
-      const base = { name: `raw-${Math.random()}`, hash: 'c'.repeat(64), created_at: coffer.dialect === 'sqlite' ? 1 : new Date() } as Record<string, unknown>;
+      const base = {
+        name: `raw-${Math.random()}`,
+        hash: 'c'.repeat(64),
+        created_at: coffer.dialect === 'sqlite' ? 1 : new Date(),
+      } as Record<string, unknown>;
       base[column] = value;
       await coffer.write((tx) => tx.db.insertInto('fx_accounts').values(base).execute());
     };
@@ -152,8 +165,14 @@ forEachBackend('store', (ctx) => {
       coffer.write((tx) => tx.insert('fx_accounts', { ...account(), name: a.name })),
       (e: unknown) => e instanceof UniqueViolationError && /uq_fx_accounts_name|name/.test(String(e.details.constraint ?? e.message)),
     );
-    await assert.rejects(coffer.write((tx) => tx.insert('fx_entries', { account_id: 987654321n, seq: 1, amount: 5n })), ForeignKeyViolationError);
-    await assert.rejects(coffer.write((tx) => tx.insert('fx_accounts', account({ balance: -5n }))), (e: unknown) => e instanceof CheckViolationError);
+    await assert.rejects(
+      coffer.write((tx) => tx.insert('fx_entries', { account_id: 987654321n, seq: 1, amount: 5n })),
+      ForeignKeyViolationError,
+    );
+    await assert.rejects(
+      coffer.write((tx) => tx.insert('fx_accounts', account({ balance: -5n }))),
+      (e: unknown) => e instanceof CheckViolationError,
+    );
     await assert.rejects(
       coffer.write((tx) => tx.db.insertInto('fx_counters').values({ name: null, value: 1 }).execute()),
       (e: unknown) => e instanceof NotNullViolationError || (e instanceof CofferError && e.code === 'not_null_violation'),
@@ -174,12 +193,22 @@ forEachBackend('store', (ctx) => {
   });
 
   test('read transactions refuse writes', async () => {
-    await assert.rejects(coffer.read((tx) => tx.insert('fx_counters', { name: 'ro', value: 1n })), ReadOnlyError);
+    await assert.rejects(
+      coffer.read((tx) => tx.insert('fx_counters', { name: 'ro', value: 1n })),
+      ReadOnlyError,
+    );
     await assert.rejects(
       coffer.read((tx) => tx.db.insertInto('fx_counters').values({ name: 'ro2', value: 1 }).execute()),
       (e: unknown) => e instanceof CofferError && e.code === 'read_only',
     );
-    assert.equal(await coffer.read((tx) => countRows(tx, 'fx_counters').then(() => tx.db.selectFrom('fx_counters').where('name', 'like', 'ro%').selectAll().execute())).then((r) => r.length), 0);
+    assert.equal(
+      await coffer
+        .read((tx) =>
+          countRows(tx, 'fx_counters').then(() => tx.db.selectFrom('fx_counters').where('name', 'like', 'ro%').selectAll().execute()),
+        )
+        .then((r) => r.length),
+      0,
+    );
   });
 
   test('a transaction handle cannot be used after its transaction ended', async () => {
@@ -208,7 +237,9 @@ forEachBackend('store', (ctx) => {
           for (let i = 0; i < perWorker; i++) {
             await coffer.write(
               async (tx) => {
-                const row = await tx.lockRows(tx.db.selectFrom('fx_counters').select('value').where('name', '=', 'race')).executeTakeFirstOrThrow();
+                const row = await tx
+                  .lockRows(tx.db.selectFrom('fx_counters').select('value').where('name', '=', 'race'))
+                  .executeTakeFirstOrThrow();
                 const next = toBigInt(row.value) + 1n;
                 await tx.db.updateTable('fx_counters').set({ value: next }).where('name', '=', 'race').execute();
               },
@@ -218,7 +249,9 @@ forEachBackend('store', (ctx) => {
         })(),
       ),
     );
-    const v = await coffer.read((tx) => tx.db.selectFrom('fx_counters').select('value').where('name', '=', 'race').executeTakeFirstOrThrow());
+    const v = await coffer.read((tx) =>
+      tx.db.selectFrom('fx_counters').select('value').where('name', '=', 'race').executeTakeFirstOrThrow(),
+    );
     assert.equal(toBigInt(v.value), BigInt(workers * perWorker));
   });
 
@@ -236,14 +269,19 @@ forEachBackend('store', (ctx) => {
           assert.equal(jm.rows[0]!.journal_mode, 'wal');
         }
       } else if (tx.dialect === 'postgres') {
-        const q = async (name: string) => String(Object.values((await sql.raw(`show ${name}`).execute(tx.db)).rows[0] as Record<string, unknown>)[0]);
+        const q = async (name: string) =>
+          String(Object.values((await sql.raw(`show ${name}`).execute(tx.db)).rows[0] as Record<string, unknown>)[0]);
         assert.equal(await q('timezone'), 'UTC');
         assert.equal(await q('statement_timeout'), '30s');
         assert.equal(await q('lock_timeout'), '10s');
         assert.equal(await q('application_name'), 'coffer');
         assert.equal(await q('transaction_isolation'), ISOLATION.postgres);
       } else {
-        const r = (await sql`select @@session.time_zone as tz, @@session.sql_mode as mode, @@session.tx_isolation as iso, @@character_set_connection as cs`.execute(tx.db)).rows[0] as Record<string, string>;
+        const r = (
+          await sql`select @@session.time_zone as tz, @@session.sql_mode as mode, @@session.tx_isolation as iso, @@character_set_connection as cs`.execute(
+            tx.db,
+          )
+        ).rows[0] as Record<string, string>;
         assert.equal(r.tz, '+00:00');
         assert.match(r.mode!, /STRICT_ALL_TABLES/);
         assert.equal(r.iso!.replace('-', ' ').toLowerCase(), ISOLATION.mysql);
@@ -256,7 +294,12 @@ forEachBackend('store', (ctx) => {
     const when = new Date('2031-06-15T12:34:56.789Z');
     const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', account({ created_at: when })));
     const found = await coffer.read((tx) =>
-      tx.db.selectFrom('fx_accounts').select('id').where('created_at', '=', tx.codec('fx_accounts').encode({ created_at: when }).created_at as never).where('id', '=', id).execute(),
+      tx.db
+        .selectFrom('fx_accounts')
+        .select('id')
+        .where('created_at', '=', tx.codec('fx_accounts').encode({ created_at: when }).created_at as never)
+        .where('id', '=', id)
+        .execute(),
     );
     assert.equal(found.length, 1);
   });
@@ -292,24 +335,36 @@ forEachBackend(
       const bLocked = new Promise<void>((r) => (secondHold = r));
       let attempts = 0;
       const bump = (tx: Tx, name: string) =>
-        tx.db.updateTable('fx_counters').set((eb) => ({ value: eb('value', '+', 1) })).where('name', '=', name).execute();
-      const t1 = coffer.write(async (tx) => {
-        attempts++;
-        await bump(tx, 'dl-a');
-        firstHold();
-        await bLocked;
-        await bump(tx, 'dl-b');
-      }, { op: 'test.deadlock' });
-      const t2 = coffer.write(async (tx) => {
-        attempts++;
-        await bump(tx, 'dl-b');
-        secondHold();
-        await aLocked;
-        await bump(tx, 'dl-a');
-      }, { op: 'test.deadlock' });
+        tx.db
+          .updateTable('fx_counters')
+          .set((eb) => ({ value: eb('value', '+', 1) }))
+          .where('name', '=', name)
+          .execute();
+      const t1 = coffer.write(
+        async (tx) => {
+          attempts++;
+          await bump(tx, 'dl-a');
+          firstHold();
+          await bLocked;
+          await bump(tx, 'dl-b');
+        },
+        { op: 'test.deadlock' },
+      );
+      const t2 = coffer.write(
+        async (tx) => {
+          attempts++;
+          await bump(tx, 'dl-b');
+          secondHold();
+          await aLocked;
+          await bump(tx, 'dl-a');
+        },
+        { op: 'test.deadlock' },
+      );
       await Promise.all([t1, t2]);
       assert.ok(attempts >= 3, `expected a retry, saw ${attempts} attempts`);
-      const rows = await coffer.read((tx) => tx.db.selectFrom('fx_counters').select(['name', 'value']).where('name', 'in', ['dl-a', 'dl-b']).execute());
+      const rows = await coffer.read((tx) =>
+        tx.db.selectFrom('fx_counters').select(['name', 'value']).where('name', 'in', ['dl-a', 'dl-b']).execute(),
+      );
       for (const r of rows) assert.equal(toBigInt(r.value), 2n);
       const text = await coffer.metrics.registry.metrics();
       assert.match(text, /coffer_transaction_retries_total\{op="test.deadlock",backend="(postgres|mysql)"\} [1-9]/);

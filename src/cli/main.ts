@@ -54,54 +54,68 @@ export function buildProgram(): Command {
     .enablePositionalOptions()
     .exitOverride();
 
-  
-    program
-      .command('serve')
-      .description('migrate, then serve the HTTP API, /health, /ready and /metrics')
-      .option('--host <host>', 'address to listen on (default 127.0.0.1, env COFFER_HOST)')
-      .option('--port <port>', 'port to listen on (default 8080, env COFFER_PORT)')
-      .option('--no-migrate', 'refuse to start if migrations are pending instead of applying them').option('--db <url>', DB_HELP).option('--config <file>', CONFIG_HELP).action(async (opts) => {
-    const config = configFrom(opts, {
-      'server.host': opts.host,
-      'server.port': opts.port,
-      ...(opts.migrate === false ? { 'migrate.auto': false } : {}),
+  program
+    .command('serve')
+    .description('migrate, then serve the HTTP API, /health, /ready and /metrics')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1, env COFFER_HOST)')
+    .option('--port <port>', 'port to listen on (default 8080, env COFFER_PORT)')
+    .option('--no-migrate', 'refuse to start if migrations are pending instead of applying them')
+    .option('--db <url>', DB_HELP)
+    .option('--config <file>', CONFIG_HELP)
+    .action(async (opts) => {
+      const config = configFrom(opts, {
+        'server.host': opts.host,
+        'server.port': opts.port,
+        ...(opts.migrate === false ? { 'migrate.auto': false } : {}),
+      });
+      await serve(config);
     });
-    await serve(config);
-  });
 
-  const migrate = 
-    program
-      .command('migrate')
-      .description('apply pending migrations (forward only, each exactly once)')
-      .option('--dry-run', 'print the SQL that would run for this database, and change nothing')
-      .enablePositionalOptions().option('--db <url>', DB_HELP).option('--config <file>', CONFIG_HELP).action(async (opts) => {
-    const config = configFrom(opts);
-    // Every database of the configuration: the default and each per-chain database.
-    const router = await ChainRouter.open(config, { migrate: 'skip', logger: cliLogger(config) });
-    try {
-      const dbs = router.databases();
-      for (const db of dbs) {
-        const where = dbs.length > 1 ? `${db.url} (${db.isDefault ? 'default' : `chains ${db.chains.join(', ')}`})` : db.coffer.engine.label;
-        if (opts.dryRun) {
-          if (dbs.length > 1) out(`-- database ${where}`);
-          process.stdout.write(await db.coffer.migrator.plan());
-          continue;
+  const migrate = program
+    .command('migrate')
+    .description('apply pending migrations (forward only, each exactly once)')
+    .option('--dry-run', 'print the SQL that would run for this database, and change nothing')
+    .enablePositionalOptions()
+    .option('--db <url>', DB_HELP)
+    .option('--config <file>', CONFIG_HELP)
+    .action(async (opts) => {
+      const config = configFrom(opts);
+      // Every database of the configuration: the default and each per-chain database.
+      const router = await ChainRouter.open(config, { migrate: 'skip', logger: cliLogger(config) });
+      try {
+        const dbs = router.databases();
+        for (const db of dbs) {
+          const where =
+            dbs.length > 1 ? `${db.url} (${db.isDefault ? 'default' : `chains ${db.chains.join(', ')}`})` : db.coffer.engine.label;
+          if (opts.dryRun) {
+            if (dbs.length > 1) out(`-- database ${where}`);
+            process.stdout.write(await db.coffer.migrator.plan());
+            continue;
+          }
+          const applied = await db.coffer.migrator.apply({
+            onWaitingForLock: () => out(`waiting for another process that holds the migration lock on ${where}…`),
+            onStart: (m) => process.stdout.write(`applying ${m.domain}/${String(m.version).padStart(4, '0')}_${m.name} … `),
+            onApplied: (_m, ms) => out(`done (${ms} ms)`),
+          });
+          const total = db.coffer.migrator.migrations.length;
+          out(
+            applied.length
+              ? `applied ${applied.length} migration(s); ${total} current on ${where}`
+              : `nothing to apply; ${total} migration(s) current on ${where}`,
+          );
         }
-        const applied = await db.coffer.migrator.apply({
-          onWaitingForLock: () => out(`waiting for another process that holds the migration lock on ${where}…`),
-          onStart: (m) => process.stdout.write(`applying ${m.domain}/${String(m.version).padStart(4, '0')}_${m.name} … `),
-          onApplied: (_m, ms) => out(`done (${ms} ms)`),
-        });
-        const total = db.coffer.migrator.migrations.length;
-        out(applied.length ? `applied ${applied.length} migration(s); ${total} current on ${where}` : `nothing to apply; ${total} migration(s) current on ${where}`);
+      } finally {
+        await router.close();
       }
-    } finally {
-      await router.close();
-    }
-  });
+    });
 
-  migrate.command('status').description('list every migration and whether it is applied').option('--json', 'machine-readable output').option('--db <url>', DB_HELP).option('--config <file>', CONFIG_HELP).action(
-    async (opts) => {
+  migrate
+    .command('status')
+    .description('list every migration and whether it is applied')
+    .option('--json', 'machine-readable output')
+    .option('--db <url>', DB_HELP)
+    .option('--config <file>', CONFIG_HELP)
+    .action(async (opts) => {
       const config = configFrom(opts);
       const coffer = await Coffer.open({ config, migrate: 'skip', logger: cliLogger(config) });
       try {
@@ -110,19 +124,29 @@ export function buildProgram(): Command {
           out(JSON.stringify(states, null, 2));
         } else {
           for (const s of states) {
-            out(`${s.state.padEnd(8)} ${s.id.padEnd(32)} ${s.appliedAt ? s.appliedAt.toISOString() : ''}${s.durationMs !== null ? ` (${s.durationMs} ms)` : ''}`);
+            out(
+              `${s.state.padEnd(8)} ${s.id.padEnd(32)} ${s.appliedAt ? s.appliedAt.toISOString() : ''}${s.durationMs !== null ? ` (${s.durationMs} ms)` : ''}`,
+            );
           }
         }
         const bad = states.filter((s) => s.state === 'edited' || s.state === 'unknown');
-        if (bad.length) throw new ExitError(`migration history does not match the code: ${bad.map((b) => `${b.id}${b.file ? ` (${b.file})` : ''} is ${b.state === 'edited' ? 'edited after it was applied' : 'unknown to this build'}`).join(', ')}`, 3);
+        if (bad.length)
+          throw new ExitError(
+            `migration history does not match the code: ${bad.map((b) => `${b.id}${b.file ? ` (${b.file})` : ''} is ${b.state === 'edited' ? 'edited after it was applied' : 'unknown to this build'}`).join(', ')}`,
+            3,
+          );
       } finally {
         await coffer.close();
       }
-    },
-  );
+    });
 
-  program.command('status').description('backend, server version, migration state and row counts').option('--json', 'machine-readable output').option('--db <url>', DB_HELP).option('--config <file>', CONFIG_HELP).action(
-    async (opts) => {
+  program
+    .command('status')
+    .description('backend, server version, migration state and row counts')
+    .option('--json', 'machine-readable output')
+    .option('--db <url>', DB_HELP)
+    .option('--config <file>', CONFIG_HELP)
+    .action(async (opts) => {
       const config = configFrom(opts);
       const coffer = await Coffer.open({ config, migrate: 'skip', logger: cliLogger(config) });
       try {
@@ -144,7 +168,9 @@ export function buildProgram(): Command {
         else {
           out(`backend     ${report.backend} (${report.server})`);
           out(`database    ${report.url}`);
-          out(`migrations  ${report.migrations.applied} applied, ${report.migrations.pending.length} pending${report.migrations.pending.length ? ` (${report.migrations.pending.join(', ')})` : ''}`);
+          out(
+            `migrations  ${report.migrations.applied} applied, ${report.migrations.pending.length} pending${report.migrations.pending.length ? ` (${report.migrations.pending.join(', ')})` : ''}`,
+          );
           for (const p of report.migrations.problems) out(`  problem: ${p}`);
           out('tables');
           for (const [t, n] of Object.entries(counts)) out(`  ${t.padEnd(32)} ${n === null ? '(missing)' : n}`);
@@ -152,18 +178,25 @@ export function buildProgram(): Command {
           for (const d of report.chainDatabases) {
             const m = d.migrations ? `${d.migrations.applied} applied, ${d.migrations.pending.length} pending` : `error: ${d.error}`;
             out(`  ${d.url} (${d.backend ?? 'unreachable'}; ${m})`);
-            for (const c of d.chains) out(`    ${c.chainId.padEnd(30)} ${c.registered ? `height ${c.height ?? '-'}, finalized ${c.finalizedHeight ?? '-'}, lag ${c.lag ?? '-'}` : '(not registered)'}`);
+            for (const c of d.chains)
+              out(
+                `    ${c.chainId.padEnd(30)} ${c.registered ? `height ${c.height ?? '-'}, finalized ${c.finalizedHeight ?? '-'}, lag ${c.lag ?? '-'}` : '(not registered)'}`,
+              );
           }
         }
       } finally {
         await coffer.close();
       }
-    },
-  );
+    });
 
-  program.command('config').description('print the effective configuration (passwords redacted)').option('--db <url>', DB_HELP).option('--config <file>', CONFIG_HELP).action(async (opts) => {
-    out(JSON.stringify(redactConfig(configFrom(opts)), null, 2));
-  });
+  program
+    .command('config')
+    .description('print the effective configuration (passwords redacted)')
+    .option('--db <url>', DB_HELP)
+    .option('--config <file>', CONFIG_HELP)
+    .action(async (opts) => {
+      out(JSON.stringify(redactConfig(configFrom(opts)), null, 2));
+    });
 
   program
     .command('schema')

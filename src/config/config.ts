@@ -33,7 +33,12 @@ const ServerSchema = z
     /** Requests per second per API key (0: unlimited) and the burst above it. */
     rateLimitPerSecond: z.coerce.number().min(0).max(1_000_000).default(100),
     rateLimitBurst: z.coerce.number().int().min(1).max(1_000_000).default(200),
-    bodyLimitBytes: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    bodyLimitBytes: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
     /** Store operations slower than this are reported as slow queries (dashboard, logs). */
     slowQueryMs: z.coerce.number().int().min(1).max(600_000).default(250),
   })
@@ -43,9 +48,15 @@ export const ConfigSchema = z
   .object({
     database: DatabaseSchema.default(DatabaseSchema.parse({})),
     server: ServerSchema.default(ServerSchema.parse({})),
-    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
     /** Apply pending migrations when the service opens the database (false: refuse instead). */
-    migrate: z.object({ auto: z.coerce.boolean().default(true) }).strict().default({ auto: true }),
+    migrate: z
+      .object({ auto: z.coerce.boolean().default(true) })
+      .strict()
+      .default({ auto: true }),
   })
   .strict();
 

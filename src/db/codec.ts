@@ -54,7 +54,8 @@ export function encodeValue(d: Dialect, t: ColumnType, v: unknown, field: string
       if (typeof v !== 'string') invalid(field, 'expected a lowercase hex string');
       if (!/^[0-9a-f]*$/.test(v)) invalid(field, 'must be lowercase hex');
       if (t.length !== undefined && v.length !== t.length) invalid(field, `must be ${t.length} hex characters`);
-      if (t.max !== undefined && (v.length % 2 !== 0 || v.length > t.max)) invalid(field, `must be an even number of hex characters, at most ${t.max}`);
+      if (t.max !== undefined && (v.length % 2 !== 0 || v.length > t.max))
+        invalid(field, `must be an even number of hex characters, at most ${t.max}`);
       return v;
     }
     case 'bytes': {

@@ -166,7 +166,8 @@ export function mapDriverError(backend: Backend, e: unknown): unknown {
       case 1792:
         return new CofferError('read_only', 'write attempted in a read-only transaction', details, opts);
       case 1644: // ER_SIGNAL_EXCEPTION: only our own SQLSTATE is typed
-        if (f.sqlState === APPEND_ONLY_SQLSTATE) return new AppendOnlyViolationError('the table is append-only: UPDATE and DELETE are refused', details, opts);
+        if (f.sqlState === APPEND_ONLY_SQLSTATE)
+          return new AppendOnlyViolationError('the table is append-only: UPDATE and DELETE are refused', details, opts);
         break;
       case 1142:
       case 1143:
@@ -198,7 +199,8 @@ export function mapDriverError(backend: Backend, e: unknown): unknown {
   }
   if (code === 'SQLITE_CONSTRAINT_NOTNULL') return new NotNullViolationError(message, details, opts);
   if (code === 'SQLITE_CONSTRAINT_TRIGGER') {
-    if (message.startsWith(`${APPEND_ONLY_SQLSTATE}:`)) return new AppendOnlyViolationError('the table is append-only: UPDATE and DELETE are refused', details, opts);
+    if (message.startsWith(`${APPEND_ONLY_SQLSTATE}:`))
+      return new AppendOnlyViolationError('the table is append-only: UPDATE and DELETE are refused', details, opts);
     return new CheckViolationError(`a trigger refused the change: ${message}`, details, opts);
   }
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {

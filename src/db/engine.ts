@@ -73,7 +73,8 @@ function describe(target: DbTarget): string {
 function connectionFailure(target: DbTarget, e: unknown): ConnectionError {
   const mapped = mapDriverError(target.backend, e);
   const base = e as { code?: string; message?: string };
-  const reason = base.code && base.message && !base.message.includes(base.code) ? `${base.message} (${base.code})` : (base.message ?? String(e));
+  const reason =
+    base.code && base.message && !base.message.includes(base.code) ? `${base.message} (${base.code})` : (base.message ?? String(e));
   if (mapped instanceof ConnectionError || !(mapped instanceof Error) || mapped === e) {
     return new ConnectionError(`cannot connect to ${describe(target)}: ${reason}`, { backend: backendLabel(target) }, { cause: e });
   }
@@ -295,10 +296,12 @@ async function openMysql(target: DbTarget & { backend: 'mysql' }, s: EngineSetti
   const mariadb = /mariadb/i.test(version);
   const lockWaitSeconds = Math.max(1, Math.ceil(s.lockTimeoutMs / 1000));
   const session = [
-    "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
+    'SET NAMES utf8mb4 COLLATE utf8mb4_bin',
     `SET SESSION time_zone = '+00:00', SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', SESSION innodb_lock_wait_timeout = ${lockWaitSeconds}`,
     'SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED',
-    mariadb ? `SET SESSION max_statement_time = ${s.statementTimeoutMs / 1000}` : `SET SESSION max_execution_time = ${s.statementTimeoutMs}`,
+    mariadb
+      ? `SET SESSION max_statement_time = ${s.statementTimeoutMs / 1000}`
+      : `SET SESSION max_execution_time = ${s.statementTimeoutMs}`,
   ];
   const db = new Kysely<any>({
     dialect: new MysqlDialect({
@@ -332,7 +335,11 @@ async function openMysql(target: DbTarget & { backend: 'mysql' }, s: EngineSetti
   };
 }
 
-export async function openEngine(target: DbTarget, settings: Partial<EngineSettings> = {}, onPoolError: (e: unknown) => void = () => {}): Promise<Engine> {
+export async function openEngine(
+  target: DbTarget,
+  settings: Partial<EngineSettings> = {},
+  onPoolError: (e: unknown) => void = () => {},
+): Promise<Engine> {
   const s = { ...DEFAULT_ENGINE_SETTINGS, ...settings };
   if (target.backend === 'sqlite') return openSqlite(target, s);
   if (target.backend === 'postgres') return openPostgres(target, s, onPoolError);

@@ -2,7 +2,7 @@
 // take the write lock up front (BEGIN IMMEDIATE, so the service and a CLI can share the file
 // and a deferred reader never has to upgrade mid-transaction), read transactions are
 // query_only, and prepared statements are cached instead of re-prepared on every call.
-import type BetterSqlite3 from 'better-sqlite3';
+import BetterSqlite3 from 'better-sqlite3';
 import {
   CompiledQuery,
   SelectQueryNode,
@@ -29,8 +29,14 @@ export class SqliteHandle {
   #locked = false;
   #queue: (() => void)[] = [];
   inTransaction = false;
-  /** Reads share the writer connection (memory://), so read-only is toggled per transaction. */
+  /**
+   * Reads share the writer connection (memory://), so read-only is enforced per transaction:
+   * while `readOnly` is set, a statement that would write is refused with SQLITE_READONLY, as
+   * `PRAGMA query_only` would. (Toggling that pragma per transaction made SQLite expire every
+   * prepared statement twice per transaction, so the statement cache never hit.)
+   */
   readonly shared: boolean;
+  readOnly = false;
   constructor(db: BetterSqlite3.Database, shared: boolean) {
     this.db = db;
     this.shared = shared;
@@ -78,6 +84,9 @@ export class SqliteHandle {
   run(sql: string, parameters: readonly unknown[]): QueryResult<unknown> {
     const ddl = /^\s*(CREATE|DROP|ALTER|PRAGMA|VACUUM|REINDEX|ANALYZE)\b/i.test(sql);
     const stmt = ddl ? this.db.prepare(sql) : this.prepare(sql);
+    if (this.readOnly && !stmt.readonly) {
+      throw new BetterSqlite3.SqliteError('attempt to write a readonly database', 'SQLITE_READONLY');
+    }
     if (stmt.reader) return { rows: stmt.all(parameters as unknown[]) };
     const { changes, lastInsertRowid } = stmt.run(parameters as unknown[]);
     return {
@@ -133,9 +142,9 @@ class CofferSqliteDriver implements Driver {
   }
   async beginTransaction(_c: DatabaseConnection, settings: TransactionSettings): Promise<void> {
     const readOnly = settings.accessMode === 'read only';
-    if (readOnly && this.#handle.shared) this.#handle.db.pragma('query_only = ON');
     this.#handle.run(readOnly ? 'BEGIN DEFERRED' : 'BEGIN IMMEDIATE', []);
     this.#handle.inTransaction = true;
+    if (readOnly && this.#handle.shared) this.#handle.readOnly = true;
   }
   async commitTransaction(): Promise<void> {
     try {
@@ -154,7 +163,7 @@ class CofferSqliteDriver implements Driver {
   }
   #afterTransaction(): void {
     this.#handle.inTransaction = false;
-    if (this.#handle.shared) this.#handle.db.pragma('query_only = OFF');
+    this.#handle.readOnly = false;
   }
   async releaseConnection(): Promise<void> {
     this.#handle.unlock();

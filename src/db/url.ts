@@ -75,7 +75,12 @@ export function parseDatabaseUrl(raw: string): DbTarget {
   if (modeRaw !== null) {
     const m = modeRaw.toLowerCase().replace(/_/g, '-') as SslMode;
     // MySQL spells the modes REQUIRED / VERIFY_CA / VERIFY_IDENTITY / DISABLED / PREFERRED.
-    const alias: Record<string, SslMode> = { disabled: 'disable', preferred: 'prefer', required: 'require', 'verify-identity': 'verify-full' };
+    const alias: Record<string, SslMode> = {
+      disabled: 'disable',
+      preferred: 'prefer',
+      required: 'require',
+      'verify-identity': 'verify-full',
+    };
     const norm = alias[m] ?? m;
     if (!SSL_MODES.includes(norm)) fail(`sslmode "${modeRaw}" is not one of ${SSL_MODES.join(', ')}`);
     mode = norm;

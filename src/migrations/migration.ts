@@ -19,7 +19,8 @@ const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export function defineMigration(moduleUrl: string, m: Omit<Migration, 'file'>): Migration {
   if (!/^[a-z][a-z0-9_]*$/.test(m.domain)) throw new Error(`migration domain "${m.domain}" must be snake_case`);
-  if (!Number.isInteger(m.version) || m.version < 1) throw new Error(`migration ${m.domain}/${m.version}: version must be a positive integer`);
+  if (!Number.isInteger(m.version) || m.version < 1)
+    throw new Error(`migration ${m.domain}/${m.version}: version must be a positive integer`);
   if (!/^[a-z0-9_]+$/.test(m.name)) throw new Error(`migration ${m.domain}/${m.version}: name must be snake_case`);
   const path = moduleUrl.startsWith('file:') ? fileURLToPath(moduleUrl) : moduleUrl;
   return { ...m, file: relative(PACKAGE_ROOT, path) };

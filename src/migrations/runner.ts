@@ -75,7 +75,11 @@ export class Migrator {
   /** Test hook: rewrites a dialect's compiled steps (to prove parity catches drift). */
   readonly #rewrite: ((d: Dialect, m: Migration, steps: Step[]) => Step[]) | undefined;
 
-  constructor(engine: Engine, migrations: readonly Migration[], opts: { rewriteSteps?: (d: Dialect, m: Migration, steps: Step[]) => Step[] } = {}) {
+  constructor(
+    engine: Engine,
+    migrations: readonly Migration[],
+    opts: { rewriteSteps?: (d: Dialect, m: Migration, steps: Step[]) => Step[] } = {},
+  ) {
     validateMigrations(migrations);
     this.#engine = engine;
     this.migrations = migrations;
@@ -179,10 +183,13 @@ export class Migrator {
     for (const s of states) if (s.state !== 'pending') highest.set(s.domain, Math.max(highest.get(s.domain) ?? 0, s.version));
     for (const s of states) {
       if (s.state === 'pending' && (highest.get(s.domain) ?? 0) > s.version) {
-        throw new MigrationError(`migration ${s.id} (${s.file}) is pending but a later migration of domain ${s.domain} is applied: migrations were reordered`, {
-          migration: s.id,
-          file: s.file,
-        });
+        throw new MigrationError(
+          `migration ${s.id} (${s.file}) is pending but a later migration of domain ${s.domain} is applied: migrations were reordered`,
+          {
+            migration: s.id,
+            file: s.file,
+          },
+        );
       }
     }
   }
@@ -201,11 +208,19 @@ export class Migrator {
     const d = this.#engine.dialect;
     const parts: string[] = [];
     if (!(await this.#historyExists(this.#engine.reader))) {
-      parts.push(`-- bootstrap: migration history\n${createTableSteps(d, historyTable, { ifNotExists: true }).map((s) => `${s.sql};`).join('\n')}`);
+      parts.push(
+        `-- bootstrap: migration history\n${createTableSteps(d, historyTable, { ifNotExists: true })
+          .map((s) => `${s.sql};`)
+          .join('\n')}`,
+      );
     }
     for (const m of this.migrations) {
       if (!pending.has(migrationId(m))) continue;
-      parts.push(`-- ${migrationId(m)} (${m.file})\n${this.#steps(m).map((s) => `${s.sql};`).join('\n')}`);
+      parts.push(
+        `-- ${migrationId(m)} (${m.file})\n${this.#steps(m)
+          .map((s) => `${s.sql};`)
+          .join('\n')}`,
+      );
     }
     return parts.length ? `${parts.join('\n\n')}\n` : '-- nothing to apply\n';
   }
@@ -305,7 +320,11 @@ export class Migrator {
           });
         }
       } catch (e) {
-        throw new MigrationError(`migration ${migrationId(m)} (${m.file}) failed on ${this.#engine.label}: ${(e as Error).message}`, { migration: migrationId(m), file: m.file }, { cause: e });
+        throw new MigrationError(
+          `migration ${migrationId(m)} (${m.file}) failed on ${this.#engine.label}: ${(e as Error).message}`,
+          { migration: migrationId(m), file: m.file },
+          { cause: e },
+        );
       }
       const ms = Math.round(performance.now() - started);
       events.onApplied?.(m, ms);

@@ -48,7 +48,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const registry = coffer.metrics.registry;
   const httpRequests =
     (registry.getSingleMetric('coffer_http_requests_total') as Counter<'method' | 'route' | 'status'> | undefined) ??
-    new Counter({ name: 'coffer_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers: [registry] });
+    new Counter({
+      name: 'coffer_http_requests_total',
+      help: 'HTTP requests by route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    });
   const httpDuration =
     (registry.getSingleMetric('coffer_http_request_duration_seconds') as Histogram<'method' | 'route'> | undefined) ??
     new Histogram({
@@ -67,12 +72,15 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   app.setErrorHandler((err, req, reply) => {
     const { status, body, unexpected } = toHttpError(err, req.id);
-    if (unexpected) req.log.error({ err: { message: (err as Error).message, stack: (err as Error).stack }, requestId: req.id }, 'unexpected error');
+    if (unexpected)
+      req.log.error({ err: { message: (err as Error).message, stack: (err as Error).stack }, requestId: req.id }, 'unexpected error');
     if (status === 429) reply.header('retry-after', '1');
     void reply.code(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ error: { code: 'route_not_found', message: `no route ${req.method} ${req.url.split('?')[0]}`, requestId: req.id } });
+    void reply
+      .code(404)
+      .send({ error: { code: 'route_not_found', message: `no route ${req.method} ${req.url.split('?')[0]}`, requestId: req.id } });
   });
 
   // Process is up; says nothing about the database (that is /ready).
@@ -99,7 +107,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const document = openApiDocument(routes, { title: 'Coffer API', version: API_VERSION });
   app.get('/openapi.json', async () => document);
   const reference = renderApiReference(document as Parameters<typeof renderApiReference>[0]);
-  app.get('/docs', async (_req, reply) => reply.type('text/html; charset=utf-8').serializer((x: unknown) => String(x)).send(reference));
+  app.get('/docs', async (_req, reply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .serializer((x: unknown) => String(x))
+      .send(reference),
+  );
   // The dashboard page itself is public; every number on it comes from /v1/dashboard with a read key.
   app.get('/', async (_req, reply) =>
     reply

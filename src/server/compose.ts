@@ -37,7 +37,11 @@ export interface Service {
   close(): Promise<void>;
 }
 
-export async function createService(config: CofferConfig, logger: Logger, opts: { routes?: readonly RouteSpec[]; dashboard?: DashboardSources } = {}): Promise<Service> {
+export async function createService(
+  config: CofferConfig,
+  logger: Logger,
+  opts: { routes?: readonly RouteSpec[]; dashboard?: DashboardSources } = {},
+): Promise<Service> {
   const metrics = new StoreMetrics(undefined, { defaultMetrics: true });
   metrics.slowThresholdMs = config.server.slowQueryMs;
   const chains = await ChainRouter.open(config, { logger, metrics });

@@ -12,14 +12,22 @@ interface Op {
   security?: unknown[];
 }
 
-export function renderApiReference(doc: { info: { title: string; version: string; description?: string }; paths: Record<string, Record<string, Op>> }): string {
+export function renderApiReference(doc: {
+  info: { title: string; version: string; description?: string };
+  paths: Record<string, Record<string, Op>>;
+}): string {
   const byTag = new Map<string, string[]>();
   for (const [path, ops] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(ops)) {
       const params = (op.parameters ?? [])
-        .map((p) => `<li><code>${esc(p.name)}</code> (${esc(p.in)}${p.required ? ', required' : ''}) <code>${esc(JSON.stringify(p.schema))}</code></li>`)
+        .map(
+          (p) =>
+            `<li><code>${esc(p.name)}</code> (${esc(p.in)}${p.required ? ', required' : ''}) <code>${esc(JSON.stringify(p.schema))}</code></li>`,
+        )
         .join('');
-      const body = op.requestBody ? `<details><summary>body schema</summary><pre>${esc(JSON.stringify(op.requestBody.content['application/json'].schema, null, 2))}</pre></details>` : '';
+      const body = op.requestBody
+        ? `<details><summary>body schema</summary><pre>${esc(JSON.stringify(op.requestBody.content['application/json'].schema, null, 2))}</pre></details>`
+        : '';
       const auth = op['x-coffer-scope'] ? `scope <code>${esc(op['x-coffer-scope'])}</code>` : 'public';
       const html = `<article><h3><span class="m ${esc(method)}">${esc(method.toUpperCase())}</span> <code>${esc(path)}</code></h3><p>${esc(op.summary)} — ${auth}</p>${params ? `<ul>${params}</ul>` : ''}${body}</article>`;
       const tag = op.tags?.[0] ?? 'other';

@@ -45,13 +45,18 @@ export interface ErrorBody {
 /** The status and body for any thrown value; unexpected errors never leak their message. */
 export function toHttpError(e: unknown, requestId: string): { status: number; body: ErrorBody; unexpected: boolean } {
   if (e instanceof HttpError) {
-    return { status: e.status, body: { error: { code: e.code, message: e.message, ...(e.field ? { field: e.field } : {}), requestId } }, unexpected: false };
+    return {
+      status: e.status,
+      body: { error: { code: e.code, message: e.message, ...(e.field ? { field: e.field } : {}), requestId } },
+      unexpected: false,
+    };
   }
   if (e instanceof CofferError) {
     const status = STATUS[e.code] ?? 500;
     // Driver-level details (constraint names) are safe; driver messages are not passed through.
     const field = typeof e.details.field === 'string' ? e.details.field : undefined;
-    const message = status >= 500 && e.code !== 'busy' && e.code !== 'connection' && e.code !== 'storage_full' ? 'internal error' : e.message;
+    const message =
+      status >= 500 && e.code !== 'busy' && e.code !== 'connection' && e.code !== 'storage_full' ? 'internal error' : e.message;
     return { status, body: { error: { code: e.code, message, ...(field ? { field } : {}), requestId } }, unexpected: status === 500 };
   }
   const fastifyError = e as { statusCode?: number; code?: string; message?: string };
@@ -59,7 +64,11 @@ export function toHttpError(e: unknown, requestId: string): { status: number; bo
     return { status: 413, body: { error: { code: 'payload_too_large', message: 'request body too large', requestId } }, unexpected: false };
   }
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
-    return { status: fastifyError.statusCode, body: { error: { code: 'validation', message: fastifyError.message ?? 'bad request', requestId } }, unexpected: false };
+    return {
+      status: fastifyError.statusCode,
+      body: { error: { code: 'validation', message: fastifyError.message ?? 'bad request', requestId } },
+      unexpected: false,
+    };
   }
   return { status: 500, body: { error: { code: 'internal', message: 'internal error', requestId } }, unexpected: true };
 }

@@ -32,7 +32,9 @@ export function openApiDocument(routes: readonly RouteSpec[], info: { title: str
       responses: {
         [String(r.status ?? 200)]: { description: 'success', content: { 'application/json': { schema: schema(r.response) } } },
         '400': { $ref: '#/components/responses/Error' },
-        ...(r.auth === 'public' ? {} : { '401': { $ref: '#/components/responses/Error' }, '403': { $ref: '#/components/responses/Error' } }),
+        ...(r.auth === 'public'
+          ? {}
+          : { '401': { $ref: '#/components/responses/Error' }, '403': { $ref: '#/components/responses/Error' } }),
       },
       ...(r.auth === 'public' ? { security: [] } : { 'x-coffer-scope': `${r.auth.domain}:${r.auth.level}` }),
     };
@@ -41,7 +43,10 @@ export function openApiDocument(routes: readonly RouteSpec[], info: { title: str
   }
   return {
     openapi: '3.1.0',
-    info: { ...info, description: 'Amounts are decimal strings (exact integers in base units); hashes are lowercase hex; times are ISO-8601 UTC.' },
+    info: {
+      ...info,
+      description: 'Amounts are decimal strings (exact integers in base units); hashes are lowercase hex; times are ISO-8601 UTC.',
+    },
     paths,
     security: [{ bearer: [] }],
     components: {
@@ -56,7 +61,12 @@ export function openApiDocument(routes: readonly RouteSpec[], info: { title: str
                 properties: {
                   error: {
                     type: 'object',
-                    properties: { code: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' }, requestId: { type: 'string' } },
+                    properties: {
+                      code: { type: 'string' },
+                      message: { type: 'string' },
+                      field: { type: 'string' },
+                      requestId: { type: 'string' },
+                    },
                     required: ['code', 'message', 'requestId'],
                   },
                 },

@@ -35,6 +35,7 @@ export class RateLimiter {
 
   #evict(now: number): void {
     // Buckets that have refilled completely carry no state worth keeping.
-    for (const [k, b] of this.#buckets) if (b.tokens + ((now - b.at) / 1000) * this.#cfg.perSecond >= this.#cfg.burst) this.#buckets.delete(k);
+    for (const [k, b] of this.#buckets)
+      if (b.tokens + ((now - b.at) / 1000) * this.#cfg.perSecond >= this.#cfg.burst) this.#buckets.delete(k);
   }
 }

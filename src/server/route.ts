@@ -24,7 +24,6 @@ export interface Authenticator {
   authenticate(token: string, ip: string): Promise<Principal>;
 }
 
-
 type AnyObject = z.ZodObject<z.ZodRawShape>;
 
 export interface RouteContext<P, Q, B> {
@@ -102,7 +101,16 @@ export function mountRoutes(app: FastifyInstance, routes: readonly RouteSpec[], 
         const params = parse(spec.params, req.params, 'params');
         const query = parse(spec.query, req.query, 'query');
         const body = parse(spec.body, req.body, 'body');
-        const result = await spec.handler({ params, query, body, principal, requestId: req.id, ip: req.ip, coffer: opts.services.coffer, services: opts.services });
+        const result = await spec.handler({
+          params,
+          query,
+          body,
+          principal,
+          requestId: req.id,
+          ip: req.ip,
+          coffer: opts.services.coffer,
+          services: opts.services,
+        });
         reply.code(spec.status ?? 200);
         return result;
       },

@@ -23,11 +23,16 @@ export const quantity = z
 
 /** A block height: a decimal string, or a JSON integer below 2^53. */
 export const height = z
-  .union([z.string().regex(/^(0|[1-9][0-9]{0,18})$/, 'must be a non-negative integer'), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)])
+  .union([
+    z.string().regex(/^(0|[1-9][0-9]{0,18})$/, 'must be a non-negative integer'),
+    z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  ])
   .transform((v) => BigInt(v))
   .refine((v) => v <= INT64_MAX, 'out of the 64-bit range');
 
-export const isoTime = z.iso.datetime({ offset: true, message: 'must be an ISO-8601 time, e.g. 2026-01-02T03:04:05.000Z' }).transform((s) => new Date(s));
+export const isoTime = z.iso
+  .datetime({ offset: true, message: 'must be an ISO-8601 time, e.g. 2026-01-02T03:04:05.000Z' })
+  .transform((s) => new Date(s));
 
 export const hexBytes = (maxBytes: number) =>
   z
@@ -36,7 +41,9 @@ export const hexBytes = (maxBytes: number) =>
     .regex(/^([0-9a-f]{2})*$/, 'must be lowercase hex of whole bytes')
     .transform((s) => Buffer.from(s, 'hex'));
 
-export const chainIdParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'must be 1-64 characters of letters, digits, ".", "_", ":" or "-"');
+export const chainIdParam = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'must be 1-64 characters of letters, digits, ".", "_", ":" or "-"');
 
 /** Response schemas only document the JSON shapes (responses are not re-validated). */
 export const amountOut = z.string().describe('integer in base units, decimal string');

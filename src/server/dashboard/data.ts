@@ -74,7 +74,11 @@ export async function waitingLocks(coffer: Coffer): Promise<LockWait[]> {
           join information_schema.innodb_trx b on b.trx_id = w.blocking_engine_transaction_id
           join information_schema.innodb_trx r on r.trx_id = w.requesting_engine_transaction_id`;
       const r = await q.execute(db);
-      return r.rows.map((x) => ({ waiting: x.waiting ?? '?', blockedBy: x.blocked_by ?? '(idle in transaction)', seconds: Number(x.seconds) }));
+      return r.rows.map((x) => ({
+        waiting: x.waiting ?? '?',
+        blockedBy: x.blocked_by ?? '(idle in transaction)',
+        seconds: Number(x.seconds),
+      }));
     } catch {
       return [];
     }
@@ -86,7 +90,9 @@ export async function waitingLocks(coffer: Coffer): Promise<LockWait[]> {
 export async function topStatements(coffer: Coffer): Promise<{ query: string; calls: string; meanMs: number }[]> {
   if (coffer.dialect !== 'postgres') return [];
   try {
-    const ext = await sql<{ n: string }>`select count(*) as n from pg_extension where extname = 'pg_stat_statements'`.execute(coffer.engine.writer);
+    const ext = await sql<{ n: string }>`select count(*) as n from pg_extension where extname = 'pg_stat_statements'`.execute(
+      coffer.engine.writer,
+    );
     if (Number(ext.rows[0]?.n ?? 0) === 0) return [];
     const r = await sql<{ query: string; calls: string; mean: number }>`
       select left(query, 120) as query, calls::text as calls, mean_exec_time as mean
