@@ -391,6 +391,31 @@ forEachBackend('tokens flows', (ctx) => {
     await checkInvariants(coffer);
   });
 
+  test('the cached balance equals SUM(ledger.delta) for every holder after mints and trades', async () => {
+    const chain = new FakeChain(unique('cache-'), 1);
+    const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 90n });
+    const buyers = ['DCacheA', 'DCacheB', 'DCacheC'];
+    for (const [i, b] of buyers.entries()) {
+      const { hash: ih } = await w(coffer)((s) =>
+        s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: b, quantity: BigInt(10 * (i + 1)), price: 2n, paymentAddress: `P${b}` })),
+      );
+      await chain.mine(coffer, [actionTx('invoice', ih), actionTx('payment', ih, [{ address: `P${b}`, value: BigInt(20 * (i + 1)) }])]);
+    }
+    let total = 0n;
+    for (const a of [owner, ...buyers]) {
+      const bal = await r(coffer)((s) => s.balance(hash, a));
+      const sum = (await r(coffer)((s) => s.ledger(hash, a))).reduce((acc, e) => acc + e.delta, 0n);
+      assert.equal(bal.balance, sum, `cache of ${a} = SUM(ledger)`);
+      total += bal.balance;
+    }
+    assert.deepEqual(
+      await Promise.all([owner, ...buyers].map((a) => r(coffer)((s) => s.balance(hash, a)).then((b) => b.balance))),
+      [30n, 10n, 20n, 30n],
+    );
+    assert.equal(total, 90n, 'the supply is conserved');
+    await checkInvariants(coffer);
+  });
+
   test('processing a block again is a no-op', async () => {
     const chain = new FakeChain(unique('replay-'), 2);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 12n });

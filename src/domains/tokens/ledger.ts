@@ -6,7 +6,7 @@ import { InvalidStateTransitionError } from '../../db/errors.js';
 import { toBigInt } from '../../db/codec.js';
 import type { Tx } from '../../db/tx.js';
 import { journaledInsert, journaledUpdate, type BlockRef } from '../chain/undo.js';
-import { decode, enc, toLedgerEntry, type Row } from './rows.js';
+import { decode, toLedgerEntry, type Row } from './rows.js';
 import { T, type Balance, type LedgerCauseKind, type LedgerEntry } from './types.js';
 
 export interface LedgerWrite {
@@ -70,7 +70,7 @@ export async function appendEntry(tx: Tx, ref: BlockRef, e: LedgerWrite): Promis
     ['cause_kind', 'cause_ref'],
   );
   if (current) {
-    await journaledUpdate(tx, ref, T.balances, { mint_hash: e.mintHash, address: e.address }, { balance: next, updated_height: ref.height });
+    await mustUpdate(tx, ref, T.balances, { mint_hash: e.mintHash, address: e.address }, { balance: next, updated_height: ref.height });
   } else {
     await journaledInsert(
       tx,
@@ -139,3 +139,9 @@ export async function ledgerSum(tx: Tx, mintHash: string, address: string): Prom
   return toBigInt((r as Row | undefined)?.n);
 }
 
+/** A journaled update of a row this transaction holds or just read; a missing row is a broken invariant. */
+export async function mustUpdate(tx: Tx, ref: BlockRef, table: string, key: Row, changes: Row): Promise<void> {
+  if (!(await journaledUpdate(tx, ref, table, key, changes))) {
+    throw new InvalidStateTransitionError(`${table} row ${JSON.stringify(key)} vanished during the transition`, { table });
+  }
+}

@@ -3,8 +3,8 @@
 // broadcasts the anchoring transaction cannot redirect the supply) is credited the full
 // fraction count once the matching block has the chain's required confirmations.
 import type { Tx } from '../../db/tx.js';
-import { journaledDelete, journaledInsert, journaledUpdate, type BlockRef } from '../chain/undo.js';
-import { appendEntry } from './ledger.js';
+import { journaledDelete, journaledInsert, type BlockRef } from '../chain/undo.js';
+import { appendEntry, mustUpdate } from './ledger.js';
 import { decode, enc, mintContentRow, toMint, type Ctx } from './rows.js';
 import { T, type Mint, type MintContent, type MintInput } from './types.js';
 import { mintHash, mintInputSchema, parse } from './validate.js';
@@ -141,7 +141,7 @@ export async function creditDueMints(tx: Tx, chainId: string, finalHeight: bigin
       txHash: m.tx_hash as string,
       createdAt: at,
     });
-    await journaledUpdate(tx, ref, T.mints, { hash: m.hash }, { credited: true });
+    await mustUpdate(tx, ref, T.mints, { hash: m.hash }, { credited: true });
   }
   return due.length;
 }

@@ -6,10 +6,10 @@
 import { InvalidStateTransitionError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
 import type { IngestedOutput } from '../chain/processors.js';
-import { journaledInsert, journaledUpdate, type BlockRef } from '../chain/undo.js';
+import { journaledInsert, type BlockRef } from '../chain/undo.js';
 import { getReservation, requireState } from './escrow.js';
 import { signatureStatus } from './invoices.js';
-import { appendEntry } from './ledger.js';
+import { appendEntry, mustUpdate } from './ledger.js';
 import { getConfirmedMint, type OnChainAnchor } from './mints.js';
 import { decode, enc, type Row } from './rows.js';
 import { T } from './types.js';
@@ -117,8 +117,9 @@ async function settle(tx: Tx, p: Row, at: Date): Promise<boolean> {
     if (who === 'seller') await appendEntry(tx, ref, { ...common, causeKind: 'sale_debit', address: seller, delta: -quantity });
     else await appendEntry(tx, ref, { ...common, causeKind: 'sale_credit', address: buyer, delta: quantity });
   }
-  await journaledUpdate(tx, ref, T.reservations, { invoice_hash: hash }, { state: 'settled' });
-  await journaledUpdate(tx, ref, T.invoices, { hash }, { status: 'paid', paid_tx_hash: p.tx_hash, paid_height: p.block_height });
-  await journaledUpdate(tx, ref, T.payments, { invoice_hash: hash }, { state: 'settled' });
+  await mustUpdate(tx, ref, T.reservations, { invoice_hash: hash }, { state: 'settled' });
+  await mustUpdate(tx, ref, T.invoices, { hash }, { status: 'paid', paid_tx_hash: p.tx_hash, paid_height: p.block_height });
+  await mustUpdate(tx, ref, T.payments, { invoice_hash: hash }, { state: 'settled' });
   return true;
 }
+

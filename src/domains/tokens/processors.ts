@@ -15,7 +15,8 @@
 import { CofferError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
 import type { BlockContext, BlockProcessor, IngestedOutput, IngestedTransaction } from '../chain/processors.js';
-import { journaledInsert, journaledUpdate, type BlockRef } from '../chain/undo.js';
+import { journaledInsert, type BlockRef } from '../chain/undo.js';
+import { mustUpdate } from './ledger.js';
 import { matchInvoice } from './invoices.js';
 import { confirmMint, creditDueMints, type MatchOutcome } from './mints.js';
 import { checkPayment, recordPayment, settleDuePayments } from './payments.js';
@@ -50,7 +51,7 @@ export function decodePayload(t: Pick<IngestedTransaction, 'actionVersion' | 'pa
 
 const isTokenAction = (t: string | null): t is TokenActionType => (TOKEN_ACTIONS as readonly (string | null)[]).includes(t);
 
-/** Confirmations needed, as the height at or below which a block is final. */
+/** The height at or below which a block has the confirmations needed (is final). */
 export function finalHeightOf(ctx: Pick<BlockContext, 'tipHeight' | 'confirmationsNeeded'>): bigint {
   return ctx.tipHeight - BigInt(Math.max(1, ctx.confirmationsNeeded)) + 1n;
 }
@@ -95,7 +96,7 @@ export const processTokenBlock: BlockProcessor = async (tx: Tx, ctx: BlockContex
     for (const a of await retryablePending(tx, b.chainId, b.height)) {
       const r = await apply(tx, ref, a);
       if (r.outcome === 'pending') continue;
-      await journaledUpdate(tx, ref, T.actions, { chain_id: a.chainId, tx_hash: a.txHash }, { state: r.outcome, reason: reasonOf(r) });
+      await mustUpdate(tx, ref, T.actions, { chain_id: a.chainId, tx_hash: a.txHash }, { state: r.outcome, reason: reasonOf(r) });
       progress = true;
     }
   }

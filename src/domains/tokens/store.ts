@@ -40,7 +40,7 @@ import type {
   SignatureStatus,
   TokenStoreOptions,
 } from './types.js';
-import { addressSchema, chainIdSchema, expireSchema, hashSchema, invalid, parse } from './validate.js';
+import { addressSchema, chainIdSchema, dateSchema, expireSchema, hashSchema, invalid, parse } from './validate.js';
 import { z } from 'zod';
 
 const DEFAULT_EXPIRE_LIMIT = 1000;
@@ -89,7 +89,7 @@ export class TokenStore {
   }
 
   listOffers(side: OfferSide, mintHash: string, o: ListOffersOptions = {}): Promise<Offer[]> {
-    parse(pageLimit, o.limit, 'limit');
+    parse(z.object({ after: z.object({ createdAt: dateSchema, hash: hashSchema }).strict().optional(), limit: pageLimit }).strict(), o);
     return listOffers(this.#tx, side, parse(hashSchema, mintHash, 'mintHash'), o);
   }
 

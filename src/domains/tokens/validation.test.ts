@@ -3,7 +3,7 @@
 // non-JSON documents. Each is a ValidationError naming the field, and nothing is written.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
-import { ValidationError } from '../../db/errors.js';
+import { CheckViolationError, UniqueViolationError, ValidationError } from '../../db/errors.js';
 import type { Coffer } from '../../db/store.js';
 import { forEachBackend } from '../../../test/harness.js';
 import { tokens } from './store.js';
@@ -161,6 +161,43 @@ forEachBackend('tokens validation', (ctx) => {
     await refused('belowHeight', (s) => s.trimOnchainActions({ chainId: chain.chainId, belowHeight: -1n }));
     await refused('chainId', (s) => s.stats('no spaces allowed'));
     await refused('limit', (s) => s.listMints({ limit: 5000 }));
+  });
+
+  test('the database itself refuses what bypasses the store (named CHECKs and keys on every backend)', async () => {
+    const raw = (table: string, row: Record<string, unknown>) => coffer.write((tx) => tx.insert(table, row));
+    const base = { chain_id: chain.chainId, mint_hash: mint, address: 'DRaw', tx_hash: sha('t'), block_height: 1n, block_hash: sha('b'), created_at: new Date() };
+    await assert.rejects(raw('token_ledger', { ...base, cause_kind: 'mint_credit', cause_ref: 'r0', delta: 0n }), CheckViolationError, 'delta 0');
+    await raw('token_ledger', { ...base, cause_kind: 'sale_credit', cause_ref: 'r1', delta: 5n });
+    await assert.rejects(raw('token_ledger', { ...base, cause_kind: 'sale_credit', cause_ref: 'r1', delta: 7n }), UniqueViolationError, 'one entry per cause');
+    await assert.rejects(
+      raw('token_balances', { mint_hash: mint, address: 'DRaw', chain_id: chain.chainId, balance: -1n, updated_height: 1n }),
+      CheckViolationError,
+      'negative balance',
+    );
+    const invRow = {
+      hash: sha('raw-inv'),
+      chain_id: chain.chainId,
+      mint_hash: mint,
+      seller_address: 'DS',
+      buyer_address: 'DB',
+      quantity: 3n,
+      price: 4n,
+      price_unit: 'koinu',
+      total_price: 11n,
+      payment_address: 'DP',
+      public_key: '02' + 'ab'.repeat(32),
+      signature: 'ab'.repeat(8),
+      created_at: new Date(),
+      received_at: new Date(),
+    };
+    await assert.rejects(raw('token_unconfirmed_invoices', invRow), CheckViolationError, 'total ≠ quantity × price');
+    await assert.rejects(raw('token_unconfirmed_invoices', { ...invRow, total_price: 12n, buyer_address: 'DS' }), CheckViolationError, 'buyer = seller');
+    await assert.rejects(
+      coffer.write((tx) => tx.db.insertInto('token_reservations').values({ ...tx.codec('token_reservations').encode({ invoice_hash: sha('r'), chain_id: 'c', mint_hash: mint, seller_address: 'DS', quantity: 1n, expires_at: new Date(), created_at: new Date() }), state: 'lost' }).execute()),
+      CheckViolationError,
+      'unknown reservation state',
+    );
+    await coffer.write((tx) => tx.db.deleteFrom('token_ledger').where('cause_ref', '=', 'r1').execute());
   });
 
   test('a price that does not match the payment is a typed error and settles nothing (see also flows)', async () => {
