@@ -42,7 +42,10 @@ export async function withCoffer<T>(opts: CommonOpts, fn: (coffer: Coffer) => Pr
 export function cliActor(): Actor {
   let user = 'unknown';
   try {
-    user = userInfo().username.replace(/[^\x21-\x7e]/g, '_').slice(0, 100) || 'unknown';
+    user =
+      userInfo()
+        .username.replace(/[^\x21-\x7e]/g, '_')
+        .slice(0, 100) || 'unknown';
   } catch {
     // no passwd entry (containers)
   }
@@ -75,7 +78,10 @@ export function registerAuditCommands(program: Command): void {
       const report = await withCoffer(opts, (coffer) => verifyAuditLog(coffer, { batchSize, ...(anchor ? { anchor } : {}) }));
       if (opts.json) out(json(report));
       else if (report.ok) out(`audit log verified: ${report.verified} entries, head ${report.headSeq}:${report.headHash}`);
-      else out(`audit log BROKEN at entry ${report.firstBad!.seq} (${report.firstBad!.kind}): ${report.firstBad!.message}; ${report.verified} entries verified before it`);
+      else
+        out(
+          `audit log BROKEN at entry ${report.firstBad!.seq} (${report.firstBad!.kind}): ${report.firstBad!.message}; ${report.verified} entries verified before it`,
+        );
       if (!report.ok) throw new Error(`audit log verification failed at entry ${report.firstBad!.seq} (${report.firstBad!.kind})`);
     });
 

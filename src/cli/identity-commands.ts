@@ -32,21 +32,40 @@ export function registerIdentityCommands(program: Command): void {
     .option('--db <url>', DB_HELP)
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
-      if (opts.scope.length === 0) throw new ValidationError('--scope: give at least one scope, e.g. --scope identity:read or --scope "*:admin"', { field: 'scope' });
+      if (opts.scope.length === 0)
+        throw new ValidationError('--scope: give at least one scope, e.g. --scope identity:read or --scope "*:admin"', { field: 'scope' });
       const expiresAt = new Date(Date.now() + parseDuration(opts.expiresIn, 'expires-in'));
       const actor = cliActor();
       const r = await withCoffer(opts, (coffer) =>
         coffer.write(
           async (tx) => {
             const id = identity(tx, actor);
-            const integration = (await id.integrations.findByName(opts.integration)) ?? (await id.integrations.create({ name: opts.integration }));
-            const created = await id.keys.create({ integrationId: integration.id, name: opts.name, scopes: opts.scope, expiresAt, ipAllow: opts.ip });
+            const integration =
+              (await id.integrations.findByName(opts.integration)) ?? (await id.integrations.create({ name: opts.integration }));
+            const created = await id.keys.create({
+              integrationId: integration.id,
+              name: opts.name,
+              scopes: opts.scope,
+              expiresAt,
+              ipAllow: opts.ip,
+            });
             return { ...created, integration };
           },
           { op: 'identity.createKey' },
         ),
       );
-      if (opts.json) out(toJson({ key: r.key, id: r.record.id, integration: r.integration.name, name: r.record.name, scopes: r.record.scopes, ipAllow: r.record.ipAllow, expiresAt: r.record.expiresAt }));
+      if (opts.json)
+        out(
+          toJson({
+            key: r.key,
+            id: r.record.id,
+            integration: r.integration.name,
+            name: r.record.name,
+            scopes: r.record.scopes,
+            ipAllow: r.record.ipAllow,
+            expiresAt: r.record.expiresAt,
+          }),
+        );
       else {
         out(r.key);
         process.stderr.write(
@@ -77,7 +96,10 @@ export function registerIdentityCommands(program: Command): void {
               if (!i) throw new ValidationError(`--integration: no integration named "${opts.integration}"`, { field: 'integration' });
               integrationId = i.id;
             }
-            const list = await id.keys.list({ ...(integrationId !== undefined ? { integrationId } : {}), includeRevoked: opts.all === true });
+            const list = await id.keys.list({
+              ...(integrationId !== undefined ? { integrationId } : {}),
+              includeRevoked: opts.all === true,
+            });
             return list.map((k) => ({ ...k, integration: byId.get(k.integrationId) ?? String(k.integrationId) }));
           },
           { op: 'identity.listKeys' },
@@ -89,8 +111,14 @@ export function registerIdentityCommands(program: Command): void {
       }
       if (!rows.length) out('no API keys');
       for (const k of rows) {
-        const state = k.deletedAt ? `revoked ${k.deletedAt.toISOString()}` : k.expiresAt.getTime() <= Date.now() ? 'expired' : `expires ${k.expiresAt.toISOString()}`;
-        out(`${k.id}  ${k.integration}/${k.name}  ${k.scopes.join(',')}  ${k.ipAllow.length ? k.ipAllow.join(',') : 'any address'}  v${k.version}  ${state}`);
+        const state = k.deletedAt
+          ? `revoked ${k.deletedAt.toISOString()}`
+          : k.expiresAt.getTime() <= Date.now()
+            ? 'expired'
+            : `expires ${k.expiresAt.toISOString()}`;
+        out(
+          `${k.id}  ${k.integration}/${k.name}  ${k.scopes.join(',')}  ${k.ipAllow.length ? k.ipAllow.join(',') : 'any address'}  v${k.version}  ${state}`,
+        );
       }
     });
 
@@ -103,7 +131,9 @@ export function registerIdentityCommands(program: Command): void {
     .option('--config <file>', CONFIG_HELP)
     .action(async (keyId, opts) => {
       const actor = cliActor();
-      const k = await withCoffer(opts, (coffer) => coffer.write((tx) => identity(tx, actor).keys.revoke(keyId), { op: 'identity.revokeKey' }));
+      const k = await withCoffer(opts, (coffer) =>
+        coffer.write((tx) => identity(tx, actor).keys.revoke(keyId), { op: 'identity.revokeKey' }),
+      );
       if (opts.json) out(toJson(k));
       else out(`revoked API key ${k.id} "${k.name}"`);
     });

@@ -31,7 +31,9 @@ export function registerSecretsCommands(program: Command): void {
       if (opts.json) out(toJson(report));
       else {
         for (const c of report.columns) {
-          out(`${c.table}.${c.column}: ${c.rotated} re-encrypted under ${report.activeKeyId}${c.skipped ? `, ${c.skipped} changed meanwhile (run again)` : ''}`);
+          out(
+            `${c.table}.${c.column}: ${c.rotated} re-encrypted under ${report.activeKeyId}${c.skipped ? `, ${c.skipped} changed meanwhile (run again)` : ''}`,
+          );
         }
         if (!report.columns.length) out('no encrypted columns');
       }
@@ -51,7 +53,9 @@ export function registerSecretsCommands(program: Command): void {
       }
       for (const c of st) {
         const keys = Object.entries(c.byKeyId).map(([k, n]) => `${k}: ${n}`);
-        out(`${c.table}.${c.column}: ${keys.length ? keys.join(', ') : 'no values'}${c.notEncrypted ? `, NOT ENCRYPTED: ${c.notEncrypted}` : ''}`);
+        out(
+          `${c.table}.${c.column}: ${keys.length ? keys.join(', ') : 'no values'}${c.notEncrypted ? `, NOT ENCRYPTED: ${c.notEncrypted}` : ''}`,
+        );
       }
     });
 }

@@ -55,7 +55,10 @@ describe('secrets: envelope encryption', () => {
       { ...ctx, table: 'identity_sessions' },
       { ...ctx, row: '7' },
     ]) {
-      assert.throws(() => r.decrypt(c, other), (e: unknown) => e instanceof DecryptionError && /moved from another row or column/.test(e.message));
+      assert.throws(
+        () => r.decrypt(c, other),
+        (e: unknown) => e instanceof DecryptionError && /moved from another row or column/.test(e.message),
+      );
     }
     // The same row key in any spelling (bigint, number, string) is the same row.
     assert.equal(r.decryptString(c, { ...ctx, row: { id: 7 } }), PLAINTEXT);
@@ -64,7 +67,10 @@ describe('secrets: envelope encryption', () => {
   test('a wrong key, a missing key id, altered or truncated bytes: DecryptionError, never garbage', () => {
     const c = ring(['k1', K1]).encrypt(PLAINTEXT, ctx);
     const wrong = ring(['k1', K2]);
-    assert.throws(() => wrong.decrypt(c, ctx), (e: unknown) => e instanceof DecryptionError && /key is wrong/.test(e.message) && e.details.keyId === 'k1');
+    assert.throws(
+      () => wrong.decrypt(c, ctx),
+      (e: unknown) => e instanceof DecryptionError && /key is wrong/.test(e.message) && e.details.keyId === 'k1',
+    );
     const missing = ring(['k2', K2]);
     assert.throws(
       () => missing.decrypt(c, ctx),
@@ -89,7 +95,11 @@ describe('secrets: envelope encryption', () => {
     const r = ring(['k1', K1]);
     const c = r.encrypt(PLAINTEXT, ctx);
     const texts: string[] = [inspect(r), JSON.stringify(r)];
-    for (const f of [() => ring(['k1', K2]).decrypt(c, ctx), () => ring(['k2', K2]).decrypt(c, ctx), () => Keyring.parse(`k1:${keyHex.slice(0, 62)}`)]) {
+    for (const f of [
+      () => ring(['k1', K2]).decrypt(c, ctx),
+      () => ring(['k2', K2]).decrypt(c, ctx),
+      () => Keyring.parse(`k1:${keyHex.slice(0, 62)}`),
+    ]) {
       try {
         f();
         assert.fail('expected an error');
@@ -137,7 +147,11 @@ describe('secrets: envelope encryption', () => {
       [{ COFFER_MASTER_KEY_FILE: join(dir, 'missing') }, /cannot read/],
     ];
     for (const [env, re] of bad) {
-      assert.throws(() => Keyring.fromEnv(env), (e: unknown) => e instanceof ConfigError && re.test(e.message) && /COFFER_MASTER_KEY/.test(String(e.details.field)), JSON.stringify(Object.keys(env)));
+      assert.throws(
+        () => Keyring.fromEnv(env),
+        (e: unknown) => e instanceof ConfigError && re.test(e.message) && /COFFER_MASTER_KEY/.test(String(e.details.field)),
+        JSON.stringify(Object.keys(env)),
+      );
     }
   });
 

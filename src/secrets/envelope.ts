@@ -94,9 +94,14 @@ export function ciphertextKeyId(value: string): string | undefined {
 
 function parse(value: string, ctx: SecretContext): Parsed {
   const m = CIPHERTEXT.exec(value);
-  if (!m) throw new DecryptionError(`${where(ctx)}: the stored value is not a Coffer ciphertext (expected ${CIPHERTEXT_PREFIX}.<key id>.<data>)`, { table: ctx.table, field: ctx.column });
+  if (!m)
+    throw new DecryptionError(
+      `${where(ctx)}: the stored value is not a Coffer ciphertext (expected ${CIPHERTEXT_PREFIX}.<key id>.<data>)`,
+      { table: ctx.table, field: ctx.column },
+    );
   const body = Buffer.from(m[2]!, 'base64url');
-  if (body.length < HEADER_BYTES) throw new DecryptionError(`${where(ctx)}: the ciphertext is truncated`, { table: ctx.table, field: ctx.column });
+  if (body.length < HEADER_BYTES)
+    throw new DecryptionError(`${where(ctx)}: the ciphertext is truncated`, { table: ctx.table, field: ctx.column });
   let o = 0;
   const take = (n: number) => body.subarray(o, (o += n));
   return {
@@ -146,7 +151,10 @@ export class Keyring {
     if (keys.length === 0) throw new ConfigError('no master key given', { field: MASTER_KEY_ENV });
     this.#keys = new Map();
     for (const { id, key } of keys) {
-      if (!KEY_ID.test(id)) throw new ConfigError(`master key id "${id}" must be 1-32 of a-z, 0-9 and -, starting with a letter or digit`, { field: MASTER_KEY_ENV });
+      if (!KEY_ID.test(id))
+        throw new ConfigError(`master key id "${id}" must be 1-32 of a-z, 0-9 and -, starting with a letter or digit`, {
+          field: MASTER_KEY_ENV,
+        });
       if (key.length !== KEY_BYTES) throw new ConfigError(`master key ${id} must be 32 bytes`, { field: MASTER_KEY_ENV });
       if (this.#keys.has(id)) throw new ConfigError(`master key id ${id} is given twice`, { field: MASTER_KEY_ENV });
       this.#keys.set(id, Buffer.from(key));
@@ -189,12 +197,16 @@ export class Keyring {
         const st = statSync(file);
         // A key file others can write could be swapped for a key an attacker knows.
         if (process.platform !== 'win32' && (st.mode & 0o022) !== 0) {
-          throw new ConfigError(`${MASTER_KEY_FILE_ENV}: ${file} is writable by group or others (chmod 600 it)`, { field: MASTER_KEY_FILE_ENV });
+          throw new ConfigError(`${MASTER_KEY_FILE_ENV}: ${file} is writable by group or others (chmod 600 it)`, {
+            field: MASTER_KEY_FILE_ENV,
+          });
         }
         text = readFileSync(file, 'utf8');
       } catch (e) {
         if (e instanceof ConfigError) throw e;
-        throw new ConfigError(`${MASTER_KEY_FILE_ENV}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { field: MASTER_KEY_FILE_ENV });
+        throw new ConfigError(`${MASTER_KEY_FILE_ENV}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, {
+          field: MASTER_KEY_FILE_ENV,
+        });
       }
       return Keyring.parse(text, MASTER_KEY_FILE_ENV);
     }
@@ -285,7 +297,12 @@ export class Keyring {
     try {
       // Prove the whole value opens before re-wrapping it, so rotation never launders a bad one.
       const check = open(dek, p.dataNonce, p.dataTag, p.ct, aad(ctx));
-      if (!check) throw new DecryptionError(`${where(ctx)}: authentication failed: the ciphertext was altered`, { table: ctx.table, field: ctx.column, keyId: p.kid });
+      if (!check)
+        throw new DecryptionError(`${where(ctx)}: authentication failed: the ciphertext was altered`, {
+          table: ctx.table,
+          field: ctx.column,
+          keyId: p.kid,
+        });
       check.fill(0);
       const wrapped = seal(this.#key(this.activeKeyId, ctx), dek, aad(ctx, this.activeKeyId));
       return format(this.activeKeyId, { ...p, wrapNonce: wrapped.nonce, wrappedKey: wrapped.ct, wrapTag: wrapped.tag });

@@ -48,7 +48,8 @@ function columnsOf(coffer: Coffer): { table: string; column: string; pk: readonl
 
 export async function rotateSecrets(coffer: Coffer, opts: RotateOptions): Promise<RotateReport> {
   const batch = opts.batchSize ?? 200;
-  if (!Number.isInteger(batch) || batch < 1 || batch > 10_000) throw new ValidationError('batchSize: must be an integer from 1 to 10000', { field: 'batchSize' });
+  if (!Number.isInteger(batch) || batch < 1 || batch > 10_000)
+    throw new ValidationError('batchSize: must be an integer from 1 to 10000', { field: 'batchSize' });
   const actor = opts.actor ?? systemActor('secrets.rotate');
   const active = opts.keyring.activeKeyId;
   const current = `${CIPHERTEXT_PREFIX}.${active}.%`;
@@ -133,7 +134,10 @@ export async function secretsStatus(coffer: Coffer, opts: { batchSize?: number }
     for (;;) {
       const rows = await coffer.read(
         async (tx) => {
-          let q = tx.db.selectFrom(table).select([...pk, column]).where(column, 'is not', null);
+          let q = tx.db
+            .selectFrom(table)
+            .select([...pk, column])
+            .where(column, 'is not', null);
           const after = keyset(tx, table, pk, last);
           if (after) q = q.where(after);
           for (const c of pk) q = q.orderBy(c);

@@ -13,11 +13,22 @@ import { systemActor, userActor } from './actor.js';
 import { audit, auditHead, entityTrail, entryHash, GENESIS_HASH, readEntries } from './log.js';
 import { REDACTED } from './policy.js';
 import { verifyAuditLog } from './verify.js';
+import { auditChainCheck } from './doctor.js';
+import { withTriggersOff } from './test-support.js';
 
 const actor = systemActor('test');
 
 async function count(coffer: Coffer, table: string): Promise<bigint> {
-  return coffer.read(async (tx) => toBigInt((await tx.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n));
+  return coffer.read(async (tx) =>
+    toBigInt(
+      (
+        await tx.db
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    ),
+  );
 }
 
 forEachBackend('audit log', (ctx) => {
@@ -30,8 +41,24 @@ forEachBackend('audit log', (ctx) => {
     const at = new Date('2030-01-02T03:04:05.678Z');
     const [e1, e2] = await coffer.write((tx) =>
       audit(tx, { now: () => at }).recordMany([
-        { actor, action: 'test.thing.create', domain: 'test', entity: 'thing', entityId: 'a', after: { n: 1n, big: 2n ** 70n, when: at, bytes: Buffer.from([1, 2]), ok: true } },
-        { actor: userActor(5n), action: 'test.thing.update', domain: 'test', entity: 'thing', entityId: 42, before: { n: 1 }, after: { n: 2 }, details: { ratio: 0.5 } },
+        {
+          actor,
+          action: 'test.thing.create',
+          domain: 'test',
+          entity: 'thing',
+          entityId: 'a',
+          after: { n: 1n, big: 2n ** 70n, when: at, bytes: Buffer.from([1, 2]), ok: true },
+        },
+        {
+          actor: userActor(5n),
+          action: 'test.thing.update',
+          domain: 'test',
+          entity: 'thing',
+          entityId: 42,
+          before: { n: 1 },
+          after: { n: 2 },
+          details: { ratio: 0.5 },
+        },
       ]),
     );
     assert.equal(e1!.seq, 1n);
@@ -68,7 +95,9 @@ forEachBackend('audit log', (ctx) => {
       /the change failed/,
     );
     assert.deepEqual(await coffer.read((tx) => auditHead(tx)), before);
-    const e = await coffer.write((tx) => audit(tx).record({ actor, action: 'test.thing.create', domain: 'test', entity: 'thing', entityId: 'kept' }));
+    const e = await coffer.write((tx) =>
+      audit(tx).record({ actor, action: 'test.thing.create', domain: 'test', entity: 'thing', entityId: 'kept' }),
+    );
     assert.equal(e.seq, before.seq + 1n, 'the next entry takes the next number');
     const trail = await coffer.read((tx) => entityTrail(tx, { domain: 'test', entity: 'thing', entityId: 'rolled-back' }));
     assert.equal(trail.length, 0);
@@ -100,7 +129,8 @@ forEachBackend('audit log', (ctx) => {
     assert.equal(entries.length, n);
     entries.forEach((e, i) => assert.equal(e.seq, start + BigInt(i) + 1n));
     assert.equal(new Set(entries.map((e) => e.prevHash)).size, n, 'every entry has a distinct predecessor: no fork');
-    if (ctx.backend === 'postgres' || ctx.backend === 'mysql') assert.ok(maxInFlight > 1, `transactions really overlapped (max ${maxInFlight})`);
+    if (ctx.backend === 'postgres' || ctx.backend === 'mysql')
+      assert.ok(maxInFlight > 1, `transactions really overlapped (max ${maxInFlight})`);
     const report = await verifyAuditLog(coffer);
     assert.equal(report.ok, true, report.firstBad?.message);
   });
@@ -114,8 +144,26 @@ forEachBackend('audit log', (ctx) => {
         entity: 'user',
         entityId: 1,
         table: 'identity_users',
-        before: { id: 1n, username: 'u', display_name: null, status: 'active', mfa_secret: null, version: 1, created_at: new Date(), updated_at: new Date() },
-        after: { id: 1n, username: 'u', display_name: null, status: 'active', mfa_secret: 'cfe1.k1.AAAA', version: 2, created_at: new Date(), updated_at: new Date() },
+        before: {
+          id: 1n,
+          username: 'u',
+          display_name: null,
+          status: 'active',
+          mfa_secret: null,
+          version: 1,
+          created_at: new Date(),
+          updated_at: new Date(),
+        },
+        after: {
+          id: 1n,
+          username: 'u',
+          display_name: null,
+          status: 'active',
+          mfa_secret: 'cfe1.k1.AAAA',
+          version: 2,
+          created_at: new Date(),
+          updated_at: new Date(),
+        },
         details: { password: 'hunter2', nested: [{ private_key: 'abcd', ok: 'visible' }] },
       }),
     );
@@ -141,24 +189,59 @@ forEachBackend('audit log', (ctx) => {
     ];
     for (const [over, field] of cases) {
       await assert.rejects(
-        coffer.write((tx) => audit(tx).record({ actor, action: 'test.thing.create', domain: 'test', entity: 'thing', entityId: 'v', ...over } as never)),
+        coffer.write((tx) =>
+          audit(tx).record({ actor, action: 'test.thing.create', domain: 'test', entity: 'thing', entityId: 'v', ...over } as never),
+        ),
         (e: unknown) => e instanceof ValidationError && e.details.field === field,
         field,
       );
     }
-    await assert.rejects(coffer.read((tx) => audit(tx).record({ actor, action: 'test.a.b', domain: 'test', entity: 'thing', entityId: 'ro' })), (e: unknown) => e instanceof CofferError && e.code === 'read_only');
+    await assert.rejects(
+      coffer.read((tx) => audit(tx).record({ actor, action: 'test.a.b', domain: 'test', entity: 'thing', entityId: 'ro' })),
+      (e: unknown) => e instanceof CofferError && e.code === 'read_only',
+    );
     assert.equal(await count(coffer, 'audit_log'), before);
   });
 
   test('the database refuses UPDATE and DELETE on the audit log and the row history (append-only)', async () => {
-    await coffer.write((tx) => audit(tx).record({ actor, action: 'test.thing.create', domain: 'test', entity: 'thing', entityId: 'protected' }));
     await coffer.write((tx) =>
-      tx.insert('audit_row_history', { at: new Date(), table_name: 'x', row_key: '{"id":"1"}', op: 'insert', before_image: null, after_image: { id: '1' }, actor_type: 'system', actor_id: 'test' }),
+      audit(tx).record({ actor, action: 'test.thing.create', domain: 'test', entity: 'thing', entityId: 'protected' }),
+    );
+    await coffer.write((tx) =>
+      tx.insert('audit_row_history', {
+        at: new Date(),
+        table_name: 'x',
+        row_key: '{"id":"1"}',
+        op: 'insert',
+        before_image: null,
+        after_image: { id: '1' },
+        actor_type: 'system',
+        actor_id: 'test',
+      }),
     );
     const attempts: [string, (c: Coffer) => Promise<unknown>][] = [
-      ['update audit_log', (c) => c.write((tx) => tx.db.updateTable('audit_log').set({ action: 'test.tampered.x' }).where('seq', '=', 1 as never).execute())],
+      [
+        'update audit_log',
+        (c) =>
+          c.write((tx) =>
+            tx.db
+              .updateTable('audit_log')
+              .set({ action: 'test.tampered.x' })
+              .where('seq', '=', 1 as never)
+              .execute(),
+          ),
+      ],
       ['update audit_log (all)', (c) => c.write((tx) => tx.db.updateTable('audit_log').set({ actor_id: 'mallory' }).execute())],
-      ['delete audit_log', (c) => c.write((tx) => tx.db.deleteFrom('audit_log').where('seq', '=', 1 as never).execute())],
+      [
+        'delete audit_log',
+        (c) =>
+          c.write((tx) =>
+            tx.db
+              .deleteFrom('audit_log')
+              .where('seq', '=', 1 as never)
+              .execute(),
+          ),
+      ],
       ['delete audit_log (all)', (c) => c.write((tx) => tx.db.deleteFrom('audit_log').execute())],
       ['update audit_row_history', (c) => c.write((tx) => tx.db.updateTable('audit_row_history').set({ actor_id: 'mallory' }).execute())],
       ['delete audit_row_history', (c) => c.write((tx) => tx.db.deleteFrom('audit_row_history').execute())],
@@ -176,5 +259,28 @@ forEachBackend('audit log', (ctx) => {
     assert.equal(await count(coffer, 'audit_row_history'), histBefore);
     const report = await verifyAuditLog(coffer);
     assert.equal(report.ok, true, report.firstBad?.message);
+  });
+});
+
+forEachBackend('audit doctor check', (ctx) => {
+  test('`coffer doctor` check: ok on an intact chain, an error naming the entry on a broken one', async () => {
+    const coffer = await ctx.open();
+    await coffer.write((tx) => audit(tx).record({ actor, action: 'test.thing.create', domain: 'test', entity: 'thing', entityId: 'd1' }));
+    await coffer.write((tx) => audit(tx).record({ actor, action: 'test.thing.create', domain: 'test', entity: 'thing', entityId: 'd2' }));
+    const run = () =>
+      auditChainCheck.run({ coffer, dialect: coffer.dialect, now: new Date(), tables: new Set(coffer.schema.tables.keys()) });
+    const ok = await run();
+    assert.equal(ok[0]!.severity, 'ok');
+    assert.match(ok[0]!.message, /2 entries/);
+    await withTriggersOff(coffer, 'audit_log', async (tx) => {
+      await tx.db
+        .deleteFrom('audit_log')
+        .where('seq', '=', tx.codec('audit_log').encode({ seq: 1n }).seq as never)
+        .execute();
+    });
+    const bad = await run();
+    assert.equal(bad[0]!.severity, 'error');
+    assert.match(bad[0]!.message, /entry 1 \(deleted\)/);
+    assert.ok(bad[0]!.remedy);
   });
 });

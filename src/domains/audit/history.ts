@@ -183,11 +183,19 @@ export function rowHistory(tx: Tx, actor: Actor, opts?: { now?: () => Date }): R
 }
 
 /** The history of one row (or of a whole table when key is omitted), oldest first. */
-export async function readRowHistory(tx: Tx, table: string, key?: Row, opts: { limit?: number; afterId?: bigint } = {}): Promise<HistoryEntry[]> {
+export async function readRowHistory(
+  tx: Tx,
+  table: string,
+  key?: Row,
+  opts: { limit?: number; afterId?: bigint } = {},
+): Promise<HistoryEntry[]> {
   let q = tx.db.selectFrom(ROW_HISTORY).selectAll().where('table_name', '=', table);
   if (key) q = q.where('row_key', '=', rowKeyOf(tx, table, key));
   if (opts.afterId !== undefined) q = q.where('id', '>', tx.codec(ROW_HISTORY).encode({ id: opts.afterId }).id as never);
-  const rows = await q.orderBy('id').limit(opts.limit ?? 1000).execute();
+  const rows = await q
+    .orderBy('id')
+    .limit(opts.limit ?? 1000)
+    .execute();
   return rows.map((raw) => {
     const r = tx.codec(ROW_HISTORY).decode<Row>(raw as Row);
     return {

@@ -31,7 +31,8 @@ export function toJsonValue(v: unknown, path = 'value'): JsonValue {
       if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
       if (Array.isArray(v)) return v.map((x, i) => toJsonValue(x, `${path}[${i}]`));
       const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) throw new ValidationError(`${path}: unsupported value type ${proto?.constructor?.name ?? '?'}`, { field: path });
+      if (proto !== Object.prototype && proto !== null)
+        throw new ValidationError(`${path}: unsupported value type ${proto?.constructor?.name ?? '?'}`, { field: path });
       const out: Record<string, JsonValue> = {};
       for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (x !== undefined) out[k] = toJsonValue(x, `${path}.${k}`);
       return out;

@@ -60,10 +60,17 @@ export interface AuditEntry {
 
 const NAME = /^[a-z][a-z0-9_]*$/;
 const InputSchema = z.object({
-  action: z.string().max(128).regex(/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/, 'dotted lowercase words, e.g. identity.api_key.create'),
+  action: z
+    .string()
+    .max(128)
+    .regex(/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/, 'dotted lowercase words, e.g. identity.api_key.create'),
   domain: z.string().min(1).max(64).regex(NAME, 'lowercase snake_case'),
   entity: z.string().min(1).max(64).regex(NAME, 'lowercase snake_case'),
-  entityId: z.string().min(1).max(256).regex(/^[^\u0000-\u001f\u007f]+$/, 'no control characters'),
+  entityId: z
+    .string()
+    .min(1)
+    .max(256)
+    .regex(/^[^\u0000-\u001f\u007f]+$/, 'no control characters'),
 });
 
 /** The exact value whose canonical JSON is hashed. */
@@ -232,7 +239,10 @@ export async function readEntries(tx: Tx, opts: { afterSeq?: bigint; limit: numb
 }
 
 /** The entries about one entity, oldest first. */
-export async function entityTrail(tx: Tx, q: { domain: string; entity: string; entityId: string | bigint | number; limit?: number }): Promise<AuditEntry[]> {
+export async function entityTrail(
+  tx: Tx,
+  q: { domain: string; entity: string; entityId: string | bigint | number; limit?: number },
+): Promise<AuditEntry[]> {
   const rows = await tx.db
     .selectFrom(AUDIT_LOG)
     .selectAll()

@@ -25,7 +25,10 @@ export const TABLE_POLICY: Readonly<Record<string, TablePolicy>> = {
 
   // chain (classified by the audit domain from the chain migrations; the chain owner may tighten)
   chain_undo: { kind: 'exempt', reason: 'reorg undo journal: itself the before-images of derived rows, pruned at finality' },
-  chain_chains: { kind: 'exempt', reason: 'chain registry written by the chain domain at setup; changes are recorded in the audit log by its owner' },
+  chain_chains: {
+    kind: 'exempt',
+    reason: 'chain registry written by the chain domain at setup; changes are recorded in the audit log by its owner',
+  },
   chain_cursors: { kind: 'exempt', reason: 'sync cursor, advanced with every block' },
   chain_sync_health: { kind: 'exempt', reason: 'sync health gauge, overwritten on every poll' },
   chain_blocks: { kind: 'derived' },
@@ -35,7 +38,10 @@ export const TABLE_POLICY: Readonly<Record<string, TablePolicy>> = {
 
   // tokens (classified by the audit domain from the comments of tokens/0001_init; the tokens owner should confirm)
   token_unconfirmed_mints: { kind: 'exempt', reason: 'unconfirmed submissions awaiting their anchoring transaction, pruned by retention' },
-  token_unconfirmed_invoices: { kind: 'exempt', reason: 'unconfirmed submissions awaiting their anchoring transaction, pruned by retention' },
+  token_unconfirmed_invoices: {
+    kind: 'exempt',
+    reason: 'unconfirmed submissions awaiting their anchoring transaction, pruned by retention',
+  },
   token_sell_offers: { kind: 'exempt', reason: 'signed, content-addressed offers (the hash is the record); pruned by retention' },
   token_buy_offers: { kind: 'exempt', reason: 'signed, content-addressed offers (the hash is the record); pruned by retention' },
   token_invoice_signatures: { kind: 'exempt', reason: 'signatures over content-addressed invoices' },
@@ -105,7 +111,10 @@ export function redactDeep(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(redactDeep);
   if (value && typeof value === 'object' && !(value instanceof Date) && !(value instanceof Uint8Array)) {
     return Object.fromEntries(
-      Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, SECRET_KEY.test(k) && v !== null && v !== undefined ? REDACTED : redactDeep(v)]),
+      Object.entries(value as Record<string, unknown>).map(([k, v]) => [
+        k,
+        SECRET_KEY.test(k) && v !== null && v !== undefined ? REDACTED : redactDeep(v),
+      ]),
     );
   }
   return value;

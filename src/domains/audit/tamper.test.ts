@@ -3,6 +3,7 @@
 // `verifyAuditLog` names the exact first bad entry and says what happened to it.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { AppendOnlyViolationError } from '../../db/errors.js';
 import type { Coffer } from '../../db/store.js';
 import type { Tx } from '../../db/tx.js';
 import { forEachBackend } from '../../../test/harness.js';
@@ -15,7 +16,10 @@ const N = 30;
 const seqOf = (tx: Tx, seq: bigint) => tx.codec(AUDIT_LOG).encode({ seq }).seq as never;
 
 async function entry(tx: Tx, seq: bigint): Promise<AuditEntry> {
-  return decodeEntry(tx, (await tx.db.selectFrom(AUDIT_LOG).selectAll().where('seq', '=', seqOf(tx, seq)).executeTakeFirstOrThrow()) as Record<string, unknown>);
+  return decodeEntry(
+    tx,
+    (await tx.db.selectFrom(AUDIT_LOG).selectAll().where('seq', '=', seqOf(tx, seq)).executeTakeFirstOrThrow()) as Record<string, unknown>,
+  );
 }
 
 function row(tx: Tx, e: AuditEntry): Record<string, unknown> {
@@ -69,12 +73,21 @@ forEachBackend('audit tampering', (ctx) => {
       await tx.db.updateTable(AUDIT_LOG).set({ entity_id: 'nothing-happened-here' }).where('seq', '=', seqOf(tx, 12n)).execute();
     });
     assertBad(await verifyAuditLog(coffer, { batchSize: 8 }), 12n, 'changed');
+    // The triggers are back: the database refuses the next edit again.
+    await assert.rejects(
+      coffer.write((tx) => tx.db.updateTable(AUDIT_LOG).set({ entity_id: 'again' }).where('seq', '=', seqOf(tx, 13n)).execute()),
+      AppendOnlyViolationError,
+    );
   });
 
   test('changed: an edited change document (JSON) is named at its entry', async () => {
     const coffer = await fresh();
     await withTriggersOff(coffer, AUDIT_LOG, async (tx) => {
-      await tx.db.updateTable(AUDIT_LOG).set(tx.codec(AUDIT_LOG).encode({ change_set: { details: { j: 7, note: 'entry 7 (edited)' } } })).where('seq', '=', seqOf(tx, 8n)).execute();
+      await tx.db
+        .updateTable(AUDIT_LOG)
+        .set(tx.codec(AUDIT_LOG).encode({ change_set: { details: { j: 7, note: 'entry 7 (edited)' } } }))
+        .where('seq', '=', seqOf(tx, 8n))
+        .execute();
     });
     assertBad(await verifyAuditLog(coffer, { batchSize: 8 }), 8n, 'changed');
   });
@@ -85,7 +98,11 @@ forEachBackend('audit tampering', (ctx) => {
       const e = await entry(tx, 9n);
       const edited = { ...e, actor: { type: 'system' as const, id: 'someone-else' } };
       const { hash: _old, ...body } = edited;
-      await tx.db.updateTable(AUDIT_LOG).set(row(tx, { ...edited, hash: entryHash(body) })).where('seq', '=', seqOf(tx, 9n)).execute();
+      await tx.db
+        .updateTable(AUDIT_LOG)
+        .set(row(tx, { ...edited, hash: entryHash(body) }))
+        .where('seq', '=', seqOf(tx, 9n))
+        .execute();
     });
     assertBad(await verifyAuditLog(coffer, { batchSize: 8 }), 9n, 'rewritten');
   });
@@ -115,8 +132,16 @@ forEachBackend('audit tampering', (ctx) => {
     await withTriggersOff(coffer, AUDIT_LOG, async (tx) => {
       const tmp = seqOf(tx, 1_000_000n);
       await tx.db.updateTable(AUDIT_LOG).set({ seq: tmp }).where('seq', '=', seqOf(tx, 20n)).execute();
-      await tx.db.updateTable(AUDIT_LOG).set({ seq: seqOf(tx, 20n) }).where('seq', '=', seqOf(tx, 21n)).execute();
-      await tx.db.updateTable(AUDIT_LOG).set({ seq: seqOf(tx, 21n) }).where('seq', '=', tmp).execute();
+      await tx.db
+        .updateTable(AUDIT_LOG)
+        .set({ seq: seqOf(tx, 20n) })
+        .where('seq', '=', seqOf(tx, 21n))
+        .execute();
+      await tx.db
+        .updateTable(AUDIT_LOG)
+        .set({ seq: seqOf(tx, 21n) })
+        .where('seq', '=', tmp)
+        .execute();
     });
     assertBad(await verifyAuditLog(coffer, { batchSize: 8 }), 20n, 'reordered');
   });
@@ -137,7 +162,10 @@ forEachBackend('audit tampering', (ctx) => {
       const last = await entry(tx, BigInt(N));
       const body = { ...last, seq: BigInt(N + 1), entityId: 'forged', prevHash: last.hash, at: new Date() };
       const { hash: _h, ...rest } = body;
-      await tx.db.insertInto(AUDIT_LOG).values(row(tx, { ...rest, hash: entryHash(rest) })).execute();
+      await tx.db
+        .insertInto(AUDIT_LOG)
+        .values(row(tx, { ...rest, hash: entryHash(rest) }))
+        .execute();
     });
     assertBad(await verifyAuditLog(coffer, { batchSize: 8 }), BigInt(N + 1), 'forged');
   });
@@ -152,7 +180,11 @@ forEachBackend('audit tampering', (ctx) => {
         const e = await entry(tx, s);
         const { hash: _h, ...body } = { ...e, entityId: `${e.entityId}-rewritten`, prevHash: prev };
         const hash = entryHash(body);
-        await tx.db.updateTable(AUDIT_LOG).set(row(tx, { ...body, hash })).where('seq', '=', seqOf(tx, s)).execute();
+        await tx.db
+          .updateTable(AUDIT_LOG)
+          .set(row(tx, { ...body, hash }))
+          .where('seq', '=', seqOf(tx, s))
+          .execute();
         prev = hash;
       }
     });
@@ -173,7 +205,10 @@ forEachBackend('audit tampering', (ctx) => {
     const r = await verifyAuditLog(coffer, { batchSize: 4, onPage: (p) => pages.push(p.rows) });
     assert.equal(r.ok, true);
     assert.ok(pages.every((n) => n <= 4));
-    assert.equal(pages.reduce((a, b) => a + b, 0), N);
+    assert.equal(
+      pages.reduce((a, b) => a + b, 0),
+      N,
+    );
     const all = await coffer.read((tx) => readEntries(tx, { limit: 1000 }));
     assert.equal(all.length, N);
   });

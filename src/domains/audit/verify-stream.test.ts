@@ -26,7 +26,10 @@ forEachBackend('audit verify streams', (ctx) => {
     assert.equal(r.verified, BigInt(N));
     assert.equal(r.headHash, (await coffer.read((tx) => auditHead(tx))).hash);
     assert.ok(pages.length >= N / PAGE && pages.length <= N / PAGE + 1, `${pages.length} pages`);
-    assert.ok(pages.every((p) => p.rows <= PAGE), 'no page larger than the batch size');
+    assert.ok(
+      pages.every((p) => p.rows <= PAGE),
+      'no page larger than the batch size',
+    );
     // Keyset pages follow each other exactly.
     pages.filter((p) => p.rows).forEach((p, i) => assert.equal(p.firstSeq, BigInt(i * PAGE + 1)));
   });

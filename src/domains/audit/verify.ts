@@ -48,8 +48,10 @@ const DEFAULT_BATCH = 1000;
 
 export async function verifyAuditLog(coffer: Coffer, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const batch = opts.batchSize ?? DEFAULT_BATCH;
-  if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) throw new ValidationError('batchSize: must be an integer from 1 to 100000', { field: 'batchSize' });
-  if (opts.anchor && !/^[0-9a-f]{64}$/.test(opts.anchor.hash)) throw new ValidationError('anchor: hash must be 64 lowercase hex characters', { field: 'anchor' });
+  if (!Number.isInteger(batch) || batch < 1 || batch > 100_000)
+    throw new ValidationError('batchSize: must be an integer from 1 to 100000', { field: 'batchSize' });
+  if (opts.anchor && !/^[0-9a-f]{64}$/.test(opts.anchor.hash))
+    throw new ValidationError('anchor: hash must be 64 lowercase hex characters', { field: 'anchor' });
   const recordedHead = await coffer.read((tx) => auditHead(tx), { op: 'audit.verify' });
 
   let expected = 1n;
@@ -84,11 +86,13 @@ export async function verifyAuditLog(coffer: Coffer, opts: VerifyOptions = {}): 
           message: `entry ${e.seq} does not belong at this position: neither its content nor its link to entry ${e.seq - 1n} matches (moved, swapped or replaced)`,
         });
       }
-      if (!selfOk) return report({ seq: e.seq, kind: 'changed', message: `entry ${e.seq} was changed: its content does not match its hash` });
+      if (!selfOk)
+        return report({ seq: e.seq, kind: 'changed', message: `entry ${e.seq} was changed: its content does not match its hash` });
       if (!linkOk) {
         // The entry is self-consistent but committed to another predecessor: the predecessor was
         // changed and re-hashed (or, for seq 1, its link to the genesis was altered).
-        if (e.seq === 1n) return report({ seq: 1n, kind: 'rewritten', message: 'entry 1 does not link to the genesis hash: it was rewritten' });
+        if (e.seq === 1n)
+          return report({ seq: 1n, kind: 'rewritten', message: 'entry 1 does not link to the genesis hash: it was rewritten' });
         return report({
           seq: e.seq - 1n,
           kind: 'rewritten',
@@ -125,14 +129,22 @@ export async function verifyAuditLog(coffer: Coffer, opts: VerifyOptions = {}): 
     });
   }
   if (opts.anchor && last < opts.anchor.seq) {
-    return report({ seq: last + 1n, kind: 'truncated', message: `the log ends at entry ${last}, before the anchored entry ${opts.anchor.seq}` });
+    return report({
+      seq: last + 1n,
+      kind: 'truncated',
+      message: `the log ends at entry ${last}, before the anchored entry ${opts.anchor.seq}`,
+    });
   }
   // Every committed append advances the head in the same transaction, so an entry beyond the
   // head as it is now was not written by the audit writer.
   const headNow = await coffer.read((tx) => auditHead(tx), { op: 'audit.verify' });
   if (last > headNow.seq) {
     const seq = headNow.seq + 1n;
-    return report({ seq, kind: 'forged', message: `entries ${seq}..${last} lie beyond the head (${headNow.seq}): they were appended without the audit writer` });
+    return report({
+      seq,
+      kind: 'forged',
+      message: `entries ${seq}..${last} lie beyond the head (${headNow.seq}): they were appended without the audit writer`,
+    });
   }
   return report();
 }

@@ -11,8 +11,7 @@ export const SCOPE_LEVELS = ['read', 'write', 'admin'] as const;
 export const USER_STATUSES = ['active', 'disabled'] as const;
 export const TOKEN_STATUSES = ['unused', 'used', 'disabled', 'abused'] as const;
 
-const LIVE_NAME =
-  `(deleted_at IS NULL AND live_name IS NOT NULL AND live_name = name) OR (deleted_at IS NOT NULL AND live_name IS NULL)`;
+const LIVE_NAME = `(deleted_at IS NULL AND live_name IS NOT NULL AND live_name = name) OR (deleted_at IS NOT NULL AND live_name IS NULL)`;
 
 export default defineMigration(import.meta.url, {
   domain: 'identity',
@@ -129,7 +128,9 @@ export default defineMigration(import.meta.url, {
       },
       primaryKey: ['id'],
       unique: { uq_identity_api_keys_live_name: ['integration_id', 'live_name'] },
-      foreignKeys: { fk_identity_api_keys_integration: { columns: ['integration_id'], references: 'identity_integrations', refColumns: ['id'] } },
+      foreignKeys: {
+        fk_identity_api_keys_integration: { columns: ['integration_id'], references: 'identity_integrations', refColumns: ['id'] },
+      },
       checks: {
         ck_identity_api_keys_live_name: LIVE_NAME,
         ck_identity_api_keys_expiry: 'expires_at > created_at',
@@ -149,7 +150,9 @@ export default defineMigration(import.meta.url, {
         updated_at: c.timestamp(),
       },
       primaryKey: ['integration_id', 'token_type'],
-      foreignKeys: { fk_identity_token_configs_integration: { columns: ['integration_id'], references: 'identity_integrations', refColumns: ['id'] } },
+      foreignKeys: {
+        fk_identity_token_configs_integration: { columns: ['integration_id'], references: 'identity_integrations', refColumns: ['id'] },
+      },
       checks: {
         ck_identity_token_configs_max_open: 'max_open >= 0',
         ck_identity_token_configs_lifetime: 'lifetime_seconds >= 1',
@@ -175,11 +178,14 @@ export default defineMigration(import.meta.url, {
       primaryKey: ['id'],
       // Counting open tokens of a type is an index range: (integration, type, 'unused', expires_at > now).
       indexes: { ix_identity_tokens_open: ['integration_id', 'token_type', 'status', 'expires_at'] },
-      foreignKeys: { fk_identity_tokens_integration: { columns: ['integration_id'], references: 'identity_integrations', refColumns: ['id'] } },
+      foreignKeys: {
+        fk_identity_tokens_integration: { columns: ['integration_id'], references: 'identity_integrations', refColumns: ['id'] },
+      },
       checks: {
         ck_identity_tokens_expiry: 'expires_at > created_at',
         // used_at is set exactly when the token was consumed (a used token may later be marked abused).
-        ck_identity_tokens_used: "(status = 'unused' AND used_at IS NULL) OR (status = 'used' AND used_at IS NOT NULL) OR status IN ('disabled', 'abused')",
+        ck_identity_tokens_used:
+          "(status = 'unused' AND used_at IS NULL) OR (status = 'used' AND used_at IS NOT NULL) OR status IN ('disabled', 'abused')",
         ck_identity_tokens_version: 'version >= 1',
       },
     }),

@@ -58,11 +58,14 @@ export function explainNoChange(what: string, id: string, before: Row | undefine
     throw new InvalidStateTransitionError(`${what} ${id} is deleted`, { id });
   }
   if (expectedVersion !== undefined && before.version !== expectedVersion) {
-    throw new ConflictError(`${what} ${id} was changed by someone else (version ${String(before.version)}, expected ${expectedVersion}): re-read and retry`, {
-      id,
-      expectedVersion,
-      actualVersion: before.version,
-    });
+    throw new ConflictError(
+      `${what} ${id} was changed by someone else (version ${String(before.version)}, expected ${expectedVersion}): re-read and retry`,
+      {
+        id,
+        expectedVersion,
+        actualVersion: before.version,
+      },
+    );
   }
   throw new InvalidStateTransitionError(`${what} ${id} cannot make this change in its current state`, { id });
 }

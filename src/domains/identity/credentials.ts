@@ -49,7 +49,11 @@ const DUMMY_HASH = createHash('sha256').update('coffer:dummy').digest('hex');
  * Constant-time check of a presented credential against the stored hash. With no stored hash
  * (unknown id) it still does the same work, so timing does not tell unknown from wrong.
  */
-export function credentialMatches(kind: CredentialKind, presented: { id: string; secret: string } | undefined, storedHash: string | undefined): boolean {
+export function credentialMatches(
+  kind: CredentialKind,
+  presented: { id: string; secret: string } | undefined,
+  storedHash: string | undefined,
+): boolean {
   const computed = Buffer.from(credentialHash(kind, presented?.id ?? '0'.repeat(24), presented?.secret ?? ''), 'hex');
   const stored = Buffer.from(storedHash && /^[0-9a-f]{64}$/.test(storedHash) ? storedHash : DUMMY_HASH, 'hex');
   const equal = timingSafeEqual(computed, stored);

@@ -42,7 +42,8 @@ export function roleName(prefix: string, domain: string): string {
 
 /** What each domain's role may do, from the logical schema alone. */
 export function domainRoles(coffer: Coffer, prefix = 'coffer'): DomainRole[] {
-  if (!/^[a-z][a-z0-9_]{0,39}$/.test(prefix)) throw new ValidationError('prefix: lowercase letters, digits and _, starting with a letter, at most 40', { field: 'prefix' });
+  if (!/^[a-z][a-z0-9_]{0,39}$/.test(prefix))
+    throw new ValidationError('prefix: lowercase letters, digits and _, starting with a letter, at most 40', { field: 'prefix' });
   const domains = [...new Set([...coffer.schema.tables.values()].map((t) => t.domain))].sort();
   const hasAudit = AUDIT_LOG_TABLES.every((t) => coffer.schema.tables.has(t)) && coffer.schema.tables.has(AUDIT_HEAD);
   return domains.map((domain) => {
@@ -67,10 +68,14 @@ export function domainRoles(coffer: Coffer, prefix = 'coffer'): DomainRole[] {
 /** The statements that create (if missing) and grant each role; `login` lets the roles log in. */
 export async function planRoles(coffer: Coffer, opts: { prefix?: string; login?: boolean } = {}): Promise<RolesPlan> {
   if (coffer.dialect !== 'postgres') {
-    throw new ConfigError(`per-domain roles are created on PostgreSQL only (this database is ${coffer.engine.label}); on MySQL/MariaDB grant per table by hand (docs/audit.md)`, { field: 'database.url' });
+    throw new ConfigError(
+      `per-domain roles are created on PostgreSQL only (this database is ${coffer.engine.label}); on MySQL/MariaDB grant per table by hand (docs/audit.md)`,
+      { field: 'database.url' },
+    );
   }
   const where = await coffer.read(
-    async (tx) => (await sql<{ db: string; schema: string }>`select current_database() as db, current_schema() as schema`.execute(tx.db)).rows[0]!,
+    async (tx) =>
+      (await sql<{ db: string; schema: string }>`select current_database() as db, current_schema() as schema`.execute(tx.db)).rows[0]!,
     { op: 'identity.roles' },
   );
   const roles = domainRoles(coffer, opts.prefix);

@@ -32,20 +32,38 @@ const DAY = 86_400_000;
 const inDays = (d: number) => new Date(Date.now() + d * DAY);
 
 async function rowCount(coffer: Coffer, table: string): Promise<bigint> {
-  return coffer.read(async (tx) => toBigInt((await tx.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n));
+  return coffer.read(async (tx) =>
+    toBigInt(
+      (
+        await tx.db
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    ),
+  );
 }
 
 forEachBackend('identity', (ctx) => {
   let coffer: Coffer;
-  const w = <T>(fn: (id: ReturnType<typeof identity>) => Promise<T>, a = actor) => coffer.write((tx) => fn(identity(tx, a, { keyring })), { op: 'test.identity' });
-  const r = <T>(fn: (id: ReturnType<typeof identity>) => Promise<T>) => coffer.read((tx) => fn(identity(tx, actor, { keyring })), { op: 'test.identity' });
+  const w = <T>(fn: (id: ReturnType<typeof identity>) => Promise<T>, a = actor) =>
+    coffer.write((tx) => fn(identity(tx, a, { keyring })), { op: 'test.identity' });
+  const r = <T>(fn: (id: ReturnType<typeof identity>) => Promise<T>) =>
+    coffer.read((tx) => fn(identity(tx, actor, { keyring })), { op: 'test.identity' });
 
   before(async () => {
     coffer = await ctx.open();
   });
 
   test('no key is seeded: a fresh database has no integrations, keys, users or tokens', async () => {
-    for (const t of ['identity_integrations', 'identity_api_keys', 'identity_users', 'identity_roles', 'identity_tokens', 'identity_sessions']) {
+    for (const t of [
+      'identity_integrations',
+      'identity_api_keys',
+      'identity_users',
+      'identity_roles',
+      'identity_tokens',
+      'identity_sessions',
+    ]) {
       assert.equal(await rowCount(coffer, t), 0n, t);
     }
   });
@@ -53,17 +71,33 @@ forEachBackend('identity', (ctx) => {
   test('an API key is shown once and stored only as a hash; it authenticates with its scopes', async () => {
     const { key, record, integ } = await w(async (id) => {
       const integ = await id.integrations.create({ name: 'acme' });
-      return { ...(await id.keys.create({ integrationId: integ.id, name: 'backend', scopes: ['identity:read', 'identity:write', 'chain:read'], expiresAt: inDays(30) })), integ };
+      return {
+        ...(await id.keys.create({
+          integrationId: integ.id,
+          name: 'backend',
+          scopes: ['identity:read', 'identity:write', 'chain:read'],
+          expiresAt: inDays(30),
+        })),
+        integ,
+      };
     });
     assert.match(key, /^cfk_[0-9a-f]{24}_[A-Za-z0-9_-]{43}$/);
     assert.ok(key.includes(record.id));
     assert.deepEqual(record.scopes, ['chain:read', 'identity:write'], 'normalised: highest level per domain');
     const secret = key.slice(key.lastIndexOf('_') + 1);
-    const stored = await coffer.read((tx) => tx.db.selectFrom('identity_api_keys').selectAll().where('id', '=', record.id).executeTakeFirstOrThrow());
+    const stored = await coffer.read((tx) =>
+      tx.db.selectFrom('identity_api_keys').selectAll().where('id', '=', record.id).executeTakeFirstOrThrow(),
+    );
     assert.ok(!JSON.stringify(stored, (_k, v) => (typeof v === 'bigint' ? String(v) : v)).includes(secret), 'the secret is not stored');
     assert.match(String(stored.secret_hash), /^[0-9a-f]{64}$/);
     const p = await coffer.read((tx) => authenticateApiKey(tx, key));
-    assert.deepEqual(p, { keyId: record.id, integrationId: integ.id, integrationName: 'acme', scopes: ['chain:read', 'identity:write'], expiresAt: record.expiresAt });
+    assert.deepEqual(p, {
+      keyId: record.id,
+      integrationId: integ.id,
+      integrationName: 'acme',
+      scopes: ['chain:read', 'identity:write'],
+      expiresAt: record.expiresAt,
+    });
     assert.ok(hasScope(p.scopes, 'identity', 'read'));
     assert.ok(hasScope(p.scopes, 'identity', 'write'));
     assert.ok(!hasScope(p.scopes, 'identity', 'admin'));
@@ -72,7 +106,10 @@ forEachBackend('identity', (ctx) => {
     const wrongSecret = `${key.slice(0, key.lastIndexOf('_') + 1)}${'A'.repeat(43)}`;
     const unknownId = `cfk_${'0'.repeat(24)}_${secret}`;
     for (const bad of [wrongSecret, unknownId, 'cfk_nonsense', '', key.toUpperCase()]) {
-      await assert.rejects(coffer.read((tx) => authenticateApiKey(tx, bad)), (e: unknown) => e instanceof UnauthenticatedError && e.message === 'invalid API key');
+      await assert.rejects(
+        coffer.read((tx) => authenticateApiKey(tx, bad)),
+        (e: unknown) => e instanceof UnauthenticatedError && e.message === 'invalid API key',
+      );
     }
   });
 
@@ -80,35 +117,69 @@ forEachBackend('identity', (ctx) => {
     const now = new Date();
     const made = await w(async (id) => {
       const integ = await id.integrations.create({ name: 'expiry' });
-      const short = await id.keys.create({ integrationId: integ.id, name: 'short', scopes: ['identity:read'], expiresAt: new Date(now.getTime() + 60_000) });
+      const short = await id.keys.create({
+        integrationId: integ.id,
+        name: 'short',
+        scopes: ['identity:read'],
+        expiresAt: new Date(now.getTime() + 60_000),
+      });
       const revoked = await id.keys.create({ integrationId: integ.id, name: 'revoked', scopes: ['identity:read'], expiresAt: inDays(1) });
       return { integ, short, revoked };
     });
     await coffer.read((tx) => authenticateApiKey(tx, made.short.key, { now }));
-    await assert.rejects(coffer.read((tx) => authenticateApiKey(tx, made.short.key, { now: new Date(now.getTime() + 61_000) })), UnauthenticatedError);
+    await assert.rejects(
+      coffer.read((tx) => authenticateApiKey(tx, made.short.key, { now: new Date(now.getTime() + 61_000) })),
+      UnauthenticatedError,
+    );
     await w((id) => id.keys.revoke(made.revoked.record.id));
-    await assert.rejects(coffer.read((tx) => authenticateApiKey(tx, made.revoked.key)), UnauthenticatedError);
-    await assert.rejects(w((id) => id.keys.revoke(made.revoked.record.id)), InvalidStateTransitionError, 'revoking twice');
+    await assert.rejects(
+      coffer.read((tx) => authenticateApiKey(tx, made.revoked.key)),
+      UnauthenticatedError,
+    );
+    await assert.rejects(
+      w((id) => id.keys.revoke(made.revoked.record.id)),
+      InvalidStateTransitionError,
+      'revoking twice',
+    );
     await w((id) => id.integrations.delete(made.integ.id));
-    await assert.rejects(coffer.read((tx) => authenticateApiKey(tx, made.short.key, { now })), UnauthenticatedError);
+    await assert.rejects(
+      coffer.read((tx) => authenticateApiKey(tx, made.short.key, { now })),
+      UnauthenticatedError,
+    );
     const keys = await r((id) => id.keys.list({ integrationId: made.integ.id, includeRevoked: true }));
-    assert.ok(keys.every((k) => k.deletedAt !== null), 'deleting the integration revoked its keys');
+    assert.ok(
+      keys.every((k) => k.deletedAt !== null),
+      'deleting the integration revoked its keys',
+    );
   });
 
   test('the IP allow-list admits listed addresses and CIDRs only (IPv4, IPv6, mapped)', async () => {
     const { key } = await w(async (id) => {
       const integ = await id.integrations.create({ name: 'ip-limited' });
-      return id.keys.create({ integrationId: integ.id, name: 'k', scopes: ['identity:read'], expiresAt: inDays(1), ipAllow: ['10.1.0.0/16', '192.0.2.7', '2001:db8::/32'] });
+      return id.keys.create({
+        integrationId: integ.id,
+        name: 'k',
+        scopes: ['identity:read'],
+        expiresAt: inDays(1),
+        ipAllow: ['10.1.0.0/16', '192.0.2.7', '2001:db8::/32'],
+      });
     });
-    for (const ip of ['10.1.2.3', '192.0.2.7', '::ffff:10.1.9.9', '2001:db8::1']) await coffer.read((tx) => authenticateApiKey(tx, key, { ip }));
+    for (const ip of ['10.1.2.3', '192.0.2.7', '::ffff:10.1.9.9', '2001:db8::1'])
+      await coffer.read((tx) => authenticateApiKey(tx, key, { ip }));
     for (const ip of ['10.2.0.1', '192.0.2.8', '2001:db9::1', 'not-an-ip', undefined]) {
-      await assert.rejects(coffer.read((tx) => authenticateApiKey(tx, key, { ...(ip ? { ip } : {}) })), ForbiddenError, String(ip));
+      await assert.rejects(
+        coffer.read((tx) => authenticateApiKey(tx, key, { ...(ip ? { ip } : {}) })),
+        ForbiddenError,
+        String(ip),
+      );
     }
   });
 
   test('key names are unique within an integration among live keys; a revoked name can be reused', async () => {
     const integ = await w((id) => id.integrations.create({ name: 'names' }));
-    const first = await w((id) => id.keys.create({ integrationId: integ.id, name: 'dup', scopes: ['identity:read'], expiresAt: inDays(1) }));
+    const first = await w((id) =>
+      id.keys.create({ integrationId: integ.id, name: 'dup', scopes: ['identity:read'], expiresAt: inDays(1) }),
+    );
     await assert.rejects(
       w((id) => id.keys.create({ integrationId: integ.id, name: 'dup', scopes: ['identity:read'], expiresAt: inDays(1) })),
       (e: unknown) => e instanceof UniqueViolationError,
@@ -116,10 +187,15 @@ forEachBackend('identity', (ctx) => {
     const other = await w((id) => id.integrations.create({ name: 'names-2' }));
     await w((id) => id.keys.create({ integrationId: other.id, name: 'dup', scopes: ['identity:read'], expiresAt: inDays(1) }));
     await w((id) => id.keys.revoke(first.record.id));
-    const again = await w((id) => id.keys.create({ integrationId: integ.id, name: 'dup', scopes: ['identity:read'], expiresAt: inDays(1) }));
+    const again = await w((id) =>
+      id.keys.create({ integrationId: integ.id, name: 'dup', scopes: ['identity:read'], expiresAt: inDays(1) }),
+    );
     assert.notEqual(again.record.id, first.record.id);
     // Integration names behave the same way.
-    await assert.rejects(w((id) => id.integrations.create({ name: 'names' })), UniqueViolationError);
+    await assert.rejects(
+      w((id) => id.integrations.create({ name: 'names' })),
+      UniqueViolationError,
+    );
     await w((id) => id.integrations.delete(other.id));
     const reborn = await w((id) => id.integrations.create({ name: 'names-2' }));
     assert.notEqual(reborn.id, other.id);
@@ -139,9 +215,15 @@ forEachBackend('identity', (ctx) => {
       (e: unknown) => e instanceof ConflictError && e.details.actualVersion === 2 && e.details.expectedVersion === 1,
     );
     assert.deepEqual((await r((id) => id.keys.get(record.id)))!.scopes, ['identity:admin']);
-    await assert.rejects(w((id) => id.keys.update('f'.repeat(24), { expectedVersion: 1, name: 'x' })), NotFoundError);
+    await assert.rejects(
+      w((id) => id.keys.update('f'.repeat(24), { expectedVersion: 1, name: 'x' })),
+      NotFoundError,
+    );
     await w((id) => id.keys.revoke(record.id, { expectedVersion: 2 }));
-    await assert.rejects(w((id) => id.keys.update(record.id, { expectedVersion: 3, name: 'after-revoke' })), InvalidStateTransitionError);
+    await assert.rejects(
+      w((id) => id.keys.update(record.id, { expectedVersion: 3, name: 'after-revoke' })),
+      InvalidStateTransitionError,
+    );
   });
 
   test('bad input is a ValidationError naming the field, and nothing is written', async () => {
@@ -165,19 +247,32 @@ forEachBackend('identity', (ctx) => {
     for (const [over, field] of cases) {
       await assert.rejects(
         w((id) => id.keys.create({ ...base, ...over } as never)),
-        (e: unknown) => e instanceof ValidationError && (e.details.field === field || (field === 'input' && /extra|unrecognized/i.test(e.message))),
+        (e: unknown) =>
+          e instanceof ValidationError && (e.details.field === field || (field === 'input' && /extra|unrecognized/i.test(e.message))),
         field,
       );
     }
-    await assert.rejects(w((id) => id.integrations.create({ name: 'x'.repeat(129) })), (e: unknown) => e instanceof ValidationError && e.details.field === 'name');
-    await assert.rejects(w((id) => id.users.create({ username: 'has space' })), (e: unknown) => e instanceof ValidationError && e.details.field === 'username');
-    await assert.rejects(w((id) => id.roles.create({ name: 'r', scopes: ['identity:superuser'] })), (e: unknown) => e instanceof ValidationError && e.details.field === 'scopes.0');
-    await assert.rejects(w((id) => id.keys.create({ ...base, integrationId: 999_999n })), NotFoundError);
+    await assert.rejects(
+      w((id) => id.integrations.create({ name: 'x'.repeat(129) })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'name',
+    );
+    await assert.rejects(
+      w((id) => id.users.create({ username: 'has space' })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'username',
+    );
+    await assert.rejects(
+      w((id) => id.roles.create({ name: 'r', scopes: ['identity:superuser'] })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'scopes.0',
+    );
+    await assert.rejects(
+      w((id) => id.keys.create({ ...base, integrationId: 999_999n })),
+      NotFoundError,
+    );
     assert.equal(await rowCount(coffer, 'identity_api_keys'), keysBefore);
     assert.equal(await rowCount(coffer, 'audit_log'), auditBefore);
   });
 
-  test('users, roles and scopes: a user has the union of their roles\' scopes', async () => {
+  test("users, roles and scopes: a user has the union of their roles' scopes", async () => {
     const { alice, reader, writer } = await w(async (id) => {
       const alice = await id.users.create({ username: 'alice', displayName: 'Alice' });
       const reader = await id.roles.create({ name: 'reader', scopes: ['identity:read', 'chain:read'] });
@@ -187,11 +282,17 @@ forEachBackend('identity', (ctx) => {
       return { alice, reader, writer };
     });
     assert.deepEqual(await r((id) => id.users.scopes(alice.id)), ['chain:read', 'identity:write']);
-    await assert.rejects(w((id) => id.users.grantRole(alice.id, reader.id)), UniqueViolationError);
+    await assert.rejects(
+      w((id) => id.users.grantRole(alice.id, reader.id)),
+      UniqueViolationError,
+    );
     const updated = await w((id) => id.roles.setScopes(writer.id, { expectedVersion: 1, scopes: ['identity:admin', 'audit:read'] }));
     assert.deepEqual(updated.scopes, ['audit:read', 'identity:admin']);
     assert.equal(updated.version, 2);
-    await assert.rejects(w((id) => id.roles.setScopes(writer.id, { expectedVersion: 1, scopes: [] })), ConflictError);
+    await assert.rejects(
+      w((id) => id.roles.setScopes(writer.id, { expectedVersion: 1, scopes: [] })),
+      ConflictError,
+    );
     assert.deepEqual(await r((id) => id.users.scopes(alice.id)), ['audit:read', 'chain:read', 'identity:admin']);
     await w((id) => id.users.revokeRole(alice.id, writer.id));
     assert.deepEqual(await r((id) => id.users.scopes(alice.id)), ['chain:read', 'identity:read']);
@@ -200,7 +301,10 @@ forEachBackend('identity', (ctx) => {
     assert.equal(await r((id) => id.roles.get(reader.id)), undefined);
     const u2 = await w((id) => id.users.update(alice.id, { expectedVersion: 1, displayName: 'Alice A.' }));
     assert.equal(u2.version, 2);
-    await assert.rejects(w((id) => id.users.update(alice.id, { expectedVersion: 1, displayName: 'stale' })), ConflictError);
+    await assert.rejects(
+      w((id) => id.users.update(alice.id, { expectedVersion: 1, displayName: 'stale' })),
+      ConflictError,
+    );
   });
 
   test('sessions expire, can be revoked, and end when their user is disabled', async () => {
@@ -217,18 +321,42 @@ forEachBackend('identity', (ctx) => {
     assert.equal(p.user.id, bob.id);
     assert.deepEqual(p.scopes, ['chain:write']);
     assert.ok(role.id > 0n);
-    await assert.rejects(coffer.read((tx) => authenticateSession(tx, s1.token, { now: new Date(now.getTime() + 3601_000) })), UnauthenticatedError);
+    await assert.rejects(
+      coffer.read((tx) => authenticateSession(tx, s1.token, { now: new Date(now.getTime() + 3601_000) })),
+      UnauthenticatedError,
+    );
     await w((id) => id.sessions.revoke(s1.session.id, 'logout'));
-    await assert.rejects(coffer.read((tx) => authenticateSession(tx, s1.token)), UnauthenticatedError);
-    await assert.rejects(w((id) => id.sessions.revoke(s1.session.id)), InvalidStateTransitionError);
+    await assert.rejects(
+      coffer.read((tx) => authenticateSession(tx, s1.token)),
+      UnauthenticatedError,
+    );
+    await assert.rejects(
+      w((id) => id.sessions.revoke(s1.session.id)),
+      InvalidStateTransitionError,
+    );
     const s2 = await w((id) => id.sessions.create(bob.id, { ttlSeconds: 3600 }));
     const s3 = await w((id) => id.sessions.create(bob.id, { ttlSeconds: 3600 }));
     await w((id) => id.users.update(bob.id, { expectedVersion: 1, status: 'disabled' }));
-    for (const s of [s2, s3]) await assert.rejects(coffer.read((tx) => authenticateSession(tx, s.token)), UnauthenticatedError);
-    const revoked = await coffer.read((tx) => tx.db.selectFrom('identity_sessions').select(['revoke_reason']).where('id', 'in', [s2.session.id, s3.session.id]).execute());
-    assert.deepEqual(revoked.map((x) => x.revoke_reason), ['user disabled', 'user disabled']);
-    await assert.rejects(w((id) => id.sessions.create(bob.id, { ttlSeconds: 3600 })), InvalidStateTransitionError);
-    await assert.rejects(w((id) => id.sessions.create(bob.id, { ttlSeconds: 5 })), (e: unknown) => e instanceof ValidationError && e.details.field === 'ttlSeconds');
+    for (const s of [s2, s3])
+      await assert.rejects(
+        coffer.read((tx) => authenticateSession(tx, s.token)),
+        UnauthenticatedError,
+      );
+    const revoked = await coffer.read((tx) =>
+      tx.db.selectFrom('identity_sessions').select(['revoke_reason']).where('id', 'in', [s2.session.id, s3.session.id]).execute(),
+    );
+    assert.deepEqual(
+      revoked.map((x) => x.revoke_reason),
+      ['user disabled', 'user disabled'],
+    );
+    await assert.rejects(
+      w((id) => id.sessions.create(bob.id, { ttlSeconds: 3600 })),
+      InvalidStateTransitionError,
+    );
+    await assert.rejects(
+      w((id) => id.sessions.create(bob.id, { ttlSeconds: 5 })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'ttlSeconds',
+    );
   });
 
   test('an MFA seed is encrypted at rest, bound to its row, and opens only with the right key', async () => {
@@ -237,18 +365,31 @@ forEachBackend('identity', (ctx) => {
     const dave = await w((id) => id.users.create({ username: 'dave' }));
     const u = await w((id) => id.users.setMfaSecret(carol.id, seed));
     assert.equal(u.hasMfa, true);
-    const stored = await coffer.read((tx) => tx.db.selectFrom('identity_users').select('mfa_secret').where('username', '=', 'carol').executeTakeFirstOrThrow());
+    const stored = await coffer.read((tx) =>
+      tx.db.selectFrom('identity_users').select('mfa_secret').where('username', '=', 'carol').executeTakeFirstOrThrow(),
+    );
     assert.match(String(stored.mfa_secret), /^cfe1\.k1\./);
     assert.ok(!String(stored.mfa_secret).includes(seed.toString('utf8')));
     assert.deepEqual(await r((id) => id.users.mfaSecret(carol.id)), seed);
     // Copying carol's ciphertext onto dave's row does not give dave her seed.
-    await coffer.write((tx) => tx.db.updateTable('identity_users').set({ mfa_secret: stored.mfa_secret }).where('username', '=', 'dave').execute());
-    await assert.rejects(r((id) => id.users.mfaSecret(dave.id)), (e: unknown) => e instanceof DecryptionError && /moved from another row/.test(e.message));
+    await coffer.write((tx) =>
+      tx.db.updateTable('identity_users').set({ mfa_secret: stored.mfa_secret }).where('username', '=', 'dave').execute(),
+    );
+    await assert.rejects(
+      r((id) => id.users.mfaSecret(dave.id)),
+      (e: unknown) => e instanceof DecryptionError && /moved from another row/.test(e.message),
+    );
     // Another master key: a clear error, never garbage.
     const other = new Keyring([{ id: 'k1', key: randomBytes(32) }]);
-    await assert.rejects(coffer.read((tx) => identity(tx, actor, { keyring: other }).users.mfaSecret(carol.id)), DecryptionError);
+    await assert.rejects(
+      coffer.read((tx) => identity(tx, actor, { keyring: other }).users.mfaSecret(carol.id)),
+      DecryptionError,
+    );
     const noKey = new Keyring([{ id: 'k2', key: randomBytes(32) }]);
-    await assert.rejects(coffer.read((tx) => identity(tx, actor, { keyring: noKey }).users.mfaSecret(carol.id)), /k1, which is not configured/);
+    await assert.rejects(
+      coffer.read((tx) => identity(tx, actor, { keyring: noKey }).users.mfaSecret(carol.id)),
+      /k1, which is not configured/,
+    );
     await w((id) => id.users.setMfaSecret(carol.id, null));
     assert.equal(await r((id) => id.users.mfaSecret(carol.id)), null);
   });
@@ -262,14 +403,20 @@ forEachBackend('identity', (ctx) => {
     await w((id) => id.keys.update(record.id, { expectedVersion: 1, name: 'k2' }), keyActor);
     await w((id) => id.keys.revoke(record.id), keyActor);
     const trail = await coffer.read((tx) => entityTrail(tx, { domain: 'identity', entity: 'api_key', entityId: record.id }));
-    assert.deepEqual(trail.map((e) => e.action), ['identity.api_key.create', 'identity.api_key.update', 'identity.api_key.revoke']);
+    assert.deepEqual(
+      trail.map((e) => e.action),
+      ['identity.api_key.create', 'identity.api_key.update', 'identity.api_key.revoke'],
+    );
     for (const e of trail) assert.deepEqual(e.actor, keyActor);
     const change = trail[1]!.change as { before: Record<string, unknown>; after: Record<string, unknown> };
     assert.equal(change.before.name, 'k');
     assert.equal(change.after.name, 'k2');
     assert.equal(change.after.secret_hash, REDACTED);
     const hist = await coffer.read((tx) => readRowHistory(tx, 'identity_api_keys', { id: record.id }));
-    assert.deepEqual(hist.map((h) => h.op), ['insert', 'update', 'update']);
+    assert.deepEqual(
+      hist.map((h) => h.op),
+      ['insert', 'update', 'update'],
+    );
     assert.ok(hist.every((h) => h.actor.id === keyActor.id && (h.after === null || h.after.secret_hash === REDACTED)));
     assert.equal(hist[2]!.after!.live_name, null);
     const v = await verifyAuditLog(coffer);

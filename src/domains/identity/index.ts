@@ -34,7 +34,17 @@ export function identity(tx: Tx, actor: Actor, opts: IdentityOptions = {}): Iden
 
 export type { IdentityOptions } from './base.js';
 export { authenticateApiKey, type ApiKey, type Integration, type KeyPrincipal, ApiKeys, Integrations } from './integrations.js';
-export { authenticateSession, userScopes, type Role, type Session, type SessionPrincipal, type User, Roles, Sessions, Users } from './users.js';
+export {
+  authenticateSession,
+  userScopes,
+  type Role,
+  type Session,
+  type SessionPrincipal,
+  type User,
+  Roles,
+  Sessions,
+  Users,
+} from './users.js';
 export { inspectToken, TOKEN_TRANSITIONS, type Token, type TokenConfig, type TokenStatus, TokenConfigs, Tokens } from './tokens.js';
 export { hasScope, requireScope, normalizeScopes, type Scope, type ScopeLevel } from './scopes.js';
 export { credentialId } from './credentials.js';

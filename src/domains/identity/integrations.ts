@@ -86,7 +86,13 @@ export class Integrations extends IdentityStore {
     this.writable('create integration');
     const now = this.now();
     const row = await this.rows.insert(INTEGRATIONS, { name, live_name: name, version: 1, created_at: now, updated_at: now });
-    await this.record({ action: 'identity.integration.create', entity: 'integration', entityId: String(row.id), table: INTEGRATIONS, after: row });
+    await this.record({
+      action: 'identity.integration.create',
+      entity: 'integration',
+      entityId: String(row.id),
+      table: INTEGRATIONS,
+      after: row,
+    });
     return toIntegration(row);
   }
 
@@ -112,9 +118,21 @@ export class Integrations extends IdentityStore {
     const iid = toId(id, 'id');
     const v = parseInput(z.object({ name: Name, expectedVersion: Version }).strict(), input);
     this.writable('rename integration');
-    const r = await this.rows.update(INTEGRATIONS, { id: iid }, { name: v.name, live_name: v.name }, { expectVersion: v.expectedVersion, expect: { deleted_at: null } });
+    const r = await this.rows.update(
+      INTEGRATIONS,
+      { id: iid },
+      { name: v.name, live_name: v.name },
+      { expectVersion: v.expectedVersion, expect: { deleted_at: null } },
+    );
     if (!r.ok) explainNoChange('integration', String(iid), r.before, v.expectedVersion);
-    await this.record({ action: 'identity.integration.rename', entity: 'integration', entityId: String(iid), table: INTEGRATIONS, before: r.before, after: r.after });
+    await this.record({
+      action: 'identity.integration.rename',
+      entity: 'integration',
+      entityId: String(iid),
+      table: INTEGRATIONS,
+      before: r.before,
+      after: r.after,
+    });
     return toIntegration(r.after);
   }
 
@@ -124,7 +142,12 @@ export class Integrations extends IdentityStore {
     if (opts.expectedVersion !== undefined) parseInput(Version, opts.expectedVersion, 'expectedVersion');
     this.writable('delete integration');
     const now = this.now();
-    const r = await this.rows.update(INTEGRATIONS, { id: iid }, { deleted_at: now, live_name: null }, { expectVersion: opts.expectedVersion, expect: { deleted_at: null } });
+    const r = await this.rows.update(
+      INTEGRATIONS,
+      { id: iid },
+      { deleted_at: now, live_name: null },
+      { expectVersion: opts.expectedVersion, expect: { deleted_at: null } },
+    );
     if (!r.ok) explainNoChange('integration', String(iid), r.before, opts.expectedVersion);
     const keys = await this.tx.db
       .selectFrom(API_KEYS)
@@ -135,12 +158,32 @@ export class Integrations extends IdentityStore {
       .execute();
     const entries: Parameters<IdentityStore['recordMany']>[0] = [];
     for (const k of keys) {
-      const kr = await this.rows.update(API_KEYS, { id: String(k.id) }, { deleted_at: now, live_name: null }, { expect: { deleted_at: null } });
+      const kr = await this.rows.update(
+        API_KEYS,
+        { id: String(k.id) },
+        { deleted_at: now, live_name: null },
+        { expect: { deleted_at: null } },
+      );
       if (kr.ok) {
-        entries.push({ action: 'identity.api_key.revoke', entity: 'api_key', entityId: String(k.id), table: API_KEYS, before: kr.before, after: kr.after, details: { reason: 'integration deleted' } });
+        entries.push({
+          action: 'identity.api_key.revoke',
+          entity: 'api_key',
+          entityId: String(k.id),
+          table: API_KEYS,
+          before: kr.before,
+          after: kr.after,
+          details: { reason: 'integration deleted' },
+        });
       }
     }
-    entries.push({ action: 'identity.integration.delete', entity: 'integration', entityId: String(iid), table: INTEGRATIONS, before: r.before, after: r.after });
+    entries.push({
+      action: 'identity.integration.delete',
+      entity: 'integration',
+      entityId: String(iid),
+      table: INTEGRATIONS,
+      before: r.before,
+      after: r.after,
+    });
     await this.recordMany(entries);
     return toIntegration(r.after);
   }
@@ -168,7 +211,13 @@ const UpdateKey = z
 
 export class ApiKeys extends IdentityStore {
   /** Creates a key; `key` is the only time the full credential exists outside its holder. */
-  async create(input: { integrationId: bigint | number | string; name: string; scopes: string[]; expiresAt: Date; ipAllow?: string[] }): Promise<{ key: string; record: ApiKey }> {
+  async create(input: {
+    integrationId: bigint | number | string;
+    name: string;
+    scopes: string[];
+    expiresAt: Date;
+    ipAllow?: string[];
+  }): Promise<{ key: string; record: ApiKey }> {
     const v = parseInput(CreateKey, input);
     const integrationId = toId(v.integrationId, 'integrationId');
     const scopes = normalizeScopes(v.scopes);
@@ -206,14 +255,22 @@ export class ApiKeys extends IdentityStore {
 
   async list(opts: { integrationId?: bigint | number | string; includeRevoked?: boolean } = {}): Promise<ApiKey[]> {
     let q = this.tx.db.selectFrom(API_KEYS).selectAll();
-    if (opts.integrationId !== undefined) q = q.where('integration_id', '=', this.tx.codec(API_KEYS).encode({ integration_id: toId(opts.integrationId, 'integrationId') }).integration_id as never);
+    if (opts.integrationId !== undefined)
+      q = q.where(
+        'integration_id',
+        '=',
+        this.tx.codec(API_KEYS).encode({ integration_id: toId(opts.integrationId, 'integrationId') }).integration_id as never,
+      );
     if (!opts.includeRevoked) q = q.where('deleted_at', 'is', null);
     const rows = await q.orderBy('integration_id').orderBy('created_at').orderBy('id').execute();
     return rows.map((r) => toApiKey(this.tx.codec(API_KEYS).decode(r as Row)));
   }
 
   /** Changes a live key if it is still at expectedVersion; ConflictError when someone changed it first. */
-  async update(id: string, input: { expectedVersion: number; name?: string; scopes?: string[]; expiresAt?: Date; ipAllow?: string[] }): Promise<ApiKey> {
+  async update(
+    id: string,
+    input: { expectedVersion: number; name?: string; scopes?: string[]; expiresAt?: Date; ipAllow?: string[] },
+  ): Promise<ApiKey> {
     const kid = parseInput(KeyId, id, 'id');
     const v = parseInput(UpdateKey, input);
     const set: Row = {};
@@ -221,14 +278,23 @@ export class ApiKeys extends IdentityStore {
     if (v.scopes !== undefined) set.scopes = normalizeScopes(v.scopes);
     if (v.ipAllow !== undefined) set.ip_allow = normalizeIpAllow(v.ipAllow);
     if (v.expiresAt !== undefined) {
-      if (v.expiresAt.getTime() <= this.now().getTime()) throw new ValidationError('expiresAt: must be in the future', { field: 'expiresAt' });
+      if (v.expiresAt.getTime() <= this.now().getTime())
+        throw new ValidationError('expiresAt: must be in the future', { field: 'expiresAt' });
       set.expires_at = new Date(v.expiresAt.getTime());
     }
-    if (Object.keys(set).length === 0) throw new ValidationError('input: nothing to change (name, scopes, expiresAt or ipAllow)', { field: 'input' });
+    if (Object.keys(set).length === 0)
+      throw new ValidationError('input: nothing to change (name, scopes, expiresAt or ipAllow)', { field: 'input' });
     this.writable('update API key');
     const r = await this.rows.update(API_KEYS, { id: kid }, set, { expectVersion: v.expectedVersion, expect: { deleted_at: null } });
     if (!r.ok) explainNoChange('API key', kid, r.before, v.expectedVersion);
-    await this.record({ action: 'identity.api_key.update', entity: 'api_key', entityId: kid, table: API_KEYS, before: r.before, after: r.after });
+    await this.record({
+      action: 'identity.api_key.update',
+      entity: 'api_key',
+      entityId: kid,
+      table: API_KEYS,
+      before: r.before,
+      after: r.after,
+    });
     return toApiKey(r.after);
   }
 
@@ -237,9 +303,21 @@ export class ApiKeys extends IdentityStore {
     const kid = parseInput(KeyId, id, 'id');
     if (opts.expectedVersion !== undefined) parseInput(Version, opts.expectedVersion, 'expectedVersion');
     this.writable('revoke API key');
-    const r = await this.rows.update(API_KEYS, { id: kid }, { deleted_at: this.now(), live_name: null }, { expectVersion: opts.expectedVersion, expect: { deleted_at: null } });
+    const r = await this.rows.update(
+      API_KEYS,
+      { id: kid },
+      { deleted_at: this.now(), live_name: null },
+      { expectVersion: opts.expectedVersion, expect: { deleted_at: null } },
+    );
     if (!r.ok) explainNoChange('API key', kid, r.before, opts.expectedVersion);
-    await this.record({ action: 'identity.api_key.revoke', entity: 'api_key', entityId: kid, table: API_KEYS, before: r.before, after: r.after });
+    await this.record({
+      action: 'identity.api_key.revoke',
+      entity: 'api_key',
+      entityId: kid,
+      table: API_KEYS,
+      before: r.before,
+      after: r.after,
+    });
     return toApiKey(r.after);
   }
 }
@@ -255,16 +333,30 @@ export async function authenticateApiKey(tx: Tx, presented: string, opts: { ip?:
     ? await tx.db
         .selectFrom(`${API_KEYS} as k`)
         .innerJoin(`${INTEGRATIONS} as i`, 'i.id', 'k.integration_id')
-        .select(['k.id', 'k.integration_id', 'k.secret_hash', 'k.scopes', 'k.ip_allow', 'k.expires_at', 'k.deleted_at', 'i.name as integration_name', 'i.deleted_at as integration_deleted_at'])
+        .select([
+          'k.id',
+          'k.integration_id',
+          'k.secret_hash',
+          'k.scopes',
+          'k.ip_allow',
+          'k.expires_at',
+          'k.deleted_at',
+          'i.name as integration_name',
+          'i.deleted_at as integration_deleted_at',
+        ])
         .where('k.id', '=', cred.id)
         .executeTakeFirst()
     : undefined;
-  const row = raw ? tx.codec(API_KEYS).decode<Row>({ ...(raw as Row), integration_deleted_at: undefined, integration_name: undefined }) : undefined;
+  const { integration_name: integrationName, integration_deleted_at: integrationDeleted, ...keyCols } = (raw ?? {}) as Row;
+  const row = raw ? tx.codec(API_KEYS).decode<Row>(keyCols) : undefined;
   const matches = credentialMatches('api_key', cred, row ? String(row.secret_hash) : undefined);
   const now = opts.now ?? new Date();
   if (!row || !matches) throw new UnauthenticatedError('invalid API key');
-  const integrationDeleted = (raw as Row).integration_deleted_at;
-  if (row.deleted_at || (integrationDeleted !== null && integrationDeleted !== undefined) || (row.expires_at as Date).getTime() <= now.getTime()) {
+  if (
+    row.deleted_at ||
+    (integrationDeleted !== null && integrationDeleted !== undefined) ||
+    (row.expires_at as Date).getTime() <= now.getTime()
+  ) {
     throw new UnauthenticatedError('invalid API key');
   }
   const ipAllow = (row.ip_allow as string[]) ?? [];
@@ -272,7 +364,7 @@ export async function authenticateApiKey(tx: Tx, presented: string, opts: { ip?:
   return {
     keyId: String(row.id),
     integrationId: row.integration_id as bigint,
-    integrationName: String((raw as Row).integration_name),
+    integrationName: String(integrationName),
     scopes: (row.scopes as Scope[]) ?? [],
     expiresAt: row.expires_at as Date,
   };

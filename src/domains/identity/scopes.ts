@@ -21,7 +21,8 @@ export function knownDomains(): Set<string> {
 
 export function parseScope(s: unknown, field = 'scope'): { domain: string; level: ScopeLevel } {
   const m = typeof s === 'string' ? /^(\*|[a-z][a-z0-9_]{0,63}):(read|write|admin)$/.exec(s) : null;
-  if (!m) throw new ValidationError(`${field}: "${String(s).slice(0, 80)}" is not a scope (<domain>:read|write|admin, or *:<level>)`, { field });
+  if (!m)
+    throw new ValidationError(`${field}: "${String(s).slice(0, 80)}" is not a scope (<domain>:read|write|admin, or *:<level>)`, { field });
   const domain = m[1]!;
   if (domain !== '*' && !knownDomains().has(domain)) {
     throw new ValidationError(`${field}: unknown domain "${domain}" (known: ${[...knownDomains()].sort().join(', ')})`, { field });

@@ -93,12 +93,21 @@ const ConfigInput = z
     integrationId: z.unknown(),
     tokenType: TokenType,
     maxOpen: z.number().int().min(0).max(1_000_000),
-    lifetimeSeconds: z.number().int().min(1).max(366 * 86400),
+    lifetimeSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(366 * 86400),
   })
   .strict();
 
 export class TokenConfigs extends IdentityStore {
-  async create(input: { integrationId: bigint | number | string; tokenType: string; maxOpen: number; lifetimeSeconds: number }): Promise<TokenConfig> {
+  async create(input: {
+    integrationId: bigint | number | string;
+    tokenType: string;
+    maxOpen: number;
+    lifetimeSeconds: number;
+  }): Promise<TokenConfig> {
     const v = parseInput(ConfigInput, input);
     const integrationId = toId(v.integrationId, 'integrationId');
     this.writable('create token config');
@@ -115,12 +124,21 @@ export class TokenConfigs extends IdentityStore {
       created_at: now,
       updated_at: now,
     });
-    await this.record({ action: 'identity.token_config.create', entity: 'token_config', entityId: `${integrationId}/${v.tokenType}`, table: TOKEN_CONFIGS, after: row });
+    await this.record({
+      action: 'identity.token_config.create',
+      entity: 'token_config',
+      entityId: `${integrationId}/${v.tokenType}`,
+      table: TOKEN_CONFIGS,
+      after: row,
+    });
     return toConfig(row);
   }
 
   async get(integrationId: bigint | number | string, tokenType: string): Promise<TokenConfig | undefined> {
-    const row = await this.rows.get(TOKEN_CONFIGS, { integration_id: toId(integrationId, 'integrationId'), token_type: parseInput(TokenType, tokenType, 'tokenType') });
+    const row = await this.rows.get(TOKEN_CONFIGS, {
+      integration_id: toId(integrationId, 'integrationId'),
+      token_type: parseInput(TokenType, tokenType, 'tokenType'),
+    });
     return row ? toConfig(row) : undefined;
   }
 
@@ -132,7 +150,18 @@ export class TokenConfigs extends IdentityStore {
     const iid = toId(integrationId, 'integrationId');
     const type = parseInput(TokenType, tokenType, 'tokenType');
     const v = parseInput(
-      z.object({ expectedVersion: Version, maxOpen: z.number().int().min(0).max(1_000_000).optional(), lifetimeSeconds: z.number().int().min(1).max(366 * 86400).optional() }).strict(),
+      z
+        .object({
+          expectedVersion: Version,
+          maxOpen: z.number().int().min(0).max(1_000_000).optional(),
+          lifetimeSeconds: z
+            .number()
+            .int()
+            .min(1)
+            .max(366 * 86400)
+            .optional(),
+        })
+        .strict(),
       input,
     );
     const set: Row = {};
@@ -142,7 +171,14 @@ export class TokenConfigs extends IdentityStore {
     this.writable('update token config');
     const r = await this.rows.update(TOKEN_CONFIGS, { integration_id: iid, token_type: type }, set, { expectVersion: v.expectedVersion });
     if (!r.ok) explainNoChange('token config', `${iid}/${type}`, r.before, v.expectedVersion);
-    await this.record({ action: 'identity.token_config.update', entity: 'token_config', entityId: `${iid}/${type}`, table: TOKEN_CONFIGS, before: r.before, after: r.after });
+    await this.record({
+      action: 'identity.token_config.update',
+      entity: 'token_config',
+      entityId: `${iid}/${type}`,
+      table: TOKEN_CONFIGS,
+      before: r.before,
+      after: r.after,
+    });
     return toConfig(r.after);
   }
 
@@ -153,7 +189,13 @@ export class TokenConfigs extends IdentityStore {
     this.writable('delete token config');
     const r = await this.rows.delete(TOKEN_CONFIGS, { integration_id: iid, token_type: type }, { expectVersion: opts.expectedVersion });
     if (!r.ok) explainNoChange('token config', `${iid}/${type}`, r.before, opts.expectedVersion);
-    await this.record({ action: 'identity.token_config.delete', entity: 'token_config', entityId: `${iid}/${type}`, table: TOKEN_CONFIGS, before: r.before });
+    await this.record({
+      action: 'identity.token_config.delete',
+      entity: 'token_config',
+      entityId: `${iid}/${type}`,
+      table: TOKEN_CONFIGS,
+      before: r.before,
+    });
   }
 }
 
@@ -194,7 +236,12 @@ export class Tokens extends IdentityStore {
     const max = Number(config.max_open);
     const open = await this.countOpen(iid, v.tokenType);
     if (open >= max) {
-      throw new ConflictError(`open token limit reached for type ${v.tokenType} (${max})`, { reason: 'token_limit', max, open, field: 'tokenType' });
+      throw new ConflictError(`open token limit reached for type ${v.tokenType} (${max})`, {
+        reason: 'token_limit',
+        max,
+        open,
+        field: 'tokenType',
+      });
     }
     const now = this.now();
     const cred = newCredential('token');
@@ -235,6 +282,9 @@ export class Tokens extends IdentityStore {
     if (!stored || !matches || stored.token_type !== type || (iid !== undefined && stored.integration_id !== iid)) {
       throw new UnauthenticatedError('invalid token');
     }
+    // A deleted integration's tokens are dead, like its keys.
+    const integ = await this.rows.get(INTEGRATIONS, { id: stored.integration_id });
+    if (!integ || integ.deleted_at) throw new UnauthenticatedError('invalid token');
     const now = this.now();
     const id = cred!.id;
     const r = await this.rows.update(
@@ -267,7 +317,8 @@ export class Tokens extends IdentityStore {
       },
     });
     if (!r.ok) {
-      if (r.before && opts.expectedVersion !== undefined && Number(r.before.version) !== opts.expectedVersion) explainNoChange('token', tid, r.before, opts.expectedVersion);
+      if (r.before && opts.expectedVersion !== undefined && Number(r.before.version) !== opts.expectedVersion)
+        explainNoChange('token', tid, r.before, opts.expectedVersion);
       this.#explain(tid, r.before, target, now);
     }
     await this.record({ action: 'identity.token.status', entity: 'token', entityId: tid, table: TOKENS, before: r.before, after: r.after });
@@ -281,7 +332,11 @@ export class Tokens extends IdentityStore {
       throw new InvalidStateTransitionError(`token ${id} is ${status} and cannot become ${target}`, { id, from: status, to: target });
     }
     if (target === 'used' && (before.expires_at as Date).getTime() <= now.getTime()) {
-      throw new InvalidStateTransitionError(`token ${id} expired at ${(before.expires_at as Date).toISOString()} and cannot be used`, { id, from: status, to: target });
+      throw new InvalidStateTransitionError(`token ${id} expired at ${(before.expires_at as Date).toISOString()} and cannot be used`, {
+        id,
+        from: status,
+        to: target,
+      });
     }
     throw new InvalidStateTransitionError(`token ${id} cannot become ${target}`, { id, from: status, to: target });
   }
@@ -295,7 +350,10 @@ export async function inspectToken(tx: Tx, presented: string, opts: { now?: Date
   if (!credentialMatches('token', cred, row ? String(row.secret_hash) : undefined) || !row) throw new UnauthenticatedError('invalid token');
   const t = toToken(row);
   if (t.status !== 'unused' || t.expiresAt.getTime() <= (opts.now ?? new Date()).getTime()) {
-    throw new InvalidStateTransitionError(`token ${t.id} is not usable (${t.expiresAt.getTime() <= (opts.now ?? new Date()).getTime() ? 'expired' : t.status})`, { id: t.id });
+    throw new InvalidStateTransitionError(
+      `token ${t.id} is not usable (${t.expiresAt.getTime() <= (opts.now ?? new Date()).getTime() ? 'expired' : t.status})`,
+      { id: t.id },
+    );
   }
   return t;
 }

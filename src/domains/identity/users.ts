@@ -128,7 +128,14 @@ export class Users extends IdentityStore {
     const v = parseInput(z.object({ username: Username, displayName: DisplayName.optional() }).strict(), input);
     this.writable('create user');
     const now = this.now();
-    const row = await this.rows.insert(USERS, { username: v.username, display_name: v.displayName ?? null, status: 'active', version: 1, created_at: now, updated_at: now });
+    const row = await this.rows.insert(USERS, {
+      username: v.username,
+      display_name: v.displayName ?? null,
+      status: 'active',
+      version: 1,
+      created_at: now,
+      updated_at: now,
+    });
     await this.record({ action: 'identity.user.create', entity: 'user', entityId: String(row.id), table: USERS, after: row });
     return toUser(row);
   }
@@ -144,9 +151,17 @@ export class Users extends IdentityStore {
   }
 
   /** Changes display name or status; disabling a user revokes their open sessions. */
-  async update(id: bigint | number | string, input: { expectedVersion: number; displayName?: string | null; status?: UserStatus }): Promise<User> {
+  async update(
+    id: bigint | number | string,
+    input: { expectedVersion: number; displayName?: string | null; status?: UserStatus },
+  ): Promise<User> {
     const uid = toId(id, 'id');
-    const v = parseInput(z.object({ expectedVersion: Version, displayName: DisplayName.nullable().optional(), status: z.enum(USER_STATUSES).optional() }).strict(), input);
+    const v = parseInput(
+      z
+        .object({ expectedVersion: Version, displayName: DisplayName.nullable().optional(), status: z.enum(USER_STATUSES).optional() })
+        .strict(),
+      input,
+    );
     const set: Row = {};
     if (v.displayName !== undefined) set.display_name = v.displayName;
     if (v.status !== undefined) set.status = v.status;
@@ -173,8 +188,22 @@ export class Users extends IdentityStore {
       .execute();
     const out: Parameters<IdentityStore['recordMany']>[0] = [];
     for (const s of open) {
-      const r = await this.rows.update(SESSIONS, { id: String(s.id) }, { revoked_at: now, revoke_reason: reason }, { expect: { revoked_at: null } });
-      if (r.ok) out.push({ action: 'identity.session.revoke', entity: 'session', entityId: String(s.id), table: SESSIONS, before: r.before, after: r.after, details: { reason } });
+      const r = await this.rows.update(
+        SESSIONS,
+        { id: String(s.id) },
+        { revoked_at: now, revoke_reason: reason },
+        { expect: { revoked_at: null } },
+      );
+      if (r.ok)
+        out.push({
+          action: 'identity.session.revoke',
+          entity: 'session',
+          entityId: String(s.id),
+          table: SESSIONS,
+          before: r.before,
+          after: r.after,
+          details: { reason },
+        });
     }
     return out;
   }
@@ -182,7 +211,10 @@ export class Users extends IdentityStore {
   /** Sets (or with null clears) the user's MFA seed, stored encrypted and bound to this row. */
   async setMfaSecret(id: bigint | number | string, secret: Buffer | string | null, opts: { expectedVersion?: number } = {}): Promise<User> {
     const uid = toId(id, 'id');
-    if (secret !== null && !(typeof secret === 'string' ? secret.length > 0 && secret.length <= 1024 : secret.length > 0 && secret.length <= 1024)) {
+    if (
+      secret !== null &&
+      !(typeof secret === 'string' ? secret.length > 0 && secret.length <= 1024 : secret.length > 0 && secret.length <= 1024)
+    ) {
       throw new ValidationError('secret: must be 1-1024 bytes', { field: 'secret' });
     }
     if (opts.expectedVersion !== undefined) parseInput(Version, opts.expectedVersion, 'expectedVersion');
@@ -190,7 +222,14 @@ export class Users extends IdentityStore {
     const sealed = secret === null ? null : this.#keyring().encrypt(secret, { table: USERS, column: 'mfa_secret', row: { id: uid } });
     const r = await this.rows.update(USERS, { id: uid }, { mfa_secret: sealed }, { expectVersion: opts.expectedVersion });
     if (!r.ok) explainNoChange('user', String(uid), r.before, opts.expectedVersion);
-    await this.record({ action: secret === null ? 'identity.user.mfa_clear' : 'identity.user.mfa_set', entity: 'user', entityId: String(uid), table: USERS, before: r.before, after: r.after });
+    await this.record({
+      action: secret === null ? 'identity.user.mfa_clear' : 'identity.user.mfa_set',
+      entity: 'user',
+      entityId: String(uid),
+      table: USERS,
+      before: r.before,
+      after: r.after,
+    });
     return toUser(r.after);
   }
 
@@ -212,7 +251,14 @@ export class Users extends IdentityStore {
     const role = await this.rows.get(ROLES, { id: rid });
     if (!role) throw new NotFoundError(`role ${rid} not found`, { field: 'roleId' });
     const row = await this.rows.insert(USER_ROLES, { user_id: uid, role_id: rid, created_at: this.now() });
-    await this.record({ action: 'identity.user.grant_role', entity: 'user', entityId: String(uid), table: USER_ROLES, after: row, details: { role: String(role.name) } });
+    await this.record({
+      action: 'identity.user.grant_role',
+      entity: 'user',
+      entityId: String(uid),
+      table: USER_ROLES,
+      after: row,
+      details: { role: String(role.name) },
+    });
   }
 
   async revokeRole(userId: bigint | number | string, roleId: bigint | number | string): Promise<void> {
@@ -249,12 +295,25 @@ export class Roles extends IdentityStore {
     const scopes = normalizeScopes(v.scopes);
     this.writable('create role');
     const now = this.now();
-    const row = await this.rows.insert(ROLES, { name: v.name, description: v.description ?? null, version: 1, created_at: now, updated_at: now });
+    const row = await this.rows.insert(ROLES, {
+      name: v.name,
+      description: v.description ?? null,
+      version: 1,
+      created_at: now,
+      updated_at: now,
+    });
     for (const s of scopes) {
       const i = s.lastIndexOf(':');
       await this.rows.insert(ROLE_SCOPES, { role_id: row.id, scope_domain: s.slice(0, i), level: s.slice(i + 1) as ScopeLevel });
     }
-    await this.record({ action: 'identity.role.create', entity: 'role', entityId: String(row.id), table: ROLES, after: row, details: { scopes } });
+    await this.record({
+      action: 'identity.role.create',
+      entity: 'role',
+      entityId: String(row.id),
+      table: ROLES,
+      after: row,
+      details: { scopes },
+    });
     return this.#toRole(row);
   }
 
@@ -286,10 +345,20 @@ export class Roles extends IdentityStore {
     const wanted = new Map(scopes.map((s) => [s.slice(0, s.lastIndexOf(':')), s.slice(s.lastIndexOf(':') + 1)]));
     for (const [domain, level] of current) {
       if (!wanted.has(domain)) await this.rows.delete(ROLE_SCOPES, { role_id: rid, scope_domain: domain });
-      else if (wanted.get(domain) !== level) await this.rows.update(ROLE_SCOPES, { role_id: rid, scope_domain: domain }, { level: wanted.get(domain) });
+      else if (wanted.get(domain) !== level)
+        await this.rows.update(ROLE_SCOPES, { role_id: rid, scope_domain: domain }, { level: wanted.get(domain) });
     }
-    for (const [domain, level] of wanted) if (!current.has(domain)) await this.rows.insert(ROLE_SCOPES, { role_id: rid, scope_domain: domain, level });
-    await this.record({ action: 'identity.role.set_scopes', entity: 'role', entityId: String(rid), table: ROLES, before: r.before, after: r.after, details: { before: [...current].map(([d, l]) => `${d}:${l}`), after: scopes } });
+    for (const [domain, level] of wanted)
+      if (!current.has(domain)) await this.rows.insert(ROLE_SCOPES, { role_id: rid, scope_domain: domain, level });
+    await this.record({
+      action: 'identity.role.set_scopes',
+      entity: 'role',
+      entityId: String(rid),
+      table: ROLES,
+      before: r.before,
+      after: r.after,
+      details: { before: [...current].map(([d, l]) => `${d}:${l}`), after: scopes },
+    });
     return this.#toRole(r.after);
   }
 
@@ -300,15 +369,28 @@ export class Roles extends IdentityStore {
     this.writable('delete role');
     const role = await this.rows.get(ROLES, { id: rid }, { lock: true });
     if (!role) throw new NotFoundError(`role ${rid} not found`, { id: String(rid) });
-    if (opts.expectedVersion !== undefined && Number(role.version) !== opts.expectedVersion) explainNoChange('role', String(rid), role, opts.expectedVersion);
+    if (opts.expectedVersion !== undefined && Number(role.version) !== opts.expectedVersion)
+      explainNoChange('role', String(rid), role, opts.expectedVersion);
     const enc = this.tx.codec(USER_ROLES).encode({ role_id: rid }).role_id as never;
     const holders = await this.tx.db.selectFrom(USER_ROLES).select('user_id').where('role_id', '=', enc).orderBy('user_id').execute();
     for (const h of holders) await this.rows.delete(USER_ROLES, { user_id: h.user_id, role_id: rid });
-    const scopes = await this.tx.db.selectFrom(ROLE_SCOPES).select('scope_domain').where('role_id', '=', enc).orderBy('scope_domain').execute();
+    const scopes = await this.tx.db
+      .selectFrom(ROLE_SCOPES)
+      .select('scope_domain')
+      .where('role_id', '=', enc)
+      .orderBy('scope_domain')
+      .execute();
     for (const s of scopes) await this.rows.delete(ROLE_SCOPES, { role_id: rid, scope_domain: String(s.scope_domain) });
     const r = await this.rows.delete(ROLES, { id: rid }, { expectVersion: opts.expectedVersion });
     if (!r.ok) explainNoChange('role', String(rid), r.before, opts.expectedVersion);
-    await this.record({ action: 'identity.role.delete', entity: 'role', entityId: String(rid), table: ROLES, before: r.before, details: { holders: holders.length } });
+    await this.record({
+      action: 'identity.role.delete',
+      entity: 'role',
+      entityId: String(rid),
+      table: ROLES,
+      before: r.before,
+      details: { holders: holders.length },
+    });
   }
 }
 
@@ -316,7 +398,15 @@ export class Sessions extends IdentityStore {
   /** Opens a session for an active user; `token` is shown once. */
   async create(userId: bigint | number | string, opts: { ttlSeconds: number }): Promise<{ token: string; session: Session }> {
     const uid = toId(userId, 'userId');
-    const ttl = parseInput(z.number().int().min(60).max(30 * 86400), opts.ttlSeconds, 'ttlSeconds');
+    const ttl = parseInput(
+      z
+        .number()
+        .int()
+        .min(60)
+        .max(30 * 86400),
+      opts.ttlSeconds,
+      'ttlSeconds',
+    );
     this.writable('create session');
     const user = await this.rows.get(USERS, { id: uid }, { lock: true });
     if (!user) throw new NotFoundError(`user ${uid} not found`, { field: 'userId' });
@@ -341,12 +431,25 @@ export class Sessions extends IdentityStore {
     const sid = parseInput(SessionId, id, 'id');
     const why = parseInput(z.string().min(1).max(256), reason, 'reason');
     this.writable('revoke session');
-    const r = await this.rows.update(SESSIONS, { id: sid }, { revoked_at: this.now(), revoke_reason: why }, { expect: { revoked_at: null } });
+    const r = await this.rows.update(
+      SESSIONS,
+      { id: sid },
+      { revoked_at: this.now(), revoke_reason: why },
+      { expect: { revoked_at: null } },
+    );
     if (!r.ok) {
       if (!r.before) throw new NotFoundError(`session ${sid} not found`, { id: sid });
       throw new InvalidStateTransitionError(`session ${sid} is already revoked`, { id: sid });
     }
-    await this.record({ action: 'identity.session.revoke', entity: 'session', entityId: sid, table: SESSIONS, before: r.before, after: r.after, details: { reason: why } });
+    await this.record({
+      action: 'identity.session.revoke',
+      entity: 'session',
+      entityId: sid,
+      table: SESSIONS,
+      before: r.before,
+      after: r.after,
+      details: { reason: why },
+    });
     return toSession(r.after);
   }
 
@@ -365,8 +468,22 @@ export class Sessions extends IdentityStore {
       .execute();
     const entries: Parameters<IdentityStore['recordMany']>[0] = [];
     for (const s of open) {
-      const r = await this.rows.update(SESSIONS, { id: String(s.id) }, { revoked_at: now, revoke_reason: why }, { expect: { revoked_at: null } });
-      if (r.ok) entries.push({ action: 'identity.session.revoke', entity: 'session', entityId: String(s.id), table: SESSIONS, before: r.before, after: r.after, details: { reason: why } });
+      const r = await this.rows.update(
+        SESSIONS,
+        { id: String(s.id) },
+        { revoked_at: now, revoke_reason: why },
+        { expect: { revoked_at: null } },
+      );
+      if (r.ok)
+        entries.push({
+          action: 'identity.session.revoke',
+          entity: 'session',
+          entityId: String(s.id),
+          table: SESSIONS,
+          before: r.before,
+          after: r.after,
+          details: { reason: why },
+        });
     }
     await this.recordMany(entries);
     return entries.length;
@@ -383,8 +500,13 @@ export async function authenticateSession(tx: Tx, presented: string, opts: { now
   const row = raw ? tx.codec(SESSIONS).decode<Row>(raw as Row) : undefined;
   const matches = credentialMatches('session', cred, row ? String(row.secret_hash) : undefined);
   const now = opts.now ?? new Date();
-  if (!row || !matches || row.revoked_at || (row.expires_at as Date).getTime() <= now.getTime()) throw new UnauthenticatedError('invalid session');
-  const userRaw = await tx.db.selectFrom(USERS).selectAll().where('id', '=', tx.codec(USERS).encode({ id: row.user_id }).id as never).executeTakeFirst();
+  if (!row || !matches || row.revoked_at || (row.expires_at as Date).getTime() <= now.getTime())
+    throw new UnauthenticatedError('invalid session');
+  const userRaw = await tx.db
+    .selectFrom(USERS)
+    .selectAll()
+    .where('id', '=', tx.codec(USERS).encode({ id: row.user_id }).id as never)
+    .executeTakeFirst();
   const user = userRaw ? toUser(tx.codec(USERS).decode(userRaw as Row)) : undefined;
   if (!user || user.status !== 'active') throw new UnauthenticatedError('invalid session');
   return { session: toSession(row), user, scopes: await userScopes(tx, user.id) };
