@@ -3,12 +3,14 @@
 import { chainRoutes } from '../domains/chain/routes.js';
 import type { BlockProcessor } from '../domains/chain/processors.js';
 import { chainPanels } from '../domains/chain/dashboard.js';
+import { tokenProcessors } from '../domains/tokens/processors.js';
+import { tokenRoutes } from '../domains/tokens/routes.js';
 import type { DashboardSources } from './dashboard/data.js';
 import type { RouteSpec } from './route.js';
 
-export const DOMAIN_ROUTES: readonly RouteSpec[] = [...chainRoutes()];
+export const DOMAIN_ROUTES: readonly RouteSpec[] = [...chainRoutes(), ...tokenRoutes()];
 
-export const BLOCK_PROCESSORS: readonly BlockProcessor[] = [];
+export const BLOCK_PROCESSORS: readonly BlockProcessor[] = [...tokenProcessors()];
 
 export const DASHBOARD_SOURCES: DashboardSources = {
   chains: chainPanels,

@@ -1,0 +1,153 @@
+// The token API through app.inject() on every backend: a mint confirmed on chain credits its
+// owner, an invoice reserves (or is refused), the on-chain invoice and payment settle it, and
+// every failure is a typed 4xx naming the field with nothing written.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import type { Coffer } from '../../db/store.js';
+import { forEachBackend } from '../../../test/harness.js';
+import { testService, type TestService } from '../../../test/service-support.js';
+import { CHAIN, invoiceInput, mintInput, sha, unique } from './testkit.js';
+
+interface WireTx {
+  txHash: string;
+  indexInBlock: number;
+  actionType: string;
+  actionVersion: number;
+  payload: string;
+  outputs: { address: string; value: string }[];
+}
+
+const jsonMint = () => {
+  const m = mintInput();
+  return { ...m, fractionCount: String(m.fractionCount) };
+};
+
+forEachBackend('tokens API', (ctx) => {
+  let coffer: Coffer;
+  let svc: TestService;
+  let admin: { authorization: string; keyId: string };
+  let writer: { authorization: string; keyId: string };
+  let reader: { authorization: string; keyId: string };
+  let height = 0;
+  let parent = '0'.repeat(64);
+
+  async function mine(txs: Omit<WireTx, 'indexInBlock'>[]) {
+    const hash = sha(unique('block'));
+    const body = {
+      height: String(height),
+      hash,
+      parentHash: parent,
+      time: new Date(Date.UTC(2026, 0, 1) + height * 60_000).toISOString(),
+      transactions: txs.map((t, i) => ({ ...t, indexInBlock: i })),
+    };
+    const r = await svc.call('POST', `/v1/chains/${CHAIN}/blocks`, writer, body);
+    assert.equal(r.statusCode, 200, r.body);
+    height++;
+    parent = hash;
+  }
+  const action = (type: string, hash: string, outputs: { address: string; value: string }[] = []) => ({
+    txHash: sha(unique('tx')),
+    actionType: type,
+    actionVersion: 1,
+    payload: hash,
+    outputs,
+  });
+
+  before(async () => {
+    coffer = await ctx.open();
+    svc = await testService(coffer);
+    admin = await svc.key(['chain:admin', 'tokens:admin']);
+    writer = await svc.key(['chain:write', 'tokens:write']);
+    reader = await svc.key(['tokens:read']);
+    const reg = await svc.call('POST', '/v1/chains', admin, { chainId: CHAIN, name: 'Dogecoin testnet', network: 'testnet', confirmations: 1 });
+    assert.equal(reg.statusCode, 201, reg.body);
+  });
+
+  test('mint → confirm on chain → invoice reserves → invoice and payment on chain settle it', async () => {
+    const mint = jsonMint();
+    const submitted = await svc.call('POST', '/v1/tokens/mints', writer, mint);
+    assert.equal(submitted.statusCode, 201, submitted.body);
+    const mintHash = submitted.json().hash;
+    assert.equal((await svc.call('POST', '/v1/tokens/mints', writer, mint)).json().created, false, 'idempotent');
+    await mine([action('mint', mintHash)]);
+    const owner = mint.ownerAddress;
+    const bal = await svc.call('GET', `/v1/tokens/mints/${mintHash}/balances/${owner}`, reader);
+    assert.equal(bal.statusCode, 200, bal.body);
+    assert.deepEqual({ b: bal.json().balance, a: bal.json().available }, { b: '1000', a: '1000' });
+
+    const inv = invoiceInput({ mintHash, sellerAddress: owner, buyerAddress: 'DBuyer1', quantity: 400n, price: 5n, paymentAddress: 'DPay1' });
+    const wire = { ...inv, quantity: '400', price: '5', createdAt: inv.createdAt.toISOString() };
+    const created = await svc.call('POST', '/v1/tokens/invoices', writer, wire);
+    assert.equal(created.statusCode, 201, created.body);
+    const invoiceHash = created.json().hash;
+    assert.equal((await svc.call('GET', `/v1/tokens/mints/${mintHash}/balances/${owner}`, reader)).json().available, '600');
+
+    const tooMuch = invoiceInput({ mintHash, sellerAddress: owner, buyerAddress: 'DBuyer2', quantity: 700n, price: 5n, paymentAddress: 'DPay2' });
+    const refused = await svc.call('POST', '/v1/tokens/invoices', writer, { ...tooMuch, quantity: '700', price: '5', createdAt: tooMuch.createdAt.toISOString() });
+    assert.equal(refused.statusCode, 422, refused.body);
+    assert.equal(refused.json().error.code, 'invalid_state_transition');
+
+    await mine([action('invoice', invoiceHash)]);
+    await mine([action('payment', invoiceHash, [{ address: 'DPay1', value: '2000' }])]);
+    const invoice = (await svc.call('GET', `/v1/tokens/invoices/${invoiceHash}`, reader)).json();
+    assert.equal(invoice.status, 'paid', JSON.stringify(invoice));
+    assert.equal(invoice.totalPrice, '2000');
+    const buyer = (await svc.call('GET', '/v1/tokens/balances/DBuyer1', reader)).json();
+    assert.equal(buyer.items[0].balance, '400');
+    assert.equal((await svc.call('GET', `/v1/tokens/mints/${mintHash}/balances/${owner}`, reader)).json().balance, '600');
+    const ledger = (await svc.call('GET', `/v1/tokens/mints/${mintHash}/ledger/${owner}`, reader)).json();
+    assert.deepEqual(ledger.items.map((e: { causeKind: string; delta: string }) => `${e.causeKind}:${e.delta}`).sort(), ['mint_credit:1000', 'sale_debit:-400']);
+
+    const stats = (await svc.call('GET', `/v1/stats?chainId=${CHAIN}`, reader)).json();
+    assert.equal(stats.items[0].mints, 1);
+    const audited = await coffer.read((tx) => tx.db.selectFrom('audit_log').select(['action', 'actor_id']).where('domain', '=', 'tokens').orderBy('seq').execute());
+    assert.deepEqual(audited.map((a) => a.action), ['tokens.mint.submit', 'tokens.invoice.create']);
+    assert.ok(audited.every((a) => a.actor_id === writer.keyId));
+  });
+
+  test('lists of confirmed mints paginate to the end', async () => {
+    const hashes: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await svc.call('POST', '/v1/tokens/mints', writer, jsonMint());
+      assert.equal(r.statusCode, 201);
+      hashes.push(r.json().hash);
+    }
+    await mine(hashes.map((h) => action('mint', h)));
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (let i = 0; i < 10; i++) {
+      const r = await svc.call('GET', `/v1/tokens/mints?chainId=${CHAIN}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, reader);
+      assert.equal(r.statusCode, 200, r.body);
+      seen.push(...r.json().items.map((m: { hash: string }) => m.hash));
+      cursor = r.json().nextCursor;
+      if (!cursor) break;
+    }
+    assert.equal(seen.length, 5);
+    assert.equal(new Set(seen).size, 5);
+  });
+
+  test('bad input is a 4xx naming the field, and nothing is written', async () => {
+    const countMints = () => coffer.read(async (tx) => (await tx.db.selectFrom('token_unconfirmed_mints').select('hash').execute()).length);
+    const before = await countMints();
+    const cases: [Record<string, unknown>, string][] = [
+      [{ fractionCount: '-5' }, 'fractionCount'],
+      [{ fractionCount: '0' }, 'fractionCount'],
+      [{ fractionCount: '1.5' }, 'fractionCount'],
+      [{ fractionCount: '99999999999999999999999' }, 'fractionCount'],
+      [{ publicKey: 'zz' }, 'publicKey'],
+      [{ chainId: 'bad chain' }, 'body.chainId'],
+      [{ surprise: true }, 'body'],
+    ];
+    for (const [over, field] of cases) {
+      const r = await svc.call('POST', '/v1/tokens/mints', writer, { ...jsonMint(), ...over });
+      assert.equal(r.statusCode, 400, `${field}: ${r.body}`);
+      assert.equal(r.json().error.field, field, r.body);
+    }
+    assert.equal(await countMints(), before);
+    const unknownMint = invoiceInput({ mintHash: 'ab'.repeat(32), sellerAddress: 'DS', buyerAddress: 'DB', quantity: 1n, price: 1n, paymentAddress: 'DP' });
+    const r = await svc.call('POST', '/v1/tokens/invoices', writer, { ...unknownMint, quantity: '1', price: '1', createdAt: unknownMint.createdAt.toISOString() });
+    assert.ok(r.statusCode === 400 || r.statusCode === 404, r.body);
+    assert.equal((await svc.call('GET', `/v1/tokens/invoices/${'cd'.repeat(32)}`, reader)).statusCode, 404);
+    assert.equal((await svc.call('POST', '/v1/tokens/mints', reader, jsonMint())).statusCode, 403);
+  });
+});
