@@ -1,0 +1,186 @@
+// HTTP routes of the identity domain: integrations, API keys and single-use tokens. Secrets
+// (a new key, a new token) appear once, in the response that creates them, and nowhere else.
+// The stores record their own audit entries and row history with the calling key as actor.
+import { z } from 'zod';
+import { NotFoundError } from '../../db/errors.js';
+import { route, type RouteSpec } from '../../server/route.js';
+import { actorOf } from '../../server/services.js';
+import { isoTime } from '../../server/wire.js';
+import { identity } from './index.js';
+
+const idParam = z.string().regex(/^[0-9]{1,19}$/, 'an integration id');
+const keyId = z.string().regex(/^[0-9a-f]{24}$/, 'an API key id (24 hex characters)');
+const tokenType = z.string().min(1).max(64);
+const any = z.object({}).passthrough();
+
+function missing(what: string, id: string, field: string): never {
+  throw new NotFoundError(`${what} ${id} not found`, { field });
+}
+
+export function identityRoutes(): RouteSpec[] {
+  return [
+    route({
+      method: 'POST',
+      url: '/v1/integrations',
+      summary: 'Create an integration (name unique among live integrations)',
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'admin' },
+      body: z.object({ name: z.string() }).strict(),
+      response: any,
+      status: 201,
+      handler: ({ body, coffer, principal }) => coffer.write((tx) => identity(tx, actorOf(principal)).integrations.create(body), { op: 'identity.createIntegration' }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/integrations',
+      summary: 'List integrations',
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'read' },
+      query: z.object({ includeDeleted: z.enum(['true', 'false']).default('false') }).strict(),
+      response: z.object({ items: z.array(any) }),
+      handler: ({ query, coffer, principal }) =>
+        coffer.read(async (tx) => ({ items: await identity(tx, actorOf(principal)).integrations.list({ includeDeleted: query.includeDeleted === 'true' }) }), {
+          op: 'identity.listIntegrations',
+        }),
+    }),
+    route({
+      method: 'PATCH',
+      url: '/v1/integrations/:id',
+      summary: 'Rename an integration (optimistic concurrency: pass the version you read; a stale one is 409)',
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'admin' },
+      params: z.object({ id: idParam }).strict(),
+      body: z.object({ name: z.string(), expectedVersion: z.number().int().min(1) }).strict(),
+      response: any,
+      handler: ({ params, body, coffer, principal }) =>
+        coffer.write((tx) => identity(tx, actorOf(principal)).integrations.rename(params.id, body), { op: 'identity.renameIntegration' }),
+    }),
+    route({
+      method: 'DELETE',
+      url: '/v1/integrations/:id',
+      summary: 'Soft-delete an integration (its keys stop working)',
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'admin' },
+      params: z.object({ id: idParam }).strict(),
+      query: z.object({ expectedVersion: z.coerce.number().int().min(1).optional() }).strict(),
+      response: any,
+      handler: ({ params, query, coffer, principal }) =>
+        coffer.write((tx) => identity(tx, actorOf(principal)).integrations.delete(params.id, query.expectedVersion ? { expectedVersion: query.expectedVersion } : {}), {
+          op: 'identity.deleteIntegration',
+        }),
+    }),
+    route({
+      method: 'POST',
+      url: '/v1/integrations/:id/keys',
+      summary: 'Create an API key: the key is in this response only; Coffer keeps its hash',
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'admin' },
+      params: z.object({ id: idParam }).strict(),
+      body: z.object({ name: z.string(), scopes: z.array(z.string()).max(64), expiresAt: isoTime, ipAllow: z.array(z.string()).max(64).optional() }).strict(),
+      response: z.object({ key: z.string(), record: any }),
+      status: 201,
+      handler: ({ params, body, coffer, principal }) =>
+        coffer.write((tx) => identity(tx, actorOf(principal)).keys.create({ ...body, integrationId: params.id }), { op: 'identity.createKey' }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/integrations/:id/keys',
+      summary: "An integration's API keys (never their secrets)",
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'read' },
+      params: z.object({ id: idParam }).strict(),
+      query: z.object({ includeRevoked: z.enum(['true', 'false']).default('false') }).strict(),
+      response: z.object({ items: z.array(any) }),
+      handler: ({ params, query, coffer, principal }) =>
+        coffer.read(async (tx) => ({ items: await identity(tx, actorOf(principal)).keys.list({ integrationId: params.id, includeRevoked: query.includeRevoked === 'true' }) }), {
+          op: 'identity.listKeys',
+        }),
+    }),
+    route({
+      method: 'PATCH',
+      url: '/v1/keys/:keyId',
+      summary: "Change a key's scopes, expiry or IP allow-list (optimistic concurrency on expectedVersion)",
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'admin' },
+      params: z.object({ keyId }).strict(),
+      body: z
+        .object({
+          expectedVersion: z.number().int().min(1),
+          name: z.string().optional(),
+          scopes: z.array(z.string()).max(64).optional(),
+          expiresAt: isoTime.optional(),
+          ipAllow: z.array(z.string()).max(64).optional(),
+        })
+        .strict(),
+      response: any,
+      handler: ({ params, body, coffer, principal }) =>
+        coffer.write((tx) => identity(tx, actorOf(principal)).keys.update(params.keyId, body), {
+          op: 'identity.updateKey',
+        }),
+    }),
+    route({
+      method: 'DELETE',
+      url: '/v1/keys/:keyId',
+      summary: 'Revoke an API key',
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'admin' },
+      params: z.object({ keyId }).strict(),
+      response: any,
+      handler: ({ params, coffer, principal }) => coffer.write((tx) => identity(tx, actorOf(principal)).keys.revoke(params.keyId), { op: 'identity.revokeKey' }),
+    }),
+    route({
+      method: 'PUT',
+      url: '/v1/integrations/:id/token-types/:tokenType',
+      summary: 'Configure a single-use token type: maximum open tokens and lifetime',
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'admin' },
+      params: z.object({ id: idParam, tokenType }).strict(),
+      body: z.object({ maxOpen: z.number().int().min(1), lifetimeSeconds: z.number().int().min(1) }).strict(),
+      response: any,
+      status: 201,
+      handler: ({ params, body, coffer, principal }) =>
+        coffer.write(
+          (tx) =>
+            identity(tx, actorOf(principal)).tokenConfigs.create({ integrationId: params.id, tokenType: params.tokenType, ...body }),
+          { op: 'identity.configureTokenType' },
+        ),
+    }),
+    route({
+      method: 'POST',
+      url: '/v1/integrations/:id/tokens',
+      summary: 'Mint a single-use token (refused at the configured maximum, even under concurrent callers)',
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'write' },
+      params: z.object({ id: idParam }).strict(),
+      body: z.object({ tokenType }).strict(),
+      response: z.object({ token: z.string(), record: any }),
+      status: 201,
+      handler: ({ params, body, coffer, principal }) =>
+        coffer.write((tx) => identity(tx, actorOf(principal)).tokens.mint({ integrationId: params.id, tokenType: body.tokenType }), { op: 'identity.mintToken' }),
+    }),
+    route({
+      method: 'POST',
+      url: '/v1/tokens/consume',
+      summary: 'Consume a single-use token: succeeds exactly once',
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'write' },
+      body: z.object({ token: z.string().max(200), tokenType }).strict(),
+      response: any,
+      handler: ({ body, coffer, principal }) =>
+        coffer.write((tx) => identity(tx, actorOf(principal)).tokens.consume(body.token, { tokenType: body.tokenType }), { op: 'identity.consumeToken' }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/integrations/:id',
+      summary: 'An integration',
+      tag: 'identity',
+      auth: { domain: 'identity', level: 'read' },
+      params: z.object({ id: idParam }).strict(),
+      response: any,
+      handler: ({ params, coffer, principal }) =>
+        coffer.read(async (tx) => (await identity(tx, actorOf(principal)).integrations.get(params.id)) ?? missing('integration', params.id, 'id'), {
+          op: 'identity.getIntegration',
+        }),
+    }),
+  ];
+}
