@@ -6,7 +6,7 @@ import { ChainRouter } from '../src/domains/chain/router.js';
 import { identity } from '../src/domains/identity/index.js';
 import type { Coffer } from '../src/db/store.js';
 import { buildApp } from '../src/server/app.js';
-import { storeAuthenticator } from '../src/server/compose.js';
+import { registerChainGauges, storeAuthenticator } from '../src/server/compose.js';
 import { dashboardRoutes } from '../src/server/dashboard/data.js';
 import { BLOCK_PROCESSORS, DASHBOARD_SOURCES, DOMAIN_ROUTES } from '../src/server/domains.js';
 import type { Services } from '../src/server/services.js';
@@ -23,6 +23,7 @@ let counter = 0;
 
 export async function testService(coffer: Coffer): Promise<TestService> {
   const services: Services = { coffer, chains: ChainRouter.fixed(coffer), blockProcessors: BLOCK_PROCESSORS };
+  if (!coffer.metrics.registry.getSingleMetric('coffer_chain_sync_lag_blocks')) registerChainGauges(coffer.metrics, services);
   const app = await buildApp({
     coffer,
     services,

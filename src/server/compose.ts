@@ -4,7 +4,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { CofferConfig } from '../config/config.js';
+import { Gauge } from 'prom-client';
 import { StoreMetrics } from '../db/metrics.js';
+import { chainPanels } from '../domains/chain/dashboard.js';
 import { authenticateApiKey, authenticateSession } from '../domains/identity/index.js';
 import { ChainRouter } from '../domains/chain/router.js';
 import { buildApp } from './app.js';
@@ -31,6 +33,38 @@ export function storeAuthenticator(services: Services): Authenticator {
   };
 }
 
+/** Sync height and lag per chain, read from the chain databases when Prometheus scrapes. */
+export function registerChainGauges(metrics: StoreMetrics, services: Services): void {
+  const read = async () => {
+    const out: { chainId: string; height: bigint | null; lag: bigint | null }[] = [];
+    for (const db of services.chains.databases()) {
+      const panels = await chainPanels(db.coffer);
+      for (const p of panels) if (services.chains.for(p.chainId) === db.coffer) out.push({ chainId: p.chainId, height: p.height === null ? null : BigInt(p.height), lag: p.lag === null ? null : BigInt(p.lag) });
+    }
+    return out;
+  };
+  new Gauge({
+    name: 'coffer_chain_sync_lag_blocks',
+    help: 'Latest known height minus the stored tip, per chain',
+    labelNames: ['chain'],
+    registers: [metrics.registry],
+    async collect() {
+      this.reset();
+      for (const c of await read().catch(() => [])) if (c.lag !== null) this.set({ chain: c.chainId }, Number(c.lag));
+    },
+  });
+  new Gauge({
+    name: 'coffer_chain_height',
+    help: 'Stored tip height per chain',
+    labelNames: ['chain'],
+    registers: [metrics.registry],
+    async collect() {
+      this.reset();
+      for (const c of await read().catch(() => [])) if (c.height !== null) this.set({ chain: c.chainId }, Number(c.height));
+    },
+  });
+}
+
 export interface Service {
   app: FastifyInstance;
   services: Services;
@@ -46,6 +80,7 @@ export async function createService(
   metrics.slowThresholdMs = config.server.slowQueryMs;
   const chains = await ChainRouter.open(config, { logger, metrics });
   const services: Services = { coffer: chains.default, chains, blockProcessors: BLOCK_PROCESSORS };
+  registerChainGauges(metrics, services);
   try {
     const app = await buildApp({
       coffer: chains.default,

@@ -66,6 +66,14 @@ forEachBackend('chain API', (ctx) => {
     assert.equal(entries[1]!.actor_id, writer.keyId);
   });
 
+  test('metrics expose height and sync lag per chain, and request counts by route', async () => {
+    await svc.call('PUT', '/v1/chains/doge/latest-height', writer, { height: '10' });
+    const text = (await svc.app.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(text, /coffer_chain_height\{chain="doge"\} 4/);
+    assert.match(text, /coffer_chain_sync_lag_blocks\{chain="doge"\} 6/);
+    assert.match(text, /coffer_http_requests_total\{method="POST",route="\/v1\/chains\/:chainId\/blocks",status="200"\} [1-9]/);
+  });
+
   test('height-range and address listings paginate to the end without repeats', async () => {
     const seen: string[] = [];
     let cursor: string | undefined;
