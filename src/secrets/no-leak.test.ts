@@ -17,7 +17,7 @@ import { authenticateApiKey, authenticateSession, identity } from '../domains/id
 import { Keyring } from './envelope.js';
 import { rotateSecrets } from './rotate.js';
 
-const secretPart = (credential: string) => credential.slice(credential.lastIndexOf('_') + 1);
+const secretPart = (credential: string) => credential.slice(credential.indexOf('_', 4) + 1);
 
 forEachBackend('secrets never leak', (ctx) => {
   test('keys, tokens, sessions and encrypted columns stay out of logs, errors, metrics and the audit trail', async () => {

@@ -84,7 +84,7 @@ forEachBackend('identity', (ctx) => {
     assert.match(key, /^cfk_[0-9a-f]{24}_[A-Za-z0-9_-]{43}$/);
     assert.ok(key.includes(record.id));
     assert.deepEqual(record.scopes, ['chain:read', 'identity:write'], 'normalised: highest level per domain');
-    const secret = key.slice(key.lastIndexOf('_') + 1);
+    const secret = key.slice(key.indexOf('_', 4) + 1);
     const stored = await coffer.read((tx) =>
       tx.db.selectFrom('identity_api_keys').selectAll().where('id', '=', record.id).executeTakeFirstOrThrow(),
     );
@@ -103,7 +103,7 @@ forEachBackend('identity', (ctx) => {
     assert.ok(!hasScope(p.scopes, 'identity', 'admin'));
     assert.throws(() => requireScope(p.scopes, 'chain', 'write'), ForbiddenError);
     // Wrong secret, unknown id, malformed: all the same error, saying nothing more.
-    const wrongSecret = `${key.slice(0, key.lastIndexOf('_') + 1)}${'A'.repeat(43)}`;
+    const wrongSecret = `${key.slice(0, key.indexOf('_', 4) + 1)}${'A'.repeat(43)}`;
     const unknownId = `cfk_${'0'.repeat(24)}_${secret}`;
     for (const bad of [wrongSecret, unknownId, 'cfk_nonsense', '', key.toUpperCase()]) {
       await assert.rejects(
