@@ -131,7 +131,7 @@ forEachBackend('service framework', (ctx) => {
       [{ name: 'a', hash: 'a'.repeat(64), supply: '1.5' }, 'body.supply'],
       [{ name: 'a', hash: 'a'.repeat(64), supply: 1 }, 'body.supply'],
       [{ name: '', hash: 'a'.repeat(64), supply: '1' }, 'body.name'],
-      [{ name: 'a', hash: 'a'.repeat(64), supply: '1', extra: "'; DROP TABLE fx_accounts; --" }, 'body'],
+      [{ name: 'a', hash: 'a'.repeat(64), supply: '1', extra: "'; DROP TABLE fx_accounts; --" }, 'body.extra'],
     ];
     for (const [payload, field] of cases) {
       const r = await app.inject({ method: 'POST', url: '/v1/fixture/accounts', headers: h, payload: payload as object });

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Coffer } from '../db/store.js';
 import { hasScope, type ScopeLevel } from '../domains/identity/scopes.js';
+import { parseOrThrow } from '../util/zod-parse.js';
 import { HttpError } from './http-errors.js';
 import type { Services } from './services.js';
 
@@ -59,13 +60,7 @@ export function route<P extends AnyObject, Q extends AnyObject, B extends z.ZodT
 
 function parse<T extends z.ZodType>(schema: T | undefined, value: unknown, where: string): z.infer<T> {
   if (!schema) return undefined as z.infer<T>;
-  const r = schema.safeParse(value ?? (where === 'body' ? undefined : {}));
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const path = issue.path.map(String).join('.');
-  const field = path ? `${where}.${path}` : where;
-  const message = issue.code === 'unrecognized_keys' ? `unknown field(s) ${issue.keys.join(', ')}` : issue.message;
-  throw new HttpError(400, 'validation', `${field}: ${message}`, field);
+  return parseOrThrow(schema, value ?? (where === 'body' ? undefined : {}), where);
 }
 
 function bearer(req: FastifyRequest): string {

@@ -122,10 +122,10 @@ forEachBackend('chain API', (ctx) => {
       [{ ...block(4), height: '-1' }, 'body.height'],
       [{ ...block(4), height: 1.5 }, 'body.height'],
       [{ ...block(4), time: 'yesterday' }, 'body.time'],
-      [{ ...block(4), transactions: [{ ...block(4).transactions[0], outputs: [{ address: 'a', value: '1.5' }] }] }, 'body.transactions.0.outputs.0.value'],
-      [{ ...block(4), transactions: [{ ...block(4).transactions[0], outputs: [{ address: 'a', value: -1 }] }] }, 'body.transactions.0.outputs.0.value'],
-      [{ ...block(4), transactions: [{ ...block(4).transactions[0], payload: 'zz' }] }, 'body.transactions.0.payload'],
-      [{ ...block(4), extra: "1; DROP TABLE chain_blocks" }, 'body'],
+      [{ ...block(4), transactions: [{ ...block(4).transactions[0], outputs: [{ address: 'a', value: '1.5' }] }] }, 'body.transactions[0].outputs[0].value'],
+      [{ ...block(4), transactions: [{ ...block(4).transactions[0], outputs: [{ address: 'a', value: -1 }] }] }, 'body.transactions[0].outputs[0].value'],
+      [{ ...block(4), transactions: [{ ...block(4).transactions[0], payload: 'zz' }] }, 'body.transactions[0].payload'],
+      [{ ...block(4), extra: "1; DROP TABLE chain_blocks" }, 'body.extra'],
     ];
     for (const [payload, field] of cases) {
       const r = await svc.call('POST', '/v1/chains/doge/blocks', writer, payload);

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { UINT256_MAX } from '../../db/codec.js';
 import { ValidationError } from '../../db/errors.js';
+import { parseOrThrow } from '../../util/zod-parse.js';
 
 const INT64_MAX = 2n ** 63n - 1n;
 const INT32_MAX = 2 ** 31 - 1;
@@ -93,21 +94,8 @@ export const pageSchema = z.object({
   limit: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(1000, 'at most 1000').optional(),
 });
 
-function fieldPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
-  return out;
-}
-
 /** Parses `value` or throws a ValidationError naming the first bad field (prefixed by `prefix`). */
-export function parse<S extends z.ZodType>(schema: S, value: unknown, prefix = ''): z.output<S> {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const inner = fieldPath(issue.path);
-  const field = prefix && inner ? `${prefix}${inner.startsWith('[') ? '' : '.'}${inner}` : prefix || inner || 'input';
-  throw new ValidationError(`${field}: ${issue.message}`, { field });
-}
+export const parse = parseOrThrow;
 
 /** Throws a ValidationError for a rule zod cannot express on its own (cross-field checks). */
 export function invalid(field: string, message: string): never {

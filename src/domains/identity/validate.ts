@@ -2,15 +2,10 @@
 // as a ValidationError naming the field.
 import type { z } from 'zod';
 import { ValidationError } from '../../db/errors.js';
+import { parseOrThrow } from '../../util/zod-parse.js';
 
-export function parseInput<S extends z.ZodType>(schema: S, input: unknown, prefix = ''): z.output<S> {
-  const r = schema.safeParse(input);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const path = issue.path.map(String).join('.');
-  const field = [prefix, path].filter(Boolean).join('.') || prefix || 'input';
-  throw new ValidationError(`${field}: ${issue.message}`, { field });
-}
+/** Parses input or throws a ValidationError naming the first bad field. */
+export const parseInput = parseOrThrow;
 
 /** An id given as bigint, safe integer or decimal string. */
 export function toId(v: unknown, field: string): bigint {

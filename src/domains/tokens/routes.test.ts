@@ -136,7 +136,7 @@ forEachBackend('tokens API', (ctx) => {
       [{ fractionCount: '99999999999999999999999' }, 'fractionCount'],
       [{ publicKey: 'zz' }, 'publicKey'],
       [{ chainId: 'bad chain' }, 'body.chainId'],
-      [{ surprise: true }, 'body'],
+      [{ surprise: true }, 'body.surprise'],
     ];
     for (const [over, field] of cases) {
       const r = await svc.call('POST', '/v1/tokens/mints', writer, { ...jsonMint(), ...over });

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { INT64_MAX } from '../../db/codec.js';
 import { ValidationError } from '../../db/errors.js';
 import { contentId, type CanonicalValue } from '../../util/canonical-json.js';
+import { parseOrThrow } from '../../util/zod-parse.js';
 import { isValidPublicKey } from './signing.js';
 import type { JsonDoc, MintContent } from './types.js';
 
@@ -224,21 +225,8 @@ export const ttlSchema = z
   .min(1, 'must be at least 1 ms')
   .max(365 * 86_400_000, 'at most one year');
 
-function fieldPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
-  return out;
-}
-
 /** Parses `value` or throws a ValidationError naming the first bad field (prefixed by `prefix`). */
-export function parse<S extends z.ZodType>(schema: S, value: unknown, prefix = ''): z.output<S> {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const inner = issue.code === 'unrecognized_keys' ? fieldPath([...issue.path, (issue as { keys: string[] }).keys[0]!]) : fieldPath(issue.path);
-  const field = prefix && inner ? `${prefix}.${inner}` : prefix || inner || 'input';
-  throw new ValidationError(`${field}: ${issue.message}`, { field });
-}
+export const parse = parseOrThrow;
 
 export function invalid(field: string, message: string, details: Record<string, unknown> = {}): never {
   throw new ValidationError(`${field}: ${message}`, { field, ...details });

@@ -1,0 +1,27 @@
+// The one way Coffer turns a zod failure into a ValidationError: the first issue, its field as a
+// path ("transactions[2].outputs[0].value", prefixed by where the value came from), and the rule.
+import type { z } from 'zod';
+import { ValidationError } from '../db/errors.js';
+
+export function fieldPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out;
+}
+
+/** The field an issue is about, with `prefix` in front ("body", "config"…). */
+export function issueField(issue: z.core.$ZodIssue, prefix = ''): string {
+  const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]!] : issue.path;
+  const inner = fieldPath(path);
+  return prefix && inner ? `${prefix}${inner.startsWith('[') ? '' : '.'}${inner}` : prefix || inner || 'input';
+}
+
+/** Parses `value` or throws a ValidationError naming the first bad field and the rule. */
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, prefix = ''): z.output<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  const field = issueField(issue, prefix);
+  const message = issue.code === 'unrecognized_keys' ? `unknown field (allowed fields are listed in the API reference)` : issue.message;
+  throw new ValidationError(`${field}: ${message}`, { field });
+}
