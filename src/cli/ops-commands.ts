@@ -126,7 +126,7 @@ export function registerOpsCommands(program: Command): void {
   program
     .command('backup')
     .description('consistent snapshot of a live database, with a manifest to verify restores against')
-    .requiredOption('--to <file>', 'backup file to create (never overwritten); FILE.manifest.json is written beside it')
+    .requiredOption('--to <file>', 'backup file to create (never overwritten; FILE.manifest.json is written beside it), or - for stdout (logical format)')
     .option('--format <format>', 'auto (native tool where available), native (pg_dump / mysqldump / SQLite backup API) or logical (portable)', 'auto')
     .option('--batch-size <n>', 'rows per read for the logical format and checksums')
     .option('--force', 'back up even a database marked as an incomplete copy/restore target')
@@ -139,12 +139,19 @@ export function registerOpsCommands(program: Command): void {
       const coffer = await open(opts, opts.db);
       try {
         await interruptible(progress, async (signal) => {
-          const r = await backupDatabase(coffer, opts.to, { format: opts.format as BackupFormat, batchSize: batchSize(opts.batchSize), force: opts.force, signal, progress });
-          if (opts.json) return out(toJson(r));
-          out(`backup complete: ${r.file} (${r.kind}, ${bytes(r.bytes)}, ${formatDuration(r.elapsedMs / 1000)})`);
-          if (r.manifestFile) out(`manifest:        ${r.manifestFile}`);
-          out(`contents:        ${r.tables.length} tables, ${num(r.rows)} rows${r.sha256 ? `; sha256 ${r.sha256}` : ''}`);
-          for (const n of r.notes) out(`note: ${n}`);
+          const to = opts.to === '-' ? '/dev/stdout' : opts.to;
+          const r = await backupDatabase(coffer, to, { format: opts.format as BackupFormat, batchSize: batchSize(opts.batchSize), force: opts.force, signal, progress });
+          // Written to stdout itself: the summary goes to stderr so the stream stays clean.
+          const say = r.manifestFile
+            ? out
+            : (line: string) => {
+                process.stderr.write(`${line}\n`);
+              };
+          if (opts.json) return say(toJson(r));
+          say(`backup complete: ${r.file} (${r.kind}${r.bytes ? `, ${bytes(r.bytes)}` : ''}, ${formatDuration(r.elapsedMs / 1000)})`);
+          if (r.manifestFile) say(`manifest:        ${r.manifestFile}`);
+          say(`contents:        ${r.tables.length} tables, ${num(r.rows)} rows${r.sha256 ? `; sha256 ${r.sha256}` : ''}`);
+          for (const n of r.notes) say(`note: ${n}`);
         });
       } finally {
         await closeAll(coffer);

@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { sql } from 'kysely';
 import { toBigInt } from '../db/codec.js';
 import { ConfigError, StorageFullError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
 import { verifyAuditLog } from '../domains/audit/verify.js';
 import { appendBlock, appendLink, fixtureProblems, OPS_MIGRATIONS, opsFixture } from '../../test/fixtures/ops-fixture.js';
-import { appendAudit, AVAILABLE, dumpAll, filledSource, Pool, type FilledSource } from '../../test/fixtures/ops-helpers.js';
+import { appendAudit, appendChainBlock, AVAILABLE, chainCursorProblems, dumpAll, filledSource, Pool, type FilledSource } from '../../test/fixtures/ops-helpers.js';
 import { ALL_BACKENDS, skipReason, type BackendName } from '../../test/harness.js';
 import { backupDatabase } from './backup.js';
 import { InterruptedError } from './errors.js';
@@ -27,10 +28,12 @@ const file = (name: string) => join(dir, `${++n}-${name}`);
 
 const NATIVE: Record<BackendName, string> = { memory: 'logical', sqlite: 'sqlite', postgres: 'pg_dump', mysql: 'mysqldump' };
 
-async function counts(c: Coffer): Promise<Record<string, bigint>> {
+type Counted = 'fxo_links' | 'fxo_blocks' | 'audit_log';
+
+async function counts(c: Coffer): Promise<Record<Counted, bigint>> {
   return c.read(async (tx) => {
-    const out: Record<string, bigint> = {};
-    for (const t of ['fxo_links', 'fxo_blocks', 'audit_log']) {
+    const out = { fxo_links: 0n, fxo_blocks: 0n, audit_log: 0n };
+    for (const t of Object.keys(out) as Counted[]) {
       out[t] = toBigInt(((await tx.db.selectFrom(t).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()) as { n: unknown }).n);
     }
     return out;
@@ -42,116 +45,137 @@ describe('backup and restore', () => {
   const sources = new Map<BackendName, FilledSource>();
   const logical = new Map<BackendName, string>();
   before(async () => {
-    for (const b of AVAILABLE) {
-      const s = await filledSource(pool, b);
-      sources.set(b, s);
-      const f = file(`${b}.logical`);
-      await backupDatabase(s.coffer, f, { format: 'logical', batchSize: 5 });
-      logical.set(b, f);
-    }
+    await Promise.all(
+      AVAILABLE.map(async (b) => {
+        const s = await filledSource(pool, b);
+        sources.set(b, s);
+        const f = file(`${b}.logical`);
+        await backupDatabase(s.coffer, f, { format: 'logical', batchSize: 5 });
+        logical.set(b, f);
+      }),
+    );
   });
   after(async () => {
     await pool.cleanup();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  for (const from of ALL_BACKENDS) {
-    for (const to of ALL_BACKENDS) {
-      const skip = skipReason(from) ?? skipReason(to);
-      test(`logical backup of ${from} restores into ${to}, verified against its manifest`, skip ? { skip } : {}, async () => {
-        const f = logical.get(from)!;
-        assert.equal(detectBackupKind(f), 'logical');
-        const { coffer: target } = await pool.emptyTarget(to);
-        const r = await restoreDatabase(f, target, { batchSize: 4 });
-        assert.equal(r.kind, 'logical');
-        assert.equal(r.verified, true);
-        assert.deepEqual(await dumpAll(target), sources.get(from)!.dump);
-        assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+  // Round trips run six at a time: most of their time is the target server applying migrations.
+  describe('round trips', { concurrency: 6 }, () => {
+    for (const from of ALL_BACKENDS) {
+      for (const to of ALL_BACKENDS) {
+        const skip = skipReason(from) ?? skipReason(to);
+        test(`logical backup of ${from} restores into ${to}, verified against its manifest`, skip ? { skip } : {}, async () => {
+          const f = logical.get(from)!;
+          assert.equal(detectBackupKind(f), 'logical');
+          const { coffer: target } = await pool.emptyTarget(to);
+          const r = await restoreDatabase(f, target, { batchSize: 4 });
+          assert.equal(r.kind, 'logical');
+          assert.equal(r.verified, true);
+          assert.deepEqual(await dumpAll(target), sources.get(from)!.dump);
+          assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+          assert.equal((await verifyAuditLog(target)).ok, true);
+        });
+      }
+    }
+
+    for (const b of ALL_BACKENDS.filter((x) => x !== 'memory')) {
+      test(`native backup of ${b} (${NATIVE[b]}) restores into ${b}, verified against its manifest`, skipReason(b) ? { skip: skipReason(b) } : {}, async () => {
+        const s = sources.get(b)!;
+        const f = file(`${b}.native`);
+        const r = await backupDatabase(s.coffer, f, { batchSize: 5 });
+        assert.equal(r.kind, NATIVE[b]);
+        assert.ok(existsSync(f) && existsSync(`${f}.manifest.json`));
+        assert.ok(!readdirSync(dir).some((x) => x.endsWith('.partial')), 'no partial file is left');
+        const m = readManifestFile(f)!;
+        assert.equal(m.kind, NATIVE[b]);
+        assert.equal(m.file?.sha256, r.sha256);
+        assert.equal(detectBackupKind(f), NATIVE[b]);
+        // Into a database the service already migrated (empty tables, seed rows, trigger functions).
+        const { coffer: target } = await pool.emptyTarget(b);
+        await target.migrator.apply();
+        const rr = await restoreDatabase(f, target);
+        assert.equal(rr.verified, true);
+        assert.deepEqual(await dumpAll(target), s.dump);
         assert.equal((await verifyAuditLog(target)).ok, true);
       });
     }
-  }
 
-  for (const b of ALL_BACKENDS.filter((x) => x !== 'memory')) {
-    test(`native backup of ${b} (${NATIVE[b]}) restores into ${b}, verified against its manifest`, skipReason(b) ? { skip: skipReason(b) } : {}, async () => {
-      const s = sources.get(b)!;
-      const f = file(`${b}.native`);
-      const r = await backupDatabase(s.coffer, f, { batchSize: 5 });
-      assert.equal(r.kind, NATIVE[b]);
-      assert.ok(existsSync(f) && existsSync(`${f}.manifest.json`));
-      assert.ok(!readdirSync(dir).some((x) => x.endsWith('.partial')), 'no partial file is left');
-      const m = readManifestFile(f)!;
-      assert.equal(m.kind, NATIVE[b]);
-      assert.equal(m.file?.sha256, r.sha256);
-      assert.equal(detectBackupKind(f), NATIVE[b]);
-      const { coffer: target } = await pool.emptyTarget(b);
-      const rr = await restoreDatabase(f, target);
-      assert.equal(rr.verified, true);
-      assert.deepEqual(await dumpAll(target), s.dump);
-      assert.equal((await verifyAuditLog(target)).ok, true);
-    });
-  }
-
-  for (const to of ALL_BACKENDS) {
-    test(`a SQLite file backup restores into ${to}`, skipReason(to) || skipReason('sqlite') ? { skip: skipReason(to) ?? skipReason('sqlite') } : {}, async () => {
-      const s = sources.get('sqlite')!;
-      const f = file('sqlite-any.backup');
-      await backupDatabase(s.coffer, f, { format: 'native' });
-      const { coffer: target } = await pool.emptyTarget(to);
-      const r = await restoreDatabase(f, target, { batchSize: 7 });
-      assert.equal(r.kind, 'sqlite');
-      assert.equal(r.verified, true);
-      assert.deepEqual(await dumpAll(target), s.dump);
-    });
-  }
-
-  const live = AVAILABLE.filter((b) => b !== 'memory');
-  for (const b of live) {
-    for (const format of ['native', 'logical'] as const) {
-      test(`a ${format} backup of ${b} taken while writers run is a consistent snapshot`, async () => {
-        const db = await pool.database(b);
-        const src = await pool.open(db.url);
-        for (let i = 0; i < 5; i++) {
-          await appendLink(src);
-          await appendBlock(src);
-        }
-        await appendAudit(src, 5, 'before');
-        let stop = false;
-        let writes = 0;
-        const writer = async (fn: () => Promise<void>) => {
-          while (!stop) {
-            await fn();
-            writes++;
-          }
-        };
-        const writers = [writer(() => appendLink(src)), writer(() => appendBlock(src)), writer(() => appendAudit(src, 1, `w${writes}`))];
-        while (writes < 10) await new Promise((r) => setTimeout(r, 5));
-        const f = file(`${b}-${format}-live.backup`);
-        const before = writes;
-        let report;
-        try {
-          report = await backupDatabase(src, f, { format, batchSize: 2 });
-        } finally {
-          stop = true;
-          await Promise.all(writers);
-        }
-        assert.ok(writes > before, `writers kept committing during the backup (${writes - before} writes)`);
-        const { coffer: target } = await pool.emptyTarget(b);
-        const r = await restoreDatabase(f, target, { batchSize: 3 });
+    for (const to of ALL_BACKENDS) {
+      test(`a SQLite file backup restores into ${to}`, skipReason(to) || skipReason('sqlite') ? { skip: skipReason(to) ?? skipReason('sqlite') } : {}, async () => {
+        const s = sources.get('sqlite')!;
+        const f = file('sqlite-any.backup');
+        await backupDatabase(s.coffer, f, { format: 'native' });
+        const { coffer: target } = await pool.emptyTarget(to);
+        const r = await restoreDatabase(f, target, { batchSize: 7 });
+        assert.equal(r.kind, 'sqlite');
         assert.equal(r.verified, true);
-        // The restored database is one moment of the source: every invariant holds.
-        assert.deepEqual(await target.read((tx) => fixtureProblems(tx)), []);
-        const audit = await verifyAuditLog(target);
-        assert.equal(audit.ok, true, JSON.stringify(audit.firstBad));
-        const restored = await counts(target);
-        const now = await counts(src);
-        assert.equal(audit.verified, restored.audit_log);
-        assert.ok(restored.fxo_blocks >= 5n && restored.fxo_links >= 5n);
-        assert.ok(restored.fxo_links + restored.fxo_blocks + restored.audit_log < now.fxo_links + now.fxo_blocks + now.audit_log, 'the source moved on after the snapshot');
-        assert.equal(report.tables.find((t) => t.name === 'fxo_blocks')!.rows, Number(restored.fxo_blocks));
+        assert.deepEqual(await dumpAll(target), s.dump);
       });
     }
-  }
+  });
+
+  const live = AVAILABLE.filter((b) => b !== 'memory');
+  describe('snapshots under load', { concurrency: 3 }, () => {
+    for (const b of live) {
+      for (const format of ['native', 'logical'] as const) {
+        test(`a ${format} backup of ${b} taken while writers run is a consistent snapshot`, async () => {
+          const db = await pool.database(b);
+          const src = await pool.open(db.url);
+          for (let i = 0; i < 5; i++) {
+            await appendLink(src);
+            await appendBlock(src);
+          }
+          await appendAudit(src, 5, 'before');
+          await appendChainBlock(src, 'regtest-1');
+          await appendChainBlock(src, 'regtest-1');
+          let stop = false;
+          let writes = 0;
+          const writer = async (fn: () => Promise<void>) => {
+            while (!stop) {
+              await fn();
+              writes++;
+              // SQLite calls complete synchronously: yield so timers and the backup get turns.
+              await new Promise((r) => setImmediate(r));
+            }
+          };
+          const writers = [
+            writer(() => appendLink(src)),
+            writer(() => appendBlock(src)),
+            writer(() => appendAudit(src, 1, `w${writes}`)),
+            writer(() => appendChainBlock(src, 'regtest-1')),
+          ];
+          while (writes < 10) await new Promise((r) => setTimeout(r, 5));
+          const f = file(`${b}-${format}-live.backup`);
+          const before = writes;
+          let report;
+          try {
+            report = await backupDatabase(src, f, { format, batchSize: 2 });
+          } finally {
+            stop = true;
+            await Promise.all(writers);
+          }
+          assert.ok(writes > before, `writers kept committing during the backup (${writes - before} writes)`);
+          const { coffer: target } = await pool.emptyTarget(b);
+          const r = await restoreDatabase(f, target, { batchSize: 3 });
+          assert.equal(r.verified, true);
+          // The restored database is one moment of the source: every invariant holds.
+          assert.deepEqual(await target.read((tx) => fixtureProblems(tx)), []);
+          // The chain domain's cursor matches the blocks it points at.
+          assert.deepEqual(await target.read((tx) => chainCursorProblems(tx)), []);
+          assert.ok((await target.read((tx) => tx.db.selectFrom('chain_blocks').select('height').execute())).length >= 2);
+          const audit = await verifyAuditLog(target);
+          assert.equal(audit.ok, true, JSON.stringify(audit.firstBad));
+          const restored = await counts(target);
+          const now = await counts(src);
+          assert.equal(audit.verified, restored.audit_log);
+          assert.ok(restored.fxo_blocks >= 5n && restored.fxo_links >= 5n);
+          assert.ok(restored.fxo_links + restored.fxo_blocks + restored.audit_log < now.fxo_links + now.fxo_blocks + now.audit_log, 'the source moved on after the snapshot');
+          assert.equal(report.tables.find((t) => t.name === 'fxo_blocks')!.rows, Number(restored.fxo_blocks));
+        });
+      }
+    }
+  });
 
   test('a backup of an older schema restores into this build (new domains start empty)', async () => {
     const db = await pool.database('sqlite');
@@ -253,6 +277,21 @@ describe('backup and restore', () => {
     assert.equal(await readMarker(target.engine.reader, target.dialect), null);
     rmSync(`${f}.manifest.json`);
     await assert.rejects(restoreDatabase(f, target), (e: unknown) => e instanceof ConfigError && /manifest\.json is missing/.test(e.message) && /--no-verify/.test(e.message));
+  });
+
+  test('a native restore never replaces a table of another application', { skip: skipReason('postgres') }, async () => {
+    const srcDb = await pool.database('postgres');
+    const src = await pool.open(srcDb.url);
+    await src.write((tx) => tx.insert('fx_counters', { name: 'n', value: 1n }));
+    await sql`create table legacy_things (x int)`.execute(src.engine.writer);
+    const f = file('pg-with-legacy.backup');
+    await backupDatabase(src, f);
+    const { coffer: target } = await pool.emptyTarget('postgres');
+    await sql`create table legacy_things (y text)`.execute(target.engine.writer);
+    await sql`insert into legacy_things values ('theirs')`.execute(target.engine.writer);
+    await assert.rejects(restoreDatabase(f, target), (e: unknown) => e instanceof ConfigError && /has table\(s\) legacy_things that the backup would replace/.test(e.message));
+    assert.deepEqual((await sql<{ y: string }>`select y from legacy_things`.execute(target.engine.reader)).rows, [{ y: 'theirs' }]);
+    assert.equal(await readMarker(target.engine.reader, target.dialect), null, 'nothing was started');
   });
 
   test('native backups restore only into their own backend', async () => {

@@ -9,7 +9,7 @@
 // Every backup gets a manifest (FILE.manifest.json: tables, row counts, content checksums,
 // computed in the very snapshot the backup holds) that restore verifies against. The backup is
 // written to FILE.partial and renamed only when complete, so FILE never exists half-written.
-import { createWriteStream, existsSync, lstatSync, openSync, closeSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, openSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import Database from 'better-sqlite3';
@@ -210,7 +210,7 @@ async function sqliteBackup(ctx: Ctx, path: string): Promise<ManifestTable[]> {
 /** Keeps reporting a file's growth while a tool writes it. */
 function watchSize(path: string, progress: Progress): () => void {
   let last = 0;
-  const timer = setInterval(() => {
+  const poll = () => {
     try {
       const n = statSync(path).size;
       progress.add(0, n - last);
@@ -218,8 +218,12 @@ function watchSize(path: string, progress: Progress): () => void {
     } catch {
       // not there yet
     }
-  }, 500);
-  return () => clearInterval(timer);
+  };
+  const timer = setInterval(poll, 500);
+  return () => {
+    clearInterval(timer);
+    poll();
+  };
 }
 
 async function pgDumpBackup(ctx: Ctx, path: string, native: boolean): Promise<ManifestTable[]> {
@@ -232,15 +236,16 @@ async function pgDumpBackup(ctx: Ctx, path: string, native: boolean): Promise<Ma
   return withSnapshot(ctx.db, async (conn) => {
     // pg_dump adopts this transaction's snapshot, so the dump and the manifest see the same rows.
     const snap = String((await sql<{ s: string }>`select pg_export_snapshot() as s`.execute(conn)).rows[0]!.s);
+    ctx.progress.phase('backup', await estimate(ctx));
     const run = runTool(tool, 'pg_dump', ['--format=custom', '--no-owner', '--no-privileges', `--snapshot=${snap}`, `--file=${path}`], env);
     const onAbort = () => run.kill();
     ctx.signal?.addEventListener('abort', onAbort);
     const stopWatch = watchSize(path, ctx.progress);
     try {
-      ctx.progress.phase('backup', await estimate(ctx));
       const tables = await tableSums(conn, ctx);
       ctx.progress.note('checksums done; waiting for pg_dump to finish');
       await run.done;
+      stopWatch();
       ctx.progress.done();
       return tables;
     } catch (e) {
@@ -320,6 +325,7 @@ async function mysqlDumpBackup(ctx: Ctx, path: string, native: boolean): Promise
           ...(flavour === 'mysql' ? ['--set-gtid-purged=OFF'] : []),
           target.database,
         ];
+        ctx.progress.phase('backup', await estimate(ctx));
         const run = runTool(tool, 'mysqldump', args, {}, { stdout: 'pipe', cleanup: opt.cleanup });
         const stdout = run.child.stdout!;
         const writing = pipeline(stdout, createGzip({ level: 6 }), createWriteStream(path)).catch((e: unknown) => {
@@ -331,10 +337,10 @@ async function mysqlDumpBackup(ctx: Ctx, path: string, native: boolean): Promise
         try {
           await waitForOutput(stdout, /-- Table structure for table|CREATE TABLE/, run.done, 60_000);
           await unlock();
-          ctx.progress.phase('backup', await estimate(ctx));
           const tables = await tableSums(conn, ctx);
           ctx.progress.note('checksums done; waiting for mysqldump to finish');
           await Promise.all([run.done, writing]);
+          stopWatch();
           ctx.progress.done();
           return tables;
         } catch (e) {
@@ -378,15 +384,16 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
   if (live.pending.length) notes.push(`${live.pending.length} migration(s) are not applied yet (${live.pending.join(', ')}); the backup holds the schema as it is`);
 
   // Where to write: FILE.partial renamed at the end, or straight into a pipe or device.
-  let st: ReturnType<typeof lstatSync> | undefined;
+  let st: Stats | undefined;
   try {
     st = statSync(file);
   } catch (e) {
     if ((e as { code?: string }).code !== 'ENOENT') throw fileError(e, 'cannot write backup', file);
   }
-  if (st?.isFile()) throw new ConfigError(`backup file ${file} already exists: choose a new name (backups are never overwritten)`, { path: file });
+  if (st?.isFile() && !/^\/(dev|proc\/self\/fd)\//.test(file)) throw new ConfigError(`backup file ${file} already exists: choose a new name (backups are never overwritten)`, { path: file });
   if (st?.isDirectory()) throw new ConfigError(`backup target ${file} is a directory: name a file, e.g. ${file.replace(/\/$/, '')}/coffer-${new Date().toISOString().slice(0, 10)}.backup`, { path: file });
-  const stream = st !== undefined; // a FIFO, character device (/dev/stdout)…
+  // A pipe, a character device, or /dev/stdout redirected to a file: written straight through.
+  const stream = st !== undefined && (!st.isFile() || /^\/(dev|proc\/self\/fd)\//.test(file));
 
   let kind: BackupKind;
   const native = format === 'native';

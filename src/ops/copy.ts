@@ -1,10 +1,11 @@
 // `coffer copy --from URL --to URL`: any backend to any backend (SQLite to PostgreSQL is the
 // common case), in keyset batches with bounded memory, resumable after an interruption, then
 // verified by row counts and content checksums computed the same way on both sides.
+import { resolve } from 'node:path';
 import { ConfigError, MigrationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
 import { dataTables, estimateRows, historyDifferences, liveSchema, opsDb, serialColumn, serialNext, setSerialNext, withSnapshot, type OpsDb } from './db.js';
-import { VerificationError } from './errors.js';
+import { InterruptedError, VerificationError } from './errors.js';
 import { describeMarker, dropMarker, readMarker, setMarkerState } from './marker.js';
 import { SilentProgress, type Progress } from './progress.js';
 import { clearSeedRows, prepareTarget } from './target.js';
@@ -46,7 +47,7 @@ export interface CopyReport {
 /** Identifies one database across runs (so a resume is recognised), without secrets. */
 function sourceId(c: Coffer): string {
   const t = c.target;
-  if (t.backend === 'sqlite') return t.memory ? `memory:${c.name}` : `sqlite:${t.path}`;
+  if (t.backend === 'sqlite') return t.memory ? `memory:${c.name}` : `sqlite:${resolve(t.path)}`;
   return `${t.backend}://${t.host}:${t.port}/${t.database}`;
 }
 
@@ -124,7 +125,8 @@ export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOpt
   const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
   const src = opsDb(source);
   const dst = opsDb(target);
-  if (source === target || (source.target.backend === 'sqlite' && !source.target.memory && sourceId(source) === sourceId(target)) || (source.target.backend !== 'sqlite' && sourceId(source) === sourceId(target))) {
+  const memory = source.target.backend === 'sqlite' && source.target.memory;
+  if (source === target || (!memory && sourceId(source) === sourceId(target))) {
     throw new ConfigError(`source and target are the same database (${src.describe})`, { field: 'to' });
   }
 
@@ -175,7 +177,12 @@ export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOpt
 
   let sums: Map<string, TableSum> | null = null;
   if (opts.verify !== false) {
-    const v = await verifyPlans(src, dst, plans, { batchSize, progress, signal: opts.signal, total });
+    const v = await verifyPlans(src, dst, plans, { batchSize, progress, signal: opts.signal, total }).catch((e: unknown) => {
+      if (e instanceof InterruptedError) {
+        throw new InterruptedError(`copy interrupted while verifying: every row is written, ${dst.describe} stays marked incomplete until verified; run the same coffer copy again to verify it`);
+      }
+      throw e;
+    });
     if (v.problems.length) {
       await setMarkerState(dst.writer, dst.dialect, 'failed', { problems: v.problems });
       throw new VerificationError(

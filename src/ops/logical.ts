@@ -90,8 +90,12 @@ export class LogicalWriter {
     const chunk = this.#buffer.join('');
     this.#buffer = [];
     this.#buffered = 0;
-    if (!this.#gzip.write(chunk)) {
-      await Promise.race([once(this.#gzip, 'drain'), this.#done.then(() => undefined)]);
+    try {
+      if (!this.#gzip.write(chunk)) {
+        await Promise.race([once(this.#gzip, 'drain'), this.#done.then(() => undefined)]);
+      }
+    } catch (e) {
+      throw this.#error ?? fileError(e, 'cannot write', this.path);
     }
     if (this.#error) throw this.#error;
   }
@@ -100,7 +104,11 @@ export class LogicalWriter {
   async close(): Promise<void> {
     await this.#flush();
     this.#gzip.end();
-    await this.#done;
+    try {
+      await this.#done;
+    } catch (e) {
+      throw this.#error ?? fileError(e, 'cannot write', this.path);
+    }
     if (this.#error) throw this.#error;
   }
 

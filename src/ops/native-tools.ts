@@ -64,7 +64,9 @@ export function runTool(path: string, name: ToolName, args: string[], env: Recor
         .split('\n')
         .map((l) => l.trim())
         .filter((l) => l && !/^(warning|WARNING):.*password/i.test(l));
-      const why = lines.slice(-2).join(' / ') || (signal ? `killed by ${signal}` : `exit code ${code}`);
+      // The line that says what went wrong, not the SQL text the tools echo after it.
+      const errorLine = lines.find((l) => /\b(error|fatal|denied|not found|no such|failed|could not)\b/i.test(l));
+      const why = errorLine ?? (lines.slice(-2).join(' / ') || (signal ? `killed by ${signal}` : `exit code ${code}`));
       reject(new ToolError(`${name} failed: ${why}`, name, stderr));
     });
   });

@@ -5,19 +5,22 @@ import type { DoctorCheck, RetentionRule } from './hooks.js';
 import { undoJournalRule } from './retention-undo.js';
 
 /**
- * Domain checks run by `coffer doctor` after its built-in checks (integrity, schema parity,
- * migration drift, unused indexes, long queries and lock waits).
+ * Domain checks run by `coffer doctor` after its built-in ones (migrations, incomplete,
+ * schema, integrity, foreign-keys, indexes, queries, locks).
  *
- * Registration point for the audit domain: its chain verification, e.g.
- *   import { auditChainCheck } from '../domains/audit/doctor.js';   → add auditChainCheck below
- * and for the chain domain a cursor-versus-blocks check, the same way.
+ * Registration point for the audit domain: the chain verification (verifyAuditLog in
+ * src/domains/audit/verify.ts) as a DoctorCheck named "audit.chain", requires
+ * ['audit_log', 'audit_head'], one error finding with firstBad's message when the log does not
+ * verify. The chain domain's cursor-versus-blocks check goes here the same way.
  */
 export const DOCTOR_CHECKS: readonly DoctorCheck[] = [];
 
 /**
  * Retention rules run by `coffer trim` (a dry run unless --apply).
  *
- * Registration points: the chain domain's raw-transaction window and the token domain's old
- * unconfirmed rows (e.g. unconfirmed mints past their expiry) go here, next to the undo rule.
+ * Registration points: the token domain's trimUnconfirmedMints / trimUnconfirmedInvoices
+ * (src/domains/tokens/retention.ts; apply = one call with limit = opts.batchSize and olderThan
+ * from a setting such as "tokens.unconfirmed.maxAgeHours") and the chain domain's raw
+ * transactions below a height window go here, next to the undo-journal rule.
  */
 export const RETENTION_RULES: readonly RetentionRule[] = [undoJournalRule];

@@ -8,6 +8,7 @@
 //
 // The target carries the incomplete marker (marker.ts) until the restore verified.
 import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, createGunzip, gunzipSync } from 'node:zlib';
 import { ConfigError } from '../db/errors.js';
@@ -16,7 +17,7 @@ import { dataTables, schemaOfHistory, listTables, liveSchema, openSqliteFileRead
 import { fileError, InterruptedError, VerificationError } from './errors.js';
 import { LogicalReader, LogicalSource } from './logical.js';
 import { fileDigest, manifestPath, plansFromManifest, readManifestFile, validateManifest, type BackupKind, type Manifest } from './manifest.js';
-import { createMarker, describeMarker, dropMarker, readMarker, setMarkerState, type Marker } from './marker.js';
+import { createMarker, describeMarker, dropMarker, MARKER_TABLE, readMarker, setMarkerState, type Marker } from './marker.js';
 import { mysqlOptionFile, pgEnv, requireTool, runTool, serverTarget } from './native-tools.js';
 import { SilentProgress, type Progress } from './progress.js';
 import { clearSeedRows, dropCofferTables, nonEmptyTables, prepareTarget } from './target.js';
@@ -60,6 +61,9 @@ export function detectBackupKind(file: string): BackupKind {
   try {
     n = readSync(fd, head, 0, head.length, 0);
   } catch (e) {
+    if ((e as { code?: string }).code === 'ESPIPE') {
+      throw new ConfigError(`${file} is a pipe: restore reads its backup more than once (to verify it), so save the stream to a file first`, { path: file });
+    }
     throw fileError(e, 'cannot read backup', file);
   } finally {
     closeSync(fd);
@@ -97,7 +101,12 @@ const interruptedMsg = (ctx: Ctx) => (n: number) =>
 async function verifyAgainst(ctx: Ctx, plans: TablePlan[], expected: Map<string, TableSum>, reference: (() => Promise<{ source: RowSource; close(): void }>) | null): Promise<Map<string, TableSum>> {
   const total = [...expected.values()].reduce((n, t) => n + t.rows, 0);
   ctx.progress.phase('verify', total);
-  const actual = await digestTables(ctx.dst, plans, { batchSize: ctx.batchSize, progress: ctx.progress, signal: ctx.opts.signal });
+  const actual = await digestTables(ctx.dst, plans, { batchSize: ctx.batchSize, progress: ctx.progress, signal: ctx.opts.signal }).catch((e: unknown) => {
+    if (e instanceof InterruptedError) {
+      throw new InterruptedError(`restore interrupted while verifying: ${ctx.dst.describe} stays marked incomplete until verified; run the same coffer restore again`);
+    }
+    throw e;
+  });
   ctx.progress.done();
   const bad = compareSums(expected, actual, 'the backup', 'the restored database');
   if (!bad.length) return actual;
@@ -192,7 +201,9 @@ async function restoreLogical(ctx: Ctx, sidecar: Manifest | null): Promise<Omit<
 async function restoreSqliteFile(ctx: Ctx, manifest: Manifest | null): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
   const ro = openSqliteFileReadOnly(ctx.file);
   try {
-    const history = await readHistory(ro.reader);
+    const history = await readHistory(ro.reader).catch(() => {
+      throw new ConfigError(`${ctx.file} is a SQLite database but not a Coffer one (it has no migration history)`, { path: ctx.file });
+    });
     if (manifest) {
       const a = JSON.stringify(manifest.migrations.map((m) => [m.domain, m.version, m.checksum]).sort());
       const b = JSON.stringify(history.map((m) => [m.domain, m.version, m.checksum]).sort());
@@ -251,19 +262,38 @@ async function restoreSqliteFile(ctx: Ctx, manifest: Manifest | null): Promise<O
   }
 }
 
+/** The tables a native dump creates (pg_restore --list, or the mysqldump section headers). */
+async function tablesInDump(kind: 'pg_dump' | 'mysqldump', file: string): Promise<string[]> {
+  const names: string[] = [];
+  if (kind === 'pg_dump') {
+    const tool = requireTool('pg_restore', 'restore from a --format logical backup');
+    const run = runTool(tool, 'pg_restore', ['--list', file], {}, { stdout: 'pipe' });
+    let out = '';
+    run.child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    await run.done;
+    for (const m of out.matchAll(/^\d+; \d+ \d+ TABLE \S+ (\S+) /gm)) names.push(m[1]!);
+    return names;
+  }
+  const lines = createInterface({ input: createReadStream(file).pipe(createGunzip()), crlfDelay: Infinity });
+  for await (const line of lines) {
+    const m = /^-- Table structure for table `(.+)`$/.exec(line);
+    if (m) names.push(m[1]!.replace(/``/g, '`'));
+  }
+  return names;
+}
+
 /** Target checks for a native restore: only PostgreSQL/MySQL of the same kind, empty (or forced). */
 async function prepareNative(ctx: Ctx, manifest: Manifest, operationKind: 'pg_dump' | 'mysqldump'): Promise<void> {
   const db = ctx.dst;
   const marker: Marker | null = await readMarker(db.writer, db.dialect);
+  let busy: { table: string; rows: bigint }[] = [];
   if (marker) {
     const same = marker.info.operation === 'restore-native' && marker.info.sourceId === manifest.id;
     if (!ctx.opts.discard && !same) {
       throw new ConfigError(`target ${db.describe} holds ${describeMarker(marker)}: add --discard to throw it away`, { field: 'to' });
     }
-    ctx.progress.note(same && !ctx.opts.discard ? `starting the interrupted restore from ${ctx.file} over (a native restore cannot resume)` : `discarded ${describeMarker(marker)}`);
-    await dropCofferTables(db, ctx.target.schema);
   } else {
-    const busy = await nonEmptyTables(db, ctx.target.schema, ctx.target.migrator.migrations);
+    busy = await nonEmptyTables(db, ctx.target.schema, ctx.target.migrator.migrations);
     if (busy.length && !ctx.opts.force) {
       throw new ConfigError(
         `target ${db.describe} is not empty (${busy
@@ -273,13 +303,22 @@ async function prepareNative(ctx: Ctx, manifest: Manifest, operationKind: 'pg_du
         { field: 'to' },
       );
     }
-    // Empty Coffer tables (a freshly migrated database) would collide with the dump's.
-    const dropped = await dropCofferTables(db, ctx.target.schema);
-    if (dropped.length) ctx.progress.note(`${busy.length ? '--force: ' : ''}dropped ${dropped.length} ${busy.length ? '' : 'empty '}Coffer table(s) so the ${operationKind} can create them`);
   }
-  const others = await listTables(db.writer, db.dialect);
-  const clash = manifest.tables.map((t) => t.name).filter((t) => others.has(t));
-  if (clash.length) throw new ConfigError(`target ${db.describe} still has table(s) ${clash.join(', ')}: drop them or restore into another database`, {});
+  // The dump replaces every table it contains (pg_restore --clean, mysqldump's DROP TABLE):
+  // a table of another application with the same name must not be silently replaced.
+  const coffer = new Set([...ctx.target.schema.tables.keys(), MARKER_TABLE]);
+  const others = [...(await listTables(db.writer, db.dialect))].filter((t) => !coffer.has(t));
+  const clash = (await tablesInDump(operationKind, ctx.file)).filter((t) => others.includes(t));
+  if (clash.length) throw new ConfigError(`target ${db.describe} has table(s) ${clash.join(', ')} that the backup would replace: restore into another database`, { field: 'to' });
+  // Coffer's own tables go first: empty ones (a freshly migrated database) would collide with
+  // the dump's, and an interrupted native restore cannot resume, only start over.
+  const dropped = await dropCofferTables(db, ctx.target.schema);
+  if (marker) {
+    const same = marker.info.operation === 'restore-native' && marker.info.sourceId === manifest.id;
+    ctx.progress.note(same && !ctx.opts.discard ? `starting the interrupted restore from ${ctx.file} over (a native restore cannot resume)` : `discarded ${describeMarker(marker)}`);
+  } else if (dropped.length) {
+    ctx.progress.note(`${busy.length ? '--force: ' : ''}dropped ${dropped.length} ${busy.length ? '' : 'empty '}Coffer table(s) so the ${operationKind} can create them`);
+  }
   await createMarker(db, { operation: 'restore-native', source: ctx.file, sourceId: manifest.id, startedAt: new Date().toISOString(), kind: operationKind });
 }
 
@@ -308,12 +347,15 @@ async function restoreNative(ctx: Ctx, kind: 'pg_dump' | 'mysqldump', manifest: 
   }
   await prepareNative(ctx, manifest, kind);
   const t = serverTarget(ctx.target.target);
-  ctx.progress.phase('restore', manifest.tables.reduce((n, x) => n + x.rows, 0));
+  // pg_restore and mysql report no progress of their own; the bar shows time, then the rows.
+  ctx.progress.phase('restore', null);
   let run;
   let feeding: Promise<void> = Promise.resolve();
   let cleanup = () => {};
   if (kind === 'pg_dump') {
-    run = runTool(tool, 'pg_restore', ['--single-transaction', '--exit-on-error', '--no-owner', '--no-privileges', `--dbname=${t.database}`, ctx.file], pgEnv(t));
+    // --clean --if-exists: objects outside tables that migrations created (trigger functions)
+    // may already exist in a freshly migrated database; the dump brings its own.
+    run = runTool(tool, 'pg_restore', ['--single-transaction', '--exit-on-error', '--no-owner', '--no-privileges', '--clean', '--if-exists', `--dbname=${t.database}`, ctx.file], pgEnv(t));
   } else {
     const opt = await mysqlOptionFile(tool, t);
     cleanup = opt.cleanup;
@@ -340,6 +382,7 @@ async function restoreNative(ctx: Ctx, kind: 'pg_dump' | 'mysqldump', manifest: 
     cleanup();
     ctx.opts.signal?.removeEventListener('abort', onAbort);
   }
+  ctx.progress.add(manifest.tables.reduce((n, x) => n + x.rows, 0), manifest.file?.bytes ?? 0);
   ctx.progress.done();
   let verified = false;
   if (ctx.opts.verify !== false) {

@@ -120,6 +120,9 @@ export interface PrepareOptions {
  */
 export async function prepareTarget(target: Coffer, opts: PrepareOptions): Promise<Marker | null> {
   const db = opsDb(target);
+  // A history this build cannot apply on top of (edited or unknown migrations) is refused
+  // before anything is written to the target.
+  await target.migrator.verify();
   let marker = await readMarker(db.writer, db.dialect);
   if (marker) {
     if (opts.discard) {

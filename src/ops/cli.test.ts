@@ -1,0 +1,239 @@
+// The operator commands as an operator runs them: `coffer copy` killed part way (SIGKILL) and
+// resumed to a verified result, Ctrl-C leaving the target marked incomplete, progress lines when
+// stderr is not a terminal, --json output, exit codes, and one clear line for every
+// environment problem (wrong URL, missing tool, missing folder, full disk, non-empty target).
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Coffer } from '../db/store.js';
+import { dumpAll, fillEveryTable } from '../../test/fixtures/fill.js';
+import { createDatabase, skipReason, type TestDatabase } from '../../test/harness.js';
+import { readMarker } from './marker.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'coffer-ops-cli-'));
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run>; stderr: () => string } {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/coffer.js'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, COFFER_DATABASE_URL: '', DATABASE_URL: '', ...env },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, done, stderr: () => stderr };
+}
+
+const coffer = (args: string[], env: Record<string, string> = {}) => start(args, env).done;
+
+/** Resolves once a plain progress line reports at least `rows` rows copied. */
+async function waitForRows(getStderr: () => string, rows: number, exited: Promise<Run>): Promise<void> {
+  for (;;) {
+    const seen = [...getStderr().matchAll(/^copy: ([\d,]+) of/gm)].map((m) => Number(m[1]!.replace(/,/g, '')));
+    if (seen.some((n) => n >= rows)) return;
+    const r = await Promise.race([exited, new Promise<null>((res) => setTimeout(() => res(null), 25))]);
+    if (r) throw new Error(`coffer exited before copying ${rows} rows: ${r.stderr}`);
+  }
+}
+
+function oneErrorLine(r: Run, pattern: RegExp): void {
+  const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('coffer: error:'));
+  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+}
+
+describe('operator commands on the command line', () => {
+  const dbs: TestDatabase[] = [];
+  let sourceUrl = '';
+  let sourceDump: Record<string, string[]> = {};
+  const targetBackend = skipReason('postgres') ? 'sqlite' : 'postgres';
+  const newDb = async (b: 'sqlite' | 'postgres' | 'mysql') => {
+    const d = await createDatabase(b);
+    dbs.push(d);
+    return d;
+  };
+
+  before(async () => {
+    // The service's own schema (every real domain), filled with extreme values.
+    sourceUrl = `sqlite:${join(dir, 'source.db')}`;
+    const c = await Coffer.open({ url: sourceUrl });
+    try {
+      await fillEveryTable(c, { rowsPerTable: 10 });
+      sourceDump = await dumpAll(c);
+    } finally {
+      await c.close();
+    }
+  });
+  after(async () => {
+    for (const d of dbs) await d.drop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('coffer copy killed part way (SIGKILL) resumes to a verified result', async () => {
+    const target = await newDb(targetBackend);
+    const env = { COFFER_OPS_THROTTLE_MS: '40', COFFER_PROGRESS_INTERVAL_MS: '50' };
+    const first = start(['copy', '--from', sourceUrl, '--to', target.url, '--batch-size', '5'], env);
+    await waitForRows(first.stderr, 30, first.done);
+    first.child.kill('SIGKILL');
+    const killed = await first.done;
+    assert.equal(killed.signal, 'SIGKILL');
+    // Plain periodic progress lines, since stderr is not a terminal.
+    assert.match(killed.stderr, /^copy: [\d,]+ of [\d,]+ rows \(\d+%\) · .* rows\/s/m);
+
+    const t = await Coffer.open({ url: target.url, migrate: 'skip' });
+    let done: number;
+    try {
+      const marker = await readMarker(t.engine.reader, t.dialect);
+      assert.ok(marker, 'the target is marked incomplete');
+      assert.equal(marker.state, 'running');
+      done = [...marker.tables.values()].reduce((n, x) => n + x.rowsDone, 0);
+      const total = Object.entries(sourceDump).filter(([k]) => k !== 'coffer_migrations').reduce((n, [, v]) => n + v.length, 0);
+      assert.ok(done >= 30 && done < total, `${done} of ${total} rows were written before the kill`);
+      // Status tells an operator what happened.
+      const doctor = await coffer(['doctor', '--db', target.url, '--check', 'incomplete']);
+      assert.equal(doctor.code, 1);
+      assert.match(doctor.stdout, /ERROR\s+incomplete\s+this database is an incomplete copy from sqlite:.*source\.db/);
+      assert.match(doctor.stdout, /→ run the same coffer copy again to resume it/);
+    } finally {
+      await t.close();
+    }
+
+    const second = await coffer(['copy', '--from', sourceUrl, '--to', target.url, '--batch-size', '50']);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stderr, /resuming an incomplete copy/);
+    assert.match(second.stdout, /\(resumed\)/);
+    assert.match(second.stdout, /verified: row counts and content checksums match on both sides/);
+    const rows = Number(/: ([\d,]+) rows written/.exec(second.stdout)![1]!.replace(/,/g, ''));
+    assert.ok(rows > 0 && rows + done === Object.entries(sourceDump).filter(([k]) => k !== 'coffer_migrations').reduce((n, [, v]) => n + v.length, 0), 'the resumed run copied only the rest');
+
+    const check = await Coffer.open({ url: target.url, migrate: 'verify' });
+    try {
+      assert.deepEqual(await dumpAll(check), sourceDump);
+      assert.equal(await readMarker(check.engine.reader, check.dialect), null);
+    } finally {
+      await check.close();
+    }
+  });
+
+  test('Ctrl-C stops coffer copy after the current batch: exit 130, target marked incomplete; --discard starts over', async () => {
+    const target = await newDb('sqlite');
+    const first = start(['copy', '--from', sourceUrl, '--to', target.url, '--batch-size', '5'], { COFFER_OPS_THROTTLE_MS: '40', COFFER_PROGRESS_INTERVAL_MS: '50' });
+    await waitForRows(first.stderr, 20, first.done);
+    first.child.kill('SIGINT');
+    const r = await first.done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /SIGINT: stopping after the current step/);
+    assert.match(r.stderr, /^coffer: interrupted: copy stopped after \d+ more rows: .* is marked incomplete \(table coffer_ops_progress\); run the same coffer copy again to resume, or add --discard/m);
+    const t = await Coffer.open({ url: target.url, migrate: 'skip' });
+    try {
+      assert.equal((await readMarker(t.engine.reader, t.dialect))?.state, 'running');
+    } finally {
+      await t.close();
+    }
+    const again = await coffer(['copy', '--from', sourceUrl, '--to', target.url, '--discard', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /discarded an incomplete copy/);
+    const report = JSON.parse(again.stdout);
+    assert.equal(report.verified, true);
+    assert.equal(report.resumed, false);
+  });
+
+  test('backup and restore on the command line, with --json and progress lines', async () => {
+    const file = join(dir, 'cli.backup');
+    const b = await coffer(['backup', '--db', sourceUrl, '--to', file, '--json'], { COFFER_PROGRESS_INTERVAL_MS: '1' });
+    assert.equal(b.code, 0, b.stderr);
+    const report = JSON.parse(b.stdout);
+    assert.equal(report.kind, 'sqlite');
+    assert.ok(existsSync(file) && existsSync(`${file}.manifest.json`));
+    assert.ok(b.stderr.split('\n').filter(Boolean).every((l) => 'progress' in JSON.parse(l) || 'note' in JSON.parse(l)), 'with --json, progress is JSON lines');
+    const target = await newDb(targetBackend);
+    const r = await coffer(['restore', '--from', file, '--to', target.url]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /restored .*cli\.backup \(sqlite\) into .*: [\d,]+ rows in \d+ tables, verified against the manifest/);
+    // A second restore into the now non-empty database is refused: one line, exit 2.
+    const refused = await coffer(['restore', '--from', file, '--to', target.url]);
+    assert.equal(refused.code, 2);
+    oneErrorLine(refused, /is not empty .*--force/);
+  });
+
+  test('maintain, stats, sizes and doctor run and speak JSON', async () => {
+    const [m, s, z, d] = await Promise.all([
+      coffer(['maintain', '--db', sourceUrl, '--json']),
+      coffer(['stats', '--db', sourceUrl, '--json']),
+      coffer(['sizes', '--db', sourceUrl]),
+      coffer(['doctor', '--db', sourceUrl, '--json']),
+    ]);
+    assert.equal(m.code, 0, m.stderr);
+    assert.deepEqual(JSON.parse(m.stdout).steps.map((s: { step: string }) => s.step), ['PRAGMA optimize', 'VACUUM', 'PRAGMA wal_checkpoint(TRUNCATE)']);
+    assert.equal(s.code, 0, s.stderr);
+    const stats = JSON.parse(s.stdout);
+    const rows = Object.fromEntries(stats.tables.map((t: { table: string; rows: number }) => [t.table, t.rows]));
+    for (const [t, v] of Object.entries(sourceDump)) if (t !== 'coffer_migrations') assert.equal(rows[t], v.length, t);
+    assert.equal(z.code, 0, z.stderr);
+    assert.match(z.stdout, /^index\s+uq_chain_blocks_hash\s+chain_blocks\s+/m);
+    assert.equal(d.code, 0, d.stdout);
+    assert.equal(JSON.parse(d.stdout).ok, true);
+  });
+
+  test('environment problems get one clear line and a non-zero exit', async () => {
+    const results = await Promise.all([
+      coffer(['copy', '--from', 'oracle://x/y', '--to', 'sqlite::memory:']),
+      coffer(['copy', '--from', sourceUrl, '--to', 'postgres://app:hunter2@127.0.0.1:1/x']),
+      coffer(['backup', '--db', 'postgres://app:hunter2@127.0.0.1:1/x', '--to', join(dir, 'x.backup')]),
+      coffer(['backup', '--db', sourceUrl, '--to', join(dir, 'missing', 'x.backup')]),
+      coffer(['backup', '--db', sourceUrl, '--to', join(dir, 'nothing.backup'), '--format', 'logical', '--batch-size', 'lots']),
+      coffer(['restore', '--from', join(dir, 'no-such.backup'), '--to', sourceUrl]),
+      coffer(['trim', '--db', sourceUrl, '--set', 'no.such.setting=1']),
+    ]);
+    const [badUrl, unreachable, unreachableBackup, missingDir, badBatch, noFile, badSetting] = results;
+    assert.equal(badUrl!.code, 2);
+    oneErrorLine(badUrl!, /database\.url: unsupported scheme "oracle:"/);
+    assert.equal(unreachable!.code, 2);
+    oneErrorLine(unreachable!, /cannot connect to postgres:\/\/app:\*\*\*@127\.0\.0\.1:1\/x/);
+    assert.doesNotMatch(unreachable!.stderr + unreachableBackup!.stderr, /hunter2/);
+    assert.equal(unreachableBackup!.code, 2);
+    assert.equal(missingDir!.code, 2);
+    oneErrorLine(missingDir!, /cannot write backup .*missing\/x\.backup\.partial: no such file or directory/);
+    assert.equal(badBatch!.code, 2);
+    oneErrorLine(badBatch!, /--batch-size: expected a whole number/);
+    assert.equal(noFile!.code, 2);
+    oneErrorLine(noFile!, /cannot read backup .*no-such\.backup: no such file or directory/);
+    assert.equal(badSetting!.code, 2);
+    oneErrorLine(badSetting!, /unknown retention setting no\.such\.setting/);
+  });
+
+  test('a missing dump tool and a full disk get one clear line too', async () => {
+    const runs: Promise<Run>[] = [];
+    if (!skipReason('postgres')) {
+      const pg = await newDb('postgres');
+      const c = await Coffer.open({ url: pg.url });
+      await c.close();
+      runs.push(coffer(['backup', '--db', pg.url, '--to', join(dir, 'pg-native.backup'), '--format', 'native'], { PATH: join(dir, 'empty-path') }));
+    }
+    if (existsSync('/dev/full')) runs.push(coffer(['backup', '--db', sourceUrl, '--to', '/dev/full', '--format', 'logical']));
+    const [noTool, full] = skipReason('postgres') ? [undefined, ...(await Promise.all(runs))] : await Promise.all(runs);
+    if (noTool) {
+      assert.equal(noTool.code, 2);
+      oneErrorLine(noTool, /pg_dump not found on PATH \(install postgresql-client, or back up with --format logical\)/);
+    }
+    if (full) {
+      assert.notEqual(full.code, 0);
+      oneErrorLine(full, /cannot write \/dev\/full: the disk is full/);
+    }
+    assert.ok(noTool || full, 'at least one of the two cases ran');
+  });
+});
