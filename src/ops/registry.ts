@@ -3,6 +3,9 @@
 // hook whose tables are not in the database yet is skipped with a note, never an error.
 import type { DoctorCheck, RetentionRule } from './hooks.js';
 import { undoJournalRule } from './retention-undo.js';
+import { auditChainCheck } from '../domains/audit/doctor.js';
+import { chainCursorCheck } from '../domains/chain/doctor.js';
+import { unconfirmedInvoicesRule, unconfirmedMintsRule } from '../domains/tokens/retention-rules.js';
 
 /**
  * Domain checks run by `coffer doctor` after its built-in ones (migrations, incomplete,
@@ -13,7 +16,7 @@ import { undoJournalRule } from './retention-undo.js';
  * ['audit_log', 'audit_head'], one error finding with firstBad's message when the log does not
  * verify. The chain domain's cursor-versus-blocks check goes here the same way.
  */
-export const DOCTOR_CHECKS: readonly DoctorCheck[] = [];
+export const DOCTOR_CHECKS: readonly DoctorCheck[] = [auditChainCheck, chainCursorCheck];
 
 /**
  * Retention rules run by `coffer trim` (a dry run unless --apply).
@@ -23,4 +26,4 @@ export const DOCTOR_CHECKS: readonly DoctorCheck[] = [];
  * from a setting such as "tokens.unconfirmed.maxAgeHours") and the chain domain's raw
  * transactions below a height window go here, next to the undo-journal rule.
  */
-export const RETENTION_RULES: readonly RetentionRule[] = [undoJournalRule];
+export const RETENTION_RULES: readonly RetentionRule[] = [undoJournalRule, unconfirmedMintsRule, unconfirmedInvoicesRule];
