@@ -428,3 +428,16 @@ forEachBackend(
   },
   ['sqlite'],
 );
+
+forEachBackend('store json', (ctx) => {
+  test('JSON values of every shape round-trip, including a bare string and a number', async () => {
+    const coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+    for (const doc of ['just a string', '{"looks":"like json"}', 42, true, null, [1, 'two'], { nested: { deep: ['x'] } }]) {
+      const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', account({ doc })));
+      const got = await coffer.read(async (tx) =>
+        tx.codec('fx_accounts').decode<{ doc: unknown }>(await tx.db.selectFrom('fx_accounts').select('doc').where('id', '=', id).executeTakeFirstOrThrow()),
+      );
+      assert.deepEqual(got.doc, doc, JSON.stringify(doc));
+    }
+  });
+});

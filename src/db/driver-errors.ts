@@ -157,6 +157,7 @@ export function mapDriverError(backend: Backend, e: unknown): unknown {
         return new BusyError('statement timeout: the statement was cancelled', details, opts);
       case 1406:
       case 1264:
+      case 1690: // BIGINT value out of range (e.g. a CHECK computing quantity * price)
       case 1366:
       case 1292:
         return new ValidationError(`value out of range or malformed: ${message}`, details, opts);
