@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Coffer } from '../../db/store.js';
 import { redactUrl } from '../../db/url.js';
-import { tableRowCounts } from '../../cli/table-counts.js';
+import { collectStats } from '../../ops/sizes.js';
 import { route, type RouteSpec } from '../route.js';
 
 export interface ChainPanel {
@@ -104,9 +104,14 @@ export async function topStatements(coffer: Coffer): Promise<{ query: string; ca
   }
 }
 
+/** Rows and bytes per table, largest first (the same figures as `coffer stats`). */
 async function defaultTables(coffer: Coffer): Promise<TablePanel[]> {
-  const counts = await tableRowCounts(coffer);
-  return Object.entries(counts).map(([name, rows]) => ({ name, rows, bytes: null }));
+  const stats = await collectStats(coffer, { estimate: coffer.dialect !== 'sqlite' });
+  return stats.tables.map((t) => ({
+    name: t.table,
+    rows: `${t.rowsEstimated ? '~' : ''}${t.rows}`,
+    bytes: t.totalBytes === null ? null : String(t.totalBytes),
+  }));
 }
 
 export async function dashboardData(coffer: Coffer, sources: DashboardSources = {}) {
