@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: type-check, then run every *.test.ts under test/ and src/ with node:test (through
+// `npm test`: type-check, then run every *.test.ts under test/, src/ and bench/ with node:test (through
 // tsx), after printing which backends run and why others are skipped. Node 20's --test does
 // not expand globs, so the file list is built here.
 import { spawnSync } from 'node:child_process';
@@ -22,7 +22,10 @@ function find(dir) {
   return out;
 }
 
-const files = ['test', 'src'].flatMap((d) => find(d)).sort().filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+const files = ['test', 'src', 'bench']
+  .flatMap((d) => find(d))
+  .sort()
+  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
 const backends = [
   ['memory', undefined],
   ['sqlite', undefined],

@@ -15,7 +15,7 @@ import {
   ValidationError,
   CofferError,
 } from '../src/db/errors.js';
-import { ISOLATION } from '../src/db/engine.js';
+import { ISOLATION, READ_ISOLATION } from '../src/db/engine.js';
 import type { Coffer } from '../src/db/store.js';
 import type { Tx } from '../src/db/tx.js';
 import { FIXTURE_MIGRATIONS } from './fixtures/kitchen-sink.js';
@@ -255,6 +255,23 @@ forEachBackend('store', (ctx) => {
     assert.equal(toBigInt(v.value), BigInt(workers * perWorker));
   });
 
+  test('a read transaction is one snapshot: a write committed while it runs is not seen by its later statements', async () => {
+    await coffer.write((tx) => tx.insert('fx_counters', { name: 'snapshot', value: 1n }));
+    const value = async (tx: Tx) =>
+      toBigInt((await tx.db.selectFrom('fx_counters').select('value').where('name', '=', 'snapshot').executeTakeFirstOrThrow()).value);
+    let write: Promise<unknown> | undefined;
+    const seen = await coffer.read(async (tx) => {
+      const first = await value(tx);
+      write = coffer.write((w) => w.db.updateTable('fx_counters').set({ value: 2n }).where('name', '=', 'snapshot').execute());
+      // memory:// has one connection, so there the write waits for this read to end.
+      if (ctx.backend !== 'memory') await write;
+      return [first, await value(tx)];
+    });
+    await write;
+    assert.deepEqual(seen, [1n, 1n], 'both statements of the read saw the same snapshot');
+    assert.equal(await coffer.read(value), 2n);
+  });
+
   test('session settings are pinned at connect', async () => {
     await coffer.read(async (tx) => {
       if (tx.dialect === 'sqlite') {
@@ -275,7 +292,10 @@ forEachBackend('store', (ctx) => {
         assert.equal(await q('statement_timeout'), '30s');
         assert.equal(await q('lock_timeout'), '10s');
         assert.equal(await q('application_name'), 'coffer');
-        assert.equal(await q('transaction_isolation'), ISOLATION.postgres);
+        // Reads run at REPEATABLE READ (one snapshot); writes at the session's READ COMMITTED.
+        assert.equal(await q('transaction_isolation'), READ_ISOLATION.postgres);
+        const write = await coffer.write(async (w) => (await sql.raw('show transaction_isolation').execute(w.db)).rows[0] as Record<string, unknown>);
+        assert.equal(String(Object.values(write)[0]), ISOLATION.postgres);
       } else {
         const r = (
           await sql`select @@session.time_zone as tz, @@session.sql_mode as mode, @@session.tx_isolation as iso, @@character_set_connection as cs`.execute(

@@ -131,6 +131,8 @@ async function openRaw(backend: BackendName, url: string, coffer: Coffer, poolMa
       application_name: 'coffer-bench-raw',
       options: `-c TimeZone=UTC -c statement_timeout=${s.statementTimeoutMs} -c lock_timeout=${s.lockTimeoutMs}`,
     });
+    // An idle connection dropped by the server must not crash the run (as in src/db/engine.ts).
+    pool.on('error', () => {});
     return { kind: 'postgres', pool, close: () => pool.end() };
   }
   const pool = mysql.createPool({
@@ -148,7 +150,9 @@ async function openRaw(backend: BackendName, url: string, coffer: Coffer, poolMa
   // Same session as Coffer's connections: READ COMMITTED, strict mode, UTC.
   pool.on('connection', (c) => {
     const cb = c as unknown as { query(sql: string): void };
-    cb.query("SET SESSION time_zone = '+00:00', SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'");
+    cb.query(
+      "SET SESSION time_zone = '+00:00', SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'",
+    );
     cb.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
   });
   return { kind: 'mysql', pool, close: () => pool.end() };

@@ -73,7 +73,12 @@ export function makeBlock(chainId: string, height: bigint, parentHash: string, s
 }
 
 /** `count` consecutive blocks on top of the tip (height, hash). */
-export function makeBlocks(chainId: string, tip: { height: bigint; hash: string }, count: number, shape: BlockShape = DEFAULT_SHAPE): IngestBlockInput[] {
+export function makeBlocks(
+  chainId: string,
+  tip: { height: bigint; hash: string },
+  count: number,
+  shape: BlockShape = DEFAULT_SHAPE,
+): IngestBlockInput[] {
   const out: IngestBlockInput[] = [];
   let h = tip.height;
   let parent = tip.hash;

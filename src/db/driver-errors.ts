@@ -187,6 +187,13 @@ export function mapDriverError(backend: Backend, e: unknown): unknown {
     if (typeof f.code === 'string' && f.code.startsWith('PROTOCOL_')) {
       return new ConnectionError(`database connection failed (${f.code})`, { backend }, opts);
     }
+    // mysql2 marks errors that end the connection `fatal`, some without a code: "Can't add new
+    // command when connection is in closed state" is what the ROLLBACK after a connection killed
+    // mid-transaction throws, and it replaces the original error (it was a 500; found by the
+    // database-restart test).
+    if ((e as { fatal?: unknown }).fatal === true) {
+      return new ConnectionError(`database connection failed: ${message}`, { backend }, opts);
+    }
     return e;
   }
   // SQLite (file and memory)

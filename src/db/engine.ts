@@ -3,7 +3,18 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { CompiledQuery, Kysely, MysqlDialect, PostgresDialect, sql } from 'kysely';
+import {
+  CompiledQuery,
+  Kysely,
+  MysqlDialect,
+  MysqlDriver,
+  PostgresDialect,
+  sql,
+  type DatabaseConnection,
+  type Driver,
+  type MysqlDialectConfig,
+  type TransactionSettings,
+} from 'kysely';
 import mysql from 'mysql2';
 import pg from 'pg';
 import type { Dialect } from '../schema/model.js';
@@ -46,6 +57,13 @@ export interface PoolStats {
 export const ISOLATION: Record<Dialect, string> = {
   postgres: 'read committed',
   mysql: 'read committed',
+  sqlite: 'serializable',
+};
+
+/** Isolation of read transactions (`coffer.read`): one snapshot for the whole transaction everywhere. */
+export const READ_ISOLATION: Record<Dialect, string> = {
+  postgres: 'repeatable read',
+  mysql: 'repeatable read',
   sqlite: 'serializable',
 };
 
@@ -221,10 +239,19 @@ async function openPostgres(target: DbTarget & { backend: 'postgres' }, s: Engin
   });
   let created = 0;
   let closed = 0;
-  pool.on('connect', () => created++);
+  // A client losing its server (the database restarting, pg_terminate_backend) emits 'error'.
+  // The pool listens only while a client is idle; a client checked out between two statements
+  // of a transaction had no listener, and the unhandled 'error' crashed the process (found by
+  // the database-restart test). So every client gets a listener for its whole life; the failed
+  // statement still fails (as a ConnectionError), and the pool drops the dead client on release.
+  pool.on('connect', (client) => {
+    created++;
+    client.on('error', onError);
+  });
   pool.on('remove', () => closed++);
-  // An idle client losing its server must not crash the process; the pool replaces it.
-  pool.on('error', onError);
+  // The pool re-emits an idle client's error, already logged by the client's listener above;
+  // this listener only keeps the re-emit from being unhandled.
+  pool.on('error', () => {});
   try {
     const client = await pool.connect();
     client.release();
@@ -248,6 +275,30 @@ async function openPostgres(target: DbTarget & { backend: 'postgres' }, s: Engin
     },
     close: () => db.destroy(),
   };
+}
+
+// Kysely's MySQL driver starts a read-only transaction with two statements (SET TRANSACTION
+// READ ONLY, then BEGIN), one round trip each; START TRANSACTION READ ONLY is the same thing
+// in one (MySQL 5.6.5+, MariaDB 10.0+). Every coffer.read() saves a round trip.
+class CofferMysqlDriver extends MysqlDriver {
+  override async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    if (settings.accessMode && !settings.isolationLevel) {
+      await connection.executeQuery(CompiledQuery.raw(`start transaction ${settings.accessMode}`));
+      return;
+    }
+    await super.beginTransaction(connection, settings);
+  }
+}
+
+class CofferMysqlDialect extends MysqlDialect {
+  readonly #config: MysqlDialectConfig;
+  constructor(config: MysqlDialectConfig) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): Driver {
+    return new CofferMysqlDriver(this.#config);
+  }
 }
 
 interface Mysql2PoolInternals {
@@ -304,7 +355,7 @@ async function openMysql(target: DbTarget & { backend: 'mysql' }, s: EngineSetti
       : `SET SESSION max_execution_time = ${s.statementTimeoutMs}`,
   ];
   const db = new Kysely<any>({
-    dialect: new MysqlDialect({
+    dialect: new CofferMysqlDialect({
       pool,
       onCreateConnection: async (conn) => {
         for (const stmt of session) await conn.executeQuery(CompiledQuery.raw(stmt));

@@ -147,7 +147,16 @@ export class Coffer {
       try {
         const db = kind === 'write' ? this.engine.writer : this.engine.reader;
         let builder = db.transaction();
-        if (kind === 'read') builder = builder.setAccessMode('read only');
+        if (kind === 'read') {
+          builder = builder.setAccessMode('read only');
+          // One snapshot for the whole read. At READ COMMITTED (the write isolation on
+          // PostgreSQL and MySQL) every statement would see its own snapshot, so a read of
+          // several rows could straddle a concurrent commit (the bank test saw balances summing
+          // to more or less than the supply). A read-only REPEATABLE READ transaction takes no
+          // locks and never fails to serialize. SQLite's deferred read transaction is one
+          // snapshot already.
+          if (this.engine.dialect !== 'sqlite') builder = builder.setIsolationLevel('repeatable read');
+        }
         const result = await builder.execute(async (trx) => {
           tx = new Tx(kind, this.engine.dialect, this.engine.mariadb, trx, this.schema, this.#codecs);
           return fn(tx);

@@ -114,6 +114,33 @@ export async function balancesOf(tx: Tx, address: string): Promise<Balance[]> {
   return out;
 }
 
+/**
+ * Every holder of a mint in address order (keyset-paged by address), each with its reserved and
+ * available amounts: a cap table. Read in the caller's one transaction, so a page is a
+ * consistent snapshot (its balances sum to the supply when it holds every holder).
+ */
+export async function holdersOf(tx: Tx, mintHash: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
+  let q = tx.db.selectFrom(T.balances).select(['address', 'balance']).where('mint_hash', '=', mintHash).orderBy('address').limit(o.limit ?? 100);
+  if (o.after !== undefined) q = q.where('address', '>', o.after);
+  const rows = (await q.execute()).map((raw) => decode(tx, T.balances, raw));
+  if (!rows.length) return [];
+  const held = await tx.db
+    .selectFrom(T.reservations)
+    .select((eb) => ['seller_address', eb.fn.sum<string>('quantity').as('n')])
+    .where('mint_hash', '=', mintHash)
+    .where('state', '=', 'reserved')
+    .where('seller_address', 'in', rows.map((r) => r.address as string))
+    .groupBy('seller_address')
+    .execute();
+  const reservedBy = new Map(held.map((h) => [(h as Row).seller_address as string, toBigInt((h as Row).n)]));
+  return rows.map((r) => {
+    const address = r.address as string;
+    const balance = r.balance as bigint;
+    const reserved = reservedBy.get(address) ?? 0n;
+    return { mintHash, address, balance, reserved, available: balance - reserved };
+  });
+}
+
 /** The ledger entries of one holder, oldest block first. */
 export async function entriesOf(tx: Tx, mintHash: string, address: string): Promise<LedgerEntry[]> {
   const rows = await tx.db

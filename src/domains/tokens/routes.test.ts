@@ -105,6 +105,40 @@ forEachBackend('tokens API', (ctx) => {
     assert.ok(audited.every((a) => a.actor_id === writer.keyId));
   });
 
+  test("a mint's holders: every balance with its reservations, in pages, summing to the supply", async () => {
+    const mint = jsonMint();
+    const mintHash = (await svc.call('POST', '/v1/tokens/mints', writer, mint)).json().hash;
+    await mine([action('mint', mintHash)]);
+    const sells = ['DHolderA', 'DHolderB'].map((buyer, i) =>
+      invoiceInput({ mintHash, sellerAddress: mint.ownerAddress, buyerAddress: buyer, quantity: BigInt(100 * (i + 1)), price: 1n, paymentAddress: `DPay${buyer}` }),
+    );
+    const hashes: string[] = [];
+    for (const inv of sells) {
+      const r = await svc.call('POST', '/v1/tokens/invoices', writer, { ...inv, quantity: String(inv.quantity), price: '1', createdAt: inv.createdAt.toISOString() });
+      assert.equal(r.statusCode, 201, r.body);
+      hashes.push(r.json().hash);
+    }
+    // The first is paid; the second stays reserved.
+    await mine([action('invoice', hashes[0]!), action('payment', hashes[0]!, [{ address: 'DPayDHolderA', value: '100' }])]);
+    const all = await svc.call('GET', `/v1/tokens/mints/${mintHash}/balances?chainId=${CHAIN}`, reader);
+    assert.equal(all.statusCode, 200, all.body);
+    const items = all.json().items as { address: string; balance: string; reserved: string; available: string }[];
+    assert.deepEqual(
+      items.map((h) => [h.address, h.balance, h.reserved, h.available]).sort(),
+      [
+        ['DHolderA', '100', '0', '100'],
+        [mint.ownerAddress, '900', '200', '700'],
+      ].sort(),
+    );
+    assert.equal(items.reduce((s, h) => s + BigInt(h.balance), 0n), 1000n);
+    const first = await svc.call('GET', `/v1/tokens/mints/${mintHash}/balances?chainId=${CHAIN}&limit=1`, reader);
+    assert.equal(first.json().items.length, 1);
+    const second = await svc.call('GET', `/v1/tokens/mints/${mintHash}/balances?chainId=${CHAIN}&limit=1&cursor=${first.json().nextCursor}`, reader);
+    assert.equal(second.json().items.length, 1);
+    assert.equal(second.json().nextCursor, undefined);
+    assert.deepEqual([first.json().items[0].address, second.json().items[0].address], items.map((h) => h.address));
+  });
+
   test('lists of confirmed mints paginate to the end', async () => {
     const hashes: string[] = [];
     for (let i = 0; i < 4; i++) {

@@ -332,6 +332,25 @@ export function tokenRoutes(): RouteSpec[] {
     }),
     route({
       method: 'GET',
+      url: '/v1/tokens/mints/:hash/balances',
+      summary: 'Every holder of a mint (balance, reserved, available), in address order, cursor-paginated; one page is one consistent read',
+      tag: 'tokens',
+      auth: { domain: 'tokens', level: 'read' },
+      params: hashParams,
+      query: z.object({ ...chainQuery, ...pageQuery }).strict(),
+      response: z.object({ items: z.array(any), nextCursor: z.string().optional() }),
+      handler: ({ params, query, services }) =>
+        db(services, query.chainId).read(
+          async (tx) => {
+            const after = decodeCursor(query.cursor, z.object({ a: address }))?.a;
+            const rows = await tokens(tx).holders(params.hash, { ...(after ? { after } : {}), limit: Math.min(1000, query.limit + 1) });
+            return pageOf(rows, query.limit, (b) => ({ a: b.address }));
+          },
+          { op: 'tokens.holders' },
+        ),
+    }),
+    route({
+      method: 'GET',
       url: '/v1/tokens/mints/:hash/balances/:address',
       summary: 'Balance of an address in one mint',
       tag: 'tokens',

@@ -18,7 +18,7 @@ import {
   type CreateInvoiceResult,
   type ListInvoicesOptions,
 } from './invoices.js';
-import { balanceOf, balancesOf, entriesOf } from './ledger.js';
+import { balanceOf, balancesOf, entriesOf, holdersOf } from './ledger.js';
 import { getConfirmedMint, getMint, listMints, submitMint, type ListMintsOptions, type SubmitMintResult } from './mints.js';
 import { createOffer, getOffer, listOffers, type ListOffersOptions } from './offers.js';
 import { trimOnchainActions, trimUnconfirmedInvoices, trimUnconfirmedMints, type TrimOptions } from './retention.js';
@@ -160,6 +160,12 @@ export class TokenStore {
 
   balances(address: string): Promise<Balance[]> {
     return balancesOf(this.#tx, parse(addressSchema, address, 'address'));
+  }
+
+  /** Every holder of a mint, in address order, keyset-paged by address (`after`), 1..1000 per page. */
+  holders(mintHash: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
+    parse(z.object({ after: addressSchema.optional(), limit: pageLimit }).strict(), o);
+    return holdersOf(this.#tx, parse(hashSchema, mintHash, 'mintHash'), o);
   }
 
   ledger(mintHash: string, address: string): Promise<LedgerEntry[]> {
