@@ -81,11 +81,11 @@ export function encodeValue(d: Dialect, t: ColumnType, v: unknown, field: string
 }
 
 /**
- * Turns what a driver returned into the column type's TypeScript value. `parsedJson`: the
- * driver already parsed JSON columns (pg parses JSONB, so a JSON string value arrives as a JS
- * string and must not be parsed again); MySQL and SQLite hand JSON back as text.
+ * Turns what a driver returned into the column type's TypeScript value. JSON arrives as text
+ * from every driver (the pg pool is told not to parse json/jsonb, see engine.ts), so a JSON
+ * document that is itself a string decodes the same everywhere.
  */
-export function decodeValue(t: ColumnType, v: unknown, parsedJson = false): unknown {
+export function decodeValue(t: ColumnType, v: unknown): unknown {
   if (v === null || v === undefined) return null;
   switch (t.kind) {
     case 'int':
@@ -101,7 +101,7 @@ export function decodeValue(t: ColumnType, v: unknown, parsedJson = false): unkn
     case 'bytes':
       return Buffer.isBuffer(v) ? v : Buffer.from(v as Uint8Array);
     case 'json':
-      return typeof v === 'string' && !parsedJson ? JSON.parse(v) : v;
+      return typeof v === 'string' ? JSON.parse(v) : v;
     default:
       return v;
   }
@@ -141,7 +141,7 @@ export class TableCodec {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(row)) {
       const c = this.#columns.get(k);
-      out[k] = c ? decodeValue(c.type, v, this.#dialect === 'postgres') : v;
+      out[k] = c ? decodeValue(c.type, v) : v;
     }
     return out as T;
   }

@@ -236,6 +236,9 @@ async function openPostgres(target: DbTarget & { backend: 'postgres' }, s: Engin
     connectionTimeoutMillis: s.connectTimeoutMs,
     application_name: s.applicationName,
     options,
+    // json/jsonb come back as text, as from MySQL and SQLite: the codec parses every backend's
+    // JSON the same way (pg would hand a JSON string document back as a bare JS string).
+    types: { getTypeParser: ((oid: number, format?: string) => (oid === 114 || oid === 3802 ? (v: string) => v : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser },
   });
   let created = 0;
   let closed = 0;

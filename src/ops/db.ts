@@ -275,15 +275,11 @@ function afterKey(eb: ExpressionBuilder<any, any>, d: Dialect, cols: ColumnDef[]
 }
 
 /**
- * Decodes a row as the driver returned it. PostgreSQL's driver has already parsed JSONB, so a
- * JSON string scalar arrives as a plain string that must not be parsed a second time.
+ * Decodes a row as the driver returned it (every driver returns JSON as text; engine.ts).
  */
-export function decodeRow(d: Dialect, columns: readonly ColumnDef[], raw: Row): Row {
+export function decodeRow(_d: Dialect, columns: readonly ColumnDef[], raw: Row): Row {
   const out: Row = {};
-  for (const c of columns) {
-    const v = raw[c.name];
-    out[c.name] = c.type.kind === 'json' && d === 'postgres' ? (v ?? null) : decodeValue(c.type, v);
-  }
+  for (const c of columns) out[c.name] = decodeValue(c.type, raw[c.name]);
   return out;
 }
 
