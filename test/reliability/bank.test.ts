@@ -26,7 +26,10 @@ function verdict(name: string, r: BankResult): void {
   assert.deepEqual(r.violations, [], `${name}: the checker found violations`);
   assert.deepEqual(r.unexpectedErrors, [], `${name}: only the model's own refusals may fail`);
   // The run must have seen transfers succeed and fail, or it proves little.
-  assert.ok(r.transfers.ok > 0 && r.transfers.refused + r.transfers.released + r.transfers.unpaid > 0, `${name}: transfers ${JSON.stringify(r.transfers)}`);
+  assert.ok(
+    r.transfers.ok > 0 && r.transfers.refused + r.transfers.released + r.transfers.unpaid > 0,
+    `${name}: transfers ${JSON.stringify(r.transfers)}`,
+  );
   assert.ok(r.reads > 0 && r.blocks > 0, `${name}: ${r.reads} reads, ${r.blocks} blocks`);
 }
 

@@ -50,7 +50,9 @@ export function storeClient(coffer: Coffer): BankClient {
   return {
     kind: 'store',
     registerChain: async (chainId, confirmations) => {
-      await coffer.write((tx) => chain(tx).registerChain({ chainId, name: chainId, network: 'test', confirmations }), { op: 'chain.registerChain' });
+      await coffer.write((tx) => chain(tx).registerChain({ chainId, name: chainId, network: 'test', confirmations }), {
+        op: 'chain.registerChain',
+      });
     },
     submitMint: async (input) => (await coffer.write((tx) => tokens(tx).submitMint(input), { op: 'tokens.submitMint' })).hash,
     tip: async (chainId) => {
@@ -59,7 +61,8 @@ export function storeClient(coffer: Coffer): BankClient {
     },
     ingest: async (block) => {
       try {
-        return (await coffer.write((tx) => chain(tx).ingestBlock(block, { processors: BLOCK_PROCESSORS }), { op: 'chain.ingestBlock' })).status;
+        return (await coffer.write((tx) => chain(tx).ingestBlock(block, { processors: BLOCK_PROCESSORS }), { op: 'chain.ingestBlock' }))
+          .status;
       } catch (e) {
         if (e instanceof ConflictError && !String(e.details.field ?? '').startsWith('transactions')) return 'conflict';
         throw e;
@@ -97,7 +100,8 @@ export function storeClient(coffer: Coffer): BankClient {
         },
         { op: 'bank.read' },
       ),
-    expire: async () => (await coffer.write((tx) => tokens(tx).expireReservations({ limit: 100 }), { op: 'tokens.expireReservations' })).length,
+    expire: async () =>
+      (await coffer.write((tx) => tokens(tx).expireReservations({ limit: 100 }), { op: 'tokens.expireReservations' })).length,
   };
 }
 
@@ -127,7 +131,12 @@ export function wireBlock(b: IngestBlockInput) {
   };
 }
 
-export const wireInvoice = (i: InvoiceInput) => ({ ...i, quantity: String(i.quantity), price: String(i.price), createdAt: i.createdAt.toISOString() });
+export const wireInvoice = (i: InvoiceInput) => ({
+  ...i,
+  quantity: String(i.quantity),
+  price: String(i.price),
+  createdAt: i.createdAt.toISOString(),
+});
 export const wireMint = (m: MintInput) => ({ ...m, fractionCount: String(m.fractionCount) });
 
 export function httpClient(http: Http): BankClient {
@@ -151,7 +160,8 @@ export function httpClient(http: Http): BankClient {
     ingest: async (block) => {
       const r = await http.call('POST', `/v1/chains/${block.chainId}/blocks`, wireBlock(block));
       if (r.status === 200 || r.status === 201) return r.body.status;
-      if (r.status === 409 && r.body?.error?.code === 'conflict' && !String(r.body.error.field ?? '').includes('transactions')) return 'conflict';
+      if (r.status === 409 && r.body?.error?.code === 'conflict' && !String(r.body.error.field ?? '').includes('transactions'))
+        return 'conflict';
       throw new HttpFailure('ingest', r);
     },
     createInvoice: async (input, ttlMs) => {
@@ -270,7 +280,10 @@ export async function runBank(client: BankClient, auditor: Coffer, backend: stri
   await mineNow([actionTx('mint', mintHash)]);
   const setupTxs: IngestedTransaction[] = [];
   for (const to of accounts.slice(1)) {
-    const input = invoiceInput({ chainId, mintHash, sellerAddress: accounts[0]!, buyerAddress: to, quantity: o.perAccount, price: 1n, paymentAddress: `P${to}` }, key);
+    const input = invoiceInput(
+      { chainId, mintHash, sellerAddress: accounts[0]!, buyerAddress: to, quantity: o.perAccount, price: 1n, paymentAddress: `P${to}` },
+      key,
+    );
     const hash = hashOf(input);
     if ((await client.createInvoice(input, 600_000)) !== 'created') throw new Error('setup invoice refused');
     transfers.push({ hash, from: accounts[0]!, to, quantity: o.perAccount, path: 'pay', outcome: 'ok' });
@@ -278,7 +291,8 @@ export async function runBank(client: BankClient, auditor: Coffer, backend: stri
   }
   await mineNow(setupTxs);
   const setupCount = transfers.length;
-  for (const t of transfers) if ((await client.invoiceStatus(chainId, t.hash)) !== 'paid') throw new Error(`setup transfer ${t.hash} not paid`);
+  for (const t of transfers)
+    if ((await client.invoiceStatus(chainId, t.hash)) !== 'paid') throw new Error(`setup transfer ${t.hash} not paid`);
 
   // The concurrent phase.
   const pending: { txs: IngestedTransaction[]; done: (fate: 'mined' | 'unknown') => void }[] = [];
@@ -298,7 +312,10 @@ export async function runBank(client: BankClient, auditor: Coffer, backend: stri
       const price = BigInt(1 + rnd(3));
       const roll = rnd(100);
       const path: Path = roll < 84 ? 'pay' : roll < 92 ? 'release' : 'overpay';
-      const input = invoiceInput({ chainId, mintHash, sellerAddress: from, buyerAddress: to, quantity, price, paymentAddress: `P${to}` }, key);
+      const input = invoiceInput(
+        { chainId, mintHash, sellerAddress: from, buyerAddress: to, quantity, price, paymentAddress: `P${to}` },
+        key,
+      );
       const t: Transfer = { hash: hashOf(input), from, to, quantity, path, outcome: 'unknown' };
       transfers.push(t);
       try {
@@ -320,7 +337,8 @@ export async function runBank(client: BankClient, auditor: Coffer, backend: stri
         if (fate === 'unknown') continue;
         const status = await client.invoiceStatus(chainId, t.hash);
         t.outcome = status === 'paid' ? 'ok' : 'unpaid';
-        if (path === 'pay' && status !== 'paid') note(violations, `transfer ${t.hash} paid exactly in a mined block is ${status}, not paid`);
+        if (path === 'pay' && status !== 'paid')
+          note(violations, `transfer ${t.hash} paid exactly in a mined block is ${status}, not paid`);
         if (path === 'overpay' && status === 'paid') note(violations, `transfer ${t.hash} paid 1 unit too much was settled`);
       } catch (e) {
         note(unexpected, String(e));
@@ -343,7 +361,11 @@ export async function runBank(client: BankClient, auditor: Coffer, backend: stri
       const batch = pending.splice(0, 32);
       let block: IngestBlockInput;
       try {
-        block = buildBlock(chainId, await client.tip(chainId), batch.flatMap((b) => b.txs));
+        block = buildBlock(
+          chainId,
+          await client.tip(chainId),
+          batch.flatMap((b) => b.txs),
+        );
       } catch (e) {
         note(unexpected, String(e));
         pending.unshift(...batch);
@@ -401,11 +423,7 @@ export async function runBank(client: BankClient, auditor: Coffer, backend: stri
 
   const started = Date.now();
   const clients = Array.from({ length: o.transferClients }, transferClient);
-  const background = [
-    ...Array.from({ length: o.miners }, miner),
-    ...Array.from({ length: o.readers }, reader),
-    expirer(),
-  ];
+  const background = [...Array.from({ length: o.miners }, miner), ...Array.from({ length: o.readers }, reader), expirer()];
   await Promise.race([sleep(o.durationMs), Promise.all(clients)]);
   stopping = true;
   await Promise.all(clients);
@@ -530,14 +548,20 @@ async function check(
         break;
       }
       case 'refused':
-        for (const [name, m] of [['reservation', reservations], ['invoice', invoices], ['unconfirmed invoice', unconfirmed], ['payment', payments]] as const)
+        for (const [name, m] of [
+          ['reservation', reservations],
+          ['invoice', invoices],
+          ['unconfirmed invoice', unconfirmed],
+          ['payment', payments],
+        ] as const)
           if (m.has(t.hash)) v(`refused transfer ${t.hash} left a ${name} row`);
         if (entries.has(t.hash)) v(`refused transfer ${t.hash} has ledger entries`);
         break;
       case 'released': {
         const bad = untouched(t);
         if (bad) v(`released transfer ${t.hash} ${bad}`);
-        if (reservations.get(t.hash)?.state !== 'released') v(`released transfer ${t.hash} has reservation ${reservations.get(t.hash)?.state ?? 'missing'}`);
+        if (reservations.get(t.hash)?.state !== 'released')
+          v(`released transfer ${t.hash} has reservation ${reservations.get(t.hash)?.state ?? 'missing'}`);
         break;
       }
       case 'unpaid': {
@@ -559,7 +583,8 @@ async function check(
   for (const ref of entries.keys()) if (!known.has(ref)) v(`ledger entries for ${ref}, a transfer no client made`);
   const actual = new Map(data.balances.map((b) => [b.address as string, b.balance as bigint]));
   for (const a of new Set([...expected.keys(), ...actual.keys()])) {
-    if ((expected.get(a) ?? 0n) !== (actual.get(a) ?? 0n)) v(`account ${a} holds ${actual.get(a) ?? 0n}, the acknowledged transfers give ${expected.get(a) ?? 0n}`);
+    if ((expected.get(a) ?? 0n) !== (actual.get(a) ?? 0n))
+      v(`account ${a} holds ${actual.get(a) ?? 0n}, the acknowledged transfers give ${expected.get(a) ?? 0n}`);
   }
   try {
     await checkInvariants(coffer);

@@ -24,7 +24,19 @@ async function crashCycles(backend: 'sqlite' | 'postgres', url: string): Promise
   const authorization = await adminKey(url);
   const http = new Http('', authorization);
   const f = new Follower(http, { txsPerBlock: 30, payloadBytes: 200 });
-  const figures = { backend, kills: 0, killedDuringIngest: 0, killedDuringInvoice: 0, blocksAcked: 0, invoicesAcked: 0, storedBlocks: 0, storedTransactions: 0, auditEntries: 0, requests: 0, violations: [] as string[] };
+  const figures = {
+    backend,
+    kills: 0,
+    killedDuringIngest: 0,
+    killedDuringInvoice: 0,
+    blocksAcked: 0,
+    invoicesAcked: 0,
+    storedBlocks: 0,
+    storedTransactions: 0,
+    auditEntries: 0,
+    requests: 0,
+    violations: [] as string[],
+  };
   let cliChecked = 0;
 
   for (let cycle = 0; cycle < KILLS; cycle++) {
@@ -61,9 +73,11 @@ async function crashCycles(backend: 'sqlite' | 'postgres', url: string): Promise
     // The command-line tools themselves: after the last kill (after every kill in the long run).
     if (cycle === KILLS - 1 || LONG) {
       const doctor = await cofferCli(['doctor', '--db', url]);
-      if (doctor.code !== 0) figures.violations.push(`after kill ${cycle + 1}: coffer doctor exited ${doctor.code}:\n${doctor.stdout}${doctor.stderr}`);
+      if (doctor.code !== 0)
+        figures.violations.push(`after kill ${cycle + 1}: coffer doctor exited ${doctor.code}:\n${doctor.stdout}${doctor.stderr}`);
       const verify = await cofferCli(['audit', 'verify', '--db', url]);
-      if (verify.code !== 0) figures.violations.push(`after kill ${cycle + 1}: coffer audit verify exited ${verify.code}:\n${verify.stdout}${verify.stderr}`);
+      if (verify.code !== 0)
+        figures.violations.push(`after kill ${cycle + 1}: coffer audit verify exited ${verify.code}:\n${verify.stdout}${verify.stderr}`);
       cliChecked++;
     }
     assert.deepEqual(figures.violations, [], `after kill ${cycle + 1}`);
@@ -74,17 +88,24 @@ async function crashCycles(backend: 'sqlite' | 'postgres', url: string): Promise
   figures.requests = Object.values(f.counts).reduce((s, x) => s + x, 0);
   report(`crash-${backend}`, { ...figures, cliChecks: cliChecked, responses: f.counts });
   assert.deepEqual(figures.violations, []);
-  assert.ok(figures.blocksAcked > 1 && figures.invoicesAcked > 0 && figures.killedDuringIngest > 0, `work was under way at the kills: ${JSON.stringify(figures)}`);
+  assert.ok(
+    figures.blocksAcked > 1 && figures.invoicesAcked > 0 && figures.killedDuringIngest > 0,
+    `work was under way at the kills: ${JSON.stringify(figures)}`,
+  );
 }
 
-test('coffer serve on SQLite killed with SIGKILL at random moments: nothing acknowledged is lost, nothing is partial', { timeout: KILLS * 30_000 + 60_000 }, async () => {
-  const t = tempDir('coffer-crash-');
-  try {
-    await crashCycles('sqlite', `sqlite:${join(t.dir, 'coffer.db')}`);
-  } finally {
-    t.remove();
-  }
-});
+test(
+  'coffer serve on SQLite killed with SIGKILL at random moments: nothing acknowledged is lost, nothing is partial',
+  { timeout: KILLS * 30_000 + 60_000 },
+  async () => {
+    const t = tempDir('coffer-crash-');
+    try {
+      await crashCycles('sqlite', `sqlite:${join(t.dir, 'coffer.db')}`);
+    } finally {
+      t.remove();
+    }
+  },
+);
 
 test(
   'coffer serve on PostgreSQL killed with SIGKILL at random moments: nothing acknowledged is lost, nothing is partial',

@@ -110,11 +110,18 @@ async function underLoad(server: PrivateServer, name: string): Promise<void> {
         recoveryMs: recovered ? firstOk - up : null,
       });
       for (const l of during) {
-        if (l.status !== 503 || l.code !== 'connection') violations.push(`cycle ${cycle} (${how}): ${l.op} while the database was down answered ${l.status} ${l.code ?? ''} ${l.message ?? ''}`);
-        else if (!/database connection failed|cannot connect/.test(l.message ?? '')) violations.push(`cycle ${cycle}: unclear 503 message "${l.message}"`);
+        if (l.status !== 503 || l.code !== 'connection')
+          violations.push(
+            `cycle ${cycle} (${how}): ${l.op} while the database was down answered ${l.status} ${l.code ?? ''} ${l.message ?? ''}`,
+          );
+        else if (!/database connection failed|cannot connect/.test(l.message ?? ''))
+          violations.push(`cycle ${cycle}: unclear 503 message "${l.message}"`);
       }
       if (during.length === 0) violations.push(`cycle ${cycle}: no request completed while the database was down`);
-      if (latencies.some((x) => x > FAIL_FAST_MS)) violations.push(`cycle ${cycle}: a request took ${Math.round(latencies.reduce((m, x) => Math.max(m, x), 0))} ms to fail while the database was down`);
+      if (latencies.some((x) => x > FAIL_FAST_MS))
+        violations.push(
+          `cycle ${cycle}: a request took ${Math.round(latencies.reduce((m, x) => Math.max(m, x), 0))} ms to fail while the database was down`,
+        );
       if (ready.some((s) => s !== 503)) violations.push(`cycle ${cycle}: /ready answered ${ready.join(',')} while the database was down`);
       if (!recovered) violations.push(`cycle ${cycle}: no write succeeded within ${RECOVERY_MS} ms of the database coming back`);
       if (!serve.alive() || serve.pid !== pid) violations.push(`cycle ${cycle}: the service process exited:\n${serve.output()}`);
@@ -207,11 +214,19 @@ async function killSessions(server: PrivateServer): Promise<{ killed: number; mi
 }
 
 const pgSkip = privateServerUnavailable('postgres');
-test('PostgreSQL stopped, crashed and restarted under load, and backends terminated mid-transaction: 503 while down, recovery without a service restart, nothing partial', { skip: pgSkip, timeout: 600_000 }, async () => {
-  await underLoad(await privatePostgres(), 'postgres');
-});
+test(
+  'PostgreSQL stopped, crashed and restarted under load, and backends terminated mid-transaction: 503 while down, recovery without a service restart, nothing partial',
+  { skip: pgSkip, timeout: 600_000 },
+  async () => {
+    await underLoad(await privatePostgres(), 'postgres');
+  },
+);
 
 const myskip = privateServerUnavailable('mariadb');
-test('MariaDB shut down, killed and restarted under load, and connections killed mid-transaction: 503 while down, recovery without a service restart, nothing partial', { skip: myskip, timeout: 600_000 }, async () => {
-  await underLoad(await privateMariadb(), 'mariadb');
-});
+test(
+  'MariaDB shut down, killed and restarted under load, and connections killed mid-transaction: 503 while down, recovery without a service restart, nothing partial',
+  { skip: myskip, timeout: 600_000 },
+  async () => {
+    await underLoad(await privateMariadb(), 'mariadb');
+  },
+);

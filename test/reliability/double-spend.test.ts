@@ -38,24 +38,50 @@ async function raceRounds(clients: BankClient[], auditor: Coffer, figures: Figur
     for (const kind of ['equal', 'mixed'] as const) {
       const balance = kind === 'equal' ? 10n : 20n;
       const seller = `DSeller${i}${kind}x${chainId}`;
-      rounds.push({ kind, balance, seller, mintHash: await clients[0]!.submitMint(mintInput({ chainId, fractionCount: balance, ownerAddress: seller })) });
+      rounds.push({
+        kind,
+        balance,
+        seller,
+        mintHash: await clients[0]!.submitMint(mintInput({ chainId, fractionCount: balance, ownerAddress: seller })),
+      });
     }
   }
-  const r = await clients[0]!.ingest(buildBlock(chainId, null, rounds.map((x) => actionTx('mint', x.mintHash))));
+  const r = await clients[0]!.ingest(
+    buildBlock(
+      chainId,
+      null,
+      rounds.map((x) => actionTx('mint', x.mintHash)),
+    ),
+  );
   assert.equal(r, 'ingested');
 
   for (const round of rounds) {
     const asks: { input: InvoiceInput; hash: string; q: bigint; client: BankClient }[] = [];
     for (let i = 0; i < CLIENTS; i++) {
       const q = round.kind === 'equal' ? 3n : BigInt(1 + rnd(8));
-      const input = invoiceInput({ chainId, mintHash: round.mintHash, sellerAddress: round.seller, buyerAddress: `DBuyer${i}`, quantity: q, price: 1n, paymentAddress: `DPay${i}` }, key);
+      const input = invoiceInput(
+        {
+          chainId,
+          mintHash: round.mintHash,
+          sellerAddress: round.seller,
+          buyerAddress: `DBuyer${i}`,
+          quantity: q,
+          price: 1n,
+          paymentAddress: `DPay${i}`,
+        },
+        key,
+      );
       asks.push({ input, hash: invoiceHash({ ...input, quantity: q, price: 1n }), q, client: clients[i % clients.length]! });
     }
     // Every request is built and signed first, then all are sent at once.
     const results = await Promise.allSettled(asks.map((a) => a.client.createInvoice(a.input, 600_000)));
     const v = (s: string) => figures.violations.push(`${round.kind} round of ${round.mintHash.slice(0, 8)}: ${s}`);
-    const granted = asks.filter((_, i) => results[i]!.status === 'fulfilled' && (results[i] as PromiseFulfilledResult<string>).value === 'created');
-    const refused = asks.filter((_, i) => results[i]!.status === 'fulfilled' && (results[i] as PromiseFulfilledResult<string>).value === 'refused');
+    const granted = asks.filter(
+      (_, i) => results[i]!.status === 'fulfilled' && (results[i] as PromiseFulfilledResult<string>).value === 'created',
+    );
+    const refused = asks.filter(
+      (_, i) => results[i]!.status === 'fulfilled' && (results[i] as PromiseFulfilledResult<string>).value === 'refused',
+    );
     for (const x of results) if (x.status === 'rejected') v(`unexpected error ${String(x.reason)}`);
     figures.rounds++;
     figures.attempts += asks.length;
@@ -65,11 +91,16 @@ async function raceRounds(clients: BankClient[], auditor: Coffer, figures: Figur
     const held = granted.reduce((s, a) => s + a.q, 0n);
     if (held > round.balance) v(`reserved ${held} of a balance of ${round.balance}`);
     if (round.kind === 'equal' && BigInt(granted.length) !== round.balance / 3n) v(`${granted.length} reservations of 3 from 10, not 3`);
-    for (const a of refused) if (a.q <= round.balance - held) v(`a request for ${a.q} was refused with ${round.balance - held} still available`);
+    for (const a of refused)
+      if (a.q <= round.balance - held) v(`a request for ${a.q} was refused with ${round.balance - held} still available`);
 
     const db = await auditor.read(async (tx) => ({
       balance: await tokens(tx).balance(round.mintHash, round.seller),
-      rows: await tx.db.selectFrom('token_reservations').select(['invoice_hash', 'state', 'quantity']).where('mint_hash', '=', round.mintHash).execute(),
+      rows: await tx.db
+        .selectFrom('token_reservations')
+        .select(['invoice_hash', 'state', 'quantity'])
+        .where('mint_hash', '=', round.mintHash)
+        .execute(),
     }));
     if (db.balance.reserved !== held) v(`the database holds ${db.balance.reserved} reserved, the clients were granted ${held}`);
     if (db.balance.available < 0n) v(`available is ${db.balance.available}`);
@@ -94,7 +125,13 @@ forEachBackend('reliability: double-spend race', (ctx) => {
   test('store API: concurrent reservations of the same tokens; exactly the affordable ones succeed', { timeout: 300_000 }, async () => {
     const figures: Figures = { rounds: 0, attempts: 0, reserved: 0, refused: 0, violations: [] };
     await raceRounds(coffers.map(storeClient), coffers[0]!, figures);
-    report(`double-spend-${ctx.backend}-store`, { backend: ctx.backend, api: 'store', instances: coffers.length, clientsPerRound: CLIENTS, ...figures });
+    report(`double-spend-${ctx.backend}-store`, {
+      backend: ctx.backend,
+      api: 'store',
+      instances: coffers.length,
+      clientsPerRound: CLIENTS,
+      ...figures,
+    });
     assert.deepEqual(figures.violations, []);
   });
 

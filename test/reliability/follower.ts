@@ -96,16 +96,34 @@ export class Follower {
     this.counts[key] = (this.counts[key] ?? 0) + 1;
     if (this.o.keepLog) {
       const err = r.body && typeof r.body === 'object' ? (r.body as { error?: { code?: string; message?: string } }).error : undefined;
-      this.log.push({ start, end: Date.now(), ms: r.ms, op, status: r.status, ...(err?.code ? { code: err.code, message: err.message } : {}), ...(r.error ? { message: r.error } : {}) });
+      this.log.push({
+        start,
+        end: Date.now(),
+        ms: r.ms,
+        op,
+        status: r.status,
+        ...(err?.code ? { code: err.code, message: err.message } : {}),
+        ...(r.error ? { message: r.error } : {}),
+      });
     }
     return r;
   }
 
   /** Registers the chain (one confirmation), submits the mint and ingests block 0 with it. */
   async setup(): Promise<void> {
-    const reg = await this.call('POST', '/v1/chains', { chainId: this.chainId, name: this.chainId, network: 'test', confirmations: 1 }, 'chain.register');
+    const reg = await this.call(
+      'POST',
+      '/v1/chains',
+      { chainId: this.chainId, name: this.chainId, network: 'test', confirmations: 1 },
+      'chain.register',
+    );
     if (reg.status !== 201) throw new Error(`register chain: ${reg.status} ${JSON.stringify(reg.body)}`);
-    const mint = await this.call('POST', '/v1/tokens/mints', wireMint(mintInput({ chainId: this.chainId, fractionCount: 10n ** 15n, ownerAddress: this.seller })), 'tokens.submitMint');
+    const mint = await this.call(
+      'POST',
+      '/v1/tokens/mints',
+      wireMint(mintInput({ chainId: this.chainId, fractionCount: 10n ** 15n, ownerAddress: this.seller })),
+      'tokens.submitMint',
+    );
     if (mint.status !== 201) throw new Error(`submit mint: ${mint.status} ${JSON.stringify(mint.body)}`);
     this.mintHash = mint.body.hash;
     const b0 = this.build(0n, [actionTx('mint', this.mintHash)]);
@@ -125,7 +143,10 @@ export class Follower {
     for (const h of invoices) {
       const inv = this.invoices.get(h)!;
       inv.anchoredAt = height;
-      txs.push(actionTx('invoice', h), actionTx('payment', h, [{ address: inv.input.paymentAddress, value: BigInt(inv.input.quantity) * BigInt(inv.input.price) }]));
+      txs.push(
+        actionTx('invoice', h),
+        actionTx('payment', h, [{ address: inv.input.paymentAddress, value: BigInt(inv.input.quantity) * BigInt(inv.input.price) }]),
+      );
     }
     for (let i = 0; i < this.o.txsPerBlock; i++) {
       txs.push({
@@ -165,7 +186,8 @@ export class Follower {
       if (!b) this.violation(`the server's tip ${tip} is above any block sent (${h})`);
       else b.acked = true;
     }
-    if (tip >= 0n && this.blocks.get(tip)?.block.blockHash !== c.blockHash) this.violation(`the cursor's hash at ${tip} is not the block sent for that height`);
+    if (tip >= 0n && this.blocks.get(tip)?.block.blockHash !== c.blockHash)
+      this.violation(`the cursor's hash at ${tip} is not the block sent for that height`);
     for (const [h, b] of this.blocks) if (b.acked && h > tip) this.violation(`block ${h} was acknowledged but the cursor is at ${tip}`);
     this.next = tip + 1n;
     return true;
@@ -184,14 +206,16 @@ export class Follower {
       const b = this.build(this.next);
       const r = await this.call('POST', `/v1/chains/${this.chainId}/blocks`, wireBlock(b.block), 'chain.ingest');
       if (r.status === 200) {
-        if (r.body.height !== b.block.height.toString() || r.body.hash !== b.block.blockHash) this.violation(`ingest of ${b.block.height} answered ${JSON.stringify(r.body)}`);
+        if (r.body.height !== b.block.height.toString() || r.body.hash !== b.block.blockHash)
+          this.violation(`ingest of ${b.block.height} answered ${JSON.stringify(r.body)}`);
         b.acked = true;
         this.next++;
         continue;
       }
       this.#needSync = true;
       if (r.status === 507) opts.onStorageFull?.();
-      else if (r.status !== 503 && r.status !== 0) this.violation(`ingest of block ${b.block.height}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+      else if (r.status !== 503 && r.status !== 0)
+        this.violation(`ingest of block ${b.block.height}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
       await sleep(this.o.backoffMs);
     }
   }
@@ -200,7 +224,18 @@ export class Follower {
     const quantity = BigInt(1 + rnd(5));
     const price = BigInt(1 + rnd(3));
     const buyer = `DBuyer${rnd(20)}`;
-    const input = invoiceInput({ chainId: this.chainId, mintHash: this.mintHash, sellerAddress: this.seller, buyerAddress: buyer, quantity, price, paymentAddress: `P${buyer}` }, this.key);
+    const input = invoiceInput(
+      {
+        chainId: this.chainId,
+        mintHash: this.mintHash,
+        sellerAddress: this.seller,
+        buyerAddress: buyer,
+        quantity,
+        price,
+        paymentAddress: `P${buyer}`,
+      },
+      this.key,
+    );
     const inv: ClientInvoice = { input, hash: invoiceHash({ ...input, quantity, price }), state: 'unknown' };
     this.invoices.set(inv.hash, inv);
     return inv;
@@ -220,7 +255,8 @@ export class Follower {
       } else if (r.status === 422 && r.body?.error?.field === 'quantity') {
         inv.state = 'refused';
       } else {
-        if (r.status !== 503 && r.status !== 0 && r.status !== 507) this.violation(`create invoice: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+        if (r.status !== 503 && r.status !== 0 && r.status !== 507)
+          this.violation(`create invoice: HTTP ${r.status} ${JSON.stringify(r.body)}`);
         this.#retry.push(inv);
         await sleep(this.o.backoffMs);
       }
@@ -273,7 +309,12 @@ export async function verifyDatabase(coffer: Coffer, f: Follower): Promise<Verif
   };
   const d = await coffer.read(async (tx) => {
     const cursor = await tx.db.selectFrom('chain_cursors').selectAll().where('chain_id', '=', f.chainId).executeTakeFirstOrThrow();
-    const blocks = await tx.db.selectFrom('chain_blocks').select(['height', 'hash']).where('chain_id', '=', f.chainId).orderBy('height').execute();
+    const blocks = await tx.db
+      .selectFrom('chain_blocks')
+      .select(['height', 'hash'])
+      .where('chain_id', '=', f.chainId)
+      .orderBy('height')
+      .execute();
     const txs = await tx.db
       .selectFrom('chain_transactions')
       .select((eb) => ['block_height', eb.fn.countAll().as('n')])
@@ -293,8 +334,16 @@ export async function verifyDatabase(coffer: Coffer, f: Follower): Promise<Verif
       .where('chain_id', '=', f.chainId)
       .groupBy('block_height')
       .execute();
-    const audit = await tx.db.selectFrom('audit_log').select(['action', 'entity_id']).where('action', 'in', ['chain.block.ingest', 'tokens.invoice.create']).execute();
-    const reservations = await tx.db.selectFrom('token_reservations').select(['invoice_hash', 'state']).where('chain_id', '=', f.chainId).execute();
+    const audit = await tx.db
+      .selectFrom('audit_log')
+      .select(['action', 'entity_id'])
+      .where('action', 'in', ['chain.block.ingest', 'tokens.invoice.create'])
+      .execute();
+    const reservations = await tx.db
+      .selectFrom('token_reservations')
+      .select(['invoice_hash', 'state'])
+      .where('chain_id', '=', f.chainId)
+      .execute();
     const invoices = await tx.db.selectFrom('token_invoices').select(['hash', 'status']).where('chain_id', '=', f.chainId).execute();
     return { cursor, blocks, txs, outputs, actions, audit, reservations, invoices };
   });
@@ -347,8 +396,10 @@ export async function verifyDatabase(coffer: Coffer, f: Follower): Promise<Verif
     const audited = invoiceAudits.has(inv.hash);
     if (inv.state === 'acked' && !has) v(`acknowledged invoice ${inv.hash} is missing`);
     if (inv.state === 'refused' && has) v(`refused invoice ${inv.hash} has a reservation`);
-    if (has !== audited) v(`invoice ${inv.hash}: reservation ${has ? 'present' : 'absent'} but audit entry ${audited ? 'present' : 'absent'}`);
-    if (inv.anchoredAt !== undefined && top !== null && inv.anchoredAt <= top && paid.get(inv.hash) !== 'paid') v(`invoice ${inv.hash} paid in stored block ${inv.anchoredAt} is ${paid.get(inv.hash) ?? 'not matched'}`);
+    if (has !== audited)
+      v(`invoice ${inv.hash}: reservation ${has ? 'present' : 'absent'} but audit entry ${audited ? 'present' : 'absent'}`);
+    if (inv.anchoredAt !== undefined && top !== null && inv.anchoredAt <= top && paid.get(inv.hash) !== 'paid')
+      v(`invoice ${inv.hash} paid in stored block ${inv.anchoredAt} is ${paid.get(inv.hash) ?? 'not matched'}`);
   }
   for (const h of resv.keys()) if (!f.invoices.has(h)) v(`reservation ${h} belongs to no invoice a client sent`);
 

@@ -207,7 +207,12 @@ export async function adminKey(url: string): Promise<string> {
     const created = await coffer.write(async (tx) => {
       const id = identity(tx, systemActor('reliability'));
       const integration = (await id.integrations.findByName('reliability')) ?? (await id.integrations.create({ name: 'reliability' }));
-      return id.keys.create({ integrationId: integration.id, name: `k${Date.now()}${rnd(1e6)}`, scopes: ['*:admin'], expiresAt: new Date(Date.now() + 86_400_000) });
+      return id.keys.create({
+        integrationId: integration.id,
+        name: `k${Date.now()}${rnd(1e6)}`,
+        scopes: ['*:admin'],
+        expiresAt: new Date(Date.now() + 86_400_000),
+      });
     });
     return `Bearer ${created.key}`;
   } finally {
@@ -226,7 +231,8 @@ export interface Reply {
   error?: string;
 }
 
-const toWire = (v: unknown) => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : Buffer.isBuffer(x) ? x.toString('hex') : x));
+const toWire = (v: unknown) =>
+  JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : Buffer.isBuffer(x) ? x.toString('hex') : x));
 
 export class Http {
   base: string;
@@ -290,12 +296,14 @@ export function privateServerUnavailable(kind: 'postgres' | 'mariadb'): string |
       if (uidOf('postgres') === undefined) return 'no postgres OS user';
       return undefined;
     }
-    if (!existsSync('/usr/sbin/mariadbd') || spawnSync('sh', ['-c', 'command -v mariadb-install-db']).status !== 0) return 'MariaDB server binaries (mariadbd, mariadb-install-db) not installed';
+    if (!existsSync('/usr/sbin/mariadbd') || spawnSync('sh', ['-c', 'command -v mariadb-install-db']).status !== 0)
+      return 'MariaDB server binaries (mariadbd, mariadb-install-db) not installed';
     if (uidOf('mysql') === undefined) return 'no mysql OS user';
     return undefined;
   })();
   const env = kind === 'postgres' ? 'COFFER_TEST_POSTGRES_URL' : 'COFFER_TEST_MYSQL_URL';
-  if (why && process.env[env]) throw new Error(`private ${kind} server for the restart tests: ${why}, but ${env} is set, so this machine must run them`);
+  if (why && process.env[env])
+    throw new Error(`private ${kind} server for the restart tests: ${why}, but ${env} is set, so this machine must run them`);
   return why;
 }
 
@@ -316,7 +324,9 @@ export interface PrivateServer {
 }
 
 function run(cmd: string, args: string[], opts: { user?: string } = {}): { status: number | null; out: string } {
-  const r = opts.user ? spawnSync('runuser', ['-u', opts.user, '--', cmd, ...args], { encoding: 'utf8' }) : spawnSync(cmd, args, { encoding: 'utf8' });
+  const r = opts.user
+    ? spawnSync('runuser', ['-u', opts.user, '--', cmd, ...args], { encoding: 'utf8' })
+    : spawnSync(cmd, args, { encoding: 'utf8' });
   return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
@@ -330,7 +340,9 @@ export async function privatePostgres(): Promise<PrivateServer> {
   const sock = join(t.dir, 'sock');
   mkdirSync(sock);
   chownSync(sock, uid, uid);
-  const init = run(join(bin, 'initdb'), ['-D', data, '--auth=trust', '-U', 'postgres', '-E', 'UTF8', '--no-instructions'], { user: 'postgres' });
+  const init = run(join(bin, 'initdb'), ['-D', data, '--auth=trust', '-U', 'postgres', '-E', 'UTF8', '--no-instructions'], {
+    user: 'postgres',
+  });
   if (init.status !== 0) {
     t.remove();
     throw new Error(`initdb failed: ${init.out}`);
@@ -339,7 +351,16 @@ export async function privatePostgres(): Promise<PrivateServer> {
   let up = false;
   const ctl = (args: string[]) => run(join(bin, 'pg_ctl'), ['-D', data, ...args], { user: 'postgres' });
   const startIt = async () => {
-    const r = ctl(['-l', join(t.dir, 'log'), '-w', '-t', '60', '-o', `-p ${port} -k ${sock} -c listen_addresses=127.0.0.1 -c shared_buffers=32MB -c max_connections=60`, 'start']);
+    const r = ctl([
+      '-l',
+      join(t.dir, 'log'),
+      '-w',
+      '-t',
+      '60',
+      '-o',
+      `-p ${port} -k ${sock} -c listen_addresses=127.0.0.1 -c shared_buffers=32MB -c max_connections=60`,
+      'start',
+    ]);
     if (r.status !== 0) throw new Error(`pg_ctl start failed: ${r.out}`);
     up = true;
   };
@@ -388,7 +409,13 @@ export async function privateMariadb(): Promise<PrivateServer> {
   chownSync(t.dir, uid, uid);
   const data = join(t.dir, 'data');
   const sock = join(t.dir, 'sock');
-  const install = run('mariadb-install-db', ['--no-defaults', '--user=mysql', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db']);
+  const install = run('mariadb-install-db', [
+    '--no-defaults',
+    '--user=mysql',
+    `--datadir=${data}`,
+    '--auth-root-authentication-method=normal',
+    '--skip-test-db',
+  ]);
   if (install.status !== 0) {
     t.remove();
     throw new Error(`mariadb-install-db failed: ${install.out}`);
