@@ -304,7 +304,11 @@ forEachBackend('store', (ctx) => {
         ).rows[0] as Record<string, string>;
         assert.equal(r.tz, '+00:00');
         assert.match(r.mode!, /STRICT_ALL_TABLES/);
-        assert.equal(r.iso!.replace('-', ' ').toLowerCase(), ISOLATION.mysql);
+        // Reads run on the reader pool, whose sessions are REPEATABLE READ (one snapshot, and a
+        // read begins with one statement); writes on sessions at READ COMMITTED.
+        assert.equal(r.iso!.replace('-', ' ').toLowerCase(), READ_ISOLATION.mysql);
+        const w = await coffer.write(async (wtx) => (await sql<{ iso: string }>`select @@session.tx_isolation as iso`.execute(wtx.db)).rows[0]!.iso);
+        assert.equal(w.replace('-', ' ').toLowerCase(), ISOLATION.mysql);
         assert.equal(r.cs, 'utf8mb4');
       }
     });

@@ -46,7 +46,8 @@ export function encodeValue(d: Dialect, t: ColumnType, v: unknown, field: string
       if (typeof v !== 'string') invalid(field, 'expected a string');
       if (!v.isWellFormed()) invalid(field, 'contains a lone surrogate');
       if (v.includes('\u0000')) invalid(field, 'contains a NUL character');
-      if (t.kind === 'varchar' && [...v].length > t.max) invalid(field, `longer than ${t.max} characters`);
+      // Code points never outnumber UTF-16 units: count them only when the units exceed the limit.
+      if (t.kind === 'varchar' && v.length > t.max && [...v].length > t.max) invalid(field, `longer than ${t.max} characters`);
       if (t.kind === 'enum' && !t.values.includes(v)) invalid(field, `must be one of ${t.values.join(', ')}`);
       return v;
     }
@@ -139,7 +140,9 @@ export class TableCodec {
 
   decode<T = Record<string, unknown>>(row: Record<string, unknown>): T {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(row)) {
+    for (const k in row) {
+      if (!Object.hasOwn(row, k)) continue;
+      const v = row[k];
       const c = this.#columns.get(k);
       out[k] = c ? decodeValue(c.type, v) : v;
     }

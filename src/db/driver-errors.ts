@@ -51,9 +51,16 @@ const NETWORK_CODES = new Set([
 ]);
 
 /** True when running the whole transaction again may succeed (deadlock, serialization, busy). */
+/** PostgreSQL refuses a named statement whose result columns changed since it was prepared (DDL). */
+export function isStalePlan(e: unknown): boolean {
+  const f = e as { code?: unknown; message?: unknown } | null;
+  return f?.code === '0A000' && typeof f.message === 'string' && f.message.includes('cached plan must not change result type');
+}
+
 export function isRetryable(backend: Backend, e: unknown): boolean {
   const f = fields(e);
-  if (backend === 'postgres') return f.code === '40001' || f.code === '40P01';
+  // A stale named statement (engine.ts) is prepared again under a new name on the retry.
+  if (backend === 'postgres') return f.code === '40001' || f.code === '40P01' || isStalePlan(e);
   if (backend === 'mysql') return f.errno === 1213 || f.errno === 1205;
   // SQLITE_BUSY covers BUSY_SNAPSHOT/BUSY_RECOVERY; LOCKED is a shared-cache/self lock.
   return typeof f.code === 'string' && (f.code.startsWith('SQLITE_BUSY') || f.code.startsWith('SQLITE_LOCKED'));

@@ -9,8 +9,11 @@ import {
   MysqlDialect,
   MysqlDriver,
   PostgresDialect,
+  SingleConnectionProvider,
   sql,
+  Transaction,
   type DatabaseConnection,
+  type Dialect as KyselyDialect,
   type Driver,
   type MysqlDialectConfig,
   type TransactionSettings,
@@ -18,7 +21,8 @@ import {
 import mysql from 'mysql2';
 import pg from 'pg';
 import type { Dialect } from '../schema/model.js';
-import { mapDriverError } from './driver-errors.js';
+import { isStalePlan, mapDriverError } from './driver-errors.js';
+import { PG_STATEMENT_NAMES } from './prepared.js';
 import { ConfigError, ConnectionError } from './errors.js';
 import { CofferSqliteDialect, SqliteHandle } from './sqlite-driver.js';
 import { backendLabel, redactUrl, type Backend, type DbTarget, type ServerTarget } from './url.js';
@@ -67,6 +71,109 @@ export const READ_ISOLATION: Record<Dialect, string> = {
   sqlite: 'serializable',
 };
 
+/** One driver shared by a Kysely instance and the engine's own transaction runner. */
+class SharedDriver implements Driver {
+  readonly #driver: Driver;
+  constructor(driver: Driver) {
+    this.#driver = driver;
+  }
+  async init(): Promise<void> {} // initialised by the engine before first use
+  acquireConnection(): Promise<DatabaseConnection> {
+    return this.#driver.acquireConnection();
+  }
+  beginTransaction(c: DatabaseConnection, s: TransactionSettings): Promise<void> {
+    return this.#driver.beginTransaction(c, s);
+  }
+  commitTransaction(c: DatabaseConnection): Promise<void> {
+    return this.#driver.commitTransaction(c);
+  }
+  rollbackTransaction(c: DatabaseConnection): Promise<void> {
+    return this.#driver.rollbackTransaction(c);
+  }
+  releaseConnection(c: DatabaseConnection): Promise<void> {
+    return this.#driver.releaseConnection(c);
+  }
+  // Kysely destroys only a driver it initialised itself; the engine destroys the real one (close()).
+  async destroy(): Promise<void> {}
+}
+
+interface Opened {
+  db: Kysely<any>;
+  driver: Driver;
+  /** A Kysely transaction handle bound to `conn` (as Kysely's own transaction() gives its callback). */
+  bind: (conn: DatabaseConnection) => Kysely<any>;
+  /** Destroys the Kysely instance and then the driver (its pool). */
+  close: () => Promise<void>;
+}
+
+/** A Kysely instance over `dialect` whose driver the engine can also use directly. */
+async function openKysely(dialect: KyselyDialect): Promise<Opened> {
+  const driver = dialect.createDriver();
+  await driver.init();
+  const shared = new SharedDriver(driver);
+  const wrapped: KyselyDialect = {
+    createDriver: () => shared,
+    createAdapter: () => dialect.createAdapter(),
+    createIntrospector: (k) => dialect.createIntrospector(k),
+    createQueryCompiler: () => dialect.createQueryCompiler(),
+  };
+  const db = new Kysely<any>({ dialect: wrapped });
+  const config = { dialect: wrapped };
+  const executor = db.getExecutor();
+  const bind = (conn: DatabaseConnection) =>
+    new Transaction<any>({ config, driver: shared, dialect: wrapped, executor: executor.withConnectionProvider(new SingleConnectionProvider(conn)) });
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      try {
+        await db.destroy();
+      } finally {
+        await driver.destroy();
+      }
+    })());
+  return { db, driver, bind, close };
+}
+
+/** Same semantics as Kysely's TransactionBuilder.execute, minus the per-transaction Kysely. */
+async function runTransaction<T>(driver: Driver, settings: TransactionSettings, fn: (conn: DatabaseConnection) => Promise<T>): Promise<T> {
+  const conn = await driver.acquireConnection();
+  try {
+    let begun = false;
+    try {
+      await driver.beginTransaction(conn, settings);
+      begun = true;
+      const result = await fn(conn);
+      await driver.commitTransaction(conn);
+      return result;
+    } catch (e) {
+      if (begun) await driver.rollbackTransaction(conn);
+      throw e;
+    }
+  } finally {
+    await driver.releaseConnection(conn);
+  }
+}
+
+const WRITE_SETTINGS: TransactionSettings = Object.freeze({});
+const READ_SETTINGS: Record<Dialect, TransactionSettings> = {
+  sqlite: Object.freeze({ accessMode: 'read only' }),
+  // One statement: START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY.
+  postgres: Object.freeze({ accessMode: 'read only', isolationLevel: 'repeatable read' }),
+  // The MySQL reader pool's sessions are REPEATABLE READ already (openMysql), so a read is one
+  // START TRANSACTION READ ONLY instead of SET TRANSACTION … plus BEGIN.
+  mysql: Object.freeze({ accessMode: 'read only' }),
+};
+
+function transactionRunner(dialect: Dialect, writer: Opened, reader: Opened): Pick<Engine, 'transaction' | 'bind'> {
+  const readSettings = READ_SETTINGS[dialect];
+  const w = writer.driver;
+  const r = reader.driver;
+  return {
+    transaction: (kind, fn) => (kind === 'write' ? runTransaction(w, WRITE_SETTINGS, fn) : runTransaction(r, readSettings, fn)),
+    bind: (kind, conn) => (kind === 'write' ? writer : reader).bind(conn),
+  };
+}
+
 export interface Engine {
   readonly target: DbTarget;
   readonly backend: Backend;
@@ -77,8 +184,16 @@ export interface Engine {
   readonly mariadb: boolean;
   /** Kysely instance for write transactions. */
   readonly writer: Kysely<any>;
-  /** Kysely instance for read transactions (a separate connection on SQLite files). */
+  /** Kysely instance for read transactions (a separate connection on SQLite files, a separate pool on MySQL). */
   readonly reader: Kysely<any>;
+  /**
+   * Runs `fn` in one transaction on one connection: BEGIN (a read: the snapshot settings of
+   * READ_ISOLATION, in one statement), COMMIT, or ROLLBACK when `fn` or the COMMIT throws. The
+   * same drivers as `writer`/`reader`, without a Kysely instance per transaction.
+   */
+  transaction<T>(kind: 'read' | 'write', fn: (conn: DatabaseConnection) => Promise<T>): Promise<T>;
+  /** A Kysely handle on a connection of `transaction` (what Tx.db returns). */
+  bind(kind: 'read' | 'write', conn: DatabaseConnection): Kysely<any>;
   poolStats(): PoolStats;
   serverVersion(): Promise<string>;
   close(): Promise<void>;
@@ -181,7 +296,7 @@ function acquireSqliteFile(target: DbTarget & { backend: 'sqlite' }, s: EngineSe
   };
 }
 
-function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSettings): Engine {
+async function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSettings): Promise<Engine> {
   let acquired: ReturnType<typeof acquireSqliteFile>;
   try {
     acquired = acquireSqliteFile(target, s);
@@ -189,8 +304,10 @@ function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSettings)
     throw connectionFailure(target, e);
   }
   const { writer: writerHandle, reader: readerHandle } = acquired.shared;
-  const writer = new Kysely<any>({ dialect: new CofferSqliteDialect(writerHandle) });
-  const reader = readerHandle !== writerHandle ? new Kysely<any>({ dialect: new CofferSqliteDialect(readerHandle) }) : writer;
+  const w = await openKysely(new CofferSqliteDialect(writerHandle));
+  const r = readerHandle !== writerHandle ? await openKysely(new CofferSqliteDialect(readerHandle)) : w;
+  const writer = w.db;
+  const reader = r.db;
   const handles = readerHandle !== writerHandle ? [writerHandle, readerHandle] : [writerHandle];
   return {
     target,
@@ -200,6 +317,7 @@ function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSettings)
     mariadb: false,
     writer,
     reader,
+    ...transactionRunner('sqlite', w, r),
     poolStats: () => ({
       total: handles.length,
       idle: handles.filter((h) => !h.busy).length,
@@ -209,10 +327,43 @@ function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSettings)
     }),
     serverVersion: async () => `SQLite ${(writerHandle.db.prepare('select sqlite_version() as v').get() as { v: string }).v}`,
     close: async () => {
-      await writer.destroy();
-      if (reader !== writer) await reader.destroy();
-      acquired.release();
+      try {
+        await w.close();
+        if (r !== w) await r.close();
+      } finally {
+        acquired.release();
+      }
     },
+  };
+}
+
+interface PgQueryable {
+  query: (...args: unknown[]) => unknown;
+}
+
+// Queries from the compiled-query cache (prepared.ts) run as named statements: node-postgres
+// parses each name once per connection and then only binds and executes it, as the raw side's
+// { name, text } queries do. Kysely's connection calls client.query(sql, params) with no way to
+// pass a name, so the client's query method maps the SQL text to its name. A statement made stale
+// by DDL (its result columns changed) fails once with 0A000; this connection then prepares it
+// again under a new name, and the error is retryable (driver-errors.ts), so the transaction re-runs.
+function useNamedStatements(client: pg.PoolClient): void {
+  const c = client as unknown as PgQueryable;
+  const query = c.query;
+  const renamed = new Map<string, string>();
+  let generation = 0;
+  c.query = function (...args: unknown[]) {
+    if (args.length === 2 && typeof args[0] === 'string' && Array.isArray(args[1])) {
+      const text = args[0];
+      const name = renamed.get(text) ?? PG_STATEMENT_NAMES.get(text);
+      if (name !== undefined) {
+        return (query.call(client, { name, text, values: args[1] }) as Promise<unknown>).catch((e: unknown) => {
+          if (isStalePlan(e)) renamed.set(text, `${PG_STATEMENT_NAMES.get(text)}_${++generation}`);
+          throw e;
+        });
+      }
+    }
+    return query.apply(client, args);
   };
 }
 
@@ -250,6 +401,7 @@ async function openPostgres(target: DbTarget & { backend: 'postgres' }, s: Engin
   pool.on('connect', (client) => {
     created++;
     client.on('error', onError);
+    useNamedStatements(client);
   });
   pool.on('remove', () => closed++);
   // The pool re-emits an idle client's error, already logged by the client's listener above;
@@ -262,7 +414,8 @@ async function openPostgres(target: DbTarget & { backend: 'postgres' }, s: Engin
     await pool.end().catch(() => {});
     throw connectionFailure(target, e);
   }
-  const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
+  const opened = await openKysely(new PostgresDialect({ pool }));
+  const db = opened.db;
   return {
     target,
     backend: 'postgres',
@@ -271,12 +424,13 @@ async function openPostgres(target: DbTarget & { backend: 'postgres' }, s: Engin
     mariadb: false,
     writer: db,
     reader: db,
+    ...transactionRunner('postgres', opened, opened),
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, created, closed }),
     serverVersion: async () => {
       const r = await sql<{ server_version: string }>`show server_version`.execute(db);
       return `PostgreSQL ${r.rows[0]?.server_version ?? '?'}`;
     },
-    close: () => db.destroy(),
+    close: () => opened.close(),
   };
 }
 
@@ -312,31 +466,36 @@ interface Mysql2PoolInternals {
 
 async function openMysql(target: DbTarget & { backend: 'mysql' }, s: EngineSettings, onError: (e: unknown) => void): Promise<Engine> {
   const ssl = tlsOptions(target);
-  const pool = mysql.createPool({
-    host: target.host,
-    port: target.port,
-    user: target.user,
-    password: target.password,
-    database: target.database,
-    connectionLimit: s.poolMax,
-    maxIdle: s.poolMax,
-    idleTimeout: s.poolIdleTimeoutMs,
-    connectTimeout: s.connectTimeoutMs,
-    waitForConnections: true,
-    queueLimit: 0,
-    supportBigNumbers: true,
-    bigNumberStrings: true,
-    timezone: 'Z',
-    dateStrings: false,
-    charset: 'UTF8MB4_BIN',
-    enableKeepAlive: true,
-    ...(ssl ? { ssl } : {}),
-  });
   let created = 0;
-  pool.on('connection', (conn) => {
-    created++;
-    conn.on('error', onError);
-  });
+  const createPool = () => {
+    const pool = mysql.createPool({
+      host: target.host,
+      port: target.port,
+      user: target.user,
+      password: target.password,
+      database: target.database,
+      connectionLimit: s.poolMax,
+      maxIdle: s.poolMax,
+      idleTimeout: s.poolIdleTimeoutMs,
+      connectTimeout: s.connectTimeoutMs,
+      waitForConnections: true,
+      queueLimit: 0,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      timezone: 'Z',
+      dateStrings: false,
+      charset: 'UTF8MB4_BIN',
+      enableKeepAlive: true,
+      ...(ssl ? { ssl } : {}),
+    });
+    pool.on('connection', (conn) => {
+      created++;
+      conn.on('error', onError);
+    });
+    return pool;
+  };
+  const endPool = (p: mysql.Pool) => new Promise<void>((r) => p.end(() => r()));
+  const pool = createPool();
   // Probe once: reachability, and MariaDB vs MySQL (statement timeouts are spelled differently).
   let version: string;
   try {
@@ -344,48 +503,64 @@ async function openMysql(target: DbTarget & { backend: 'mysql' }, s: EngineSetti
       pool.query('SELECT VERSION() AS v', (err, rows) => (err ? rej(err) : res(String((rows as { v: string }[])[0]?.v ?? '')))),
     );
   } catch (e) {
-    await new Promise<void>((r) => pool.end(() => r()));
+    await endPool(pool);
     throw connectionFailure(target, e);
   }
   const mariadb = /mariadb/i.test(version);
   const lockWaitSeconds = Math.max(1, Math.ceil(s.lockTimeoutMs / 1000));
-  const session = [
+  const session = (isolation: string) => [
     'SET NAMES utf8mb4 COLLATE utf8mb4_bin',
     `SET SESSION time_zone = '+00:00', SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', SESSION innodb_lock_wait_timeout = ${lockWaitSeconds}`,
-    'SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED',
+    `SET SESSION TRANSACTION ISOLATION LEVEL ${isolation}`,
     mariadb
       ? `SET SESSION max_statement_time = ${s.statementTimeoutMs / 1000}`
       : `SET SESSION max_execution_time = ${s.statementTimeoutMs}`,
   ];
-  const db = new Kysely<any>({
-    dialect: new CofferMysqlDialect({
-      pool,
+  const dialect = (p: mysql.Pool, isolation: string) => {
+    const stmts = session(isolation);
+    return new CofferMysqlDialect({
+      pool: p,
       onCreateConnection: async (conn) => {
-        for (const stmt of session) await conn.executeQuery(CompiledQuery.raw(stmt));
+        for (const stmt of stmts) await conn.executeQuery(CompiledQuery.raw(stmt));
       },
-    }),
-  });
-  const internals = pool as unknown as Mysql2PoolInternals;
+    });
+  };
+  // Reads run on their own pool whose sessions are REPEATABLE READ (READ_ISOLATION), so a read
+  // transaction starts with one statement, START TRANSACTION READ ONLY, rather than two
+  // (SET TRANSACTION ISOLATION LEVEL … then BEGIN: MySQL cannot name an isolation level in
+  // START TRANSACTION). Writes stay READ COMMITTED with row locks. It opens connections lazily.
+  const readPool = createPool();
+  const w = await openKysely(dialect(pool, 'READ COMMITTED'));
+  const r = await openKysely(dialect(readPool, 'REPEATABLE READ'));
+  const pools = [pool, readPool].map((p) => p as unknown as Mysql2PoolInternals);
+  const sum = (f: (p: Mysql2PoolInternals) => number) => pools.reduce((n, p) => n + f(p), 0);
   return {
     target,
     backend: 'mysql',
     label: 'mysql',
     dialect: 'mysql',
     mariadb,
-    writer: db,
-    reader: db,
+    writer: w.db,
+    reader: r.db,
+    ...transactionRunner('mysql', w, r),
     poolStats: () => {
-      const total = internals._allConnections?.length ?? 0;
+      const total = sum((p) => p._allConnections?.length ?? 0);
       return {
         total,
-        idle: internals._freeConnections?.length ?? 0,
-        waiting: internals._connectionQueue?.length ?? 0,
+        idle: sum((p) => p._freeConnections?.length ?? 0),
+        waiting: sum((p) => p._connectionQueue?.length ?? 0),
         created,
         closed: Math.max(0, created - total),
       };
     },
     serverVersion: async () => (mariadb ? `MariaDB ${version.replace(/-MariaDB.*$/i, '')}` : `MySQL ${version}`),
-    close: () => db.destroy(),
+    close: async () => {
+      try {
+        await w.close();
+      } finally {
+        await r.close();
+      }
+    },
   };
 }
 

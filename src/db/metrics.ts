@@ -12,9 +12,65 @@ export interface SlowOperation {
   at: string;
 }
 
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+interface Series {
+  labels: { op: string; kind: string; backend: string };
+  /** Non-cumulative counts per bucket; the last one is +Inf. */
+  counts: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/**
+ * The store-operation latency histogram, exposed exactly as a prom-client Histogram with labels
+ * op, kind and backend would be, but observed without prom-client's per-call label validation,
+ * sorting and hashing (about a microsecond per transaction, a tenth of an in-memory point read).
+ */
+export class OperationHistogram {
+  readonly name = 'coffer_store_operation_duration_seconds';
+  readonly help = 'Duration of store operations (one transaction each, retries included)';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #series = new Map<string, Series>();
+
+  observe(labels: { op: string; kind: string; backend: string }, seconds: number): void {
+    if (!Number.isFinite(seconds)) return;
+    const key = `${labels.op}\u0000${labels.kind}\u0000${labels.backend}`;
+    let s = this.#series.get(key);
+    if (!s) {
+      s = { labels: { op: labels.op, kind: labels.kind, backend: labels.backend }, counts: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0, count: 0 };
+      this.#series.set(key, s);
+    }
+    let i = 0;
+    while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
+    s.counts[i]!++;
+    s.sum += seconds;
+    s.count++;
+  }
+
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; value: number; metricName: string }[] }> {
+    const values = [];
+    for (const s of this.#series.values()) {
+      let acc = 0;
+      for (let i = 0; i <= DURATION_BUCKETS.length; i++) {
+        acc += s.counts[i]!;
+        values.push({ labels: { ...s.labels, le: i < DURATION_BUCKETS.length ? DURATION_BUCKETS[i]! : '+Inf' }, value: acc, metricName: `${this.name}_bucket` });
+      }
+      values.push({ labels: { ...s.labels }, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { ...s.labels }, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
+}
+
 export class StoreMetrics {
   readonly registry: Registry;
-  readonly opDuration: Histogram<'op' | 'kind' | 'backend'>;
+  readonly opDuration: OperationHistogram;
   readonly opErrors: Counter<'op' | 'backend' | 'code'>;
   readonly txRetries: Counter<'op' | 'backend'>;
   readonly slowOps: Counter<'op' | 'backend'>;
@@ -28,13 +84,8 @@ export class StoreMetrics {
   constructor(registry: Registry = new Registry(), opts: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
     if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'coffer_process_' });
-    this.opDuration = new Histogram({
-      name: 'coffer_store_operation_duration_seconds',
-      help: 'Duration of store operations (one transaction each, retries included)',
-      labelNames: ['op', 'kind', 'backend'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers: [registry],
-    });
+    this.opDuration = new OperationHistogram();
+    registry.registerMetric(this.opDuration as unknown as Histogram);
     this.opErrors = new Counter({
       name: 'coffer_store_operation_errors_total',
       help: 'Store operations that failed, by typed error code',
@@ -74,12 +125,16 @@ export class StoreMetrics {
 
   /** Records one finished store operation (called by Coffer for every transaction). */
   recordOperation(op: string, kind: string, backend: string, ms: number, ok: boolean): void {
+    this.opDuration.observe({ op, kind, backend }, ms / 1000);
     const second = Math.floor(Date.now() / 1000);
-    const slot = this.#perSecond.get(second) ?? { ok: 0, failed: 0, totalMs: 0 };
+    let slot = this.#perSecond.get(second);
+    if (!slot) {
+      slot = { ok: 0, failed: 0, totalMs: 0 };
+      this.#perSecond.set(second, slot);
+    }
     if (ok) slot.ok++;
     else slot.failed++;
     slot.totalMs += ms;
-    this.#perSecond.set(second, slot);
     if (this.#perSecond.size > 660) {
       for (const k of this.#perSecond.keys()) if (k < second - 600) this.#perSecond.delete(k);
     }

@@ -21,6 +21,7 @@ import {
 } from 'kysely';
 
 const STATEMENT_CACHE_SIZE = 512;
+const DDL = /^\s*(CREATE|DROP|ALTER|PRAGMA|VACUUM|REINDEX|ANALYZE)\b/i;
 
 /** One better-sqlite3 connection with its statement cache and a FIFO lock around it. */
 export class SqliteHandle {
@@ -66,9 +67,11 @@ export class SqliteHandle {
   prepare(sql: string): BetterSqlite3.Statement {
     let stmt = this.#cache.get(sql);
     if (stmt) {
-      // Refresh LRU position.
-      this.#cache.delete(sql);
-      this.#cache.set(sql, stmt);
+      // Refresh the LRU position, once eviction is in sight (two map operations per hit otherwise).
+      if (this.#cache.size > STATEMENT_CACHE_SIZE / 2) {
+        this.#cache.delete(sql);
+        this.#cache.set(sql, stmt);
+      }
       return stmt;
     }
     stmt = this.db.prepare(sql);
@@ -80,10 +83,13 @@ export class SqliteHandle {
     return stmt;
   }
 
+  #prepareMiss(sql: string): BetterSqlite3.Statement {
+    return DDL.test(sql) ? this.db.prepare(sql) : this.prepare(sql);
+  }
+
   /** Runs one statement. DDL and pragmas bypass the cache (they change what statements mean). */
   run(sql: string, parameters: readonly unknown[]): QueryResult<unknown> {
-    const ddl = /^\s*(CREATE|DROP|ALTER|PRAGMA|VACUUM|REINDEX|ANALYZE)\b/i.test(sql);
-    const stmt = ddl ? this.db.prepare(sql) : this.prepare(sql);
+    const stmt = this.#cache.size <= STATEMENT_CACHE_SIZE / 2 ? (this.#cache.get(sql) ?? this.#prepareMiss(sql)) : this.#prepareMiss(sql);
     if (this.readOnly && !stmt.readonly) {
       throw new BetterSqlite3.SqliteError('attempt to write a readonly database', 'SQLITE_READONLY');
     }

@@ -13,7 +13,7 @@ import { isRetryable, mapDriverError } from './driver-errors.js';
 import { openEngine, type Engine, type EngineSettings } from './engine.js';
 import { CofferError, MigrationError } from './errors.js';
 import { StoreMetrics } from './metrics.js';
-import { Tx, type TxKind } from './tx.js';
+import { Tx, type TxConnection, type TxKind } from './tx.js';
 import { parseDatabaseUrl, type DbTarget } from './url.js';
 
 export interface OpenOptions {
@@ -137,28 +137,20 @@ export class Coffer {
     const backend = this.engine.label;
     const maxAttempts = opts.maxAttempts ?? DEFAULT_ATTEMPTS;
     const started = performance.now();
-    const finish = (ok: boolean) => {
-      const ms = performance.now() - started;
-      this.metrics.opDuration.observe({ op, kind, backend }, ms / 1000);
-      this.metrics.recordOperation(op, kind, backend, ms, ok);
-    };
+    const finish = (ok: boolean) => this.metrics.recordOperation(op, kind, backend, performance.now() - started, ok);
     for (let attempt = 1; ; attempt++) {
       let tx: Tx | undefined;
       try {
-        const db = kind === 'write' ? this.engine.writer : this.engine.reader;
-        let builder = db.transaction();
-        if (kind === 'read') {
-          builder = builder.setAccessMode('read only');
-          // One snapshot for the whole read. At READ COMMITTED (the write isolation on
-          // PostgreSQL and MySQL) every statement would see its own snapshot, so a read of
-          // several rows could straddle a concurrent commit (the bank test saw balances summing
-          // to more or less than the supply). A read-only REPEATABLE READ transaction takes no
-          // locks and never fails to serialize. SQLite's deferred read transaction is one
-          // snapshot already.
-          if (this.engine.dialect !== 'sqlite') builder = builder.setIsolationLevel('repeatable read');
-        }
-        const result = await builder.execute(async (trx) => {
-          tx = new Tx(kind, this.engine.dialect, this.engine.mariadb, trx, this.schema, this.#codecs);
+        // A read is one snapshot on every backend (engine.ts READ_SETTINGS): at READ COMMITTED
+        // (the write isolation on PostgreSQL and MySQL) every statement would see its own
+        // snapshot, so a read of several rows could straddle a concurrent commit (the bank test
+        // saw balances summing to more or less than the supply). A read-only REPEATABLE READ
+        // transaction takes no locks and never fails to serialize. SQLite's deferred read
+        // transaction is one snapshot already.
+        const engine = this.engine;
+        const result = await engine.transaction(kind, (conn) => {
+          const bound: TxConnection = { conn, bind: () => engine.bind(kind, conn), compiler: engine.writer };
+          tx = new Tx(kind, engine.dialect, engine.mariadb, bound, this.schema, this.#codecs);
           return fn(tx);
         });
         const after = tx?.end(true) ?? [];

@@ -1,36 +1,66 @@
 // The transaction handle every domain store takes. It exists only inside store.write/read, and
 // every use after the transaction ended throws, so a store cannot run outside one.
-import type { Kysely, SelectQueryBuilder } from 'kysely';
+import { Kysely, type DatabaseConnection, type SelectQueryBuilder } from 'kysely';
 import type { Dialect, Schema } from '../schema/model.js';
 import { TableCodec } from './codec.js';
 import { ReadOnlyError } from './errors.js';
+import { bind, type PreparedQuery } from './prepared.js';
 
 export type TxKind = 'read' | 'write';
+
+/** @internal What Coffer hands a Tx: the transaction's connection, without a Kysely per transaction. */
+export interface TxConnection {
+  readonly conn: DatabaseConnection;
+  /** Creates the Kysely transaction handle on `conn` (only when a store uses tx.db). */
+  bind(): Kysely<any>;
+  /** A Kysely instance of the same dialect, to compile cached queries with. */
+  readonly compiler: Kysely<any>;
+}
+
+const ENDED = 'this transaction has ended: run store calls inside coffer.write()/read()';
 
 export class Tx {
   readonly kind: TxKind;
   readonly dialect: Dialect;
   /** MariaDB rather than MySQL. */
   readonly mariadb: boolean;
-  readonly #db: Kysely<any>;
+  #db: Kysely<any> | undefined;
+  readonly #conn: TxConnection | undefined;
   readonly #codecs: Map<string, TableCodec>;
   readonly #schema: Schema;
   #closed = false;
   readonly #afterCommit: (() => void)[] = [];
 
-  constructor(kind: TxKind, dialect: Dialect, mariadb: boolean, db: Kysely<any>, schema: Schema, codecs: Map<string, TableCodec>) {
+  /** `db`: a Kysely transaction, or (Coffer) the transaction's connection. */
+  constructor(kind: TxKind, dialect: Dialect, mariadb: boolean, db: Kysely<any> | TxConnection, schema: Schema, codecs: Map<string, TableCodec>) {
     this.kind = kind;
     this.dialect = dialect;
     this.mariadb = mariadb;
-    this.#db = db;
+    if (db instanceof Kysely) this.#db = db;
+    else this.#conn = db;
     this.#schema = schema;
     this.#codecs = codecs;
   }
 
-  /** The Kysely transaction. Throws once the transaction has ended. */
+  /** The Kysely transaction (created on first use). Throws once the transaction has ended. */
   get db(): Kysely<any> {
-    if (this.#closed) throw new Error('this transaction has ended: run store calls inside coffer.write()/read()');
-    return this.#db;
+    if (this.#closed) throw new Error(ENDED);
+    return (this.#db ??= this.#conn!.bind());
+  }
+
+  /**
+   * Runs a query of the compiled-query cache (prepared.ts) with `args` bound to its
+   * placeholders, in this transaction, and returns the rows as the driver gave them. No query
+   * building or compiling per call, and a prepared statement on SQLite and PostgreSQL.
+   */
+  async query<R = Record<string, unknown>>(q: PreparedQuery, args: readonly unknown[]): Promise<R[]> {
+    if (this.#closed) throw new Error(ENDED);
+    const c = this.#conn;
+    if (c) return (await c.conn.executeQuery<R>(bind(q.template(this.dialect, c.compiler), q.key, args))).rows;
+    // A Tx made over a Kysely transaction (tests with plugins): through its executor and plugins,
+    // compiled without them (the template is shared by every transaction of this dialect).
+    const db = this.#db!;
+    return (await db.executeQuery<R>(bind(q.template(this.dialect, db.withoutPlugins()), q.key, args))).rows;
   }
 
   get closed(): boolean {

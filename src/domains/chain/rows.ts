@@ -1,5 +1,6 @@
 // Row mapping shared by the chain store and mempool: table names, decoding DB rows into the
 // domain types, and encoding single values for WHERE clauses through the table codecs.
+import { insertRows } from '../../db/bulk.js';
 import type { Tx } from '../../db/tx.js';
 import type { ChainCursor, ChainInfo, MempoolTx, StoredBlock, StoredTransaction, SyncHealth } from './types.js';
 
@@ -106,8 +107,5 @@ export function chunks<T>(items: readonly T[], size = 200): T[][] {
   return out;
 }
 
-/** Multi-row insert, validated and encoded row by row. */
-export async function insertMany(tx: Tx, table: string, rows: readonly Row[]): Promise<void> {
-  const codec = tx.codec(table);
-  for (const part of chunks(rows)) await tx.db.insertInto(table).values(part.map((r) => codec.encode(r))).execute();
-}
+/** Multi-row insert, validated and encoded row by row (src/db/bulk.ts). */
+export const insertMany = insertRows;

@@ -7,6 +7,8 @@ import { ConflictError, InvalidStateTransitionError, NotFoundError } from '../..
 import type { Tx } from '../../db/tx.js';
 import { BlockGapError, FinalityViolationError, ReorgRequiredError } from './errors.js';
 import type { BlockProcessor } from './processors.js';
+import { inValues } from '../../db/bulk.js';
+import { defineQuery } from '../../db/prepared.js';
 import { chunks, enc, insertMany, T, toBlock, toChain, toCursor, toHealth, toTransaction } from './rows.js';
 import type {
   ChainCursor,
@@ -29,7 +31,9 @@ import { journaledDelete, pruneFinalized, revertAbove } from './undo.js';
 import {
   addressSchema,
   blockSchema,
+  CHAIN_ID_RE,
   chainIdSchema,
+  HASH32_RE,
   hash32Schema,
   heightSchema,
   invalid,
@@ -41,6 +45,8 @@ import { z } from 'zod';
 
 export const DEFAULT_MEMPOOL_CAPACITY = 10_000;
 const DEFAULT_PAGE = 100;
+/** Hashes per IN (…) lookup during ingest: one statement for a block of 1,000 transactions. */
+const LOOKUP_CHUNK = 1_000;
 
 type ValidBlock = z.output<typeof blockSchema>;
 
@@ -349,9 +355,9 @@ export class ChainStore {
     const hashes = block.transactions.map((t) => t.txHash);
     // Refuse a transaction already on this chain with a typed error naming it, instead of a
     // unique violation (which would also abort the whole transaction on PostgreSQL).
-    for (const part of chunks(hashes)) {
+    for (const part of chunks(hashes, LOOKUP_CHUNK)) {
       if (!part.length) continue;
-      const dup = await tx.db.selectFrom(T.txs).select(['tx_hash', 'block_height']).where('chain_id', '=', chainId).where('tx_hash', 'in', part).executeTakeFirst();
+      const dup = await tx.db.selectFrom(T.txs).select(['tx_hash', 'block_height']).where('chain_id', '=', chainId).where(inValues(tx, T.txs, 'tx_hash', part)).executeTakeFirst();
       if (dup) {
         const i = block.transactions.findIndex((t) => t.txHash === dup.tx_hash);
         throw new ConflictError(`transaction ${String(dup.tx_hash)} is already stored in block ${String(dup.block_height)} of chain ${chainId}`, {
@@ -399,9 +405,9 @@ export class ChainStore {
     );
     const ref = { chainId, height: block.height, blockHash: block.blockHash };
     // Included transactions leave the mempool through the journal, so a reorg puts them back.
-    for (const part of chunks(hashes)) {
+    for (const part of chunks(hashes, LOOKUP_CHUNK)) {
       if (!part.length) continue;
-      const inPool = await tx.db.selectFrom(T.mempool).select('tx_hash').where('chain_id', '=', chainId).where('tx_hash', 'in', part).execute();
+      const inPool = await tx.db.selectFrom(T.mempool).select('tx_hash').where('chain_id', '=', chainId).where(inValues(tx, T.mempool, 'tx_hash', part)).execute();
       for (const r of inPool) await journaledDelete(tx, ref, T.mempool, { chain_id: chainId, tx_hash: r.tx_hash });
     }
     const candidate = block.height - BigInt(chain.confirmations) + 1n;
@@ -459,12 +465,24 @@ export class ChainStore {
 
   async transaction(chainId: string, txHash: string): Promise<StoredTransaction | null> {
     const tx = this.#tx;
-    const id = parse(chainIdSchema, chainId, 'chainId');
-    const h = parse(hash32Schema, txHash, 'txHash');
-    await this.#requireChain(id);
-    const r = await tx.db.selectFrom(T.txs).selectAll().where('chain_id', '=', id).where('tx_hash', '=', h).executeTakeFirst();
-    if (!r) return null;
-    return (await this.#withOutputs(id, [toTransaction(tx, r)]))[0]!;
+    // The schemas' own patterns first (no zod per call); anything else gets the schema's error.
+    const id = typeof chainId === 'string' && CHAIN_ID_RE.test(chainId) ? chainId : parse(chainIdSchema, chainId, 'chainId');
+    const h = typeof txHash === 'string' && HASH32_RE.test(txHash) ? txHash : parse(hash32Schema, txHash, 'txHash');
+    const r = (await tx.query(GET_TX, [id, h]))[0];
+    if (!r) {
+      // Only a miss needs the chain: a stored transaction proves its chain exists.
+      await this.#requireChain(id);
+      return null;
+    }
+    const t = toTransaction(tx, r);
+    const codec = tx.codec(T.outputs);
+    const outputs = (await tx.query(GET_OUTPUTS_OF_TX, [id, h])).map((raw) => {
+      const o = codec.decode<{ address: string; value: bigint }>(raw);
+      return { address: o.address, value: o.value };
+    });
+    // Sorted here, not in SQL: collations differ between backends.
+    outputs.sort(byAddress);
+    return { ...t, outputs };
   }
 
   /** Transactions with fromHeight <= height <= toHeight, in (height, index) order, keyset-paged. */
@@ -554,9 +572,25 @@ export class ChainStore {
       }
     }
     // Sorted here, not in SQL: collations differ between backends.
-    return txs.map((t) => ({ ...t, outputs: byHash.get(t.txHash)!.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0)) }));
+    return txs.map((t) => ({ ...t, outputs: byHash.get(t.txHash)!.sort(byAddress) }));
   }
 }
+
+const byAddress = (a: { address: string }, b: { address: string }) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0);
+
+// Point reads from the compiled-query cache (db/prepared.ts). Columns are listed rather than
+// selected with *, so a later migration adding a column does not change a prepared statement's
+// result type.
+const GET_TX = defineQuery('chain.transaction', (db, $) =>
+  db
+    .selectFrom(T.txs)
+    .select(['chain_id', 'tx_hash', 'block_height', 'block_hash', 'index_in_block', 'action_type', 'action_version', 'payload', 'address'])
+    .where('chain_id', '=', $(0))
+    .where('tx_hash', '=', $(1)),
+);
+const GET_OUTPUTS_OF_TX = defineQuery('chain.transaction.outputs', (db, $) =>
+  db.selectFrom(T.outputs).select(['tx_hash', 'address', 'value']).where('chain_id', '=', $(0)).where('tx_hash', '=', $(1)),
+);
 
 /** The chain store bound to one transaction. */
 export function chain(tx: Tx, opts?: StoreOptions): ChainStore {

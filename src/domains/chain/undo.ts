@@ -98,16 +98,109 @@ function whereKey(tx: Tx, table: string, key: Row) {
   };
 }
 
+// Journal entries written inside withJournalBatch(), per transaction, in write order.
+const batches = new WeakMap<Tx, Row[]>();
+// Rows per multi-row INSERT into the journal (6 parameters each: far below every backend's limit).
+const JOURNAL_CHUNK = 500;
+
 async function record(tx: Tx, ref: BlockRef, table: string, key: Row, before: Row | null): Promise<void> {
-  await tx.insert(UNDO_TABLE, {
+  const entry = {
     chain_id: ref.chainId,
     height: ref.height,
     block_hash: ref.blockHash,
     table_name: table,
     row_key: serialise(tx, table, key),
     before_image: before ? serialise(tx, table, before) : null,
-  });
+  };
+  const batch = batches.get(tx);
+  if (batch) batch.push(entry);
+  else await tx.insert(UNDO_TABLE, entry);
 }
+
+async function flush(tx: Tx, batch: Row[]): Promise<void> {
+  const entries = batch.splice(0);
+  const codec = tx.codec(UNDO_TABLE);
+  // One multi-row INSERT per chunk, rows in write order: every backend assigns the serial ids
+  // of a multi-row INSERT in VALUES order, so id order stays write order (revertAbove relies on it).
+  for (let i = 0; i < entries.length; i += JOURNAL_CHUNK) {
+    await tx.db
+      .insertInto(UNDO_TABLE)
+      .values(entries.slice(i, i + JOURNAL_CHUNK).map((e) => codec.encode(e)))
+      .execute();
+  }
+}
+
+/**
+ * Runs `fn` with this transaction's journal entries buffered and written at the end as
+ * multi-row INSERTs, in the order they were recorded, instead of one INSERT per journaled
+ * write: a block processor's dozens of journal rows cost one round trip. The entries are
+ * written before this returns, and also when `fn` throws (the data writes `fn` made are still
+ * in the transaction, so their journal must be too if a caller goes on and commits; if the
+ * transaction is already aborted the flush fails and `fn`'s own error is the one thrown).
+ * Nested calls join the outermost batch. The journal is read only by revertAbove and
+ * pruneFinalized, which flush a batch still open before they run.
+ */
+export async function withJournalBatch<T>(tx: Tx, fn: () => Promise<T>): Promise<T> {
+  if (batches.has(tx)) return fn();
+  const batch: Row[] = [];
+  batches.set(tx, batch);
+  let result: T;
+  try {
+    result = await fn();
+  } catch (e) {
+    batches.delete(tx);
+    await flush(tx, batch).catch(() => {});
+    throw e;
+  }
+  batches.delete(tx);
+  await flush(tx, batch);
+  return result;
+}
+
+async function flushOpenBatch(tx: Tx): Promise<void> {
+  const batch = batches.get(tx);
+  if (batch?.length) await flush(tx, batch);
+}
+
+/**
+ * A row the caller already read in this transaction, so a journaled update or delete need not
+ * read it again. `before` must be the whole row as the table codec decodes it (selectAll), read
+ * while holding the row's lock or from a table whose other columns never change while the row
+ * exists; the UPDATE/DELETE is conditional on the key and on each `guard` column still holding
+ * its `before` value (checked by the database: no row affected means no write and no journal
+ * entry), so the before image the journal keeps is exactly the row that was changed.
+ */
+export interface KnownRow {
+  before: Row;
+  guard?: readonly string[];
+}
+
+function whereKnown(tx: Tx, table: string, key: Row, known: KnownRow) {
+  const codec = tx.codec(table);
+  const byKey = whereKey(tx, table, key);
+  const guard = Object.fromEntries((known.guard ?? []).map((c) => [c, known.before[c]]));
+  for (const c of Object.keys(guard)) {
+    if (!(c in known.before)) throw new Error(`guard column ${c} of ${table} is not in the before image`);
+    if (codec.column(c).type.kind === 'json') throw new Error(`guard column ${c} of ${table} is JSON (not comparable on every backend)`);
+  }
+  const enc = codec.encode(guard);
+  return <QB extends { where: (...a: any[]) => QB }>(qb: QB): QB => {
+    let q = byKey(qb);
+    for (const [k, v] of Object.entries(enc)) q = v === null ? q.where(k, 'is', null) : q.where(k, '=', v);
+    return q;
+  };
+}
+
+function assertWholeRow(tx: Tx, table: string, key: Row, known: KnownRow, what: string): void {
+  const def = tx.codec(table).table;
+  const missing = def.columns.filter((c) => !(c.name in known.before)).map((c) => c.name);
+  if (missing.length) throw new Error(`${what}: the before image lacks column(s) ${missing.join(', ')}`);
+  const a = serialise(tx, table, key);
+  const b = serialise(tx, table, Object.fromEntries(Object.keys(key).map((k) => [k, known.before[k]])));
+  if (Object.keys(a).some((k) => a[k] !== b[k])) throw new Error(`${what}: the before image is not the row of this key`);
+}
+
+const affected = (r: { numUpdatedRows?: bigint; numDeletedRows?: bigint }) => BigInt(r.numUpdatedRows ?? r.numDeletedRows ?? 0n);
 
 async function selectRow(tx: Tx, table: string, key: Row): Promise<Row | undefined> {
   const row = await whereKey(tx, table, key)(tx.db.selectFrom(table).selectAll()).executeTakeFirst();
@@ -123,14 +216,48 @@ export async function journaledInsert(tx: Tx, ref: BlockRef, table: string, row:
   await record(tx, ref, table, key, null);
 }
 
+/**
+ * Inserts several block-derived rows of one table with one multi-row INSERT; a reorg past `ref`
+ * deletes them. Same rules as journaledInsert, for each row.
+ */
+export async function journaledInsertMany(tx: Tx, ref: BlockRef, table: string, rows: readonly Row[], keyColumns: readonly string[]): Promise<void> {
+  tx.assertWritable(`journaled insert into ${table}`);
+  if (!rows.length) return;
+  const what = `journaled insert into ${table}`;
+  const keys = rows.map((row) => keyOf(tx, table, Object.fromEntries(keyColumns.map((k) => [k, row[k]])), what));
+  const codec = tx.codec(table);
+  await tx.db.insertInto(table).values(rows.map((r) => codec.encode(r))).execute();
+  for (const key of keys) await record(tx, ref, table, key, null);
+}
+
+/**
+ * Inserts a block-derived row unless a row with the same key (the primary key or, given as
+ * `keyColumns`, its only unique key) exists; journaled only when inserted. Returns whether it
+ * inserted.
+ */
+export async function journaledInsertOrIgnore(tx: Tx, ref: BlockRef, table: string, row: Row, keyColumns: readonly string[]): Promise<boolean> {
+  tx.assertWritable(`journaled insert into ${table}`);
+  const key = keyOf(tx, table, Object.fromEntries(keyColumns.map((k) => [k, row[k]])), `journaled insert into ${table}`);
+  if (!(await tx.insertOrIgnore(table, row, keyColumns))) return false;
+  await record(tx, ref, table, key, null);
+  return true;
+}
+
 /** Updates one row because of a block; a reorg past `ref` restores the row as it was. Returns false if no row matched. */
-export async function journaledUpdate(tx: Tx, ref: BlockRef, table: string, key: Row, changes: Row): Promise<boolean> {
+export async function journaledUpdate(tx: Tx, ref: BlockRef, table: string, key: Row, changes: Row, known?: KnownRow): Promise<boolean> {
   tx.assertWritable(`journaled update of ${table}`);
   const what = `journaled update of ${table}`;
   keyOf(tx, table, key, what);
   // Changing a key column would leave the journal pointing at a row that no longer exists.
   const moved = Object.keys(changes).filter((k) => k in key && changes[k] !== undefined);
   if (moved.length) throw new Error(`${what}: changes may not include key column(s) ${moved.join(', ')}`);
+  if (known) {
+    assertWholeRow(tx, table, key, known, what);
+    const r = await whereKnown(tx, table, key, known)(tx.db.updateTable(table).set(tx.codec(table).encode(changes))).executeTakeFirst();
+    if (affected(r) === 0n) return false;
+    await record(tx, ref, table, key, known.before);
+    return true;
+  }
   const before = await selectRow(tx, table, key);
   if (!before) return false;
   await whereKey(tx, table, key)(tx.db.updateTable(table).set(tx.codec(table).encode(changes))).execute();
@@ -154,9 +281,16 @@ export async function journaledUpsert(tx: Tx, ref: BlockRef, table: string, row:
 }
 
 /** Deletes one row because of a block; a reorg past `ref` puts it back. */
-export async function journaledDelete(tx: Tx, ref: BlockRef, table: string, key: Row): Promise<boolean> {
+export async function journaledDelete(tx: Tx, ref: BlockRef, table: string, key: Row, known?: KnownRow): Promise<boolean> {
   tx.assertWritable(`journaled delete from ${table}`);
   keyOf(tx, table, key, `journaled delete from ${table}`);
+  if (known) {
+    assertWholeRow(tx, table, key, known, `journaled delete from ${table}`);
+    const r = await whereKnown(tx, table, key, known)(tx.db.deleteFrom(table)).executeTakeFirst();
+    if (affected(r) === 0n) return false;
+    await record(tx, ref, table, key, known.before);
+    return true;
+  }
   const before = await selectRow(tx, table, key);
   if (!before) return false;
   await whereKey(tx, table, key)(tx.db.deleteFrom(table)).execute();
@@ -170,6 +304,7 @@ export async function journaledDelete(tx: Tx, ref: BlockRef, table: string, key:
  */
 export async function revertAbove(tx: Tx, chainId: string, forkHeight: bigint): Promise<number> {
   tx.assertWritable('reorg revert');
+  await flushOpenBatch(tx);
   const undo = tx.codec(UNDO_TABLE);
   const above = undo.encode({ chain_id: chainId, height: forkHeight });
   const entries = await tx.db
@@ -212,6 +347,7 @@ export async function revertAbove(tx: Tx, chainId: string, forkHeight: bigint): 
 /** Drops journal entries of blocks at or below the finalized height: they can no longer be reorged. */
 export async function pruneFinalized(tx: Tx, chainId: string, finalizedHeight: bigint): Promise<number> {
   tx.assertWritable('undo journal prune');
+  await flushOpenBatch(tx);
   const enc = tx.codec(UNDO_TABLE).encode({ chain_id: chainId, height: finalizedHeight });
   const r = await tx.db
     .deleteFrom(UNDO_TABLE)

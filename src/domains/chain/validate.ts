@@ -9,12 +9,16 @@ import { parseOrThrow } from '../../util/zod-parse.js';
 const INT64_MAX = 2n ** 63n - 1n;
 const INT32_MAX = 2 ** 31 - 1;
 
+/** The patterns of chainIdSchema and hash32Schema, for hot-path checks that fall back to the schema for the error. */
+export const CHAIN_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+export const HASH32_RE = /^[0-9a-f]{64}$/;
+
 export const chainIdSchema = z
   .string({ error: 'expected a string' })
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'must be 1-64 characters of letters, digits, ".", "_", ":" or "-"');
+  .regex(CHAIN_ID_RE, 'must be 1-64 characters of letters, digits, ".", "_", ":" or "-"');
 
 /** 32-byte hashes (block and transaction ids) as 64 lowercase hex characters. */
-export const hash32Schema = z.string({ error: 'expected a string' }).regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters');
+export const hash32Schema = z.string({ error: 'expected a string' }).regex(HASH32_RE, 'must be 64 lowercase hex characters');
 
 // Addresses are stored exactly as given (base58 and bech32 differ in case rules): the chain
 // adapter normalises them; here only shape is checked.

@@ -2,6 +2,7 @@
 // creation, as cfk_<id>_<secret>; only the hash of the secret is stored. Keys have a name
 // unique within their integration, scopes, an expiry, an IP allow-list and soft delete; every
 // update is optimistic (expectedVersion) and a stale one fails with ConflictError.
+import { defineQuery } from '../../db/prepared.js';
 import { z } from 'zod';
 import { InvalidStateTransitionError, NotFoundError, UnauthenticatedError, ForbiddenError, ValidationError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
@@ -327,26 +328,28 @@ export class ApiKeys extends IdentityStore {
  * expired keys, and keys of deleted integrations, all fail alike with UnauthenticatedError; a
  * valid key used from an address outside its allow-list fails with ForbiddenError.
  */
+const API_KEY_BY_ID = defineQuery('identity.apiKeyById', (db, $) =>
+  db
+    .selectFrom(`${API_KEYS} as k`)
+    .innerJoin(`${INTEGRATIONS} as i`, 'i.id', 'k.integration_id')
+    .select([
+      'k.id',
+      'k.integration_id',
+      'k.secret_hash',
+      'k.scopes',
+      'k.ip_allow',
+      'k.expires_at',
+      'k.deleted_at',
+      'i.name as integration_name',
+      'i.deleted_at as integration_deleted_at',
+    ])
+    .where('k.id', '=', $(0)),
+);
+
 export async function authenticateApiKey(tx: Tx, presented: string, opts: { ip?: string; now?: Date } = {}): Promise<KeyPrincipal> {
   const cred = parseCredential('api_key', presented);
-  const raw = cred
-    ? await tx.db
-        .selectFrom(`${API_KEYS} as k`)
-        .innerJoin(`${INTEGRATIONS} as i`, 'i.id', 'k.integration_id')
-        .select([
-          'k.id',
-          'k.integration_id',
-          'k.secret_hash',
-          'k.scopes',
-          'k.ip_allow',
-          'k.expires_at',
-          'k.deleted_at',
-          'i.name as integration_name',
-          'i.deleted_at as integration_deleted_at',
-        ])
-        .where('k.id', '=', cred.id)
-        .executeTakeFirst()
-    : undefined;
+  // Every request authenticates: a compiled, prepared query (db/prepared.ts).
+  const raw = cred ? (await tx.query(API_KEY_BY_ID, [cred.id]))[0] : undefined;
   const { integration_name: integrationName, integration_deleted_at: integrationDeleted, ...keyCols } = (raw ?? {}) as Row;
   const row = raw ? tx.codec(API_KEYS).decode<Row>(keyCols) : undefined;
   const matches = credentialMatches('api_key', cred, row ? String(row.secret_hash) : undefined);

@@ -26,10 +26,12 @@ export interface ReserveRequest {
 
 /**
  * Reserves `quantity` of the seller's tokens for an invoice if the available balance covers it;
- * otherwise throws InsufficientBalanceError before writing anything.
+ * otherwise throws InsufficientBalanceError before writing anything. `locked` is the seller's
+ * balance as lockBalance returned it, when the caller already holds that lock in this
+ * transaction (it is not taken twice).
  */
-export async function reserve(tx: Tx, r: ReserveRequest): Promise<Reservation> {
-  const locked = await lockBalance(tx, r.mintHash, r.sellerAddress);
+export async function reserve(tx: Tx, r: ReserveRequest, locked?: Awaited<ReturnType<typeof lockBalance>> | null): Promise<Reservation> {
+  if (locked === undefined) locked = await lockBalance(tx, r.mintHash, r.sellerAddress);
   // Read after the lock: every other reserver of these tokens holds or waits for the same lock,
   // so this sum includes every reservation committed before ours.
   const reserved = locked ? await reservedOf(tx, r.mintHash, r.sellerAddress) : 0n;
@@ -57,9 +59,18 @@ export async function reserve(tx: Tx, r: ReserveRequest): Promise<Reservation> {
 }
 
 export async function getReservation(tx: Tx, invoiceHash: string, opts: { lock?: boolean } = {}): Promise<Reservation | undefined> {
+  return (await getReservationRow(tx, invoiceHash, opts))?.reservation;
+}
+
+/** The reservation and its decoded row (a before image while the lock is held). */
+export async function getReservationRow(
+  tx: Tx,
+  invoiceHash: string,
+  opts: { lock?: boolean } = {},
+): Promise<{ reservation: Reservation; row: Record<string, unknown> } | undefined> {
   const q = tx.db.selectFrom(T.reservations).selectAll().where('invoice_hash', '=', invoiceHash);
   const raw = await (opts.lock ? tx.lockRows(q) : q).executeTakeFirst();
-  return raw ? toReservation(tx, raw) : undefined;
+  return raw ? { reservation: toReservation(tx, raw), row: tx.codec(T.reservations).decode(raw as Record<string, unknown>) } : undefined;
 }
 
 /**

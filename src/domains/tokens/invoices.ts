@@ -45,25 +45,34 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
 
   // Lock the seller's balance row before looking for the invoice: a concurrent submission of
   // the same invoice then waits here and finds ours instead of reserving twice.
-  await lockBalance(tx, v.mintHash, v.sellerAddress);
-  const existing = await getInvoice(tx, hash);
-  if (existing) return { hash, created: false, invoice: existing };
-  // One reservation per invoice hash, ever: an invoice released or expired (and trimmed) is
-  // not revived by resubmitting it; the seller signs a new one.
+  const locked = await lockBalance(tx, v.mintHash, v.sellerAddress);
+  // Every invoice row (unconfirmed or matched) was created together with its reservation, and
+  // reservations are records that are never deleted, so no reservation means no invoice: the
+  // common case (a new invoice) costs one lookup instead of four.
   const old = await getReservation(tx, hash);
-  if (old) throw new InvalidStateTransitionError(`invoice ${hash} was ${old.state}; create a new invoice`, { field: 'createdAt', invoiceHash: hash, state: old.state });
+  if (old) {
+    const existing = await getInvoice(tx, hash);
+    if (existing) return { hash, created: false, invoice: existing };
+    // One reservation per invoice hash, ever: an invoice released or expired (and trimmed) is
+    // not revived by resubmitting it; the seller signs a new one.
+    throw new InvalidStateTransitionError(`invoice ${hash} was ${old.state}; create a new invoice`, { field: 'createdAt', invoiceHash: hash, state: old.state });
+  }
 
   const now = ctx.now();
-  await reserve(tx, {
-    invoiceHash: hash,
-    chainId: v.chainId,
-    mintHash: v.mintHash,
-    sellerAddress: v.sellerAddress,
-    quantity: v.quantity,
-    expiresAt: new Date(now.getTime() + ttl),
-    createdAt: now,
-  });
-  await tx.insert(T.unconfirmedInvoices, {
+  const reservation = await reserve(
+    tx,
+    {
+      invoiceHash: hash,
+      chainId: v.chainId,
+      mintHash: v.mintHash,
+      sellerAddress: v.sellerAddress,
+      quantity: v.quantity,
+      expiresAt: new Date(now.getTime() + ttl),
+      createdAt: now,
+    },
+    locked ?? null,
+  );
+  const row = {
     hash,
     chain_id: v.chainId,
     mint_hash: v.mintHash,
@@ -78,8 +87,10 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
     signature: v.signature,
     created_at: v.createdAt,
     received_at: now,
-  });
-  return { hash, created: true, invoice: (await getInvoice(tx, hash))! };
+  };
+  await tx.insert(T.unconfirmedInvoices, row);
+  // The invoice as written (the codec's encode then decode, as a read back would give it).
+  return { hash, created: true, invoice: toInvoice(tx, T.unconfirmedInvoices, tx.codec(T.unconfirmedInvoices).encode(row), reservation) };
 }
 
 /** An invoice by hash, on chain or not, with its reservation. */
@@ -203,7 +214,9 @@ export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: 
   if (!mint) return { outcome: 'rejected', reason: 'mint not confirmed' };
   const sigs = await signatureStatus(tx, hash, mint);
   if (!sigs.satisfied) return { outcome: 'pending', reason: `asset-manager signatures ${sigs.present}/${sigs.required}` };
-  await journaledDelete(tx, ref, T.unconfirmedInvoices, { hash });
+  // The row read above is the before image: unconfirmed invoices are never updated, only
+  // inserted and deleted, so while it exists it is exactly what was read.
+  await journaledDelete(tx, ref, T.unconfirmedInvoices, { hash }, { before: row });
   await journaledInsert(
     tx,
     ref,

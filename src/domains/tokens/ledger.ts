@@ -5,7 +5,7 @@
 import { InvalidStateTransitionError } from '../../db/errors.js';
 import { toBigInt } from '../../db/codec.js';
 import type { Tx } from '../../db/tx.js';
-import { journaledInsert, journaledUpdate, type BlockRef } from '../chain/undo.js';
+import { journaledInsert, journaledInsertOrIgnore, journaledUpdate, type BlockRef, type KnownRow } from '../chain/undo.js';
 import { decode, toLedgerEntry, type Row } from './rows.js';
 import { T, type Balance, type LedgerCauseKind, type LedgerEntry } from './types.js';
 
@@ -20,12 +20,18 @@ export interface LedgerWrite {
   createdAt: Date;
 }
 
-/** Locks and returns a holder's balance row (the row reservations of these tokens serialise on). */
-export async function lockBalance(tx: Tx, mintHash: string, address: string): Promise<{ balance: bigint } | undefined> {
+/**
+ * Locks and returns a holder's balance row (the row reservations of these tokens serialise on):
+ * its balance, and the whole decoded row, which the lock keeps exact until commit (the before
+ * image of a journaled update).
+ */
+export async function lockBalance(tx: Tx, mintHash: string, address: string): Promise<{ balance: bigint; row: Row } | undefined> {
   const raw = await tx
-    .lockRows(tx.db.selectFrom(T.balances).select(['balance']).where('mint_hash', '=', mintHash).where('address', '=', address))
+    .lockRows(tx.db.selectFrom(T.balances).selectAll().where('mint_hash', '=', mintHash).where('address', '=', address))
     .executeTakeFirst();
-  return raw ? { balance: decode(tx, T.balances, raw).balance as bigint } : undefined;
+  if (!raw) return undefined;
+  const row = decode(tx, T.balances, raw);
+  return { balance: row.balance as bigint, row };
 }
 
 /**
@@ -33,25 +39,24 @@ export async function lockBalance(tx: Tx, mintHash: string, address: string): Pr
  * writes nothing) when an entry with the same cause exists: replays are no-ops.
  */
 export async function appendEntry(tx: Tx, ref: BlockRef, e: LedgerWrite): Promise<boolean> {
-  const exists = await tx.db
-    .selectFrom(T.ledger)
-    .select('cause_ref')
-    .where('cause_kind', '=', e.causeKind)
-    .where('cause_ref', '=', e.causeRef)
-    .executeTakeFirst();
-  if (exists) return false;
+  // Lock the holder first, then insert the entry unless its cause is already recorded (the
+  // primary key decides, in the same statement): a replay writes nothing and changes no balance.
+  // (The lock a replay takes is harmless: the caller's transaction holds its other locks too.)
   const current = await lockBalance(tx, e.mintHash, e.address);
   const next = (current?.balance ?? 0n) + e.delta;
-  // Debits only ever settle reserved tokens, which the balance covers; a negative result is a
-  // broken invariant, refused here before the CHECK would refuse it.
   if (next < 0n) {
+    // A replay of an entry already recorded is still a no-op, whatever the balance is now.
+    const exists = await tx.db.selectFrom(T.ledger).select('cause_ref').where('cause_kind', '=', e.causeKind).where('cause_ref', '=', e.causeRef).executeTakeFirst();
+    if (exists) return false;
+    // Debits only ever settle reserved tokens, which the balance covers; a negative result is a
+    // broken invariant, refused here before the CHECK would refuse it.
     throw new InvalidStateTransitionError(`ledger entry ${e.causeKind}/${e.causeRef} would make the balance of ${e.address} negative`, {
       field: 'delta',
       mintHash: e.mintHash,
       address: e.address,
     });
   }
-  await journaledInsert(
+  const inserted = await journaledInsertOrIgnore(
     tx,
     ref,
     T.ledger,
@@ -69,8 +74,16 @@ export async function appendEntry(tx: Tx, ref: BlockRef, e: LedgerWrite): Promis
     },
     ['cause_kind', 'cause_ref'],
   );
+  if (!inserted) return false;
   if (current) {
-    await mustUpdate(tx, ref, T.balances, { mint_hash: e.mintHash, address: e.address }, { balance: next, updated_height: ref.height });
+    await mustUpdate(
+      tx,
+      ref,
+      T.balances,
+      { mint_hash: e.mintHash, address: e.address },
+      { balance: next, updated_height: ref.height },
+      { before: current.row, guard: ['balance'] },
+    );
   } else {
     await journaledInsert(
       tx,
@@ -166,9 +179,12 @@ export async function ledgerSum(tx: Tx, mintHash: string, address: string): Prom
   return toBigInt((r as Row | undefined)?.n);
 }
 
-/** A journaled update of a row this transaction holds or just read; a missing row is a broken invariant. */
-export async function mustUpdate(tx: Tx, ref: BlockRef, table: string, key: Row, changes: Row): Promise<void> {
-  if (!(await journaledUpdate(tx, ref, table, key, changes))) {
+/**
+ * A journaled update of a row this transaction holds or just read; a missing row (or, with
+ * `known`, a row whose guard columns changed) is a broken invariant.
+ */
+export async function mustUpdate(tx: Tx, ref: BlockRef, table: string, key: Row, changes: Row, known?: KnownRow): Promise<void> {
+  if (!(await journaledUpdate(tx, ref, table, key, changes, known))) {
     throw new InvalidStateTransitionError(`${table} row ${JSON.stringify(key)} vanished during the transition`, { table });
   }
 }

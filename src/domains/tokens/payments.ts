@@ -7,7 +7,7 @@ import { InvalidStateTransitionError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
 import type { IngestedOutput } from '../chain/processors.js';
 import { journaledInsert, type BlockRef } from '../chain/undo.js';
-import { getReservation, requireState } from './escrow.js';
+import { getReservation, getReservationRow, requireState } from './escrow.js';
 import { signatureStatus } from './invoices.js';
 import { appendEntry, mustUpdate } from './ledger.js';
 import { getConfirmedMint, type OnChainAnchor } from './mints.js';
@@ -106,7 +106,8 @@ async function settle(tx: Tx, p: Row, at: Date): Promise<boolean> {
   if (!(await signatureStatus(tx, hash, mint)).satisfied) return false;
   // A recorded payment keeps its reservation from expiring, so anything but reserved here is a
   // broken invariant: fail the block rather than settle wrongly.
-  const r = requireState(await getReservation(tx, hash, { lock: true }), hash, 'reserved');
+  const locked = await getReservationRow(tx, hash, { lock: true });
+  const r = requireState(locked?.reservation, hash, 'reserved');
   const quantity = r.quantity;
   const seller = inv.seller_address as string;
   const buyer = inv.buyer_address as string;
@@ -117,9 +118,20 @@ async function settle(tx: Tx, p: Row, at: Date): Promise<boolean> {
     if (who === 'seller') await appendEntry(tx, ref, { ...common, causeKind: 'sale_debit', address: seller, delta: -quantity });
     else await appendEntry(tx, ref, { ...common, causeKind: 'sale_credit', address: buyer, delta: quantity });
   }
-  await mustUpdate(tx, ref, T.reservations, { invoice_hash: hash }, { state: 'settled' });
-  await mustUpdate(tx, ref, T.invoices, { hash }, { status: 'paid', paid_tx_hash: p.tx_hash, paid_height: p.block_height });
-  await mustUpdate(tx, ref, T.payments, { invoice_hash: hash }, { state: 'settled' });
+  // The rows read above are the before images: the reservation is locked; the invoice and the
+  // payment change only through their state columns (matched → paid, pending → settled), and
+  // each UPDATE re-checks those and the anchor columns a re-match or re-recording would change
+  // (the signed content is fixed by the hash that keys the row).
+  await mustUpdate(tx, ref, T.reservations, { invoice_hash: hash }, { state: 'settled' }, { before: locked!.row, guard: ['state'] });
+  await mustUpdate(
+    tx,
+    ref,
+    T.invoices,
+    { hash },
+    { status: 'paid', paid_tx_hash: p.tx_hash, paid_height: p.block_height },
+    { before: inv, guard: ['status', 'tx_hash', 'matched_block_hash', 'paid_tx_hash', 'paid_height'] },
+  );
+  await mustUpdate(tx, ref, T.payments, { invoice_hash: hash }, { state: 'settled' }, { before: p, guard: ['state', 'tx_hash', 'recorded_block_hash'] });
   return true;
 }
 

@@ -15,7 +15,7 @@
 import { CofferError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
 import type { BlockContext, BlockProcessor, IngestedOutput, IngestedTransaction } from '../chain/processors.js';
-import { journaledInsert, type BlockRef } from '../chain/undo.js';
+import { journaledInsertMany, withJournalBatch, type BlockRef } from '../chain/undo.js';
 import { mustUpdate } from './ledger.js';
 import { matchInvoice } from './invoices.js';
 import { confirmMint, creditDueMints, type MatchOutcome } from './mints.js';
@@ -40,6 +40,8 @@ interface Action {
   blockHeight: bigint;
   blockHash: string;
   outputs: IngestedOutput[];
+  /** The decoded row as read (the before image of its state change). */
+  row: Row;
 }
 
 /** Decodes a payload, or says why it cannot be one of ours. */
@@ -56,55 +58,79 @@ export function finalHeightOf(ctx: Pick<BlockContext, 'tipHeight' | 'confirmatio
   return ctx.tipHeight - BigInt(Math.max(1, ctx.confirmationsNeeded)) + 1n;
 }
 
+// Actions per lookup of those already recorded, and per multi-row INSERT (11 parameters each).
+const SEEN_CHUNK = 500;
+
 export const processTokenBlock: BlockProcessor = async (tx: Tx, ctx: BlockContext): Promise<void> => {
   tx.assertWritable('tokens block processor');
+  // The block's journal entries are written together at the end (one multi-row INSERT).
+  await withJournalBatch(tx, () => processBlock(tx, ctx));
+};
+
+async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
   const b = ctx.block;
   const ref: BlockRef = { chainId: b.chainId, height: b.height, blockHash: b.blockHash };
 
   // Record this block's actions as pending (malformed ones as rejected)...
-  for (const t of [...b.transactions].sort((x, y) => x.indexInBlock - y.indexInBlock)) {
-    if (!isTokenAction(t.actionType)) continue;
-    const seen = await tx.db.selectFrom(T.actions).select('tx_hash').where('chain_id', '=', b.chainId).where('tx_hash', '=', t.txHash).executeTakeFirst();
-    if (seen) continue; // a replayed block
+  const ours = [...b.transactions].filter((t) => isTokenAction(t.actionType)).sort((x, y) => x.indexInBlock - y.indexInBlock);
+  const seen = new Set<string>();
+  for (let i = 0; i < ours.length; i += SEEN_CHUNK) {
+    const hashes = ours.slice(i, i + SEEN_CHUNK).map((t) => t.txHash);
+    const rows = await tx.db.selectFrom(T.actions).select('tx_hash').where('chain_id', '=', b.chainId).where('tx_hash', 'in', hashes).execute();
+    for (const r of rows) seen.add(r.tx_hash as string);
+  }
+  const fresh: Row[] = [];
+  for (const t of ours) {
+    if (seen.has(t.txHash)) continue; // a replayed block
+    seen.add(t.txHash);
     const decoded = decodePayload(t);
-    await journaledInsert(
-      tx,
-      ref,
-      T.actions,
-      {
-        chain_id: b.chainId,
-        tx_hash: t.txHash,
-        action_type: t.actionType,
-        action_version: t.actionVersion,
-        ref_hash: 'refHash' in decoded ? decoded.refHash : null,
-        block_height: b.height,
-        block_hash: b.blockHash,
-        index_in_block: t.indexInBlock,
-        outputs: t.actionType === 'payment' ? t.outputs.map((o) => ({ address: o.address, value: o.value.toString() })) : null,
-        state: 'refHash' in decoded ? 'pending' : 'rejected',
-        reason: 'refHash' in decoded ? null : clip(decoded.reason),
-      },
-      ['chain_id', 'tx_hash'],
-    );
+    fresh.push({
+      chain_id: b.chainId,
+      tx_hash: t.txHash,
+      action_type: t.actionType,
+      action_version: t.actionVersion,
+      ref_hash: 'refHash' in decoded ? decoded.refHash : null,
+      block_height: b.height,
+      block_hash: b.blockHash,
+      index_in_block: t.indexInBlock,
+      outputs: t.actionType === 'payment' ? t.outputs.map((o) => ({ address: o.address, value: o.value.toString() })) : null,
+      state: 'refHash' in decoded ? 'pending' : 'rejected',
+      reason: 'refHash' in decoded ? null : clip(decoded.reason),
+    });
+  }
+  for (let i = 0; i < fresh.length; i += SEEN_CHUNK) {
+    await journaledInsertMany(tx, ref, T.actions, fresh.slice(i, i + SEEN_CHUNK), ['chain_id', 'tx_hash']);
   }
 
   // ...then apply every pending action that can progress, oldest first, until none can: an
   // invoice matched by this block unblocks a payment seen earlier (or earlier in this block).
-  // Reaching this fixpoint is what makes processing the same block again a no-op.
-  for (let progress = true; progress; ) {
-    progress = false;
+  // Reaching this fixpoint is what makes processing the same block again a no-op. Another pass
+  // is needed only after an invoice was matched: that is the one change that can make a
+  // pending action eligible (a payment naming the invoice). Applying or rejecting anything
+  // else changes no other action's eligibility, and an eligible action that stayed pending (an
+  // invoice waiting for signatures) would stay pending in another pass too.
+  for (let again = true; again; ) {
+    again = false;
     for (const a of await retryablePending(tx, b.chainId, b.height)) {
       const r = await apply(tx, ref, a);
       if (r.outcome === 'pending') continue;
-      await mustUpdate(tx, ref, T.actions, { chain_id: a.chainId, tx_hash: a.txHash }, { state: r.outcome, reason: reasonOf(r) });
-      progress = true;
+      // Pending rows change only here, under the chain's ingest lock; the UPDATE re-checks it.
+      await mustUpdate(
+        tx,
+        ref,
+        T.actions,
+        { chain_id: a.chainId, tx_hash: a.txHash },
+        { state: r.outcome, reason: reasonOf(r) },
+        { before: a.row, guard: ['state', 'reason'] },
+      );
+      if (r.outcome === 'applied' && a.type === 'invoice') again = true;
     }
   }
 
   const final = finalHeightOf(ctx);
   await creditDueMints(tx, b.chainId, final, b.time);
   await settleDuePayments(tx, b.chainId, final, b.time);
-};
+}
 
 const reasonOf = (r: MatchOutcome) => (r.outcome === 'applied' ? null : clip(r.reason));
 const clip = (s: string) => (s.length > 200 ? `${s.slice(0, 197)}...` : s);
@@ -171,6 +197,7 @@ async function retryablePending(tx: Tx, chainId: string, upTo: bigint): Promise<
       blockHeight: r.block_height as bigint,
       blockHash: r.block_hash as string,
       outputs: ((r.outputs ?? []) as { address: string; value: string }[]).map((o) => ({ address: o.address, value: BigInt(o.value) })),
+      row: r,
     };
   });
 }

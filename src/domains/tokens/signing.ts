@@ -7,13 +7,30 @@ import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 // DER SubjectPublicKeyInfo header for an id-ecPublicKey on secp256k1 with a 33-byte point.
 const SPKI_SECP256K1_COMPRESSED = Buffer.from('3036301006072a8648ce3d020106052b8104000a032200', 'hex');
 
+// Parsed keys by hex, most recently used last. Parsing (a point decompression in OpenSSL) cost
+// more than all of an invoice's other validation; a key's validity is a pure function of its
+// hex, so remembering the result changes nothing but the time. Bounded, so hostile input
+// cannot grow it.
+const KEY_CACHE_SIZE = 1024;
+const keyCache = new Map<string, KeyObject | null>();
+
 function publicKeyObject(hex: string): KeyObject | null {
-  if (!/^0[23][0-9a-f]{64}$/.test(hex)) return null;
-  try {
-    return createPublicKey({ key: Buffer.concat([SPKI_SECP256K1_COMPRESSED, Buffer.from(hex, 'hex')]), format: 'der', type: 'spki' });
-  } catch {
-    return null; // not a point on the curve
+  const hit = keyCache.get(hex);
+  if (hit !== undefined) {
+    keyCache.delete(hex);
+    keyCache.set(hex, hit);
+    return hit;
   }
+  if (!/^0[23][0-9a-f]{64}$/.test(hex)) return null;
+  let key: KeyObject | null;
+  try {
+    key = createPublicKey({ key: Buffer.concat([SPKI_SECP256K1_COMPRESSED, Buffer.from(hex, 'hex')]), format: 'der', type: 'spki' });
+  } catch {
+    key = null; // not a point on the curve
+  }
+  keyCache.set(hex, key);
+  if (keyCache.size > KEY_CACHE_SIZE) keyCache.delete(keyCache.keys().next().value!);
+  return key;
 }
 
 /** True when `signatureHex` is a valid signature by `publicKeyHex` over the content hash `hashHex`. */

@@ -1,0 +1,138 @@
+// Multi-row inserts, the one place where how a batch reaches each backend differs. Rows are
+// validated and encoded by the table's codec exactly as tx.insert does; then
+// - PostgreSQL gets one statement per batch, `INSERT … SELECT * FROM unnest($1::t[], …)`: one
+//   array parameter per column, so the statement text is the same for every batch size (parsed
+//   once per connection, not 9 × 1,000 placeholders per block) and the server binds a handful of
+//   parameters instead of thousands;
+// - SQLite and MySQL get multi-row `VALUES (…), (…)` statements written here, not by the query
+//   builder (building and compiling a 1,000-row VALUES tree cost more than the insert itself on
+//   SQLite). Full batches share one statement text, so SQLite's statement cache reuses it.
+// The SQL text is cached per (dialect, table, columns, rows).
+import { CompiledQuery, sql, type Expression, type SqlBool } from 'kysely';
+import type { ColumnType, Dialect } from '../schema/model.js';
+import { encodeValue } from './codec.js';
+import { quote } from '../schema/compile.js';
+import type { Tx } from './tx.js';
+
+type Row = Record<string, unknown>;
+
+/** Rows per VALUES statement: well under SQLite's 32,766 and MySQL's 65,535 placeholders. */
+const VALUES_PARAMS_MAX = 16_000;
+const VALUES_ROWS_MAX = 1_000;
+/** Rows per unnest statement on PostgreSQL (bounded so one statement's arrays stay small). */
+const UNNEST_ROWS_MAX = 5_000;
+
+/** The array element type PostgreSQL binds a column's values as. */
+function pgArrayType(t: ColumnType): string {
+  switch (t.kind) {
+    case 'int':
+      return 'int4[]';
+    case 'bigint':
+    case 'serial':
+      return 'int8[]';
+    case 'uint256':
+      return 'numeric[]';
+    case 'bytes':
+      return 'bytea[]';
+    case 'bool':
+      return 'bool[]';
+    case 'timestamp':
+      return 'timestamptz[]';
+    case 'json':
+      return 'jsonb[]';
+    case 'varchar':
+    case 'text':
+    case 'hex':
+    case 'enum':
+      return 'text[]';
+  }
+}
+
+const sqlCache = new Map<string, string>();
+
+function cachedSql(key: string, build: () => string): string {
+  let s = sqlCache.get(key);
+  if (s === undefined) {
+    s = build();
+    if (sqlCache.size > 1_000) sqlCache.clear();
+    sqlCache.set(key, s);
+  }
+  return s;
+}
+
+function valuesSql(d: Dialect, table: string, columns: readonly string[], rows: number): string {
+  return cachedSql(`${d}\0${table}\0${columns.join(',')}\0${rows}`, () => {
+    const tuple = `(${columns.map(() => '?').join(', ')})`;
+    return `insert into ${quote(d, table)} (${columns.map((c) => quote(d, c)).join(', ')}) values ${Array(rows).fill(tuple).join(', ')}`;
+  });
+}
+
+function unnestSql(table: string, columns: readonly string[], types: readonly string[]): string {
+  return cachedSql(`postgres\0${table}\0${columns.join(',')}\0${types.join(',')}`, () => {
+    const cols = columns.map((c) => quote('postgres', c)).join(', ');
+    const arrays = types.map((t, i) => `$${i + 1}::${t}`).join(', ');
+    return `insert into ${quote('postgres', table)} (${cols}) select * from unnest(${arrays})`;
+  });
+}
+
+/**
+ * Inserts `rows` into `table` (validated and encoded like tx.insert, all of them before any
+ * SQL runs), in as few statements as the backend allows.
+ */
+export async function insertRows(tx: Tx, table: string, rows: readonly Row[]): Promise<void> {
+  tx.assertWritable(`insert into ${table}`);
+  const codec = tx.codec(table);
+  const encoded = rows.map((r) => codec.encode(r));
+  // Consecutive rows with the same columns go together (a column left out must get its
+  // DEFAULT, which SQLite cannot spell inside a VALUES list), keeping the rows' order.
+  for (let i = 0; i < encoded.length;) {
+    const columns = Object.keys(encoded[i]!);
+    const key = columns.join(',');
+    let j = i + 1;
+    while (j < encoded.length && Object.keys(encoded[j]!).join(',') === key) j++;
+    await insertBatch(tx, table, columns, encoded.slice(i, j));
+    i = j;
+  }
+}
+
+async function insertBatch(tx: Tx, table: string, columns: string[], encoded: Row[]): Promise<void> {
+  if (columns.length === 0) {
+    for (const r of encoded) await tx.db.insertInto(table).values(r).execute();
+    return;
+  }
+  if (tx.dialect === 'postgres') {
+    const codec = tx.codec(table);
+    const types = columns.map((c) => pgArrayType(codec.column(c).type));
+    const text = unnestSql(table, columns, types);
+    for (let i = 0; i < encoded.length; i += UNNEST_ROWS_MAX) {
+      const part = encoded.slice(i, i + UNNEST_ROWS_MAX);
+      await tx.db.executeQuery(
+        CompiledQuery.raw(
+          text,
+          columns.map((c) => part.map((r) => r[c])),
+        ),
+      );
+    }
+    return;
+  }
+  const perStatement = Math.max(1, Math.min(VALUES_ROWS_MAX, Math.floor(VALUES_PARAMS_MAX / columns.length)));
+  for (let i = 0; i < encoded.length; i += perStatement) {
+    const part = encoded.slice(i, i + perStatement);
+    const params: unknown[] = [];
+    for (const r of part) for (const c of columns) params.push(r[c]);
+    await tx.db.executeQuery(CompiledQuery.raw(valuesSql(tx.dialect, table, columns, part.length), params));
+  }
+}
+
+/**
+ * `column IN (values)` for a lookup by many keys: on PostgreSQL one array parameter
+ * (`= any($1::text[])`, one statement text whatever the count), elsewhere an IN list. Values
+ * are encoded by the column's codec; callers keep lists to a few thousand.
+ */
+export function inValues(tx: Tx, table: string, column: string, values: readonly unknown[]): Expression<SqlBool> {
+  const codec = tx.codec(table);
+  const type = codec.column(column).type;
+  const encoded = values.map((v, i) => encodeValue(tx.dialect, type, v, `${column}[${i}]`));
+  if (tx.dialect === 'postgres') return sql<SqlBool>`${sql.ref(column)} = any(${sql.val(encoded)}::${sql.raw(pgArrayType(type))})`;
+  return sql<SqlBool>`${sql.ref(column)} in (${sql.join(encoded)})`;
+}
