@@ -5,6 +5,7 @@ import { systemActor } from '../src/domains/audit/actor.js';
 import { ChainRouter } from '../src/domains/chain/router.js';
 import { identity } from '../src/domains/identity/index.js';
 import type { Coffer } from '../src/db/store.js';
+import { ConfigSchema } from '../src/config/config.js';
 import { buildApp } from '../src/server/app.js';
 import { registerChainGauges, storeAuthenticator } from '../src/server/compose.js';
 import { dashboardRoutes } from '../src/server/dashboard/data.js';
@@ -21,14 +22,15 @@ export interface TestService {
 
 let counter = 0;
 
-export async function testService(coffer: Coffer): Promise<TestService> {
+/** The service as `coffer serve` builds it, authentication cache included (server.authCacheMs, default unless given). */
+export async function testService(coffer: Coffer, opts: { authCacheMs?: number } = {}): Promise<TestService> {
   const services: Services = { coffer, chains: ChainRouter.fixed(coffer), blockProcessors: BLOCK_PROCESSORS };
   if (!coffer.metrics.registry.getSingleMetric('coffer_chain_sync_lag_blocks')) registerChainGauges(coffer.metrics, services);
   const app = await buildApp({
     coffer,
     services,
     routes: [...dashboardRoutes(DASHBOARD_SOURCES), ...DOMAIN_ROUTES],
-    authenticator: storeAuthenticator(services),
+    authenticator: storeAuthenticator(services, { cacheMs: opts.authCacheMs ?? ConfigSchema.parse({}).server.authCacheMs }),
   });
   const integrationId = await coffer.write(
     async (tx) =>

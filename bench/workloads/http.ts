@@ -15,6 +15,7 @@ import { invoiceHash } from '../../src/domains/tokens/validate.js';
 import { verifySecp256k1 } from '../../src/domains/tokens/index.js';
 import { buildApp } from '../../src/server/app.js';
 import { storeAuthenticator } from '../../src/server/compose.js';
+import { ConfigSchema } from '../../src/config/config.js';
 import { DOMAIN_ROUTES } from '../../src/server/domains.js';
 import { toJson } from '../../src/server/json.js';
 import { newKey, type TestKey } from '../../src/domains/tokens/testkit.js';
@@ -115,7 +116,7 @@ export async function runHttp(
       services,
       logger: pino({ level: 'silent' }),
       routes: DOMAIN_ROUTES,
-      authenticator: storeAuthenticator(services),
+      authenticator: storeAuthenticator(services, { cacheMs: ConfigSchema.parse({}).server.authCacheMs }),
     });
     await app.listen({ host: '127.0.0.1', port: 0 });
     closers.push(() => app.close());

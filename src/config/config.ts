@@ -39,6 +39,12 @@ const ServerSchema = z
       .min(1024)
       .max(64 * 1024 * 1024)
       .default(1024 * 1024),
+    /**
+     * How long a successful authentication is reused (ms; 0: check the database on every
+     * request). Identity changes made through this process apply at once; changes made by
+     * another process (the CLI, another instance) within this time. See src/server/auth-cache.ts.
+     */
+    authCacheMs: z.coerce.number().int().min(0).max(60_000).default(1000),
     /** Store operations slower than this are reported as slow queries (dashboard, logs). */
     slowQueryMs: z.coerce.number().int().min(1).max(600_000).default(250),
   })
@@ -104,6 +110,7 @@ export const ENV_VARS: Record<string, string> = {
   COFFER_RATE_LIMIT_PER_SECOND: 'server.rateLimitPerSecond',
   COFFER_RATE_LIMIT_BURST: 'server.rateLimitBurst',
   COFFER_BODY_LIMIT_BYTES: 'server.bodyLimitBytes',
+  COFFER_AUTH_CACHE_MS: 'server.authCacheMs',
   COFFER_SLOW_QUERY_MS: 'server.slowQueryMs',
   COFFER_LOG_LEVEL: 'log.level',
   COFFER_MIGRATE: 'migrate.auto',

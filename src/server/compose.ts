@@ -8,29 +8,34 @@ import { Gauge } from 'prom-client';
 import { StoreMetrics } from '../db/metrics.js';
 import { chainPanels } from '../domains/chain/dashboard.js';
 import { authenticateApiKey, authenticateSession } from '../domains/identity/index.js';
+import { identityGeneration } from '../domains/identity/base.js';
+import { AuthCache } from './auth-cache.js';
 import { ChainRouter } from '../domains/chain/router.js';
 import { buildApp } from './app.js';
 import { dashboardRoutes, type DashboardSources } from './dashboard/data.js';
-import type { Authenticator, Principal, RouteSpec } from './route.js';
+import type { Authenticator, RouteSpec } from './route.js';
 import type { Services } from './services.js';
 import { DOMAIN_ROUTES, DASHBOARD_SOURCES, BLOCK_PROCESSORS } from './domains.js';
 
-/** Bearer credentials: API keys (cfk_…) and user sessions (cfs_…), checked against their hashes. */
-export function storeAuthenticator(services: Services): Authenticator {
-  return {
-    authenticate: async (token: string, ip: string): Promise<Principal> =>
-      services.coffer.read(
-        async (tx) => {
-          if (token.startsWith('cfs_')) {
-            const s = await authenticateSession(tx, token);
-            return { kind: 'user', id: String(s.user.id), scopes: s.scopes };
-          }
-          const k = await authenticateApiKey(tx, token, { ip });
-          return { kind: 'api_key', id: k.keyId, scopes: k.scopes };
-        },
-        { op: 'identity.authenticate' },
-      ),
-  };
+/**
+ * Bearer credentials: API keys (cfk_…) and user sessions (cfs_…), checked against their hashes.
+ * Successes are reused for `cacheMs` (auth-cache.ts); 0 checks the database on every request.
+ */
+export function storeAuthenticator(services: Services, opts: { cacheMs?: number } = {}): Authenticator {
+  const cache = new AuthCache({ ttlMs: opts.cacheMs ?? 0, generation: identityGeneration });
+  return cache.wrap((token, ip) =>
+    services.coffer.read(
+      async (tx) => {
+        if (token.startsWith('cfs_')) {
+          const s = await authenticateSession(tx, token);
+          return { principal: { kind: 'user', id: String(s.user.id), scopes: s.scopes }, expiresAt: s.session.expiresAt };
+        }
+        const k = await authenticateApiKey(tx, token, { ip });
+        return { principal: { kind: 'api_key', id: k.keyId, scopes: k.scopes }, expiresAt: k.expiresAt };
+      },
+      { op: 'identity.authenticate' },
+    ),
+  );
 }
 
 /** Sync height and lag per chain, read from the chain databases when Prometheus scrapes. */
@@ -87,7 +92,7 @@ export async function createService(
       services,
       logger,
       routes: [...dashboardRoutes(opts.dashboard ?? DASHBOARD_SOURCES), ...DOMAIN_ROUTES, ...(opts.routes ?? [])],
-      authenticator: storeAuthenticator(services),
+      authenticator: storeAuthenticator(services, { cacheMs: config.server.authCacheMs }),
       rateLimit: { perSecond: config.server.rateLimitPerSecond, burst: config.server.rateLimitBurst },
       bodyLimitBytes: config.server.bodyLimitBytes,
     });

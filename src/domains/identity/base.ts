@@ -16,6 +16,15 @@ export interface IdentityOptions {
 
 export type Row = Record<string, unknown>;
 
+// Bumped after every committed identity change in this process; caches of authentications
+// (src/server/auth-cache.ts) drop what they hold when it moves.
+let generation = 0;
+const bump = () => {
+  generation++;
+};
+/** The identity generation of this process. */
+export const identityGeneration = (): number => generation;
+
 export abstract class IdentityStore {
   protected readonly tx: Tx;
   readonly actor: Actor;
@@ -45,6 +54,7 @@ export abstract class IdentityStore {
 
   protected writable(op: string): void {
     this.tx.assertWritable(`identity: ${op}`);
+    this.tx.afterCommit(bump);
   }
 }
 
