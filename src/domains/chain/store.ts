@@ -111,7 +111,13 @@ export class ChainStore {
       created_at: now,
     };
     if (await tx.insertOrIgnore(T.chains, row, ['chain_id'])) {
-      await tx.insert(T.cursors, { chain_id: v.chainId, height: null, block_hash: null, waiting_for_next_hash: false, finalized_height: null });
+      await tx.insert(T.cursors, {
+        chain_id: v.chainId,
+        height: null,
+        block_hash: null,
+        waiting_for_next_hash: false,
+        finalized_height: null,
+      });
       await tx.insert(T.health, { chain_id: v.chainId, current_height: null, latest_height: null, lag: null, updated_at: now });
       return { chain: (await this.getChain(v.chainId))!, created: true };
     }
@@ -180,7 +186,11 @@ export class ChainStore {
     tx.assertWritable('chain.setWaitingForNextHash');
     const id = parse(chainIdSchema, chainId, 'chainId');
     parse(z.boolean({ error: 'expected a boolean' }), waiting, 'waiting');
-    const r = await tx.db.updateTable(T.cursors).set(tx.codec(T.cursors).encode({ waiting_for_next_hash: waiting })).where('chain_id', '=', id).executeTakeFirst();
+    const r = await tx.db
+      .updateTable(T.cursors)
+      .set(tx.codec(T.cursors).encode({ waiting_for_next_hash: waiting }))
+      .where('chain_id', '=', id)
+      .executeTakeFirst();
     if (Number(r.numUpdatedRows) !== 1) throw new NotFoundError(`unknown chain ${id}`, { field: 'chainId', chainId: id });
   }
 
@@ -200,7 +210,11 @@ export class ChainStore {
     const tx = this.#tx;
     const r = await tx.db
       .updateTable(T.health)
-      .set(tx.codec(T.health).encode({ current_height: current, latest_height: latest, lag: lagOf(current, latest), updated_at: this.#clock() }))
+      .set(
+        tx
+          .codec(T.health)
+          .encode({ current_height: current, latest_height: latest, lag: lagOf(current, latest), updated_at: this.#clock() }),
+      )
       .where('chain_id', '=', chainId)
       .executeTakeFirst();
     if (Number(r.numUpdatedRows) !== 1) throw new NotFoundError(`no sync health row for chain ${chainId}`, { chainId });
@@ -210,14 +224,19 @@ export class ChainStore {
     const tx = this.#tx;
     let q = tx.db
       .updateTable(T.cursors)
-      .set(tx.codec(T.cursors).encode({ height: tip.height, block_hash: tip.hash, waiting_for_next_hash: false, finalized_height: finalized }))
+      .set(
+        tx.codec(T.cursors).encode({ height: tip.height, block_hash: tip.hash, waiting_for_next_hash: false, finalized_height: finalized }),
+      )
       .where('chain_id', '=', chainId);
     // Conditional on the tip we read: a concurrent writer that slipped past the lock is caught.
     q = cursor.height === null ? q.where('height', 'is', null) : q.where('height', '=', enc(tx, T.cursors, 'height', cursor.height));
     const r = await q.executeTakeFirst();
     if (Number(r.numUpdatedRows) !== 1) throw new ConflictError(`the tip of chain ${chainId} moved during the operation`, { chainId });
     // Locked, so a concurrent reportLatestHeight is not overwritten with the value read here.
-    const health = toHealth(tx, await tx.lockRows(tx.db.selectFrom(T.health).selectAll().where('chain_id', '=', chainId)).executeTakeFirstOrThrow());
+    const health = toHealth(
+      tx,
+      await tx.lockRows(tx.db.selectFrom(T.health).selectAll().where('chain_id', '=', chainId)).executeTakeFirstOrThrow(),
+    );
     await this.#writeHealth(chainId, tip.height, health.latestHeight);
   }
 
@@ -245,7 +264,10 @@ export class ChainStore {
     }
     const sameHash = await this.#blockWithHash(block.chainId, block.blockHash);
     if (sameHash) {
-      throw new ConflictError(`block ${block.blockHash} is already stored at height ${sameHash.height}`, { field: 'blockHash', chainId: block.chainId });
+      throw new ConflictError(`block ${block.blockHash} is already stored at height ${sameHash.height}`, {
+        field: 'blockHash',
+        chainId: block.chainId,
+      });
     }
     if (cursor.height === null || (block.height === cursor.height + 1n && block.parentHash === cursor.blockHash)) {
       await this.#append(chain, cursor, block, opts.processors ?? []);
@@ -259,21 +281,30 @@ export class ChainStore {
       tipHash: cursor.blockHash,
     };
     if (block.height > cursor.height + 1n) {
-      throw new BlockGapError(`block ${block.height} is above tip ${cursor.height} + 1 of chain ${block.chainId}`, { field: 'height', ...details });
-    }
-    if (!opts.reorg) {
-      throw new ReorgRequiredError(`block ${block.height} of chain ${block.chainId} does not extend the tip ${cursor.height} (${cursor.blockHash})`, {
-        field: 'parentHash',
+      throw new BlockGapError(`block ${block.height} is above tip ${cursor.height} + 1 of chain ${block.chainId}`, {
+        field: 'height',
         ...details,
       });
+    }
+    if (!opts.reorg) {
+      throw new ReorgRequiredError(
+        `block ${block.height} of chain ${block.chainId} does not extend the tip ${cursor.height} (${cursor.blockHash})`,
+        {
+          field: 'parentHash',
+          ...details,
+        },
+      );
     }
     const parent = block.height > 0n ? await this.#blockAt(block.chainId, block.height - 1n) : undefined;
     if (parent?.hash !== block.parentHash) {
       // The fork is deeper than one block: the caller must reorg from the real fork point.
-      throw new ReorgRequiredError(`the parent ${block.parentHash} of block ${block.height} is not stored: reorg from an earlier fork height`, {
-        field: 'parentHash',
-        ...details,
-      });
+      throw new ReorgRequiredError(
+        `the parent ${block.parentHash} of block ${block.height} is not stored: reorg from an earlier fork height`,
+        {
+          field: 'parentHash',
+          ...details,
+        },
+      );
     }
     const summary = await this.#rollback(chain, cursor, parent.height);
     await this.#append(chain, await this.#lockCursor(block.chainId), block, opts.processors ?? []);
@@ -299,13 +330,18 @@ export class ChainStore {
     const blocks = newBranch.map((b, i) => validateBlock(b, `newBranch[${i}]`));
     blocks.forEach((b, i) => {
       if (b.chainId !== id) invalid(`newBranch[${i}].chainId`, `is ${b.chainId}, not ${id}`);
-      if (b.height !== fork + 1n + BigInt(i)) invalid(`newBranch[${i}].height`, `must be ${fork + 1n + BigInt(i)} (contiguous above the fork)`);
-      if (i > 0 && b.parentHash !== blocks[i - 1]!.blockHash) invalid(`newBranch[${i}].parentHash`, `must be the hash of newBranch[${i - 1}]`);
+      if (b.height !== fork + 1n + BigInt(i))
+        invalid(`newBranch[${i}].height`, `must be ${fork + 1n + BigInt(i)} (contiguous above the fork)`);
+      if (i > 0 && b.parentHash !== blocks[i - 1]!.blockHash)
+        invalid(`newBranch[${i}].parentHash`, `must be the hash of newBranch[${i - 1}]`);
     });
     const chain = await this.#requireChain(id);
     const cursor = await this.#lockCursor(id);
     if (cursor.height === null || fork > cursor.height) {
-      throw new InvalidStateTransitionError(`fork height ${fork} is above the tip ${cursor.height ?? '(none)'} of chain ${id}`, { field: 'forkHeight', chainId: id });
+      throw new InvalidStateTransitionError(`fork height ${fork} is above the tip ${cursor.height ?? '(none)'} of chain ${id}`, {
+        field: 'forkHeight',
+        chainId: id,
+      });
     }
     const forkBlock = await this.#blockAt(id, fork);
     if (!forkBlock) throw new NotFoundError(`no block at fork height ${fork} on chain ${id}`, { field: 'forkHeight', chainId: id });
@@ -324,7 +360,12 @@ export class ChainStore {
 
   async #blockAt(chainId: string, height: bigint): Promise<StoredBlock | undefined> {
     const tx = this.#tx;
-    const r = await tx.db.selectFrom(T.blocks).selectAll().where('chain_id', '=', chainId).where('height', '=', enc(tx, T.blocks, 'height', height)).executeTakeFirst();
+    const r = await tx.db
+      .selectFrom(T.blocks)
+      .selectAll()
+      .where('chain_id', '=', chainId)
+      .where('height', '=', enc(tx, T.blocks, 'height', height))
+      .executeTakeFirst();
     return r ? toBlock(tx, r) : undefined;
   }
 
@@ -357,13 +398,21 @@ export class ChainStore {
     // unique violation (which would also abort the whole transaction on PostgreSQL).
     for (const part of chunks(hashes, LOOKUP_CHUNK)) {
       if (!part.length) continue;
-      const dup = await tx.db.selectFrom(T.txs).select(['tx_hash', 'block_height']).where('chain_id', '=', chainId).where(inValues(tx, T.txs, 'tx_hash', part)).executeTakeFirst();
+      const dup = await tx.db
+        .selectFrom(T.txs)
+        .select(['tx_hash', 'block_height'])
+        .where('chain_id', '=', chainId)
+        .where(inValues(tx, T.txs, 'tx_hash', part))
+        .executeTakeFirst();
       if (dup) {
         const i = block.transactions.findIndex((t) => t.txHash === dup.tx_hash);
-        throw new ConflictError(`transaction ${String(dup.tx_hash)} is already stored in block ${String(dup.block_height)} of chain ${chainId}`, {
-          field: `transactions[${i}].txHash`,
-          chainId,
-        });
+        throw new ConflictError(
+          `transaction ${String(dup.tx_hash)} is already stored in block ${String(dup.block_height)} of chain ${chainId}`,
+          {
+            field: `transactions[${i}].txHash`,
+            chainId,
+          },
+        );
       }
     }
     await tx.insert(T.blocks, {
@@ -407,11 +456,17 @@ export class ChainStore {
     // Included transactions leave the mempool through the journal, so a reorg puts them back.
     for (const part of chunks(hashes, LOOKUP_CHUNK)) {
       if (!part.length) continue;
-      const inPool = await tx.db.selectFrom(T.mempool).select('tx_hash').where('chain_id', '=', chainId).where(inValues(tx, T.mempool, 'tx_hash', part)).execute();
+      const inPool = await tx.db
+        .selectFrom(T.mempool)
+        .select('tx_hash')
+        .where('chain_id', '=', chainId)
+        .where(inValues(tx, T.mempool, 'tx_hash', part))
+        .execute();
       for (const r of inPool) await journaledDelete(tx, ref, T.mempool, { chain_id: chainId, tx_hash: r.tx_hash });
     }
     const candidate = block.height - BigInt(chain.confirmations) + 1n;
-    const finalized = candidate >= 0n && (cursor.finalizedHeight === null || candidate > cursor.finalizedHeight) ? candidate : cursor.finalizedHeight;
+    const finalized =
+      candidate >= 0n && (cursor.finalizedHeight === null || candidate > cursor.finalizedHeight) ? candidate : cursor.finalizedHeight;
     await this.#setTip(chainId, cursor, { height: block.height, hash: block.blockHash }, finalized);
     const ctx = { block, tipHeight: block.height, confirmationsNeeded: chain.confirmations };
     for (const p of processors) await p(tx, ctx);
@@ -422,19 +477,40 @@ export class ChainStore {
     const tx = this.#tx;
     const chainId = chain.chainId;
     if (cursor.finalizedHeight !== null && fork < cursor.finalizedHeight) {
-      throw new FinalityViolationError(`cannot reorg chain ${chainId} below its finalized height ${cursor.finalizedHeight} (fork ${fork})`, {
-        field: 'forkHeight',
-        chainId,
-        forkHeight: fork,
-        finalizedHeight: cursor.finalizedHeight,
-      });
+      throw new FinalityViolationError(
+        `cannot reorg chain ${chainId} below its finalized height ${cursor.finalizedHeight} (fork ${fork})`,
+        {
+          field: 'forkHeight',
+          chainId,
+          forkHeight: fork,
+          finalizedHeight: cursor.finalizedHeight,
+        },
+      );
     }
     const forkBlock = await this.#blockAt(chainId, fork);
     if (!forkBlock) throw new NotFoundError(`no block at fork height ${fork} on chain ${chainId}`, { field: 'forkHeight', chainId });
     // Derived rows first (newest first), then the chain's own rows above the fork.
     const revertedWrites = await revertAbove(tx, chainId, fork);
     const h = enc(tx, T.blocks, 'height', fork);
-    await tx.db.deleteFrom(T.outputs).where('chain_id', '=', chainId).where('block_height', '>', h).execute();
+    // Outputs have no index on height: reach them by the hashes of the transactions above the
+    // fork (the position index) and the outputs' primary key, so the cost follows the rows
+    // reverted, not the size of the chain (a height predicate on outputs scans all of them, and
+    // MariaDB runs a DELETE … IN (subquery) as a dependent subquery, which scans them too).
+    const reverted = await tx.db
+      .selectFrom(T.txs)
+      .select('tx_hash')
+      .where('chain_id', '=', chainId)
+      .where('block_height', '>', h)
+      .execute();
+    for (const part of chunks(
+      reverted.map((r) => r.tx_hash as string),
+      LOOKUP_CHUNK,
+    ))
+      await tx.db
+        .deleteFrom(T.outputs)
+        .where('chain_id', '=', chainId)
+        .where(inValues(tx, T.outputs, 'tx_hash', part))
+        .execute();
     await tx.db.deleteFrom(T.txs).where('chain_id', '=', chainId).where('block_height', '>', h).execute();
     const removed = await tx.db.deleteFrom(T.blocks).where('chain_id', '=', chainId).where('height', '>', h).executeTakeFirst();
     // The finalized height stays: it only ever rises, since the journal below it is gone.
@@ -459,7 +535,12 @@ export class ChainStore {
   }
 
   async #blockWithHash(chainId: string, hash: string): Promise<StoredBlock | undefined> {
-    const r = await this.#tx.db.selectFrom(T.blocks).selectAll().where('chain_id', '=', chainId).where('hash', '=', hash).executeTakeFirst();
+    const r = await this.#tx.db
+      .selectFrom(T.blocks)
+      .selectAll()
+      .where('chain_id', '=', chainId)
+      .where('hash', '=', hash)
+      .executeTakeFirst();
     return r ? toBlock(this.#tx, r) : undefined;
   }
 
@@ -486,7 +567,11 @@ export class ChainStore {
   }
 
   /** Transactions with fromHeight <= height <= toHeight, in (height, index) order, keyset-paged. */
-  async transactionsInRange(chainId: string, range: { fromHeight: bigint; toHeight: bigint }, page: PageRequest = {}): Promise<Page<StoredTransaction>> {
+  async transactionsInRange(
+    chainId: string,
+    range: { fromHeight: bigint; toHeight: bigint },
+    page: PageRequest = {},
+  ): Promise<Page<StoredTransaction>> {
     const tx = this.#tx;
     const id = parse(chainIdSchema, chainId, 'chainId');
     const from = parse(heightSchema, range?.fromHeight, 'fromHeight');
@@ -506,7 +591,11 @@ export class ChainStore {
       .orderBy('index_in_block')
       .limit(limit + 1)
       .execute();
-    return this.#page(id, rows.map((r) => toTransaction(tx, r)), limit);
+    return this.#page(
+      id,
+      rows.map((r) => toTransaction(tx, r)),
+      limit,
+    );
   }
 
   /**
@@ -546,9 +635,13 @@ export class ChainStore {
     for (const r of [...asSender, ...asOutput]) {
       merged.set(r.tx_hash as string, { height: BigInt(String(r.block_height)), index: Number(r.index_in_block) });
     }
-    const ordered = [...merged.entries()].sort(([, a], [, b]) => (a.height === b.height ? a.index - b.index : a.height < b.height ? -1 : 1));
+    const ordered = [...merged.entries()].sort(([, a], [, b]) =>
+      a.height === b.height ? a.index - b.index : a.height < b.height ? -1 : 1,
+    );
     const wanted = ordered.slice(0, limit + 1).map(([h]) => h);
-    const rows = wanted.length ? await tx.db.selectFrom(T.txs).selectAll().where('chain_id', '=', id).where('tx_hash', 'in', wanted).execute() : [];
+    const rows = wanted.length
+      ? await tx.db.selectFrom(T.txs).selectAll().where('chain_id', '=', id).where('tx_hash', 'in', wanted).execute()
+      : [];
     const txs = rows.map((r) => toTransaction(tx, r));
     txs.sort((a, b) => (a.blockHeight === b.blockHeight ? a.indexInBlock - b.indexInBlock : a.blockHeight < b.blockHeight ? -1 : 1));
     return this.#page(id, txs, limit);
@@ -565,7 +658,12 @@ export class ChainStore {
     const tx = this.#tx;
     const byHash = new Map<string, { address: string; value: bigint }[]>(txs.map((t) => [t.txHash, []]));
     for (const part of chunks([...byHash.keys()])) {
-      const rows = await tx.db.selectFrom(T.outputs).select(['tx_hash', 'address', 'value']).where('chain_id', '=', chainId).where('tx_hash', 'in', part).execute();
+      const rows = await tx.db
+        .selectFrom(T.outputs)
+        .select(['tx_hash', 'address', 'value'])
+        .where('chain_id', '=', chainId)
+        .where('tx_hash', 'in', part)
+        .execute();
       for (const raw of rows) {
         const r = tx.codec(T.outputs).decode<{ tx_hash: string; address: string; value: bigint }>(raw);
         byHash.get(r.tx_hash)!.push({ address: r.address, value: r.value });
