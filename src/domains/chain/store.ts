@@ -33,6 +33,7 @@ import {
   blockSchema,
   CHAIN_ID_RE,
   chainIdSchema,
+  fastBlock,
   HASH32_RE,
   hash32Schema,
   heightSchema,
@@ -52,7 +53,7 @@ type ValidBlock = z.output<typeof blockSchema>;
 
 /** Validates a block and the rules between its fields; returns it with transactions in block order. */
 export function validateBlock(input: IngestBlockInput, prefix = ''): ValidBlock {
-  const b = parse(blockSchema, input, prefix);
+  const b = fastBlock(input) ?? parse(blockSchema, input, prefix);
   const f = (name: string) => (prefix ? `${prefix}.${name}` : name);
   const txCount = b.txCount ?? b.transactions.length;
   if (txCount < b.transactions.length) invalid(f('txCount'), `is ${txCount} but ${b.transactions.length} transactions were given`);

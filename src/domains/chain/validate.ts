@@ -70,6 +70,53 @@ export const blockSchema = z.object({
   transactions: z.array(transactionSchema, { error: 'expected an array' }),
 });
 
+type BlockOutput = z.output<typeof blockSchema>;
+const ADDRESS_RE = /^[\x21-\x7e]{1,128}$/;
+const isInt32 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= INT32_MAX;
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The block as blockSchema would return it, or undefined when any value is not plainly valid
+ * (the caller then parses with the schema, which names the field). Ingest validates thousands
+ * of transactions per block; zod cost more than the SQL on SQLite. Accepts exactly what the
+ * schema accepts with these checks (a property test compares the two), and builds the same
+ * output: known keys only.
+ */
+export function fastBlock(input: unknown): BlockOutput | undefined {
+  if (!isObject(input)) return undefined;
+  const { chainId, height, blockHash, parentHash, time, txCount, transactions } = input;
+  if (typeof chainId !== 'string' || !CHAIN_ID_RE.test(chainId)) return undefined;
+  if (typeof height !== 'bigint' || height < 0n || height > INT64_MAX) return undefined;
+  if (typeof blockHash !== 'string' || !HASH32_RE.test(blockHash)) return undefined;
+  if (typeof parentHash !== 'string' || !HASH32_RE.test(parentHash)) return undefined;
+  if (!(time instanceof Date) || Number.isNaN(time.getTime())) return undefined;
+  if (txCount !== undefined && !isInt32(txCount)) return undefined;
+  if (!Array.isArray(transactions)) return undefined;
+  const txs: BlockOutput['transactions'] = [];
+  for (const t of transactions) {
+    if (!isObject(t)) return undefined;
+    const { txHash, indexInBlock, actionType, actionVersion, payload, address, outputs } = t;
+    if (typeof txHash !== 'string' || !HASH32_RE.test(txHash) || !isInt32(indexInBlock)) return undefined;
+    if (actionType !== null && (typeof actionType !== 'string' || actionType.length < 1 || actionType.length > 32)) return undefined;
+    if (actionVersion !== null && !isInt32(actionVersion)) return undefined;
+    if (payload !== null && !Buffer.isBuffer(payload)) return undefined;
+    if (address !== null && (typeof address !== 'string' || !ADDRESS_RE.test(address))) return undefined;
+    if (!Array.isArray(outputs) || outputs.length > 10_000) return undefined;
+    const outs: { address: string; value: bigint }[] = [];
+    for (const o of outputs) {
+      if (!isObject(o)) return undefined;
+      const { address: a, value: v } = o;
+      if (typeof a !== 'string' || !ADDRESS_RE.test(a)) return undefined;
+      if (typeof v !== 'bigint' || v < 0n || v > UINT256_MAX) return undefined;
+      outs.push({ address: a, value: v });
+    }
+    txs.push({ txHash, indexInBlock, actionType, actionVersion, payload, address, outputs: outs } as BlockOutput['transactions'][number]);
+  }
+  const out = { chainId, height, blockHash, parentHash, time, transactions: txs } as BlockOutput;
+  if (txCount !== undefined) out.txCount = txCount as number;
+  return out;
+}
+
 export const registerChainSchema = z.object({
   chainId: chainIdSchema,
   name: z.string({ error: 'expected a string' }).min(1, 'must not be empty').max(128, 'longer than 128 characters'),
