@@ -4,7 +4,19 @@
 import { resolve } from 'node:path';
 import { ConfigError, MigrationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
-import { dataTables, estimateRows, historyDifferences, liveSchema, opsDb, serialColumn, serialNext, setSerialNext, withSnapshot, type OpsDb } from './db.js';
+import {
+  analyzeTables,
+  dataTables,
+  estimateRows,
+  historyDifferences,
+  liveSchema,
+  opsDb,
+  serialColumn,
+  serialNext,
+  setSerialNext,
+  withSnapshot,
+  type OpsDb,
+} from './db.js';
 import { InterruptedError, VerificationError } from './errors.js';
 import { describeMarker, dropMarker, readMarker, setMarkerState } from './marker.js';
 import { SilentProgress, type Progress } from './progress.js';
@@ -74,7 +86,11 @@ async function verifyPlans(
       withSnapshot(dst, async (tconn) => {
         for (const x of bad) {
           const plan = plans.find((p) => p.table.name === x.table)!;
-          const first = await firstDifference(dbRowSource(src, sconn), dst, tconn, plan, { batchSize: opts.batchSize, referenceName: 'the source', targetName: 'the target' });
+          const first = await firstDifference(dbRowSource(src, sconn), dst, tconn, plan, {
+            batchSize: opts.batchSize,
+            referenceName: 'the source',
+            targetName: 'the target',
+          });
           problems.push(first ? `${x.message}; first difference: ${first}` : x.message);
         }
       }),
@@ -95,7 +111,11 @@ export interface CompareReport {
  * Compares two databases with the same schema table by table (`coffer copy --verify-only`): row
  * counts, content checksums, and the first differing row of each table that differs.
  */
-export async function compareDatabases(source: Coffer, target: Coffer, opts: { batchSize?: number; progress?: Progress; signal?: AbortSignal } = {}): Promise<CompareReport> {
+export async function compareDatabases(
+  source: Coffer,
+  target: Coffer,
+  opts: { batchSize?: number; progress?: Progress; signal?: AbortSignal } = {},
+): Promise<CompareReport> {
   const src = opsDb(source);
   const dst = opsDb(target);
   const a = await liveSchema(source);
@@ -103,7 +123,11 @@ export async function compareDatabases(source: Coffer, target: Coffer, opts: { b
   const diff = historyDifferences(a.applied, b.applied, 'the source', 'the target');
   if (diff.length) throw new MigrationError(`the two databases have different schemas: ${diff.join('; ')}`);
   const plans: TablePlan[] = dataTables(a.schema).map((t) => ({ table: t, columns: t.columns }));
-  const totals = await estimateRows(src.reader, src.dialect, plans.map((p) => p.table.name));
+  const totals = await estimateRows(
+    src.reader,
+    src.dialect,
+    plans.map((p) => p.table.name),
+  );
   const v = await verifyPlans(src, dst, plans, {
     batchSize: opts.batchSize ?? DEFAULT_BATCH_SIZE,
     progress: opts.progress ?? new SilentProgress(),
@@ -114,7 +138,11 @@ export async function compareDatabases(source: Coffer, target: Coffer, opts: { b
     source: src.describe,
     target: dst.describe,
     equal: v.problems.length === 0,
-    tables: plans.map((p) => ({ table: p.table.name, rows: v.sums.get(p.table.name)?.rows ?? 0, checksum: v.sums.get(p.table.name)?.checksum ?? null })),
+    tables: plans.map((p) => ({
+      table: p.table.name,
+      rows: v.sums.get(p.table.name)?.rows ?? 0,
+      checksum: v.sums.get(p.table.name)?.checksum ?? null,
+    })),
     problems: v.problems,
   };
 }
@@ -137,7 +165,8 @@ export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOpt
     );
   }
   const srcMarker = await readMarker(src.reader, src.dialect);
-  if (srcMarker) throw new ConfigError(`source ${src.describe} is itself ${describeMarker(srcMarker)}: finish or discard that first`, { field: 'from' });
+  if (srcMarker)
+    throw new ConfigError(`source ${src.describe} is itself ${describeMarker(srcMarker)}: finish or discard that first`, { field: 'from' });
 
   const marker = await prepareTarget(target, {
     info: { operation: 'copy', source: src.describe, sourceId: sourceId(source), startedAt: new Date().toISOString(), batchSize },
@@ -153,7 +182,11 @@ export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOpt
 
   const plans: TablePlan[] = dataTables(live.schema).map((t) => ({ table: t, columns: t.columns }));
   await clearSeedRows(dst, plans, marker);
-  const totals = await estimateRows(src.reader, src.dialect, plans.map((p) => p.table.name));
+  const totals = await estimateRows(
+    src.reader,
+    src.dialect,
+    plans.map((p) => p.table.name),
+  );
   const total = [...totals.values()].reduce((a, b) => a + b, 0);
 
   progress.phase('copy', total);
@@ -174,12 +207,18 @@ export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOpt
     const next = await serialNext(src.reader, src.dialect, p.table);
     if (next !== null) await setSerialNext(dst.writer, dst.dialect, p.table, next);
   }
+  await analyzeTables(
+    dst,
+    plans.map((p) => p.table.name),
+  );
 
   let sums: Map<string, TableSum> | null = null;
   if (opts.verify !== false) {
     const v = await verifyPlans(src, dst, plans, { batchSize, progress, signal: opts.signal, total }).catch((e: unknown) => {
       if (e instanceof InterruptedError) {
-        throw new InterruptedError(`copy interrupted while verifying: every row is written, ${dst.describe} stays marked incomplete until verified; run the same coffer copy again to verify it`);
+        throw new InterruptedError(
+          `copy interrupted while verifying: every row is written, ${dst.describe} stays marked incomplete until verified; run the same coffer copy again to verify it`,
+        );
       }
       throw e;
     });
@@ -199,7 +238,11 @@ export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOpt
     resumed: marker !== null,
     rowsCopied: result.rows,
     bytes: result.bytes,
-    tables: plans.map((p) => ({ table: p.table.name, rows: sums?.get(p.table.name)?.rows ?? 0, checksum: sums?.get(p.table.name)?.checksum ?? null })),
+    tables: plans.map((p) => ({
+      table: p.table.name,
+      rows: sums?.get(p.table.name)?.rows ?? 0,
+      checksum: sums?.get(p.table.name)?.checksum ?? null,
+    })),
     verified: sums !== null,
     elapsedMs: Date.now() - started,
   };

@@ -13,15 +13,46 @@ import { pipeline } from 'node:stream/promises';
 import { constants as zc, createGunzip, gunzipSync } from 'node:zlib';
 import { ConfigError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
-import { dataTables, schemaOfHistory, listTables, liveSchema, openSqliteFileReadOnly, opsDb, readHistory, serialColumn, serialNext, setSerialNext, withSnapshot, type OpsDb } from './db.js';
+import {
+  analyzeTables,
+  dataTables,
+  schemaOfHistory,
+  listTables,
+  liveSchema,
+  openSqliteFileReadOnly,
+  opsDb,
+  readHistory,
+  serialColumn,
+  serialNext,
+  setSerialNext,
+  withSnapshot,
+  type OpsDb,
+} from './db.js';
 import { fileError, InterruptedError, VerificationError } from './errors.js';
 import { LogicalReader, LogicalSource } from './logical.js';
-import { fileDigest, manifestPath, plansFromManifest, readManifestFile, validateManifest, type BackupKind, type Manifest } from './manifest.js';
+import {
+  fileDigest,
+  manifestPath,
+  plansFromManifest,
+  readManifestFile,
+  validateManifest,
+  type BackupKind,
+  type Manifest,
+} from './manifest.js';
 import { createMarker, describeMarker, dropMarker, MARKER_TABLE, readMarker, setMarkerState, type Marker } from './marker.js';
 import { mysqlOptionFile, pgEnv, requireTool, runTool, serverTarget } from './native-tools.js';
 import { SilentProgress, type Progress } from './progress.js';
 import { clearSeedRows, dropCofferTables, nonEmptyTables, prepareTarget } from './target.js';
-import { compareSums, dbRowSource, digestTables, firstDifference, loadInto, type RowSource, type TablePlan, type TableSum } from './transfer.js';
+import {
+  compareSums,
+  dbRowSource,
+  digestTables,
+  firstDifference,
+  loadInto,
+  type RowSource,
+  type TablePlan,
+  type TableSum,
+} from './transfer.js';
 
 export interface RestoreOptions {
   /** Replace the Coffer tables of a non-empty target. */
@@ -62,7 +93,10 @@ export function detectBackupKind(file: string): BackupKind {
     n = readSync(fd, head, 0, head.length, 0);
   } catch (e) {
     if ((e as { code?: string }).code === 'ESPIPE') {
-      throw new ConfigError(`${file} is a pipe: restore reads its backup more than once (to verify it), so save the stream to a file first`, { path: file });
+      throw new ConfigError(
+        `${file} is a pipe: restore reads its backup more than once (to verify it), so save the stream to a file first`,
+        { path: file },
+      );
     }
     throw fileError(e, 'cannot read backup', file);
   } finally {
@@ -81,7 +115,10 @@ export function detectBackupKind(file: string): BackupKind {
     if (text.startsWith('{"format":"coffer-logical"')) return 'logical';
     if (/^(\/\*M!999999|-- MySQL dump|-- MariaDB dump)/m.test(text.slice(0, 512))) return 'mysqldump';
   }
-  throw new ConfigError(`${file} is not a Coffer backup (expected a logical backup, a SQLite file, a pg_dump archive or a gzip'd mysqldump)`, { path: file });
+  throw new ConfigError(
+    `${file} is not a Coffer backup (expected a logical backup, a SQLite file, a pg_dump archive or a gzip'd mysqldump)`,
+    { path: file },
+  );
 }
 
 interface Ctx {
@@ -98,15 +135,24 @@ const interruptedMsg = (ctx: Ctx) => (n: number) =>
   `restore stopped after ${n} more rows: ${ctx.dst.describe} is marked incomplete (table coffer_ops_progress); run the same coffer restore again to resume, or add --discard to throw it away`;
 
 /** Compares the target with the manifest; on a mismatch names the first differing row when `reference` can be read. */
-async function verifyAgainst(ctx: Ctx, plans: TablePlan[], expected: Map<string, TableSum>, reference: (() => Promise<{ source: RowSource; close(): void }>) | null): Promise<Map<string, TableSum>> {
+async function verifyAgainst(
+  ctx: Ctx,
+  plans: TablePlan[],
+  expected: Map<string, TableSum>,
+  reference: (() => Promise<{ source: RowSource; close(): void }>) | null,
+): Promise<Map<string, TableSum>> {
   const total = [...expected.values()].reduce((n, t) => n + t.rows, 0);
   ctx.progress.phase('verify', total);
-  const actual = await digestTables(ctx.dst, plans, { batchSize: ctx.batchSize, progress: ctx.progress, signal: ctx.opts.signal }).catch((e: unknown) => {
-    if (e instanceof InterruptedError) {
-      throw new InterruptedError(`restore interrupted while verifying: ${ctx.dst.describe} stays marked incomplete until verified; run the same coffer restore again`);
-    }
-    throw e;
-  });
+  const actual = await digestTables(ctx.dst, plans, { batchSize: ctx.batchSize, progress: ctx.progress, signal: ctx.opts.signal }).catch(
+    (e: unknown) => {
+      if (e instanceof InterruptedError) {
+        throw new InterruptedError(
+          `restore interrupted while verifying: ${ctx.dst.describe} stays marked incomplete until verified; run the same coffer restore again`,
+        );
+      }
+      throw e;
+    },
+  );
   ctx.progress.done();
   const bad = compareSums(expected, actual, 'the backup', 'the restored database');
   if (!bad.length) return actual;
@@ -117,7 +163,11 @@ async function verifyAgainst(ctx: Ctx, plans: TablePlan[], expected: Map<string,
       await withSnapshot(ctx.dst, async (conn) => {
         for (const x of bad) {
           const plan = plans.find((p) => p.table.name === x.table)!;
-          const first = await firstDifference(ref.source, ctx.dst, conn, plan, { batchSize: ctx.batchSize, referenceName: 'the backup', targetName: 'the restored database' });
+          const first = await firstDifference(ref.source, ctx.dst, conn, plan, {
+            batchSize: ctx.batchSize,
+            referenceName: 'the backup',
+            targetName: 'the restored database',
+          });
           problems.push(first ? `${x.message}; first difference: ${first}` : x.message);
         }
       });
@@ -126,7 +176,10 @@ async function verifyAgainst(ctx: Ctx, plans: TablePlan[], expected: Map<string,
     }
   } else problems.push(...bad.map((b) => b.message));
   await setMarkerState(ctx.dst.writer, ctx.dst.dialect, 'failed', { problems });
-  throw new VerificationError(`restore verification failed (${ctx.dst.describe} stays marked incomplete): ${problems.join('; ')}`, problems);
+  throw new VerificationError(
+    `restore verification failed (${ctx.dst.describe} stays marked incomplete): ${problems.join('; ')}`,
+    problems,
+  );
 }
 
 function sumsOf(manifest: Pick<Manifest, 'tables'>): Map<string, TableSum> {
@@ -141,7 +194,10 @@ async function fixSerials(ctx: Ctx, plans: TablePlan[], next: (table: string) =>
   }
 }
 
-async function restoreLogical(ctx: Ctx, sidecar: Manifest | null): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
+async function restoreLogical(
+  ctx: Ctx,
+  sidecar: Manifest | null,
+): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
   const reader = await LogicalReader.open(ctx.file);
   const header = reader.header;
   let manifest: Manifest;
@@ -149,14 +205,22 @@ async function restoreLogical(ctx: Ctx, sidecar: Manifest | null): Promise<Omit<
   let rows: number;
   let plans: TablePlan[];
   try {
-    if (sidecar && sidecar.id !== header.id) throw new ConfigError(`${manifestPath(ctx.file)} belongs to another backup (id ${sidecar.id}, the file has ${header.id})`, {});
-    const shape = { migrations: header.migrations, tables: header.tables.map((t) => ({ name: t.name, columns: t.columns.map((c) => c.name), rows: 0, checksum: '', serialNext: null })) };
+    if (sidecar && sidecar.id !== header.id)
+      throw new ConfigError(`${manifestPath(ctx.file)} belongs to another backup (id ${sidecar.id}, the file has ${header.id})`, {});
+    const shape = {
+      migrations: header.migrations,
+      tables: header.tables.map((t) => ({ name: t.name, columns: t.columns.map((c) => c.name), rows: 0, checksum: '', serialNext: null })),
+    };
     plans = plansFromManifest(shape, ctx.target.migrator.migrations, ctx.file).plans;
     for (const p of plans) {
       const h = header.tables.find((t) => t.name === p.table.name)!;
       for (const c of h.columns) {
         const mine = p.columns.find((x) => x.name === c.name)!;
-        if (JSON.stringify(mine.type) !== JSON.stringify(c.type)) throw new ConfigError(`${ctx.file}: ${p.table.name}.${c.name} is ${c.type.kind} in the backup but ${mine.type.kind} in this build`, {});
+        if (JSON.stringify(mine.type) !== JSON.stringify(c.type))
+          throw new ConfigError(
+            `${ctx.file}: ${p.table.name}.${c.name} is ${c.type.kind} in the backup but ${mine.type.kind} in this build`,
+            {},
+          );
       }
     }
     const marker = await prepareTarget(ctx.target, {
@@ -186,6 +250,10 @@ async function restoreLogical(ctx: Ctx, sidecar: Manifest | null): Promise<Omit<
   }
   const byName = new Map(manifest.tables.map((t) => [t.name, t]));
   await fixSerials(ctx, plans, (t) => (byName.get(t)?.serialNext ? BigInt(byName.get(t)!.serialNext!) : null));
+  await analyzeTables(
+    ctx.dst,
+    plans.map((p) => p.table.name),
+  );
   let verified = false;
   if (ctx.opts.verify !== false) {
     await verifyAgainst(ctx, plans, sumsOf(manifest), async () => {
@@ -195,10 +263,18 @@ async function restoreLogical(ctx: Ctx, sidecar: Manifest | null): Promise<Omit<
     verified = true;
   }
   await dropMarker(ctx.dst.writer, ctx.dst.dialect);
-  return { resumed, rowsRestored: rows, tables: manifest.tables.map((t) => ({ table: t.name, rows: t.rows, checksum: t.checksum })), verified };
+  return {
+    resumed,
+    rowsRestored: rows,
+    tables: manifest.tables.map((t) => ({ table: t.name, rows: t.rows, checksum: t.checksum })),
+    verified,
+  };
 }
 
-async function restoreSqliteFile(ctx: Ctx, manifest: Manifest | null): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
+async function restoreSqliteFile(
+  ctx: Ctx,
+  manifest: Manifest | null,
+): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
   const ro = openSqliteFileReadOnly(ctx.file);
   try {
     const history = await readHistory(ro.reader).catch(() => {
@@ -215,9 +291,18 @@ async function restoreSqliteFile(ctx: Ctx, manifest: Manifest | null): Promise<O
     };
     const plans: TablePlan[] = manifest
       ? plansFromManifest(shape, ctx.target.migrator.migrations, ctx.file).plans
-      : dataTables(schemaOfHistory(ctx.target.migrator.migrations, history, ctx.file).schema).map((t) => ({ table: t, columns: t.columns }));
+      : dataTables(schemaOfHistory(ctx.target.migrator.migrations, history, ctx.file).schema).map((t) => ({
+          table: t,
+          columns: t.columns,
+        }));
     const marker = await prepareTarget(ctx.target, {
-      info: { operation: 'restore', source: ctx.file, sourceId: manifest?.id ?? `sqlite-file:${ctx.file}`, startedAt: new Date().toISOString(), kind: 'sqlite' },
+      info: {
+        operation: 'restore',
+        source: ctx.file,
+        sourceId: manifest?.id ?? `sqlite-file:${ctx.file}`,
+        startedAt: new Date().toISOString(),
+        kind: 'sqlite',
+      },
       discard: ctx.opts.discard,
       force: ctx.opts.force,
       progress: ctx.progress,
@@ -254,7 +339,11 @@ async function restoreSqliteFile(ctx: Ctx, manifest: Manifest | null): Promise<O
     return {
       resumed: marker !== null,
       rowsRestored: r.rows,
-      tables: plans.map((p) => ({ table: p.table.name, rows: sums?.get(p.table.name)?.rows ?? 0, checksum: sums?.get(p.table.name)?.checksum ?? '' })),
+      tables: plans.map((p) => ({
+        table: p.table.name,
+        rows: sums?.get(p.table.name)?.rows ?? 0,
+        checksum: sums?.get(p.table.name)?.checksum ?? '',
+      })),
       verified,
     };
   } finally {
@@ -309,20 +398,40 @@ async function prepareNative(ctx: Ctx, manifest: Manifest, operationKind: 'pg_du
   const coffer = new Set([...ctx.target.schema.tables.keys(), MARKER_TABLE]);
   const others = [...(await listTables(db.writer, db.dialect))].filter((t) => !coffer.has(t));
   const clash = (await tablesInDump(operationKind, ctx.file)).filter((t) => others.includes(t));
-  if (clash.length) throw new ConfigError(`target ${db.describe} has table(s) ${clash.join(', ')} that the backup would replace: restore into another database`, { field: 'to' });
+  if (clash.length)
+    throw new ConfigError(
+      `target ${db.describe} has table(s) ${clash.join(', ')} that the backup would replace: restore into another database`,
+      { field: 'to' },
+    );
   // Coffer's own tables go first: empty ones (a freshly migrated database) would collide with
   // the dump's, and an interrupted native restore cannot resume, only start over.
   const dropped = await dropCofferTables(db, ctx.target.schema);
   if (marker) {
     const same = marker.info.operation === 'restore-native' && marker.info.sourceId === manifest.id;
-    ctx.progress.note(same && !ctx.opts.discard ? `starting the interrupted restore from ${ctx.file} over (a native restore cannot resume)` : `discarded ${describeMarker(marker)}`);
+    ctx.progress.note(
+      same && !ctx.opts.discard
+        ? `starting the interrupted restore from ${ctx.file} over (a native restore cannot resume)`
+        : `discarded ${describeMarker(marker)}`,
+    );
   } else if (dropped.length) {
-    ctx.progress.note(`${busy.length ? '--force: ' : ''}dropped ${dropped.length} ${busy.length ? '' : 'empty '}Coffer table(s) so the ${operationKind} can create them`);
+    ctx.progress.note(
+      `${busy.length ? '--force: ' : ''}dropped ${dropped.length} ${busy.length ? '' : 'empty '}Coffer table(s) so the ${operationKind} can create them`,
+    );
   }
-  await createMarker(db, { operation: 'restore-native', source: ctx.file, sourceId: manifest.id, startedAt: new Date().toISOString(), kind: operationKind });
+  await createMarker(db, {
+    operation: 'restore-native',
+    source: ctx.file,
+    sourceId: manifest.id,
+    startedAt: new Date().toISOString(),
+    kind: operationKind,
+  });
 }
 
-async function restoreNative(ctx: Ctx, kind: 'pg_dump' | 'mysqldump', manifest: Manifest | null): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
+async function restoreNative(
+  ctx: Ctx,
+  kind: 'pg_dump' | 'mysqldump',
+  manifest: Manifest | null,
+): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
   const want = kind === 'pg_dump' ? 'postgres' : 'mysql';
   if (ctx.target.engine.backend !== want) {
     throw new ConfigError(
@@ -333,16 +442,24 @@ async function restoreNative(ctx: Ctx, kind: 'pg_dump' | 'mysqldump', manifest: 
   const tool = requireTool(kind === 'pg_dump' ? 'pg_restore' : 'mysql', 'restore from a --format logical backup');
   if (!manifest) {
     if (ctx.opts.verify !== false) {
-      throw new ConfigError(`${manifestPath(ctx.file)} is missing, so the restore cannot be verified: put it beside the backup, or add --no-verify`, { path: manifestPath(ctx.file) });
+      throw new ConfigError(
+        `${manifestPath(ctx.file)} is missing, so the restore cannot be verified: put it beside the backup, or add --no-verify`,
+        { path: manifestPath(ctx.file) },
+      );
     }
-    throw new ConfigError(`${manifestPath(ctx.file)} is missing: a native restore needs it to check the target and the migration history`, {});
+    throw new ConfigError(
+      `${manifestPath(ctx.file)} is missing: a native restore needs it to check the target and the migration history`,
+      {},
+    );
   }
   const { plans } = plansFromManifest(manifest, ctx.target.migrator.migrations, ctx.file);
   if (manifest.file) {
     ctx.progress.note(`checking ${ctx.file} against its manifest (${manifest.file.bytes} bytes)`);
     const dg = await fileDigest(ctx.file);
     if (dg.sha256 !== manifest.file.sha256 || dg.bytes !== manifest.file.bytes) {
-      throw new ConfigError(`${ctx.file} does not match its manifest (size or SHA-256 differ): the backup is damaged or was replaced`, { path: ctx.file });
+      throw new ConfigError(`${ctx.file} does not match its manifest (size or SHA-256 differ): the backup is damaged or was replaced`, {
+        path: ctx.file,
+      });
     }
   }
   await prepareNative(ctx, manifest, kind);
@@ -355,11 +472,31 @@ async function restoreNative(ctx: Ctx, kind: 'pg_dump' | 'mysqldump', manifest: 
   if (kind === 'pg_dump') {
     // --clean --if-exists: objects outside tables that migrations created (trigger functions)
     // may already exist in a freshly migrated database; the dump brings its own.
-    run = runTool(tool, 'pg_restore', ['--single-transaction', '--exit-on-error', '--no-owner', '--no-privileges', '--clean', '--if-exists', `--dbname=${t.database}`, ctx.file], pgEnv(t));
+    run = runTool(
+      tool,
+      'pg_restore',
+      [
+        '--single-transaction',
+        '--exit-on-error',
+        '--no-owner',
+        '--no-privileges',
+        '--clean',
+        '--if-exists',
+        `--dbname=${t.database}`,
+        ctx.file,
+      ],
+      pgEnv(t),
+    );
   } else {
     const opt = await mysqlOptionFile(tool, t);
     cleanup = opt.cleanup;
-    run = runTool(tool, 'mysql', [`--defaults-extra-file=${opt.path}`, '--default-character-set=utf8mb4', '--binary-mode', t.database], {}, { stdin: 'pipe', cleanup: opt.cleanup });
+    run = runTool(
+      tool,
+      'mysql',
+      [`--defaults-extra-file=${opt.path}`, '--default-character-set=utf8mb4', '--binary-mode', t.database],
+      {},
+      { stdin: 'pipe', cleanup: opt.cleanup },
+    );
     feeding = pipeline(createReadStream(ctx.file), createGunzip(), run.child.stdin!).catch((e: unknown) => {
       throw fileError(e, 'cannot read backup', ctx.file);
     });
@@ -382,8 +519,15 @@ async function restoreNative(ctx: Ctx, kind: 'pg_dump' | 'mysqldump', manifest: 
     cleanup();
     ctx.opts.signal?.removeEventListener('abort', onAbort);
   }
-  ctx.progress.add(manifest.tables.reduce((n, x) => n + x.rows, 0), manifest.file?.bytes ?? 0);
+  ctx.progress.add(
+    manifest.tables.reduce((n, x) => n + x.rows, 0),
+    manifest.file?.bytes ?? 0,
+  );
   ctx.progress.done();
+  await analyzeTables(
+    ctx.dst,
+    plans.map((p) => p.table.name),
+  );
   let verified = false;
   if (ctx.opts.verify !== false) {
     await verifyAgainst(ctx, plans, sumsOf(manifest), null);
@@ -391,16 +535,33 @@ async function restoreNative(ctx: Ctx, kind: 'pg_dump' | 'mysqldump', manifest: 
   }
   await dropMarker(ctx.dst.writer, ctx.dst.dialect);
   const live = await liveSchema(ctx.target);
-  if (live.pending.length) ctx.notes.push(`${live.pending.length} migration(s) of this build are not in the backup (${live.pending.join(', ')}): the service applies them on start, or run coffer migrate`);
-  return { resumed: false, rowsRestored: manifest.tables.reduce((n, x) => n + x.rows, 0), tables: manifest.tables.map((x) => ({ table: x.name, rows: x.rows, checksum: x.checksum })), verified };
+  if (live.pending.length)
+    ctx.notes.push(
+      `${live.pending.length} migration(s) of this build are not in the backup (${live.pending.join(', ')}): the service applies them on start, or run coffer migrate`,
+    );
+  return {
+    resumed: false,
+    rowsRestored: manifest.tables.reduce((n, x) => n + x.rows, 0),
+    tables: manifest.tables.map((x) => ({ table: x.name, rows: x.rows, checksum: x.checksum })),
+    verified,
+  };
 }
 
 export async function restoreDatabase(file: string, target: Coffer, opts: RestoreOptions = {}): Promise<RestoreReport> {
   const started = Date.now();
   const kind = detectBackupKind(file);
-  const ctx: Ctx = { file, target, dst: opsDb(target), opts, progress: opts.progress ?? new SilentProgress(), batchSize: opts.batchSize ?? 1000, notes: [] };
+  const ctx: Ctx = {
+    file,
+    target,
+    dst: opsDb(target),
+    opts,
+    progress: opts.progress ?? new SilentProgress(),
+    batchSize: opts.batchSize ?? 1000,
+    notes: [],
+  };
   const sidecar = readManifestFile(file);
-  if (sidecar && sidecar.kind !== kind) throw new ConfigError(`${manifestPath(file)} describes a ${sidecar.kind} backup but ${file} is a ${kind} backup`, {});
+  if (sidecar && sidecar.kind !== kind)
+    throw new ConfigError(`${manifestPath(file)} describes a ${sidecar.kind} backup but ${file} is a ${kind} backup`, {});
   let r: Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>;
   try {
     if (kind === 'logical') r = await restoreLogical(ctx, sidecar);
