@@ -134,4 +134,42 @@ forEachBackend('compiled-query cache', (ctx) => {
     assert.deepEqual(seen, [9, 9]);
     assert.equal(Number((await coffer.read((tx) => tx.query<{ qty: unknown }>(BY_NAME, ['item-09'])))[0]!.qty), 900);
   });
+
+  // Statements built by the query builder (not the compiled-query cache) that transactions run
+  // again and again become named statements on PostgreSQL (engine.ts statementName); one-offs
+  // and autocommit statements never do, and a named one made stale by DDL is prepared again.
+  test('PostgreSQL names a statement that transactions repeat, never an autocommit one, and survives DDL', async (t) => {
+    if (ctx.backend !== 'postgres') return t.skip('PostgreSQL only');
+    const tag = Math.random().toString(36).slice(2, 10);
+    const star = (tx: { db: any }, name: string) =>
+      sql<Record<string, unknown>>`select * from pq_items where name = ${name} ${sql.raw(`/* auto ${tag} */`)}`.execute(tx.db);
+    const prepared = async (db: any) =>
+      (await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(db)).rows.map((r) => r.statement);
+    const once = `/* once ${tag} */`;
+    const seen = await coffer.read(async (tx) => {
+      for (let i = 0; i < 4; i++) await star(tx, 'item-03');
+      await sql`select name from pq_items where name = ${'item-04'} ${sql.raw(once)}`.execute(tx.db);
+      return prepared(tx.db);
+    });
+    assert.ok(
+      seen.some((x) => x.includes(`auto ${tag}`)),
+      'a statement run four times in a transaction is prepared',
+    );
+    assert.ok(!seen.some((x) => x.includes(once)), 'a one-off statement is not prepared');
+    // Autocommit statements (no transaction block) are never auto-named, however often they run.
+    const auto = `/* autocommit ${tag} */`;
+    const outside = await coffer.engine.writer.connection().execute(async (db) => {
+      for (let i = 0; i < 5; i++) await sql`select name from pq_items where name = ${'item-05'} ${sql.raw(auto)}`.execute(db);
+      return prepared(db);
+    });
+    assert.ok(!outside.some((x) => x.includes(auto)));
+    // Every pooled connection prepares it; then the table changes shape under it.
+    await Promise.all(Array.from({ length: 8 }, () => coffer.read((tx) => star(tx, 'item-03'))));
+    await sql`alter table pq_items add column note2 varchar(16)`.execute(coffer.engine.writer);
+    for (let i = 0; i < 12; i++) {
+      const rows = (await coffer.read((tx) => star(tx, 'item-03'))).rows;
+      assert.ok('note2' in rows[0]!, Object.keys(rows[0]!).join(','));
+      assert.equal(Number(rows[0]!.qty), 3);
+    }
+  });
 });

@@ -18,6 +18,7 @@ import {
   type MysqlDialectConfig,
   type TransactionSettings,
 } from 'kysely';
+import { createHash } from 'node:crypto';
 import mysql from 'mysql2';
 import pg from 'pg';
 import type { Dialect } from '../schema/model.js';
@@ -121,7 +122,12 @@ async function openKysely(dialect: KyselyDialect): Promise<Opened> {
   const config = { dialect: wrapped };
   const executor = db.getExecutor();
   const bind = (conn: DatabaseConnection) =>
-    new Transaction<any>({ config, driver: shared, dialect: wrapped, executor: executor.withConnectionProvider(new SingleConnectionProvider(conn)) });
+    new Transaction<any>({
+      config,
+      driver: shared,
+      dialect: wrapped,
+      executor: executor.withConnectionProvider(new SingleConnectionProvider(conn)),
+    });
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
@@ -341,24 +347,69 @@ interface PgQueryable {
   query: (...args: unknown[]) => unknown;
 }
 
-// Queries from the compiled-query cache (prepared.ts) run as named statements: node-postgres
-// parses each name once per connection and then only binds and executes it, as the raw side's
-// { name, text } queries do. Kysely's connection calls client.query(sql, params) with no way to
-// pass a name, so the client's query method maps the SQL text to its name. A statement made stale
-// by DDL (its result columns changed) fails once with 0A000; this connection then prepares it
-// again under a new name, and the error is retryable (driver-errors.ts), so the transaction re-runs.
+// Statements run as named (prepared) statements: node-postgres parses each name once per
+// connection and then only binds and executes it, as the raw side's { name, text } queries do,
+// so the server neither parses nor plans the same text again (about half of PostgreSQL's CPU
+// per short statement). Kysely's connection calls client.query(sql, params) with no way to pass
+// a name, so the client's query method maps the SQL text to a name:
+// - queries of the compiled-query cache (prepared.ts) are named from their first run;
+// - any other SELECT/INSERT/UPDATE/DELETE text run inside a transaction is named once it has
+//   run AUTO_NAME_AFTER times in this process (a statement a domain runs on every operation), up
+//   to AUTO_NAME_MAX texts, so one-off texts (IN lists of every length, ad hoc tools) stay
+//   unnamed and the number of statements a connection keeps prepared stays bounded. Statements
+//   outside a transaction (autocommit tools, DDL scripts) are never auto-named.
+// A statement made stale by DDL (its result columns changed) fails once with 0A000; this
+// connection then prepares it again under a new name, and the error is retryable
+// (driver-errors.ts), so the transaction re-runs.
+const AUTO_NAME_AFTER = 3;
+const AUTO_NAME_MAX = 2_000;
+const AUTO_NAME_MAX_TEXT = 8_192;
+const AUTO_COUNT_MAX = 20_000;
+const DML = /^\s*(select|insert|update|delete|with)\s/i;
+const TX_START = /^\s*(begin|start transaction)\b/i;
+const TX_END = /^\s*(commit|rollback)\s*;?\s*$/i;
+/** SQL text → runs so far (a number) or its statement name, shared by every pool of the process. */
+const autoNames = new Map<string, number | string>();
+let autoNamed = 0;
+
+/** The statement name for `text`, or undefined to run it unnamed; `inTransaction`: whether it may be auto-named. */
+export function statementName(text: string, inTransaction: boolean): string | undefined {
+  const fixed = PG_STATEMENT_NAMES.get(text);
+  if (fixed !== undefined || !inTransaction) return fixed;
+  const seen = autoNames.get(text);
+  if (typeof seen === 'string') return seen;
+  if (seen === undefined && (autoNamed >= AUTO_NAME_MAX || text.length > AUTO_NAME_MAX_TEXT || !DML.test(text))) return undefined;
+  // Counts of texts that never became hot are dropped now and then, so the map stays bounded.
+  if (seen === undefined && autoNames.size >= AUTO_COUNT_MAX)
+    for (const [k, v] of autoNames) if (typeof v === 'number') autoNames.delete(k);
+  const n = (seen ?? 0) + 1;
+  if (n < AUTO_NAME_AFTER) {
+    autoNames.set(text, n);
+    return undefined;
+  }
+  const name = `aq_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+  autoNames.set(text, name);
+  autoNamed++;
+  return name;
+}
+
 function useNamedStatements(client: pg.PoolClient): void {
   const c = client as unknown as PgQueryable;
   const query = c.query;
   const renamed = new Map<string, string>();
   let generation = 0;
+  // Whether this connection is inside a transaction block (Kysely runs BEGIN/START TRANSACTION,
+  // COMMIT and ROLLBACK through this same method).
+  let inTransaction = false;
   c.query = function (...args: unknown[]) {
     if (args.length === 2 && typeof args[0] === 'string' && Array.isArray(args[1])) {
       const text = args[0];
-      const name = renamed.get(text) ?? PG_STATEMENT_NAMES.get(text);
+      if (TX_START.test(text)) inTransaction = true;
+      else if (TX_END.test(text)) inTransaction = false;
+      const name = renamed.get(text) ?? statementName(text, inTransaction);
       if (name !== undefined) {
         return (query.call(client, { name, text, values: args[1] }) as Promise<unknown>).catch((e: unknown) => {
-          if (isStalePlan(e)) renamed.set(text, `${PG_STATEMENT_NAMES.get(text)}_${++generation}`);
+          if (isStalePlan(e)) renamed.set(text, `${name.replace(/_g\d+$/, '')}_g${++generation}`);
           throw e;
         });
       }
@@ -389,7 +440,10 @@ async function openPostgres(target: DbTarget & { backend: 'postgres' }, s: Engin
     options,
     // json/jsonb come back as text, as from MySQL and SQLite: the codec parses every backend's
     // JSON the same way (pg would hand a JSON string document back as a bare JS string).
-    types: { getTypeParser: ((oid: number, format?: string) => (oid === 114 || oid === 3802 ? (v: string) => v : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser },
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === 114 || oid === 3802 ? (v: string) => v : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
   });
   let created = 0;
   let closed = 0;
