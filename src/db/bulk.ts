@@ -8,7 +8,7 @@
 //   builder (building and compiling a 1,000-row VALUES tree cost more than the insert itself on
 //   SQLite). Full batches share one statement text, so SQLite's statement cache reuses it.
 // The SQL text is cached per (dialect, table, columns, rows).
-import { CompiledQuery, sql, type Expression, type SqlBool } from 'kysely';
+import { CompiledQuery, sql, type Expression, type Kysely, type SqlBool } from 'kysely';
 import type { ColumnType, Dialect } from '../schema/model.js';
 import { encodeValue } from './codec.js';
 import { quote } from '../schema/compile.js';
@@ -100,27 +100,53 @@ async function insertBatch(tx: Tx, table: string, columns: string[], encoded: Ro
     for (const r of encoded) await tx.db.insertInto(table).values(r).execute();
     return;
   }
-  if (tx.dialect === 'postgres') {
-    const codec = tx.codec(table);
-    const types = columns.map((c) => pgArrayType(codec.column(c).type));
-    const text = unnestSql(table, columns, types);
+  const codec = tx.codec(table);
+  await insertEncoded(
+    tx.db,
+    tx.dialect,
+    table,
+    columns.map((c) => ({ name: c, type: codec.column(c).type })),
+    encoded,
+  );
+}
+
+/**
+ * Inserts rows already encoded for `dialect` (values by column name) into `table`, in as few
+ * statements as the backend allows: the one multi-row path of the stores (insertRows) and of
+ * copy and restore (ops/db.ts). Every row must have every column; the caller bounds the batch
+ * (statement size on MySQL).
+ */
+export async function insertEncoded(
+  db: Kysely<any>,
+  dialect: Dialect,
+  table: string,
+  columns: readonly { name: string; type: ColumnType }[],
+  encoded: readonly Row[],
+): Promise<void> {
+  const names = columns.map((c) => c.name);
+  if (dialect === 'postgres') {
+    const text = unnestSql(
+      table,
+      names,
+      columns.map((c) => pgArrayType(c.type)),
+    );
     for (let i = 0; i < encoded.length; i += UNNEST_ROWS_MAX) {
       const part = encoded.slice(i, i + UNNEST_ROWS_MAX);
-      await tx.db.executeQuery(
+      await db.executeQuery(
         CompiledQuery.raw(
           text,
-          columns.map((c) => part.map((r) => r[c])),
+          names.map((c) => part.map((r) => r[c])),
         ),
       );
     }
     return;
   }
-  const perStatement = Math.max(1, Math.min(VALUES_ROWS_MAX, Math.floor(VALUES_PARAMS_MAX / columns.length)));
+  const perStatement = Math.max(1, Math.min(VALUES_ROWS_MAX, Math.floor(VALUES_PARAMS_MAX / names.length)));
   for (let i = 0; i < encoded.length; i += perStatement) {
     const part = encoded.slice(i, i + perStatement);
     const params: unknown[] = [];
-    for (const r of part) for (const c of columns) params.push(r[c]);
-    await tx.db.executeQuery(CompiledQuery.raw(valuesSql(tx.dialect, table, columns, part.length), params));
+    for (const r of part) for (const c of names) params.push(r[c]);
+    await db.executeQuery(CompiledQuery.raw(valuesSql(dialect, table, names, part.length), params));
   }
 }
 

@@ -4,6 +4,7 @@
 // inherently per backend (listing tables, snapshot start, auto-increment positions).
 import Database from 'better-sqlite3';
 import { Kysely, sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
+import { insertEncoded } from '../db/bulk.js';
 import { decodeValue, encodeValue, toBigInt } from '../db/codec.js';
 import { ConfigError, MigrationError } from '../db/errors.js';
 import { mapDriverError } from '../db/driver-errors.js';
@@ -379,7 +380,7 @@ export async function insertRows(
   let chunk: Row[] = [];
   let size = 0;
   const flush = async () => {
-    if (chunk.length) await db.insertInto(table.name).values(chunk).execute();
+    if (chunk.length) await insertEncoded(db, d, table.name, columns, chunk);
     chunk = [];
     size = 0;
   };
