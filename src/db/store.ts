@@ -137,7 +137,8 @@ export class Coffer {
     const backend = this.engine.label;
     const maxAttempts = opts.maxAttempts ?? DEFAULT_ATTEMPTS;
     const started = performance.now();
-    const finish = (ok: boolean) => this.metrics.recordOperation(op, kind, backend, performance.now() - started, ok);
+    // No per-call arrow functions here: under tsx (how `coffer` runs) esbuild's keepNames wraps
+    // each one in a __name() call (Object.defineProperty) every time it is created.
     for (let attempt = 1; ; attempt++) {
       let tx: Tx | undefined;
       try {
@@ -149,12 +150,18 @@ export class Coffer {
         // transaction is one snapshot already.
         const engine = this.engine;
         const result = await engine.transaction(kind, (conn) => {
-          const bound: TxConnection = { conn, bind: () => engine.bind(kind, conn), compiler: engine.writer };
+          const bound: TxConnection = {
+            conn,
+            bind() {
+              return engine.bind(kind, conn);
+            },
+            compiler: engine.writer,
+          };
           tx = new Tx(kind, engine.dialect, engine.mariadb, bound, this.schema, this.#codecs);
           return fn(tx);
         });
         const after = tx?.end(true) ?? [];
-        finish(true);
+        this.metrics.recordOperation(op, kind, backend, performance.now() - started, true);
         for (const cb of after) {
           try {
             cb();
@@ -173,7 +180,7 @@ export class Coffer {
           continue;
         }
         const mapped = mapDriverError(this.engine.backend, e);
-        finish(false);
+        this.metrics.recordOperation(op, kind, backend, performance.now() - started, false);
         this.metrics.opErrors.inc({ op, backend, code: mapped instanceof CofferError ? mapped.code : 'internal' });
         throw mapped;
       }

@@ -23,6 +23,11 @@ export interface Principal {
 export interface Authenticator {
   /** Resolves a bearer token or throws HttpError 401 (unknown, expired, revoked, IP not allowed). */
   authenticate(token: string, ip: string): Promise<Principal>;
+  /**
+   * Optional synchronous answer from a cache of earlier successes: the principal, or undefined
+   * to call authenticate(). Used instead of authenticate(), so it must apply the same checks.
+   */
+  cached?(token: string, ip: string): Principal | undefined;
 }
 
 type AnyObject = z.ZodObject<z.ZodRawShape>;
@@ -63,6 +68,16 @@ function parse<T extends z.ZodType>(schema: T | undefined, value: unknown, where
   return parseOrThrow(schema, value ?? (where === 'body' ? undefined : {}), where);
 }
 
+/** hasScope answers per scopes array (principals are immutable and reused by the auth cache). */
+const grants = new WeakMap<readonly string[], Map<string, boolean>>();
+function granted(scopes: readonly string[], domain: string, level: Level, key: string): boolean {
+  let m = grants.get(scopes);
+  if (!m) grants.set(scopes, (m = new Map()));
+  let ok = m.get(key);
+  if (ok === undefined) m.set(key, (ok = hasScope(scopes, domain, level)));
+  return ok;
+}
+
 function bearer(req: FastifyRequest): string {
   const h = req.headers.authorization;
   if (!h) throw new HttpError(401, 'unauthorized', 'missing Authorization: Bearer <api key>');
@@ -80,16 +95,22 @@ export interface MountOptions {
 
 export function mountRoutes(app: FastifyInstance, routes: readonly RouteSpec[], opts: MountOptions): void {
   for (const spec of routes) {
+    const scope = spec.auth === 'public' ? null : spec.auth;
+    const scopeKey = scope ? `${scope.domain}:${scope.level}` : '';
     app.route({
       method: spec.method,
       url: spec.url,
       handler: async (req, reply) => {
         let principal: Principal | null = null;
-        if (spec.auth !== 'public') {
-          if (!opts.authenticator) throw new HttpError(401, 'unauthorized', 'this server has no API keys configured');
-          principal = await opts.authenticator.authenticate(bearer(req), req.ip);
-          if (!hasScope(principal.scopes, spec.auth.domain, spec.auth.level)) {
-            throw new HttpError(403, 'forbidden', `this key lacks the ${spec.auth.level} scope on ${spec.auth.domain}`);
+        if (scope) {
+          const authenticator = opts.authenticator;
+          if (!authenticator) throw new HttpError(401, 'unauthorized', 'this server has no API keys configured');
+          const token = bearer(req);
+          const ip = req.ip;
+          // A cache hit answers synchronously (no promise, no microtask turn).
+          principal = authenticator.cached?.(token, ip) ?? (await authenticator.authenticate(token, ip));
+          if (!granted(principal.scopes, scope.domain, scope.level, scopeKey)) {
+            throw new HttpError(403, 'forbidden', `this key lacks the ${scope.level} scope on ${scope.domain}`);
           }
           opts.onAuthenticated?.(principal, req);
         }
