@@ -5,6 +5,7 @@
 import Database from 'better-sqlite3';
 import { Kysely, sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
 import { insertEncoded } from '../db/bulk.js';
+import { keysetAfter } from '../db/keyset.js';
 import { decodeValue, encodeValue, toBigInt } from '../db/codec.js';
 import { ConfigError, MigrationError } from '../db/errors.js';
 import { mapDriverError } from '../db/driver-errors.js';
@@ -294,11 +295,10 @@ function afterKey(eb: ExpressionBuilder<any, any>, d: Dialect, cols: ColumnDef[]
   if (d !== 'mysql') {
     return sql<SqlBool>`(${sql.join(cols.map((c) => sql.ref(c.name)))}) > (${sql.join(v.map((x) => sql.val(x)))})`;
   }
-  const step = (i: number): Expression<SqlBool> =>
-    i === cols.length - 1
-      ? eb(cols[i]!.name, '>', v[i])
-      : eb.or([eb(cols[i]!.name, '>', v[i]), eb.and([eb(cols[i]!.name, '=', v[i]), step(i + 1)])]);
-  return eb.and([eb(cols[0]!.name, '>=', v[0]), step(0)]);
+  return keysetAfter(
+    eb,
+    cols.map((c, i) => ({ column: c.name, value: v[i] })),
+  );
 }
 
 /**

@@ -4,6 +4,7 @@
 // so it holds across processes, unlike a process-local lock. Inclusion in a block drops the
 // row (chain ingest, through the undo journal so a reorg restores it).
 import { ConflictError, NotFoundError } from '../../db/errors.js';
+import { keysetAfter } from '../../db/keyset.js';
 import type { Tx } from '../../db/tx.js';
 import { z } from 'zod';
 import { chunks, enc, T, toMempoolTx } from './rows.js';
@@ -26,7 +27,9 @@ export class MempoolStore {
   // at READ COMMITTED; claims do not take it, so they never wait on adds.
   async #lockChain(chainId: string): Promise<{ capacity: number }> {
     const tx = this.#tx;
-    const r = await tx.lockRows(tx.db.selectFrom(T.chains).select(['chain_id', 'mempool_capacity']).where('chain_id', '=', chainId)).executeTakeFirst();
+    const r = await tx
+      .lockRows(tx.db.selectFrom(T.chains).select(['chain_id', 'mempool_capacity']).where('chain_id', '=', chainId))
+      .executeTakeFirst();
     if (!r) throw new NotFoundError(`unknown chain ${chainId}`, { field: 'chainId', chainId });
     return { capacity: Number(r.mempool_capacity) };
   }
@@ -47,18 +50,35 @@ export class MempoolStore {
     const id = parse(chainIdSchema, chainId, 'chainId');
     const v = parse(mempoolInputSchema, input);
     const { capacity } = await this.#lockChain(id);
-    const existing = await tx.db.selectFrom(T.mempool).select('content').where('chain_id', '=', id).where('tx_hash', '=', v.txHash).executeTakeFirst();
+    const existing = await tx.db
+      .selectFrom(T.mempool)
+      .select('content')
+      .where('chain_id', '=', id)
+      .where('tx_hash', '=', v.txHash)
+      .executeTakeFirst();
     if (existing) {
       if (!Buffer.from(existing.content as Uint8Array).equals(v.content)) {
-        throw new ConflictError(`transaction ${v.txHash} is already in the mempool with different content`, { field: 'content', chainId: id });
+        throw new ConflictError(`transaction ${v.txHash} is already in the mempool with different content`, {
+          field: 'content',
+          chainId: id,
+        });
       }
       return { status: 'duplicate' };
     }
-    const confirmed = await tx.db.selectFrom(T.txs).select('tx_hash').where('chain_id', '=', id).where('tx_hash', '=', v.txHash).executeTakeFirst();
+    const confirmed = await tx.db
+      .selectFrom(T.txs)
+      .select('tx_hash')
+      .where('chain_id', '=', id)
+      .where('tx_hash', '=', v.txHash)
+      .executeTakeFirst();
     if (confirmed) return { status: 'confirmed' };
 
     const now = this.#clock();
-    const counted = await tx.db.selectFrom(T.mempool).select((eb) => eb.fn.countAll().as('n')).where('chain_id', '=', id).executeTakeFirstOrThrow();
+    const counted = await tx.db
+      .selectFrom(T.mempool)
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('chain_id', '=', id)
+      .executeTakeFirstOrThrow();
     let count = Number(counted.n);
     const evicted: string[] = [];
     while (count >= capacity) {
@@ -133,9 +153,10 @@ export class MempoolStore {
               // Keyset "after the last candidate" in (fee desc, received_at, tx_hash) order.
               const fee = enc(tx, T.mempool, 'fee', last!.fee);
               const at = enc(tx, T.mempool, 'received_at', last!.receivedAt);
-              return eb.or([
-                eb('fee', '<', fee),
-                eb.and([eb('fee', '=', fee), eb.or([eb('received_at', '>', at), eb.and([eb('received_at', '=', at), eb('tx_hash', '>', last!.txHash)])])]),
+              return keysetAfter(eb, [
+                { column: 'fee', value: fee, desc: true },
+                { column: 'received_at', value: at },
+                { column: 'tx_hash', value: last!.txHash },
               ]);
             }),
           )
@@ -164,7 +185,9 @@ export class MempoolStore {
         }
         if (!batch.length) break;
         const locked = await tx
-          .lockRows(tx.db.selectFrom(T.mempool).selectAll().where('chain_id', '=', id).where('tx_hash', 'in', batch).where(claimable), { skipLocked: true })
+          .lockRows(tx.db.selectFrom(T.mempool).selectAll().where('chain_id', '=', id).where('tx_hash', 'in', batch).where(claimable), {
+            skipLocked: true,
+          })
           .execute();
         const rank = new Map(batch.map((h, k) => [h, k]));
         for (const row of locked.map((x) => toMempoolTx(tx, x)).sort((a, b) => rank.get(a.txHash)! - rank.get(b.txHash)!)) {
@@ -191,7 +214,9 @@ export class MempoolStore {
     // The rows are locked by us, so every one must still be claimable; anything else means the
     // locking did not hold and two workers could hold the same transaction.
     if (Number(r.numUpdatedRows) !== picked.length) {
-      throw new ConflictError(`mempool claim on chain ${id} lost ${picked.length - Number(r.numUpdatedRows)} row(s) to another worker`, { chainId: id });
+      throw new ConflictError(`mempool claim on chain ${id} lost ${picked.length - Number(r.numUpdatedRows)} row(s) to another worker`, {
+        chainId: id,
+      });
     }
     return picked.map((p) => ({ ...p, claimedBy: o.worker, claimExpiresAt: expires }));
   }
@@ -247,7 +272,11 @@ export class MempoolStore {
   async size(chainId: string): Promise<number> {
     const id = parse(chainIdSchema, chainId, 'chainId');
     await this.#requireChain(id);
-    const r = await this.#tx.db.selectFrom(T.mempool).select((eb) => eb.fn.countAll().as('n')).where('chain_id', '=', id).executeTakeFirstOrThrow();
+    const r = await this.#tx.db
+      .selectFrom(T.mempool)
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('chain_id', '=', id)
+      .executeTakeFirstOrThrow();
     return Number(r.n);
   }
 }

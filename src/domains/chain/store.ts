@@ -7,7 +7,9 @@ import { ConflictError, InvalidStateTransitionError, NotFoundError } from '../..
 import type { Tx } from '../../db/tx.js';
 import { BlockGapError, FinalityViolationError, ReorgRequiredError } from './errors.js';
 import type { BlockProcessor } from './processors.js';
+import type { ExpressionBuilder } from 'kysely';
 import { inValues } from '../../db/bulk.js';
+import { keysetAfter } from '../../db/keyset.js';
 import { defineQuery } from '../../db/prepared.js';
 import { chunks, enc, insertMany, T, toBlock, toChain, toCursor, toHealth, toTransaction } from './rows.js';
 import type {
@@ -81,10 +83,13 @@ function lagOf(current: bigint | null, latest: bigint | null): bigint | null {
   return latest > current ? latest - current : 0n;
 }
 
-// Keyset condition "(height, index) > pos", spelled out because row-value comparison is not
-// portable; no OFFSET, so rows deleted by a reorg between pages cannot shift a page.
-const after = (pos: TxPosition) => (eb: any) =>
-  eb.or([eb('block_height', '>', pos.height), eb.and([eb('block_height', '=', pos.height), eb('index_in_block', '>', pos.index)])]);
+// Keyset condition "(height, index) > pos"; no OFFSET, so rows deleted by a reorg between pages
+// cannot shift a page.
+const after = (pos: TxPosition) => (eb: ExpressionBuilder<any, any>) =>
+  keysetAfter(eb, [
+    { column: 'block_height', value: pos.height },
+    { column: 'index_in_block', value: pos.index },
+  ]);
 
 export class ChainStore {
   readonly #tx: Tx;

@@ -1,5 +1,6 @@
 // Sell and buy offers: signed trading intents on a confirmed mint, unique by content hash and
 // listed by mint. They reserve nothing; an invoice does.
+import { keysetAfter } from '../../db/keyset.js';
 import type { Tx } from '../../db/tx.js';
 import { enc, toOffer, type Ctx } from './rows.js';
 import { getConfirmedMint } from './mints.js';
@@ -65,11 +66,22 @@ export interface ListOffersOptions {
 /** Offers on one mint, oldest first. */
 export async function listOffers(tx: Tx, side: OfferSide, mintHash: string, o: ListOffersOptions = {}): Promise<Offer[]> {
   const t = table(side);
-  let q = tx.db.selectFrom(t).selectAll().where('mint_hash', '=', mintHash).orderBy('created_at').orderBy('hash').limit(o.limit ?? 100);
+  let q = tx.db
+    .selectFrom(t)
+    .selectAll()
+    .where('mint_hash', '=', mintHash)
+    .orderBy('created_at')
+    .orderBy('hash')
+    .limit(o.limit ?? 100);
   if (o.after) {
     const at = enc(tx, t, 'created_at', o.after.createdAt);
     const h = o.after.hash;
-    q = q.where((eb) => eb.or([eb('created_at', '>', at), eb.and([eb('created_at', '=', at), eb('hash', '>', h)])]));
+    q = q.where((eb) =>
+      keysetAfter(eb, [
+        { column: 'created_at', value: at },
+        { column: 'hash', value: h },
+      ]),
+    );
   }
   return (await q.execute()).map((r) => toOffer(tx, side, r));
 }
