@@ -12,6 +12,7 @@ import { CompiledQuery, sql, type Expression, type Kysely, type SqlBool } from '
 import type { ColumnType, Dialect } from '../schema/model.js';
 import { encodeValue } from './codec.js';
 import { quote } from '../schema/compile.js';
+import { RowBatch } from './sqlite-driver.js';
 import type { Tx } from './tx.js';
 
 type Row = Record<string, unknown>;
@@ -139,6 +140,11 @@ export async function insertEncoded(
         ),
       );
     }
+    return;
+  }
+  if (dialect === 'sqlite') {
+    const rows = encoded.map((r) => names.map((c) => r[c]));
+    await db.executeQuery(CompiledQuery.raw(valuesSql(dialect, table, names, 1), [new RowBatch(rows)]));
     return;
   }
   const perStatement = Math.max(1, Math.min(VALUES_ROWS_MAX, Math.floor(VALUES_PARAMS_MAX / names.length)));

@@ -94,6 +94,11 @@ export class SqliteHandle {
       throw new BetterSqlite3.SqliteError('attempt to write a readonly database', 'SQLITE_READONLY');
     }
     if (stmt.reader) return { rows: stmt.all(parameters as unknown[]) };
+    if (parameters.length === 1 && parameters[0] instanceof RowBatch) {
+      let n = 0;
+      for (const row of parameters[0].rows) n += stmt.run(row as unknown[]).changes;
+      return { numAffectedRows: BigInt(n), rows: [] };
+    }
     const { changes, lastInsertRowid } = stmt.run(parameters as unknown[]);
     return {
       numAffectedRows: BigInt(changes),
@@ -105,6 +110,19 @@ export class SqliteHandle {
   close(): void {
     this.#cache.clear();
     if (this.db.open) this.db.close();
+  }
+}
+
+/**
+ * The parameters of a one-row statement run once per row, in one driver call: the way to insert
+ * many rows into SQLite. A cached one-row statement stepped 1,000 times costs less than one
+ * 1,000-row VALUES list (which SQLite runs as a co-routine over 6,000 bound values), and nothing
+ * crosses the async driver boundary per row.
+ */
+export class RowBatch {
+  readonly rows: readonly (readonly unknown[])[];
+  constructor(rows: readonly (readonly unknown[])[]) {
+    this.rows = rows;
   }
 }
 
