@@ -4,9 +4,10 @@
 //   array parameter per column, so the statement text is the same for every batch size (parsed
 //   once per connection, not 9 × 1,000 placeholders per block) and the server binds a handful of
 //   parameters instead of thousands;
-// - SQLite and MySQL get multi-row `VALUES (…), (…)` statements written here, not by the query
-//   builder (building and compiling a 1,000-row VALUES tree cost more than the insert itself on
-//   SQLite). Full batches share one statement text, so SQLite's statement cache reuses it.
+// - SQLite gets one cached one-row INSERT stepped once per row inside a single driver call
+//   (sqlite-driver.ts RowBatch): in process, that beats any multi-row statement;
+// - MySQL gets multi-row `VALUES (…), (…)` statements written here, not by the query builder
+//   (building and compiling a 1,000-row VALUES tree cost more than the insert itself).
 // The SQL text is cached per (dialect, table, columns, rows).
 import { CompiledQuery, sql, type Expression, type Kysely, type SqlBool } from 'kysely';
 import type { ColumnType, Dialect } from '../schema/model.js';
