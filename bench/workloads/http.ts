@@ -152,6 +152,12 @@ export async function runHttp(
     const bodiesPerRun = Math.ceil(seconds * (s.smoke ? 2000 : 4000));
     // Smoke runs use the in-process generator (wrk cannot run for less than a second).
     const tool = !s.smoke && (await hasWrk()) ? 'wrk' : 'node';
+    if (!s.smoke && tool === 'node') {
+      // The fallback shares this process's CPU with both servers, which pulls the ratios towards 1.
+      console.warn(
+        '  http: wrk not found, using the in-process node:http generator; its figures are not comparable to a wrk run (apt-get install wrk)',
+      );
+    }
 
     const cases: { name: string; coffer: () => LoadSpec; raw: () => LoadSpec }[] = [
       {
