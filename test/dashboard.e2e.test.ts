@@ -41,27 +41,22 @@ forEachBackend(
         );
         assert.equal((await svc.call('POST', '/v1/chains/doge/blocks', admin, block(0))).statusCode, 200);
         await svc.call('PUT', '/v1/chains/doge/latest-height', admin, { height: '12' });
-        const address = await svc.app.listen({ host: '127.0.0.1', port: 0 });
-        // A browser that fails to start must not leave the server listening (the file would never exit).
-        const browser = await chromium
-          .launch({
-            executablePath: CHROMIUM,
-            args: [
-              '--headless',
-              '--no-sandbox',
-              '--disable-gpu',
-              '--disable-quic',
-              '--no-first-run',
-              '--disable-background-networking',
-              '--disable-component-update',
-              '--disable-sync',
-            ],
-          })
-          .catch(async (e: unknown) => {
-            await svc.app.close();
-            throw e;
-          });
+        // The browser starts before the server listens: if it cannot start, nothing is left open.
+        const browser = await chromium.launch({
+          executablePath: CHROMIUM,
+          args: [
+            '--headless',
+            '--no-sandbox',
+            '--disable-gpu',
+            '--disable-quic',
+            '--no-first-run',
+            '--disable-background-networking',
+            '--disable-component-update',
+            '--disable-sync',
+          ],
+        });
         try {
+          const address = await svc.app.listen({ host: '127.0.0.1', port: 0 });
           const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
           const errors: string[] = [];
           page.on('pageerror', (e) => errors.push(e.message));

@@ -18,7 +18,7 @@ import type { Tx } from './tx.js';
 
 type Row = Record<string, unknown>;
 
-/** Rows per VALUES statement: well under SQLite's 32,766 and MySQL's 65,535 placeholders. */
+/** Rows per VALUES statement (MySQL): well under its 65,535 placeholders. */
 const VALUES_PARAMS_MAX = 16_000;
 const VALUES_ROWS_MAX = 1_000;
 /** Rows per unnest statement on PostgreSQL (bounded so one statement's arrays stay small). */
