@@ -25,7 +25,7 @@ import type { Dialect } from '../schema/model.js';
 import { isStalePlan, mapDriverError } from './driver-errors.js';
 import { PG_STATEMENT_NAMES } from './prepared.js';
 import { ConfigError, ConnectionError } from './errors.js';
-import { CofferSqliteDialect, SqliteHandle } from './sqlite-driver.js';
+import { CofferSqliteDialect, CofferSqliteDriver, SqliteHandle } from './sqlite-driver.js';
 import { backendLabel, redactUrl, type Backend, type DbTarget, type ServerTarget } from './url.js';
 
 export interface EngineSettings {
@@ -174,6 +174,13 @@ function transactionRunner(dialect: Dialect, writer: Opened, reader: Opened): Pi
   const readSettings = READ_SETTINGS[dialect];
   const w = writer.driver;
   const r = reader.driver;
+  if (w instanceof CofferSqliteDriver && r instanceof CofferSqliteDriver) {
+    // The same steps, run synchronously where SQLite is synchronous (sqlite-driver.ts).
+    return {
+      transaction: (kind, fn) => (kind === 'write' ? w.transaction(false, fn) : r.transaction(true, fn)),
+      bind: (kind, conn) => (kind === 'write' ? writer : reader).bind(conn),
+    };
+  }
   return {
     transaction: (kind, fn) => (kind === 'write' ? runTransaction(w, WRITE_SETTINGS, fn) : runTransaction(r, readSettings, fn)),
     bind: (kind, conn) => (kind === 'write' ? writer : reader).bind(conn),

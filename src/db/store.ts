@@ -156,6 +156,7 @@ export class Coffer {
               return engine.bind(kind, conn);
             },
             compiler: engine.writer,
+            sync: 'executeSync' in conn,
           };
           tx = new Tx(kind, engine.dialect, engine.mariadb, bound, this.schema, this.#codecs);
           return fn(tx);

@@ -1,10 +1,11 @@
 // The transaction handle every domain store takes. It exists only inside store.write/read, and
 // every use after the transaction ended throws, so a store cannot run outside one.
-import { Kysely, type DatabaseConnection, type SelectQueryBuilder } from 'kysely';
+import { Kysely, type DatabaseConnection, type QueryResult, type SelectQueryBuilder } from 'kysely';
 import type { Dialect, Schema } from '../schema/model.js';
 import { TableCodec } from './codec.js';
 import { ReadOnlyError } from './errors.js';
 import { bind, type PreparedQuery } from './prepared.js';
+import type { SyncConnection } from './sqlite-driver.js';
 
 export type TxKind = 'read' | 'write';
 
@@ -15,7 +16,11 @@ export interface TxConnection {
   bind(): Kysely<any>;
   /** A Kysely instance of the same dialect, to compile cached queries with. */
   readonly compiler: Kysely<any>;
+  /** `conn` is a SyncConnection (SQLite). */
+  readonly sync?: boolean;
 }
+
+const rowsOf = <R>(r: QueryResult<R>): R[] => r.rows as R[];
 
 const ENDED = 'this transaction has ended: run store calls inside coffer.write()/read()';
 
@@ -53,14 +58,25 @@ export class Tx {
    * placeholders, in this transaction, and returns the rows as the driver gave them. No query
    * building or compiling per call, and a prepared statement on SQLite and PostgreSQL.
    */
-  async query<R = Record<string, unknown>>(q: PreparedQuery, args: readonly unknown[]): Promise<R[]> {
-    if (this.#closed) throw new Error(ENDED);
-    const c = this.#conn;
-    if (c) return (await c.conn.executeQuery<R>(bind(q.template(this.dialect, c.compiler), q.key, args))).rows;
-    // A Tx made over a Kysely transaction (tests with plugins): through its executor and plugins,
-    // compiled without them (the template is shared by every transaction of this dialect).
-    const db = this.#db!;
-    return (await db.executeQuery<R>(bind(q.template(this.dialect, db.withoutPlugins()), q.key, args))).rows;
+  query<R = Record<string, unknown>>(q: PreparedQuery, args: readonly unknown[]): Promise<R[]> {
+    // Not an async function: on SQLite the statement runs synchronously and the caller's await
+    // is the only promise (every error still arrives as a rejection).
+    try {
+      if (this.#closed) throw new Error(ENDED);
+      const c = this.#conn;
+      if (c) {
+        const compiled = bind(q.template(this.dialect, c.compiler), q.key, args);
+        const conn = c.conn;
+        if (c.sync) return Promise.resolve((conn as SyncConnection).executeSync<R>(compiled).rows);
+        return conn.executeQuery<R>(compiled).then(rowsOf);
+      }
+      // A Tx made over a Kysely transaction (tests with plugins): through its executor and plugins,
+      // compiled without them (the template is shared by every transaction of this dialect).
+      const db = this.#db!;
+      return db.executeQuery<R>(bind(q.template(this.dialect, db.withoutPlugins()), q.key, args)).then(rowsOf);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   get closed(): boolean {

@@ -2,7 +2,7 @@
 // domain types, and encoding single values for WHERE clauses through the table codecs.
 import { insertRows } from '../../db/bulk.js';
 import type { Tx } from '../../db/tx.js';
-import type { ChainCursor, ChainInfo, MempoolTx, StoredBlock, StoredTransaction, SyncHealth } from './types.js';
+import type { ChainCursor, ChainInfo, MempoolTx, StoredBlock, StoredOutput, StoredTransaction, SyncHealth } from './types.js';
 
 export const T = {
   chains: 'chain_chains',
@@ -71,8 +71,11 @@ export function toBlock(tx: Tx, raw: unknown): StoredBlock {
   };
 }
 
-export function toTransaction(tx: Tx, raw: unknown): Omit<StoredTransaction, 'outputs'> {
+/** A transaction row as the domain type, with `outputs` (the caller's array, filled in later if need be). */
+export function toTransaction(tx: Tx, raw: unknown, outputs: StoredOutput[] = []): StoredTransaction {
   const r = decode<Row>(tx, T.txs, raw);
+  // One literal with every field: copying it later to add outputs ({ ...t, outputs }) cost more
+  // than the decoding on the point-read path.
   return {
     chainId: r.chain_id as string,
     txHash: r.tx_hash as string,
@@ -83,6 +86,7 @@ export function toTransaction(tx: Tx, raw: unknown): Omit<StoredTransaction, 'ou
     actionVersion: (r.action_version as number | null) ?? null,
     payload: (r.payload as Buffer | null) ?? null,
     address: (r.address as string | null) ?? null,
+    outputs,
   };
 }
 

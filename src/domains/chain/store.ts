@@ -24,6 +24,7 @@ import type {
   ReorgResult,
   ReorgSummary,
   StoredBlock,
+  StoredOutput,
   StoredTransaction,
   StoreOptions,
   SyncHealth,
@@ -561,15 +562,14 @@ export class ChainStore {
       await this.#requireChain(id);
       return null;
     }
-    const t = toTransaction(tx, r);
     const codec = tx.codec(T.outputs);
     const outputs = (await tx.query(GET_OUTPUTS_OF_TX, [id, h])).map((raw) => {
       const o = codec.decode<{ address: string; value: bigint }>(raw);
       return { address: o.address, value: o.value };
     });
     // Sorted here, not in SQL: collations differ between backends.
-    outputs.sort(byAddress);
-    return { ...t, outputs };
+    if (outputs.length > 1) outputs.sort(byAddress);
+    return toTransaction(tx, r, outputs);
   }
 
   /** Transactions with fromHeight <= height <= toHeight, in (height, index) order, keyset-paged. */
@@ -653,16 +653,17 @@ export class ChainStore {
     return this.#page(id, txs, limit);
   }
 
-  async #page(chainId: string, rows: Omit<StoredTransaction, 'outputs'>[], limit: number): Promise<Page<StoredTransaction>> {
+  async #page(chainId: string, rows: StoredTransaction[], limit: number): Promise<Page<StoredTransaction>> {
     const more = rows.length > limit;
     const items = await this.#withOutputs(chainId, rows.slice(0, limit));
     const last = items[items.length - 1];
     return { items, next: more && last ? { height: last.blockHeight, index: last.indexInBlock } : null };
   }
 
-  async #withOutputs(chainId: string, txs: Omit<StoredTransaction, 'outputs'>[]): Promise<StoredTransaction[]> {
+  /** Fills in the outputs of `txs` (in place) and returns them. */
+  async #withOutputs(chainId: string, txs: StoredTransaction[]): Promise<StoredTransaction[]> {
     const tx = this.#tx;
-    const byHash = new Map<string, { address: string; value: bigint }[]>(txs.map((t) => [t.txHash, []]));
+    const byHash = new Map<string, StoredOutput[]>(txs.map((t) => [t.txHash, t.outputs]));
     for (const part of chunks([...byHash.keys()])) {
       const rows = await tx.db
         .selectFrom(T.outputs)
@@ -676,7 +677,8 @@ export class ChainStore {
       }
     }
     // Sorted here, not in SQL: collations differ between backends.
-    return txs.map((t) => ({ ...t, outputs: byHash.get(t.txHash)!.sort(byAddress) }));
+    for (const t of txs) t.outputs.sort(byAddress);
+    return txs;
   }
 }
 
