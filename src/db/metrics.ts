@@ -34,13 +34,20 @@ export class OperationHistogram {
   readonly aggregator = 'sum';
   readonly #series = new Map<string, Series>();
 
-  observe(labels: { op: string; kind: string; backend: string }, seconds: number): void {
+  /** The series observed last: a run of one operation (the common case) skips the key and the lookup. */
+  #last: Series | undefined;
+
+  observe(op: string, kind: string, backend: string, seconds: number): void {
     if (!Number.isFinite(seconds)) return;
-    const key = `${labels.op}\u0000${labels.kind}\u0000${labels.backend}`;
-    let s = this.#series.get(key);
-    if (!s) {
-      s = { labels: { op: labels.op, kind: labels.kind, backend: labels.backend }, counts: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0, count: 0 };
-      this.#series.set(key, s);
+    let s = this.#last;
+    if (s === undefined || s.labels.op !== op || s.labels.kind !== kind || s.labels.backend !== backend) {
+      const key = `${op}\u0000${kind}\u0000${backend}`;
+      s = this.#series.get(key);
+      if (!s) {
+        s = { labels: { op, kind, backend }, counts: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0, count: 0 };
+        this.#series.set(key, s);
+      }
+      this.#last = s;
     }
     let i = 0;
     while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
@@ -65,6 +72,7 @@ export class OperationHistogram {
 
   reset(): void {
     this.#series.clear();
+    this.#last = undefined;
   }
 }
 
@@ -80,6 +88,8 @@ export class StoreMetrics {
   readonly #slow: SlowOperation[] = [];
   /** Operations completed per second over the last 10 minutes (for the dashboard's plot). */
   readonly #perSecond = new Map<number, { ok: number; failed: number; totalMs: number }>();
+  #current: { ok: number; failed: number; totalMs: number } | undefined;
+  #currentSecond = -1;
 
   constructor(registry: Registry = new Registry(), opts: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -125,12 +135,17 @@ export class StoreMetrics {
 
   /** Records one finished store operation (called by Coffer for every transaction). */
   recordOperation(op: string, kind: string, backend: string, ms: number, ok: boolean): void {
-    this.opDuration.observe({ op, kind, backend }, ms / 1000);
+    this.opDuration.observe(op, kind, backend, ms / 1000);
     const second = Math.floor(Date.now() / 1000);
-    let slot = this.#perSecond.get(second);
-    if (!slot) {
-      slot = { ok: 0, failed: 0, totalMs: 0 };
-      this.#perSecond.set(second, slot);
+    let slot = this.#current;
+    if (this.#currentSecond !== second || slot === undefined) {
+      slot = this.#perSecond.get(second);
+      if (!slot) {
+        slot = { ok: 0, failed: 0, totalMs: 0 };
+        this.#perSecond.set(second, slot);
+      }
+      this.#current = slot;
+      this.#currentSecond = second;
     }
     if (ok) slot.ok++;
     else slot.failed++;

@@ -23,10 +23,13 @@ import {
 const STATEMENT_CACHE_SIZE = 512;
 const DDL = /^\s*(CREATE|DROP|ALTER|PRAGMA|VACUUM|REINDEX|ANALYZE)\b/i;
 
+type ControlStatement = 'BEGIN DEFERRED' | 'BEGIN IMMEDIATE' | 'COMMIT' | 'ROLLBACK';
+
 /** One better-sqlite3 connection with its statement cache and a FIFO lock around it. */
 export class SqliteHandle {
   readonly db: BetterSqlite3.Database;
   readonly #cache = new Map<string, BetterSqlite3.Statement>();
+  readonly #control = new Map<ControlStatement, BetterSqlite3.Statement>();
   #locked = false;
   #queue: (() => void)[] = [];
   inTransaction = false;
@@ -90,6 +93,16 @@ export class SqliteHandle {
     return stmt;
   }
 
+  /** Runs a transaction-control statement (BEGIN, COMMIT, ROLLBACK), prepared once. */
+  control(sql: ControlStatement): void {
+    let stmt = this.#control.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.#control.set(sql, stmt);
+    }
+    stmt.run();
+  }
+
   #prepareMiss(sql: string): BetterSqlite3.Statement {
     return DDL.test(sql) ? this.db.prepare(sql) : this.prepare(sql);
   }
@@ -116,6 +129,7 @@ export class SqliteHandle {
 
   close(): void {
     this.#cache.clear();
+    this.#control.clear();
     if (this.db.open) this.db.close();
   }
 }
@@ -214,13 +228,13 @@ export class CofferSqliteDriver implements Driver {
   }
 
   #begin(readOnly: boolean): void {
-    this.#handle.run(readOnly ? 'BEGIN DEFERRED' : 'BEGIN IMMEDIATE', []);
+    this.#handle.control(readOnly ? 'BEGIN DEFERRED' : 'BEGIN IMMEDIATE');
     this.#handle.inTransaction = true;
     if (readOnly && this.#handle.shared) this.#handle.readOnly = true;
   }
   #commit(): void {
     try {
-      this.#handle.run('COMMIT', []);
+      this.#handle.control('COMMIT');
     } finally {
       this.#afterTransaction();
     }
@@ -228,7 +242,7 @@ export class CofferSqliteDriver implements Driver {
   #rollback(): void {
     try {
       // A failed COMMIT or an error like SQLITE_FULL may already have rolled back.
-      if (this.#handle.db.inTransaction) this.#handle.run('ROLLBACK', []);
+      if (this.#handle.db.inTransaction) this.#handle.control('ROLLBACK');
     } finally {
       this.#afterTransaction();
     }
