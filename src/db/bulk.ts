@@ -89,12 +89,19 @@ export async function insertRows(tx: Tx, table: string, rows: readonly Row[]): P
   // DEFAULT, which SQLite cannot spell inside a VALUES list), keeping the rows' order.
   for (let i = 0; i < encoded.length;) {
     const columns = Object.keys(encoded[i]!);
-    const key = columns.join(',');
     let j = i + 1;
-    while (j < encoded.length && Object.keys(encoded[j]!).join(',') === key) j++;
-    await insertBatch(tx, table, columns, encoded.slice(i, j));
+    while (j < encoded.length && sameKeys(columns, encoded[j]!)) j++;
+    await insertBatch(tx, table, columns, i === 0 && j === encoded.length ? encoded : encoded.slice(i, j));
     i = j;
   }
+}
+
+/** Whether `row` has exactly `columns`, in that order. */
+function sameKeys(columns: readonly string[], row: Row): boolean {
+  const keys = Object.keys(row);
+  if (keys.length !== columns.length) return false;
+  for (let i = 0; i < keys.length; i++) if (keys[i] !== columns[i]) return false;
+  return true;
 }
 
 async function insertBatch(tx: Tx, table: string, columns: string[], encoded: Row[]): Promise<void> {

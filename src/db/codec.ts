@@ -134,12 +134,18 @@ export class TableCodec {
   /** Validates and encodes the given columns; unknown keys are a programming error. */
   encode(row: Record<string, unknown>, fieldPrefix = ''): Record<string, unknown> {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(row)) {
+    const keys = Object.keys(row);
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      const v = row[k];
       if (v === undefined) continue;
       const c = this.column(k);
+      // The field name is built only for a prefix (bulk rows name their index), not per value.
       const field = fieldPrefix ? `${fieldPrefix}.${k}` : k;
-      if (v === null && !c.nullable) invalid(field, 'is required');
-      out[k] = encodeValue(this.#dialect, c.type, v, field);
+      if (v === null) {
+        if (!c.nullable) invalid(field, 'is required');
+        out[k] = null;
+      } else out[k] = encodeValue(this.#dialect, c.type, v, field);
     }
     return out;
   }
