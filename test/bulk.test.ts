@@ -81,6 +81,34 @@ forEachBackend('bulk insert', (ctx) => {
     });
   });
 
+  test('columns with one value in every row (bound once on PostgreSQL) store that value in every row', async () => {
+    // Every column but name and hash is the same in all rows, including awkward strings, the
+    // extremes of each integer type, a null, a Buffer and a JSON document.
+    const same = {
+      balance: INT64_MAX,
+      supply: UINT256_MAX,
+      pubkey: null,
+      payload: Buffer.from([0, 92, 34, 255]),
+      active: false,
+      doc: { a: [1, '{b}'] },
+      status: 'frozen',
+      small: -2147483648,
+      note: '{a,"b"}\\',
+      created_at: new Date(Date.UTC(2024, 1, 29)),
+    };
+    const rows = Array.from({ length: 5 }, () => row(same));
+    await coffer.write((tx) => insertRows(tx, 'fx_accounts', rows));
+    const got = await readBack(rows.map((r) => r.name as string));
+    for (const [i, g] of got.entries()) {
+      assert.ok(g, `row ${i} stored`);
+      for (const [k, v] of Object.entries(same)) {
+        if (v instanceof Date) assert.equal((g[k] as Date).toISOString(), v.toISOString(), k);
+        else assert.deepEqual(g[k], v, `${k} of row ${i}`);
+      }
+      assert.equal(g.hash, rows[i]!.hash);
+    }
+  });
+
   test('a batch larger than one statement is stored whole; lookups by many keys find every row', async () => {
     const rows = Array.from({ length: 2_345 }, () => row());
     await coffer.write((tx) => insertRows(tx, 'fx_accounts', rows));

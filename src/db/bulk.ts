@@ -69,12 +69,45 @@ function valuesSql(d: Dialect, table: string, columns: readonly string[], rows: 
   });
 }
 
-function unnestSql(table: string, columns: readonly string[], types: readonly string[]): string {
-  return cachedSql(`postgres\0${table}\0${columns.join(',')}\0${types.join(',')}`, () => {
+/**
+ * `INSERT … SELECT` over one unnest() of the columns' arrays. A column whose value is the same
+ * in every row (`scalar[i]`: a block's chain id, height and hash) is bound once as a scalar
+ * instead of an array of copies: node-postgres serialises and the server parses every array
+ * element, and on block ingest that was a third of them.
+ */
+function unnestSql(table: string, columns: readonly string[], types: readonly string[], scalar: readonly boolean[]): string {
+  return cachedSql(`postgres\0${table}\0${columns.join(',')}\0${types.join(',')}\0${scalar.map(Number).join('')}`, () => {
     const cols = columns.map((c) => quote('postgres', c)).join(', ');
-    const arrays = types.map((t, i) => `$${i + 1}::${t}`).join(', ');
-    return `insert into ${quote('postgres', table)} (${cols}) select * from unnest(${arrays})`;
+    if (!scalar.some(Boolean)) {
+      const arrays = types.map((t, i) => `$${i + 1}::${t}`).join(', ');
+      return `insert into ${quote('postgres', table)} (${cols}) select * from unnest(${arrays})`;
+    }
+    const select: string[] = [];
+    const arrays: string[] = [];
+    const aliases: string[] = [];
+    types.forEach((t, i) => {
+      if (scalar[i]) select.push(`$${i + 1}::${t.slice(0, -2)}`);
+      else {
+        aliases.push(`c${i}`);
+        arrays.push(`$${i + 1}::${t}`);
+        select.push(`u.c${i}`);
+      }
+    });
+    return `insert into ${quote('postgres', table)} (${cols}) select ${select.join(', ')} from unnest(${arrays.join(', ')}) as u(${aliases.join(', ')})`;
   });
+}
+
+/** Which columns hold one primitive value in every row (never all of them: unnest needs an array). */
+function constantColumns(names: readonly string[], rows: readonly Row[]): boolean[] {
+  const out = names.map((c) => {
+    if (rows.length < 2) return false;
+    const v = rows[0]![c];
+    if (typeof v === 'object' && v !== null) return false; // Buffers, arrays: compared by value they may differ
+    for (let i = 1; i < rows.length; i++) if (rows[i]![c] !== v) return false;
+    return true;
+  });
+  if (out.every(Boolean)) out[0] = false;
+  return out;
 }
 
 /**
@@ -134,17 +167,14 @@ export async function insertEncoded(
 ): Promise<void> {
   const names = columns.map((c) => c.name);
   if (dialect === 'postgres') {
-    const text = unnestSql(
-      table,
-      names,
-      columns.map((c) => pgArrayType(c.type)),
-    );
+    const types = columns.map((c) => pgArrayType(c.type));
     for (let i = 0; i < encoded.length; i += UNNEST_ROWS_MAX) {
-      const part = encoded.slice(i, i + UNNEST_ROWS_MAX);
+      const part = encoded.length <= UNNEST_ROWS_MAX ? encoded : encoded.slice(i, i + UNNEST_ROWS_MAX);
+      const scalar = constantColumns(names, part);
       await db.executeQuery(
         CompiledQuery.raw(
-          text,
-          names.map((c) => part.map((r) => r[c])),
+          unnestSql(table, names, types, scalar),
+          names.map((c, j) => (scalar[j] ? part[0]![c] : part.map((r) => r[c]))),
         ),
       );
     }
