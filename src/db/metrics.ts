@@ -56,13 +56,23 @@ export class OperationHistogram {
     s.count++;
   }
 
-  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; value: number; metricName: string }[] }> {
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: { labels: Record<string, string | number>; value: number; metricName: string }[];
+  }> {
     const values = [];
     for (const s of this.#series.values()) {
       let acc = 0;
       for (let i = 0; i <= DURATION_BUCKETS.length; i++) {
         acc += s.counts[i]!;
-        values.push({ labels: { ...s.labels, le: i < DURATION_BUCKETS.length ? DURATION_BUCKETS[i]! : '+Inf' }, value: acc, metricName: `${this.name}_bucket` });
+        values.push({
+          labels: { ...s.labels, le: i < DURATION_BUCKETS.length ? DURATION_BUCKETS[i]! : '+Inf' },
+          value: acc,
+          metricName: `${this.name}_bucket`,
+        });
       }
       values.push({ labels: { ...s.labels }, value: s.sum, metricName: `${this.name}_sum` });
       values.push({ labels: { ...s.labels }, value: s.count, metricName: `${this.name}_count` });

@@ -37,7 +37,14 @@ export class Tx {
   readonly #afterCommit: (() => void)[] = [];
 
   /** `db`: a Kysely transaction, or (Coffer) the transaction's connection. */
-  constructor(kind: TxKind, dialect: Dialect, mariadb: boolean, db: Kysely<any> | TxConnection, schema: Schema, codecs: Map<string, TableCodec>) {
+  constructor(
+    kind: TxKind,
+    dialect: Dialect,
+    mariadb: boolean,
+    db: Kysely<any> | TxConnection,
+    schema: Schema,
+    codecs: Map<string, TableCodec>,
+  ) {
     this.kind = kind;
     this.dialect = dialect;
     this.mariadb = mariadb;
