@@ -109,6 +109,17 @@ forEachBackend('bulk insert', (ctx) => {
     }
   });
 
+  test('a many-key lookup finds keys with awkward characters (SQLite passes them as one JSON array)', async () => {
+    const rows = AWKWARD.map((a, i) => row({ name: `awk-${seq}-${i}-${a}` }));
+    await coffer.write((tx) => insertRows(tx, 'fx_accounts', rows));
+    const names = rows.map((r) => r.name as string);
+    const got = await readBack([...names, 'awk-absent']);
+    assert.deepEqual(
+      got.map((g) => g?.name),
+      [...names, undefined],
+    );
+  });
+
   test('a batch larger than one statement is stored whole; lookups by many keys find every row', async () => {
     const rows = Array.from({ length: 2_345 }, () => row());
     await coffer.write((tx) => insertRows(tx, 'fx_accounts', rows));

@@ -194,15 +194,24 @@ export async function insertEncoded(
   }
 }
 
+const TEXT_KINDS: ReadonlySet<ColumnType['kind']> = new Set(['varchar', 'text', 'hex', 'enum']);
+
 /**
  * `column IN (values)` for a lookup by many keys: on PostgreSQL one array parameter
- * (`= any($1::text[])`, one statement text whatever the count), elsewhere an IN list. Values
- * are encoded by the column's codec; callers keep lists to a few thousand.
+ * (`= any($1::text[])`, one statement text whatever the count), on SQLite one JSON array for a
+ * text column, elsewhere an IN list. Values are encoded by the column's codec; callers keep
+ * lists to a few thousand.
  */
 export function inValues(tx: Tx, table: string, column: string, values: readonly unknown[]): Expression<SqlBool> {
   const codec = tx.codec(table);
   const type = codec.column(column).type;
   const encoded = values.map((v, i) => encodeValue(tx.dialect, type, v, `${column}[${i}]`));
   if (tx.dialect === 'postgres') return sql<SqlBool>`${sql.ref(column)} = any(${sql.val(encoded)}::${sql.raw(pgArrayType(type))})`;
+  // SQLite: strings as one JSON array parameter, unpacked by json_each (one statement text and
+  // one bound value whatever the count; building and binding a 1,000-value IN list cost more
+  // than the lookup). Text columns only: json_each yields TEXT, which compares as the column does.
+  if (tx.dialect === 'sqlite' && TEXT_KINDS.has(type.kind)) {
+    return sql<SqlBool>`${sql.ref(column)} in (select value from json_each(${JSON.stringify(encoded)}))`;
+  }
   return sql<SqlBool>`${sql.ref(column)} in (${sql.join(encoded)})`;
 }
