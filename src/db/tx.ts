@@ -1,6 +1,6 @@
 // The transaction handle every domain store takes. It exists only inside store.write/read, and
 // every use after the transaction ended throws, so a store cannot run outside one.
-import { Kysely, type DatabaseConnection, type QueryResult, type SelectQueryBuilder } from 'kysely';
+import { Kysely, sql, type DatabaseConnection, type QueryResult, type SelectQueryBuilder } from 'kysely';
 import type { Dialect, Schema } from '../schema/model.js';
 import { TableCodec } from './codec.js';
 import { ReadOnlyError } from './errors.js';
@@ -158,6 +158,28 @@ export class Tx {
     }
     const r = await q.onConflict((oc) => oc.columns(conflict as string[]).doNothing()).executeTakeFirst();
     return BigInt(r.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
+  /**
+   * Runs `fn` under a savepoint: when it throws, its writes are undone and the transaction goes
+   * on (PostgreSQL would otherwise refuse every later statement, and SQLite keeps the rows a
+   * failed batch inserted before the failing one). `name` is an SQL identifier.
+   */
+  async savepoint<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.assertWritable('savepoint');
+    if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`bad savepoint name ${name}`);
+    const db = this.db;
+    await sql.raw(`savepoint ${name}`).execute(db);
+    let result: T;
+    try {
+      result = await fn();
+    } catch (e) {
+      await sql.raw(`rollback to savepoint ${name}`).execute(db);
+      await sql.raw(`release savepoint ${name}`).execute(db);
+      throw e;
+    }
+    await sql.raw(`release savepoint ${name}`).execute(db);
+    return result;
   }
 
   /**

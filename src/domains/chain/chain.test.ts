@@ -314,6 +314,17 @@ forEachBackend('chain store', (ctx) => {
     const b1 = makeBlock(id, 1n, b0.blockHash, [{ hash: hashOf(id, 'new') }, { hash: hashOf(id, 'dup') }]);
     await assert.rejects(ingest(b1), (e: unknown) => e instanceof ConflictError && e.details.field === 'transactions[1].txHash');
     assert.deepEqual(await dumpDatabase(coffer), before);
+    // A caller that catches the refusal and commits its transaction commits nothing of the
+    // block: its rows were undone with the refusal, and the transaction is still usable.
+    const caught = await coffer.write(async (t) => {
+      const e = await chain(t, { clock })
+        .ingestBlock(b1)
+        .then(() => undefined, (err: unknown) => err);
+      await t.db.selectFrom('chain_chains').select('chain_id').where('chain_id', '=', id).execute();
+      return e;
+    });
+    assert.ok(caught instanceof ConflictError && caught.details.field === 'transactions[1].txHash');
+    assert.deepEqual(await dumpDatabase(coffer), before);
   });
 
   test('a failing processor rolls back the block, the cursor and every derived row', async () => {

@@ -3,7 +3,8 @@
 //   coffer.write((tx) => chain(tx).ingestBlock(block, { processors }), { op: 'chain.ingestBlock' })
 // Every method is part of the caller's one transaction; bad input is a ValidationError thrown
 // before the first write.
-import { ConflictError, InvalidStateTransitionError, NotFoundError } from '../../db/errors.js';
+import { ConflictError, InvalidStateTransitionError, NotFoundError, UniqueViolationError } from '../../db/errors.js';
+import { mapDriverError } from '../../db/driver-errors.js';
 import type { Tx } from '../../db/tx.js';
 import { BlockGapError, FinalityViolationError, ReorgRequiredError } from './errors.js';
 import type { BlockProcessor } from './processors.js';
@@ -397,31 +398,8 @@ export class ChainStore {
     }
   }
 
-  async #append(chain: ChainInfo, cursor: ChainCursor, block: ValidBlock, processors: readonly BlockProcessor[]): Promise<void> {
+  async #insertBlockRows(chainId: string, block: ValidBlock): Promise<void> {
     const tx = this.#tx;
-    const chainId = chain.chainId;
-    const hashes = block.transactions.map((t) => t.txHash);
-    // Refuse a transaction already on this chain with a typed error naming it, instead of a
-    // unique violation (which would also abort the whole transaction on PostgreSQL).
-    for (const part of chunks(hashes, LOOKUP_CHUNK)) {
-      if (!part.length) continue;
-      const dup = await tx.db
-        .selectFrom(T.txs)
-        .select(['tx_hash', 'block_height'])
-        .where('chain_id', '=', chainId)
-        .where(inValues(tx, T.txs, 'tx_hash', part))
-        .executeTakeFirst();
-      if (dup) {
-        const i = block.transactions.findIndex((t) => t.txHash === dup.tx_hash);
-        throw new ConflictError(
-          `transaction ${String(dup.tx_hash)} is already stored in block ${String(dup.block_height)} of chain ${chainId}`,
-          {
-            field: `transactions[${i}].txHash`,
-            chainId,
-          },
-        );
-      }
-    }
     await tx.insert(T.blocks, {
       chain_id: chainId,
       height: block.height,
@@ -459,6 +437,43 @@ export class ChainStore {
         })),
       ),
     );
+  }
+
+  /** Throws a ConflictError naming the first of the block's transactions already stored on the chain, if any. */
+  async #refuseStoredTransactions(chainId: string, block: ValidBlock, hashes: readonly string[]): Promise<void> {
+    const tx = this.#tx;
+    for (const part of chunks([...hashes], LOOKUP_CHUNK)) {
+      if (!part.length) continue;
+      const dup = await tx.db
+        .selectFrom(T.txs)
+        .select(['tx_hash', 'block_height'])
+        .where('chain_id', '=', chainId)
+        .where(inValues(tx, T.txs, 'tx_hash', part))
+        .executeTakeFirst();
+      if (dup) {
+        const i = block.transactions.findIndex((t) => t.txHash === dup.tx_hash);
+        throw new ConflictError(`transaction ${String(dup.tx_hash)} is already stored in block ${String(dup.block_height)} of chain ${chainId}`, {
+          field: `transactions[${i}].txHash`,
+          chainId,
+        });
+      }
+    }
+  }
+
+  async #append(chain: ChainInfo, cursor: ChainCursor, block: ValidBlock, processors: readonly BlockProcessor[]): Promise<void> {
+    const tx = this.#tx;
+    const chainId = chain.chainId;
+    const hashes = block.transactions.map((t) => t.txHash);
+    // A transaction already on this chain is refused by the primary key. The block's rows go in
+    // under a savepoint, so that refusal undoes them and leaves the transaction usable; then a
+    // lookup names the transaction in a typed error. (Looking the hashes up before inserting
+    // cost an index probe per transaction on every block, for a case that should not happen.)
+    try {
+      await tx.savepoint('coffer_ingest_block', () => this.#insertBlockRows(chainId, block));
+    } catch (e) {
+      if (mapDriverError(tx.dialect, e) instanceof UniqueViolationError) await this.#refuseStoredTransactions(chainId, block, hashes);
+      throw e;
+    }
     const ref = { chainId, height: block.height, blockHash: block.blockHash };
     // Included transactions leave the mempool through the journal, so a reorg puts them back.
     for (const part of chunks(hashes, LOOKUP_CHUNK)) {
