@@ -452,10 +452,13 @@ export class ChainStore {
         .executeTakeFirst();
       if (dup) {
         const i = block.transactions.findIndex((t) => t.txHash === dup.tx_hash);
-        throw new ConflictError(`transaction ${String(dup.tx_hash)} is already stored in block ${String(dup.block_height)} of chain ${chainId}`, {
-          field: `transactions[${i}].txHash`,
-          chainId,
-        });
+        throw new ConflictError(
+          `transaction ${String(dup.tx_hash)} is already stored in block ${String(dup.block_height)} of chain ${chainId}`,
+          {
+            field: `transactions[${i}].txHash`,
+            chainId,
+          },
+        );
       }
     }
   }
