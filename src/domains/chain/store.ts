@@ -3,8 +3,7 @@
 //   coffer.write((tx) => chain(tx).ingestBlock(block, { processors }), { op: 'chain.ingestBlock' })
 // Every method is part of the caller's one transaction; bad input is a ValidationError thrown
 // before the first write.
-import { ConflictError, InvalidStateTransitionError, NotFoundError, UniqueViolationError } from '../../db/errors.js';
-import { mapDriverError } from '../../db/driver-errors.js';
+import { ConflictError, InvalidStateTransitionError, NotFoundError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
 import { BlockGapError, FinalityViolationError, ReorgRequiredError } from './errors.js';
 import type { BlockProcessor } from './processors.js';
@@ -467,16 +466,14 @@ export class ChainStore {
     const tx = this.#tx;
     const chainId = chain.chainId;
     const hashes = block.transactions.map((t) => t.txHash);
-    // A transaction already on this chain is refused by the primary key. The block's rows go in
-    // under a savepoint, so that refusal undoes them and leaves the transaction usable; then a
-    // lookup names the transaction in a typed error. (Looking the hashes up before inserting
-    // cost an index probe per transaction on every block, for a case that should not happen.)
-    try {
-      await tx.savepoint('coffer_ingest_block', () => this.#insertBlockRows(chainId, block));
-    } catch (e) {
-      if (mapDriverError(tx.dialect, e) instanceof UniqueViolationError) await this.#refuseStoredTransactions(chainId, block, hashes);
-      throw e;
-    }
+    // A transaction already on this chain is refused with a typed error naming it, and nothing of
+    // the block is written (the primary key refuses it; tx.uniqueGuarded decides per backend
+    // whether to look the hashes up first or only after a refusal).
+    await tx.uniqueGuarded(
+      'coffer_ingest_block',
+      () => this.#insertBlockRows(chainId, block),
+      () => this.#refuseStoredTransactions(chainId, block, hashes),
+    );
     const ref = { chainId, height: block.height, blockHash: block.blockHash };
     // Included transactions leave the mempool through the journal, so a reorg puts them back.
     for (const part of chunks(hashes, LOOKUP_CHUNK)) {
