@@ -11,7 +11,7 @@
 // The SQL text is cached per (dialect, table, columns, rows).
 import { CompiledQuery, sql, type Expression, type Kysely, type SqlBool } from 'kysely';
 import type { ColumnType, Dialect } from '../schema/model.js';
-import { encodeValue } from './codec.js';
+import { STRING_KINDS, encodeValue } from './codec.js';
 import { quote } from '../schema/compile.js';
 import { RowBatch } from './sqlite-driver.js';
 import type { Tx } from './tx.js';
@@ -194,8 +194,6 @@ export async function insertEncoded(
   }
 }
 
-const TEXT_KINDS: ReadonlySet<ColumnType['kind']> = new Set(['varchar', 'text', 'hex', 'enum']);
-
 /**
  * `column IN (values)` for a lookup by many keys: on PostgreSQL one array parameter
  * (`= any($1::text[])`, one statement text whatever the count), on SQLite one JSON array for a
@@ -210,7 +208,7 @@ export function inValues(tx: Tx, table: string, column: string, values: readonly
   // SQLite: strings as one JSON array parameter, unpacked by json_each (one statement text and
   // one bound value whatever the count; building and binding a 1,000-value IN list cost more
   // than the lookup). Text columns only: json_each yields TEXT, which compares as the column does.
-  if (tx.dialect === 'sqlite' && TEXT_KINDS.has(type.kind)) {
+  if (tx.dialect === 'sqlite' && STRING_KINDS.has(type.kind)) {
     return sql<SqlBool>`${sql.ref(column)} in (select value from json_each(${JSON.stringify(encoded)}))`;
   }
   return sql<SqlBool>`${sql.ref(column)} in (${sql.join(encoded)})`;

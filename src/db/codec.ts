@@ -108,8 +108,8 @@ export function decodeValue(t: ColumnType, v: unknown): unknown {
   }
 }
 
-/** Column kinds every driver returns as decodeValue returns them (its default case). */
-const PASS_THROUGH: ReadonlySet<ColumnType['kind']> = new Set(['varchar', 'text', 'enum', 'hex']);
+/** The string column kinds: every driver returns them as decodeValue returns them (its default case). */
+export const STRING_KINDS: ReadonlySet<ColumnType['kind']> = new Set(['varchar', 'text', 'enum', 'hex']);
 
 /** Encodes and decodes whole rows of one table. */
 export class TableCodec {
@@ -122,7 +122,7 @@ export class TableCodec {
     this.#dialect = dialect;
     this.table = table;
     this.#columns = new Map(table.columns.map((c) => [c.name, c]));
-    this.#converted = table.columns.filter((c) => !PASS_THROUGH.has(c.type.kind));
+    this.#converted = table.columns.filter((c) => !STRING_KINDS.has(c.type.kind));
   }
 
   column(name: string): ColumnDef {

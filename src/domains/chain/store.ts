@@ -441,7 +441,7 @@ export class ChainStore {
   /** Throws a ConflictError naming the first of the block's transactions already stored on the chain, if any. */
   async #refuseStoredTransactions(chainId: string, block: ValidBlock, hashes: readonly string[]): Promise<void> {
     const tx = this.#tx;
-    for (const part of chunks([...hashes], LOOKUP_CHUNK)) {
+    for (const part of chunks(hashes, LOOKUP_CHUNK)) {
       if (!part.length) continue;
       const dup = await tx.db
         .selectFrom(T.txs)
