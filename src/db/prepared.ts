@@ -12,7 +12,7 @@
 // anything else (a value captured from the first call) is refused, so one call's parameters can
 // never leak into another's.
 import { createHash } from 'node:crypto';
-import type { Compilable, CompiledQuery, Kysely, QueryId, RootOperationNode } from 'kysely';
+import { createQueryId, type Compilable, type CompiledQuery, type Kysely, type QueryId, type RootOperationNode } from 'kysely';
 import type { Dialect } from '../schema/model.js';
 
 class Slot {
@@ -94,4 +94,17 @@ export function bind(t: CompiledTemplate, key: string, args: readonly unknown[])
     parameters[i] = v;
   }
   return { sql: t.sql, query: t.query, queryId: t.queryId, parameters };
+}
+
+/**
+ * As bind(), for a Kysely instance with plugins (tests that observe every statement): the
+ * template's query runs through the plugins' transformQuery, is compiled, and then its
+ * placeholders take this call's arguments.
+ */
+export function bindThroughPlugins(t: CompiledTemplate, key: string, args: readonly unknown[], db: Kysely<any>): CompiledQuery {
+  bind(t, key, args); // the same checks of the arguments
+  const exec = db.getExecutor();
+  const queryId = createQueryId();
+  const c = exec.compileQuery(exec.transformQuery(t.query, queryId), queryId);
+  return { ...c, parameters: c.parameters.map((p) => (p instanceof Slot ? args[p.index] : p)) };
 }

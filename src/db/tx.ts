@@ -5,7 +5,8 @@ import type { Dialect, Schema } from '../schema/model.js';
 import { TableCodec } from './codec.js';
 import { ReadOnlyError, UniqueViolationError } from './errors.js';
 import { mapDriverError } from './driver-errors.js';
-import { bind, type PreparedQuery } from './prepared.js';
+import { bind, bindThroughPlugins, type PreparedQuery } from './prepared.js';
+import { deleteStatement, insertStatement, selectStatement, updateStatement, type WhereShape } from './row-statements.js';
 import type { SyncConnection } from './sqlite-driver.js';
 
 export type TxKind = 'read' | 'write';
@@ -22,6 +23,10 @@ export interface TxConnection {
 }
 
 const rowsOf = <R>(r: QueryResult<R>): R[] => r.rows as R[];
+
+/** The WHERE shape of an encoded row (which columns are null) and the values it binds. */
+const shapeOf = (w: Record<string, unknown>): WhereShape => Object.keys(w).map((c) => [c, w[c] === null] as const);
+const boundOf = (w: Record<string, unknown>): unknown[] => Object.values(w).filter((v) => v !== null);
 
 const ENDED = 'this transaction has ended: run store calls inside coffer.write()/read()';
 
@@ -70,21 +75,35 @@ export class Tx {
     // Not an async function: on SQLite the statement runs synchronously and the caller's await
     // is the only promise (every error still arrives as a rejection).
     try {
-      if (this.#closed) throw new Error(ENDED);
-      const c = this.#conn;
-      if (c) {
-        const compiled = bind(q.template(this.dialect, c.compiler), q.key, args);
-        const conn = c.conn;
-        if (c.sync) return Promise.resolve((conn as SyncConnection).executeSync<R>(compiled).rows);
-        return conn.executeQuery<R>(compiled).then(rowsOf);
-      }
-      // A Tx made over a Kysely transaction (tests with plugins): through its executor and plugins,
-      // compiled without them (the template is shared by every transaction of this dialect).
-      const db = this.#db!;
-      return db.executeQuery<R>(bind(q.template(this.dialect, db.withoutPlugins()), q.key, args)).then(rowsOf);
+      const r = this.#execute<R>(q, args);
+      return r instanceof Promise ? r.then(rowsOf) : Promise.resolve(r.rows);
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /** As query(), but the driver's whole result: the rows and the number of rows a write affected. */
+  run<R = Record<string, unknown>>(q: PreparedQuery, args: readonly unknown[]): Promise<QueryResult<R>> {
+    try {
+      return Promise.resolve(this.#execute<R>(q, args));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The result, synchronously where the driver is (SQLite); throws synchronously only there. */
+  #execute<R>(q: PreparedQuery, args: readonly unknown[]): QueryResult<R> | Promise<QueryResult<R>> {
+    if (this.#closed) throw new Error(ENDED);
+    const c = this.#conn;
+    if (c) {
+      const compiled = bind(q.template(this.dialect, c.compiler), q.key, args);
+      const conn = c.conn;
+      if (c.sync) return (conn as SyncConnection).executeSync<R>(compiled);
+      return conn.executeQuery<R>(compiled);
+    }
+    // A Tx made over a Kysely transaction (tests with plugins): through its executor and plugins.
+    const db = this.#db!;
+    return db.executeQuery<R>(bindThroughPlugins(q.template(this.dialect, db.withoutPlugins()), q.key, args, db));
   }
 
   get closed(): boolean {
@@ -122,7 +141,12 @@ export class Tx {
   /** Inserts one row (validated and encoded). */
   async insert(table: string, row: Record<string, unknown>): Promise<void> {
     this.assertWritable(`insert into ${table}`);
-    await this.db.insertInto(table).values(this.codec(table).encode(row)).execute();
+    const enc = this.codec(table).encode(row);
+    const columns = Object.keys(enc);
+    await this.run(
+      insertStatement(table, columns),
+      columns.map((c) => enc[c]),
+    );
   }
 
   /** Inserts a row with a serial key and returns the key. */
@@ -145,20 +169,58 @@ export class Tx {
    */
   async insertOrIgnore(table: string, row: Record<string, unknown>, conflict: readonly string[]): Promise<boolean> {
     this.assertWritable(`insert into ${table}`);
-    const q = this.db.insertInto(table).values(this.codec(table).encode(row));
+    const enc = this.codec(table).encode(row);
+    const columns = Object.keys(enc);
+    const values = columns.map((c) => enc[c]);
     if (this.dialect === 'mysql') {
       // InnoDB rolls back only the failed statement on a duplicate key, so the transaction
       // goes on; ON DUPLICATE KEY UPDATE cannot tell "ignored" from "inserted" under FOUND_ROWS.
       try {
-        await q.execute();
+        await this.run(insertStatement(table, columns), values);
         return true;
       } catch (e) {
         if ((e as { errno?: number }).errno === 1062) return false;
         throw e;
       }
     }
-    const r = await q.onConflict((oc) => oc.columns(conflict as string[]).doNothing()).executeTakeFirst();
-    return BigInt(r.numInsertedOrUpdatedRows ?? 0n) > 0n;
+    const r = await this.run(insertStatement(table, columns, conflict), values);
+    return BigInt(r.numAffectedRows ?? 0n) > 0n;
+  }
+
+  /**
+   * UPDATE table SET changes WHERE each column of `where` equals its value (IS NULL for null),
+   * validated and encoded like insert(); returns how many rows it changed.
+   */
+  async updateWhere(table: string, changes: Record<string, unknown>, where: Record<string, unknown>): Promise<bigint> {
+    this.assertWritable(`update of ${table}`);
+    const codec = this.codec(table);
+    const set = codec.encode(changes);
+    const columns = Object.keys(set);
+    const w = codec.encode(where);
+    const r = await this.run(updateStatement(table, columns, shapeOf(w)), columns.map((c) => set[c]).concat(boundOf(w)));
+    return BigInt(r.numAffectedRows ?? 0n);
+  }
+
+  /** DELETE FROM table WHERE each column of `where` equals its value (IS NULL for null); returns how many rows went. */
+  async deleteWhere(table: string, where: Record<string, unknown>): Promise<bigint> {
+    this.assertWritable(`delete from ${table}`);
+    const w = this.codec(table).encode(where);
+    const r = await this.run(deleteStatement(table, shapeOf(w)), boundOf(w));
+    return BigInt(r.numAffectedRows ?? 0n);
+  }
+
+  /**
+   * SELECT * FROM table WHERE each column of `where` equals its value (IS NULL for null), rows
+   * as the driver gives them (decode with codec()); `lock`: FOR UPDATE, as lockRows().
+   */
+  selectWhere(table: string, where: Record<string, unknown>, opts: { lock?: boolean } = {}): Promise<Record<string, unknown>[]> {
+    try {
+      if (opts.lock) this.assertWritable('locking read');
+      const w = this.codec(table).encode(where);
+      return this.query(selectStatement(this.dialect, table, shapeOf(w), opts.lock ?? false), boundOf(w));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /**

@@ -151,7 +151,7 @@ export class AuditWriter {
     if (inputs.length === 0) return [];
     // Validate everything before the first write.
     const bodies = inputs.map((input, i) => validate(tx, input, i));
-    const head = await tx.lockRows(tx.db.selectFrom(AUDIT_HEAD).select(['seq', 'hash']).where('id', '=', 1)).executeTakeFirst();
+    const [head] = await tx.selectWhere(AUDIT_HEAD, { id: 1 }, { lock: true });
     if (!head) throw new MigrationError('the audit head row is missing: migration audit/0001_init did not run, or the row was deleted');
     const headSeq = toBigInt(head.seq);
     let seq = headSeq;
@@ -166,32 +166,30 @@ export class AuditWriter {
     });
     const codec = tx.codec(AUDIT_LOG);
     for (let i = 0; i < entries.length; i += INSERT_CHUNK) {
-      const rows = entries.slice(i, i + INSERT_CHUNK).map((e) =>
-        codec.encode({
-          seq: e.seq,
-          at: e.at,
-          actor_type: e.actor.type,
-          actor_id: e.actor.id,
-          action: e.action,
-          domain: e.domain,
-          entity: e.entity,
-          entity_id: e.entityId,
-          change_set: e.change,
-          prev_hash: e.prevHash,
-          hash: e.hash,
-        }),
-      );
-      await tx.db.insertInto(AUDIT_LOG).values(rows).execute();
+      const rows = entries.slice(i, i + INSERT_CHUNK).map((e): Row => ({
+        seq: e.seq,
+        at: e.at,
+        actor_type: e.actor.type,
+        actor_id: e.actor.id,
+        action: e.action,
+        domain: e.domain,
+        entity: e.entity,
+        entity_id: e.entityId,
+        change_set: e.change,
+        prev_hash: e.prevHash,
+        hash: e.hash,
+      }));
+      // One entry (the common case) through the cached single-row statement.
+      if (rows.length === 1) await tx.insert(AUDIT_LOG, rows[0]!);
+      else
+        await tx.db
+          .insertInto(AUDIT_LOG)
+          .values(rows.map((r) => codec.encode(r)))
+          .execute();
     }
     const last = entries[entries.length - 1]!;
-    const hc = tx.codec(AUDIT_HEAD);
-    const r = await tx.db
-      .updateTable(AUDIT_HEAD)
-      .set(hc.encode({ seq: last.seq, hash: last.hash }))
-      .where('id', '=', 1)
-      .where('seq', '=', hc.encode({ seq: headSeq }).seq as never)
-      .executeTakeFirst();
-    if (toBigInt(r.numUpdatedRows) !== 1n) throw new ConflictError('the audit head moved while it was locked', { table: AUDIT_HEAD });
+    const moved = await tx.updateWhere(AUDIT_HEAD, { seq: last.seq, hash: last.hash }, { id: 1, seq: headSeq });
+    if (moved !== 1n) throw new ConflictError('the audit head moved while it was locked', { table: AUDIT_HEAD });
     return entries;
   }
 }

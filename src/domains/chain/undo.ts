@@ -89,15 +89,6 @@ function keyOf(tx: Tx, table: string, key: Row, what: string): Row {
   return key;
 }
 
-function whereKey(tx: Tx, table: string, key: Row) {
-  const enc = tx.codec(table).encode(key);
-  return <QB extends { where: (...a: any[]) => QB }>(qb: QB): QB => {
-    let q = qb;
-    for (const [k, v] of Object.entries(enc)) q = q.where(k, '=', v);
-    return q;
-  };
-}
-
 // Journal entries written inside withJournalBatch(), per transaction, in write order.
 const batches = new WeakMap<Tx, Row[]>();
 // Rows per multi-row INSERT into the journal (6 parameters each: far below every backend's limit).
@@ -175,20 +166,16 @@ export interface KnownRow {
   guard?: readonly string[];
 }
 
-function whereKnown(tx: Tx, table: string, key: Row, known: KnownRow) {
+/** The WHERE of a conditional write: the key, and each guard column at its `before` value. */
+function whereKnown(tx: Tx, table: string, key: Row, known: KnownRow): Row {
   const codec = tx.codec(table);
-  const byKey = whereKey(tx, table, key);
-  const guard = Object.fromEntries((known.guard ?? []).map((c) => [c, known.before[c]]));
-  for (const c of Object.keys(guard)) {
+  const where: Row = { ...key };
+  for (const c of known.guard ?? []) {
     if (!(c in known.before)) throw new Error(`guard column ${c} of ${table} is not in the before image`);
     if (codec.column(c).type.kind === 'json') throw new Error(`guard column ${c} of ${table} is JSON (not comparable on every backend)`);
+    where[c] = known.before[c];
   }
-  const enc = codec.encode(guard);
-  return <QB extends { where: (...a: any[]) => QB }>(qb: QB): QB => {
-    let q = byKey(qb);
-    for (const [k, v] of Object.entries(enc)) q = v === null ? q.where(k, 'is', null) : q.where(k, '=', v);
-    return q;
-  };
+  return where;
 }
 
 function assertWholeRow(tx: Tx, table: string, key: Row, known: KnownRow, what: string): void {
@@ -200,11 +187,9 @@ function assertWholeRow(tx: Tx, table: string, key: Row, known: KnownRow, what: 
   if (Object.keys(a).some((k) => a[k] !== b[k])) throw new Error(`${what}: the before image is not the row of this key`);
 }
 
-const affected = (r: { numUpdatedRows?: bigint; numDeletedRows?: bigint }) => BigInt(r.numUpdatedRows ?? r.numDeletedRows ?? 0n);
-
 async function selectRow(tx: Tx, table: string, key: Row): Promise<Row | undefined> {
-  const row = await whereKey(tx, table, key)(tx.db.selectFrom(table).selectAll()).executeTakeFirst();
-  return row ? tx.codec(table).decode<Row>(row as Row) : undefined;
+  const [row] = await tx.selectWhere(table, key);
+  return row ? tx.codec(table).decode<Row>(row) : undefined;
 }
 
 /** Inserts a block-derived row; a reorg past `ref` deletes it. `keyColumns` names its primary (or a unique) key. */
@@ -220,13 +205,22 @@ export async function journaledInsert(tx: Tx, ref: BlockRef, table: string, row:
  * Inserts several block-derived rows of one table with one multi-row INSERT; a reorg past `ref`
  * deletes them. Same rules as journaledInsert, for each row.
  */
-export async function journaledInsertMany(tx: Tx, ref: BlockRef, table: string, rows: readonly Row[], keyColumns: readonly string[]): Promise<void> {
+export async function journaledInsertMany(
+  tx: Tx,
+  ref: BlockRef,
+  table: string,
+  rows: readonly Row[],
+  keyColumns: readonly string[],
+): Promise<void> {
   tx.assertWritable(`journaled insert into ${table}`);
   if (!rows.length) return;
   const what = `journaled insert into ${table}`;
   const keys = rows.map((row) => keyOf(tx, table, Object.fromEntries(keyColumns.map((k) => [k, row[k]])), what));
   const codec = tx.codec(table);
-  await tx.db.insertInto(table).values(rows.map((r) => codec.encode(r))).execute();
+  await tx.db
+    .insertInto(table)
+    .values(rows.map((r) => codec.encode(r)))
+    .execute();
   for (const key of keys) await record(tx, ref, table, key, null);
 }
 
@@ -235,7 +229,13 @@ export async function journaledInsertMany(tx: Tx, ref: BlockRef, table: string, 
  * `keyColumns`, its only unique key) exists; journaled only when inserted. Returns whether it
  * inserted.
  */
-export async function journaledInsertOrIgnore(tx: Tx, ref: BlockRef, table: string, row: Row, keyColumns: readonly string[]): Promise<boolean> {
+export async function journaledInsertOrIgnore(
+  tx: Tx,
+  ref: BlockRef,
+  table: string,
+  row: Row,
+  keyColumns: readonly string[],
+): Promise<boolean> {
   tx.assertWritable(`journaled insert into ${table}`);
   const key = keyOf(tx, table, Object.fromEntries(keyColumns.map((k) => [k, row[k]])), `journaled insert into ${table}`);
   if (!(await tx.insertOrIgnore(table, row, keyColumns))) return false;
@@ -253,14 +253,13 @@ export async function journaledUpdate(tx: Tx, ref: BlockRef, table: string, key:
   if (moved.length) throw new Error(`${what}: changes may not include key column(s) ${moved.join(', ')}`);
   if (known) {
     assertWholeRow(tx, table, key, known, what);
-    const r = await whereKnown(tx, table, key, known)(tx.db.updateTable(table).set(tx.codec(table).encode(changes))).executeTakeFirst();
-    if (affected(r) === 0n) return false;
+    if ((await tx.updateWhere(table, changes, whereKnown(tx, table, key, known))) === 0n) return false;
     await record(tx, ref, table, key, known.before);
     return true;
   }
   const before = await selectRow(tx, table, key);
   if (!before) return false;
-  await whereKey(tx, table, key)(tx.db.updateTable(table).set(tx.codec(table).encode(changes))).execute();
+  await tx.updateWhere(table, changes, key);
   await record(tx, ref, table, key, before);
   return true;
 }
@@ -286,14 +285,13 @@ export async function journaledDelete(tx: Tx, ref: BlockRef, table: string, key:
   keyOf(tx, table, key, `journaled delete from ${table}`);
   if (known) {
     assertWholeRow(tx, table, key, known, `journaled delete from ${table}`);
-    const r = await whereKnown(tx, table, key, known)(tx.db.deleteFrom(table)).executeTakeFirst();
-    if (affected(r) === 0n) return false;
+    if ((await tx.deleteWhere(table, whereKnown(tx, table, key, known))) === 0n) return false;
     await record(tx, ref, table, key, known.before);
     return true;
   }
   const before = await selectRow(tx, table, key);
   if (!before) return false;
-  await whereKey(tx, table, key)(tx.db.deleteFrom(table)).execute();
+  await tx.deleteWhere(table, key);
   await record(tx, ref, table, key, before);
   return true;
 }
@@ -318,18 +316,16 @@ export async function revertAbove(tx: Tx, chainId: string, forkHeight: bigint): 
   for (const raw of entries) {
     const e = undo.decode<{ table_name: string; row_key: Row; before_image: Row | null }>(raw as Row);
     const key = deserialise(tx, e.table_name, e.row_key);
-    const by = whereKey(tx, e.table_name, key);
     if (!e.before_image) {
-      await by(tx.db.deleteFrom(e.table_name)).execute();
+      await tx.deleteWhere(e.table_name, key);
       continue;
     }
     const before = deserialise(tx, e.table_name, e.before_image);
     // Restore in place when the row is there (an update): deleting and re-inserting it would
     // fire ON DELETE actions of rows referencing it. Re-insert only what a delete removed.
-    const exists = await by(tx.db.selectFrom(e.table_name).select(Object.keys(key)[0]!)).executeTakeFirst();
-    if (exists) {
+    if ((await tx.selectWhere(e.table_name, key)).length) {
       const rest = Object.fromEntries(Object.entries(before).filter(([k]) => !(k in key)));
-      if (Object.keys(rest).length) await by(tx.db.updateTable(e.table_name).set(tx.codec(e.table_name).encode(rest))).execute();
+      if (Object.keys(rest).length) await tx.updateWhere(e.table_name, rest, key);
     } else {
       await tx.insert(e.table_name, before);
     }

@@ -37,12 +37,15 @@ export async function reserve(tx: Tx, r: ReserveRequest, locked?: Awaited<Return
   const reserved = locked ? await reservedOf(tx, r.mintHash, r.sellerAddress) : 0n;
   const available = (locked?.balance ?? 0n) - reserved;
   if (available < r.quantity) {
-    throw new InsufficientBalanceError(`seller ${r.sellerAddress} has ${available} available of mint ${r.mintHash}, ${r.quantity} requested`, {
-      requested: r.quantity,
-      available,
-      mintHash: r.mintHash,
-      address: r.sellerAddress,
-    });
+    throw new InsufficientBalanceError(
+      `seller ${r.sellerAddress} has ${available} available of mint ${r.mintHash}, ${r.quantity} requested`,
+      {
+        requested: r.quantity,
+        available,
+        mintHash: r.mintHash,
+        address: r.sellerAddress,
+      },
+    );
   }
   const row = {
     invoice_hash: r.invoiceHash,
@@ -68,8 +71,7 @@ export async function getReservationRow(
   invoiceHash: string,
   opts: { lock?: boolean } = {},
 ): Promise<{ reservation: Reservation; row: Record<string, unknown> } | undefined> {
-  const q = tx.db.selectFrom(T.reservations).selectAll().where('invoice_hash', '=', invoiceHash);
-  const raw = await (opts.lock ? tx.lockRows(q) : q).executeTakeFirst();
+  const [raw] = await tx.selectWhere(T.reservations, { invoice_hash: invoiceHash }, opts);
   return raw ? { reservation: toReservation(tx, raw), row: tx.codec(T.reservations).decode(raw as Record<string, unknown>) } : undefined;
 }
 
@@ -88,7 +90,9 @@ export async function endReservation(tx: Tx, invoiceHash: string, to: 'released'
 }
 
 export async function hasPayment(tx: Tx, invoiceHash: string): Promise<boolean> {
-  return (await tx.db.selectFrom(T.payments).select('invoice_hash').where('invoice_hash', '=', invoiceHash).executeTakeFirst()) !== undefined;
+  return (
+    (await tx.db.selectFrom(T.payments).select('invoice_hash').where('invoice_hash', '=', invoiceHash).executeTakeFirst()) !== undefined
+  );
 }
 
 /**

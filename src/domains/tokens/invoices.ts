@@ -55,7 +55,11 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
     if (existing) return { hash, created: false, invoice: existing };
     // One reservation per invoice hash, ever: an invoice released or expired (and trimmed) is
     // not revived by resubmitting it; the seller signs a new one.
-    throw new InvalidStateTransitionError(`invoice ${hash} was ${old.state}; create a new invoice`, { field: 'createdAt', invoiceHash: hash, state: old.state });
+    throw new InvalidStateTransitionError(`invoice ${hash} was ${old.state}; create a new invoice`, {
+      field: 'createdAt',
+      invoiceHash: hash,
+      state: old.state,
+    });
   }
 
   const now = ctx.now();
@@ -113,7 +117,11 @@ export interface ListInvoicesOptions {
 
 /** Invoices matched on chain, in hash order (keyset paging: pass the last hash as `after`). */
 export async function listInvoices(tx: Tx, o: ListInvoicesOptions): Promise<Invoice[]> {
-  let q = tx.db.selectFrom(T.invoices).selectAll().orderBy('hash').limit(o.limit ?? 100);
+  let q = tx.db
+    .selectFrom(T.invoices)
+    .selectAll()
+    .orderBy('hash')
+    .limit(o.limit ?? 100);
   if (o.chainId !== undefined) q = q.where('chain_id', '=', o.chainId);
   if (o.buyerAddress !== undefined) q = q.where('buyer_address', '=', o.buyerAddress);
   if (o.sellerAddress !== undefined) q = q.where('seller_address', '=', o.sellerAddress);
@@ -160,7 +168,13 @@ export async function addInvoiceSignature(ctx: Ctx, input: AddSignatureInput): P
 export async function signatureStatus(tx: Tx, invoiceHash: string, mint: Mint): Promise<SignatureStatus> {
   const managers = new Set(mint.assetManagers.map((m) => m.publicKey));
   const required =
-    mint.signatureRule === 'none' ? 0 : mint.signatureRule === 'all' ? managers.size : mint.signatureRule === 'one' ? 1 : (mint.minSignatures ?? managers.size);
+    mint.signatureRule === 'none'
+      ? 0
+      : mint.signatureRule === 'all'
+        ? managers.size
+        : mint.signatureRule === 'one'
+          ? 1
+          : (mint.minSignatures ?? managers.size);
   if (required === 0) return { rule: mint.signatureRule, required, present: 0, satisfied: true };
   const rows = await tx.db.selectFrom(T.signatures).select('public_key').where('invoice_hash', '=', invoiceHash).execute();
   // Only keys that are managers count (the list is fixed by the mint's hash, so this is stable).
@@ -182,9 +196,17 @@ export async function releaseInvoice(ctx: Ctx, hash: string): Promise<void> {
   const r = await getReservation(tx, hash, { lock: true });
   if (!r) invalid('invoiceHash', `unknown invoice ${hash}`);
   const onChain = await tx.db.selectFrom(T.invoices).select('hash').where('hash', '=', hash).executeTakeFirst();
-  if (onChain) throw new InvalidStateTransitionError(`invoice ${hash} is matched on chain and cannot be released`, { field: 'invoiceHash', invoiceHash: hash });
+  if (onChain)
+    throw new InvalidStateTransitionError(`invoice ${hash} is matched on chain and cannot be released`, {
+      field: 'invoiceHash',
+      invoiceHash: hash,
+    });
   if (!(await endReservation(tx, hash, 'released'))) {
-    throw new InvalidStateTransitionError(`the reservation of invoice ${hash} is ${r.state}, not reserved`, { field: 'invoiceHash', invoiceHash: hash, state: r.state });
+    throw new InvalidStateTransitionError(`the reservation of invoice ${hash} is ${r.state}, not reserved`, {
+      field: 'invoiceHash',
+      invoiceHash: hash,
+      state: r.state,
+    });
   }
   await tx.db.deleteFrom(T.unconfirmedInvoices).where('hash', '=', hash).execute();
   await tx.db.deleteFrom(T.signatures).where('invoice_hash', '=', hash).execute();
@@ -199,17 +221,20 @@ export async function releaseInvoice(ctx: Ctx, hash: string): Promise<void> {
  * pending and is retried with later blocks.
  */
 export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: OnChainAnchor): Promise<MatchOutcome> {
-  const confirmed = await tx.db.selectFrom(T.invoices).select('tx_hash').where('hash', '=', hash).executeTakeFirst();
+  const [confirmed] = await tx.selectWhere(T.invoices, { hash });
   if (confirmed) {
-    return confirmed.tx_hash === anchor.txHash ? { outcome: 'applied' } : { outcome: 'rejected', reason: 'invoice already matched by another transaction' };
+    return confirmed.tx_hash === anchor.txHash
+      ? { outcome: 'applied' }
+      : { outcome: 'rejected', reason: 'invoice already matched by another transaction' };
   }
-  const raw = await tx.db.selectFrom(T.unconfirmedInvoices).selectAll().where('hash', '=', hash).executeTakeFirst();
+  const [raw] = await tx.selectWhere(T.unconfirmedInvoices, { hash });
   if (!raw) return { outcome: 'pending', reason: 'invoice content not received yet' };
   const row = decode(tx, T.unconfirmedInvoices, raw);
   if (row.chain_id !== ref.chainId) return { outcome: 'rejected', reason: `invoice is for chain ${String(row.chain_id)}` };
   // Lock the reservation: expiry and release lock it too, so it cannot end under us.
   const reservation = await getReservation(tx, hash, { lock: true });
-  if (!reservation || reservation.state !== 'reserved') return { outcome: 'rejected', reason: `reservation is ${reservation?.state ?? 'missing'}` };
+  if (!reservation || reservation.state !== 'reserved')
+    return { outcome: 'rejected', reason: `reservation is ${reservation?.state ?? 'missing'}` };
   const mint = await getConfirmedMint(tx, row.mint_hash as string);
   if (!mint) return { outcome: 'rejected', reason: 'mint not confirmed' };
   const sigs = await signatureStatus(tx, hash, mint);

@@ -26,9 +26,7 @@ export interface LedgerWrite {
  * image of a journaled update).
  */
 export async function lockBalance(tx: Tx, mintHash: string, address: string): Promise<{ balance: bigint; row: Row } | undefined> {
-  const raw = await tx
-    .lockRows(tx.db.selectFrom(T.balances).selectAll().where('mint_hash', '=', mintHash).where('address', '=', address))
-    .executeTakeFirst();
+  const [raw] = await tx.selectWhere(T.balances, { mint_hash: mintHash, address }, { lock: true });
   if (!raw) return undefined;
   const row = decode(tx, T.balances, raw);
   return { balance: row.balance as bigint, row };
@@ -46,7 +44,12 @@ export async function appendEntry(tx: Tx, ref: BlockRef, e: LedgerWrite): Promis
   const next = (current?.balance ?? 0n) + e.delta;
   if (next < 0n) {
     // A replay of an entry already recorded is still a no-op, whatever the balance is now.
-    const exists = await tx.db.selectFrom(T.ledger).select('cause_ref').where('cause_kind', '=', e.causeKind).where('cause_ref', '=', e.causeRef).executeTakeFirst();
+    const exists = await tx.db
+      .selectFrom(T.ledger)
+      .select('cause_ref')
+      .where('cause_kind', '=', e.causeKind)
+      .where('cause_ref', '=', e.causeRef)
+      .executeTakeFirst();
     if (exists) return false;
     // Debits only ever settle reserved tokens, which the balance covers; a negative result is a
     // broken invariant, refused here before the CHECK would refuse it.
@@ -109,7 +112,12 @@ export async function reservedOf(tx: Tx, mintHash: string, address: string): Pro
 }
 
 export async function balanceOf(tx: Tx, mintHash: string, address: string): Promise<Balance> {
-  const raw = await tx.db.selectFrom(T.balances).select(['balance']).where('mint_hash', '=', mintHash).where('address', '=', address).executeTakeFirst();
+  const raw = await tx.db
+    .selectFrom(T.balances)
+    .select(['balance'])
+    .where('mint_hash', '=', mintHash)
+    .where('address', '=', address)
+    .executeTakeFirst();
   const balance = raw ? (decode(tx, T.balances, raw).balance as bigint) : 0n;
   const reserved = await reservedOf(tx, mintHash, address);
   return { mintHash, address, balance, reserved, available: balance - reserved };
@@ -117,12 +125,23 @@ export async function balanceOf(tx: Tx, mintHash: string, address: string): Prom
 
 /** Every balance of an address, by mint. */
 export async function balancesOf(tx: Tx, address: string): Promise<Balance[]> {
-  const rows = await tx.db.selectFrom(T.balances).select(['mint_hash', 'balance']).where('address', '=', address).orderBy('mint_hash').execute();
+  const rows = await tx.db
+    .selectFrom(T.balances)
+    .select(['mint_hash', 'balance'])
+    .where('address', '=', address)
+    .orderBy('mint_hash')
+    .execute();
   const out: Balance[] = [];
   for (const raw of rows) {
     const r = decode(tx, T.balances, raw);
     const reserved = await reservedOf(tx, r.mint_hash as string, address);
-    out.push({ mintHash: r.mint_hash as string, address, balance: r.balance as bigint, reserved, available: (r.balance as bigint) - reserved });
+    out.push({
+      mintHash: r.mint_hash as string,
+      address,
+      balance: r.balance as bigint,
+      reserved,
+      available: (r.balance as bigint) - reserved,
+    });
   }
   return out;
 }
@@ -133,7 +152,12 @@ export async function balancesOf(tx: Tx, address: string): Promise<Balance[]> {
  * consistent snapshot (its balances sum to the supply when it holds every holder).
  */
 export async function holdersOf(tx: Tx, mintHash: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
-  let q = tx.db.selectFrom(T.balances).select(['address', 'balance']).where('mint_hash', '=', mintHash).orderBy('address').limit(o.limit ?? 100);
+  let q = tx.db
+    .selectFrom(T.balances)
+    .select(['address', 'balance'])
+    .where('mint_hash', '=', mintHash)
+    .orderBy('address')
+    .limit(o.limit ?? 100);
   if (o.after !== undefined) q = q.where('address', '>', o.after);
   const rows = (await q.execute()).map((raw) => decode(tx, T.balances, raw));
   if (!rows.length) return [];
@@ -142,7 +166,11 @@ export async function holdersOf(tx: Tx, mintHash: string, o: { after?: string; l
     .select((eb) => ['seller_address', eb.fn.sum<string>('quantity').as('n')])
     .where('mint_hash', '=', mintHash)
     .where('state', '=', 'reserved')
-    .where('seller_address', 'in', rows.map((r) => r.address as string))
+    .where(
+      'seller_address',
+      'in',
+      rows.map((r) => r.address as string),
+    )
     .groupBy('seller_address')
     .execute();
   const reservedBy = new Map(held.map((h) => [(h as Row).seller_address as string, toBigInt((h as Row).n)]));

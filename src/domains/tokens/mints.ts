@@ -32,9 +32,8 @@ export async function submitMint(ctx: Ctx, input: MintInput): Promise<SubmitMint
   return { hash, status: 'unconfirmed', created };
 }
 
-async function confirmedMintRow(tx: Tx, hash: string, lock = false) {
-  const q = tx.db.selectFrom(T.mints).selectAll().where('hash', '=', hash);
-  return (lock ? tx.lockRows(q) : q).executeTakeFirst();
+async function confirmedMintRow(tx: Tx, hash: string) {
+  return (await tx.selectWhere(T.mints, { hash }))[0];
 }
 
 /** A mint by content hash, confirmed or not. */
@@ -61,7 +60,11 @@ export interface ListMintsOptions {
 
 /** Confirmed mints in hash order (keyset paging: pass the last hash as `after`). */
 export async function listMints(tx: Tx, o: ListMintsOptions): Promise<Mint[]> {
-  let q = tx.db.selectFrom(T.mints).selectAll().orderBy('hash').limit(o.limit ?? 100);
+  let q = tx.db
+    .selectFrom(T.mints)
+    .selectAll()
+    .orderBy('hash')
+    .limit(o.limit ?? 100);
   if (o.chainId !== undefined) q = q.where('chain_id', '=', o.chainId);
   if (o.ownerAddress !== undefined) q = q.where('owner_address', '=', o.ownerAddress);
   if (o.after !== undefined) q = q.where('hash', '>', o.after);
@@ -88,7 +91,9 @@ export type MatchOutcome = { outcome: 'applied' } | { outcome: 'pending'; reason
 export async function confirmMint(tx: Tx, ref: BlockRef, hash: string, anchor: OnChainAnchor): Promise<MatchOutcome> {
   const confirmed = await confirmedMintRow(tx, hash);
   if (confirmed) {
-    return decode(tx, T.mints, confirmed).tx_hash === anchor.txHash ? { outcome: 'applied' } : { outcome: 'rejected', reason: 'mint already confirmed by another transaction' };
+    return decode(tx, T.mints, confirmed).tx_hash === anchor.txHash
+      ? { outcome: 'applied' }
+      : { outcome: 'rejected', reason: 'mint already confirmed by another transaction' };
   }
   const raw = await tx.db.selectFrom(T.unconfirmedMints).selectAll().where('hash', '=', hash).executeTakeFirst();
   if (!raw) return { outcome: 'pending', reason: 'mint content not received yet' };

@@ -29,23 +29,30 @@ export type PaymentPlan = { kind: 'pending'; reason: string } | { kind: 'replay'
  * reservation is no longer active. Returns pending while the invoice is not matched on chain.
  */
 export async function checkPayment(tx: Tx, chainId: string, p: PaymentTx): Promise<PaymentPlan> {
-  const raw = await tx.db.selectFrom(T.invoices).selectAll().where('hash', '=', p.invoiceHash).executeTakeFirst();
+  const [raw] = await tx.selectWhere(T.invoices, { hash: p.invoiceHash });
   if (!raw) return { kind: 'pending', reason: 'invoice not matched on chain yet' };
   const inv = decode(tx, T.invoices, raw);
   if (inv.chain_id !== chainId) invalid('chainId', `invoice ${p.invoiceHash} is on chain ${String(inv.chain_id)}`);
-  const prior = await tx.db.selectFrom(T.payments).select('tx_hash').where('invoice_hash', '=', p.invoiceHash).executeTakeFirst();
+  const [prior] = await tx.selectWhere(T.payments, { invoice_hash: p.invoiceHash });
   if (prior) {
     if (prior.tx_hash === p.txHash) return { kind: 'replay' };
-    throw new InvalidStateTransitionError(`invoice ${p.invoiceHash} is already paid by ${String(prior.tx_hash)}`, { field: 'invoiceHash', invoiceHash: p.invoiceHash });
+    throw new InvalidStateTransitionError(`invoice ${p.invoiceHash} is already paid by ${String(prior.tx_hash)}`, {
+      field: 'invoiceHash',
+      invoiceHash: p.invoiceHash,
+    });
   }
   const total = inv.total_price as bigint;
   let paid = 0n;
   for (const o of p.outputs) if (o.address === inv.payment_address) paid += o.value;
   if (paid !== total) {
-    invalid('outputs', `pays ${paid} ${String(inv.price_unit)} to ${String(inv.payment_address)}; the invoice requires exactly ${total} (${String(inv.quantity)} × ${String(inv.price)})`, {
-      paid,
-      required: total,
-    });
+    invalid(
+      'outputs',
+      `pays ${paid} ${String(inv.price_unit)} to ${String(inv.payment_address)}; the invoice requires exactly ${total} (${String(inv.quantity)} × ${String(inv.price)})`,
+      {
+        paid,
+        required: total,
+      },
+    );
   }
   // Lock the reservation: expiry checks for a payment only while holding this lock.
   requireState(await getReservation(tx, p.invoiceHash, { lock: true }), p.invoiceHash, 'reserved');
@@ -98,9 +105,12 @@ export async function settleDuePayments(tx: Tx, chainId: string, finalHeight: bi
 async function settle(tx: Tx, p: Row, at: Date): Promise<boolean> {
   const hash = p.invoice_hash as string;
   const ref: BlockRef = { chainId: p.chain_id as string, height: p.recorded_height as bigint, blockHash: p.recorded_block_hash as string };
-  const inv = decode(tx, T.invoices, await tx.db.selectFrom(T.invoices).selectAll().where('hash', '=', hash).executeTakeFirstOrThrow());
+  const [raw] = await tx.selectWhere(T.invoices, { hash });
+  if (!raw) throw new Error(`invoice ${hash} of a recorded payment is missing`);
+  const inv = decode(tx, T.invoices, raw);
   const mint = await getConfirmedMint(tx, inv.mint_hash as string);
-  if (!mint) throw new InvalidStateTransitionError(`mint ${String(inv.mint_hash)} of invoice ${hash} is not confirmed`, { invoiceHash: hash });
+  if (!mint)
+    throw new InvalidStateTransitionError(`mint ${String(inv.mint_hash)} of invoice ${hash} is not confirmed`, { invoiceHash: hash });
   // The match already required the signatures; checked again because settling without them is
   // the one thing that must never happen.
   if (!(await signatureStatus(tx, hash, mint)).satisfied) return false;
@@ -131,7 +141,13 @@ async function settle(tx: Tx, p: Row, at: Date): Promise<boolean> {
     { status: 'paid', paid_tx_hash: p.tx_hash, paid_height: p.block_height },
     { before: inv, guard: ['status', 'tx_hash', 'matched_block_hash', 'paid_tx_hash', 'paid_height'] },
   );
-  await mustUpdate(tx, ref, T.payments, { invoice_hash: hash }, { state: 'settled' }, { before: p, guard: ['state', 'tx_hash', 'recorded_block_hash'] });
+  await mustUpdate(
+    tx,
+    ref,
+    T.payments,
+    { invoice_hash: hash },
+    { state: 'settled' },
+    { before: p, guard: ['state', 'tx_hash', 'recorded_block_hash'] },
+  );
   return true;
 }
-

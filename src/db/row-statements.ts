@@ -1,0 +1,61 @@
+// Single-row statements shaped by the columns they name: INSERT of these columns, UPDATE … SET
+// these, DELETE or SELECT … WHERE each of those = a value (or IS NULL). The generic helpers of
+// Tx (insert, insertOrIgnore, updateWhere, deleteWhere, selectWhere) take one per table and
+// shape from here, compiled once through the cache of prepared.ts: a hot write path neither
+// builds nor compiles a Kysely query per call, and runs as a prepared statement.
+import type { Dialect } from '../schema/model.js';
+import { defineQuery, type PreparedQuery, type QueryBuild } from './prepared.js';
+
+/** A WHERE clause's shape: each column compared with `=` (a bound value) or tested IS NULL. */
+export type WhereShape = readonly (readonly [column: string, isNull: boolean])[];
+
+// Shapes come from code, not data (a table's columns, and which of them are null), so the set
+// is small; the cap only keeps a caller that builds shapes from input from growing it forever.
+const MAX_SHAPES = 4096;
+const shapes = new Map<string, PreparedQuery>();
+
+function shaped(key: string, build: QueryBuild): PreparedQuery {
+  let q = shapes.get(key);
+  if (!q) {
+    q = defineQuery(key, build);
+    if (shapes.size < MAX_SHAPES) shapes.set(key, q);
+  }
+  return q;
+}
+
+const whereKey = (w: WhereShape) => w.map(([c, isNull]) => (isNull ? `${c}∅` : c)).join(',');
+
+/** Adds the WHERE shape, binding its non-null values from placeholder `from` on. */
+function where<Q extends { where: (...a: any[]) => Q }>(q: Q, w: WhereShape, $: (i: number) => unknown, from: number): Q {
+  let i = from;
+  for (const [c, isNull] of w) q = isNull ? q.where(c, 'is', null) : q.where(c, '=', $(i++));
+  return q;
+}
+
+/** INSERT INTO table (columns) VALUES (…); with `ignoreOn`, ON CONFLICT (ignoreOn) DO NOTHING (not MySQL). */
+export function insertStatement(table: string, columns: readonly string[], ignoreOn?: readonly string[]): PreparedQuery {
+  return shaped(`insert ${table} (${columns.join(',')})${ignoreOn ? ` ignore (${ignoreOn.join(',')})` : ''}`, (db, $) => {
+    const q = db.insertInto(table).values(Object.fromEntries(columns.map((c, i) => [c, $(i)])));
+    return ignoreOn ? q.onConflict((oc) => oc.columns(ignoreOn as string[]).doNothing()) : q;
+  });
+}
+
+/** UPDATE table SET columns = … WHERE …: arguments are the SET values, then the WHERE values. */
+export function updateStatement(table: string, columns: readonly string[], w: WhereShape): PreparedQuery {
+  return shaped(`update ${table} set ${columns.join(',')} where ${whereKey(w)}`, (db, $) =>
+    where(db.updateTable(table).set(Object.fromEntries(columns.map((c, i) => [c, $(i)]))), w, $, columns.length),
+  );
+}
+
+export function deleteStatement(table: string, w: WhereShape): PreparedQuery {
+  return shaped(`delete ${table} where ${whereKey(w)}`, (db, $) => where(db.deleteFrom(table), w, $, 0));
+}
+
+/** SELECT * … WHERE …, optionally FOR UPDATE (which SQLite has no syntax for, nor needs). */
+export function selectStatement(dialect: Dialect, table: string, w: WhereShape, lock: boolean): PreparedQuery {
+  const forUpdate = lock && dialect !== 'sqlite';
+  return shaped(`${dialect} select ${table} where ${whereKey(w)}${forUpdate ? ' for update' : ''}`, (db, $) => {
+    const q = where(db.selectFrom(table).selectAll(), w, $, 0);
+    return forUpdate ? q.forUpdate() : q;
+  });
+}
