@@ -5,6 +5,7 @@
 import { InvalidStateTransitionError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
 import { journaledDelete, journaledInsert, type BlockRef } from '../chain/undo.js';
+import { memoInvoice, memoLockedReservation, memoMint, rememberInvoice, type BlockMemo } from './block-memo.js';
 import { getReservation, endReservation, reserve } from './escrow.js';
 import { lockBalance } from './ledger.js';
 import { getConfirmedMint, type MatchOutcome, type OnChainAnchor } from './mints.js';
@@ -220,8 +221,8 @@ export async function releaseInvoice(ctx: Ctx, hash: string): Promise<void> {
  * active, and the mint's asset-manager signatures present; until they are, the action stays
  * pending and is retried with later blocks.
  */
-export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: OnChainAnchor): Promise<MatchOutcome> {
-  const [confirmed] = await tx.selectWhere(T.invoices, { hash });
+export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: OnChainAnchor, memo?: BlockMemo): Promise<MatchOutcome> {
+  const confirmed = await memoInvoice(tx, memo, hash);
   if (confirmed) {
     return confirmed.tx_hash === anchor.txHash
       ? { outcome: 'applied' }
@@ -232,32 +233,28 @@ export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: 
   const row = decode(tx, T.unconfirmedInvoices, raw);
   if (row.chain_id !== ref.chainId) return { outcome: 'rejected', reason: `invoice is for chain ${String(row.chain_id)}` };
   // Lock the reservation: expiry and release lock it too, so it cannot end under us.
-  const reservation = await getReservation(tx, hash, { lock: true });
+  const reservation = (await memoLockedReservation(tx, memo, hash))?.reservation;
   if (!reservation || reservation.state !== 'reserved')
     return { outcome: 'rejected', reason: `reservation is ${reservation?.state ?? 'missing'}` };
-  const mint = await getConfirmedMint(tx, row.mint_hash as string);
+  const mint = await memoMint(tx, memo, row.mint_hash as string);
   if (!mint) return { outcome: 'rejected', reason: 'mint not confirmed' };
   const sigs = await signatureStatus(tx, hash, mint);
   if (!sigs.satisfied) return { outcome: 'pending', reason: `asset-manager signatures ${sigs.present}/${sigs.required}` };
   // The row read above is the before image: unconfirmed invoices are never updated, only
   // inserted and deleted, so while it exists it is exactly what was read.
   await journaledDelete(tx, ref, T.unconfirmedInvoices, { hash }, { before: row });
-  await journaledInsert(
-    tx,
-    ref,
-    T.invoices,
-    {
-      ...row,
-      tx_hash: anchor.txHash,
-      block_height: anchor.blockHeight,
-      block_hash: anchor.blockHash,
-      matched_height: ref.height,
-      matched_block_hash: ref.blockHash,
-      status: 'matched',
-      paid_tx_hash: null,
-      paid_height: null,
-    },
-    ['hash'],
-  );
+  const matched = {
+    ...row,
+    tx_hash: anchor.txHash,
+    block_height: anchor.blockHeight,
+    block_hash: anchor.blockHash,
+    matched_height: ref.height,
+    matched_block_hash: ref.blockHash,
+    status: 'matched',
+    paid_tx_hash: null,
+    paid_height: null,
+  };
+  await journaledInsert(tx, ref, T.invoices, matched, ['hash']);
+  rememberInvoice(tx, memo, matched);
   return { outcome: 'applied' };
 }

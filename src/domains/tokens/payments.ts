@@ -7,10 +7,11 @@ import { InvalidStateTransitionError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
 import type { IngestedOutput } from '../chain/processors.js';
 import { journaledInsert, type BlockRef } from '../chain/undo.js';
-import { getReservation, getReservationRow, requireState } from './escrow.js';
+import { forget, memoInvoice, memoLockedReservation, memoMint, type BlockMemo } from './block-memo.js';
+import { requireState } from './escrow.js';
 import { signatureStatus } from './invoices.js';
 import { appendEntry, mustUpdate } from './ledger.js';
-import { getConfirmedMint, type OnChainAnchor } from './mints.js';
+import type { OnChainAnchor } from './mints.js';
 import { decode, enc, type Row } from './rows.js';
 import { T } from './types.js';
 import { invalid } from './validate.js';
@@ -28,10 +29,9 @@ export type PaymentPlan = { kind: 'pending'; reason: string } | { kind: 'replay'
  * InvalidStateTransitionError when the invoice is already paid by another transaction or its
  * reservation is no longer active. Returns pending while the invoice is not matched on chain.
  */
-export async function checkPayment(tx: Tx, chainId: string, p: PaymentTx): Promise<PaymentPlan> {
-  const [raw] = await tx.selectWhere(T.invoices, { hash: p.invoiceHash });
-  if (!raw) return { kind: 'pending', reason: 'invoice not matched on chain yet' };
-  const inv = decode(tx, T.invoices, raw);
+export async function checkPayment(tx: Tx, chainId: string, p: PaymentTx, memo?: BlockMemo): Promise<PaymentPlan> {
+  const inv = await memoInvoice(tx, memo, p.invoiceHash);
+  if (!inv) return { kind: 'pending', reason: 'invoice not matched on chain yet' };
   if (inv.chain_id !== chainId) invalid('chainId', `invoice ${p.invoiceHash} is on chain ${String(inv.chain_id)}`);
   const [prior] = await tx.selectWhere(T.payments, { invoice_hash: p.invoiceHash });
   if (prior) {
@@ -55,7 +55,7 @@ export async function checkPayment(tx: Tx, chainId: string, p: PaymentTx): Promi
     );
   }
   // Lock the reservation: expiry checks for a payment only while holding this lock.
-  requireState(await getReservation(tx, p.invoiceHash, { lock: true }), p.invoiceHash, 'reserved');
+  requireState((await memoLockedReservation(tx, memo, p.invoiceHash))?.reservation, p.invoiceHash, 'reserved');
   return { kind: 'record', amount: total };
 }
 
@@ -84,7 +84,7 @@ export async function recordPayment(tx: Tx, ref: BlockRef, p: PaymentTx, amount:
  * Settles pending payments whose recording block is final. Returns how many settled; a payment
  * whose invoice still lacks asset-manager signatures stays pending.
  */
-export async function settleDuePayments(tx: Tx, chainId: string, finalHeight: bigint, at: Date): Promise<number> {
+export async function settleDuePayments(tx: Tx, chainId: string, finalHeight: bigint, at: Date, memo?: BlockMemo): Promise<number> {
   const due = await tx.db
     .selectFrom(T.payments)
     .selectAll()
@@ -97,18 +97,17 @@ export async function settleDuePayments(tx: Tx, chainId: string, finalHeight: bi
   let settled = 0;
   for (const raw of due) {
     const p = decode(tx, T.payments, raw);
-    if (await settle(tx, p, at)) settled++;
+    if (await settle(tx, p, at, memo)) settled++;
   }
   return settled;
 }
 
-async function settle(tx: Tx, p: Row, at: Date): Promise<boolean> {
+async function settle(tx: Tx, p: Row, at: Date, memo?: BlockMemo): Promise<boolean> {
   const hash = p.invoice_hash as string;
   const ref: BlockRef = { chainId: p.chain_id as string, height: p.recorded_height as bigint, blockHash: p.recorded_block_hash as string };
-  const [raw] = await tx.selectWhere(T.invoices, { hash });
-  if (!raw) throw new Error(`invoice ${hash} of a recorded payment is missing`);
-  const inv = decode(tx, T.invoices, raw);
-  const mint = await getConfirmedMint(tx, inv.mint_hash as string);
+  const inv = await memoInvoice(tx, memo, hash);
+  if (!inv) throw new Error(`invoice ${hash} of a recorded payment is missing`);
+  const mint = await memoMint(tx, memo, inv.mint_hash as string);
   if (!mint)
     throw new InvalidStateTransitionError(`mint ${String(inv.mint_hash)} of invoice ${hash} is not confirmed`, { invoiceHash: hash });
   // The match already required the signatures; checked again because settling without them is
@@ -116,7 +115,7 @@ async function settle(tx: Tx, p: Row, at: Date): Promise<boolean> {
   if (!(await signatureStatus(tx, hash, mint)).satisfied) return false;
   // A recorded payment keeps its reservation from expiring, so anything but reserved here is a
   // broken invariant: fail the block rather than settle wrongly.
-  const locked = await getReservationRow(tx, hash, { lock: true });
+  const locked = await memoLockedReservation(tx, memo, hash);
   const r = requireState(locked?.reservation, hash, 'reserved');
   const quantity = r.quantity;
   const seller = inv.seller_address as string;
@@ -132,6 +131,7 @@ async function settle(tx: Tx, p: Row, at: Date): Promise<boolean> {
   // payment change only through their state columns (matched → paid, pending → settled), and
   // each UPDATE re-checks those and the anchor columns a re-match or re-recording would change
   // (the signed content is fixed by the hash that keys the row).
+  forget(memo, hash);
   await mustUpdate(tx, ref, T.reservations, { invoice_hash: hash }, { state: 'settled' }, { before: locked!.row, guard: ['state'] });
   await mustUpdate(
     tx,

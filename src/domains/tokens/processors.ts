@@ -16,6 +16,7 @@ import { CofferError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
 import type { BlockContext, BlockProcessor, IngestedOutput, IngestedTransaction } from '../chain/processors.js';
 import { journaledInsertMany, withJournalBatch, type BlockRef } from '../chain/undo.js';
+import { newBlockMemo, type BlockMemo } from './block-memo.js';
 import { mustUpdate } from './ledger.js';
 import { matchInvoice } from './invoices.js';
 import { confirmMint, creditDueMints, type MatchOutcome } from './mints.js';
@@ -47,7 +48,8 @@ interface Action {
 /** Decodes a payload, or says why it cannot be one of ours. */
 export function decodePayload(t: Pick<IngestedTransaction, 'actionVersion' | 'payload'>): { refHash: string } | { reason: string } {
   if (t.actionVersion !== TOKEN_ACTION_VERSION) return { reason: `unsupported action version ${t.actionVersion ?? 'null'}` };
-  if (!t.payload || t.payload.length !== 32) return { reason: `payload must be a 32-byte content hash, got ${t.payload?.length ?? 0} bytes` };
+  if (!t.payload || t.payload.length !== 32)
+    return { reason: `payload must be a 32-byte content hash, got ${t.payload?.length ?? 0} bytes` };
   return { refHash: t.payload.toString('hex') };
 }
 
@@ -70,13 +72,20 @@ export const processTokenBlock: BlockProcessor = async (tx: Tx, ctx: BlockContex
 async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
   const b = ctx.block;
   const ref: BlockRef = { chainId: b.chainId, height: b.height, blockHash: b.blockHash };
+  // Rows read, locked or written by this block's steps, for its later steps (block-memo.ts).
+  const memo = newBlockMemo();
 
   // Record this block's actions as pending (malformed ones as rejected)...
   const ours = [...b.transactions].filter((t) => isTokenAction(t.actionType)).sort((x, y) => x.indexInBlock - y.indexInBlock);
   const seen = new Set<string>();
   for (let i = 0; i < ours.length; i += SEEN_CHUNK) {
     const hashes = ours.slice(i, i + SEEN_CHUNK).map((t) => t.txHash);
-    const rows = await tx.db.selectFrom(T.actions).select('tx_hash').where('chain_id', '=', b.chainId).where('tx_hash', 'in', hashes).execute();
+    const rows = await tx.db
+      .selectFrom(T.actions)
+      .select('tx_hash')
+      .where('chain_id', '=', b.chainId)
+      .where('tx_hash', 'in', hashes)
+      .execute();
     for (const r of rows) seen.add(r.tx_hash as string);
   }
   const fresh: Row[] = [];
@@ -109,10 +118,10 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
   // pending action eligible (a payment naming the invoice). Applying or rejecting anything
   // else changes no other action's eligibility, and an eligible action that stayed pending (an
   // invoice waiting for signatures) would stay pending in another pass too.
-  for (let again = true; again; ) {
+  for (let again = true; again;) {
     again = false;
     for (const a of await retryablePending(tx, b.chainId, b.height)) {
-      const r = await apply(tx, ref, a);
+      const r = await apply(tx, ref, a, memo);
       if (r.outcome === 'pending') continue;
       // Pending rows change only here, under the chain's ingest lock; the UPDATE re-checks it.
       await mustUpdate(
@@ -129,7 +138,7 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
 
   const final = finalHeightOf(ctx);
   await creditDueMints(tx, b.chainId, final, b.time);
-  await settleDuePayments(tx, b.chainId, final, b.time);
+  await settleDuePayments(tx, b.chainId, final, b.time, memo);
 }
 
 const reasonOf = (r: MatchOutcome) => (r.outcome === 'applied' ? null : clip(r.reason));
@@ -139,20 +148,21 @@ const clip = (s: string) => (s.length > 200 ? `${s.slice(0, 197)}...` : s);
  * Applies one action. Checks come before writes in every handler, so a rejection (a typed
  * validation or state error) leaves nothing behind; any other error fails the block.
  */
-async function apply(tx: Tx, ref: BlockRef, a: Action): Promise<MatchOutcome> {
+async function apply(tx: Tx, ref: BlockRef, a: Action, memo: BlockMemo): Promise<MatchOutcome> {
   const anchor = { txHash: a.txHash, blockHeight: a.blockHeight, blockHash: a.blockHash };
   switch (a.type) {
     case 'mint':
       return confirmMint(tx, ref, a.refHash, anchor);
     case 'invoice':
-      return matchInvoice(tx, ref, a.refHash, anchor);
+      return matchInvoice(tx, ref, a.refHash, anchor, memo);
     case 'payment': {
       const p = { ...anchor, invoiceHash: a.refHash, outputs: a.outputs };
       let plan;
       try {
-        plan = await checkPayment(tx, ref.chainId, p);
+        plan = await checkPayment(tx, ref.chainId, p, memo);
       } catch (e) {
-        if (e instanceof CofferError && (e.code === 'validation' || e.code === 'invalid_state_transition')) return { outcome: 'rejected', reason: e.message };
+        if (e instanceof CofferError && (e.code === 'validation' || e.code === 'invalid_state_transition'))
+          return { outcome: 'rejected', reason: e.message };
         throw e;
       }
       if (plan.kind === 'pending') return { outcome: 'pending', reason: plan.reason };
@@ -176,12 +186,33 @@ async function retryablePending(tx: Tx, chainId: string, upTo: bigint): Promise<
     .where('block_height', '<=', tx.codec(T.actions).encode({ block_height: upTo }).block_height as never)
     .where((eb) =>
       eb.or([
-        eb.and([eb('action_type', '=', 'mint'), eb.exists(eb.selectFrom(T.unconfirmedMints).select('hash').whereRef('hash', '=', `${T.actions}.ref_hash` as never))]),
+        eb.and([
+          eb('action_type', '=', 'mint'),
+          eb.exists(
+            eb
+              .selectFrom(T.unconfirmedMints)
+              .select('hash')
+              .whereRef('hash', '=', `${T.actions}.ref_hash` as never),
+          ),
+        ]),
         eb.and([
           eb('action_type', '=', 'invoice'),
-          eb.exists(eb.selectFrom(T.unconfirmedInvoices).select('hash').whereRef('hash', '=', `${T.actions}.ref_hash` as never)),
+          eb.exists(
+            eb
+              .selectFrom(T.unconfirmedInvoices)
+              .select('hash')
+              .whereRef('hash', '=', `${T.actions}.ref_hash` as never),
+          ),
         ]),
-        eb.and([eb('action_type', '=', 'payment'), eb.exists(eb.selectFrom(T.invoices).select('hash').whereRef('hash', '=', `${T.actions}.ref_hash` as never))]),
+        eb.and([
+          eb('action_type', '=', 'payment'),
+          eb.exists(
+            eb
+              .selectFrom(T.invoices)
+              .select('hash')
+              .whereRef('hash', '=', `${T.actions}.ref_hash` as never),
+          ),
+        ]),
       ]),
     )
     .orderBy('block_height')

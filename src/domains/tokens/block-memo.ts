@@ -1,0 +1,73 @@
+// Rows one block's processing has already read, locked or written, so that its later steps do
+// not read them again: an invoice matched and paid in the same block was read three times, its
+// reservation locked three times and its mint read twice (a settlement is bound by its
+// statement count). Valid for one processBlock call, in its transaction, because each entry
+// stays exactly what the database holds until the block changes it:
+// - reservations: locked (FOR UPDATE) by this transaction, so nobody else changes them;
+// - invoices (matched, token_invoices): written only by block processing of their chain, which
+//   the chain's ingest lock serialises, and their content is fixed by the hash that keys them;
+// - mints (confirmed): their content is fixed by their hash.
+// A step that changes a reservation or an invoice forgets it (forget()), so the next reader
+// goes back to the database. The guarded updates of mustUpdate still re-check every guard
+// column in the database, so even a stale entry could not write a wrong before image.
+import type { Tx } from '../../db/tx.js';
+import { getReservationRow } from './escrow.js';
+import { getConfirmedMint } from './mints.js';
+import { decode, type Row } from './rows.js';
+import { T, type Mint, type Reservation } from './types.js';
+
+export interface BlockMemo {
+  readonly invoices: Map<string, Row>;
+  readonly reservations: Map<string, { reservation: Reservation; row: Row }>;
+  readonly mints: Map<string, Mint>;
+}
+
+export function newBlockMemo(): BlockMemo {
+  return { invoices: new Map(), reservations: new Map(), mints: new Map() };
+}
+
+/** A confirmed mint, from the memo or the database (remembered when found). */
+export async function memoMint(tx: Tx, memo: BlockMemo | undefined, hash: string): Promise<Mint | undefined> {
+  const known = memo?.mints.get(hash);
+  if (known) return known;
+  const m = await getConfirmedMint(tx, hash);
+  if (m) memo?.mints.set(hash, m);
+  return m;
+}
+
+/** The invoice's reservation, locked by this transaction, and its decoded row (the before image). */
+export async function memoLockedReservation(
+  tx: Tx,
+  memo: BlockMemo | undefined,
+  invoiceHash: string,
+): Promise<{ reservation: Reservation; row: Row } | undefined> {
+  const known = memo?.reservations.get(invoiceHash);
+  if (known) return known;
+  const r = await getReservationRow(tx, invoiceHash, { lock: true });
+  if (r) memo?.reservations.set(invoiceHash, r);
+  return r;
+}
+
+/** A matched invoice's decoded token_invoices row, from the memo or the database. */
+export async function memoInvoice(tx: Tx, memo: BlockMemo | undefined, hash: string): Promise<Row | undefined> {
+  const known = memo?.invoices.get(hash);
+  if (known) return known;
+  const [raw] = await tx.selectWhere(T.invoices, { hash });
+  if (!raw) return undefined;
+  const row = decode(tx, T.invoices, raw);
+  memo?.invoices.set(hash, row);
+  return row;
+}
+
+/** Remembers a token_invoices row this block just inserted, as a read of it would return it. */
+export function rememberInvoice(tx: Tx, memo: BlockMemo | undefined, written: Row): void {
+  if (!memo) return;
+  const codec = tx.codec(T.invoices);
+  memo.invoices.set(written.hash as string, codec.decode(codec.encode(written)));
+}
+
+/** Forgets the invoice and reservation of `invoiceHash` after a step changed them. */
+export function forget(memo: BlockMemo | undefined, invoiceHash: string): void {
+  memo?.invoices.delete(invoiceHash);
+  memo?.reservations.delete(invoiceHash);
+}
