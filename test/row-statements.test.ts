@@ -1,0 +1,120 @@
+// The single-row helpers of Tx (src/db/row-statements.ts): one compiled statement per table and
+// column shape, so a cached statement must never carry one call's values or shape into another.
+// On every backend: null in a WHERE means IS NULL (a different statement from `=`), the counts
+// are the rows changed, encoding and validation are insert()'s, and FOR UPDATE really locks.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { ValidationError } from '../src/db/errors.js';
+import type { Coffer } from '../src/db/store.js';
+import { FIXTURE_MIGRATIONS } from './fixtures/kitchen-sink.js';
+import { forEachBackend } from './harness.js';
+
+let seq = 0;
+function account(over: Record<string, unknown> = {}): Record<string, unknown> {
+  seq++;
+  return {
+    name: `rs-${seq}-${Math.random().toString(36).slice(2, 8)}`,
+    balance: BigInt(seq),
+    hash: (Math.floor(Math.random() * 2 ** 48) * 1000 + seq).toString(16).padStart(64, '0'),
+    created_at: new Date(1_700_000_000_000 + seq),
+    ...over,
+  };
+}
+
+forEachBackend('row statements', (ctx) => {
+  let coffer: Coffer;
+  before(async () => {
+    coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+  });
+
+  const byName = (name: string) =>
+    coffer.read(async (tx) => {
+      const [r] = await tx.selectWhere('fx_accounts', { name });
+      return r ? tx.codec('fx_accounts').decode<Record<string, unknown>>(r) : undefined;
+    });
+
+  test('insert, select, update and delete by shape; a null in WHERE matches IS NULL, not every row', async () => {
+    const a = account({ note: null, small: 7 });
+    const b = account({ note: 'kept', small: 7 });
+    await coffer.write(async (tx) => {
+      await tx.insert('fx_accounts', a);
+      await tx.insert('fx_accounts', b);
+    });
+    // Same columns, different null-ness: two statements; each changes only its own row.
+    const n1 = await coffer.write((tx) => tx.updateWhere('fx_accounts', { balance: 100n }, { small: 7, note: null, name: a.name }));
+    const n2 = await coffer.write((tx) => tx.updateWhere('fx_accounts', { balance: 200n }, { small: 7, note: 'kept', name: b.name }));
+    assert.equal(n1, 1n);
+    assert.equal(n2, 1n);
+    assert.equal((await byName(a.name as string))!.balance, 100n);
+    assert.equal((await byName(b.name as string))!.balance, 200n);
+    // A guard that no longer holds changes nothing and says so.
+    assert.equal(await coffer.write((tx) => tx.updateWhere('fx_accounts', { balance: 1n }, { name: a.name, note: 'other' })), 0n);
+    assert.equal(await coffer.write((tx) => tx.updateWhere('fx_accounts', { balance: 1n }, { name: b.name, note: null })), 0n);
+    // The same shape with other values: the cached statement binds each call's own.
+    const rows = await coffer.read(async (tx) => [
+      ...(await tx.selectWhere('fx_accounts', { name: a.name, note: null })),
+      ...(await tx.selectWhere('fx_accounts', { name: b.name, note: null })),
+      ...(await tx.selectWhere('fx_accounts', { name: b.name, note: 'kept' })),
+    ]);
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      [a.name, b.name],
+    );
+    assert.equal(await coffer.write((tx) => tx.deleteWhere('fx_accounts', { name: a.name, note: 'kept' })), 0n);
+    assert.equal(await coffer.write((tx) => tx.deleteWhere('fx_accounts', { name: a.name, note: null })), 1n);
+    assert.equal(await byName(a.name as string), undefined);
+    assert.ok(await byName(b.name as string));
+  });
+
+  test('insertOrIgnore inserts once and reports the replay; values are validated before any SQL', async () => {
+    const a = account();
+    assert.equal(await coffer.write((tx) => tx.insertOrIgnore('fx_accounts', a, ['name'])), true);
+    assert.equal(await coffer.write((tx) => tx.insertOrIgnore('fx_accounts', { ...a }, ['name'])), false);
+    await assert.rejects(
+      coffer.write((tx) => tx.updateWhere('fx_accounts', { balance: 'lots' }, { name: a.name })),
+      (e) => e instanceof ValidationError && /balance/.test(e.message),
+    );
+    await assert.rejects(
+      coffer.write((tx) => tx.updateWhere('fx_accounts', { balance: 1n }, { nope: 1 })),
+      /no column fx_accounts\.nope/,
+    );
+    await assert.rejects(
+      coffer.read((tx) => tx.updateWhere('fx_accounts', { balance: 1n }, { name: a.name })),
+      /needs a write transaction/,
+    );
+    await assert.rejects(
+      coffer.read((tx) => tx.selectWhere('fx_accounts', { name: a.name }, { lock: true })),
+      /needs a write transaction/,
+    );
+  });
+
+  test('selectWhere with lock holds the row until commit (a second writer waits)', async (t) => {
+    if (ctx.backend === 'memory') return t.skip('one connection');
+    const a = account({ balance: 0n });
+    await coffer.write((tx) => tx.insert('fx_accounts', a));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const order: string[] = [];
+    const first = coffer.write(async (tx) => {
+      const [r] = await tx.selectWhere('fx_accounts', { name: a.name }, { lock: true });
+      locked();
+      await held;
+      await tx.updateWhere('fx_accounts', { balance: BigInt(String(r!.balance)) + 1n }, { name: a.name });
+      order.push('first');
+    });
+    await isLocked;
+    const second = coffer.write(async (tx) => {
+      const [r] = await tx.selectWhere('fx_accounts', { name: a.name }, { lock: true });
+      await tx.updateWhere('fx_accounts', { balance: BigInt(String(r!.balance)) + 1n }, { name: a.name });
+      order.push('second');
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    release();
+    await Promise.all([first, second]);
+    // Read-then-write under the lock: neither increment is lost.
+    assert.equal((await byName(a.name as string))!.balance, 2n);
+    assert.deepEqual(order, ['first', 'second']);
+  });
+});
