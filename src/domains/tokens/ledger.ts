@@ -4,6 +4,7 @@
 // journal, so a reorg removes the entry and restores the cached balance together.
 import { InvalidStateTransitionError } from '../../db/errors.js';
 import { toBigInt } from '../../db/codec.js';
+import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import { journaledInsert, journaledInsertOrIgnore, journaledUpdate, type BlockRef, type KnownRow } from '../chain/undo.js';
 import { decode, toLedgerEntry, type Row } from './rows.js';
@@ -99,16 +100,20 @@ export async function appendEntry(tx: Tx, ref: BlockRef, e: LedgerWrite): Promis
   return true;
 }
 
-/** Tokens held by active reservations of a seller. */
-export async function reservedOf(tx: Tx, mintHash: string, address: string): Promise<bigint> {
-  const r = await tx.db
+// On every invoice created (the reservation check), so compiled once rather than built per call.
+const RESERVED_OF = defineQuery('tokens.reservedOf', (db, $) =>
+  db
     .selectFrom(T.reservations)
     .select((eb) => eb.fn.sum<string>('quantity').as('n'))
-    .where('mint_hash', '=', mintHash)
-    .where('seller_address', '=', address)
-    .where('state', '=', 'reserved')
-    .executeTakeFirst();
-  return toBigInt((r as Row | undefined)?.n);
+    .where('mint_hash', '=', $(0))
+    .where('seller_address', '=', $(1))
+    .where('state', '=', $(2)),
+);
+
+/** Tokens held by active reservations of a seller. */
+export async function reservedOf(tx: Tx, mintHash: string, address: string): Promise<bigint> {
+  const [r] = await tx.query(RESERVED_OF, [mintHash, address, 'reserved']);
+  return toBigInt(r?.n);
 }
 
 export async function balanceOf(tx: Tx, mintHash: string, address: string): Promise<Balance> {
