@@ -166,19 +166,7 @@ export class AuditWriter {
     });
     const codec = tx.codec(AUDIT_LOG);
     for (let i = 0; i < entries.length; i += INSERT_CHUNK) {
-      const rows = entries.slice(i, i + INSERT_CHUNK).map((e): Row => ({
-        seq: e.seq,
-        at: e.at,
-        actor_type: e.actor.type,
-        actor_id: e.actor.id,
-        action: e.action,
-        domain: e.domain,
-        entity: e.entity,
-        entity_id: e.entityId,
-        change_set: e.change,
-        prev_hash: e.prevHash,
-        hash: e.hash,
-      }));
+      const rows = entries.slice(i, i + INSERT_CHUNK).map(entryRow);
       // One entry (the common case) through the cached single-row statement.
       if (rows.length === 1) await tx.insert(AUDIT_LOG, rows[0]!);
       else
@@ -192,6 +180,23 @@ export class AuditWriter {
     if (moved !== 1n) throw new ConflictError('the audit head moved while it was locked', { table: AUDIT_HEAD });
     return entries;
   }
+}
+
+/** An entry as its audit_log row (before encoding). */
+export function entryRow(e: AuditEntry): Row {
+  return {
+    seq: e.seq,
+    at: e.at,
+    actor_type: e.actor.type,
+    actor_id: e.actor.id,
+    action: e.action,
+    domain: e.domain,
+    entity: e.entity,
+    entity_id: e.entityId,
+    change_set: e.change,
+    prev_hash: e.prevHash,
+    hash: e.hash,
+  };
 }
 
 /** The audit writer of a transaction: `await audit(tx).record({...})`. */

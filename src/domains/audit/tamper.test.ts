@@ -7,7 +7,7 @@ import { AppendOnlyViolationError } from '../../db/errors.js';
 import type { Coffer } from '../../db/store.js';
 import type { Tx } from '../../db/tx.js';
 import { forEachBackend } from '../../../test/harness.js';
-import { AUDIT_HEAD, AUDIT_LOG, auditHead, decodeEntry, entryHash, readEntries, type AuditEntry } from './log.js';
+import { AUDIT_HEAD, AUDIT_LOG, auditHead, decodeEntry, entryHash, entryRow, readEntries, type AuditEntry } from './log.js';
 import { appendEntries, withTriggersOff } from './test-support.js';
 import { verifyAuditLog, type VerifyReport } from './verify.js';
 
@@ -23,19 +23,7 @@ async function entry(tx: Tx, seq: bigint): Promise<AuditEntry> {
 }
 
 function row(tx: Tx, e: AuditEntry): Record<string, unknown> {
-  return tx.codec(AUDIT_LOG).encode({
-    seq: e.seq,
-    at: e.at,
-    actor_type: e.actor.type,
-    actor_id: e.actor.id,
-    action: e.action,
-    domain: e.domain,
-    entity: e.entity,
-    entity_id: e.entityId,
-    change_set: e.change,
-    prev_hash: e.prevHash,
-    hash: e.hash,
-  });
+  return tx.codec(AUDIT_LOG).encode(entryRow(e));
 }
 
 function assertBad(r: VerifyReport, seq: bigint, kind: string): void {
