@@ -15,6 +15,7 @@ import { STRING_KINDS, encodeValue } from './codec.js';
 import { quote } from '../schema/compile.js';
 import { RowBatch } from './sqlite-driver.js';
 import type { Tx } from './tx.js';
+import { insertStatement } from './row-statements.js';
 
 type Row = Record<string, unknown>;
 
@@ -140,6 +141,16 @@ function sameKeys(columns: readonly string[], row: Row): boolean {
 async function insertBatch(tx: Tx, table: string, columns: string[], encoded: Row[]): Promise<void> {
   if (columns.length === 0) {
     for (const r of encoded) await tx.db.insertInto(table).values(r).execute();
+    return;
+  }
+  // One row: the cached single-row statement (row-statements.ts), a prepared statement that
+  // needs no building, instead of a one-row batch.
+  if (encoded.length === 1) {
+    const row = encoded[0]!;
+    await tx.run(
+      insertStatement(table, columns),
+      columns.map((c) => row[c]),
+    );
     return;
   }
   const codec = tx.codec(table);

@@ -13,6 +13,7 @@
 // with seq as a decimal string, at as ISO-8601 UTC with milliseconds, change as stored (JSON
 // or null). The first entry's prev_hash is 64 zeros. docs/audit.md states this normatively.
 import { z } from 'zod';
+import { insertRows } from '../../db/bulk.js';
 import { toBigInt } from '../../db/codec.js';
 import { ConflictError, MigrationError, ValidationError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
@@ -164,16 +165,8 @@ export class AuditWriter {
       prev = hash;
       return { ...body, hash };
     });
-    const codec = tx.codec(AUDIT_LOG);
     for (let i = 0; i < entries.length; i += INSERT_CHUNK) {
-      const rows = entries.slice(i, i + INSERT_CHUNK).map(entryRow);
-      // One entry (the common case) through the cached single-row statement.
-      if (rows.length === 1) await tx.insert(AUDIT_LOG, rows[0]!);
-      else
-        await tx.db
-          .insertInto(AUDIT_LOG)
-          .values(rows.map((r) => codec.encode(r)))
-          .execute();
+      await insertRows(tx, AUDIT_LOG, entries.slice(i, i + INSERT_CHUNK).map(entryRow));
     }
     const last = entries[entries.length - 1]!;
     const moved = await tx.updateWhere(AUDIT_HEAD, { seq: last.seq, hash: last.hash }, { id: 1, seq: headSeq });

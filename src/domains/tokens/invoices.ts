@@ -8,7 +8,7 @@ import { journaledDelete, journaledInsert, type BlockRef } from '../chain/undo.j
 import { memoInvoice, memoLockedReservation, memoMint, rememberInvoice, type BlockMemo } from './block-memo.js';
 import { getReservation, endReservation, reserve } from './escrow.js';
 import { lockBalance } from './ledger.js';
-import { getConfirmedMint, type MatchOutcome, type OnChainAnchor } from './mints.js';
+import { anchorColumns, getConfirmedMint, type MatchOutcome, type OnChainAnchor } from './mints.js';
 import { decode, toInvoice, type Ctx } from './rows.js';
 import { T, type Invoice, type InvoiceInput, type Mint, type SignatureStatus } from './types.js';
 import { invalid, invoiceHash, invoiceInputSchema, parse, signatureInputSchema, ttlSchema } from './validate.js';
@@ -245,11 +245,7 @@ export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: 
   await journaledDelete(tx, ref, T.unconfirmedInvoices, { hash }, { before: row });
   const matched = {
     ...row,
-    tx_hash: anchor.txHash,
-    block_height: anchor.blockHeight,
-    block_hash: anchor.blockHash,
-    matched_height: ref.height,
-    matched_block_hash: ref.blockHash,
+    ...anchorColumns(anchor, ref),
     status: 'matched',
     paid_tx_hash: null,
     paid_height: null,

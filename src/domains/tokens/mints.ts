@@ -5,7 +5,7 @@
 import type { Tx } from '../../db/tx.js';
 import { journaledDelete, journaledInsert, type BlockRef } from '../chain/undo.js';
 import { appendEntry, mustUpdate } from './ledger.js';
-import { decode, enc, mintContentRow, toMint, type Ctx } from './rows.js';
+import { decode, enc, mintContentRow, toMint, type Ctx, type Row } from './rows.js';
 import { T, type Mint, type MintContent, type MintInput } from './types.js';
 import { mintHash, mintInputSchema, parse } from './validate.js';
 
@@ -80,6 +80,17 @@ export interface OnChainAnchor {
   blockHash: string;
 }
 
+/** The columns a match writes: the anchoring transaction, and the block that matched it. */
+export function anchorColumns(anchor: OnChainAnchor, ref: BlockRef): Row {
+  return {
+    tx_hash: anchor.txHash,
+    block_height: anchor.blockHeight,
+    block_hash: anchor.blockHash,
+    matched_height: ref.height,
+    matched_block_hash: ref.blockHash,
+  };
+}
+
 export type MatchOutcome = { outcome: 'applied' } | { outcome: 'pending'; reason: string } | { outcome: 'rejected'; reason: string };
 
 /**
@@ -106,11 +117,7 @@ export async function confirmMint(tx: Tx, ref: BlockRef, hash: string, anchor: O
     T.mints,
     {
       ...row,
-      tx_hash: anchor.txHash,
-      block_height: anchor.blockHeight,
-      block_hash: anchor.blockHash,
-      matched_height: ref.height,
-      matched_block_hash: ref.blockHash,
+      ...anchorColumns(anchor, ref),
       credited: false,
     },
     ['hash'],

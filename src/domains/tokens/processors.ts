@@ -184,37 +184,20 @@ async function retryablePending(tx: Tx, chainId: string, upTo: bigint): Promise<
     .where('chain_id', '=', chainId)
     .where('state', '=', 'pending')
     .where('block_height', '<=', tx.codec(T.actions).encode({ block_height: upTo }).block_height as never)
-    .where((eb) =>
-      eb.or([
+    .where((eb) => {
+      // Actions of `type` whose referenced content has arrived in `table`.
+      const ready = (type: TokenActionType, table: string) =>
         eb.and([
-          eb('action_type', '=', 'mint'),
+          eb('action_type', '=', type),
           eb.exists(
             eb
-              .selectFrom(T.unconfirmedMints)
+              .selectFrom(table)
               .select('hash')
               .whereRef('hash', '=', `${T.actions}.ref_hash` as never),
           ),
-        ]),
-        eb.and([
-          eb('action_type', '=', 'invoice'),
-          eb.exists(
-            eb
-              .selectFrom(T.unconfirmedInvoices)
-              .select('hash')
-              .whereRef('hash', '=', `${T.actions}.ref_hash` as never),
-          ),
-        ]),
-        eb.and([
-          eb('action_type', '=', 'payment'),
-          eb.exists(
-            eb
-              .selectFrom(T.invoices)
-              .select('hash')
-              .whereRef('hash', '=', `${T.actions}.ref_hash` as never),
-          ),
-        ]),
-      ]),
-    )
+        ]);
+      return eb.or([ready('mint', T.unconfirmedMints), ready('invoice', T.unconfirmedInvoices), ready('payment', T.invoices)]);
+    })
     .orderBy('block_height')
     .orderBy('index_in_block')
     .execute();
