@@ -111,6 +111,10 @@ function extraText(m: Measurement): string {
   const parts: string[] = [];
   if (m.workload === 'reads' && e.rawOneStatement !== undefined)
     parts.push(`raw as one JOIN statement: ${fmt(Number(e.rawOneStatement))}/s (Coffer ${Number(e.ratioVsOneStatement).toFixed(2)}×)`);
+  if (m.workload === 'settlement' && e.rawSameWork !== undefined)
+    parts.push(
+      `raw doing the same settlement (bench/raw/settlement.ts): ${fmt(Number(e.rawSameWork))}/s, ${Number(e.sameWorkVsTransfer).toFixed(2)}× the transfer (Coffer ${Number(e.ratioVsSameWork).toFixed(2)}× it)`,
+    );
   if (m.workload === 'reorg') parts.push(`${fmt(Number(e.cofferMsPer1kTx))} / ${fmt(Number(e.rawMsPer1kTx))} ms per 1k tx`);
   if (e.p50MsCoffer !== undefined)
     parts.push(

@@ -15,6 +15,7 @@ import type { Coffer } from '../../src/db/store.js';
 import { newBenchDb, type BackendName } from '../lib/backends.js';
 import { stat } from '../lib/stats.js';
 import { ratioOf, type Measurement, type RunSettings } from '../lib/types.js';
+import { rawSettlePg } from '../raw/settlement.js';
 import { rawTransfer, setupTransfer, transferTotals } from '../raw/transfer.js';
 import { closedLoop } from './chain.js';
 
@@ -134,6 +135,7 @@ export async function runSettlement(
     const before = await transferTotals(raw);
     let cofferDone = 0;
     let rawDone = 0;
+    let sameDone = 0;
     for (const clients of clientCounts) {
       const poolMax = Math.max(10, clients);
       const coffer = await b.reopen({ poolMax });
@@ -145,15 +147,26 @@ export async function runSettlement(
       const rop = async () => {
         if (await rawTransfer(raw, setup)) rawDone++;
       };
+      // PostgreSQL: the same settlement by hand (bench/raw/settlement.ts), which splits the gap
+      // to the transfer into the work itself and Coffer's own cost.
+      const pgPool = raw.kind === 'postgres' ? raw.pool : undefined;
+      const same = pgPool
+        ? async () => {
+            const s = sellers[(Math.random() * sellers.length) | 0]!;
+            if (await rawSettlePg(pgPool, CHAIN, s, 1n + BigInt(sameDone % 5), 100_000n)) sameDone++;
+          }
+        : undefined;
       if (!s.smoke) {
         await closedLoop(clients, 0.5, async () => {
           await cop();
           cofferDone++;
         });
         await closedLoop(clients, 0.5, rop);
+        if (same) await closedLoop(clients, 0.5, same);
       }
       const c: number[] = [];
       const r: number[] = [];
+      const sw: number[] = [];
       const cpu: { coffer: number[]; raw: number[] } = { coffer: [], raw: [] };
       for (let rep = 0; rep < s.reps; rep++) {
         const x = await closedLoop(clients, seconds, async () => {
@@ -161,6 +174,7 @@ export async function runSettlement(
           cofferDone++;
         });
         const y = await closedLoop(clients, seconds, rop);
+        if (same) sw.push((await closedLoop(clients, seconds, same)).rate);
         (c.push(x.rate), r.push(y.rate), cpu.coffer.push(x.cpuPct), cpu.raw.push(y.cpuPct));
       }
       const retries = (await coffer.metrics.txRetries.get()).values.reduce((a, v) => a + v.value, 0);
@@ -175,7 +189,19 @@ export async function runSettlement(
         coffer: coffers,
         raw: raws,
         ratio: ratioOf(coffers, raws, true),
-        extra: { nodeCpuPctCoffer: stat(cpu.coffer).median, nodeCpuPctRaw: stat(cpu.raw).median, cofferRetries: retries, poolMax },
+        extra: {
+          nodeCpuPctCoffer: stat(cpu.coffer).median,
+          nodeCpuPctRaw: stat(cpu.raw).median,
+          cofferRetries: retries,
+          poolMax,
+          ...(sw.length
+            ? {
+                rawSameWork: stat(sw).median,
+                ratioVsSameWork: coffers.median / stat(sw).median,
+                sameWorkVsTransfer: stat(sw).median / raws.median,
+              }
+            : {}),
+        },
         at: new Date().toISOString(),
       });
     }
@@ -188,7 +214,8 @@ export async function runSettlement(
         .executeTakeFirstOrThrow();
       return Number(r.n);
     });
-    if (settled !== cofferDone) throw new Error(`${settled} reservations settled, ${cofferDone} settlements ran`);
+    if (settled !== cofferDone + sameDone)
+      throw new Error(`${settled} reservations settled, ${cofferDone} Coffer and ${sameDone} raw settlements ran`);
     const after = await transferTotals(raw);
     if (after.sum !== before.sum || after.ledger !== rawDone)
       throw new Error('raw transfers did not conserve the balance sum or lost ledger rows');
