@@ -4,6 +4,8 @@
 // are the rows changed, encoding and validation are insert()'s, and FOR UPDATE really locks.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
+import { insertRowsInOrder } from '../src/db/bulk.js';
+import { MAX_BOUND } from '../src/db/row-statements.js';
 import { ValidationError } from '../src/db/errors.js';
 import type { Coffer } from '../src/db/store.js';
 import { FIXTURE_MIGRATIONS } from './fixtures/kitchen-sink.js';
@@ -116,5 +118,39 @@ forEachBackend('row statements', (ctx) => {
     // Read-then-write under the lock: neither increment is lost.
     assert.equal((await byName(a.name as string))!.balance, 2n);
     assert.deepEqual(order, ['first', 'second']);
+  });
+  test('insertRowsInOrder: multi-row statements split to stay within the placeholders, ids in row order, values intact', async () => {
+    // 5 columns a row: MAX_BOUND / 5 rows a statement, so this takes three statements, the last one short.
+    const perStatement = MAX_BOUND / 5;
+    const rows = Array.from({ length: 2 * perStatement + 50 }, (_, i) => {
+      const { name, balance, hash, created_at } = account();
+      return { name, balance, hash, created_at, note: i % 3 ? `n${i}` : null };
+    });
+    await coffer.write((tx) => insertRowsInOrder(tx, 'fx_accounts', rows));
+    const stored = await coffer.read(async (tx) =>
+      (
+        await tx.db
+          .selectFrom('fx_accounts')
+          .selectAll()
+          .where(
+            'name',
+            'in',
+            rows.map((r) => r.name as string),
+          )
+          .orderBy('id')
+          .execute()
+      ).map((r) => tx.codec('fx_accounts').decode<Record<string, unknown>>(r)),
+    );
+    assert.deepEqual(
+      stored.map((r) => [r.name, r.balance, r.note]),
+      rows.map((r) => [r.name, r.balance, r.note]),
+    );
+    // A bad row anywhere refuses the whole call before any SQL: nothing of it is written.
+    const bad = [account({ note: 'x' }), account({ hash: 'not hex' })];
+    await assert.rejects(
+      coffer.write((tx) => insertRowsInOrder(tx, 'fx_accounts', bad)),
+      ValidationError,
+    );
+    assert.equal(await byName(bad[0]!.name as string), undefined);
   });
 });

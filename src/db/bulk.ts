@@ -15,7 +15,7 @@ import { STRING_KINDS, encodeValue } from './codec.js';
 import { quote } from '../schema/compile.js';
 import { RowBatch } from './sqlite-driver.js';
 import type { Tx } from './tx.js';
-import { insertStatement } from './row-statements.js';
+import { insertStatement, MAX_BOUND } from './row-statements.js';
 
 type Row = Record<string, unknown>;
 
@@ -127,6 +127,32 @@ export async function insertRows(tx: Tx, table: string, rows: readonly Row[]): P
     while (j < encoded.length && sameKeys(columns, encoded[j]!)) j++;
     await insertBatch(tx, table, columns, i === 0 && j === encoded.length ? encoded : encoded.slice(i, j));
     i = j;
+  }
+}
+
+/**
+ * Inserts `rows` (validated and encoded like tx.insert) as multi-row `VALUES (…), (…)`
+ * statements, compiled once per table, columns and row count: serial ids follow the rows'
+ * order on every backend (the undo journal relies on it), and each statement is a prepared one
+ * that needs no building. For the short batches of domain writes; insertRows is the path for
+ * bulk loads.
+ */
+export async function insertRowsInOrder(tx: Tx, table: string, rows: readonly Row[]): Promise<void> {
+  tx.assertWritable(`insert into ${table}`);
+  const codec = tx.codec(table);
+  const encoded = rows.map((r) => codec.encode(r));
+  for (let i = 0; i < encoded.length;) {
+    const columns = Object.keys(encoded[i]!);
+    const max = i + Math.max(1, Math.floor(MAX_BOUND / Math.max(1, columns.length)));
+    let j = i + 1;
+    while (j < encoded.length && j < max && sameKeys(columns, encoded[j]!)) j++;
+    if (columns.length === 0) await tx.db.insertInto(table).values(encoded[i]!).execute();
+    else {
+      const args: unknown[] = [];
+      for (let r = i; r < j; r++) for (const c of columns) args.push(encoded[r]![c]);
+      await tx.run(insertStatement(table, columns, undefined, j - i), args);
+    }
+    i = columns.length === 0 ? i + 1 : j;
   }
 }
 

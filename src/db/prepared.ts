@@ -22,9 +22,12 @@ class Slot {
   }
 }
 
+/** Placeholders one query may number ($(0) … $(MAX_PLACEHOLDERS - 1)): within every backend's limit. */
+export const MAX_PLACEHOLDERS = 4096;
+
 const SLOTS: Slot[] = [];
 function slot(i: number): any {
-  if (!Number.isInteger(i) || i < 0 || i > 1000) throw new Error(`bad placeholder index ${i}`);
+  if (!Number.isInteger(i) || i < 0 || i >= MAX_PLACEHOLDERS) throw new Error(`bad placeholder index ${i}`);
   return (SLOTS[i] ??= new Slot(i));
 }
 

@@ -32,10 +32,21 @@ function where<Q extends { where: (...a: any[]) => Q }>(q: Q, w: WhereShape, $: 
   return q;
 }
 
-/** INSERT INTO table (columns) VALUES (…); with `ignoreOn`, ON CONFLICT (ignoreOn) DO NOTHING (not MySQL). */
-export function insertStatement(table: string, columns: readonly string[], ignoreOn?: readonly string[]): PreparedQuery {
-  return shaped(`insert ${table} (${columns.join(',')})${ignoreOn ? ` ignore (${ignoreOn.join(',')})` : ''}`, (db, $) => {
-    const q = db.insertInto(table).values(Object.fromEntries(columns.map((c, i) => [c, $(i)])));
+/** Values one multi-row INSERT of this module binds at most (within prepared.ts's MAX_PLACEHOLDERS). */
+export const MAX_BOUND = 3000;
+
+/**
+ * INSERT INTO table (columns) VALUES (…)[, (…) × rows]: arguments row by row. With `ignoreOn`,
+ * ON CONFLICT (ignoreOn) DO NOTHING (not MySQL).
+ */
+export function insertStatement(table: string, columns: readonly string[], ignoreOn?: readonly string[], rows = 1): PreparedQuery {
+  if (rows < 1 || rows * columns.length > MAX_BOUND)
+    throw new Error(`insert into ${table}: ${rows} rows of ${columns.length} columns in one statement`);
+  const key = `insert ${table} (${columns.join(',')})${rows > 1 ? ` x${rows}` : ''}${ignoreOn ? ` ignore (${ignoreOn.join(',')})` : ''}`;
+  return shaped(key, (db, $) => {
+    const n = columns.length;
+    const values = Array.from({ length: rows }, (_, r) => Object.fromEntries(columns.map((c, i) => [c, $(r * n + i)])));
+    const q = db.insertInto(table).values(rows === 1 ? values[0]! : values);
     return ignoreOn ? q.onConflict((oc) => oc.columns(ignoreOn as string[]).doNothing()) : q;
   });
 }

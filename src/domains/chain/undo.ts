@@ -10,6 +10,7 @@
 //   is changed only through these helpers while the block can still be reorged.
 import type { ColumnType, TableDef } from '../../schema/model.js';
 import { decodeValue } from '../../db/codec.js';
+import { insertRows, insertRowsInOrder } from '../../db/bulk.js';
 import type { Tx } from '../../db/tx.js';
 
 export const UNDO_TABLE = 'chain_undo';
@@ -91,8 +92,6 @@ function keyOf(tx: Tx, table: string, key: Row, what: string): Row {
 
 // Journal entries written inside withJournalBatch(), per transaction, in write order.
 const batches = new WeakMap<Tx, Row[]>();
-// Rows per multi-row INSERT into the journal (6 parameters each: far below every backend's limit).
-const JOURNAL_CHUNK = 500;
 
 async function record(tx: Tx, ref: BlockRef, table: string, key: Row, before: Row | null): Promise<void> {
   const entry = {
@@ -109,16 +108,9 @@ async function record(tx: Tx, ref: BlockRef, table: string, key: Row, before: Ro
 }
 
 async function flush(tx: Tx, batch: Row[]): Promise<void> {
-  const entries = batch.splice(0);
-  const codec = tx.codec(UNDO_TABLE);
-  // One multi-row INSERT per chunk, rows in write order: every backend assigns the serial ids
-  // of a multi-row INSERT in VALUES order, so id order stays write order (revertAbove relies on it).
-  for (let i = 0; i < entries.length; i += JOURNAL_CHUNK) {
-    await tx.db
-      .insertInto(UNDO_TABLE)
-      .values(entries.slice(i, i + JOURNAL_CHUNK).map((e) => codec.encode(e)))
-      .execute();
-  }
+  // Multi-row INSERTs in write order (insertRowsInOrder): the serial ids follow the rows, so
+  // id order stays write order (revertAbove relies on it).
+  await insertRowsInOrder(tx, UNDO_TABLE, batch.splice(0));
 }
 
 /**
@@ -216,11 +208,7 @@ export async function journaledInsertMany(
   if (!rows.length) return;
   const what = `journaled insert into ${table}`;
   const keys = rows.map((row) => keyOf(tx, table, Object.fromEntries(keyColumns.map((k) => [k, row[k]])), what));
-  const codec = tx.codec(table);
-  await tx.db
-    .insertInto(table)
-    .values(rows.map((r) => codec.encode(r)))
-    .execute();
+  await insertRows(tx, table, rows);
   for (const key of keys) await record(tx, ref, table, key, null);
 }
 

@@ -2,6 +2,7 @@
 // an on-chain mint transaction names their content hash. The owner (a signed field, so whoever
 // broadcasts the anchoring transaction cannot redirect the supply) is credited the full
 // fraction count once the matching block has the chain's required confirmations.
+import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import { journaledDelete, journaledInsert, type BlockRef } from '../chain/undo.js';
 import { appendEntry, mustUpdate } from './ledger.js';
@@ -125,21 +126,25 @@ export async function confirmMint(tx: Tx, ref: BlockRef, hash: string, anchor: O
   return { outcome: 'applied' };
 }
 
+// On every block: compiled once.
+const DUE_MINTS = defineQuery('tokens.dueMints', (db, $) =>
+  db
+    .selectFrom(T.mints)
+    .select(['hash', 'fraction_count', 'owner_address', 'tx_hash', 'matched_height', 'matched_block_hash'])
+    .where('chain_id', '=', $(0))
+    .where('credited', '=', $(1))
+    .where('matched_height', '<=', $(2))
+    .orderBy('matched_height')
+    .orderBy('hash'),
+);
+
 /**
  * Credits the owners of mints whose matching block is now final (tip - matched + 1 ≥ the
  * required confirmations). Journaled under the matching block, which can no longer be reorged,
  * so a credit some reservation may rely on is never taken back by a shallow reorg.
  */
 export async function creditDueMints(tx: Tx, chainId: string, finalHeight: bigint, at: Date): Promise<number> {
-  const due = await tx.db
-    .selectFrom(T.mints)
-    .select(['hash', 'fraction_count', 'owner_address', 'tx_hash', 'matched_height', 'matched_block_hash'])
-    .where('chain_id', '=', chainId)
-    .where('credited', '=', enc(tx, T.mints, 'credited', false))
-    .where('matched_height', '<=', enc(tx, T.mints, 'matched_height', finalHeight))
-    .orderBy('matched_height')
-    .orderBy('hash')
-    .execute();
+  const due = await tx.query(DUE_MINTS, [chainId, enc(tx, T.mints, 'credited', false), enc(tx, T.mints, 'matched_height', finalHeight)]);
   for (const raw of due) {
     const m = decode(tx, T.mints, raw);
     const ref: BlockRef = { chainId, height: m.matched_height as bigint, blockHash: m.matched_block_hash as string };

@@ -4,6 +4,7 @@
 // recorded + 1 ≥ the chain's required confirmations) the reservation settles: buyer credited,
 // seller debited, invoice paid, all journaled under the recording block.
 import { InvalidStateTransitionError } from '../../db/errors.js';
+import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { IngestedOutput } from '../chain/processors.js';
 import { journaledInsert, type BlockRef } from '../chain/undo.js';
@@ -80,20 +81,24 @@ export async function recordPayment(tx: Tx, ref: BlockRef, p: PaymentTx, amount:
   );
 }
 
+// On every block: compiled once.
+const DUE_PAYMENTS = defineQuery('tokens.duePayments', (db, $) =>
+  db
+    .selectFrom(T.payments)
+    .selectAll()
+    .where('chain_id', '=', $(0))
+    .where('state', '=', $(1))
+    .where('recorded_height', '<=', $(2))
+    .orderBy('recorded_height')
+    .orderBy('invoice_hash'),
+);
+
 /**
  * Settles pending payments whose recording block is final. Returns how many settled; a payment
  * whose invoice still lacks asset-manager signatures stays pending.
  */
 export async function settleDuePayments(tx: Tx, chainId: string, finalHeight: bigint, at: Date, memo?: BlockMemo): Promise<number> {
-  const due = await tx.db
-    .selectFrom(T.payments)
-    .selectAll()
-    .where('chain_id', '=', chainId)
-    .where('state', '=', 'pending')
-    .where('recorded_height', '<=', enc(tx, T.payments, 'recorded_height', finalHeight))
-    .orderBy('recorded_height')
-    .orderBy('invoice_hash')
-    .execute();
+  const due = await tx.query(DUE_PAYMENTS, [chainId, 'pending', enc(tx, T.payments, 'recorded_height', finalHeight)]);
   let settled = 0;
   for (const raw of due) {
     const p = decode(tx, T.payments, raw);

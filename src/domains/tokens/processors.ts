@@ -13,6 +13,7 @@
 // until none can; then mint credits and payment settlements whose block has become final.
 // Processing a block twice changes nothing.
 import { CofferError } from '../../db/errors.js';
+import { defineQuery, type PreparedQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { BlockContext, BlockProcessor, IngestedOutput, IngestedTransaction } from '../chain/processors.js';
 import { journaledInsertMany, withJournalBatch, type BlockRef } from '../chain/undo.js';
@@ -80,12 +81,7 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
   const seen = new Set<string>();
   for (let i = 0; i < ours.length; i += SEEN_CHUNK) {
     const hashes = ours.slice(i, i + SEEN_CHUNK).map((t) => t.txHash);
-    const rows = await tx.db
-      .selectFrom(T.actions)
-      .select('tx_hash')
-      .where('chain_id', '=', b.chainId)
-      .where('tx_hash', 'in', hashes)
-      .execute();
+    const rows = await tx.query<{ tx_hash: string }>(seenActions(hashes.length), [b.chainId, ...hashes]);
     for (const r of rows) seen.add(r.tx_hash as string);
   }
   const fresh: Row[] = [];
@@ -172,23 +168,39 @@ async function apply(tx: Tx, ref: BlockRef, a: Action, memo: BlockMemo): Promise
   }
 }
 
-/**
- * Pending actions (up to this block) that may make progress now: their mint or invoice content
- * has arrived, or (payments) their invoice is matched on chain. Oldest first, so a mint matches
- * before an invoice of it, and an invoice before its payment.
- */
-async function retryablePending(tx: Tx, chainId: string, upTo: bigint): Promise<Action[]> {
-  const rows = await tx.db
+// Both run on every block: compiled once (per number of hashes for the first).
+const seenQueries = new Map<number, PreparedQuery>();
+function seenActions(n: number): PreparedQuery {
+  let q = seenQueries.get(n);
+  if (!q) {
+    q = defineQuery(`tokens.seenActions.${n}`, (db, $) =>
+      db
+        .selectFrom(T.actions)
+        .select('tx_hash')
+        .where('chain_id', '=', $(0))
+        .where(
+          'tx_hash',
+          'in',
+          Array.from({ length: n }, (_, i) => $(i + 1)),
+        ),
+    );
+    seenQueries.set(n, q);
+  }
+  return q;
+}
+
+const RETRYABLE_PENDING = defineQuery('tokens.retryablePending', (db, $) =>
+  db
     .selectFrom(T.actions)
     .selectAll()
-    .where('chain_id', '=', chainId)
-    .where('state', '=', 'pending')
-    .where('block_height', '<=', tx.codec(T.actions).encode({ block_height: upTo }).block_height as never)
+    .where('chain_id', '=', $(0))
+    .where('state', '=', $(1))
+    .where('block_height', '<=', $(2))
     .where((eb) => {
-      // Actions of `type` whose referenced content has arrived in `table`.
-      const ready = (type: TokenActionType, table: string) =>
+      // Actions of the type in argument `i` whose referenced content has arrived in `table`.
+      const ready = (i: number, table: string) =>
         eb.and([
-          eb('action_type', '=', type),
+          eb('action_type', '=', $(i)),
           eb.exists(
             eb
               .selectFrom(table)
@@ -196,11 +208,20 @@ async function retryablePending(tx: Tx, chainId: string, upTo: bigint): Promise<
               .whereRef('hash', '=', `${T.actions}.ref_hash` as never),
           ),
         ]);
-      return eb.or([ready('mint', T.unconfirmedMints), ready('invoice', T.unconfirmedInvoices), ready('payment', T.invoices)]);
+      return eb.or([ready(3, T.unconfirmedMints), ready(4, T.unconfirmedInvoices), ready(5, T.invoices)]);
     })
     .orderBy('block_height')
-    .orderBy('index_in_block')
-    .execute();
+    .orderBy('index_in_block'),
+);
+
+/**
+ * Pending actions (up to this block) that may make progress now: their mint or invoice content
+ * has arrived, or (payments) their invoice is matched on chain. Oldest first, so a mint matches
+ * before an invoice of it, and an invoice before its payment.
+ */
+async function retryablePending(tx: Tx, chainId: string, upTo: bigint): Promise<Action[]> {
+  const upToHeight = tx.codec(T.actions).encode({ block_height: upTo }).block_height;
+  const rows = await tx.query(RETRYABLE_PENDING, [chainId, 'pending', upToHeight, 'mint', 'invoice', 'payment']);
   return rows.map((raw) => {
     const r: Row = decode(tx, T.actions, raw);
     return {
