@@ -4,6 +4,7 @@
 import { entryHash, GENESIS_HASH, type AuditEntry } from '../../src/domains/audit/log.js';
 import type { Actor } from '../../src/domains/audit/actor.js';
 import type { Raw } from '../lib/backends.js';
+import { myTx, pgTx } from './tx.js';
 
 export interface AppendInput {
   actor: Actor;
@@ -111,35 +112,8 @@ export async function rawAppend(raw: Raw, e: AppendInput): Promise<void> {
     db.transaction(() => sqliteAppend(db, e)).immediate();
     return;
   }
-  if (raw.kind === 'postgres') {
-    const c = await raw.pool.connect();
-    try {
-      await c.query('BEGIN');
-      try {
-        await pgAppend(c, e);
-        await c.query('COMMIT');
-      } catch (err) {
-        await c.query('ROLLBACK').catch(() => {});
-        throw err;
-      }
-    } finally {
-      c.release();
-    }
-    return;
-  }
-  const c = await raw.pool.getConnection();
-  try {
-    await c.query('START TRANSACTION');
-    try {
-      await myAppend(c, e);
-      await c.query('COMMIT');
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => {});
-      throw err;
-    }
-  } finally {
-    c.release();
-  }
+  if (raw.kind === 'postgres') return pgTx(raw.pool, (c) => pgAppend(c, e));
+  return myTx(raw.pool, (c) => myAppend(c, e));
 }
 
 type RawRow = Record<string, any>;

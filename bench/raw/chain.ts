@@ -8,6 +8,7 @@ import type mysql from 'mysql2/promise';
 import type pg from 'pg';
 import type { IngestBlockInput } from '../../src/domains/chain/types.js';
 import type { Raw } from '../lib/backends.js';
+import { myTx, pgTx } from './tx.js';
 
 type SqliteStmts = ReturnType<typeof sqliteStatements>;
 const sqliteCache = new WeakMap<Database.Database, SqliteStmts>();
@@ -145,23 +146,6 @@ const PG = {
   delBlocks: { name: 'b_del_blocks', text: 'DELETE FROM chain_blocks WHERE chain_id = $1 AND height > $2' },
 };
 
-async function pgTx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>, readOnly = false): Promise<T> {
-  const c = await pool.connect();
-  try {
-    await c.query(readOnly ? 'START TRANSACTION READ ONLY' : 'BEGIN');
-    try {
-      const r = await fn(c);
-      await c.query('COMMIT');
-      return r;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => {});
-      throw e;
-    }
-  } finally {
-    c.release();
-  }
-}
-
 async function pgIngest(pool: pg.Pool, b: IngestBlockInput, confirmations: number): Promise<void> {
   await pgTx(pool, async (c) => {
     const cur = (await c.query({ ...PG.lock, values: [b.chainId] })).rows[0] as {
@@ -235,23 +219,6 @@ async function pgRollback(pool: pg.Pool, chainId: string, fork: bigint): Promise
 }
 
 // ---------------------------------------------------------------- MySQL/MariaDB (execute = server-side prepared)
-
-async function myTx<T>(pool: mysql.Pool, fn: (c: mysql.PoolConnection) => Promise<T>, readOnly = false): Promise<T> {
-  const c = await pool.getConnection();
-  try {
-    await c.query(readOnly ? 'START TRANSACTION READ ONLY' : 'START TRANSACTION');
-    try {
-      const r = await fn(c);
-      await c.query('COMMIT');
-      return r;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => {});
-      throw e;
-    }
-  } finally {
-    c.release();
-  }
-}
 
 type MyRow = Record<string, any>;
 

@@ -4,6 +4,7 @@
 // cover the quantity.
 import type { Raw } from '../lib/backends.js';
 import { myAppend, pgAppend, sqliteAppend, type AppendInput } from './audit.js';
+import { myTx, pgTx } from './tx.js';
 
 export interface RawInvoice {
   hash: string;
@@ -75,10 +76,9 @@ export async function rawCreateInvoice(raw: Raw, v: RawInvoice, audit?: AppendIn
       })
       .immediate();
   }
+  // A short balance commits nothing but the lock it took: COMMIT and ROLLBACK are the same there.
   if (raw.kind === 'postgres') {
-    const c = await raw.pool.connect();
-    try {
-      await c.query('BEGIN');
+    return pgTx(raw.pool, async (c) => {
       const b = await c.query({
         name: 'i_bal',
         text: 'SELECT balance FROM token_balances WHERE mint_hash = $1 AND address = $2 FOR UPDATE',
@@ -89,10 +89,7 @@ export async function rawCreateInvoice(raw: Raw, v: RawInvoice, audit?: AppendIn
         text: "SELECT coalesce(sum(quantity), 0)::text AS n FROM token_reservations WHERE mint_hash = $1 AND seller_address = $2 AND state = 'reserved'",
         values: [v.mintHash, v.sellerAddress],
       });
-      if (BigInt(b.rows[0]?.balance ?? 0) - BigInt(h.rows[0].n) < v.quantity) {
-        await c.query('ROLLBACK');
-        return false;
-      }
+      if (BigInt(b.rows[0]?.balance ?? 0) - BigInt(h.rows[0].n) < v.quantity) return false;
       await c.query({
         name: 'i_res',
         text: `INSERT INTO token_reservations ${RES_COLS} VALUES ($1, $2, $3, $4, $5, 'reserved', $6, $7)`,
@@ -119,18 +116,10 @@ export async function rawCreateInvoice(raw: Raw, v: RawInvoice, audit?: AppendIn
         ],
       });
       if (audit) await pgAppend(c, audit);
-      await c.query('COMMIT');
       return true;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => {});
-      throw e;
-    } finally {
-      c.release();
-    }
+    });
   }
-  const c = await raw.pool.getConnection();
-  try {
-    await c.query('START TRANSACTION');
+  return myTx(raw.pool, async (c) => {
     const [b] = await c.execute('SELECT balance FROM token_balances WHERE mint_hash = ? AND address = ? FOR UPDATE', [
       v.mintHash,
       v.sellerAddress,
@@ -140,10 +129,7 @@ export async function rawCreateInvoice(raw: Raw, v: RawInvoice, audit?: AppendIn
       [v.mintHash, v.sellerAddress],
     );
     const bal = (b as { balance: string }[])[0]?.balance ?? '0';
-    if (BigInt(bal) - BigInt((h as { n: string }[])[0]!.n) < v.quantity) {
-      await c.query('ROLLBACK');
-      return false;
-    }
+    if (BigInt(bal) - BigInt((h as { n: string }[])[0]!.n) < v.quantity) return false;
     await c.execute(`INSERT INTO token_reservations ${RES_COLS} VALUES (?, ?, ?, ?, ?, 'reserved', ?, ?)`, [
       v.hash,
       v.chainId,
@@ -170,12 +156,6 @@ export async function rawCreateInvoice(raw: Raw, v: RawInvoice, audit?: AppendIn
       now,
     ]);
     if (audit) await myAppend(c, audit);
-    await c.query('COMMIT');
     return true;
-  } catch (e) {
-    await c.query('ROLLBACK').catch(() => {});
-    throw e;
-  } finally {
-    c.release();
-  }
+  });
 }

@@ -13,6 +13,7 @@ import type mysql from 'mysql2/promise';
 import type pg from 'pg';
 import { invoiceHash } from '../../src/domains/tokens/index.js';
 import { myAppend, pgAppend, sqliteAppend, type AppendInput } from './audit.js';
+import { myTx, pgTx } from './tx.js';
 
 export interface RawSeller {
   mintHash: string;
@@ -70,11 +71,9 @@ const SETTLED = { l: 2, bb: 1, sb: 1, rv: 1, iv: 1, py: 1, u: 10 };
 
 let height = 1_000_000_000n;
 
-/** One settlement's values: the invoice, and the block holding its invoice and payment actions. */
-function newCase(chainId: string, s: RawSeller, quantity: bigint, price: bigint) {
-  const now = new Date();
-  const total = quantity * price;
-  const inv = {
+/** A signed-invoice input for a settlement of `quantity` at `price` (the Coffer side's too; signatures are not checked). */
+export function invoiceInput(chainId: string, s: RawSeller, quantity: bigint, price: bigint, publicKey: string, createdAt: Date) {
+  return {
     chainId,
     mintHash: s.mintHash,
     sellerAddress: s.owner,
@@ -83,10 +82,17 @@ function newCase(chainId: string, s: RawSeller, quantity: bigint, price: bigint)
     price,
     priceUnit: 'koinu',
     paymentAddress: `DPay${hex(8)}`,
-    publicKey: `02${hex(32)}`,
+    publicKey,
     signature: 'ab'.repeat(64),
-    createdAt: now,
+    createdAt,
   };
+}
+
+/** One settlement's values: the invoice, and the block holding its invoice and payment actions. */
+function newCase(chainId: string, s: RawSeller, quantity: bigint, price: bigint) {
+  const now = new Date();
+  const total = quantity * price;
+  const inv = invoiceInput(chainId, s, quantity, price, `02${hex(32)}`, now);
   height += 1n;
   return {
     chainId,
@@ -189,15 +195,11 @@ const same = <T>(x: T) => x;
 export async function rawSettlePg(pool: pg.Pool, chainId: string, s: RawSeller, quantity: bigint, price: bigint): Promise<boolean> {
   const k = newCase(chainId, s, quantity, price);
   const h = str(k.height);
-  const c = await pool.connect();
-  try {
-    await c.query('BEGIN');
+  // A short balance commits nothing but the lock it took: COMMIT and ROLLBACK are the same there.
+  return pgTx(pool, async (c) => {
     const seller = (await c.query({ name: 'rs_lock', text: LOCK_SELLER, values: [s.mintHash, s.owner, chainId] })).rows[0];
     if (!seller?.mint_ok) throw new Error(`mint ${s.mintHash} is not confirmed on ${chainId}`);
-    if (BigInt(seller.balance) - BigInt(seller.held) < quantity) {
-      await c.query('ROLLBACK');
-      return false;
-    }
+    if (BigInt(seller.balance) - BigInt(seller.held) < quantity) return false;
     await c.query({ name: 'rs_reserve', text: RESERVE, values: [...invoiceValues(k, same, str), k.expires] });
     // The block: its two actions, then the match, the payment and the settlement.
     const acts = await c.query({
@@ -242,14 +244,8 @@ export async function rawSettlePg(pool: pg.Pool, chainId: string, s: RawSeller, 
     ).rows[0] as Record<string, number>;
     for (const [what, n] of Object.entries(SETTLED)) check(k, what, done[what]!, n);
     await pgAppend(c, auditOf(k));
-    await c.query('COMMIT');
     return true;
-  } catch (e) {
-    await c.query('ROLLBACK').catch(() => {});
-    throw e;
-  } finally {
-    c.release();
-  }
+  });
 }
 
 // ---------------------------------------------------------------- SQLite (and memory://'s copy)
@@ -381,18 +377,13 @@ const ON_DUPLICATE_CREDIT = ' ON DUPLICATE KEY UPDATE balance = balance + VALUES
 export async function rawSettleMysql(pool: mysql.Pool, chainId: string, s: RawSeller, quantity: bigint, price: bigint): Promise<boolean> {
   const k = newCase(chainId, s, quantity, price);
   const a = argsOf(k, same, str);
-  const c = await pool.getConnection();
-  const exec = async (sql: string, args: unknown[] = []) => (await c.execute(sql, args as never[]))[0];
-  const changed = async (sql: string, args: unknown[]) => ((await exec(sql, args)) as { affectedRows: number }).affectedRows;
-  try {
-    await c.query('START TRANSACTION');
+  return myTx(pool, async (c) => {
+    const exec = async (sql: string, args: unknown[] = []) => (await c.execute(sql, args as never[]))[0];
+    const changed = async (sql: string, args: unknown[]) => ((await exec(sql, args)) as { affectedRows: number }).affectedRows;
     const seller = ((await exec(`${Q.seller} FOR UPDATE`, [s.mintHash, s.owner])) as Balance[])[0];
     const free = ((await exec(Q.held, a.held)) as { held: string; mint_ok: number }[])[0]!;
     if (!free.mint_ok) throw new Error(`mint ${s.mintHash} is not confirmed on ${chainId}`);
-    if (!seller || BigInt(seller.balance as string) - BigInt(free.held) < quantity) {
-      await c.query('ROLLBACK');
-      return false;
-    }
+    if (!seller || BigInt(seller.balance as string) - BigInt(free.held) < quantity) return false;
     await exec(Q.reserve, a.reserve);
     await exec(Q.unconfirmed, a.unconfirmed);
     // The block: its two actions, then the match, the payment and the settlement.
@@ -411,12 +402,6 @@ export async function rawSettleMysql(pool: mysql.Pool, chainId: string, s: RawSe
     check(k, 'payment', await changed(Q.settlePayment, [k.hash]), 1);
     await exec(Q.journal, a.journal(journalOf(k, unconfirmed, buyer, seller)));
     await myAppend(c, auditOf(k));
-    await c.query('COMMIT');
     return true;
-  } catch (e) {
-    await c.query('ROLLBACK').catch(() => {});
-    throw e;
-  } finally {
-    c.release();
-  }
+  });
 }

@@ -15,7 +15,7 @@ import type { Coffer } from '../../src/db/store.js';
 import { newBenchDb, type BackendName } from '../lib/backends.js';
 import { stat } from '../lib/stats.js';
 import { ratioOf, type Measurement, type RunSettings } from '../lib/types.js';
-import { rawSettleMysql, rawSettlePg, rawSettleSqlite } from '../raw/settlement.js';
+import { invoiceInput, rawSettleMysql, rawSettlePg, rawSettleSqlite } from '../raw/settlement.js';
 import { rawTransfer, setupTransfer, transferTotals } from '../raw/transfer.js';
 import { closedLoop } from './chain.js';
 
@@ -82,26 +82,13 @@ export function settlementOp(coffer: Coffer, sellers: readonly Seller[], key: { 
     const i = n++;
     const quantity = 1n + BigInt(i % 5);
     const price = 100_000n;
-    const paymentAddress = `DPay${hex(8)}`;
-    const inv = {
-      chainId: CHAIN,
-      mintHash: s.mintHash,
-      sellerAddress: s.owner,
-      buyerAddress: `DBuyer${hex(10)}`,
-      quantity,
-      price,
-      priceUnit: 'koinu',
-      paymentAddress,
-      publicKey: key.publicKey,
-      signature: 'ab'.repeat(64),
-      createdAt: new Date(1_700_000_000_000 + i),
-    };
+    const inv = invoiceInput(CHAIN, s, quantity, price, key.publicKey, new Date(1_700_000_000_000 + i));
     await coffer.write(
       async (tx) => {
         const { hash } = await tokens(tx, opts).createInvoice(inv);
         const block = nextBlock([
           actionTx('invoice', hash, 0),
-          actionTx('payment', hash, 1, [{ address: paymentAddress, value: quantity * price }]),
+          actionTx('payment', hash, 1, [{ address: inv.paymentAddress, value: quantity * price }]),
         ]);
         await processTokenBlock(tx, { block, tipHeight: block.height, confirmationsNeeded: 1 });
         await audit(tx).record({
