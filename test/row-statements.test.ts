@@ -153,4 +153,27 @@ forEachBackend('row statements', (ctx) => {
     );
     assert.equal(await byName(bad[0]!.name as string), undefined);
   });
+  test('insertThenUpdate inserts the rows and returns the count of the update that goes with them', async () => {
+    const target = account({ note: 'target' });
+    await coffer.write((tx) => tx.insert('fx_accounts', target));
+    const rows = [account({ note: 'a' }), account({ note: 'b' })];
+    const n = await coffer.write((tx) =>
+      tx.insertThenUpdate('fx_accounts', rows, 'fx_accounts', { balance: 77n }, { name: target.name, note: 'target' }),
+    );
+    assert.equal(n, 1n);
+    assert.equal((await byName(target.name as string))!.balance, 77n);
+    for (const r of rows) assert.equal((await byName(r.name as string))!.balance, r.balance);
+    // A guard that does not hold updates nothing and says so; the caller decides (here: roll back).
+    const more = account();
+    await assert.rejects(
+      coffer.write(async (tx) => {
+        const m = await tx.insertThenUpdate('fx_accounts', [more], 'fx_accounts', { balance: 1n }, { name: target.name, note: 'moved' });
+        assert.equal(m, 0n);
+        throw new Error('guard failed');
+      }),
+      /guard failed/,
+    );
+    assert.equal(await byName(more.name as string), undefined);
+    assert.equal((await byName(target.name as string))!.balance, 77n);
+  });
 });

@@ -59,9 +59,12 @@ export async function pgAppend(c: import('pg').PoolClient, e: AppendInput): Prom
     hash: string;
   };
   const x = makeEntry(e, BigInt(h.seq) + 1n, h.hash);
-  await c.query({
-    name: 'a_ins',
-    text: `INSERT INTO audit_log ${INSERT_COLS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+  // The entry and the head's advance in one statement (a data-modifying CTE): one round trip
+  // less under the head lock, as Coffer does it on PostgreSQL.
+  const r = await c.query({
+    name: 'a_ins_adv',
+    text: `WITH ins AS (INSERT INTO audit_log ${INSERT_COLS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11))
+      UPDATE audit_head SET seq = $12, hash = $13 WHERE id = 1 AND seq = $14`,
     values: [
       x.seq.toString(),
       x.at,
@@ -74,12 +77,10 @@ export async function pgAppend(c: import('pg').PoolClient, e: AppendInput): Prom
       x.change === null ? null : JSON.stringify(x.change),
       x.prevHash,
       x.hash,
+      x.seq.toString(),
+      x.hash,
+      h.seq,
     ],
-  });
-  const r = await c.query({
-    name: 'a_adv',
-    text: 'UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3',
-    values: [x.seq.toString(), x.hash, h.seq],
   });
   if (r.rowCount !== 1) throw new Error('head moved');
 }

@@ -51,6 +51,34 @@ export function insertStatement(table: string, columns: readonly string[], ignor
   });
 }
 
+/**
+ * PostgreSQL: `WITH ins AS (INSERT INTO table (columns) VALUES … × rows) UPDATE target SET … WHERE …`,
+ * one statement (one round trip) for an insert and the update that must go with it; its count is
+ * the UPDATE's. Arguments: the rows' values row by row, then the SET values, then the WHERE values.
+ */
+export function insertThenUpdateStatement(
+  table: string,
+  columns: readonly string[],
+  rows: number,
+  target: string,
+  setColumns: readonly string[],
+  w: WhereShape,
+): PreparedQuery {
+  const n = columns.length;
+  if (rows < 1 || rows * n + setColumns.length + w.length > MAX_BOUND)
+    throw new Error(`insert into ${table} then update ${target}: too many values for one statement`);
+  const key = `insert ${table} (${columns.join(',')}) x${rows} then update ${target} set ${setColumns.join(',')} where ${whereKey(w)}`;
+  return shaped(key, (db, $) => {
+    const values = Array.from({ length: rows }, (_, r) => Object.fromEntries(columns.map((c, i) => [c, $(r * n + i)])));
+    const off = rows * n;
+    const update = db
+      .with('ins', (qc) => qc.insertInto(table).values(values))
+      .updateTable(target)
+      .set(Object.fromEntries(setColumns.map((c, i) => [c, $(off + i)])));
+    return where(update, w, $, off + setColumns.length);
+  });
+}
+
 /** UPDATE table SET columns = … WHERE …: arguments are the SET values, then the WHERE values. */
 export function updateStatement(table: string, columns: readonly string[], w: WhereShape): PreparedQuery {
   return shaped(`update ${table} set ${columns.join(',')} where ${whereKey(w)}`, (db, $) =>
