@@ -15,7 +15,7 @@ import { STRING_KINDS, encodeValue } from './codec.js';
 import { quote } from '../schema/compile.js';
 import { RowBatch } from './sqlite-driver.js';
 import type { Tx } from './tx.js';
-import { insertStatement, MAX_BOUND } from './row-statements.js';
+import { insertStatement, MAX_BOUND, rowArgs } from './row-statements.js';
 
 type Row = Record<string, unknown>;
 
@@ -118,16 +118,7 @@ function constantColumns(names: readonly string[], rows: readonly Row[]): boolea
 export async function insertRows(tx: Tx, table: string, rows: readonly Row[]): Promise<void> {
   tx.assertWritable(`insert into ${table}`);
   const codec = tx.codec(table);
-  const encoded = rows.map((r) => codec.encode(r));
-  // Consecutive rows with the same columns go together (a column left out must get its
-  // DEFAULT, which SQLite cannot spell inside a VALUES list), keeping the rows' order.
-  for (let i = 0; i < encoded.length;) {
-    const columns = Object.keys(encoded[i]!);
-    let j = i + 1;
-    while (j < encoded.length && sameKeys(columns, encoded[j]!)) j++;
-    await insertBatch(tx, table, columns, i === 0 && j === encoded.length ? encoded : encoded.slice(i, j));
-    i = j;
-  }
+  for (const [columns, run] of columnRuns(rows.map((r) => codec.encode(r)))) await insertBatch(tx, table, columns, run);
 }
 
 /**
@@ -140,24 +131,34 @@ export async function insertRows(tx: Tx, table: string, rows: readonly Row[]): P
 export async function insertRowsInOrder(tx: Tx, table: string, rows: readonly Row[]): Promise<void> {
   tx.assertWritable(`insert into ${table}`);
   const codec = tx.codec(table);
-  const encoded = rows.map((r) => codec.encode(r));
+  const perStatement = (columns: number) => Math.max(1, Math.floor(MAX_BOUND / Math.max(1, columns)));
+  const runs = columnRuns(
+    rows.map((r) => codec.encode(r)),
+    perStatement,
+  );
+  for (const [columns, run] of runs) {
+    if (columns.length === 0 || run.length === 1) await insertBatch(tx, table, columns, run);
+    else await tx.run(insertStatement(table, columns, undefined, run.length), rowArgs(run, columns));
+  }
+}
+
+/**
+ * Consecutive rows with the same columns, in order, at most `maxRows(columns)` a run: a column
+ * left out must get its DEFAULT, which SQLite cannot spell inside a VALUES list.
+ */
+function* columnRuns(encoded: Row[], maxRows: (columns: number) => number = () => Infinity): Generator<[string[], Row[]]> {
   for (let i = 0; i < encoded.length;) {
     const columns = Object.keys(encoded[i]!);
-    const max = i + Math.max(1, Math.floor(MAX_BOUND / Math.max(1, columns.length)));
+    const end = Math.min(encoded.length, i + maxRows(columns.length));
     let j = i + 1;
-    while (j < encoded.length && j < max && sameKeys(columns, encoded[j]!)) j++;
-    if (columns.length === 0) await tx.db.insertInto(table).values(encoded[i]!).execute();
-    else {
-      const args: unknown[] = [];
-      for (let r = i; r < j; r++) for (const c of columns) args.push(encoded[r]![c]);
-      await tx.run(insertStatement(table, columns, undefined, j - i), args);
-    }
-    i = columns.length === 0 ? i + 1 : j;
+    while (j < end && sameKeys(columns, encoded[j]!)) j++;
+    yield [columns, i === 0 && j === encoded.length ? encoded : encoded.slice(i, j)];
+    i = j;
   }
 }
 
 /** Whether `row` has exactly `columns`, in that order. */
-function sameKeys(columns: readonly string[], row: Row): boolean {
+export function sameKeys(columns: readonly string[], row: Row): boolean {
   const keys = Object.keys(row);
   if (keys.length !== columns.length) return false;
   for (let i = 0; i < keys.length; i++) if (keys[i] !== columns[i]) return false;
@@ -172,11 +173,7 @@ async function insertBatch(tx: Tx, table: string, columns: string[], encoded: Ro
   // One row: the cached single-row statement (row-statements.ts), a prepared statement that
   // needs no building, instead of a one-row batch.
   if (encoded.length === 1) {
-    const row = encoded[0]!;
-    await tx.run(
-      insertStatement(table, columns),
-      columns.map((c) => row[c]),
-    );
+    await tx.run(insertStatement(table, columns), rowArgs(encoded, columns));
     return;
   }
   const codec = tx.codec(table);

@@ -35,6 +35,20 @@ function where<Q extends { where: (...a: any[]) => Q }>(q: Q, w: WhereShape, $: 
 /** Values one multi-row INSERT of this module binds at most (within prepared.ts's MAX_PLACEHOLDERS). */
 export const MAX_BOUND = 3000;
 
+/** A multi-row INSERT's VALUES, placeholders numbered row by row from 0. */
+function valuesOf(columns: readonly string[], rows: number, $: (i: number) => unknown): Record<string, unknown>[] {
+  const n = columns.length;
+  return Array.from({ length: rows }, (_, r) => Object.fromEntries(columns.map((c, i) => [c, $(r * n + i)])));
+}
+
+/** The arguments of those VALUES: each row's `columns`, row by row. */
+export function rowArgs(rows: readonly Record<string, unknown>[], columns: readonly string[]): unknown[] {
+  const args = new Array<unknown>(rows.length * columns.length);
+  let k = 0;
+  for (const r of rows) for (const c of columns) args[k++] = r[c];
+  return args;
+}
+
 /**
  * INSERT INTO table (columns) VALUES (…)[, (…) × rows]: arguments row by row. With `ignoreOn`,
  * ON CONFLICT (ignoreOn) DO NOTHING (not MySQL).
@@ -44,8 +58,7 @@ export function insertStatement(table: string, columns: readonly string[], ignor
     throw new Error(`insert into ${table}: ${rows} rows of ${columns.length} columns in one statement`);
   const key = `insert ${table} (${columns.join(',')})${rows > 1 ? ` x${rows}` : ''}${ignoreOn ? ` ignore (${ignoreOn.join(',')})` : ''}`;
   return shaped(key, (db, $) => {
-    const n = columns.length;
-    const values = Array.from({ length: rows }, (_, r) => Object.fromEntries(columns.map((c, i) => [c, $(r * n + i)])));
+    const values = valuesOf(columns, rows, $);
     const q = db.insertInto(table).values(rows === 1 ? values[0]! : values);
     return ignoreOn ? q.onConflict((oc) => oc.columns(ignoreOn as string[]).doNothing()) : q;
   });
@@ -69,10 +82,9 @@ export function insertThenUpdateStatement(
     throw new Error(`insert into ${table} then update ${target}: too many values for one statement`);
   const key = `insert ${table} (${columns.join(',')}) x${rows} then update ${target} set ${setColumns.join(',')} where ${whereKey(w)}`;
   return shaped(key, (db, $) => {
-    const values = Array.from({ length: rows }, (_, r) => Object.fromEntries(columns.map((c, i) => [c, $(r * n + i)])));
     const off = rows * n;
     const update = db
-      .with('ins', (qc) => qc.insertInto(table).values(values))
+      .with('ins', (qc) => qc.insertInto(table).values(valuesOf(columns, rows, $)))
       .updateTable(target)
       .set(Object.fromEntries(setColumns.map((c, i) => [c, $(off + i)])));
     return where(update, w, $, off + setColumns.length);

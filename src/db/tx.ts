@@ -6,12 +6,13 @@ import { TableCodec } from './codec.js';
 import { ReadOnlyError, UniqueViolationError } from './errors.js';
 import { mapDriverError } from './driver-errors.js';
 import { bind, bindThroughPlugins, type PreparedQuery } from './prepared.js';
-import { insertRows } from './bulk.js';
+import { insertRows, sameKeys } from './bulk.js';
 import {
   deleteStatement,
   insertStatement,
   insertThenUpdateStatement,
   MAX_BOUND,
+  rowArgs,
   selectStatement,
   updateStatement,
   type WhereShape,
@@ -233,13 +234,11 @@ export class Tx {
       const set = tc.encode(changes);
       const setColumns = Object.keys(set);
       const w = tc.encode(where);
-      const sameColumns = encoded.every((r) => Object.keys(r).join(',') === columns.join(','));
+      const sameColumns = encoded.every((r) => sameKeys(columns, r));
       if (columns.length && sameColumns && rows.length * columns.length + setColumns.length + Object.keys(w).length <= MAX_BOUND) {
-        const args: unknown[] = [];
-        for (const r of encoded) for (const c of columns) args.push(r[c]);
-        for (const c of setColumns) args.push(set[c]);
+        const args = rowArgs(encoded, columns).concat(rowArgs([set], setColumns), boundOf(w));
         const q = insertThenUpdateStatement(table, columns, rows.length, target, setColumns, shapeOf(w));
-        const r = await this.run(q, args.concat(boundOf(w)));
+        const r = await this.run(q, args);
         return BigInt(r.numAffectedRows ?? 0n);
       }
     }
