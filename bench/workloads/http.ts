@@ -202,7 +202,9 @@ export async function runHttp(
       const rr: number[] = [];
       const lat = { c50: [] as number[], c99: [] as number[], r50: [] as number[], r99: [] as number[] };
       for (let rep = 0; rep < reps; rep++) {
+        await f.bench.upkeep();
         const a = await load(c.coffer(), tool);
+        await f.bench.upkeep();
         const b = await load(c.raw(), tool);
         if (a.errors || b.errors) throw new Error(`${c.name}: ${a.errors} Coffer and ${b.errors} bare responses were errors`);
         (cr.push(a.rps), rr.push(b.rps));

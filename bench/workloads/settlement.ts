@@ -161,11 +161,14 @@ export async function runSettlement(
       const sw: number[] = [];
       const cpu: { coffer: number[]; raw: number[] } = { coffer: [], raw: [] };
       for (let rep = 0; rep < s.reps; rep++) {
+        await b.upkeep();
         const x = await closedLoop(clients, seconds, async () => {
           await cop();
           cofferDone++;
         });
+        await b.upkeep();
         const y = await closedLoop(clients, seconds, rop);
+        await b.upkeep();
         sw.push((await closedLoop(clients, seconds, same)).rate);
         (c.push(x.rate), r.push(y.rate), cpu.coffer.push(x.cpuPct), cpu.raw.push(y.cpuPct));
       }

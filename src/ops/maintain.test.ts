@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { sql } from 'kysely';
+import { insertRows } from '../db/bulk.js';
 import { toBigInt } from '../db/codec.js';
 import { ConfigError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
@@ -125,6 +126,38 @@ forEachBackend('ops maintenance', (ctx) => {
       await dropMarker(coffer.engine.writer, coffer.dialect);
       await coffer.write((tx) => tx.db.updateTable('fxo_cursor').set(tx.codec('fxo_cursor').encode({ height: 2n })).where('id', '=', 1).execute());
       await coffer.write((tx) => tx.db.deleteFrom('fx_entries').where('account_id', '=', 424242).execute());
+    }
+  });
+
+  test('doctor upkeep: a table changed by thousands of rows since its last ANALYZE is flagged until coffer maintain', async () => {
+    const upkeep = async () => (await runDoctor(coffer, { only: ['upkeep'] })).findings;
+    if (ctx.backend !== 'postgres') {
+      const f = await upkeep();
+      assert.ok(f.length > 0 && f.every((x) => x.severity === 'ok' || x.severity === 'info'), JSON.stringify(f));
+      return;
+    }
+    const rows = Array.from({ length: 1500 }, (_, i) => ({ name: `upkeep-${i}`, value: BigInt(i) }));
+    await coffer.write((tx) => insertRows(tx, 'fx_counters', rows));
+    try {
+      // The server publishes table statistics within seconds of the commit, not at once.
+      let flagged: Awaited<ReturnType<typeof upkeep>> = [];
+      for (const deadline = Date.now() + 20_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+        flagged = (await upkeep()).filter((x) => x.severity === 'warning');
+        if (flagged.length) break;
+      }
+      const w = flagged.find((x) => x.message.startsWith('fx_counters: '));
+      assert.ok(w, `fx_counters is flagged: ${JSON.stringify(flagged)}`);
+      assert.match(w.message, /\d+ rows changed since (its last ANALYZE|it was created, never analyzed)/);
+      assert.match(w.remedy ?? '', /coffer maintain/);
+      assert.equal((await runDoctor(coffer, { only: ['upkeep'] })).ok, false);
+      const m = await maintainDatabase(coffer);
+      assert.ok(m.steps.every((x) => x.ok), JSON.stringify(m.steps.filter((x) => !x.ok)));
+      const after = await upkeep();
+      assert.ok(!after.some((x) => x.severity === 'warning'), JSON.stringify(after));
+      assert.ok(after.some((x) => x.severity === 'ok'));
+    } finally {
+      await coffer.write((tx) => tx.db.deleteFrom('fx_counters').where('name', 'like', 'upkeep-%').execute());
+      await maintainDatabase(coffer);
     }
   });
 
