@@ -90,6 +90,60 @@ forEachBackend('row statements', (ctx) => {
     );
   });
 
+  test('selectWhereIn: the rows of several keys in key order, duplicates bound once, values validated, lock held until commit', async () => {
+    // Names that sort the same under any collation: one prefix, then a, b, c.
+    const tag = `rsin${Math.random().toString(36).slice(2, 8)}`;
+    const [a, b, c] = [account({ name: `${tag}a` }), account({ name: `${tag}b`, note: 'kept' }), account({ name: `${tag}c` })];
+    await coffer.write(async (tx) => {
+      for (const r of [a, b, c]) await tx.insert('fx_accounts', r);
+    });
+    const names = [c.name, a.name, `${tag}x`, c.name, b.name] as string[];
+    const sorted = [a.name, b.name, c.name] as string[];
+    const got = await coffer.write((tx) => tx.selectWhereIn('fx_accounts', {}, 'name', names, { lock: true }));
+    assert.deepEqual(
+      got.map((r) => r.name),
+      sorted,
+    );
+    // A WHERE shape with a null (IS NULL) beside the IN list: b has a note, so it is left out.
+    const unnoted = await coffer.read((tx) => tx.selectWhereIn('fx_accounts', { note: null }, 'name', names));
+    assert.deepEqual(
+      unnoted.map((r) => r.name),
+      sorted.filter((n) => n !== b.name),
+    );
+    assert.deepEqual(await coffer.read((tx) => tx.selectWhereIn('fx_accounts', {}, 'name', [])), []);
+    await assert.rejects(
+      coffer.read((tx) => tx.selectWhereIn('fx_accounts', {}, 'id', ['not a number'])),
+      (e) => e instanceof ValidationError,
+    );
+    await assert.rejects(
+      coffer.read((tx) => tx.selectWhereIn('fx_accounts', {}, 'name', [a.name], { lock: true })),
+      /needs a write transaction/,
+    );
+    if (ctx.backend === 'memory') return; // one connection: a second writer cannot be waiting
+    // Locked rows: a second writer locking one of them waits for the first to commit.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const order: string[] = [];
+    const first = coffer.write(async (tx) => {
+      await tx.selectWhereIn('fx_accounts', {}, 'name', [c.name, a.name], { lock: true });
+      locked();
+      await held;
+      await tx.updateWhere('fx_accounts', { balance: 100n }, { name: c.name });
+      order.push('first');
+    });
+    await isLocked;
+    const second = coffer.write(async (tx) => {
+      const [r] = await tx.selectWhereIn('fx_accounts', {}, 'name', [c.name], { lock: true });
+      order.push(`second saw ${String(r!.balance)}`);
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    release();
+    await Promise.all([first, second]);
+    assert.deepEqual(order, ['first', 'second saw 100']);
+  });
+
   test('selectWhere with lock holds the row until commit (a second writer waits)', async (t) => {
     if (ctx.backend === 'memory') return t.skip('one connection');
     const a = account({ balance: 0n });

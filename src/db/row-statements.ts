@@ -102,6 +102,35 @@ export function deleteStatement(table: string, w: WhereShape): PreparedQuery {
   return shaped(`delete ${table} where ${whereKey(w)}`, (db, $) => where(db.deleteFrom(table), w, $, 0));
 }
 
+/**
+ * SELECT * … WHERE … AND column IN (… × count) ORDER BY column, optionally FOR UPDATE: several
+ * rows in one round trip, locked in key order (so two callers locking overlapping sets cannot
+ * deadlock). Arguments: the WHERE values, then the IN values.
+ */
+export function selectInStatement(
+  dialect: Dialect,
+  table: string,
+  w: WhereShape,
+  column: string,
+  count: number,
+  lock: boolean,
+): PreparedQuery {
+  if (count < 1 || count + w.length > MAX_BOUND) throw new Error(`select from ${table}: ${count} values in one IN list`);
+  const forUpdate = lock && dialect !== 'sqlite';
+  const key = `${dialect} select ${table} where ${whereKey(w)} and ${column} in x${count} order by ${column}${forUpdate ? ' for update' : ''}`;
+  return shaped(key, (db, $) => {
+    const from = w.filter(([, isNull]) => !isNull).length;
+    const q = where(db.selectFrom(table).selectAll(), w, $, 0)
+      .where(
+        column,
+        'in',
+        Array.from({ length: count }, (_, i) => $(from + i)),
+      )
+      .orderBy(column);
+    return forUpdate ? q.forUpdate() : q;
+  });
+}
+
 /** SELECT * … WHERE …, optionally FOR UPDATE (which SQLite has no syntax for, nor needs). */
 export function selectStatement(dialect: Dialect, table: string, w: WhereShape, lock: boolean): PreparedQuery {
   const forUpdate = lock && dialect !== 'sqlite';

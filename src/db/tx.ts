@@ -13,6 +13,7 @@ import {
   insertThenUpdateStatement,
   MAX_BOUND,
   rowArgs,
+  selectInStatement,
   selectStatement,
   updateStatement,
   type WhereShape,
@@ -263,6 +264,33 @@ export class Tx {
       if (opts.lock) this.assertWritable('locking read');
       const w = this.codec(table).encode(where);
       return this.query(selectStatement(this.dialect, table, shapeOf(w), opts.lock ?? false), boundOf(w));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * SELECT * FROM table WHERE `where` (as selectWhere) AND `column` IN `values`, ordered by
+   * `column`: the rows of several keys in one statement; with `lock`, FOR UPDATE, so the rows are
+   * locked in `column` order whatever the order of `values`. Values are encoded and validated
+   * like insert()'s; duplicates are bound once.
+   */
+  selectWhereIn(
+    table: string,
+    where: Record<string, unknown>,
+    column: string,
+    values: readonly unknown[],
+    opts: { lock?: boolean } = {},
+  ): Promise<Record<string, unknown>[]> {
+    try {
+      if (opts.lock) this.assertWritable('locking read');
+      const codec = this.codec(table);
+      const w = codec.encode(where);
+      const distinct = [...new Set(values)];
+      if (!distinct.length) return Promise.resolve([]);
+      const bound = distinct.map((v) => codec.encode({ [column]: v })[column]);
+      const q = selectInStatement(this.dialect, table, shapeOf(w), column, bound.length, opts.lock ?? false);
+      return this.query(q, boundOf(w).concat(bound));
     } catch (e) {
       return Promise.reject(e);
     }

@@ -30,11 +30,17 @@ export interface ReserveRequest {
  * balance as lockBalance returned it, when the caller already holds that lock in this
  * transaction (it is not taken twice).
  */
-export async function reserve(tx: Tx, r: ReserveRequest, locked?: Awaited<ReturnType<typeof lockBalance>> | null): Promise<Reservation> {
+export async function reserve(
+  tx: Tx,
+  r: ReserveRequest,
+  locked?: Awaited<ReturnType<typeof lockBalance>> | null,
+  reservedNow?: bigint,
+): Promise<Reservation> {
   if (locked === undefined) locked = await lockBalance(tx, r.mintHash, r.sellerAddress);
   // Read after the lock: every other reserver of these tokens holds or waits for the same lock,
-  // so this sum includes every reservation committed before ours.
-  const reserved = locked ? await reservedOf(tx, r.mintHash, r.sellerAddress) : 0n;
+  // so this sum includes every reservation committed before ours (`reservedNow`: the caller read
+  // it under that lock already).
+  const reserved = !locked ? 0n : (reservedNow ?? (await reservedOf(tx, r.mintHash, r.sellerAddress)));
   const available = (locked?.balance ?? 0n) - reserved;
   if (available < r.quantity) {
     throw new InsufficientBalanceError(

@@ -7,7 +7,7 @@ import type { Tx } from '../../db/tx.js';
 import { journaledDelete, journaledInsert, type BlockRef } from '../chain/undo.js';
 import { memoInvoice, memoLockedReservation, memoMint, rememberInvoice, type BlockMemo } from './block-memo.js';
 import { getReservation, endReservation, reserve } from './escrow.js';
-import { lockBalance } from './ledger.js';
+import { lockBalance, reservedAndOwn } from './ledger.js';
 import { anchorColumns, getConfirmedMint, type MatchOutcome, type OnChainAnchor } from './mints.js';
 import { decode, toInvoice, type Ctx } from './rows.js';
 import { T, type Invoice, type InvoiceInput, type Mint, type SignatureStatus } from './types.js';
@@ -50,16 +50,17 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
   // Every invoice row (unconfirmed or matched) was created together with its reservation, and
   // reservations are records that are never deleted, so no reservation means no invoice: the
   // common case (a new invoice) costs one lookup instead of four.
-  const old = await getReservation(tx, hash);
-  if (old) {
+  // Its lookup and the seller's reserved sum are one statement.
+  const { reserved, own } = await reservedAndOwn(tx, v.mintHash, v.sellerAddress, hash);
+  if (own !== undefined) {
     const existing = await getInvoice(tx, hash);
     if (existing) return { hash, created: false, invoice: existing };
     // One reservation per invoice hash, ever: an invoice released or expired (and trimmed) is
     // not revived by resubmitting it; the seller signs a new one.
-    throw new InvalidStateTransitionError(`invoice ${hash} was ${old.state}; create a new invoice`, {
+    throw new InvalidStateTransitionError(`invoice ${hash} was ${own}; create a new invoice`, {
       field: 'createdAt',
       invoiceHash: hash,
-      state: old.state,
+      state: own,
     });
   }
 
@@ -76,6 +77,7 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
       createdAt: now,
     },
     locked ?? null,
+    reserved,
   );
   const row = {
     hash,

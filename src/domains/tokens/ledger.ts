@@ -3,6 +3,7 @@
 // written in the same transaction. Ledger writes come only from blocks, through the undo
 // journal, so a reorg removes the entry and restores the cached balance together.
 import { InvalidStateTransitionError } from '../../db/errors.js';
+import { sql } from 'kysely';
 import { toBigInt } from '../../db/codec.js';
 import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
@@ -34,14 +35,35 @@ export async function lockBalance(tx: Tx, mintHash: string, address: string): Pr
 }
 
 /**
- * Appends one entry under `ref` and moves the cached balance by its delta. Returns false (and
- * writes nothing) when an entry with the same cause exists: replays are no-ops.
+ * Locks several holders' balance rows of one mint in one statement, in address order (so two
+ * settlements locking the same pair cannot deadlock), and returns each as lockBalance would:
+ * absent from the map when the holder has no row yet.
  */
-export async function appendEntry(tx: Tx, ref: BlockRef, e: LedgerWrite): Promise<boolean> {
+export async function lockBalances(
+  tx: Tx,
+  mintHash: string,
+  addresses: readonly string[],
+): Promise<Map<string, { balance: bigint; row: Row }>> {
+  const rows = await tx.selectWhereIn(T.balances, { mint_hash: mintHash }, 'address', addresses, { lock: true });
+  const out = new Map<string, { balance: bigint; row: Row }>();
+  for (const raw of rows) {
+    const row = decode(tx, T.balances, raw);
+    out.set(row.address as string, { balance: row.balance as bigint, row });
+  }
+  return out;
+}
+
+/**
+ * Appends one entry under `ref` and moves the cached balance by its delta. Returns false (and
+ * writes nothing) when an entry with the same cause exists: replays are no-ops. `locked`: the
+ * holder's balance as lockBalance(s) returned it (null: no row), when the caller already holds
+ * that lock in this transaction.
+ */
+export async function appendEntry(tx: Tx, ref: BlockRef, e: LedgerWrite, locked?: { balance: bigint; row: Row } | null): Promise<boolean> {
   // Lock the holder first, then insert the entry unless its cause is already recorded (the
   // primary key decides, in the same statement): a replay writes nothing and changes no balance.
   // (The lock a replay takes is harmless: the caller's transaction holds its other locks too.)
-  const current = await lockBalance(tx, e.mintHash, e.address);
+  const current = locked === undefined ? await lockBalance(tx, e.mintHash, e.address) : (locked ?? undefined);
   const next = (current?.balance ?? 0n) + e.delta;
   if (next < 0n) {
     // A replay of an entry already recorded is still a no-op, whatever the balance is now.
@@ -109,6 +131,44 @@ const RESERVED_OF = defineQuery('tokens.reservedOf', (db, $) =>
     .where('seller_address', '=', $(1))
     .where('state', '=', $(2)),
 );
+
+// On every invoice created: the seller's reserved sum and the invoice's own reservation, if one
+// exists (a replay), in one round trip; each half reads only its own index.
+const RESERVED_AND_OWN = defineQuery('tokens.reservedAndOwn', (db, $) =>
+  db
+    .selectFrom(T.reservations)
+    .select((eb) => [sql<number>`0`.as('part'), eb.fn.sum<string>('quantity').as('n'), sql<string | null>`null`.as('state')])
+    .where('mint_hash', '=', $(0))
+    .where('seller_address', '=', $(1))
+    .where('state', '=', $(2))
+    .unionAll(
+      db
+        .selectFrom(T.reservations)
+        .select([sql<number>`1`.as('part'), 'quantity as n', 'state'])
+        .where('invoice_hash', '=', $(3)),
+    ),
+);
+
+/**
+ * Tokens held by active reservations of a seller, and the state of the reservation of
+ * `invoiceHash` if it has one (one reservation per invoice hash, ever). Read under the seller's
+ * balance lock, the sum includes every reservation committed before.
+ */
+export async function reservedAndOwn(
+  tx: Tx,
+  mintHash: string,
+  address: string,
+  invoiceHash: string,
+): Promise<{ reserved: bigint; own?: string }> {
+  const rows = await tx.query(RESERVED_AND_OWN, [mintHash, address, 'reserved', invoiceHash]);
+  let reserved = 0n;
+  let own: string | undefined;
+  for (const r of rows) {
+    if (Number(r.part) === 0) reserved = toBigInt(r.n);
+    else own = String(r.state);
+  }
+  return own === undefined ? { reserved } : { reserved, own };
+}
 
 /** Tokens held by active reservations of a seller. */
 export async function reservedOf(tx: Tx, mintHash: string, address: string): Promise<bigint> {

@@ -11,7 +11,7 @@ import { journaledInsert, type BlockRef } from '../chain/undo.js';
 import { forget, memoInvoice, memoLockedReservation, memoMint, type BlockMemo } from './block-memo.js';
 import { requireState } from './escrow.js';
 import { signatureStatus } from './invoices.js';
-import { appendEntry, mustUpdate } from './ledger.js';
+import { appendEntry, lockBalances, mustUpdate } from './ledger.js';
 import type { OnChainAnchor } from './mints.js';
 import { decode, enc, type Row } from './rows.js';
 import { T } from './types.js';
@@ -126,12 +126,13 @@ async function settle(tx: Tx, p: Row, at: Date, memo?: BlockMemo): Promise<boole
   const seller = inv.seller_address as string;
   const buyer = inv.buyer_address as string;
   const common = { chainId: ref.chainId, mintHash: r.mintHash, causeRef: hash, txHash: p.tx_hash as string, createdAt: at };
-  // Lock both holders in a fixed order so concurrent settlements cannot deadlock on them.
-  const [first, second] = seller < buyer ? (['seller', 'buyer'] as const) : (['buyer', 'seller'] as const);
-  for (const who of [first, second]) {
-    if (who === 'seller') await appendEntry(tx, ref, { ...common, causeKind: 'sale_debit', address: seller, delta: -quantity });
-    else await appendEntry(tx, ref, { ...common, causeKind: 'sale_credit', address: buyer, delta: quantity });
-  }
+  // Both holders locked in one statement, in address order, so concurrent settlements cannot
+  // deadlock on them; the entries then go in under those locks.
+  const held = await lockBalances(tx, r.mintHash, [seller, buyer]);
+  await appendEntry(tx, ref, { ...common, causeKind: 'sale_debit', address: seller, delta: -quantity }, held.get(seller) ?? null);
+  // A holder selling to itself: the debit just moved the row read above, so the credit reads it again.
+  const buyerLocked = buyer === seller ? undefined : (held.get(buyer) ?? null);
+  await appendEntry(tx, ref, { ...common, causeKind: 'sale_credit', address: buyer, delta: quantity }, buyerLocked);
   // The rows read above are the before images: the reservation is locked; the invoice and the
   // payment change only through their state columns (matched → paid, pending → settled), and
   // each UPDATE re-checks those and the anchor columns a re-match or re-recording would change
