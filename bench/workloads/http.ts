@@ -193,10 +193,11 @@ export async function runHttp(
       },
     ];
     for (const c of cases) {
-      // Warm-up: one short pass each (JIT, pools, prepared statements).
+      // Warm-up: a pass each (JIT, pools, prepared statements), long enough that a POST,
+      // a few hundred a second, has run its code a thousand times before the first repetition.
       if (!s.smoke) {
-        await load({ ...c.coffer(), seconds: 1 });
-        await load({ ...c.raw(), seconds: 1 });
+        await load({ ...c.coffer(), seconds: 3 });
+        await load({ ...c.raw(), seconds: 3 });
       }
       const cr: number[] = [];
       const rr: number[] = [];
