@@ -8,6 +8,7 @@ import { insertRowsInOrder } from '../src/db/bulk.js';
 import { MAX_BOUND } from '../src/db/row-statements.js';
 import { ValidationError } from '../src/db/errors.js';
 import type { Coffer } from '../src/db/store.js';
+import type { Tx } from '../src/db/tx.js';
 import { FIXTURE_MIGRATIONS } from './fixtures/kitchen-sink.js';
 import { forEachBackend } from './harness.js';
 
@@ -28,6 +29,38 @@ forEachBackend('row statements', (ctx) => {
   before(async () => {
     coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
   });
+
+  /**
+   * `lock` runs in a first transaction, which then waits; `second` starts in another one once
+   * the first holds its locks and gets 100 ms (it must wait for them); then the first runs
+   * `finish` and commits. Returns 'first' and what `second` returned, in the order they finished.
+   */
+  async function whileLocked<T>(
+    lock: (tx: Tx) => Promise<T>,
+    finish: (tx: Tx, locked: T) => Promise<unknown>,
+    second: (tx: Tx) => Promise<string>,
+  ): Promise<string[]> {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const order: string[] = [];
+    const first = coffer.write(async (tx) => {
+      const got = await lock(tx);
+      locked();
+      await held;
+      await finish(tx, got);
+      order.push('first');
+    });
+    await isLocked;
+    const other = coffer.write(async (tx) => {
+      order.push(await second(tx));
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    release();
+    await Promise.all([first, other]);
+    return order;
+  }
 
   const byName = (name: string) =>
     coffer.read(async (tx) => {
@@ -121,26 +154,14 @@ forEachBackend('row statements', (ctx) => {
     );
     if (ctx.backend === 'memory') return; // one connection: a second writer cannot be waiting
     // Locked rows: a second writer locking one of them waits for the first to commit.
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const order: string[] = [];
-    const first = coffer.write(async (tx) => {
-      await tx.selectWhereIn('fx_accounts', {}, 'name', [c.name, a.name], { lock: true });
-      locked();
-      await held;
-      await tx.updateWhere('fx_accounts', { balance: 100n }, { name: c.name });
-      order.push('first');
-    });
-    await isLocked;
-    const second = coffer.write(async (tx) => {
-      const [r] = await tx.selectWhereIn('fx_accounts', {}, 'name', [c.name], { lock: true });
-      order.push(`second saw ${String(r!.balance)}`);
-    });
-    await new Promise((r) => setTimeout(r, 100));
-    release();
-    await Promise.all([first, second]);
+    const order = await whileLocked(
+      (tx) => tx.selectWhereIn('fx_accounts', {}, 'name', [c.name, a.name], { lock: true }),
+      (tx) => tx.updateWhere('fx_accounts', { balance: 100n }, { name: c.name }),
+      async (tx) => {
+        const [r] = await tx.selectWhereIn('fx_accounts', {}, 'name', [c.name], { lock: true });
+        return `second saw ${String(r!.balance)}`;
+      },
+    );
     assert.deepEqual(order, ['first', 'second saw 100']);
   });
 
@@ -148,27 +169,14 @@ forEachBackend('row statements', (ctx) => {
     if (ctx.backend === 'memory') return t.skip('one connection');
     const a = account({ balance: 0n });
     await coffer.write((tx) => tx.insert('fx_accounts', a));
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const order: string[] = [];
-    const first = coffer.write(async (tx) => {
-      const [r] = await tx.selectWhere('fx_accounts', { name: a.name }, { lock: true });
-      locked();
-      await held;
-      await tx.updateWhere('fx_accounts', { balance: BigInt(String(r!.balance)) + 1n }, { name: a.name });
-      order.push('first');
+    const increment = async (tx: Tx, rows: Record<string, unknown>[]) => {
+      await tx.updateWhere('fx_accounts', { balance: BigInt(String(rows[0]!.balance)) + 1n }, { name: a.name });
+    };
+    const lock = (tx: Tx) => tx.selectWhere('fx_accounts', { name: a.name }, { lock: true });
+    const order = await whileLocked(lock, increment, async (tx) => {
+      await increment(tx, await lock(tx));
+      return 'second';
     });
-    await isLocked;
-    const second = coffer.write(async (tx) => {
-      const [r] = await tx.selectWhere('fx_accounts', { name: a.name }, { lock: true });
-      await tx.updateWhere('fx_accounts', { balance: BigInt(String(r!.balance)) + 1n }, { name: a.name });
-      order.push('second');
-    });
-    await new Promise((r) => setTimeout(r, 100));
-    release();
-    await Promise.all([first, second]);
     // Read-then-write under the lock: neither increment is lost.
     assert.equal((await byName(a.name as string))!.balance, 2n);
     assert.deepEqual(order, ['first', 'second']);
