@@ -10,7 +10,7 @@
 import { InvalidStateTransitionError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
 import { InsufficientBalanceError } from './errors.js';
-import { lockBalance, reservedOf } from './ledger.js';
+import type { lockBalance } from './ledger.js';
 import { enc, toReservation } from './rows.js';
 import { T, type Reservation } from './types.js';
 
@@ -26,21 +26,19 @@ export interface ReserveRequest {
 
 /**
  * Reserves `quantity` of the seller's tokens for an invoice if the available balance covers it;
- * otherwise throws InsufficientBalanceError before writing anything. `locked` is the seller's
- * balance as lockBalance returned it, when the caller already holds that lock in this
- * transaction (it is not taken twice).
+ * otherwise throws InsufficientBalanceError before writing anything. `held` is what the caller
+ * read while holding the seller's balance lock in this transaction: the balance as lockBalance
+ * returned it (null: no row) and the tokens its active reservations hold (reservedOf). Every
+ * other reserver of these tokens holds or waits for the same lock, so that sum includes every
+ * reservation committed before ours.
  */
 export async function reserve(
   tx: Tx,
   r: ReserveRequest,
-  locked?: Awaited<ReturnType<typeof lockBalance>> | null,
-  reservedNow?: bigint,
+  held: { locked: Awaited<ReturnType<typeof lockBalance>> | null; reserved: bigint },
 ): Promise<Reservation> {
-  if (locked === undefined) locked = await lockBalance(tx, r.mintHash, r.sellerAddress);
-  // Read after the lock: every other reserver of these tokens holds or waits for the same lock,
-  // so this sum includes every reservation committed before ours (`reservedNow`: the caller read
-  // it under that lock already).
-  const reserved = !locked ? 0n : (reservedNow ?? (await reservedOf(tx, r.mintHash, r.sellerAddress)));
+  const { locked } = held;
+  const reserved = locked ? held.reserved : 0n;
   const available = (locked?.balance ?? 0n) - reserved;
   if (available < r.quantity) {
     throw new InsufficientBalanceError(

@@ -49,8 +49,8 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
   const locked = await lockBalance(tx, v.mintHash, v.sellerAddress);
   // Every invoice row (unconfirmed or matched) was created together with its reservation, and
   // reservations are records that are never deleted, so no reservation means no invoice: the
-  // common case (a new invoice) costs one lookup instead of four.
-  // Its lookup and the seller's reserved sum are one statement.
+  // common case (a new invoice) costs one lookup instead of four, and that lookup and the
+  // seller's reserved sum are one statement.
   const { reserved, own } = await reservedAndOwn(tx, v.mintHash, v.sellerAddress, hash);
   if (own !== undefined) {
     const existing = await getInvoice(tx, hash);
@@ -76,8 +76,7 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
       expiresAt: new Date(now.getTime() + ttl),
       createdAt: now,
     },
-    locked ?? null,
-    reserved,
+    { locked: locked ?? null, reserved },
   );
   const row = {
     hash,
