@@ -317,7 +317,7 @@ export function registerOpsCommands(program: Command): void {
 
   program
     .command('doctor')
-    .description('integrity, schema parity, migration drift, unused indexes, long queries, lock waits and domain checks; exit 1 when something is wrong')
+    .description('integrity, schema parity, migration drift, unused indexes, stale statistics and dead rows (upkeep), long queries, lock waits and domain checks; exit 1 when something is wrong')
     .option('--check <names...>', 'run only these checks')
     .option('--long-query-seconds <n>', 'report statements and open transactions older than this', '60')
     .option('--json', 'machine-readable output')
