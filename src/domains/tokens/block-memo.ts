@@ -6,7 +6,11 @@
 // - reservations: locked (FOR UPDATE) by this transaction, so nobody else changes them;
 // - invoices (matched, token_invoices): written only by block processing of their chain, which
 //   the chain's ingest lock serialises, and their content is fixed by the hash that keys them;
-// - mints (confirmed): their content is fixed by their hash.
+// - mints (confirmed): their content is fixed by their hash;
+// - payments of invoices this block matched: a payment is recorded only against a matched
+//   invoice, so an invoice matched by this block has no payment but those this block recorded
+//   (a reorg reverts a payment together with, or before, the match it needed). The payments'
+//   primary key (invoice_hash) would refuse a second one anyway.
 // A step that changes a reservation or an invoice forgets it (forget()), so the next reader
 // goes back to the database. The guarded updates of mustUpdate still re-check every guard
 // column in the database, so even a stale entry could not write a wrong before image.
@@ -20,10 +24,14 @@ export interface BlockMemo {
   readonly invoices: Map<string, Row>;
   readonly reservations: Map<string, { reservation: Reservation; row: Row }>;
   readonly mints: Map<string, Mint>;
+  /** Invoices this block matched. */
+  readonly matched: Set<string>;
+  /** Payments this block recorded: invoice hash → payment transaction. */
+  readonly paid: Map<string, string>;
 }
 
 export function newBlockMemo(): BlockMemo {
-  return { invoices: new Map(), reservations: new Map(), mints: new Map() };
+  return { invoices: new Map(), reservations: new Map(), mints: new Map(), matched: new Set(), paid: new Map() };
 }
 
 /** A confirmed mint, from the memo or the database (remembered when found). */
@@ -64,6 +72,22 @@ export function rememberInvoice(tx: Tx, memo: BlockMemo | undefined, written: Ro
   if (!memo) return;
   const codec = tx.codec(T.invoices);
   memo.invoices.set(written.hash as string, codec.decode(codec.encode(written)));
+  memo.matched.add(written.hash as string);
+}
+
+/**
+ * The transaction that paid an invoice, if a payment is recorded: without a statement for an
+ * invoice this block matched (see above).
+ */
+export async function memoPaymentOf(tx: Tx, memo: BlockMemo | undefined, invoiceHash: string): Promise<string | undefined> {
+  if (memo?.matched.has(invoiceHash)) return memo.paid.get(invoiceHash);
+  const [prior] = await tx.selectWhere(T.payments, { invoice_hash: invoiceHash });
+  return prior ? String(decode(tx, T.payments, prior).tx_hash) : undefined;
+}
+
+/** Remembers a payment this block recorded. */
+export function rememberPayment(memo: BlockMemo | undefined, invoiceHash: string, txHash: string): void {
+  memo?.paid.set(invoiceHash, txHash);
 }
 
 /** Forgets the invoice and reservation of `invoiceHash` after a step changed them. */

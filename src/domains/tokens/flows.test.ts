@@ -430,6 +430,43 @@ forEachBackend('tokens flows', (ctx) => {
     assert.deepEqual(await snapshot(coffer, { journal: true }), before);
   });
 
+  test('a second on-chain invoice for one invoice is rejected in the block that matched it; a second payment in that block and in later ones', async () => {
+    const chain = new FakeChain(unique('dup-'), 2);
+    const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
+    const { hash: ih } = await w(coffer)((s) =>
+      s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerD', quantity: 4n, price: 3n, paymentAddress: 'DPayD' })),
+    );
+    const pay = () => actionTx('payment', ih, [{ address: 'DPayD', value: 12n }]);
+    const [inv1, inv2, pay1, pay2] = [actionTx('invoice', ih), actionTx('invoice', ih), pay(), pay()];
+    // A payment first in its block waits for the invoice matched after it, in the same block.
+    const first = await chain.mine(coffer, [pay1!, inv1!, inv2!, pay2!]);
+    const later = pay();
+    await chain.mine(coffer, [later]);
+    await chain.mine(coffer);
+    const states = await coffer.read((tx) =>
+      tx.db
+        .selectFrom(T.actions)
+        .select(['tx_hash', 'state', 'reason'])
+        .where('chain_id', '=', chain.chainId)
+        .where('action_type', '!=', 'mint')
+        .execute(),
+    );
+    const of = (h: string) => states.find((s) => s.tx_hash === h);
+    assert.equal(of(inv1!.txHash)?.state, 'applied');
+    assert.equal(of(pay1!.txHash)?.state, 'applied');
+    assert.deepEqual(of(inv2!.txHash), { tx_hash: inv2!.txHash, state: 'rejected', reason: 'invoice already matched by another transaction' });
+    for (const t of [pay2!, later]) assert.deepEqual(of(t.txHash), { tx_hash: t.txHash, state: 'rejected', reason: `invoice ${ih} is already paid by ${pay1!.txHash}` });
+    const got = await r(coffer)((s) => s.getInvoice(ih));
+    assert.equal(got?.status, 'paid');
+    assert.equal(got?.onChain?.txHash, inv1!.txHash);
+    assert.equal((await r(coffer)((s) => s.balance(hash, 'DBuyerD'))).balance, 4n, 'settled once');
+    // Processing the first block again changes nothing (its memo starts empty).
+    const before = await snapshot(coffer, { journal: true });
+    await chain.replay(coffer, first);
+    assert.deepEqual(await snapshot(coffer, { journal: true }), before);
+    await checkInvariants(coffer);
+  });
+
   test('malformed on-chain actions are recorded as rejected and change nothing else; foreign actions are ignored', async () => {
     const chain = new FakeChain(unique('junk-'), 1);
     const before = await snapshot(coffer);

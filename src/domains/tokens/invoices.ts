@@ -223,14 +223,18 @@ export async function releaseInvoice(ctx: Ctx, hash: string): Promise<void> {
  * pending and is retried with later blocks.
  */
 export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: OnChainAnchor, memo?: BlockMemo): Promise<MatchOutcome> {
-  const confirmed = await memoInvoice(tx, memo, hash);
-  if (confirmed) {
+  // The unconfirmed row first: a first match (the common case) finds it and need not read the
+  // matched table. An invoice is never in both: its content is inserted once, with its
+  // reservation (one per hash, ever), and the match moves it in one transaction (a reorg moves
+  // it back); token_invoices' primary key would refuse a second match.
+  const [raw] = memo?.invoices.has(hash) ? [] : await tx.selectWhere(T.unconfirmedInvoices, { hash });
+  if (!raw) {
+    const confirmed = await memoInvoice(tx, memo, hash);
+    if (!confirmed) return { outcome: 'pending', reason: 'invoice content not received yet' };
     return confirmed.tx_hash === anchor.txHash
       ? { outcome: 'applied' }
       : { outcome: 'rejected', reason: 'invoice already matched by another transaction' };
   }
-  const [raw] = await tx.selectWhere(T.unconfirmedInvoices, { hash });
-  if (!raw) return { outcome: 'pending', reason: 'invoice content not received yet' };
   const row = decode(tx, T.unconfirmedInvoices, raw);
   if (row.chain_id !== ref.chainId) return { outcome: 'rejected', reason: `invoice is for chain ${String(row.chain_id)}` };
   // Lock the reservation: expiry and release lock it too, so it cannot end under us.

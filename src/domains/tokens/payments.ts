@@ -8,7 +8,7 @@ import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { IngestedOutput } from '../chain/processors.js';
 import { journaledInsert, type BlockRef } from '../chain/undo.js';
-import { forget, memoInvoice, memoLockedReservation, memoMint, type BlockMemo } from './block-memo.js';
+import { forget, memoInvoice, memoLockedReservation, memoMint, memoPaymentOf, rememberPayment, type BlockMemo } from './block-memo.js';
 import { requireState } from './escrow.js';
 import { signatureStatus } from './invoices.js';
 import { appendEntry, lockBalances, mustUpdate } from './ledger.js';
@@ -34,10 +34,10 @@ export async function checkPayment(tx: Tx, chainId: string, p: PaymentTx, memo?:
   const inv = await memoInvoice(tx, memo, p.invoiceHash);
   if (!inv) return { kind: 'pending', reason: 'invoice not matched on chain yet' };
   if (inv.chain_id !== chainId) invalid('chainId', `invoice ${p.invoiceHash} is on chain ${String(inv.chain_id)}`);
-  const [prior] = await tx.selectWhere(T.payments, { invoice_hash: p.invoiceHash });
-  if (prior) {
-    if (prior.tx_hash === p.txHash) return { kind: 'replay' };
-    throw new InvalidStateTransitionError(`invoice ${p.invoiceHash} is already paid by ${String(prior.tx_hash)}`, {
+  const prior = await memoPaymentOf(tx, memo, p.invoiceHash);
+  if (prior !== undefined) {
+    if (prior === p.txHash) return { kind: 'replay' };
+    throw new InvalidStateTransitionError(`invoice ${p.invoiceHash} is already paid by ${prior}`, {
       field: 'invoiceHash',
       invoiceHash: p.invoiceHash,
     });
@@ -61,7 +61,7 @@ export async function checkPayment(tx: Tx, chainId: string, p: PaymentTx, memo?:
 }
 
 /** Records a checked payment as pending, journaled under `ref` (the block being processed). */
-export async function recordPayment(tx: Tx, ref: BlockRef, p: PaymentTx, amount: bigint): Promise<void> {
+export async function recordPayment(tx: Tx, ref: BlockRef, p: PaymentTx, amount: bigint, memo?: BlockMemo): Promise<void> {
   await journaledInsert(
     tx,
     ref,
@@ -79,6 +79,7 @@ export async function recordPayment(tx: Tx, ref: BlockRef, p: PaymentTx, amount:
     },
     ['invoice_hash'],
   );
+  rememberPayment(memo, p.invoiceHash, p.txHash);
 }
 
 // On every block: compiled once.

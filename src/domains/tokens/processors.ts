@@ -162,7 +162,7 @@ async function apply(tx: Tx, ref: BlockRef, a: Action, memo: BlockMemo): Promise
         throw e;
       }
       if (plan.kind === 'pending') return { outcome: 'pending', reason: plan.reason };
-      if (plan.kind === 'record') await recordPayment(tx, ref, p, plan.amount);
+      if (plan.kind === 'record') await recordPayment(tx, ref, p, plan.amount, memo);
       return { outcome: 'applied' };
     }
   }
