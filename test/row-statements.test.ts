@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { insertRowsInOrder } from '../src/db/bulk.js';
 import { MAX_BOUND } from '../src/db/row-statements.js';
-import { ValidationError } from '../src/db/errors.js';
+import { ReadOnlyError, ValidationError } from '../src/db/errors.js';
 import type { Coffer } from '../src/db/store.js';
-import type { Tx } from '../src/db/tx.js';
+import type { RowWrite, Tx } from '../src/db/tx.js';
 import { FIXTURE_MIGRATIONS } from './fixtures/kitchen-sink.js';
 import { forEachBackend } from './harness.js';
 
@@ -237,5 +237,98 @@ forEachBackend('row statements', (ctx) => {
     );
     assert.equal(await byName(more.name as string), undefined);
     assert.equal((await byName(target.name as string))!.balance, 77n);
+  });
+  test("writeAll: single-row writes of several tables, each one's count in order; validated before any runs; one row each", async () => {
+    const a = account();
+    const counter = `wa-${Math.random().toString(36).slice(2, 10)}`;
+    const id = await coffer.write(async (tx) => {
+      const id = await tx.insertReturningId('fx_accounts', a);
+      await tx.insert('fx_counters', { name: counter, value: 5n });
+      return id;
+    });
+    const counts = await coffer.write((tx) =>
+      tx.writeAll([
+        { update: 'fx_accounts', set: { balance: 50n, note: 'moved' }, where: { id, balance: a.balance, note: null } },
+        { insert: 'fx_entries', row: { account_id: id, seq: 1, amount: 50n, memo: null } },
+        { update: 'fx_counters', set: { value: 6n }, where: { name: counter, value: 5n } },
+        { update: 'fx_counters', set: { value: 1n }, where: { name: `${counter}-none` } },
+      ]),
+    );
+    assert.deepEqual(counts, [1n, 1n, 1n, 0n]);
+    const state = () =>
+      coffer.read(async (tx) => ({
+        account: tx.codec('fx_accounts').decode<Record<string, unknown>>((await tx.selectWhere('fx_accounts', { id }))[0]!),
+        entries: (await tx.selectWhere('fx_entries', { account_id: id })).map((r) =>
+          tx.codec('fx_entries').decode<Record<string, unknown>>(r),
+        ),
+        counter: tx.codec('fx_counters').decode<Record<string, unknown>>((await tx.selectWhere('fx_counters', { name: counter }))[0]!)
+          .value,
+      }));
+    const after = await state();
+    assert.equal(after.account.balance, 50n);
+    assert.equal(after.account.note, 'moved');
+    assert.deepEqual(after.entries, [{ account_id: BigInt(id), seq: 1, amount: 50n, memo: null }]);
+    assert.equal(after.counter, 6n);
+
+    // A guard that no longer holds: that write's count is 0, the others' 1; the caller decides.
+    assert.deepEqual(
+      await coffer.write((tx) =>
+        tx.writeAll([
+          { update: 'fx_counters', set: { value: 7n }, where: { name: counter, value: 5n } },
+          { insert: 'fx_entries', row: { account_id: id, seq: 2, amount: 1n } },
+        ]),
+      ),
+      [0n, 1n],
+    );
+    // Refused before anything is written: a value that fails validation, a write without its
+    // row's key, two writes of one row; and in a read transaction.
+    const refusals: [RowWrite[], RegExp | typeof ValidationError][] = [
+      [
+        [
+          { update: 'fx_counters', set: { value: 8n }, where: { name: counter, value: 6n } },
+          { insert: 'fx_entries', row: { account_id: id, seq: 3, amount: 1n, memo: 'x'.repeat(101) } },
+        ],
+        ValidationError,
+      ],
+      [
+        [
+          { update: 'fx_counters', set: { value: 8n }, where: { name: counter, value: 6n } },
+          { update: 'fx_accounts', set: { note: 'x' }, where: { name: a.name } },
+        ],
+        /lacks its key column\(s\) id/,
+      ],
+      [
+        [
+          { update: 'fx_counters', set: { value: 8n }, where: { name: counter, value: 6n } },
+          { update: 'fx_counters', set: { value: 9n }, where: { name: counter } },
+        ],
+        /two writes of fx_counters/,
+      ],
+    ];
+    for (const [writes, err] of refusals)
+      await assert.rejects(
+        coffer.write((tx) => tx.writeAll(writes)),
+        err,
+      );
+    await assert.rejects(
+      coffer.read((tx) => tx.writeAll([{ insert: 'fx_counters', row: { name: `${counter}-r`, value: 1n } }])),
+      ReadOnlyError,
+    );
+    // A constraint the database enforces fails the call and, with it, the transaction.
+    await assert.rejects(
+      coffer.write((tx) =>
+        tx.writeAll([
+          { update: 'fx_counters', set: { value: 8n }, where: { name: counter, value: 6n } },
+          { update: 'fx_accounts', set: { balance: -1n }, where: { id } },
+        ]),
+      ),
+    );
+    const now = await state();
+    assert.equal(now.counter, 6n);
+    assert.equal(now.account.balance, 50n);
+    assert.deepEqual(
+      now.entries.map((e) => e.seq),
+      [1, 2],
+    );
   });
 });

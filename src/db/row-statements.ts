@@ -3,6 +3,7 @@
 // Tx (insert, insertOrIgnore, updateWhere, deleteWhere, selectWhere) take one per table and
 // shape from here, compiled once through the cache of prepared.ts: a hot write path neither
 // builds nor compiles a Kysely query per call, and runs as a prepared statement.
+import { sql, type Kysely } from 'kysely';
 import type { Dialect } from '../schema/model.js';
 import { defineQuery, type PreparedQuery, type QueryBuild } from './prepared.js';
 
@@ -49,6 +50,10 @@ export function rowArgs(rows: readonly Record<string, unknown>[], columns: reado
   return args;
 }
 
+/** ON CONFLICT (columns) DO NOTHING. */
+const ignoring = <Q extends { onConflict: (f: (oc: any) => any) => Q }>(q: Q, columns: readonly string[]): Q =>
+  q.onConflict((oc) => oc.columns(columns as string[]).doNothing());
+
 /**
  * INSERT INTO table (columns) VALUES (…)[, (…) × rows]: arguments row by row. With `ignoreOn`,
  * ON CONFLICT (ignoreOn) DO NOTHING (not MySQL).
@@ -60,7 +65,7 @@ export function insertStatement(table: string, columns: readonly string[], ignor
   return shaped(key, (db, $) => {
     const values = valuesOf(columns, rows, $);
     const q = db.insertInto(table).values(rows === 1 ? values[0]! : values);
-    return ignoreOn ? q.onConflict((oc) => oc.columns(ignoreOn as string[]).doNothing()) : q;
+    return ignoreOn ? ignoring(q, ignoreOn) : q;
   });
 }
 
@@ -88,6 +93,50 @@ export function insertThenUpdateStatement(
       .updateTable(target)
       .set(Object.fromEntries(setColumns.map((c, i) => [c, $(off + i)])));
     return where(update, w, $, off + setColumns.length);
+  });
+}
+
+/** One part of writeAllStatement: an INSERT of these columns (ON CONFLICT (ignoreOn) DO NOTHING), or an UPDATE … SET these WHERE that shape. */
+export type WritePart =
+  | { readonly insert: string; readonly columns: readonly string[]; readonly ignoreOn?: readonly string[] }
+  | { readonly update: string; readonly columns: readonly string[]; readonly where: WhereShape };
+
+/** Values a part binds: its columns, and an UPDATE's non-null WHERE values. */
+export const partArity = (p: WritePart): number => p.columns.length + ('update' in p ? p.where.filter(([, isNull]) => !isNull).length : 0);
+
+/**
+ * PostgreSQL: the writes as data-modifying CTEs of one statement, `WITH w0 AS (INSERT … RETURNING
+ * 1), w1 AS (UPDATE … RETURNING 1) … SELECT (SELECT count(*) FROM w0) AS n0, …`: one round trip,
+ * and each write's row count. Every part runs against the same snapshot, so none may depend on
+ * another (Tx.writeAll checks they touch distinct rows). Arguments: each part's, in order (its
+ * columns, then an UPDATE's WHERE values).
+ */
+export function writeAllStatement(parts: readonly WritePart[]): PreparedQuery {
+  const total = parts.reduce((n, p) => n + partArity(p), 0);
+  if (!parts.length || total > MAX_BOUND) throw new Error(`${parts.length} writes binding ${total} values in one statement`);
+  const key = `write all ${parts
+    .map((p) =>
+      'insert' in p
+        ? `insert ${p.insert} (${p.columns.join(',')})${p.ignoreOn ? ` ignore (${p.ignoreOn.join(',')})` : ''}`
+        : `update ${p.update} set ${p.columns.join(',')} where ${whereKey(p.where)}`,
+    )
+    .join('; ')}`;
+  return shaped(key, (db, $) => {
+    let q: any = db;
+    let off = 0;
+    parts.forEach((p, i) => {
+      const from = off;
+      const at = (j: number) => $(from + j);
+      const set = Object.fromEntries(p.columns.map((c, j) => [c, at(j)]));
+      const one = sql<number>`1`.as('one');
+      q = q.with(`w${i}`, (qc: Kysely<any>) =>
+        'insert' in p
+          ? (p.ignoreOn ? ignoring(qc.insertInto(p.insert).values(set), p.ignoreOn) : qc.insertInto(p.insert).values(set)).returning(one)
+          : where(qc.updateTable(p.update).set(set), p.where, $, from + p.columns.length).returning(one),
+      );
+      off += partArity(p);
+    });
+    return q.selectNoFrom((eb: any) => parts.map((_, i) => eb.selectFrom(`w${i}`).select(eb.fn.countAll().as('n')).as(`n${i}`)));
   });
 }
 

@@ -12,11 +12,14 @@ import {
   insertStatement,
   insertThenUpdateStatement,
   MAX_BOUND,
+  partArity,
   rowArgs,
   selectInStatement,
   selectStatement,
   updateStatement,
+  writeAllStatement,
   type WhereShape,
+  type WritePart,
 } from './row-statements.js';
 import type { SyncConnection } from './sqlite-driver.js';
 
@@ -38,6 +41,14 @@ const rowsOf = <R>(r: QueryResult<R>): R[] => r.rows as R[];
 /** The WHERE shape of an encoded row (which columns are null) and the values it binds. */
 const shapeOf = (w: Record<string, unknown>): WhereShape => Object.keys(w).map((c) => [c, w[c] === null] as const);
 const boundOf = (w: Record<string, unknown>): unknown[] => Object.values(w).filter((v) => v !== null);
+
+/** One write of Tx.writeAll: a row to insert, or an update of the one row `where` names by its primary key. */
+export type RowWrite =
+  | { readonly insert: string; readonly row: Record<string, unknown>; readonly ignoreOn?: readonly string[] }
+  | { readonly update: string; readonly set: Record<string, unknown>; readonly where: Record<string, unknown> };
+
+/** A primary-key value as text, to compare keys across writes (Buffers by content). */
+const keyText = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString('hex') : String(v));
 
 const ENDED = 'this transaction has ended: run store calls inside coffer.write()/read()';
 
@@ -182,7 +193,16 @@ export class Tx {
     this.assertWritable(`insert into ${table}`);
     const enc = this.codec(table).encode(row);
     const columns = Object.keys(enc);
-    const values = columns.map((c) => enc[c]);
+    return this.#insertOrIgnore(
+      table,
+      columns,
+      columns.map((c) => enc[c]),
+      conflict,
+    );
+  }
+
+  /** insertOrIgnore of a row already encoded: its columns and their values. */
+  async #insertOrIgnore(table: string, columns: readonly string[], values: unknown[], conflict: readonly string[]): Promise<boolean> {
     if (this.dialect === 'mysql') {
       // InnoDB rolls back only the failed statement on a duplicate key, so the transaction
       // goes on; ON DUPLICATE KEY UPDATE cannot tell "ignored" from "inserted" under FOUND_ROWS.
@@ -245,6 +265,56 @@ export class Tx {
     }
     await insertRows(this, table, rows);
     return this.updateWhere(target, changes, where);
+  }
+
+  /**
+   * Several single-row writes (inserts, with `ignoreOn` as insertOrIgnore, and updates of one row
+   * by its primary key), validated and encoded like insert() and updateWhere() before any runs, then run as one statement where the
+   * backend can (PostgreSQL: data-modifying CTEs, one round trip) and one after another in the
+   * given order elsewhere. Returns each write's row count (an insert's is 1, or 0 if ignored), in order.
+   * On PostgreSQL every write sees the database as it was before the statement, so the writes
+   * must not depend on each other: each names its row's whole primary key, and no two name the
+   * same row (refused). A failing write fails the call; where they run one by one, the writes
+   * before it have run, and it is the caller's transaction that ends with the error.
+   */
+  async writeAll(writes: readonly RowWrite[]): Promise<bigint[]> {
+    const parts: WritePart[] = [];
+    const args: unknown[][] = [];
+    const rows = new Set<string>();
+    for (const w of writes) {
+      const table = 'insert' in w ? w.insert : w.update;
+      this.assertWritable(`${'insert' in w ? 'insert into' : 'update of'} ${table}`);
+      const codec = this.codec(table);
+      const values = codec.encode('insert' in w ? w.row : w.set);
+      const columns = Object.keys(values);
+      const keyed = 'insert' in w ? values : codec.encode(w.where);
+      const pk = codec.table.primaryKey;
+      const missing = pk.filter((c) => keyed[c] === undefined || keyed[c] === null);
+      if (missing.length)
+        throw new Error(`writeAll: the ${'insert' in w ? 'row' : 'where'} for ${table} lacks its key column(s) ${missing.join(', ')}`);
+      const row = `${table}(${pk.map((c) => keyText(keyed[c])).join(',')})`;
+      if (rows.has(row)) throw new Error(`writeAll: two writes of ${row}; each must touch its own row`);
+      rows.add(row);
+      if ('insert' in w) {
+        parts.push(w.ignoreOn ? { insert: table, columns, ignoreOn: w.ignoreOn } : { insert: table, columns });
+        args.push(columns.map((c) => values[c]));
+      } else {
+        parts.push({ update: table, columns, where: shapeOf(keyed) });
+        args.push(columns.map((c) => values[c]).concat(boundOf(keyed)));
+      }
+    }
+    if (this.dialect === 'postgres' && parts.length > 1 && parts.reduce((n, p) => n + partArity(p), 0) <= MAX_BOUND) {
+      const [counts] = await this.query(writeAllStatement(parts), args.flat());
+      return parts.map((_, i) => BigInt(String(counts![`n${i}`])));
+    }
+    const out: bigint[] = [];
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i]!;
+      if ('insert' in p && p.ignoreOn) out.push((await this.#insertOrIgnore(p.insert, p.columns, args[i]!, p.ignoreOn)) ? 1n : 0n);
+      else if ('insert' in p) out.push((await this.run(insertStatement(p.insert, p.columns), args[i]!), 1n));
+      else out.push(BigInt((await this.run(updateStatement(p.update, p.columns, p.where), args[i]!)).numAffectedRows ?? 0n));
+    }
+    return out;
   }
 
   /** DELETE FROM table WHERE each column of `where` equals its value (IS NULL for null); returns how many rows went. */

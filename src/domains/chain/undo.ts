@@ -184,6 +184,56 @@ async function selectRow(tx: Tx, table: string, key: Row): Promise<Row | undefin
   return row ? tx.codec(table).decode<Row>(row) : undefined;
 }
 
+/** The checks of a journaled update, before it runs. */
+function checkUpdate(tx: Tx, table: string, key: Row, changes: Row, known: KnownRow | undefined): void {
+  const what = `journaled update of ${table}`;
+  keyOf(tx, table, key, what);
+  // Changing a key column would leave the journal pointing at a row that no longer exists.
+  const moved = Object.keys(changes).filter((k) => k in key && changes[k] !== undefined);
+  if (moved.length) throw new Error(`${what}: changes may not include key column(s) ${moved.join(', ')}`);
+  if (known) assertWholeRow(tx, table, key, known, what);
+}
+
+/**
+ * One write of journaledWriteAll: as journaledInsert (with `orIgnore`, journaledInsertOrIgnore),
+ * or as journaledUpdate of a row read before.
+ */
+export type JournaledWrite =
+  | { readonly insert: string; readonly row: Row; readonly keyColumns: readonly string[]; readonly orIgnore?: boolean }
+  | { readonly update: string; readonly key: Row; readonly changes: Row; readonly known: KnownRow };
+
+/**
+ * journaledInsert and journaledUpdate (of rows read before) of several rows, in one round trip
+ * where the backend can (tx.writeAll: each write names its own row, and none may depend on
+ * another's). Every check runs before anything is written. Returns, for each, whether it wrote
+ * (an insert ignored, or an update whose key or guard no longer matches, did not, and is not
+ * journaled).
+ */
+export async function journaledWriteAll(tx: Tx, ref: BlockRef, writes: readonly JournaledWrite[]): Promise<boolean[]> {
+  const keys = writes.map((w) => {
+    if ('insert' in w) {
+      tx.assertWritable(`journaled insert into ${w.insert}`);
+      return keyOf(tx, w.insert, Object.fromEntries(w.keyColumns.map((k) => [k, w.row[k]])), `journaled insert into ${w.insert}`);
+    }
+    tx.assertWritable(`journaled update of ${w.update}`);
+    checkUpdate(tx, w.update, w.key, w.changes, w.known);
+    return w.key;
+  });
+  const counts = await tx.writeAll(
+    writes.map((w) =>
+      'insert' in w
+        ? { insert: w.insert, row: w.row, ...(w.orIgnore ? { ignoreOn: w.keyColumns } : {}) }
+        : { update: w.update, set: w.changes, where: whereKnown(tx, w.update, w.key, w.known) },
+    ),
+  );
+  const wrote = counts.map((n) => n > 0n);
+  for (let i = 0; i < writes.length; i++) {
+    const w = writes[i]!;
+    if (wrote[i]) await record(tx, ref, 'insert' in w ? w.insert : w.update, keys[i]!, 'insert' in w ? null : w.known.before);
+  }
+  return wrote;
+}
+
 /** Inserts a block-derived row; a reorg past `ref` deletes it. `keyColumns` names its primary (or a unique) key. */
 export async function journaledInsert(tx: Tx, ref: BlockRef, table: string, row: Row, keyColumns: readonly string[]): Promise<void> {
   tx.assertWritable(`journaled insert into ${table}`);
@@ -234,13 +284,8 @@ export async function journaledInsertOrIgnore(
 /** Updates one row because of a block; a reorg past `ref` restores the row as it was. Returns false if no row matched. */
 export async function journaledUpdate(tx: Tx, ref: BlockRef, table: string, key: Row, changes: Row, known?: KnownRow): Promise<boolean> {
   tx.assertWritable(`journaled update of ${table}`);
-  const what = `journaled update of ${table}`;
-  keyOf(tx, table, key, what);
-  // Changing a key column would leave the journal pointing at a row that no longer exists.
-  const moved = Object.keys(changes).filter((k) => k in key && changes[k] !== undefined);
-  if (moved.length) throw new Error(`${what}: changes may not include key column(s) ${moved.join(', ')}`);
+  checkUpdate(tx, table, key, changes, known);
   if (known) {
-    assertWholeRow(tx, table, key, known, what);
     if ((await tx.updateWhere(table, changes, whereKnown(tx, table, key, known))) === 0n) return false;
     await record(tx, ref, table, key, known.before);
     return true;

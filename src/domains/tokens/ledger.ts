@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { toBigInt } from '../../db/codec.js';
 import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
-import { journaledInsert, journaledInsertOrIgnore, journaledUpdate, type BlockRef, type KnownRow } from '../chain/undo.js';
+import { journaledUpdate, journaledWriteAll, type BlockRef, type JournaledWrite, type KnownRow } from '../chain/undo.js';
 import { decode, toLedgerEntry, type Row } from './rows.js';
 import { T, type Balance, type LedgerCauseKind, type LedgerEntry } from './types.js';
 
@@ -63,63 +63,89 @@ export async function appendEntry(tx: Tx, ref: BlockRef, e: LedgerWrite, locked?
   // Lock the holder first, then insert the entry unless its cause is already recorded (the
   // primary key decides, in the same statement): a replay writes nothing and changes no balance.
   // (The lock a replay takes is harmless: the caller's transaction holds its other locks too.)
-  const current = locked === undefined ? await lockBalance(tx, e.mintHash, e.address) : (locked ?? undefined);
-  const next = (current?.balance ?? 0n) + e.delta;
-  if (next < 0n) {
-    // A replay of an entry already recorded is still a no-op, whatever the balance is now.
-    const exists = await tx.db
-      .selectFrom(T.ledger)
-      .select('cause_ref')
-      .where('cause_kind', '=', e.causeKind)
-      .where('cause_ref', '=', e.causeRef)
-      .executeTakeFirst();
-    if (exists) return false;
-    // Debits only ever settle reserved tokens, which the balance covers; a negative result is a
-    // broken invariant, refused here before the CHECK would refuse it.
-    throw new InvalidStateTransitionError(`ledger entry ${e.causeKind}/${e.causeRef} would make the balance of ${e.address} negative`, {
-      field: 'delta',
-      mintHash: e.mintHash,
-      address: e.address,
-    });
+  const current = locked === undefined ? ((await lockBalance(tx, e.mintHash, e.address)) ?? null) : locked;
+  const [balance] = await insertEntries(tx, ref, [{ entry: e, locked: current }]);
+  if (!balance) return false;
+  await mustWriteAll(tx, ref, [balance]);
+  return true;
+}
+
+/** An entry to append, and its holder's balance as locked in this transaction (null: no row yet). */
+export interface EntryWrite {
+  entry: LedgerWrite;
+  locked: { balance: bigint; row: Row } | null;
+}
+
+/**
+ * The first half of appendEntry for entries of distinct holders: inserts those whose cause is
+ * not recorded yet (one round trip where the backend can) and returns, for each one inserted,
+ * the write of its holder's cached balance that must go with it in this transaction (for
+ * mustWriteAll, alone or with other writes of the block). A replayed entry gets no write.
+ */
+export async function insertEntries(tx: Tx, ref: BlockRef, entries: readonly EntryWrite[]): Promise<JournaledWrite[]> {
+  if (new Set(entries.map(({ entry: e }) => `${e.mintHash}/${e.address}`)).size !== entries.length)
+    throw new Error('insertEntries: two entries of one holder (each balance write starts from the balance locked before)');
+  const fresh: { e: LedgerWrite; locked: EntryWrite['locked']; next: bigint }[] = [];
+  for (const { entry: e, locked } of entries) {
+    const next = (locked?.balance ?? 0n) + e.delta;
+    if (next < 0n) {
+      // A replay of an entry already recorded is still a no-op, whatever the balance is now.
+      const exists = await tx.db
+        .selectFrom(T.ledger)
+        .select('cause_ref')
+        .where('cause_kind', '=', e.causeKind)
+        .where('cause_ref', '=', e.causeRef)
+        .executeTakeFirst();
+      if (exists) continue;
+      // Debits only ever settle reserved tokens, which the balance covers; a negative result is a
+      // broken invariant, refused here before the CHECK would refuse it.
+      throw new InvalidStateTransitionError(`ledger entry ${e.causeKind}/${e.causeRef} would make the balance of ${e.address} negative`, {
+        field: 'delta',
+        mintHash: e.mintHash,
+        address: e.address,
+      });
+    }
+    fresh.push({ e, locked, next });
   }
-  const inserted = await journaledInsertOrIgnore(
+  if (!fresh.length) return [];
+  const inserted = await journaledWriteAll(
     tx,
     ref,
-    T.ledger,
-    {
-      cause_kind: e.causeKind,
-      cause_ref: e.causeRef,
-      chain_id: e.chainId,
-      mint_hash: e.mintHash,
-      address: e.address,
-      delta: e.delta,
-      tx_hash: e.txHash,
-      block_height: ref.height,
-      block_hash: ref.blockHash,
-      created_at: e.createdAt,
-    },
-    ['cause_kind', 'cause_ref'],
+    fresh.map(({ e }) => ({
+      insert: T.ledger,
+      row: {
+        cause_kind: e.causeKind,
+        cause_ref: e.causeRef,
+        chain_id: e.chainId,
+        mint_hash: e.mintHash,
+        address: e.address,
+        delta: e.delta,
+        tx_hash: e.txHash,
+        block_height: ref.height,
+        block_hash: ref.blockHash,
+        created_at: e.createdAt,
+      },
+      keyColumns: ['cause_kind', 'cause_ref'],
+      orIgnore: true,
+    })),
   );
-  if (!inserted) return false;
-  if (current) {
-    await mustUpdate(
-      tx,
-      ref,
-      T.balances,
-      { mint_hash: e.mintHash, address: e.address },
-      { balance: next, updated_height: ref.height },
-      { before: current.row, guard: ['balance'] },
-    );
-  } else {
-    await journaledInsert(
-      tx,
-      ref,
-      T.balances,
-      { mint_hash: e.mintHash, address: e.address, chain_id: e.chainId, balance: next, updated_height: ref.height },
-      ['mint_hash', 'address'],
-    );
-  }
-  return true;
+  return fresh
+    .filter((_, i) => inserted[i])
+    .map(({ e, locked, next }): JournaledWrite => {
+      const key = { mint_hash: e.mintHash, address: e.address };
+      return locked
+        ? {
+            update: T.balances,
+            key,
+            changes: { balance: next, updated_height: ref.height },
+            known: { before: locked.row, guard: ['balance'] },
+          }
+        : {
+            insert: T.balances,
+            row: { ...key, chain_id: e.chainId, balance: next, updated_height: ref.height },
+            keyColumns: ['mint_hash', 'address'],
+          };
+    });
 }
 
 // On every invoice created (the reservation check), so compiled once rather than built per call.
@@ -277,7 +303,26 @@ export async function ledgerSum(tx: Tx, mintHash: string, address: string): Prom
  * `known`, a row whose guard columns changed) is a broken invariant.
  */
 export async function mustUpdate(tx: Tx, ref: BlockRef, table: string, key: Row, changes: Row, known?: KnownRow): Promise<void> {
-  if (!(await journaledUpdate(tx, ref, table, key, changes, known))) {
-    throw new InvalidStateTransitionError(`${table} row ${JSON.stringify(key)} vanished during the transition`, { table });
-  }
+  if (!(await journaledUpdate(tx, ref, table, key, changes, known))) throw vanished(table, key);
 }
+
+/**
+ * Journaled writes of distinct rows (journaledWriteAll: one round trip where the backend can),
+ * each of which must happen: an update that finds its row gone or changed is a broken invariant,
+ * as for mustUpdate.
+ */
+export async function mustWriteAll(tx: Tx, ref: BlockRef, writes: readonly JournaledWrite[]): Promise<void> {
+  const wrote = await journaledWriteAll(tx, ref, writes);
+  const i = wrote.indexOf(false);
+  if (i < 0) return;
+  const w = writes[i]!;
+  if ('insert' in w) {
+    const key = Object.fromEntries(w.keyColumns.map((k) => [k, w.row[k]]));
+    throw new InvalidStateTransitionError(`${w.insert} row ${keyText(key)} exists already`, { table: w.insert });
+  }
+  throw vanished(w.update, w.key);
+}
+
+const keyText = (key: Row) => JSON.stringify(key, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+const vanished = (table: string, key: Row) =>
+  new InvalidStateTransitionError(`${table} row ${keyText(key)} vanished during the transition`, { table });

@@ -7,11 +7,11 @@ import { InvalidStateTransitionError } from '../../db/errors.js';
 import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { IngestedOutput } from '../chain/processors.js';
-import { journaledInsert, type BlockRef } from '../chain/undo.js';
+import { journaledInsert, type BlockRef, type JournaledWrite } from '../chain/undo.js';
 import { forget, memoInvoice, memoLockedReservation, memoMint, memoPaymentOf, rememberPayment, type BlockMemo } from './block-memo.js';
 import { requireState } from './escrow.js';
 import { signatureStatus } from './invoices.js';
-import { appendEntry, lockBalances, mustUpdate } from './ledger.js';
+import { appendEntry, insertEntries, lockBalances, mustWriteAll, type LedgerWrite } from './ledger.js';
 import type { OnChainAnchor } from './mints.js';
 import { decode, enc, type Row } from './rows.js';
 import { T } from './types.js';
@@ -130,31 +130,46 @@ async function settle(tx: Tx, p: Row, at: Date, memo?: BlockMemo): Promise<boole
   // Both holders locked in one statement, in address order, so concurrent settlements cannot
   // deadlock on them; the entries then go in under those locks.
   const held = await lockBalances(tx, r.mintHash, [seller, buyer]);
-  await appendEntry(tx, ref, { ...common, causeKind: 'sale_debit', address: seller, delta: -quantity }, held.get(seller) ?? null);
-  // A holder selling to itself: the debit just moved the row read above, so the credit reads it again.
-  const buyerLocked = buyer === seller ? undefined : (held.get(buyer) ?? null);
-  await appendEntry(tx, ref, { ...common, causeKind: 'sale_credit', address: buyer, delta: quantity }, buyerLocked);
+  const debit: LedgerWrite = { ...common, causeKind: 'sale_debit', address: seller, delta: -quantity };
+  const credit: LedgerWrite = { ...common, causeKind: 'sale_credit', address: buyer, delta: quantity };
   // The rows read above are the before images: the reservation is locked; the invoice and the
   // payment change only through their state columns (matched → paid, pending → settled), and
   // each UPDATE re-checks those and the anchor columns a re-match or re-recording would change
   // (the signed content is fixed by the hash that keys the row).
   forget(memo, hash);
-  await mustUpdate(tx, ref, T.reservations, { invoice_hash: hash }, { state: 'settled' }, { before: locked!.row, guard: ['state'] });
-  await mustUpdate(
-    tx,
-    ref,
-    T.invoices,
-    { hash },
-    { status: 'paid', paid_tx_hash: p.tx_hash, paid_height: p.block_height },
-    { before: inv, guard: ['status', 'tx_hash', 'matched_block_hash', 'paid_tx_hash', 'paid_height'] },
-  );
-  await mustUpdate(
-    tx,
-    ref,
-    T.payments,
-    { invoice_hash: hash },
-    { state: 'settled' },
-    { before: p, guard: ['state', 'tx_hash', 'recorded_block_hash'] },
-  );
+  const transitions: JournaledWrite[] = [
+    {
+      update: T.reservations,
+      key: { invoice_hash: hash },
+      changes: { state: 'settled' },
+      known: { before: locked!.row, guard: ['state'] },
+    },
+    {
+      update: T.invoices,
+      key: { hash },
+      changes: { status: 'paid', paid_tx_hash: p.tx_hash, paid_height: p.block_height },
+      known: { before: inv, guard: ['status', 'tx_hash', 'matched_block_hash', 'paid_tx_hash', 'paid_height'] },
+    },
+    {
+      update: T.payments,
+      key: { invoice_hash: hash },
+      changes: { state: 'settled' },
+      known: { before: p, guard: ['state', 'tx_hash', 'recorded_block_hash'] },
+    },
+  ];
+  if (buyer === seller) {
+    // A holder selling to itself: the credit moves the row the debit just moved, so it reads it again.
+    await appendEntry(tx, ref, debit, held.get(seller) ?? null);
+    await appendEntry(tx, ref, credit);
+    await mustWriteAll(tx, ref, transitions);
+    return true;
+  }
+  // Both entries in one round trip, then both balances and the three transitions in another,
+  // where the backend can (seven statements otherwise): all are writes of distinct rows.
+  const balances = await insertEntries(tx, ref, [
+    { entry: debit, locked: held.get(seller) ?? null },
+    { entry: credit, locked: held.get(buyer) ?? null },
+  ]);
+  await mustWriteAll(tx, ref, [...balances, ...transitions]);
   return true;
 }
