@@ -8,7 +8,8 @@ import { insertRowsInOrder } from '../src/db/bulk.js';
 import { MAX_BOUND } from '../src/db/row-statements.js';
 import { ReadOnlyError, ValidationError } from '../src/db/errors.js';
 import type { Coffer } from '../src/db/store.js';
-import type { RowWrite, Tx } from '../src/db/tx.js';
+import { Tx, type RowWrite } from '../src/db/tx.js';
+import type { KyselyPlugin } from 'kysely';
 import { FIXTURE_MIGRATIONS } from './fixtures/kitchen-sink.js';
 import { forEachBackend } from './harness.js';
 
@@ -238,12 +239,14 @@ forEachBackend('row statements', (ctx) => {
     assert.equal(await byName(more.name as string), undefined);
     assert.equal((await byName(target.name as string))!.balance, 77n);
   });
-  test("writeAll: single-row writes of several tables, each one's count in order; validated before any runs; one row each", async () => {
+  test("writeAll: single-row inserts, updates and deletes, each one's count in order; validated before any runs; one row each", async () => {
     const a = account();
     const counter = `wa-${Math.random().toString(36).slice(2, 10)}`;
     const id = await coffer.write(async (tx) => {
       const id = await tx.insertReturningId('fx_accounts', a);
       await tx.insert('fx_counters', { name: counter, value: 5n });
+      await tx.insert('fx_counters', { name: `${counter}-gone`, value: 1n });
+      await tx.insert('fx_counters', { name: `${counter}-kept`, value: 1n });
       return id;
     });
     const counts = await coffer.write((tx) =>
@@ -252,9 +255,10 @@ forEachBackend('row statements', (ctx) => {
         { insert: 'fx_entries', row: { account_id: id, seq: 1, amount: 50n, memo: null } },
         { update: 'fx_counters', set: { value: 6n }, where: { name: counter, value: 5n } },
         { update: 'fx_counters', set: { value: 1n }, where: { name: `${counter}-none` } },
+        { delete: 'fx_counters', where: { name: `${counter}-gone`, value: 1n } },
       ]),
     );
-    assert.deepEqual(counts, [1n, 1n, 1n, 0n]);
+    assert.deepEqual(counts, [1n, 1n, 1n, 0n, 1n]);
     const state = () =>
       coffer.read(async (tx) => ({
         account: tx.codec('fx_accounts').decode<Record<string, unknown>>((await tx.selectWhere('fx_accounts', { id }))[0]!),
@@ -270,16 +274,34 @@ forEachBackend('row statements', (ctx) => {
     assert.deepEqual(after.entries, [{ account_id: BigInt(id), seq: 1, amount: 50n, memo: null }]);
     assert.equal(after.counter, 6n);
 
+    // One statement on PostgreSQL, one per write elsewhere (counted by a plugin that sees each).
+    let statements = 0;
+    const spy: KyselyPlugin = {
+      transformQuery: (args) => (statements++, args.node),
+      transformResult: async (args) => args.result,
+    };
+    await coffer.write((tx) =>
+      new Tx('write', tx.dialect, tx.mariadb, tx.db.withPlugin(spy), coffer.schema, new Map()).writeAll([
+        { update: 'fx_counters', set: { value: 6n }, where: { name: counter, value: 6n } },
+        { insert: 'fx_entries', row: { account_id: id, seq: 9, amount: 9n } },
+        { update: 'fx_counters', set: { value: 1n }, where: { name: `${counter}-kept` } },
+      ]),
+    );
+    assert.equal(statements, ctx.backend === 'postgres' ? 1 : 3);
+
     // A guard that no longer holds: that write's count is 0, the others' 1; the caller decides.
     assert.deepEqual(
       await coffer.write((tx) =>
         tx.writeAll([
           { update: 'fx_counters', set: { value: 7n }, where: { name: counter, value: 5n } },
           { insert: 'fx_entries', row: { account_id: id, seq: 2, amount: 1n } },
+          { delete: 'fx_entries', where: { account_id: id, seq: 1, amount: 49n } },
+          { insert: 'fx_counters', row: { name: `${counter}-kept`, value: 0n }, ignoreOn: ['name'] },
         ]),
       ),
-      [0n, 1n],
+      [0n, 1n, 0n, 0n],
     );
+    assert.equal((await coffer.read((tx) => tx.selectWhere('fx_counters', { name: `${counter}-gone` }))).length, 0);
     // Refused before anything is written: a value that fails validation, a write without its
     // row's key, two writes of one row; and in a read transaction.
     const refusals: [RowWrite[], RegExp | typeof ValidationError][] = [
@@ -327,8 +349,8 @@ forEachBackend('row statements', (ctx) => {
     assert.equal(now.counter, 6n);
     assert.equal(now.account.balance, 50n);
     assert.deepEqual(
-      now.entries.map((e) => e.seq),
-      [1, 2],
+      now.entries.map((e) => e.seq as number).sort((x, y) => x - y),
+      [1, 2, 9],
     );
   });
 });

@@ -96,20 +96,24 @@ export function insertThenUpdateStatement(
   });
 }
 
-/** One part of writeAllStatement: an INSERT of these columns (ON CONFLICT (ignoreOn) DO NOTHING), or an UPDATE … SET these WHERE that shape. */
+/**
+ * One part of writeAllStatement: an INSERT of these columns (ON CONFLICT (ignoreOn) DO NOTHING),
+ * an UPDATE … SET these WHERE that shape, or a DELETE … WHERE that shape.
+ */
 export type WritePart =
   | { readonly insert: string; readonly columns: readonly string[]; readonly ignoreOn?: readonly string[] }
-  | { readonly update: string; readonly columns: readonly string[]; readonly where: WhereShape };
+  | { readonly update: string; readonly columns: readonly string[]; readonly where: WhereShape }
+  | { readonly delete: string; readonly columns: readonly []; readonly where: WhereShape };
 
-/** Values a part binds: its columns, and an UPDATE's non-null WHERE values. */
-export const partArity = (p: WritePart): number => p.columns.length + ('update' in p ? p.where.filter(([, isNull]) => !isNull).length : 0);
+/** Values a part binds: its columns, and the non-null WHERE values of an UPDATE or DELETE. */
+export const partArity = (p: WritePart): number => p.columns.length + ('insert' in p ? 0 : p.where.filter(([, isNull]) => !isNull).length);
 
 /**
  * PostgreSQL: the writes as data-modifying CTEs of one statement, `WITH w0 AS (INSERT … RETURNING
  * 1), w1 AS (UPDATE … RETURNING 1) … SELECT (SELECT count(*) FROM w0) AS n0, …`: one round trip,
  * and each write's row count. Every part runs against the same snapshot, so none may depend on
  * another (Tx.writeAll checks they touch distinct rows). Arguments: each part's, in order (its
- * columns, then an UPDATE's WHERE values).
+ * columns, then the WHERE values of an UPDATE or DELETE).
  */
 export function writeAllStatement(parts: readonly WritePart[]): PreparedQuery {
   const total = parts.reduce((n, p) => n + partArity(p), 0);
@@ -118,7 +122,9 @@ export function writeAllStatement(parts: readonly WritePart[]): PreparedQuery {
     .map((p) =>
       'insert' in p
         ? `insert ${p.insert} (${p.columns.join(',')})${p.ignoreOn ? ` ignore (${p.ignoreOn.join(',')})` : ''}`
-        : `update ${p.update} set ${p.columns.join(',')} where ${whereKey(p.where)}`,
+        : 'update' in p
+          ? `update ${p.update} set ${p.columns.join(',')} where ${whereKey(p.where)}`
+          : `delete ${p.delete} where ${whereKey(p.where)}`,
     )
     .join('; ')}`;
   return shaped(key, (db, $) => {
@@ -132,7 +138,9 @@ export function writeAllStatement(parts: readonly WritePart[]): PreparedQuery {
       q = q.with(`w${i}`, (qc: Kysely<any>) =>
         'insert' in p
           ? (p.ignoreOn ? ignoring(qc.insertInto(p.insert).values(set), p.ignoreOn) : qc.insertInto(p.insert).values(set)).returning(one)
-          : where(qc.updateTable(p.update).set(set), p.where, $, from + p.columns.length).returning(one),
+          : 'update' in p
+            ? where(qc.updateTable(p.update).set(set), p.where, $, from + p.columns.length).returning(one)
+            : where(qc.deleteFrom(p.delete), p.where, $, from).returning(one),
       );
       off += partArity(p);
     });

@@ -42,10 +42,16 @@ const rowsOf = <R>(r: QueryResult<R>): R[] => r.rows as R[];
 const shapeOf = (w: Record<string, unknown>): WhereShape => Object.keys(w).map((c) => [c, w[c] === null] as const);
 const boundOf = (w: Record<string, unknown>): unknown[] => Object.values(w).filter((v) => v !== null);
 
-/** One write of Tx.writeAll: a row to insert, or an update of the one row `where` names by its primary key. */
+/**
+ * One write of Tx.writeAll: a row to insert (with `ignoreOn`, as insertOrIgnore), or an update or
+ * delete of the one row `where` names by its primary key (and any other columns, as guards).
+ */
 export type RowWrite =
   | { readonly insert: string; readonly row: Record<string, unknown>; readonly ignoreOn?: readonly string[] }
-  | { readonly update: string; readonly set: Record<string, unknown>; readonly where: Record<string, unknown> };
+  | { readonly update: string; readonly set: Record<string, unknown>; readonly where: Record<string, unknown> }
+  | { readonly delete: string; readonly where: Record<string, unknown> };
+
+const tableOf = (w: RowWrite): string => ('insert' in w ? w.insert : 'update' in w ? w.update : w.delete);
 
 /** A primary-key value as text, to compare keys across writes (Buffers by content). */
 const keyText = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString('hex') : String(v));
@@ -268,10 +274,11 @@ export class Tx {
   }
 
   /**
-   * Several single-row writes (inserts, with `ignoreOn` as insertOrIgnore, and updates of one row
-   * by its primary key), validated and encoded like insert() and updateWhere() before any runs, then run as one statement where the
-   * backend can (PostgreSQL: data-modifying CTEs, one round trip) and one after another in the
-   * given order elsewhere. Returns each write's row count (an insert's is 1, or 0 if ignored), in order.
+   * Several single-row writes (inserts, and updates and deletes of one row by its primary key),
+   * validated and encoded like insert(), insertOrIgnore(), updateWhere() and deleteWhere() before
+   * any runs, then run as one statement where the backend can (PostgreSQL: data-modifying CTEs,
+   * one round trip) and one after another in the given order elsewhere. Returns each write's
+   * row count in order (an insert's is 1, or 0 if ignored).
    * On PostgreSQL every write sees the database as it was before the statement, so the writes
    * must not depend on each other: each names its row's whole primary key, and no two name the
    * same row (refused). A failing write fails the call; where they run one by one, the writes
@@ -282,10 +289,10 @@ export class Tx {
     const args: unknown[][] = [];
     const rows = new Set<string>();
     for (const w of writes) {
-      const table = 'insert' in w ? w.insert : w.update;
-      this.assertWritable(`${'insert' in w ? 'insert into' : 'update of'} ${table}`);
+      const table = tableOf(w);
+      this.assertWritable(`${'insert' in w ? 'insert into' : 'update' in w ? 'update of' : 'delete from'} ${table}`);
       const codec = this.codec(table);
-      const values = codec.encode('insert' in w ? w.row : w.set);
+      const values = 'insert' in w ? codec.encode(w.row) : 'update' in w ? codec.encode(w.set) : {};
       const columns = Object.keys(values);
       const keyed = 'insert' in w ? values : codec.encode(w.where);
       const pk = codec.table.primaryKey;
@@ -295,12 +302,15 @@ export class Tx {
       const row = `${table}(${pk.map((c) => keyText(keyed[c])).join(',')})`;
       if (rows.has(row)) throw new Error(`writeAll: two writes of ${row}; each must touch its own row`);
       rows.add(row);
+      const bound = columns.map((c) => values[c]);
       if ('insert' in w) {
         parts.push(w.ignoreOn ? { insert: table, columns, ignoreOn: w.ignoreOn } : { insert: table, columns });
-        args.push(columns.map((c) => values[c]));
+        args.push(bound);
       } else {
-        parts.push({ update: table, columns, where: shapeOf(keyed) });
-        args.push(columns.map((c) => values[c]).concat(boundOf(keyed)));
+        parts.push(
+          'update' in w ? { update: table, columns, where: shapeOf(keyed) } : { delete: table, columns: [], where: shapeOf(keyed) },
+        );
+        args.push(bound.concat(boundOf(keyed)));
       }
     }
     if (this.dialect === 'postgres' && parts.length > 1 && parts.reduce((n, p) => n + partArity(p), 0) <= MAX_BOUND) {
@@ -310,9 +320,19 @@ export class Tx {
     const out: bigint[] = [];
     for (let i = 0; i < parts.length; i++) {
       const p = parts[i]!;
-      if ('insert' in p && p.ignoreOn) out.push((await this.#insertOrIgnore(p.insert, p.columns, args[i]!, p.ignoreOn)) ? 1n : 0n);
-      else if ('insert' in p) out.push((await this.run(insertStatement(p.insert, p.columns), args[i]!), 1n));
-      else out.push(BigInt((await this.run(updateStatement(p.update, p.columns, p.where), args[i]!)).numAffectedRows ?? 0n));
+      const a = args[i]!;
+      if ('insert' in p)
+        out.push(
+          p.ignoreOn
+            ? (await this.#insertOrIgnore(p.insert, p.columns, a, p.ignoreOn))
+              ? 1n
+              : 0n
+            : (await this.run(insertStatement(p.insert, p.columns), a), 1n),
+        );
+      else {
+        const q = 'update' in p ? updateStatement(p.update, p.columns, p.where) : deleteStatement(p.delete, p.where);
+        out.push(BigInt((await this.run(q, a)).numAffectedRows ?? 0n));
+      }
     }
     return out;
   }

@@ -184,6 +184,12 @@ async function selectRow(tx: Tx, table: string, key: Row): Promise<Row | undefin
   return row ? tx.codec(table).decode<Row>(row) : undefined;
 }
 
+/** The checks of a journaled delete, before it runs. */
+function checkDelete(tx: Tx, table: string, key: Row, known: KnownRow | undefined): void {
+  keyOf(tx, table, key, `journaled delete from ${table}`);
+  if (known) assertWholeRow(tx, table, key, known, `journaled delete from ${table}`);
+}
+
 /** The checks of a journaled update, before it runs. */
 function checkUpdate(tx: Tx, table: string, key: Row, changes: Row, known: KnownRow | undefined): void {
   const what = `journaled update of ${table}`;
@@ -196,18 +202,22 @@ function checkUpdate(tx: Tx, table: string, key: Row, changes: Row, known: Known
 
 /**
  * One write of journaledWriteAll: as journaledInsert (with `orIgnore`, journaledInsertOrIgnore),
- * or as journaledUpdate of a row read before.
+ * or as journaledUpdate or journaledDelete of a row read before (`known`).
  */
 export type JournaledWrite =
   | { readonly insert: string; readonly row: Row; readonly keyColumns: readonly string[]; readonly orIgnore?: boolean }
-  | { readonly update: string; readonly key: Row; readonly changes: Row; readonly known: KnownRow };
+  | { readonly update: string; readonly key: Row; readonly changes: Row; readonly known: KnownRow }
+  | { readonly delete: string; readonly key: Row; readonly known: KnownRow };
+
+/** The table a journaled write names. */
+export const tableOfWrite = (w: JournaledWrite): string => ('insert' in w ? w.insert : 'update' in w ? w.update : w.delete);
 
 /**
- * journaledInsert and journaledUpdate (of rows read before) of several rows, in one round trip
- * where the backend can (tx.writeAll: each write names its own row, and none may depend on
- * another's). Every check runs before anything is written. Returns, for each, whether it wrote
- * (an insert ignored, or an update whose key or guard no longer matches, did not, and is not
- * journaled).
+ * journaledInsert, journaledUpdate and journaledDelete (of rows read before) of several rows, in
+ * one round trip where the backend can (tx.writeAll: each write names its own row, and none may
+ * depend on another's). Every check runs before anything is written. Returns, for each, whether
+ * it wrote (an insert ignored, or an update or delete whose key or guard no longer matches, did
+ * not, and is not journaled).
  */
 export async function journaledWriteAll(tx: Tx, ref: BlockRef, writes: readonly JournaledWrite[]): Promise<boolean[]> {
   const keys = writes.map((w) => {
@@ -215,21 +225,28 @@ export async function journaledWriteAll(tx: Tx, ref: BlockRef, writes: readonly 
       tx.assertWritable(`journaled insert into ${w.insert}`);
       return keyOf(tx, w.insert, Object.fromEntries(w.keyColumns.map((k) => [k, w.row[k]])), `journaled insert into ${w.insert}`);
     }
-    tx.assertWritable(`journaled update of ${w.update}`);
-    checkUpdate(tx, w.update, w.key, w.changes, w.known);
+    if ('update' in w) {
+      tx.assertWritable(`journaled update of ${w.update}`);
+      checkUpdate(tx, w.update, w.key, w.changes, w.known);
+    } else {
+      tx.assertWritable(`journaled delete from ${w.delete}`);
+      checkDelete(tx, w.delete, w.key, w.known);
+    }
     return w.key;
   });
   const counts = await tx.writeAll(
     writes.map((w) =>
       'insert' in w
         ? { insert: w.insert, row: w.row, ...(w.orIgnore ? { ignoreOn: w.keyColumns } : {}) }
-        : { update: w.update, set: w.changes, where: whereKnown(tx, w.update, w.key, w.known) },
+        : 'update' in w
+          ? { update: w.update, set: w.changes, where: whereKnown(tx, w.update, w.key, w.known) }
+          : { delete: w.delete, where: whereKnown(tx, w.delete, w.key, w.known) },
     ),
   );
   const wrote = counts.map((n) => n > 0n);
   for (let i = 0; i < writes.length; i++) {
     const w = writes[i]!;
-    if (wrote[i]) await record(tx, ref, 'insert' in w ? w.insert : w.update, keys[i]!, 'insert' in w ? null : w.known.before);
+    if (wrote[i]) await record(tx, ref, tableOfWrite(w), keys[i]!, 'insert' in w ? null : w.known.before);
   }
   return wrote;
 }
@@ -315,9 +332,8 @@ export async function journaledUpsert(tx: Tx, ref: BlockRef, table: string, row:
 /** Deletes one row because of a block; a reorg past `ref` puts it back. */
 export async function journaledDelete(tx: Tx, ref: BlockRef, table: string, key: Row, known?: KnownRow): Promise<boolean> {
   tx.assertWritable(`journaled delete from ${table}`);
-  keyOf(tx, table, key, `journaled delete from ${table}`);
+  checkDelete(tx, table, key, known);
   if (known) {
-    assertWholeRow(tx, table, key, known, `journaled delete from ${table}`);
     if ((await tx.deleteWhere(table, whereKnown(tx, table, key, known))) === 0n) return false;
     await record(tx, ref, table, key, known.before);
     return true;

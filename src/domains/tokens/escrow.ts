@@ -8,7 +8,7 @@
 // expiry skips a reservation with a recorded payment, so the two writers never overwrite each
 // other's change and a reorg's before-image restore is always exact.
 import { InvalidStateTransitionError } from '../../db/errors.js';
-import type { Tx } from '../../db/tx.js';
+import type { RowWrite, Tx } from '../../db/tx.js';
 import { InsufficientBalanceError } from './errors.js';
 import type { lockBalance } from './ledger.js';
 import { enc, toReservation } from './rows.js';
@@ -26,7 +26,9 @@ export interface ReserveRequest {
 
 /**
  * Reserves `quantity` of the seller's tokens for an invoice if the available balance covers it;
- * otherwise throws InsufficientBalanceError before writing anything. `held` is what the caller
+ * otherwise throws InsufficientBalanceError before writing anything. `alongside`: writes of
+ * other rows that go with the reservation, in the same round trip where the backend can
+ * (tx.writeAll). `held` is what the caller
  * read while holding the seller's balance lock in this transaction: the balance as lockBalance
  * returned it (null: no row) and the tokens its active reservations hold (reservedOf). Every
  * other reserver of these tokens holds or waits for the same lock, so that sum includes every
@@ -36,6 +38,7 @@ export async function reserve(
   tx: Tx,
   r: ReserveRequest,
   held: { locked: Awaited<ReturnType<typeof lockBalance>> | null; reserved: bigint },
+  alongside: readonly RowWrite[] = [],
 ): Promise<Reservation> {
   const { locked } = held;
   const reserved = locked ? held.reserved : 0n;
@@ -61,7 +64,7 @@ export async function reserve(
     expires_at: r.expiresAt,
     created_at: r.createdAt,
   };
-  await tx.insert(T.reservations, row);
+  await tx.writeAll([{ insert: T.reservations, row }, ...alongside]);
   return toReservation(tx, tx.codec(T.reservations).encode(row));
 }
 

@@ -4,7 +4,7 @@
 // signatures gate the match when the mint requires them.
 import { InvalidStateTransitionError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
-import { journaledDelete, journaledInsert, type BlockRef } from '../chain/undo.js';
+import type { BlockRef } from '../chain/undo.js';
 import { memoInvoice, memoLockedReservation, memoMint, rememberInvoice, type BlockMemo } from './block-memo.js';
 import { getReservation, endReservation, reserve } from './escrow.js';
 import { lockBalance, reservedAndOwn } from './ledger.js';
@@ -65,19 +65,6 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
   }
 
   const now = ctx.now();
-  const reservation = await reserve(
-    tx,
-    {
-      invoiceHash: hash,
-      chainId: v.chainId,
-      mintHash: v.mintHash,
-      sellerAddress: v.sellerAddress,
-      quantity: v.quantity,
-      expiresAt: new Date(now.getTime() + ttl),
-      createdAt: now,
-    },
-    { locked: locked ?? null, reserved },
-  );
   const row = {
     hash,
     chain_id: v.chainId,
@@ -94,7 +81,21 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
     created_at: v.createdAt,
     received_at: now,
   };
-  await tx.insert(T.unconfirmedInvoices, row);
+  // The reservation and the invoice content in one round trip where the backend can.
+  const reservation = await reserve(
+    tx,
+    {
+      invoiceHash: hash,
+      chainId: v.chainId,
+      mintHash: v.mintHash,
+      sellerAddress: v.sellerAddress,
+      quantity: v.quantity,
+      expiresAt: new Date(now.getTime() + ttl),
+      createdAt: now,
+    },
+    { locked: locked ?? null, reserved },
+    [{ insert: T.unconfirmedInvoices, row }],
+  );
   // The invoice as written (the codec's encode then decode, as a read back would give it).
   return { hash, created: true, invoice: toInvoice(tx, T.unconfirmedInvoices, tx.codec(T.unconfirmedInvoices).encode(row), reservation) };
 }
@@ -220,7 +221,8 @@ export async function releaseInvoice(ctx: Ctx, hash: string): Promise<void> {
  * Matches an on-chain invoice transaction with the unconfirmed invoice of the same hash: it moves
  * to token_invoices (status matched), journaled under `ref`. Its reservation must still be
  * active, and the mint's asset-manager signatures present; until they are, the action stays
- * pending and is retried with later blocks.
+ * pending and is retried with later blocks. The move is returned as the outcome's writes, which
+ * the block processor runs with the action's state change.
  */
 export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: OnChainAnchor, memo?: BlockMemo): Promise<MatchOutcome> {
   // The unconfirmed row first: a first match (the common case) finds it and need not read the
@@ -245,9 +247,6 @@ export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: 
   if (!mint) return { outcome: 'rejected', reason: 'mint not confirmed' };
   const sigs = await signatureStatus(tx, hash, mint);
   if (!sigs.satisfied) return { outcome: 'pending', reason: `asset-manager signatures ${sigs.present}/${sigs.required}` };
-  // The row read above is the before image: unconfirmed invoices are never updated, only
-  // inserted and deleted, so while it exists it is exactly what was read.
-  await journaledDelete(tx, ref, T.unconfirmedInvoices, { hash }, { before: row });
   const matched = {
     ...row,
     ...anchorColumns(anchor, ref),
@@ -255,7 +254,14 @@ export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: 
     paid_tx_hash: null,
     paid_height: null,
   };
-  await journaledInsert(tx, ref, T.invoices, matched, ['hash']);
   rememberInvoice(tx, memo, matched);
-  return { outcome: 'applied' };
+  // The row read above is the before image: unconfirmed invoices are never updated, only
+  // inserted and deleted, so while it exists it is exactly what was read.
+  return {
+    outcome: 'applied',
+    writes: [
+      { delete: T.unconfirmedInvoices, key: { hash }, known: { before: row } },
+      { insert: T.invoices, row: matched, keyColumns: ['hash'] },
+    ],
+  };
 }

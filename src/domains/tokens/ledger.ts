@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { toBigInt } from '../../db/codec.js';
 import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
-import { journaledUpdate, journaledWriteAll, type BlockRef, type JournaledWrite, type KnownRow } from '../chain/undo.js';
+import { journaledUpdate, journaledWriteAll, tableOfWrite, type BlockRef, type JournaledWrite, type KnownRow } from '../chain/undo.js';
 import { decode, toLedgerEntry, type Row } from './rows.js';
 import { T, type Balance, type LedgerCauseKind, type LedgerEntry } from './types.js';
 
@@ -320,7 +320,7 @@ export async function mustWriteAll(tx: Tx, ref: BlockRef, writes: readonly Journ
     const key = Object.fromEntries(w.keyColumns.map((k) => [k, w.row[k]]));
     throw new InvalidStateTransitionError(`${w.insert} row ${keyText(key)} exists already`, { table: w.insert });
   }
-  throw vanished(w.update, w.key);
+  throw vanished(tableOfWrite(w), w.key);
 }
 
 const keyText = (key: Row) => JSON.stringify(key, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));

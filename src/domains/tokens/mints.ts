@@ -4,7 +4,7 @@
 // fraction count once the matching block has the chain's required confirmations.
 import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
-import { journaledDelete, journaledInsert, type BlockRef } from '../chain/undo.js';
+import { journaledDelete, journaledInsert, type BlockRef, type JournaledWrite } from '../chain/undo.js';
 import { appendEntry, mustUpdate } from './ledger.js';
 import { decode, enc, mintContentRow, toMint, type Ctx, type Row } from './rows.js';
 import { T, type Mint, type MintContent, type MintInput } from './types.js';
@@ -92,7 +92,14 @@ export function anchorColumns(anchor: OnChainAnchor, ref: BlockRef): Row {
   };
 }
 
-export type MatchOutcome = { outcome: 'applied' } | { outcome: 'pending'; reason: string } | { outcome: 'rejected'; reason: string };
+/**
+ * What an action handler decided. `writes`: journaled writes of the action that the block
+ * processor runs together with the action's state change (one round trip where the backend can).
+ */
+export type MatchOutcome =
+  | { outcome: 'applied'; writes?: readonly JournaledWrite[] }
+  | { outcome: 'pending'; reason: string }
+  | { outcome: 'rejected'; reason: string };
 
 /**
  * Matches an on-chain mint transaction with the unconfirmed mint of the same hash: the row moves

@@ -7,11 +7,11 @@ import { InvalidStateTransitionError } from '../../db/errors.js';
 import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { IngestedOutput } from '../chain/processors.js';
-import { journaledInsert, type BlockRef, type JournaledWrite } from '../chain/undo.js';
+import type { BlockRef, JournaledWrite } from '../chain/undo.js';
 import { forget, memoInvoice, memoLockedReservation, memoMint, memoPaymentOf, rememberPayment, type BlockMemo } from './block-memo.js';
 import { requireState } from './escrow.js';
 import { signatureStatus } from './invoices.js';
-import { appendEntry, insertEntries, lockBalances, mustWriteAll, type LedgerWrite } from './ledger.js';
+import { insertEntries, lockBalances, mustWriteAll, type LedgerWrite } from './ledger.js';
 import type { OnChainAnchor } from './mints.js';
 import { decode, enc, type Row } from './rows.js';
 import { T } from './types.js';
@@ -60,13 +60,15 @@ export async function checkPayment(tx: Tx, chainId: string, p: PaymentTx, memo?:
   return { kind: 'record', amount: total };
 }
 
-/** Records a checked payment as pending, journaled under `ref` (the block being processed). */
-export async function recordPayment(tx: Tx, ref: BlockRef, p: PaymentTx, amount: bigint, memo?: BlockMemo): Promise<void> {
-  await journaledInsert(
-    tx,
-    ref,
-    T.payments,
-    {
+/**
+ * The journaled insert that records a checked payment as pending under `ref` (the block being
+ * processed), for the block processor to run with the action's state change.
+ */
+export function paymentRecord(ref: BlockRef, p: PaymentTx, amount: bigint, memo?: BlockMemo): JournaledWrite {
+  rememberPayment(memo, p.invoiceHash, p.txHash);
+  return {
+    insert: T.payments,
+    row: {
       invoice_hash: p.invoiceHash,
       chain_id: ref.chainId,
       tx_hash: p.txHash,
@@ -77,9 +79,8 @@ export async function recordPayment(tx: Tx, ref: BlockRef, p: PaymentTx, amount:
       amount,
       state: 'pending',
     },
-    ['invoice_hash'],
-  );
-  rememberPayment(memo, p.invoiceHash, p.txHash);
+    keyColumns: ['invoice_hash'],
+  };
 }
 
 // On every block: compiled once.
@@ -157,15 +158,10 @@ async function settle(tx: Tx, p: Row, at: Date, memo?: BlockMemo): Promise<boole
       known: { before: p, guard: ['state', 'tx_hash', 'recorded_block_hash'] },
     },
   ];
-  if (buyer === seller) {
-    // A holder selling to itself: the credit moves the row the debit just moved, so it reads it again.
-    await appendEntry(tx, ref, debit, held.get(seller) ?? null);
-    await appendEntry(tx, ref, credit);
-    await mustWriteAll(tx, ref, transitions);
-    return true;
-  }
   // Both entries in one round trip, then both balances and the three transitions in another,
-  // where the backend can (seven statements otherwise): all are writes of distinct rows.
+  // where the backend can (seven statements otherwise): all are writes of distinct rows. The
+  // buyer never is the seller (invoiceInputSchema), and insertEntries refuses two entries of one
+  // holder.
   const balances = await insertEntries(tx, ref, [
     { entry: debit, locked: held.get(seller) ?? null },
     { entry: credit, locked: held.get(buyer) ?? null },

@@ -18,10 +18,10 @@ import type { Tx } from '../../db/tx.js';
 import type { BlockContext, BlockProcessor, IngestedOutput, IngestedTransaction } from '../chain/processors.js';
 import { journaledInsertMany, withJournalBatch, type BlockRef } from '../chain/undo.js';
 import { newBlockMemo, type BlockMemo } from './block-memo.js';
-import { mustUpdate } from './ledger.js';
+import { mustWriteAll } from './ledger.js';
 import { matchInvoice } from './invoices.js';
 import { confirmMint, creditDueMints, type MatchOutcome } from './mints.js';
-import { checkPayment, recordPayment, settleDuePayments } from './payments.js';
+import { checkPayment, paymentRecord, settleDuePayments } from './payments.js';
 import { decode, type Row } from './rows.js';
 import { T } from './types.js';
 
@@ -120,14 +120,16 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
       const r = await apply(tx, ref, a, memo);
       if (r.outcome === 'pending') continue;
       // Pending rows change only here, under the chain's ingest lock; the UPDATE re-checks it.
-      await mustUpdate(
-        tx,
-        ref,
-        T.actions,
-        { chain_id: a.chainId, tx_hash: a.txHash },
-        { state: r.outcome, reason: reasonOf(r) },
-        { before: a.row, guard: ['state', 'reason'] },
-      );
+      // The action's own writes go with it, in one round trip where the backend can.
+      await mustWriteAll(tx, ref, [
+        ...(r.outcome === 'applied' ? (r.writes ?? []) : []),
+        {
+          update: T.actions,
+          key: { chain_id: a.chainId, tx_hash: a.txHash },
+          changes: { state: r.outcome, reason: reasonOf(r) },
+          known: { before: a.row, guard: ['state', 'reason'] },
+        },
+      ]);
       if (r.outcome === 'applied' && a.type === 'invoice') again = true;
     }
   }
@@ -162,8 +164,7 @@ async function apply(tx: Tx, ref: BlockRef, a: Action, memo: BlockMemo): Promise
         throw e;
       }
       if (plan.kind === 'pending') return { outcome: 'pending', reason: plan.reason };
-      if (plan.kind === 'record') await recordPayment(tx, ref, p, plan.amount, memo);
-      return { outcome: 'applied' };
+      return plan.kind === 'record' ? { outcome: 'applied', writes: [paymentRecord(ref, p, plan.amount, memo)] } : { outcome: 'applied' };
     }
   }
 }
