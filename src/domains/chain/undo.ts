@@ -201,8 +201,9 @@ function checkUpdate(tx: Tx, table: string, key: Row, changes: Row, known: Known
 }
 
 /**
- * One write of journaledWriteAll: as journaledInsert (with `orIgnore`, journaledInsertOrIgnore),
- * or as journaledUpdate or journaledDelete of a row read before (`known`).
+ * One write of journaledWriteAll: as journaledInsert (with `orIgnore`, unless a row with the same
+ * key exists: then it writes and journals nothing), or as journaledUpdate or journaledDelete of a
+ * row read before (`known`).
  */
 export type JournaledWrite =
   | { readonly insert: string; readonly row: Row; readonly keyColumns: readonly string[]; readonly orIgnore?: boolean }
@@ -277,25 +278,6 @@ export async function journaledInsertMany(
   const keys = rows.map((row) => keyOf(tx, table, Object.fromEntries(keyColumns.map((k) => [k, row[k]])), what));
   await insertRows(tx, table, rows);
   for (const key of keys) await record(tx, ref, table, key, null);
-}
-
-/**
- * Inserts a block-derived row unless a row with the same key (the primary key or, given as
- * `keyColumns`, its only unique key) exists; journaled only when inserted. Returns whether it
- * inserted.
- */
-export async function journaledInsertOrIgnore(
-  tx: Tx,
-  ref: BlockRef,
-  table: string,
-  row: Row,
-  keyColumns: readonly string[],
-): Promise<boolean> {
-  tx.assertWritable(`journaled insert into ${table}`);
-  const key = keyOf(tx, table, Object.fromEntries(keyColumns.map((k) => [k, row[k]])), `journaled insert into ${table}`);
-  if (!(await tx.insertOrIgnore(table, row, keyColumns))) return false;
-  await record(tx, ref, table, key, null);
-  return true;
 }
 
 /** Updates one row because of a block; a reorg past `ref` restores the row as it was. Returns false if no row matched. */

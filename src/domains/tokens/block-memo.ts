@@ -12,7 +12,7 @@
 //   (a reorg reverts a payment together with, or before, the match it needed). The payments'
 //   primary key (invoice_hash) would refuse a second one anyway.
 // A step that changes a reservation or an invoice forgets it (forget()), so the next reader
-// goes back to the database. The guarded updates of mustUpdate still re-check every guard
+// goes back to the database. The guarded updates (mustUpdate, mustWriteAll) still re-check every guard
 // column in the database, so even a stale entry could not write a wrong before image.
 import type { Tx } from '../../db/tx.js';
 import { getReservationRow } from './escrow.js';

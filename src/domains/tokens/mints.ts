@@ -4,7 +4,7 @@
 // fraction count once the matching block has the chain's required confirmations.
 import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
-import { journaledDelete, journaledInsert, type BlockRef, type JournaledWrite } from '../chain/undo.js';
+import type { BlockRef, JournaledWrite } from '../chain/undo.js';
 import { appendEntry, mustUpdate } from './ledger.js';
 import { decode, enc, mintContentRow, toMint, type Ctx, type Row } from './rows.js';
 import { T, type Mint, type MintContent, type MintInput } from './types.js';
@@ -103,7 +103,7 @@ export type MatchOutcome =
 
 /**
  * Matches an on-chain mint transaction with the unconfirmed mint of the same hash: the row moves
- * to token_mints (journaled under `ref`, the block being processed). Pending while the content
+ * to token_mints (journaled under `ref`, the block being processed), as the outcome's writes. Pending while the content
  * has not arrived; rejected when the mint is already confirmed by another transaction or the
  * content is for another chain.
  */
@@ -118,19 +118,15 @@ export async function confirmMint(tx: Tx, ref: BlockRef, hash: string, anchor: O
   if (!raw) return { outcome: 'pending', reason: 'mint content not received yet' };
   const row = decode(tx, T.unconfirmedMints, raw);
   if (row.chain_id !== ref.chainId) return { outcome: 'rejected', reason: `mint is for chain ${String(row.chain_id)}` };
-  await journaledDelete(tx, ref, T.unconfirmedMints, { hash });
-  await journaledInsert(
-    tx,
-    ref,
-    T.mints,
-    {
-      ...row,
-      ...anchorColumns(anchor, ref),
-      credited: false,
-    },
-    ['hash'],
-  );
-  return { outcome: 'applied' };
+  // The row read above is the before image (unconfirmed mints are only inserted and deleted).
+  // The block processor runs the move with the action's state change.
+  return {
+    outcome: 'applied',
+    writes: [
+      { delete: T.unconfirmedMints, key: { hash }, known: { before: row } },
+      { insert: T.mints, row: { ...row, ...anchorColumns(anchor, ref), credited: false }, keyColumns: ['hash'] },
+    ],
+  };
 }
 
 // On every block: compiled once.
