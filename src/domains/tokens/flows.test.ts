@@ -275,10 +275,20 @@ forEachBackend('tokens flows', (ctx) => {
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
     const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerO', quantity: 1n, price: 9n, paymentAddress: 'DPayO' });
     const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
-    await chain.mine(coffer, [actionTx('payment', ih, [{ address: 'DPayO', value: 9n }])]);
-    await chain.mine(coffer, [actionTx('invoice', ih)]);
+    const early = actionTx('payment', ih, [{ address: 'DPayO', value: 9n }]);
+    await chain.mine(coffer, [early]);
+    // The block that matches the invoice also carries a second payment, after the match: the
+    // payment that waited is older, so it is the one recorded.
+    const second = actionTx('payment', ih, [{ address: 'DPayO', value: 9n }]);
+    await chain.mine(coffer, [actionTx('invoice', ih), second]);
     await chain.mine(coffer);
-    assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'paid');
+    const got = await r(coffer)((s) => s.getInvoice(ih));
+    assert.equal(got?.status, 'paid');
+    assert.equal(got?.onChain?.paidTxHash, early.txHash);
+    const rejected = await coffer.read((tx) =>
+      tx.db.selectFrom(T.actions).select(['state', 'reason']).where('chain_id', '=', chain.chainId).where('tx_hash', '=', second.txHash).executeTakeFirst(),
+    );
+    assert.deepEqual(rejected, { state: 'rejected', reason: `invoice ${ih} is already paid by ${early.txHash}` });
     await checkInvariants(coffer);
   });
 

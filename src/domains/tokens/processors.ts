@@ -12,6 +12,7 @@
 // chain that can progress (its content arrived, its invoice matched) is applied, oldest first,
 // until none can; then mint credits and payment settlements whose block has become final.
 // Processing a block twice changes nothing.
+import { sql } from 'kysely';
 import { CofferError } from '../../db/errors.js';
 import { defineQuery, type PreparedQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
@@ -44,6 +45,8 @@ interface Action {
   outputs: IngestedOutput[];
   /** The decoded row as read (the before image of its state change). */
   row: Row;
+  /** A payment whose invoice has arrived but was not matched when the actions were read. */
+  waitsForMatch: boolean;
 }
 
 /** Decodes a payload, or says why it cannot be one of ours. */
@@ -109,34 +112,41 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
 
   // ...then apply every pending action that can progress, oldest first, until none can: an
   // invoice matched by this block unblocks a payment seen earlier (or earlier in this block).
-  // Reaching this fixpoint is what makes processing the same block again a no-op. Another pass
-  // is needed only after an invoice was matched: that is the one change that can make a
-  // pending action eligible (a payment naming the invoice). Applying or rejecting anything
-  // else changes no other action's eligibility, and an eligible action that stayed pending (an
-  // invoice waiting for signatures) would stay pending in another pass too.
-  for (let again = true; again;) {
-    again = false;
-    for (const a of await retryablePending(tx, b.chainId, b.height)) {
-      const r = await apply(tx, ref, a, memo);
-      if (r.outcome === 'pending') continue;
-      // Pending rows change only here, under the chain's ingest lock; the UPDATE re-checks it.
-      // The action's own writes go with it, in one round trip where the backend can.
-      await mustWriteAll(tx, ref, [
-        ...(r.outcome === 'applied' ? (r.writes ?? []) : []),
-        {
-          update: T.actions,
-          key: { chain_id: a.chainId, tx_hash: a.txHash },
-          changes: { state: r.outcome, reason: reasonOf(r) },
-          known: { before: a.row, guard: ['state', 'reason'] },
-        },
-      ]);
-      if (r.outcome === 'applied' && a.type === 'invoice') again = true;
-    }
+  // Reaching this fixpoint is what makes processing the same block again a no-op. Matching an
+  // invoice is the one change that can make a pending action eligible (a payment naming it):
+  // applying or rejecting anything else changes no other action's eligibility, and an eligible
+  // action that stayed pending (an invoice waiting for signatures) would stay pending if tried
+  // again. So one read finds them all: the eligible actions, and the payments whose invoice
+  // has arrived but is not matched yet. Those wait for the end of the pass and are tried, in
+  // their order, if the pass matched their invoice: exactly what a second read after the pass
+  // would find, one round trip fewer.
+  const waiting: Action[] = [];
+  for (const a of await retryablePending(tx, b.chainId, b.height)) {
+    if (a.waitsForMatch) waiting.push(a);
+    else await applyAction(tx, ref, a, memo);
   }
+  for (const a of waiting) if (memo.matched.has(a.refHash)) await applyAction(tx, ref, a, memo);
 
   const final = finalHeightOf(ctx);
   await creditDueMints(tx, b.chainId, final, b.time);
   await settleDuePayments(tx, b.chainId, final, b.time, memo);
+}
+
+/** Applies one action and records its outcome (a pending one stays as it is). */
+async function applyAction(tx: Tx, ref: BlockRef, a: Action, memo: BlockMemo): Promise<void> {
+  const r = await apply(tx, ref, a, memo);
+  if (r.outcome === 'pending') return;
+  // Pending rows change only here, under the chain's ingest lock; the UPDATE re-checks it.
+  // The action's own writes go with it, in one round trip where the backend can.
+  await mustWriteAll(tx, ref, [
+    ...(r.outcome === 'applied' ? (r.writes ?? []) : []),
+    {
+      update: T.actions,
+      key: { chain_id: a.chainId, tx_hash: a.txHash },
+      changes: { state: r.outcome, reason: reasonOf(r) },
+      known: { before: a.row, guard: ['state', 'reason'] },
+    },
+  ]);
 }
 
 const reasonOf = (r: MatchOutcome) => (r.outcome === 'applied' ? null : clip(r.reason));
@@ -194,6 +204,12 @@ const RETRYABLE_PENDING = defineQuery('tokens.retryablePending', (db, $) =>
   db
     .selectFrom(T.actions)
     .selectAll()
+    // 1 for a payment whose invoice is matched; 0 for one whose invoice has only arrived.
+    .select(
+      sql<number>`case when exists (select 1 from ${sql.table(T.invoices)} m where m.hash = ${sql.ref(`${T.actions}.ref_hash`)}) then 1 else 0 end`.as(
+        'invoice_matched',
+      ),
+    )
     .where('chain_id', '=', $(0))
     .where('state', '=', $(1))
     .where('block_height', '<=', $(2))
@@ -209,7 +225,7 @@ const RETRYABLE_PENDING = defineQuery('tokens.retryablePending', (db, $) =>
               .whereRef('hash', '=', `${T.actions}.ref_hash` as never),
           ),
         ]);
-      return eb.or([ready(3, T.unconfirmedMints), ready(4, T.unconfirmedInvoices), ready(5, T.invoices)]);
+      return eb.or([ready(3, T.unconfirmedMints), ready(4, T.unconfirmedInvoices), ready(5, T.invoices), ready(5, T.unconfirmedInvoices)]);
     })
     .orderBy('block_height')
     .orderBy('index_in_block'),
@@ -217,13 +233,14 @@ const RETRYABLE_PENDING = defineQuery('tokens.retryablePending', (db, $) =>
 
 /**
  * Pending actions (up to this block) that may make progress now: their mint or invoice content
- * has arrived, or (payments) their invoice is matched on chain. Oldest first, so a mint matches
- * before an invoice of it, and an invoice before its payment.
+ * has arrived, or (payments) their invoice is matched on chain; and the payments whose invoice
+ * has arrived unmatched (waitsForMatch). Oldest first, so a mint matches before an invoice of
+ * it, and an invoice before its payment.
  */
 async function retryablePending(tx: Tx, chainId: string, upTo: bigint): Promise<Action[]> {
   const upToHeight = tx.codec(T.actions).encode({ block_height: upTo }).block_height;
   const rows = await tx.query(RETRYABLE_PENDING, [chainId, 'pending', upToHeight, 'mint', 'invoice', 'payment']);
-  return rows.map((raw) => {
+  return rows.map(({ invoice_matched, ...raw }) => {
     const r: Row = decode(tx, T.actions, raw);
     return {
       chainId,
@@ -234,6 +251,7 @@ async function retryablePending(tx: Tx, chainId: string, upTo: bigint): Promise<
       blockHash: r.block_hash as string,
       outputs: ((r.outputs ?? []) as { address: string; value: string }[]).map((o) => ({ address: o.address, value: BigInt(o.value) })),
       row: r,
+      waitsForMatch: r.action_type === 'payment' && Number(invoice_matched) === 0,
     };
   });
 }
