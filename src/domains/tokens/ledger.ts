@@ -83,8 +83,7 @@ export interface EntryWrite {
  * mustWriteAll, alone or with other writes of the block). A replayed entry gets no write.
  */
 export async function insertEntries(tx: Tx, ref: BlockRef, entries: readonly EntryWrite[]): Promise<JournaledWrite[]> {
-  if (new Set(entries.map(({ entry: e }) => `${e.mintHash}/${e.address}`)).size !== entries.length)
-    throw new Error('insertEntries: two entries of one holder (each balance write starts from the balance locked before)');
+  requireDistinctHolders(entries);
   const fresh: { e: LedgerWrite; locked: EntryWrite['locked']; next: bigint }[] = [];
   for (const { entry: e, locked } of entries) {
     const next = (locked?.balance ?? 0n) + e.delta;
@@ -97,13 +96,7 @@ export async function insertEntries(tx: Tx, ref: BlockRef, entries: readonly Ent
         .where('cause_ref', '=', e.causeRef)
         .executeTakeFirst();
       if (exists) continue;
-      // Debits only ever settle reserved tokens, which the balance covers; a negative result is a
-      // broken invariant, refused here before the CHECK would refuse it.
-      throw new InvalidStateTransitionError(`ledger entry ${e.causeKind}/${e.causeRef} would make the balance of ${e.address} negative`, {
-        field: 'delta',
-        mintHash: e.mintHash,
-        address: e.address,
-      });
+      throw negativeBalance(e);
     }
     fresh.push({ e, locked, next });
   }
@@ -111,41 +104,76 @@ export async function insertEntries(tx: Tx, ref: BlockRef, entries: readonly Ent
   const inserted = await journaledWriteAll(
     tx,
     ref,
-    fresh.map(({ e }) => ({
-      insert: T.ledger,
-      row: {
-        cause_kind: e.causeKind,
-        cause_ref: e.causeRef,
-        chain_id: e.chainId,
-        mint_hash: e.mintHash,
-        address: e.address,
-        delta: e.delta,
-        tx_hash: e.txHash,
-        block_height: ref.height,
-        block_hash: ref.blockHash,
-        created_at: e.createdAt,
-      },
-      keyColumns: ['cause_kind', 'cause_ref'],
-      orIgnore: true,
-    })),
+    fresh.map(({ e }) => entryInsert(ref, e)),
   );
-  return fresh
-    .filter((_, i) => inserted[i])
-    .map(({ e, locked, next }): JournaledWrite => {
-      const key = { mint_hash: e.mintHash, address: e.address };
-      return locked
-        ? {
-            update: T.balances,
-            key,
-            changes: { balance: next, updated_height: ref.height },
-            known: { before: locked.row, guard: ['balance'] },
-          }
-        : {
-            insert: T.balances,
-            row: { ...key, chain_id: e.chainId, balance: next, updated_height: ref.height },
-            keyColumns: ['mint_hash', 'address'],
-          };
-    });
+  return fresh.filter((_, i) => inserted[i]).map(({ e, locked, next }) => balanceWrite(ref, e, locked, next));
+}
+
+/**
+ * The writes of entries of distinct holders whose causes cannot be recorded yet (a sale is
+ * entered once, when its payment settles): each entry and its holder's cached balance, for
+ * mustWriteAll together with the caller's other writes (one round trip where the backend can).
+ * An entry whose cause is recorded after all makes mustWriteAll fail the transaction.
+ */
+export function newEntryWrites(ref: BlockRef, entries: readonly EntryWrite[]): JournaledWrite[] {
+  requireDistinctHolders(entries);
+  const writes: JournaledWrite[] = [];
+  for (const { entry: e, locked } of entries) {
+    const next = (locked?.balance ?? 0n) + e.delta;
+    if (next < 0n) throw negativeBalance(e);
+    writes.push(entryInsert(ref, e), balanceWrite(ref, e, locked, next));
+  }
+  return writes;
+}
+
+function requireDistinctHolders(entries: readonly EntryWrite[]): void {
+  if (new Set(entries.map(({ entry: e }) => `${e.mintHash}/${e.address}`)).size !== entries.length)
+    throw new Error('ledger: two entries of one holder (each balance write starts from the balance locked before)');
+}
+
+// Debits only ever settle reserved tokens, which the balance covers; a negative result is a
+// broken invariant, refused here before the CHECK would refuse it.
+const negativeBalance = (e: LedgerWrite) =>
+  new InvalidStateTransitionError(`ledger entry ${e.causeKind}/${e.causeRef} would make the balance of ${e.address} negative`, {
+    field: 'delta',
+    mintHash: e.mintHash,
+    address: e.address,
+  });
+
+/** An entry's row, inserted unless its cause is recorded (the primary key decides). */
+const entryInsert = (ref: BlockRef, e: LedgerWrite): JournaledWrite => ({
+  insert: T.ledger,
+  row: {
+    cause_kind: e.causeKind,
+    cause_ref: e.causeRef,
+    chain_id: e.chainId,
+    mint_hash: e.mintHash,
+    address: e.address,
+    delta: e.delta,
+    tx_hash: e.txHash,
+    block_height: ref.height,
+    block_hash: ref.blockHash,
+    created_at: e.createdAt,
+  },
+  keyColumns: ['cause_kind', 'cause_ref'],
+  orIgnore: true,
+});
+
+/** The holder's cached balance moved to `next`: an update guarded by the locked balance, or the first row. */
+function balanceWrite(ref: BlockRef, e: LedgerWrite, locked: EntryWrite['locked'], next: bigint): JournaledWrite {
+  const key = { mint_hash: e.mintHash, address: e.address };
+  return locked
+    ? {
+        update: T.balances,
+        key,
+        changes: { balance: next, updated_height: ref.height },
+        known: { before: locked.row, guard: ['balance'] },
+      }
+    : {
+        insert: T.balances,
+        row: { ...key, chain_id: e.chainId, balance: next, updated_height: ref.height },
+        keyColumns: ['mint_hash', 'address'],
+      };
 }
 
 // On every invoice created (the reservation check), so compiled once rather than built per call.

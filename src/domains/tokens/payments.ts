@@ -11,7 +11,7 @@ import type { BlockRef, JournaledWrite } from '../chain/undo.js';
 import { forget, memoInvoice, memoLockedReservation, memoMint, memoPaymentOf, rememberPayment, type BlockMemo } from './block-memo.js';
 import { requireState } from './escrow.js';
 import { signatureStatus } from './invoices.js';
-import { insertEntries, lockBalances, mustWriteAll, type LedgerWrite } from './ledger.js';
+import { lockBalances, mustWriteAll, newEntryWrites, type LedgerWrite } from './ledger.js';
 import type { OnChainAnchor } from './mints.js';
 import { decode, enc, type Row } from './rows.js';
 import { T } from './types.js';
@@ -158,14 +158,15 @@ async function settle(tx: Tx, p: Row, at: Date, memo?: BlockMemo): Promise<boole
       known: { before: p, guard: ['state', 'tx_hash', 'recorded_block_hash'] },
     },
   ];
-  // Both entries in one round trip, then both balances and the three transitions in another,
-  // where the backend can (seven statements otherwise): all are writes of distinct rows. The
-  // buyer never is the seller (invoiceInputSchema), and insertEntries refuses two entries of one
-  // holder.
-  const balances = await insertEntries(tx, ref, [
+  // Both entries, both balances and the three transitions in one round trip where the backend
+  // can (seven statements otherwise): all are writes of distinct rows. A sale's entries are
+  // written once, by the settlement that moves its payment out of pending, so they cannot exist
+  // yet; if they did, mustWriteAll fails the block. The buyer never is the seller
+  // (invoiceInputSchema), and newEntryWrites refuses two entries of one holder.
+  const entries = newEntryWrites(ref, [
     { entry: debit, locked: held.get(seller) ?? null },
     { entry: credit, locked: held.get(buyer) ?? null },
   ]);
-  await mustWriteAll(tx, ref, [...balances, ...transitions]);
+  await mustWriteAll(tx, ref, [...entries, ...transitions]);
   return true;
 }
