@@ -2,12 +2,15 @@
 // fractions of a mint. Creating one reserves the seller's tokens in the same transaction, or
 // fails with nothing written; an on-chain invoice transaction then matches it; asset-manager
 // signatures gate the match when the mint requires them.
+import { sql } from 'kysely';
+import { toBigInt } from '../../db/codec.js';
 import { InvalidStateTransitionError } from '../../db/errors.js';
+import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { BlockRef } from '../chain/undo.js';
 import { memoInvoice, memoLockedReservation, memoMint, rememberInvoice, type BlockMemo } from './block-memo.js';
 import { getReservation, endReservation, reserve } from './escrow.js';
-import { lockBalance, reservedAndOwn } from './ledger.js';
+import { lockBalance } from './ledger.js';
 import { anchorColumns, getConfirmedMint, type MatchOutcome, type OnChainAnchor } from './mints.js';
 import { decode, toInvoice, type Ctx } from './rows.js';
 import { T, type Invoice, type InvoiceInput, type Mint, type SignatureStatus } from './types.js';
@@ -27,6 +30,53 @@ export interface CreateInvoiceResult {
   invoice: Invoice;
 }
 
+// On every invoice created: the seller's reserved sum, the invoice's own reservation if one
+// exists (a replay) and the confirmed mint, in one round trip; each part reads one index. The
+// mint part carries its fraction count in `n` and its chain in `state`.
+const INVOICE_CONTEXT = defineQuery('tokens.invoiceContext', (db, $) =>
+  db
+    .selectFrom(T.reservations)
+    .select((eb) => [sql<number>`0`.as('part'), eb.fn.sum<string>('quantity').as('n'), sql<string | null>`null`.as('state')])
+    .where('mint_hash', '=', $(0))
+    .where('seller_address', '=', $(1))
+    .where('state', '=', $(2))
+    .unionAll(
+      db
+        .selectFrom(T.reservations)
+        .select([sql<number>`1`.as('part'), 'quantity as n', 'state'])
+        .where('invoice_hash', '=', $(3)),
+    )
+    .unionAll(
+      db
+        .selectFrom(T.mints)
+        .select([sql<number>`2`.as('part'), 'fraction_count as n', 'chain_id as state'])
+        .where('hash', '=', $(0)),
+    ),
+);
+
+/**
+ * Tokens held by active reservations of a seller, the state of the reservation of
+ * `invoiceHash` if it has one (one reservation per invoice hash, ever), and the confirmed mint
+ * (absent: not confirmed). Read under the seller's balance lock, the sum includes every
+ * reservation committed before.
+ */
+async function invoiceContext(
+  tx: Tx,
+  mintHash: string,
+  seller: string,
+  invoiceHash: string,
+): Promise<{ reserved: bigint; own?: string; mint?: { chainId: string; fractionCount: bigint } }> {
+  const rows = await tx.query(INVOICE_CONTEXT, [mintHash, seller, 'reserved', invoiceHash]);
+  const out: { reserved: bigint; own?: string; mint?: { chainId: string; fractionCount: bigint } } = { reserved: 0n };
+  for (const r of rows) {
+    const part = Number(r.part);
+    if (part === 0) out.reserved = toBigInt(r.n);
+    else if (part === 1) out.own = String(r.state);
+    else out.mint = { chainId: String(r.state), fractionCount: toBigInt(r.n) };
+  }
+  return out;
+}
+
 /**
  * Stores an invoice and reserves the seller's tokens, in one transaction: if the available
  * balance does not cover the quantity it throws InsufficientBalanceError and writes nothing.
@@ -39,19 +89,18 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
   const ttl = parse(ttlSchema, opts.ttlMs ?? DEFAULT_INVOICE_TTL_MS, 'ttlMs');
   const hash = invoiceHash(v);
   if (!ctx.verify(v.publicKey, hash, v.signature)) invalid('signature', `does not verify against publicKey over the invoice hash ${hash}`);
-  const mint = await getConfirmedMint(tx, v.mintHash);
-  if (!mint) invalid('mintHash', `unknown mint ${v.mintHash} (not confirmed on chain)`);
-  if (mint.chainId !== v.chainId) invalid('chainId', `mint ${v.mintHash} is on chain ${mint.chainId}`);
-  if (v.quantity > mint.fractionCount) invalid('quantity', `exceeds the mint's fraction count ${mint.fractionCount}`);
-
   // Lock the seller's balance row before looking for the invoice: a concurrent submission of
   // the same invoice then waits here and finds ours instead of reserving twice.
   const locked = await lockBalance(tx, v.mintHash, v.sellerAddress);
   // Every invoice row (unconfirmed or matched) was created together with its reservation, and
   // reservations are records that are never deleted, so no reservation means no invoice: the
-  // common case (a new invoice) costs one lookup instead of four, and that lookup and the
-  // seller's reserved sum are one statement.
-  const { reserved, own } = await reservedAndOwn(tx, v.mintHash, v.sellerAddress, hash);
+  // common case (a new invoice) costs one lookup instead of four. That lookup, the seller's
+  // reserved sum and the mint are one statement, after the lock (the sum must see every
+  // reservation committed before it); nothing is written before the mint is checked.
+  const { mint, reserved, own } = await invoiceContext(tx, v.mintHash, v.sellerAddress, hash);
+  if (!mint) invalid('mintHash', `unknown mint ${v.mintHash} (not confirmed on chain)`);
+  if (mint.chainId !== v.chainId) invalid('chainId', `mint ${v.mintHash} is on chain ${mint.chainId}`);
+  if (v.quantity > mint.fractionCount) invalid('quantity', `exceeds the mint's fraction count ${mint.fractionCount}`);
   if (own !== undefined) {
     const existing = await getInvoice(tx, hash);
     if (existing) return { hash, created: false, invoice: existing };

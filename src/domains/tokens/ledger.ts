@@ -3,7 +3,6 @@
 // written in the same transaction. Ledger writes come only from blocks, through the undo
 // journal, so a reorg removes the entry and restores the cached balance together.
 import { InvalidStateTransitionError } from '../../db/errors.js';
-import { sql } from 'kysely';
 import { toBigInt } from '../../db/codec.js';
 import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
@@ -185,44 +184,6 @@ const RESERVED_OF = defineQuery('tokens.reservedOf', (db, $) =>
     .where('seller_address', '=', $(1))
     .where('state', '=', $(2)),
 );
-
-// On every invoice created: the seller's reserved sum and the invoice's own reservation, if one
-// exists (a replay), in one round trip; each half reads only its own index.
-const RESERVED_AND_OWN = defineQuery('tokens.reservedAndOwn', (db, $) =>
-  db
-    .selectFrom(T.reservations)
-    .select((eb) => [sql<number>`0`.as('part'), eb.fn.sum<string>('quantity').as('n'), sql<string | null>`null`.as('state')])
-    .where('mint_hash', '=', $(0))
-    .where('seller_address', '=', $(1))
-    .where('state', '=', $(2))
-    .unionAll(
-      db
-        .selectFrom(T.reservations)
-        .select([sql<number>`1`.as('part'), 'quantity as n', 'state'])
-        .where('invoice_hash', '=', $(3)),
-    ),
-);
-
-/**
- * Tokens held by active reservations of a seller, and the state of the reservation of
- * `invoiceHash` if it has one (one reservation per invoice hash, ever). Read under the seller's
- * balance lock, the sum includes every reservation committed before.
- */
-export async function reservedAndOwn(
-  tx: Tx,
-  mintHash: string,
-  address: string,
-  invoiceHash: string,
-): Promise<{ reserved: bigint; own?: string }> {
-  const rows = await tx.query(RESERVED_AND_OWN, [mintHash, address, 'reserved', invoiceHash]);
-  let reserved = 0n;
-  let own: string | undefined;
-  for (const r of rows) {
-    if (Number(r.part) === 0) reserved = toBigInt(r.n);
-    else own = String(r.state);
-  }
-  return own === undefined ? { reserved } : { reserved, own };
-}
 
 /** Tokens held by active reservations of a seller. */
 export async function reservedOf(tx: Tx, mintHash: string, address: string): Promise<bigint> {
