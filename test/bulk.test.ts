@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import fc from 'fast-check';
-import { inValues, insertRows } from '../src/db/bulk.js';
+import { inValues, insertRows, insertRowsUnlessPresent } from '../src/db/bulk.js';
 import { INT64_MAX, UINT256_MAX } from '../src/db/codec.js';
 import { UniqueViolationError, ValidationError } from '../src/db/errors.js';
 import type { Coffer } from '../src/db/store.js';
@@ -163,6 +163,85 @@ forEachBackend('bulk insert', (ctx) => {
     );
     const got = await readBack(rows.slice(0, 2).map((r) => r.name as string));
     assert.deepEqual(got, [undefined, undefined]);
+  });
+
+  test('insertRowsUnlessPresent inserts only the rows whose key is new, says which, and leaves the present ones as they were', async () => {
+    const present = AWKWARD.slice(0, 6).map((note) => row({ name: `up-${note}-${seq}`, balance: 7n }));
+    await coffer.write((tx) => insertRows(tx, 'fx_accounts', present));
+    const fresh = AWKWARD.slice(6).map((note) => row({ name: `up-${note}-${seq}`, note }));
+    // Present rows offered again with other values, interleaved with new ones.
+    const offered = fresh.flatMap((r, i) => (present[i] ? [{ ...row(), name: present[i]!.name, balance: 99n }, r] : [r]));
+    const inserted = await coffer.write((tx) => insertRowsUnlessPresent(tx, 'fx_accounts', offered, ['name']));
+    assert.deepEqual(
+      inserted,
+      offered.map((r) => !present.some((p) => p.name === r.name)),
+    );
+    const got = await readBack(offered.map((r) => r.name as string));
+    offered.forEach((r, i) => {
+      assert.ok(got[i], `${String(r.name)} is stored`);
+      assert.equal(got[i]!.balance, inserted[i] ? r.balance : 7n, `${String(r.name)}: the offered row if new, the stored one if present`);
+    });
+    // Offering the same rows again inserts nothing.
+    assert.deepEqual(
+      await coffer.write((tx) => insertRowsUnlessPresent(tx, 'fx_accounts', offered, ['name'])),
+      offered.map(() => false),
+    );
+  });
+
+  test('insertRowsUnlessPresent with a two-column integer key, rows of several key prefixes, more than one lookup of keys', async () => {
+    const [a, b] = [row(), row()];
+    await coffer.write((tx) => insertRows(tx, 'fx_accounts', [a, b]));
+    const ids = await coffer.read(async (tx) => {
+      const rows = await tx.db
+        .selectFrom('fx_accounts')
+        .select(['id', 'name'])
+        .where('name', 'in', [a.name as string, b.name as string])
+        .execute();
+      return Object.fromEntries(rows.map((r) => [String(r.name), BigInt(r.id as string | number)]));
+    });
+    const entry = (account: bigint, s: number) => ({ account_id: account, seq: s, amount: BigInt(s + 1), memo: null });
+    const before = [entry(ids[a.name as string]!, 3), entry(ids[a.name as string]!, 550), entry(ids[b.name as string]!, 1)];
+    await coffer.write((tx) => insertRows(tx, 'fx_entries', before));
+    const offered = [
+      ...Array.from({ length: 600 }, (_, i) => entry(ids[a.name as string]!, i)),
+      entry(ids[b.name as string]!, 1),
+      entry(ids[b.name as string]!, 2),
+    ];
+    const inserted = await coffer.write((tx) => insertRowsUnlessPresent(tx, 'fx_entries', offered, ['account_id', 'seq']));
+    const isPresent = (e: { account_id: bigint; seq: number }) => before.some((p) => p.account_id === e.account_id && p.seq === e.seq);
+    assert.deepEqual(
+      inserted,
+      offered.map((e) => !isPresent(e)),
+    );
+    const n = await coffer.read(async (tx) =>
+      Number(
+        (
+          await tx.db
+            .selectFrom('fx_entries')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .where('account_id', 'in', [ids[a.name as string]!, ids[b.name as string]!] as never[])
+            .executeTakeFirstOrThrow()
+        ).n,
+      ),
+    );
+    assert.equal(n, 602);
+  });
+
+  test('insertRowsUnlessPresent refuses two rows of one key, a key column that is not text or integer, and bad rows, writing nothing', async () => {
+    const [x, y] = [row(), row()];
+    await assert.rejects(
+      coffer.write((tx) => insertRowsUnlessPresent(tx, 'fx_accounts', [x, { ...y, name: x.name }], ['name'])),
+      /two rows of fx_accounts have one key/,
+    );
+    await assert.rejects(
+      coffer.write((tx) => insertRowsUnlessPresent(tx, 'fx_accounts', [x, y], ['created_at'])),
+      /key column fx_accounts.created_at is timestamp, not text or integer/,
+    );
+    await assert.rejects(
+      coffer.write((tx) => insertRowsUnlessPresent(tx, 'fx_accounts', [x, { ...y, hash: 'zz' }], ['name'])),
+      (e: unknown) => e instanceof ValidationError && /hash/.test((e as Error).message),
+    );
+    assert.deepEqual(await readBack([x.name as string, y.name as string]), [undefined, undefined]);
   });
 
   test('property: any batch of valid rows reads back exactly as given', async () => {

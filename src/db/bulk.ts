@@ -111,6 +111,79 @@ function constantColumns(names: readonly string[], rows: readonly Row[]): boolea
   return out;
 }
 
+/** Keys per lookup of those present (insertRowsUnlessPresent, other than PostgreSQL). */
+const PRESENT_LOOKUP_MAX = 500;
+
+/**
+ * Inserts those of `rows` whose key (`keyColumns`: the primary key or a unique key, text or
+ * integer columns) is not in `table` yet, and says for each row whether it inserted it. Rows
+ * must have distinct keys and the same columns; all are validated and encoded before any SQL
+ * runs. PostgreSQL: one `INSERT … ON CONFLICT (key) DO NOTHING RETURNING key` per batch.
+ * Elsewhere: a lookup of the keys, then one insert of the others. A concurrent transaction
+ * inserting one of those keys between the two makes the insert fail with a duplicate key (never
+ * a row lost or doubled); callers use it where writers of these keys are serialised anyway (a
+ * chain's ingest lock), and on SQLite the transaction is the only writer.
+ */
+export async function insertRowsUnlessPresent(
+  tx: Tx,
+  table: string,
+  rows: readonly Row[],
+  keyColumns: readonly string[],
+): Promise<boolean[]> {
+  tx.assertWritable(`insert into ${table}`);
+  if (!rows.length) return [];
+  const codec = tx.codec(table);
+  for (const k of keyColumns) {
+    const kind = codec.column(k).type.kind;
+    if (!STRING_KINDS.has(kind) && kind !== 'int' && kind !== 'bigint')
+      throw new Error(`insertRowsUnlessPresent: key column ${table}.${k} is ${kind}, not text or integer`);
+  }
+  const encoded = rows.map((r) => codec.encode(r));
+  const columns = Object.keys(encoded[0]!);
+  if (!encoded.every((r) => sameKeys(columns, r))) throw new Error(`insertRowsUnlessPresent: rows of ${table} differ in their columns`);
+  // Keys compared as text: drivers return text keys as strings and integers as numbers or strings.
+  const textOf = (r: Row, cols: readonly string[]) => cols.map((k) => String(r[k])).join('\0');
+  const keys = encoded.map((r) => textOf(r, keyColumns));
+  if (new Set(keys).size !== keys.length) throw new Error(`insertRowsUnlessPresent: two rows of ${table} have one key`);
+  if (tx.dialect === 'postgres') {
+    const inserted = new Set<string>();
+    const types = columns.map((c) => pgArrayType(codec.column(c).type));
+    const keyList = keyColumns.map((k) => quote('postgres', k)).join(', ');
+    for (let i = 0; i < encoded.length; i += UNNEST_ROWS_MAX) {
+      const part = encoded.length <= UNNEST_ROWS_MAX ? encoded : encoded.slice(i, i + UNNEST_ROWS_MAX);
+      const scalar = constantColumns(columns, part);
+      const r = await tx.db.executeQuery<Row>(
+        CompiledQuery.raw(
+          `${unnestSql(table, columns, types, scalar)} on conflict (${keyList}) do nothing returning ${keyList}`,
+          columns.map((c, j) => (scalar[j] ? part[0]![c] : part.map((row) => row[c]))),
+        ),
+      );
+      for (const row of r.rows) inserted.add(textOf(row, keyColumns));
+    }
+    return keys.map((k) => inserted.has(k));
+  }
+  // The keys present, looked up per group of rows equal in every key column but the last: by
+  // those, and the last one's values.
+  const present = new Set<string>();
+  const prefix = keyColumns.slice(0, -1);
+  const last = keyColumns[keyColumns.length - 1]!;
+  const groups = new Map<string, number[]>();
+  encoded.forEach((r, i) => {
+    const g = textOf(r, prefix);
+    (groups.get(g) ?? groups.set(g, []).get(g)!).push(i);
+  });
+  for (const group of groups.values()) {
+    const where = Object.fromEntries(prefix.map((k) => [k, rows[group[0]!]![k]]));
+    for (let i = 0; i < group.length; i += PRESENT_LOOKUP_MAX) {
+      const values = group.slice(i, i + PRESENT_LOOKUP_MAX).map((j) => rows[j]![last]);
+      for (const row of await tx.selectWhereIn(table, where, last, values)) present.add(textOf(row, keyColumns));
+    }
+  }
+  const fresh = encoded.filter((_, i) => !present.has(keys[i]!));
+  if (fresh.length) await insertBatch(tx, table, columns, fresh);
+  return keys.map((k) => !present.has(k));
+}
+
 /**
  * Inserts `rows` into `table` (validated and encoded like tx.insert, all of them before any
  * SQL runs), in as few statements as the backend allows.

@@ -10,7 +10,7 @@
 //   is changed only through these helpers while the block can still be reorged.
 import type { ColumnType, TableDef } from '../../schema/model.js';
 import { decodeValue } from '../../db/codec.js';
-import { insertRows, insertRowsInOrder } from '../../db/bulk.js';
+import { insertRowsInOrder, insertRowsUnlessPresent } from '../../db/bulk.js';
 import type { Tx } from '../../db/tx.js';
 
 export const UNDO_TABLE = 'chain_undo';
@@ -262,22 +262,23 @@ export async function journaledInsert(tx: Tx, ref: BlockRef, table: string, row:
 }
 
 /**
- * Inserts several block-derived rows of one table with one multi-row INSERT; a reorg past `ref`
- * deletes them. Same rules as journaledInsert, for each row.
+ * Inserts those of several block-derived rows of one table whose key (`keyColumns`) is not in
+ * it yet (insertRowsUnlessPresent: one statement on PostgreSQL) and says for each whether it
+ * inserted it; a reorg past `ref` deletes the ones inserted. Same rules as journaledInsert.
  */
-export async function journaledInsertMany(
+export async function journaledInsertUnlessPresent(
   tx: Tx,
   ref: BlockRef,
   table: string,
   rows: readonly Row[],
   keyColumns: readonly string[],
-): Promise<void> {
+): Promise<boolean[]> {
   tx.assertWritable(`journaled insert into ${table}`);
-  if (!rows.length) return;
   const what = `journaled insert into ${table}`;
   const keys = rows.map((row) => keyOf(tx, table, Object.fromEntries(keyColumns.map((k) => [k, row[k]])), what));
-  await insertRows(tx, table, rows);
-  for (const key of keys) await record(tx, ref, table, key, null);
+  const inserted = await insertRowsUnlessPresent(tx, table, rows, keyColumns);
+  for (let i = 0; i < keys.length; i++) if (inserted[i]) await record(tx, ref, table, keys[i]!, null);
+  return inserted;
 }
 
 /** Updates one row because of a block; a reorg past `ref` restores the row as it was. Returns false if no row matched. */

@@ -14,10 +14,10 @@
 // Processing a block twice changes nothing.
 import { sql } from 'kysely';
 import { CofferError } from '../../db/errors.js';
-import { defineQuery, type PreparedQuery } from '../../db/prepared.js';
+import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { BlockContext, BlockProcessor, IngestedOutput, IngestedTransaction } from '../chain/processors.js';
-import { journaledInsertMany, withJournalBatch, type BlockRef } from '../chain/undo.js';
+import { journaledInsertUnlessPresent, withJournalBatch, type BlockRef } from '../chain/undo.js';
 import { newBlockMemo, type BlockMemo } from './block-memo.js';
 import { mustWriteAll } from './ledger.js';
 import { matchInvoice } from './invoices.js';
@@ -64,9 +64,6 @@ export function finalHeightOf(ctx: Pick<BlockContext, 'tipHeight' | 'confirmatio
   return ctx.tipHeight - BigInt(Math.max(1, ctx.confirmationsNeeded)) + 1n;
 }
 
-// Actions per lookup of those already recorded, and per multi-row INSERT (11 parameters each).
-const SEEN_CHUNK = 500;
-
 export const processTokenBlock: BlockProcessor = async (tx: Tx, ctx: BlockContext): Promise<void> => {
   tx.assertWritable('tokens block processor');
   // The block's journal entries are written together at the end (one multi-row INSERT).
@@ -79,20 +76,17 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
   // Rows read, locked or written by this block's steps, for its later steps (block-memo.ts).
   const memo = newBlockMemo();
 
-  // Record this block's actions as pending (malformed ones as rejected)...
+  // Record this block's actions as pending (malformed ones as rejected), except those recorded
+  // already (a replayed block): the primary key decides, in the insert itself where the backend
+  // can. A transaction listed twice in the block counts once.
   const ours = [...b.transactions].filter((t) => isTokenAction(t.actionType)).sort((x, y) => x.indexInBlock - y.indexInBlock);
-  const seen = new Set<string>();
-  for (let i = 0; i < ours.length; i += SEEN_CHUNK) {
-    const hashes = ours.slice(i, i + SEEN_CHUNK).map((t) => t.txHash);
-    const rows = await tx.query<{ tx_hash: string }>(seenActions(hashes.length), [b.chainId, ...hashes]);
-    for (const r of rows) seen.add(r.tx_hash as string);
-  }
-  const fresh: Row[] = [];
+  const listed = new Set<string>();
+  const rows: Row[] = [];
   for (const t of ours) {
-    if (seen.has(t.txHash)) continue; // a replayed block
-    seen.add(t.txHash);
+    if (listed.has(t.txHash)) continue;
+    listed.add(t.txHash);
     const decoded = decodePayload(t);
-    fresh.push({
+    rows.push({
       chain_id: b.chainId,
       tx_hash: t.txHash,
       action_type: t.actionType,
@@ -106,9 +100,7 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
       reason: 'refHash' in decoded ? null : clip(decoded.reason),
     });
   }
-  for (let i = 0; i < fresh.length; i += SEEN_CHUNK) {
-    await journaledInsertMany(tx, ref, T.actions, fresh.slice(i, i + SEEN_CHUNK), ['chain_id', 'tx_hash']);
-  }
+  await journaledInsertUnlessPresent(tx, ref, T.actions, rows, ['chain_id', 'tx_hash']);
 
   // ...then apply every pending action that can progress, oldest first, until none can: an
   // invoice matched by this block unblocks a payment seen earlier (or earlier in this block).
@@ -179,27 +171,7 @@ async function apply(tx: Tx, ref: BlockRef, a: Action, memo: BlockMemo): Promise
   }
 }
 
-// Both run on every block: compiled once (per number of hashes for the first).
-const seenQueries = new Map<number, PreparedQuery>();
-function seenActions(n: number): PreparedQuery {
-  let q = seenQueries.get(n);
-  if (!q) {
-    q = defineQuery(`tokens.seenActions.${n}`, (db, $) =>
-      db
-        .selectFrom(T.actions)
-        .select('tx_hash')
-        .where('chain_id', '=', $(0))
-        .where(
-          'tx_hash',
-          'in',
-          Array.from({ length: n }, (_, i) => $(i + 1)),
-        ),
-    );
-    seenQueries.set(n, q);
-  }
-  return q;
-}
-
+// Runs on every block: compiled once.
 const RETRYABLE_PENDING = defineQuery('tokens.retryablePending', (db, $) =>
   db
     .selectFrom(T.actions)
