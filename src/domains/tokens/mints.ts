@@ -2,11 +2,10 @@
 // an on-chain mint transaction names their content hash. The owner (a signed field, so whoever
 // broadcasts the anchoring transaction cannot redirect the supply) is credited the full
 // fraction count once the matching block has the chain's required confirmations.
-import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { BlockRef, JournaledWrite } from '../chain/undo.js';
 import { appendEntry, mustUpdate } from './ledger.js';
-import { decode, enc, mintContentRow, toMint, type Ctx, type Row } from './rows.js';
+import { decode, mintContentRow, toMint, type Ctx, type Row } from './rows.js';
 import { T, type Mint, type MintContent, type MintInput } from './types.js';
 import { mintHash, mintInputSchema, parse } from './validate.js';
 
@@ -129,39 +128,23 @@ export async function confirmMint(tx: Tx, ref: BlockRef, hash: string, anchor: O
   };
 }
 
-// On every block: compiled once.
-const DUE_MINTS = defineQuery('tokens.dueMints', (db, $) =>
-  db
-    .selectFrom(T.mints)
-    .select(['hash', 'fraction_count', 'owner_address', 'tx_hash', 'matched_height', 'matched_block_hash'])
-    .where('chain_id', '=', $(0))
-    .where('credited', '=', $(1))
-    .where('matched_height', '<=', $(2))
-    .orderBy('matched_height')
-    .orderBy('hash'),
-);
-
 /**
- * Credits the owners of mints whose matching block is now final (tip - matched + 1 ≥ the
- * required confirmations). Journaled under the matching block, which can no longer be reorged,
- * so a credit some reservation may rely on is never taken back by a shallow reorg.
+ * Credits the owner of a mint whose matching block is now final (tip - matched + 1 ≥ the
+ * required confirmations); `m`: its token_mints row as the block processor's due read returns
+ * it (processors.ts). Journaled under the matching block, which can no longer be reorged, so a
+ * credit some reservation may rely on is never taken back by a shallow reorg.
  */
-export async function creditDueMints(tx: Tx, chainId: string, finalHeight: bigint, at: Date): Promise<number> {
-  const due = await tx.query(DUE_MINTS, [chainId, enc(tx, T.mints, 'credited', false), enc(tx, T.mints, 'matched_height', finalHeight)]);
-  for (const raw of due) {
-    const m = decode(tx, T.mints, raw);
-    const ref: BlockRef = { chainId, height: m.matched_height as bigint, blockHash: m.matched_block_hash as string };
-    await appendEntry(tx, ref, {
-      causeKind: 'mint_credit',
-      causeRef: m.hash as string,
-      chainId,
-      mintHash: m.hash as string,
-      address: m.owner_address as string,
-      delta: m.fraction_count as bigint,
-      txHash: m.tx_hash as string,
-      createdAt: at,
-    });
-    await mustUpdate(tx, ref, T.mints, { hash: m.hash }, { credited: true });
-  }
-  return due.length;
+export async function creditMint(tx: Tx, chainId: string, m: Row, at: Date): Promise<void> {
+  const ref: BlockRef = { chainId, height: m.matched_height as bigint, blockHash: m.matched_block_hash as string };
+  await appendEntry(tx, ref, {
+    causeKind: 'mint_credit',
+    causeRef: m.hash as string,
+    chainId,
+    mintHash: m.hash as string,
+    address: m.owner_address as string,
+    delta: m.fraction_count as bigint,
+    txHash: m.tx_hash as string,
+    createdAt: at,
+  });
+  await mustUpdate(tx, ref, T.mints, { hash: m.hash }, { credited: true });
 }

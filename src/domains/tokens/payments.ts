@@ -4,7 +4,6 @@
 // recorded + 1 ≥ the chain's required confirmations) the reservation settles: buyer credited,
 // seller debited, invoice paid, all journaled under the recording block.
 import { InvalidStateTransitionError } from '../../db/errors.js';
-import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { IngestedOutput } from '../chain/processors.js';
 import type { BlockRef, JournaledWrite } from '../chain/undo.js';
@@ -13,7 +12,7 @@ import { requireState } from './escrow.js';
 import { signatureStatus } from './invoices.js';
 import { lockBalances, mustWriteAll, newEntryWrites, type LedgerWrite } from './ledger.js';
 import type { OnChainAnchor } from './mints.js';
-import { decode, enc, type Row } from './rows.js';
+import type { Row } from './rows.js';
 import { T } from './types.js';
 import { invalid } from './validate.js';
 
@@ -83,33 +82,12 @@ export function paymentRecord(ref: BlockRef, p: PaymentTx, amount: bigint, memo?
   };
 }
 
-// On every block: compiled once.
-const DUE_PAYMENTS = defineQuery('tokens.duePayments', (db, $) =>
-  db
-    .selectFrom(T.payments)
-    .selectAll()
-    .where('chain_id', '=', $(0))
-    .where('state', '=', $(1))
-    .where('recorded_height', '<=', $(2))
-    .orderBy('recorded_height')
-    .orderBy('invoice_hash'),
-);
-
 /**
- * Settles pending payments whose recording block is final. Returns how many settled; a payment
- * whose invoice still lacks asset-manager signatures stays pending.
+ * Settles a pending payment whose recording block is final; `p`: its decoded token_payments
+ * row (the block processor's due read, processors.ts). False when its invoice still lacks
+ * asset-manager signatures: it stays pending.
  */
-export async function settleDuePayments(tx: Tx, chainId: string, finalHeight: bigint, at: Date, memo?: BlockMemo): Promise<number> {
-  const due = await tx.query(DUE_PAYMENTS, [chainId, 'pending', enc(tx, T.payments, 'recorded_height', finalHeight)]);
-  let settled = 0;
-  for (const raw of due) {
-    const p = decode(tx, T.payments, raw);
-    if (await settle(tx, p, at, memo)) settled++;
-  }
-  return settled;
-}
-
-async function settle(tx: Tx, p: Row, at: Date, memo?: BlockMemo): Promise<boolean> {
+export async function settlePayment(tx: Tx, p: Row, at: Date, memo?: BlockMemo): Promise<boolean> {
   const hash = p.invoice_hash as string;
   const ref: BlockRef = { chainId: p.chain_id as string, height: p.recorded_height as bigint, blockHash: p.recorded_block_hash as string };
   const inv = await memoInvoice(tx, memo, hash);

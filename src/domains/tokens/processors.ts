@@ -21,8 +21,8 @@ import { journaledInsertUnlessPresent, withJournalBatch, type BlockRef } from '.
 import { newBlockMemo, type BlockMemo } from './block-memo.js';
 import { mustWriteAll } from './ledger.js';
 import { matchInvoice } from './invoices.js';
-import { confirmMint, creditDueMints, type MatchOutcome } from './mints.js';
-import { checkPayment, paymentRecord, settleDuePayments } from './payments.js';
+import { confirmMint, creditMint, type MatchOutcome } from './mints.js';
+import { checkPayment, paymentRecord, settlePayment } from './payments.js';
 import { decode, type Row } from './rows.js';
 import { T } from './types.js';
 
@@ -119,9 +119,92 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
   }
   for (const a of waiting) if (memo.matched.has(a.refHash)) await applyAction(tx, ref, a, memo);
 
-  const final = finalHeightOf(ctx);
-  await creditDueMints(tx, b.chainId, final, b.time);
-  await settleDuePayments(tx, b.chainId, final, b.time, memo);
+  // Then what has become final: mint credits first (a settlement may sell credited tokens),
+  // then settlements.
+  const due = await dueAt(tx, b.chainId, finalHeightOf(ctx));
+  for (const m of due.mints) await creditMint(tx, b.chainId, m, b.time);
+  for (const p of due.payments) await settlePayment(tx, p, b.time, memo);
+}
+
+// Mints to credit and payments to settle, in one read on every block: a part column, then the
+// columns of each in the same positions (a mint's owner where a payment has its chain; nulls
+// where a mint has nothing). Each part reads its own index (chain, state, height).
+const DUE = defineQuery('tokens.due', (db, $) =>
+  db
+    .selectFrom(T.mints)
+    .select([
+      sql<number>`0`.as('part'),
+      'hash as k',
+      'owner_address as who',
+      'tx_hash',
+      'matched_height as at_height',
+      'matched_block_hash as at_hash',
+      'fraction_count as n',
+      sql`null`.as('block_height'),
+      sql`null`.as('block_hash'),
+      sql`null`.as('state'),
+    ])
+    .where('chain_id', '=', $(0))
+    .where('credited', '=', $(1))
+    .where('matched_height', '<=', $(2))
+    .unionAll(
+      db
+        .selectFrom(T.payments)
+        .select([
+          sql<number>`1`.as('part'),
+          'invoice_hash as k',
+          'chain_id as who',
+          'tx_hash',
+          'recorded_height as at_height',
+          'recorded_block_hash as at_hash',
+          'amount as n',
+          'block_height',
+          'block_hash',
+          'state',
+        ])
+        .where('chain_id', '=', $(0))
+        .where('state', '=', $(3))
+        .where('recorded_height', '<=', $(2)),
+    )
+    .orderBy('part')
+    .orderBy('at_height')
+    .orderBy('k'),
+);
+
+/** Mints matched and payments recorded at or below `final` and not yet credited or settled, oldest first. */
+async function dueAt(tx: Tx, chainId: string, final: bigint): Promise<{ mints: Row[]; payments: Row[] }> {
+  const height = tx.codec(T.mints).encode({ matched_height: final }).matched_height;
+  const credited = tx.codec(T.mints).encode({ credited: false }).credited;
+  const out: { mints: Row[]; payments: Row[] } = { mints: [], payments: [] };
+  for (const r of await tx.query(DUE, [chainId, credited, height, 'pending'])) {
+    if (Number(r.part) === 0) {
+      out.mints.push(
+        decode(tx, T.mints, {
+          hash: r.k,
+          owner_address: r.who,
+          tx_hash: r.tx_hash,
+          matched_height: r.at_height,
+          matched_block_hash: r.at_hash,
+          fraction_count: r.n,
+        }),
+      );
+    } else {
+      out.payments.push(
+        decode(tx, T.payments, {
+          invoice_hash: r.k,
+          chain_id: r.who,
+          tx_hash: r.tx_hash,
+          block_height: r.block_height,
+          block_hash: r.block_hash,
+          recorded_height: r.at_height,
+          recorded_block_hash: r.at_hash,
+          amount: r.n,
+          state: r.state,
+        }),
+      );
+    }
+  }
+  return out;
 }
 
 /** Applies one action and records its outcome (a pending one stays as it is). */
