@@ -5,14 +5,14 @@
 import { sql } from 'kysely';
 import { toBigInt } from '../../db/codec.js';
 import { InvalidStateTransitionError } from '../../db/errors.js';
-import { defineQuery } from '../../db/prepared.js';
+import { defineQuery, type PreparedQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { BlockRef } from '../chain/undo.js';
-import { memoInvoice, memoLockedReservation, memoMint, rememberInvoice, type BlockMemo } from './block-memo.js';
+import { memoInvoice, memoLockedReservation, rememberInvoice, type BlockMemo } from './block-memo.js';
 import { getReservation, endReservation, reserve } from './escrow.js';
 import { lockBalance } from './ledger.js';
 import { anchorColumns, getConfirmedMint, type MatchOutcome, type OnChainAnchor } from './mints.js';
-import { decode, toInvoice, type Ctx } from './rows.js';
+import { decode, toInvoice, toMint, type Ctx, type Row } from './rows.js';
 import { T, type Invoice, type InvoiceInput, type Mint, type SignatureStatus } from './types.js';
 import { invalid, invoiceHash, invoiceInputSchema, parse, signatureInputSchema, ttlSchema } from './validate.js';
 
@@ -266,6 +266,24 @@ export async function releaseInvoice(ctx: Ctx, hash: string): Promise<void> {
 
 // ---------------------------------------------------------------- block-derived (journaled)
 
+// An unconfirmed invoice and its confirmed mint (if any), in one read on every match: the
+// mint's columns prefixed, so they cannot collide with the invoice's. Compiled on first use
+// (the column list comes from the table's definition), then once per dialect.
+const MINT_PREFIX = 'mint__';
+let unconfirmedWithMintQuery: PreparedQuery | undefined;
+function unconfirmedWithMint(tx: Tx): PreparedQuery {
+  if (unconfirmedWithMintQuery) return unconfirmedWithMintQuery;
+  const mintColumns = tx.codec(T.mints).table.columns.map((c) => c.name);
+  return (unconfirmedWithMintQuery = defineQuery('tokens.unconfirmedInvoiceWithMint', (db, $) =>
+    db
+      .selectFrom(`${T.unconfirmedInvoices} as i`)
+      .leftJoin(`${T.mints} as m`, 'm.hash', 'i.mint_hash')
+      .selectAll('i')
+      .select(mintColumns.map((c) => `m.${c} as ${MINT_PREFIX}${c}`))
+      .where('i.hash', '=', $(0)),
+  ));
+}
+
 /**
  * Matches an on-chain invoice transaction with the unconfirmed invoice of the same hash: it moves
  * to token_invoices (status matched), journaled under `ref`. Its reservation must still be
@@ -278,7 +296,7 @@ export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: 
   // matched table. An invoice is never in both: its content is inserted once, with its
   // reservation (one per hash, ever), and the match moves it in one transaction (a reorg moves
   // it back); token_invoices' primary key would refuse a second match.
-  const [raw] = memo?.invoices.has(hash) ? [] : await tx.selectWhere(T.unconfirmedInvoices, { hash });
+  const [raw] = memo?.invoices.has(hash) ? [] : await tx.query(unconfirmedWithMint(tx), [hash]);
   if (!raw) {
     const confirmed = await memoInvoice(tx, memo, hash);
     if (!confirmed) return { outcome: 'pending', reason: 'invoice content not received yet' };
@@ -286,13 +304,22 @@ export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: 
       ? { outcome: 'applied' }
       : { outcome: 'rejected', reason: 'invoice already matched by another transaction' };
   }
-  const row = decode(tx, T.unconfirmedInvoices, raw);
+  const own: Row = {};
+  const ofMint: Row = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (k.startsWith(MINT_PREFIX)) ofMint[k.slice(MINT_PREFIX.length)] = v;
+    else own[k] = v;
+  }
+  const row = decode(tx, T.unconfirmedInvoices, own);
+  // A mint is confirmed once and its content is fixed by its hash: the block's later steps
+  // (the settlement) take it from the memo.
+  const mint = ofMint.hash == null ? undefined : toMint(tx, T.mints, ofMint);
+  if (mint) memo?.mints.set(mint.hash, mint);
   if (row.chain_id !== ref.chainId) return { outcome: 'rejected', reason: `invoice is for chain ${String(row.chain_id)}` };
   // Lock the reservation: expiry and release lock it too, so it cannot end under us.
   const reservation = (await memoLockedReservation(tx, memo, hash))?.reservation;
   if (!reservation || reservation.state !== 'reserved')
     return { outcome: 'rejected', reason: `reservation is ${reservation?.state ?? 'missing'}` };
-  const mint = await memoMint(tx, memo, row.mint_hash as string);
   if (!mint) return { outcome: 'rejected', reason: 'mint not confirmed' };
   const sigs = await signatureStatus(tx, hash, mint);
   if (!sigs.satisfied) return { outcome: 'pending', reason: `asset-manager signatures ${sigs.present}/${sigs.required}` };
