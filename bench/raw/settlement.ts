@@ -4,8 +4,8 @@
 // both balances; journal every block-derived change for reorgs; one hash-chained audit entry),
 // the same durable commit, in the fewest round trips a careful engineer would use. PostgreSQL:
 // named statements, and data-modifying CTEs that do one step's writes in one statement (11
-// round trips). MySQL has no DML in CTEs: one prepared statement per step (23). SQLite: the
-// same statements, prepared, in one IMMEDIATE transaction.
+// round trips, BEGIN and COMMIT included). MySQL has no DML in CTEs: one prepared statement per
+// step (23). SQLite: the same statements, prepared, in one IMMEDIATE transaction.
 //
 // It answers how much of the gap to the two-row transfer is the work itself and how much is
 // Coffer. Its journal holds each row's first change in the block only (10 rows; a row inserted
@@ -27,11 +27,17 @@ const TTL = 24 * 3600_000;
 const INV_COLS =
   'hash, chain_id, mint_hash, seller_address, buyer_address, quantity, price, price_unit, total_price, payment_address, public_key, signature, created_at, received_at';
 
-const LOCK_SELLER = `SELECT b.balance::text AS balance, b.updated_height::text AS updated_height,
-  (SELECT coalesce(sum(r.quantity), 0) FROM token_reservations r
+// The seller's balance is locked first, and the reserved sum read by a second statement: under
+// READ COMMITTED a statement's snapshot is taken when it starts, so a sum read in the locking
+// statement itself misses a reservation committed while it waited for the lock (checked by hand:
+// it returned 0 held after the other transaction had committed a reservation), and two
+// concurrent invoices could over-reserve. Coffer reads it the same way (invoices.ts).
+const LOCK_SELLER = `SELECT balance::text AS balance, updated_height::text AS updated_height FROM token_balances
+WHERE mint_hash = $1 AND address = $2 FOR UPDATE`;
+
+const HELD = `SELECT (SELECT coalesce(sum(r.quantity), 0) FROM token_reservations r
     WHERE r.mint_hash = $1 AND r.seller_address = $2 AND r.state = 'reserved')::text AS held,
-  EXISTS (SELECT 1 FROM token_mints m WHERE m.hash = $1 AND m.chain_id = $3) AS mint_ok
-FROM token_balances b WHERE b.mint_hash = $1 AND b.address = $2 FOR UPDATE OF b`;
+  EXISTS (SELECT 1 FROM token_mints m WHERE m.hash = $1 AND m.chain_id = $3) AS mint_ok`;
 
 const RESERVE = `WITH r AS (
   INSERT INTO token_reservations (invoice_hash, chain_id, mint_hash, seller_address, quantity, state, expires_at, created_at)
@@ -199,9 +205,10 @@ export async function rawSettlePg(pool: pg.Pool, chainId: string, s: RawSeller, 
   const h = str(k.height);
   // A short balance commits nothing but the lock it took: COMMIT and ROLLBACK are the same there.
   return pgTx(pool, async (c) => {
-    const seller = (await c.query({ name: 'rs_lock', text: LOCK_SELLER, values: [s.mintHash, s.owner, chainId] })).rows[0];
-    if (!seller?.mint_ok) throw new Error(`mint ${s.mintHash} is not confirmed on ${chainId}`);
-    if (BigInt(seller.balance) - BigInt(seller.held) < quantity) return false;
+    const seller = (await c.query({ name: 'rs_lock', text: LOCK_SELLER, values: [s.mintHash, s.owner] })).rows[0];
+    const free = (await c.query({ name: 'rs_held', text: HELD, values: [s.mintHash, s.owner, chainId] })).rows[0];
+    if (!free?.mint_ok) throw new Error(`mint ${s.mintHash} is not confirmed on ${chainId}`);
+    if (!seller || BigInt(seller.balance) - BigInt(free.held) < quantity) return false;
     await c.query({ name: 'rs_reserve', text: RESERVE, values: [...invoiceValues(k, same, str), k.expires] });
     // The block: its two actions, then the match, the payment and the settlement.
     const acts = await c.query({
