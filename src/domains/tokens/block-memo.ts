@@ -10,7 +10,9 @@
 // - payments of invoices this block matched: a payment is recorded only against a matched
 //   invoice, so an invoice matched by this block has no payment but those this block recorded
 //   (a reorg reverts a payment together with, or before, the match it needed). The payments'
-//   primary key (invoice_hash) would refuse a second one anyway.
+//   primary key (invoice_hash) would refuse a second one anyway;
+// - payments this block recorded, of any invoice: the processor writes a pass's changes
+//   together at its end (processors.ts, PassWrites), so until then only the memo has them.
 // A step that changes a reservation or an invoice forgets it (forget()), so the next reader
 // goes back to the database. The guarded updates (mustUpdate, mustWriteAll) still re-check every guard
 // column in the database, so even a stale entry could not write a wrong before image.
@@ -77,10 +79,13 @@ export function rememberInvoice(tx: Tx, memo: BlockMemo | undefined, written: Ro
 
 /**
  * The transaction that paid an invoice, if a payment is recorded: without a statement for an
- * invoice this block matched (see above).
+ * invoice this block matched or paid (see above).
  */
 export async function memoPaymentOf(tx: Tx, memo: BlockMemo | undefined, invoiceHash: string): Promise<string | undefined> {
-  if (memo?.matched.has(invoiceHash)) return memo.paid.get(invoiceHash);
+  // A payment this block recorded may not be written yet (the processor writes a pass's
+  // changes together): the memo has it whatever block matched the invoice.
+  const paid = memo?.paid.get(invoiceHash);
+  if (paid !== undefined || memo?.matched.has(invoiceHash)) return paid;
   const [prior] = await tx.selectWhere(T.payments, { invoice_hash: invoiceHash });
   return prior ? String(decode(tx, T.payments, prior).tx_hash) : undefined;
 }

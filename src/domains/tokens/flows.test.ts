@@ -388,6 +388,31 @@ forEachBackend('tokens flows', (ctx) => {
     assert.equal((await r(coffer)((s) => s.getMint(h2)))?.status, 'unconfirmed');
   });
 
+  test('one block anchors a mint twice and matches and pays an invoice of it: the mint moves once, the invoice matches and settles', async () => {
+    const chain = new FakeChain(unique('remint-'), 1);
+    await chain.mineEmpty(coffer, 1);
+    const fork = chain.tip;
+    const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
+    const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerM', quantity: 2n, price: 3n, paymentAddress: 'DPayM' });
+    const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
+    // A reorg deeper than finality (on purpose) takes the mint's block away: the mint is
+    // unconfirmed again, and its invoice still waits for the chain.
+    await chain.revert(coffer, fork, { beyondFinality: true });
+    assert.equal((await r(coffer)((s) => s.getMint(hash)))?.status, 'unconfirmed');
+    const [m1, m2, i1, p1] = [actionTx('mint', hash), actionTx('mint', hash), actionTx('invoice', ih), actionTx('payment', ih, [{ address: 'DPayM', value: 6n }])];
+    await chain.mine(coffer, [m1!, m2!, i1!, p1!]);
+    const states = await coffer.read((tx) => tx.db.selectFrom(T.actions).select(['tx_hash', 'state', 'reason']).where('chain_id', '=', chain.chainId).execute());
+    const of = (h: string) => states.find((x) => x.tx_hash === h);
+    assert.equal(of(m1!.txHash)?.state, 'applied');
+    assert.deepEqual(of(m2!.txHash), { tx_hash: m2!.txHash, state: 'rejected', reason: 'mint already confirmed by another transaction' });
+    assert.equal(of(i1!.txHash)?.state, 'applied');
+    assert.equal(of(p1!.txHash)?.state, 'applied');
+    assert.equal((await r(coffer)((s) => s.getMint(hash)))?.onChain?.txHash, m1!.txHash);
+    assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'paid');
+    assert.deepEqual([(await r(coffer)((s) => s.balance(hash, owner))).balance, (await r(coffer)((s) => s.balance(hash, 'DBuyerM'))).balance], [8n, 2n]);
+    await checkInvariants(coffer);
+  });
+
   test('credits and settlements wait for finality, so a reorg shallower than the confirmations never takes them back', async () => {
     const chain = new FakeChain(unique('deep-'), 3);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 9n });
@@ -474,6 +499,26 @@ forEachBackend('tokens flows', (ctx) => {
     const before = await snapshot(coffer, { journal: true });
     await chain.replay(coffer, first);
     assert.deepEqual(await snapshot(coffer, { journal: true }), before);
+    await checkInvariants(coffer);
+  });
+
+  test('two payments in one block of an invoice matched earlier: the first is recorded, the second rejected', async () => {
+    const chain = new FakeChain(unique('twopay-'), 2);
+    const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
+    const { hash: ih } = await w(coffer)((s) =>
+      s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerT', quantity: 1n, price: 5n, paymentAddress: 'DPayT' })),
+    );
+    await chain.mine(coffer, [actionTx('invoice', ih)]);
+    const [a, b] = [actionTx('payment', ih, [{ address: 'DPayT', value: 5n }]), actionTx('payment', ih, [{ address: 'DPayT', value: 5n }])];
+    await chain.mine(coffer, [a!, b!]);
+    await chain.mine(coffer);
+    const states = await coffer.read((tx) =>
+      tx.db.selectFrom(T.actions).select(['tx_hash', 'state', 'reason']).where('chain_id', '=', chain.chainId).where('action_type', '=', 'payment').execute(),
+    );
+    const of = (h: string) => states.find((x) => x.tx_hash === h);
+    assert.deepEqual(of(a!.txHash), { tx_hash: a!.txHash, state: 'applied', reason: null });
+    assert.deepEqual(of(b!.txHash), { tx_hash: b!.txHash, state: 'rejected', reason: `invoice ${ih} is already paid by ${a!.txHash}` });
+    assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.onChain?.paidTxHash, a!.txHash);
     await checkInvariants(coffer);
   });
 

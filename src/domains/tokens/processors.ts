@@ -17,7 +17,7 @@ import { CofferError } from '../../db/errors.js';
 import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type { BlockContext, BlockProcessor, IngestedOutput, IngestedTransaction } from '../chain/processors.js';
-import { journaledInsertUnlessPresent, withJournalBatch, type BlockRef } from '../chain/undo.js';
+import { journaledInsertUnlessPresent, withJournalBatch, type BlockRef, type JournaledWrite } from '../chain/undo.js';
 import { newBlockMemo, type BlockMemo } from './block-memo.js';
 import { mustWriteAll } from './ledger.js';
 import { matchInvoice } from './invoices.js';
@@ -112,12 +112,14 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
   // has arrived but is not matched yet. Those wait for the end of the pass and are tried, in
   // their order, if the pass matched their invoice: exactly what a second read after the pass
   // would find, one round trip fewer.
+  const pass = new PassWrites(tx, ref);
   const waiting: Action[] = [];
   for (const a of await retryablePending(tx, b.chainId, b.height)) {
     if (a.waitsForMatch) waiting.push(a);
-    else await applyAction(tx, ref, a, memo);
+    else await applyAction(tx, ref, a, memo, pass);
   }
-  for (const a of waiting) if (memo.matched.has(a.refHash)) await applyAction(tx, ref, a, memo);
+  for (const a of waiting) if (memo.matched.has(a.refHash)) await applyAction(tx, ref, a, memo, pass);
+  await pass.flush();
 
   // Then what has become final: mint credits first (a settlement may sell credited tokens),
   // then settlements.
@@ -207,21 +209,63 @@ async function dueAt(tx: Tx, chainId: string, final: bigint): Promise<{ mints: R
   return out;
 }
 
-/** Applies one action and records its outcome (a pending one stays as it is). */
-async function applyAction(tx: Tx, ref: BlockRef, a: Action, memo: BlockMemo): Promise<void> {
+/**
+ * The pass's writes (each applied action's own and its state change), held and written together
+ * (one statement on PostgreSQL, up to FLUSH_AT writes a statement) rather than one set per
+ * action. This is sound because no handler reads, from the database, a row an earlier action of
+ * the pass wrote: invoices matched and payments recorded by this block are read from the block
+ * memo (block-memo.ts), and action rows are read once, before the pass. The one exception is a
+ * mint's move to token_mints, which both the mint and the invoice handler read: the writes are
+ * flushed before either runs after a mint was confirmed.
+ */
+class PassWrites {
+  readonly #tx: Tx;
+  readonly #ref: BlockRef;
+  readonly #writes: JournaledWrite[] = [];
+  #movesMint = false;
+  constructor(tx: Tx, ref: BlockRef) {
+    this.#tx = tx;
+    this.#ref = ref;
+  }
+
+  async add(writes: readonly JournaledWrite[], movesMint: boolean): Promise<void> {
+    this.#writes.push(...writes);
+    this.#movesMint ||= movesMint;
+    if (this.#writes.length >= FLUSH_AT) await this.flush();
+  }
+
+  /** Before a handler that reads token_mints runs. */
+  async beforeMintRead(): Promise<void> {
+    if (this.#movesMint) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    this.#movesMint = false;
+    if (this.#writes.length) await mustWriteAll(this.#tx, this.#ref, this.#writes.splice(0));
+  }
+}
+
+// Writes per statement of a pass (about 25 values each at most: well within MAX_BOUND).
+const FLUSH_AT = 32;
+
+/** Applies one action; its outcome (a pending one stays as it is) goes with the pass's writes. */
+async function applyAction(tx: Tx, ref: BlockRef, a: Action, memo: BlockMemo, pass: PassWrites): Promise<void> {
+  if (a.type !== 'payment') await pass.beforeMintRead();
   const r = await apply(tx, ref, a, memo);
   if (r.outcome === 'pending') return;
   // Pending rows change only here, under the chain's ingest lock; the UPDATE re-checks it.
-  // The action's own writes go with it, in one round trip where the backend can.
-  await mustWriteAll(tx, ref, [
-    ...(r.outcome === 'applied' ? (r.writes ?? []) : []),
-    {
-      update: T.actions,
-      key: { chain_id: a.chainId, tx_hash: a.txHash },
-      changes: { state: r.outcome, reason: reasonOf(r) },
-      known: { before: a.row, guard: ['state', 'reason'] },
-    },
-  ]);
+  await pass.add(
+    [
+      ...(r.outcome === 'applied' ? (r.writes ?? []) : []),
+      {
+        update: T.actions,
+        key: { chain_id: a.chainId, tx_hash: a.txHash },
+        changes: { state: r.outcome, reason: reasonOf(r) },
+        known: { before: a.row, guard: ['state', 'reason'] },
+      },
+    ],
+    a.type === 'mint' && r.outcome === 'applied' && (r.writes?.length ?? 0) > 0,
+  );
 }
 
 const reasonOf = (r: MatchOutcome) => (r.outcome === 'applied' ? null : clip(r.reason));
