@@ -522,6 +522,25 @@ forEachBackend('tokens flows', (ctx) => {
     await checkInvariants(coffer);
   });
 
+  test('an on-chain mint or invoice of one already confirmed by an earlier block is rejected, not left pending', async () => {
+    const chain = new FakeChain(unique('late-'), 1);
+    const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
+    const { hash: ih } = await w(coffer)((s) =>
+      s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerL', quantity: 1n, price: 5n, paymentAddress: 'DPayL' })),
+    );
+    await chain.mine(coffer, [actionTx('invoice', ih)]);
+    const [lateMint, lateInvoice] = [actionTx('mint', hash), actionTx('invoice', ih)];
+    await chain.mine(coffer, [lateMint!, lateInvoice!]);
+    const states = await coffer.read((tx) =>
+      tx.db.selectFrom(T.actions).select(['tx_hash', 'state', 'reason']).where('chain_id', '=', chain.chainId).execute(),
+    );
+    const of = (h: string) => states.find((x) => x.tx_hash === h);
+    assert.deepEqual(of(lateMint!.txHash), { tx_hash: lateMint!.txHash, state: 'rejected', reason: 'mint already confirmed by another transaction' });
+    assert.deepEqual(of(lateInvoice!.txHash), { tx_hash: lateInvoice!.txHash, state: 'rejected', reason: 'invoice already matched by another transaction' });
+    assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'matched');
+    await checkInvariants(coffer);
+  });
+
   test('malformed on-chain actions are recorded as rejected and change nothing else; foreign actions are ignored', async () => {
     const chain = new FakeChain(unique('junk-'), 1);
     const before = await snapshot(coffer);

@@ -324,7 +324,16 @@ const RETRYABLE_PENDING = defineQuery('tokens.retryablePending', (db, $) =>
               .whereRef('hash', '=', `${T.actions}.ref_hash` as never),
           ),
         ]);
-      return eb.or([ready(3, T.unconfirmedMints), ready(4, T.unconfirmedInvoices), ready(5, T.invoices), ready(5, T.unconfirmedInvoices)]);
+      // A mint or invoice already confirmed (matched) is ready too: by another transaction, its
+      // handler rejects the action, which would otherwise stay pending for good.
+      return eb.or([
+        ready(3, T.unconfirmedMints),
+        ready(3, T.mints),
+        ready(4, T.unconfirmedInvoices),
+        ready(4, T.invoices),
+        ready(5, T.invoices),
+        ready(5, T.unconfirmedInvoices),
+      ]);
     })
     .orderBy('block_height')
     .orderBy('index_in_block'),
@@ -332,8 +341,9 @@ const RETRYABLE_PENDING = defineQuery('tokens.retryablePending', (db, $) =>
 
 /**
  * Pending actions (up to this block) that may make progress now: their mint or invoice content
- * has arrived, or (payments) their invoice is matched on chain; and the payments whose invoice
- * has arrived unmatched (waitsForMatch). Oldest first, so a mint matches before an invoice of
+ * has arrived (or is confirmed already, which rejects an action of another transaction), or
+ * (payments) their invoice is matched on chain; and the payments whose invoice has arrived
+ * unmatched (waitsForMatch). Oldest first, so a mint matches before an invoice of
  * it, and an invoice before its payment.
  */
 async function retryablePending(tx: Tx, chainId: string, upTo: bigint): Promise<Action[]> {
