@@ -353,4 +353,92 @@ forEachBackend('row statements', (ctx) => {
       [1, 2, 9],
     );
   });
+
+  test('writeAll thenInsert: rows of a table with a generated key go in after the writes, in order, only if every write wrote', async () => {
+    const counter = `ti-${Math.random().toString(36).slice(2, 10)}`;
+    await coffer.write((tx) => tx.insert('fx_counters', { name: counter, value: 1n }));
+    const rows = ['plain', "it's", 'ünïcødé 🚀', ''].map((note, i) =>
+      account({
+        note,
+        supply: 10n ** 30n + BigInt(i),
+        payload: Buffer.from([i, 0, 255]),
+        doc: { i, s: note },
+        active: i % 2 === 0,
+        small: i,
+      }),
+    );
+    const names = rows.map((r) => r.name as string);
+    const stored = () =>
+      coffer.read(async (tx) =>
+        (await tx.db.selectFrom('fx_accounts').selectAll().where('name', 'in', names).orderBy('id').execute()).map((r) =>
+          tx.codec('fx_accounts').decode<Record<string, unknown>>(r),
+        ),
+      );
+    // A guard that no longer holds: no row goes in, and the counts say which write did not.
+    assert.deepEqual(
+      await coffer.write((tx) =>
+        tx.writeAll(
+          [
+            { update: 'fx_counters', set: { value: 2n }, where: { name: counter, value: 1n } },
+            { update: 'fx_counters', set: { value: 3n }, where: { name: `${counter}-none` } },
+          ],
+          { thenInsert: { table: 'fx_accounts', rows } },
+        ),
+      ),
+      [1n, 0n],
+    );
+    assert.deepEqual(await stored(), []);
+    // Every write wrote: the rows go in, ids in row order, values as insert() stores them; one
+    // statement on PostgreSQL (writes and rows), the writes and one INSERT elsewhere.
+    let statements = 0;
+    const spy: KyselyPlugin = {
+      transformQuery: (args) => (statements++, args.node),
+      transformResult: async (args) => args.result,
+    };
+    assert.deepEqual(
+      await coffer.write((tx) =>
+        new Tx('write', tx.dialect, tx.mariadb, tx.db.withPlugin(spy), coffer.schema, new Map()).writeAll(
+          [{ update: 'fx_counters', set: { value: 3n }, where: { name: counter, value: 2n } }],
+          { thenInsert: { table: 'fx_accounts', rows } },
+        ),
+      ),
+      [1n],
+    );
+    assert.equal(statements, ctx.backend === 'postgres' ? 1 : 2);
+    const got = await stored();
+    assert.deepEqual(
+      got.map((r) => r.name),
+      names,
+    );
+    got.forEach((r, i) => {
+      for (const k of ['balance', 'supply', 'hash', 'note', 'doc', 'active', 'small'])
+        assert.deepEqual(r[k], rows[i]![k], `${k} of row ${i}`);
+      assert.deepEqual(Buffer.from(r.payload as Buffer), rows[i]!.payload);
+      assert.equal((r.created_at as Date).getTime(), (rows[i]!.created_at as Date).getTime());
+    });
+    // Refused: a table keyed otherwise, rows carrying the generated key, rows without writes.
+    const refusals: [Parameters<Tx['writeAll']>, RegExp][] = [
+      [
+        [
+          [{ update: 'fx_counters', set: { value: 4n }, where: { name: counter } }],
+          { thenInsert: { table: 'fx_counters', rows: [{ name: `${counter}-x`, value: 1n }] } },
+        ],
+        /keyed by a generated id, not fx_counters/,
+      ],
+      [
+        [
+          [{ update: 'fx_counters', set: { value: 4n }, where: { name: counter } }],
+          { thenInsert: { table: 'fx_accounts', rows: [{ ...account(), id: 10n ** 12n }] } },
+        ],
+        /without id/,
+      ],
+      [[[], { thenInsert: { table: 'fx_accounts', rows: [account()] } }], /need writes before them/],
+    ];
+    for (const [args, err] of refusals)
+      await assert.rejects(
+        coffer.write((tx) => tx.writeAll(...args)),
+        err,
+      );
+    assert.equal((await coffer.read((tx) => tx.selectWhere('fx_counters', { name: counter }))).map((r) => Number(r.value)).join(), '3');
+  });
 });

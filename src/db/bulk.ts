@@ -26,7 +26,7 @@ const VALUES_ROWS_MAX = 1_000;
 const UNNEST_ROWS_MAX = 5_000;
 
 /** The array element type PostgreSQL binds a column's values as. */
-function pgArrayType(t: ColumnType): string {
+export function pgArrayType(t: ColumnType): string {
   switch (t.kind) {
     case 'int':
       return 'int4[]';

@@ -103,10 +103,25 @@ export function insertThenUpdateStatement(
 export type WritePart =
   | { readonly insert: string; readonly columns: readonly string[]; readonly ignoreOn?: readonly string[] }
   | { readonly update: string; readonly columns: readonly string[]; readonly where: WhereShape }
-  | { readonly delete: string; readonly columns: readonly []; readonly where: WhereShape };
+  | { readonly delete: string; readonly columns: readonly []; readonly where: WhereShape }
+  | AfterAllPart;
 
-/** Values a part binds: its columns, and the non-null WHERE values of an UPDATE or DELETE. */
-export const partArity = (p: WritePart): number => p.columns.length + ('insert' in p ? 0 : p.where.filter(([, isNull]) => !isNull).length);
+/**
+ * The last part of a writeAllStatement: `rows` rows of these columns (each value cast to its
+ * PostgreSQL type, `types`) inserted only if every other part wrote a row.
+ */
+export interface AfterAllPart {
+  readonly insertAfterAll: string;
+  readonly columns: readonly string[];
+  readonly types: readonly string[];
+  readonly rows: number;
+}
+
+/** Values a part binds: its columns (each row's), and the non-null WHERE values of an UPDATE or DELETE. */
+export const partArity = (p: WritePart): number =>
+  'insertAfterAll' in p
+    ? p.columns.length * p.rows
+    : p.columns.length + ('insert' in p ? 0 : p.where.filter(([, isNull]) => !isNull).length);
 
 /**
  * PostgreSQL: the writes as data-modifying CTEs of one statement, `WITH w0 AS (INSERT … RETURNING
@@ -120,11 +135,13 @@ export function writeAllStatement(parts: readonly WritePart[]): PreparedQuery {
   if (!parts.length || total > MAX_BOUND) throw new Error(`${parts.length} writes binding ${total} values in one statement`);
   const key = `write all ${parts
     .map((p) =>
-      'insert' in p
-        ? `insert ${p.insert} (${p.columns.join(',')})${p.ignoreOn ? ` ignore (${p.ignoreOn.join(',')})` : ''}`
-        : 'update' in p
-          ? `update ${p.update} set ${p.columns.join(',')} where ${whereKey(p.where)}`
-          : `delete ${p.delete} where ${whereKey(p.where)}`,
+      'insertAfterAll' in p
+        ? `insert after all ${p.insertAfterAll} (${p.columns.map((c, j) => `${c}:${p.types[j]}`).join(',')}) x${p.rows}`
+        : 'insert' in p
+          ? `insert ${p.insert} (${p.columns.join(',')})${p.ignoreOn ? ` ignore (${p.ignoreOn.join(',')})` : ''}`
+          : 'update' in p
+            ? `update ${p.update} set ${p.columns.join(',')} where ${whereKey(p.where)}`
+            : `delete ${p.delete} where ${whereKey(p.where)}`,
     )
     .join('; ')}`;
   return shaped(key, (db, $) => {
@@ -136,16 +153,38 @@ export function writeAllStatement(parts: readonly WritePart[]): PreparedQuery {
       const set = Object.fromEntries(p.columns.map((c, j) => [c, at(j)]));
       const one = sql<number>`1`.as('one');
       q = q.with(`w${i}`, (qc: Kysely<any>) =>
-        'insert' in p
-          ? (p.ignoreOn ? ignoring(qc.insertInto(p.insert).values(set), p.ignoreOn) : qc.insertInto(p.insert).values(set)).returning(one)
-          : 'update' in p
-            ? where(qc.updateTable(p.update).set(set), p.where, $, from + p.columns.length).returning(one)
-            : where(qc.deleteFrom(p.delete), p.where, $, from).returning(one),
+        'insertAfterAll' in p
+          ? afterAll(qc, p, at, i).returning(one)
+          : 'insert' in p
+            ? (p.ignoreOn ? ignoring(qc.insertInto(p.insert).values(set), p.ignoreOn) : qc.insertInto(p.insert).values(set)).returning(one)
+            : 'update' in p
+              ? where(qc.updateTable(p.update).set(set), p.where, $, from + p.columns.length).returning(one)
+              : where(qc.deleteFrom(p.delete), p.where, $, from).returning(one),
       );
       off += partArity(p);
     });
     return q.selectNoFrom((eb: any) => parts.map((_, i) => eb.selectFrom(`w${i}`).select(eb.fn.countAll().as('n')).as(`n${i}`)));
   });
+}
+
+/**
+ * `INSERT INTO table (columns) SELECT * FROM (VALUES ($1::type, …), …) AS v (columns) WHERE EXISTS
+ * (SELECT 1 FROM w0) AND …`: the rows go in only if each of the `before` parts wrote one.
+ */
+function afterAll(qc: Kysely<any>, p: AfterAllPart, at: (j: number) => unknown, before: number) {
+  if (before < 1) throw new Error('writeAll: rows inserted after all writes need writes before them');
+  const n = p.columns.length;
+  const rows = Array.from(
+    { length: p.rows },
+    (_, r) => sql`(${sql.join(p.columns.map((_, j) => sql`${at(r * n + j)}::${sql.raw(p.types[j]!)}`))})`,
+  );
+  const wrote = Array.from({ length: before }, (_, k) => sql`exists (select 1 from ${sql.table(`w${k}`)})`);
+  return qc
+    .insertInto(p.insertAfterAll)
+    .columns(p.columns as never)
+    .expression(
+      sql`select * from (values ${sql.join(rows)}) as v (${sql.join(p.columns.map((c) => sql.ref(c)))}) where ${sql.join(wrote, sql` and `)}`,
+    );
 }
 
 /** UPDATE table SET columns = … WHERE …: arguments are the SET values, then the WHERE values. */

@@ -6,7 +6,7 @@ import { TableCodec } from './codec.js';
 import { ReadOnlyError, UniqueViolationError } from './errors.js';
 import { mapDriverError } from './driver-errors.js';
 import { bind, bindThroughPlugins, type PreparedQuery } from './prepared.js';
-import { insertRows, sameKeys } from './bulk.js';
+import { insertRows, insertRowsInOrder, pgArrayType, sameKeys } from './bulk.js';
 import {
   deleteStatement,
   insertStatement,
@@ -18,6 +18,7 @@ import {
   selectStatement,
   updateStatement,
   writeAllStatement,
+  type AfterAllPart,
   type WhereShape,
   type WritePart,
 } from './row-statements.js';
@@ -132,6 +133,11 @@ export class Tx {
     // A Tx made over a Kysely transaction (tests with plugins): through its executor and plugins.
     const db = this.#db!;
     return db.executeQuery<R>(bindThroughPlugins(q.template(this.dialect, db.withoutPlugins()), q.key, args, db));
+  }
+
+  /** Whether writeAll sends its writes (and its thenInsert rows) as one statement: PostgreSQL. */
+  get writesInOneStatement(): boolean {
+    return this.dialect === 'postgres';
   }
 
   get closed(): boolean {
@@ -283,10 +289,17 @@ export class Tx {
    * must not depend on each other: each names its row's whole primary key, and no two name the
    * same row (refused). A failing write fails the call; where they run one by one, the writes
    * before it have run, and it is the caller's transaction that ends with the error.
+   * `thenInsert`: rows of a table keyed by a generated id (so they cannot collide with the
+   * writes), inserted in order after the writes and only if every write wrote a row; in the
+   * same statement on PostgreSQL (the undo journal's entries of the writes).
    */
-  async writeAll(writes: readonly RowWrite[]): Promise<bigint[]> {
+  async writeAll(
+    writes: readonly RowWrite[],
+    opts: { thenInsert?: { table: string; rows: readonly Record<string, unknown>[] } } = {},
+  ): Promise<bigint[]> {
     const parts: WritePart[] = [];
     const args: unknown[][] = [];
+    const after = opts.thenInsert && opts.thenInsert.rows.length ? this.#afterAll(opts.thenInsert.table, opts.thenInsert.rows) : undefined;
     const rows = new Set<string>();
     for (const w of writes) {
       const table = tableOf(w);
@@ -313,14 +326,21 @@ export class Tx {
         args.push(bound.concat(boundOf(keyed)));
       }
     }
-    if (this.dialect === 'postgres' && parts.length > 1 && parts.reduce((n, p) => n + partArity(p), 0) <= MAX_BOUND) {
-      const [counts] = await this.query(writeAllStatement(parts), args.flat());
+    if (!parts.length && after) throw new Error('writeAll: rows inserted after all writes need writes before them');
+    if (
+      this.dialect === 'postgres' &&
+      parts.length + (after ? 1 : 0) > 1 &&
+      parts.reduce((n, p) => n + partArity(p), 0) + (after ? partArity(after.part) : 0) <= MAX_BOUND
+    ) {
+      const all = after ? [...parts, after.part] : parts;
+      const [counts] = await this.query(writeAllStatement(all), (after ? [...args, after.args] : args).flat());
       return parts.map((_, i) => BigInt(String(counts![`n${i}`])));
     }
     const out: bigint[] = [];
     for (let i = 0; i < parts.length; i++) {
       const p = parts[i]!;
       const a = args[i]!;
+      if ('insertAfterAll' in p) continue; // never among the writes
       if ('insert' in p)
         out.push(
           p.ignoreOn
@@ -334,7 +354,23 @@ export class Tx {
         out.push(BigInt((await this.run(q, a)).numAffectedRows ?? 0n));
       }
     }
+    if (after && out.every((n) => n > 0n)) await insertRowsInOrder(this, opts.thenInsert!.table, opts.thenInsert!.rows);
     return out;
+  }
+
+  /** writeAll's `thenInsert` rows, validated and encoded: its statement part and arguments. */
+  #afterAll(table: string, rows: readonly Record<string, unknown>[]): { part: AfterAllPart; args: unknown[] } {
+    this.assertWritable(`insert into ${table}`);
+    const codec = this.codec(table);
+    const pk = codec.table.primaryKey;
+    if (pk.length !== 1 || codec.column(pk[0]!).type.kind !== 'serial')
+      throw new Error(`writeAll: rows inserted after all writes must be of a table keyed by a generated id, not ${table}`);
+    const encoded = rows.map((r) => codec.encode(r));
+    const columns = Object.keys(encoded[0]!);
+    if (columns.includes(pk[0]!) || !encoded.every((r) => sameKeys(columns, r)))
+      throw new Error(`writeAll: rows inserted after all writes into ${table} must have the same columns, without ${pk[0]}`);
+    const types = columns.map((c) => pgArrayType(codec.column(c).type).slice(0, -2));
+    return { part: { insertAfterAll: table, columns, types, rows: encoded.length }, args: rowArgs(encoded, columns) };
   }
 
   /** DELETE FROM table WHERE each column of `where` equals its value (IS NULL for null); returns how many rows went. */

@@ -6,7 +6,17 @@ import { before, test } from 'node:test';
 import type { Coffer } from '../../db/store.js';
 import { forEachBackend } from '../../../test/harness.js';
 import { CHAIN_TEST_MIGRATIONS, dumpDatabase, hashOf } from './test-support.js';
-import { journaledDelete, journaledInsert, journaledUpdate, journaledUpsert, pruneFinalized, revertAbove, type BlockRef } from './undo.js';
+import {
+  journaledDelete,
+  journaledInsert,
+  journaledUpdate,
+  journaledUpsert,
+  journaledWriteAll,
+  pruneFinalized,
+  revertAbove,
+  withJournalBatch,
+  type BlockRef,
+} from './undo.js';
 
 const ref = (chainId: string, height: bigint): BlockRef => ({ chainId, height, blockHash: hashOf('undo-block', chainId, height) });
 
@@ -70,6 +80,63 @@ forEachBackend('chain undo journal', (ctx) => {
     assert.deepEqual(afterSix.map((r) => [r.address, String(r.balance)]), [['a', '0'], ['b', '9']]);
     assert.notDeepEqual(mid, afterSix);
     assert.equal(await coffer.write((tx) => revertAbove(tx, id, 4n)), 5);
+    assert.deepEqual(await dumpDatabase(coffer), before);
+  });
+
+  test('writes that must all happen, in a journal batch: journaled in write order with the batch, and only the ones that happened', async () => {
+    const id = newChainId();
+    await coffer.write(async (tx) => {
+      await tx.insert('ct_balances', { chain_id: id, address: 'a', balance: 5n, last_height: 0n, last_seen: new Date(1) });
+      await tx.insert('ct_balances', { chain_id: id, address: 'b', balance: 7n, last_height: 0n, last_seen: new Date(1) });
+    });
+    const before = await dumpDatabase(coffer);
+    const r = ref(id, 3n);
+    const row = async (tx: Parameters<Parameters<Coffer['write']>[0]>[0], address: string) =>
+      tx.codec('ct_balances').decode<Record<string, unknown>>((await tx.selectWhere('ct_balances', { chain_id: id, address }))[0]!);
+    await coffer.write((tx) =>
+      withJournalBatch(tx, async () => {
+        await journaledInsert(tx, r, 'ct_events', event(id, 1), ['chain_id', 'tx_hash', 'seq']);
+        const a = await row(tx, 'a');
+        // All happen: the batch so far and these entries go in with them (PostgreSQL: one statement).
+        assert.deepEqual(
+          await journaledWriteAll(
+            tx,
+            r,
+            [
+              { update: 'ct_balances', key: { chain_id: id, address: 'a' }, changes: { balance: 6n }, known: { before: a, guard: ['balance'] } },
+              { insert: 'ct_events', row: event(id, 2), keyColumns: ['chain_id', 'tx_hash', 'seq'] },
+            ],
+            { allMust: true },
+          ),
+          [true, true],
+        );
+        // One guard no longer holds: the other write happened and is journaled all the same
+        // (a caller that goes on and commits keeps an exact journal).
+        const b = await row(tx, 'b');
+        assert.deepEqual(
+          await journaledWriteAll(
+            tx,
+            r,
+            [
+              { update: 'ct_balances', key: { chain_id: id, address: 'b' }, changes: { balance: 8n }, known: { before: b, guard: ['balance'] } },
+              { update: 'ct_balances', key: { chain_id: id, address: 'a' }, changes: { balance: 0n }, known: { before: a, guard: ['balance'] } },
+            ],
+            { allMust: true },
+          ),
+          [true, false],
+        );
+        await journaledDelete(tx, r, 'ct_events', { chain_id: id, tx_hash: hashOf('ev', id, 1), seq: 1 });
+      }),
+    );
+    const journal = await coffer.read((tx) =>
+      tx.db.selectFrom('chain_undo').select(['table_name', 'row_key']).where('chain_id', '=', id).orderBy('id').execute(),
+    );
+    const keyOf = (k: unknown) => (typeof k === 'string' ? JSON.parse(k) : k) as Record<string, unknown>;
+    assert.deepEqual(
+      journal.map((j) => `${j.table_name}:${String(keyOf(j.row_key).address ?? keyOf(j.row_key).seq)}`),
+      ['ct_events:1', 'ct_balances:a', 'ct_events:2', 'ct_balances:b', 'ct_events:1'],
+    );
+    assert.equal(await coffer.write((tx) => revertAbove(tx, id, 2n)), 5);
     assert.deepEqual(await dumpDatabase(coffer), before);
   });
 

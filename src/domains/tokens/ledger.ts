@@ -301,7 +301,7 @@ export async function mustUpdate(tx: Tx, ref: BlockRef, table: string, key: Row,
  * as for mustUpdate.
  */
 export async function mustWriteAll(tx: Tx, ref: BlockRef, writes: readonly JournaledWrite[]): Promise<void> {
-  const wrote = await journaledWriteAll(tx, ref, writes);
+  const wrote = await journaledWriteAll(tx, ref, writes, { allMust: true });
   const i = wrote.indexOf(false);
   if (i < 0) return;
   const w = writes[i]!;
