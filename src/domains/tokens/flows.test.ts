@@ -43,6 +43,22 @@ function invoiceFor(mint: string, seller: string, quantity: bigint, price = 5n, 
   return invoiceInput({ mintHash: mint, sellerAddress: seller, buyerAddress: unique('DBuyer'), quantity, price, paymentAddress: unique('DPay'), ...over }, key);
 }
 
+/** Each on-chain action of the chain, by transaction hash: its state and reason. */
+async function actionStates(coffer: Coffer, chainId: string) {
+  const rows = await coffer.read((tx) => tx.db.selectFrom(T.actions).select(['tx_hash', 'state', 'reason']).where('chain_id', '=', chainId).execute());
+  return (h: string) => rows.find((x) => x.tx_hash === h);
+}
+
+/** A credited mint of the chain and an invoice of it (1 at 5 to `pay`), matched on chain by the next block. */
+async function matchedInvoice(coffer: Coffer, chain: FakeChain, buyer: string, pay: string) {
+  const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
+  const { hash: ih } = await w(coffer)((s) =>
+    s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: buyer, quantity: 1n, price: 5n, paymentAddress: pay })),
+  );
+  await chain.mine(coffer, [actionTx('invoice', ih)]);
+  return { hash, ih };
+}
+
 forEachBackend('tokens flows', (ctx) => {
   let coffer: Coffer;
   before(async () => {
@@ -401,8 +417,7 @@ forEachBackend('tokens flows', (ctx) => {
     assert.equal((await r(coffer)((s) => s.getMint(hash)))?.status, 'unconfirmed');
     const [m1, m2, i1, p1] = [actionTx('mint', hash), actionTx('mint', hash), actionTx('invoice', ih), actionTx('payment', ih, [{ address: 'DPayM', value: 6n }])];
     await chain.mine(coffer, [m1!, m2!, i1!, p1!]);
-    const states = await coffer.read((tx) => tx.db.selectFrom(T.actions).select(['tx_hash', 'state', 'reason']).where('chain_id', '=', chain.chainId).execute());
-    const of = (h: string) => states.find((x) => x.tx_hash === h);
+    const of = await actionStates(coffer, chain.chainId);
     assert.equal(of(m1!.txHash)?.state, 'applied');
     assert.deepEqual(of(m2!.txHash), { tx_hash: m2!.txHash, state: 'rejected', reason: 'mint already confirmed by another transaction' });
     assert.equal(of(i1!.txHash)?.state, 'applied');
@@ -504,18 +519,11 @@ forEachBackend('tokens flows', (ctx) => {
 
   test('two payments in one block of an invoice matched earlier: the first is recorded, the second rejected', async () => {
     const chain = new FakeChain(unique('twopay-'), 2);
-    const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
-    const { hash: ih } = await w(coffer)((s) =>
-      s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerT', quantity: 1n, price: 5n, paymentAddress: 'DPayT' })),
-    );
-    await chain.mine(coffer, [actionTx('invoice', ih)]);
+    const { ih } = await matchedInvoice(coffer, chain, 'DBuyerT', 'DPayT');
     const [a, b] = [actionTx('payment', ih, [{ address: 'DPayT', value: 5n }]), actionTx('payment', ih, [{ address: 'DPayT', value: 5n }])];
     await chain.mine(coffer, [a!, b!]);
     await chain.mine(coffer);
-    const states = await coffer.read((tx) =>
-      tx.db.selectFrom(T.actions).select(['tx_hash', 'state', 'reason']).where('chain_id', '=', chain.chainId).where('action_type', '=', 'payment').execute(),
-    );
-    const of = (h: string) => states.find((x) => x.tx_hash === h);
+    const of = await actionStates(coffer, chain.chainId);
     assert.deepEqual(of(a!.txHash), { tx_hash: a!.txHash, state: 'applied', reason: null });
     assert.deepEqual(of(b!.txHash), { tx_hash: b!.txHash, state: 'rejected', reason: `invoice ${ih} is already paid by ${a!.txHash}` });
     assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.onChain?.paidTxHash, a!.txHash);
@@ -524,17 +532,10 @@ forEachBackend('tokens flows', (ctx) => {
 
   test('an on-chain mint or invoice of one already confirmed by an earlier block is rejected, not left pending', async () => {
     const chain = new FakeChain(unique('late-'), 1);
-    const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
-    const { hash: ih } = await w(coffer)((s) =>
-      s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerL', quantity: 1n, price: 5n, paymentAddress: 'DPayL' })),
-    );
-    await chain.mine(coffer, [actionTx('invoice', ih)]);
+    const { hash, ih } = await matchedInvoice(coffer, chain, 'DBuyerL', 'DPayL');
     const [lateMint, lateInvoice] = [actionTx('mint', hash), actionTx('invoice', ih)];
     await chain.mine(coffer, [lateMint!, lateInvoice!]);
-    const states = await coffer.read((tx) =>
-      tx.db.selectFrom(T.actions).select(['tx_hash', 'state', 'reason']).where('chain_id', '=', chain.chainId).execute(),
-    );
-    const of = (h: string) => states.find((x) => x.tx_hash === h);
+    const of = await actionStates(coffer, chain.chainId);
     assert.deepEqual(of(lateMint!.txHash), { tx_hash: lateMint!.txHash, state: 'rejected', reason: 'mint already confirmed by another transaction' });
     assert.deepEqual(of(lateInvoice!.txHash), { tx_hash: lateInvoice!.txHash, state: 'rejected', reason: 'invoice already matched by another transaction' });
     assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'matched');
