@@ -297,7 +297,7 @@ export class Tx {
     writes: readonly RowWrite[],
     opts: { thenInsert?: { table: string; rows: readonly Record<string, unknown>[] } } = {},
   ): Promise<bigint[]> {
-    const parts: WritePart[] = [];
+    const parts: Exclude<WritePart, AfterAllPart>[] = [];
     const args: unknown[][] = [];
     const after = opts.thenInsert && opts.thenInsert.rows.length ? this.#afterAll(opts.thenInsert.table, opts.thenInsert.rows) : undefined;
     const rows = new Set<string>();
@@ -340,7 +340,6 @@ export class Tx {
     for (let i = 0; i < parts.length; i++) {
       const p = parts[i]!;
       const a = args[i]!;
-      if ('insertAfterAll' in p) continue; // never among the writes
       if ('insert' in p)
         out.push(
           p.ignoreOn

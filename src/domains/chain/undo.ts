@@ -252,13 +252,14 @@ export async function journaledWriteAll(
         ? { update: w.update, set: w.changes, where: whereKnown(tx, w.update, w.key, w.known) }
         : { delete: w.delete, where: whereKnown(tx, w.delete, w.key, w.known) },
   );
-  const entries = writes.map((w, i) => entryOf(tx, ref, tableOfWrite(w), keys[i]!, 'insert' in w ? null : w.known.before));
+  const before = (w: JournaledWrite) => ('insert' in w ? null : w.known.before);
   // Writes that must all happen (the caller fails the transaction otherwise), inside a journal
   // batch: the batch so far and these writes' entries go in with the writes, in their statement
   // on PostgreSQL (one round trip fewer than the batch's own INSERT at the end), and only if
   // every write wrote; if one did not, the entries of those that did join the batch as usual.
   const batch = batches.get(tx);
   if (opts.allMust && batch && tx.writesInOneStatement) {
+    const entries = writes.map((w, i) => entryOf(tx, ref, tableOfWrite(w), keys[i]!, before(w)));
     const counts = await tx.writeAll(rowWrites, { thenInsert: { table: UNDO_TABLE, rows: [...batch, ...entries] } });
     const wrote = counts.map((n) => n > 0n);
     if (wrote.every(Boolean)) batch.length = 0;
@@ -266,11 +267,7 @@ export async function journaledWriteAll(
     return wrote;
   }
   const wrote = (await tx.writeAll(rowWrites)).map((n) => n > 0n);
-  for (let i = 0; i < writes.length; i++) {
-    if (!wrote[i]) continue;
-    if (batch) batch.push(entries[i]!);
-    else await tx.insert(UNDO_TABLE, entries[i]!);
-  }
+  for (let i = 0; i < writes.length; i++) if (wrote[i]) await record(tx, ref, tableOfWrite(writes[i]!), keys[i]!, before(writes[i]!));
   return wrote;
 }
 

@@ -66,7 +66,8 @@ export function finalHeightOf(ctx: Pick<BlockContext, 'tipHeight' | 'confirmatio
 
 export const processTokenBlock: BlockProcessor = async (tx: Tx, ctx: BlockContext): Promise<void> => {
   tx.assertWritable('tokens block processor');
-  // The block's journal entries are written together at the end (one multi-row INSERT).
+  // The block's journal entries are written together: with the writes that must all happen
+  // (mustWriteAll, on PostgreSQL), and whatever is left in one multi-row INSERT at the end.
   await withJournalBatch(tx, () => processBlock(tx, ctx));
 };
 
