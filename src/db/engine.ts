@@ -23,6 +23,7 @@ import mysql from 'mysql2';
 import pg from 'pg';
 import type { Dialect } from '../schema/model.js';
 import { isStalePlan, mapDriverError } from './driver-errors.js';
+import { installFastRowDescriptions } from './pg-fields.js';
 import { PG_STATEMENT_NAMES } from './prepared.js';
 import { ConfigError, ConnectionError } from './errors.js';
 import { CofferSqliteDialect, CofferSqliteDriver, SqliteHandle } from './sqlite-driver.js';
@@ -426,6 +427,7 @@ function useNamedStatements(client: pg.PoolClient): void {
 }
 
 async function openPostgres(target: DbTarget & { backend: 'postgres' }, s: EngineSettings, onError: (e: unknown) => void): Promise<Engine> {
+  installFastRowDescriptions();
   const options = [
     '-c TimeZone=UTC',
     `-c statement_timeout=${s.statementTimeoutMs}`,
