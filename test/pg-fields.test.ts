@@ -72,8 +72,11 @@ forEachBackend(
       const coffer = await ctx.open();
       const rows = await coffer.read(
         async (tx) =>
-          (await sql<Record<string, unknown>>`select 1::int8 as "b", 'x' as "10", true as "ok", 2 as "b", 'y' as "constructor"`.execute(tx.db))
-            .rows,
+          (
+            await sql<Record<string, unknown>>`select 1::int8 as "b", 'x' as "10", true as "ok", 2 as "b", 'y' as "constructor"`.execute(
+              tx.db,
+            )
+          ).rows,
       );
       assert.equal(rows.length, 1);
       assert.deepEqual(Object.entries(rows[0]!), [
