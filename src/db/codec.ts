@@ -18,6 +18,27 @@ function asBigInt(field: string, v: unknown): bigint {
   return invalid(field, `expected an integer (bigint or decimal string), got ${typeof v === 'number' ? v : typeof v}`);
 }
 
+const bigintAsString = (_k: string, x: unknown) => (typeof x === 'bigint' ? x.toString() : x);
+
+/** Objects a JSON document may hold before its bigint scan gives up (and the replacer decides). */
+const JSON_SCAN_BUDGET = 4096;
+
+/**
+ * The budget left after looking for a bigint in `x`, or -1 once one is found or the budget (a
+ * count of objects and arrays, so a cycle ends the scan too) runs out.
+ */
+function scanForBigInt(x: unknown, budget: number): number {
+  if (typeof x === 'bigint') return -1;
+  if (x === null || typeof x !== 'object') return budget;
+  if (--budget < 0) return -1;
+  if (Array.isArray(x)) {
+    for (let i = 0; i < x.length; i++) if ((budget = scanForBigInt(x[i], budget)) < 0) return -1;
+    return budget;
+  }
+  for (const k in x) if ((budget = scanForBigInt((x as Record<string, unknown>)[k], budget)) < 0) return -1;
+  return budget;
+}
+
 /** Validates a value for a column type and returns what the backend's driver should bind. */
 export function encodeValue(d: Dialect, t: ColumnType, v: unknown, field: string): unknown {
   if (v === null || v === undefined) return null;
@@ -72,10 +93,18 @@ export function encodeValue(d: Dialect, t: ColumnType, v: unknown, field: string
       return d === 'sqlite' ? BigInt(v.getTime()) : v;
     }
     case 'json': {
+      // JSON.stringify with a replacer function runs it for every key and value: only a document
+      // that holds a bigint pays for it (a toJSON that returns one is caught by the retry).
+      const replacer = scanForBigInt(v, JSON_SCAN_BUDGET) < 0 ? bigintAsString : undefined;
       try {
-        return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
+        return JSON.stringify(v, replacer);
       } catch (e) {
-        return invalid(field, `not serialisable as JSON (${(e as Error).message})`);
+        if (replacer) return invalid(field, `not serialisable as JSON (${(e as Error).message})`);
+        try {
+          return JSON.stringify(v, bigintAsString);
+        } catch (e2) {
+          return invalid(field, `not serialisable as JSON (${(e2 as Error).message})`);
+        }
       }
     }
   }
