@@ -70,6 +70,7 @@ export class Tx {
   readonly #schema: Schema;
   #closed = false;
   readonly #afterCommit: (() => void)[] = [];
+  #savepointRollbacks = 0;
 
   /** `db`: a Kysely transaction, or (Coffer) the transaction's connection. */
   constructor(
@@ -421,6 +422,11 @@ export class Tx {
     }
   }
 
+  /** How many savepoints of this transaction were rolled back: what a cache of its writes must forget. */
+  get savepointRollbacks(): number {
+    return this.#savepointRollbacks;
+  }
+
   /**
    * Runs `fn` under a savepoint: when it throws, its writes are undone and the transaction goes
    * on (PostgreSQL would otherwise refuse every later statement, and SQLite keeps the rows a
@@ -435,6 +441,7 @@ export class Tx {
     try {
       result = await fn();
     } catch (e) {
+      this.#savepointRollbacks++;
       await sql.raw(`rollback to savepoint ${name}`).execute(db);
       await sql.raw(`release savepoint ${name}`).execute(db);
       throw e;

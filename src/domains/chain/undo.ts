@@ -93,29 +93,74 @@ function keyOf(tx: Tx, table: string, key: Row, what: string): Row {
 // Journal entries written inside withJournalBatch(), per transaction, in write order.
 const batches = new WeakMap<Tx, Row[]>();
 
+// The rows of each block whose first change this transaction has journaled. A later change of
+// the same row in the same block needs no entry: a revert applies entries newest first, so the
+// row ends as the oldest entry's image has it (deleted, if the block inserted it), whatever the
+// block did to it in between. Forgotten when the journal is reverted or pruned, when a batch
+// fails to flush, and when a savepoint rolls back (entries written under it are gone).
+const journaledRows = new WeakMap<Tx, { rollbacks: number; rows: Set<string> }>();
+
+function journaledRowsOf(tx: Tx): Set<string> {
+  let j = journaledRows.get(tx);
+  if (!j || j.rollbacks !== tx.savepointRollbacks) {
+    j = { rollbacks: tx.savepointRollbacks, rows: new Set() };
+    journaledRows.set(tx, j);
+  }
+  return j.rows;
+}
+
+const forgetJournaledRows = (tx: Tx) => void journaledRows.delete(tx);
+
+/** A journal entry's block and row, as one string (key columns in name order). */
+function rowIdentity(ref: BlockRef, table: string, rowKey: Row): string {
+  const cols = Object.keys(rowKey).sort();
+  let id = `${ref.chainId}\u0000${ref.height}\u0000${ref.blockHash}\u0000${table}`;
+  for (const c of cols) id += `\u0000${c}=${String(rowKey[c])}`;
+  return id;
+}
+
 /** The journal entry of one change: the row's key and its image before (null: inserted). */
-function entryOf(tx: Tx, ref: BlockRef, table: string, key: Row, before: Row | null): Row {
+function entryOf(tx: Tx, ref: BlockRef, table: string, rowKey: Row, before: Row | null): Row {
   return {
     chain_id: ref.chainId,
     height: ref.height,
     block_hash: ref.blockHash,
     table_name: table,
-    row_key: serialise(tx, table, key),
+    row_key: rowKey,
     before_image: before ? serialise(tx, table, before) : null,
   };
 }
 
+/**
+ * The entry a change needs and its row's identity, or undefined when this transaction already
+ * journaled a change of the row in this block. The caller adds the identity to
+ * journaledRowsOf(tx) once the entry is in the batch or written.
+ */
+function entryFor(tx: Tx, ref: BlockRef, table: string, key: Row, before: Row | null): { entry: Row; id: string } | undefined {
+  const rowKey = serialise(tx, table, key);
+  const id = rowIdentity(ref, table, rowKey);
+  if (journaledRowsOf(tx).has(id)) return undefined;
+  return { entry: entryOf(tx, ref, table, rowKey, before), id };
+}
+
 async function record(tx: Tx, ref: BlockRef, table: string, key: Row, before: Row | null): Promise<void> {
-  const entry = entryOf(tx, ref, table, key, before);
+  const e = entryFor(tx, ref, table, key, before);
+  if (!e) return;
   const batch = batches.get(tx);
-  if (batch) batch.push(entry);
-  else await tx.insert(UNDO_TABLE, entry);
+  if (batch) batch.push(e.entry);
+  else await tx.insert(UNDO_TABLE, e.entry);
+  journaledRowsOf(tx).add(e.id);
 }
 
 async function flush(tx: Tx, batch: Row[]): Promise<void> {
   // Multi-row INSERTs in write order (insertRowsInOrder): the serial ids follow the rows, so
   // id order stays write order (revertAbove relies on it).
-  await insertRowsInOrder(tx, UNDO_TABLE, batch.splice(0));
+  try {
+    await insertRowsInOrder(tx, UNDO_TABLE, batch.splice(0));
+  } catch (e) {
+    forgetJournaledRows(tx);
+    throw e;
+  }
 }
 
 /**
@@ -259,11 +304,20 @@ export async function journaledWriteAll(
   // every write wrote; if one did not, the entries of those that did join the batch as usual.
   const batch = batches.get(tx);
   if (opts.allMust && batch && tx.writesInOneStatement) {
-    const entries = writes.map((w, i) => entryOf(tx, ref, tableOfWrite(w), keys[i]!, before(w)));
-    const counts = await tx.writeAll(rowWrites, { thenInsert: { table: UNDO_TABLE, rows: [...batch, ...entries] } });
+    const entries = writes.map((w, i) => entryFor(tx, ref, tableOfWrite(w), keys[i]!, before(w)));
+    const fresh = entries.filter((e) => e !== undefined);
+    const counts = await tx.writeAll(rowWrites, { thenInsert: { table: UNDO_TABLE, rows: [...batch, ...fresh.map((e) => e.entry)] } });
     const wrote = counts.map((n) => n > 0n);
-    if (wrote.every(Boolean)) batch.length = 0;
-    else for (let i = 0; i < writes.length; i++) if (wrote[i]) batch.push(entries[i]!);
+    const rows = journaledRowsOf(tx);
+    if (wrote.every(Boolean)) {
+      batch.length = 0;
+      for (const e of fresh) rows.add(e.id);
+    } else {
+      for (let i = 0; i < writes.length; i++) {
+        const e = entries[i];
+        if (wrote[i] && e && !rows.has(e.id)) (batch.push(e.entry), rows.add(e.id));
+      }
+    }
     return wrote;
   }
   const wrote = (await tx.writeAll(rowWrites)).map((n) => n > 0n);
@@ -354,6 +408,7 @@ export async function journaledDelete(tx: Tx, ref: BlockRef, table: string, key:
 export async function revertAbove(tx: Tx, chainId: string, forkHeight: bigint): Promise<number> {
   tx.assertWritable('reorg revert');
   await flushOpenBatch(tx);
+  forgetJournaledRows(tx);
   const undo = tx.codec(UNDO_TABLE);
   const above = undo.encode({ chain_id: chainId, height: forkHeight });
   const entries = await tx.db
@@ -395,6 +450,7 @@ export async function revertAbove(tx: Tx, chainId: string, forkHeight: bigint): 
 export async function pruneFinalized(tx: Tx, chainId: string, finalizedHeight: bigint): Promise<number> {
   tx.assertWritable('undo journal prune');
   await flushOpenBatch(tx);
+  forgetJournaledRows(tx);
   const enc = tx.codec(UNDO_TABLE).encode({ chain_id: chainId, height: finalizedHeight });
   const r = await tx.db
     .deleteFrom(UNDO_TABLE)
