@@ -1,7 +1,7 @@
 // node-postgres reads a row description with every execution of a statement, named ones too, and
 // its Result.addFields builds the result's empty row by writing each column into a
 // null-prototype object and then spreading it. That costs about 1.3 µs a column (130 µs per
-// token settlement on PostgreSQL, 101 columns over 12 statements; 0.4 µs a column here). This
+// token settlement on PostgreSQL, 101 columns over 12 statements; 0.5 µs a column with this one). This
 // installs an addFields that builds the same row in a plain object. It is installed only after
 // a probe shows it leaves a Result exactly as the original does (fields, parsers, the empty
 // row's keys, order, values and prototype), so a node-postgres release that changes addFields
