@@ -7,7 +7,7 @@ import { ConflictError, InvalidStateTransitionError, NotFoundError } from '../..
 import type { Tx } from '../../db/tx.js';
 import { BlockGapError, FinalityViolationError, ReorgRequiredError } from './errors.js';
 import type { BlockProcessor } from './processors.js';
-import { sql, type ExpressionBuilder } from 'kysely';
+import type { ExpressionBuilder } from 'kysely';
 import { inValues } from '../../db/bulk.js';
 import { keysetAfter } from '../../db/keyset.js';
 import { defineQuery } from '../../db/prepared.js';
@@ -571,25 +571,20 @@ export class ChainStore {
     // The schemas' own patterns first (no zod per call); anything else gets the schema's error.
     const id = typeof chainId === 'string' && CHAIN_ID_RE.test(chainId) ? chainId : parse(chainIdSchema, chainId, 'chainId');
     const h = typeof txHash === 'string' && HASH32_RE.test(txHash) ? txHash : parse(hash32Schema, txHash, 'txHash');
-    let r: Record<string, unknown> | undefined;
-    const outputs: StoredOutput[] = [];
-    const codec = tx.codec(T.outputs);
-    for (const row of await tx.query(GET_TX_WITH_OUTPUTS, [id, h])) {
-      if (Number(row.part) === 0) r = row;
-      else {
-        const o = codec.decode<{ address: string; value: bigint }>({ address: row.out_address, value: row.out_value });
-        outputs.push({ address: o.address, value: o.value });
-      }
-    }
+    const r = (await tx.query(GET_TX, [id, h]))[0];
     if (!r) {
       // Only a miss needs the chain: a stored transaction proves its chain exists.
       await this.#requireChain(id);
       return null;
     }
+    const codec = tx.codec(T.outputs);
+    const outputs = (await tx.query(GET_OUTPUTS_OF_TX, [id, h])).map((raw) => {
+      const o = codec.decode<{ address: string; value: bigint }>(raw);
+      return { address: o.address, value: o.value };
+    });
     // Sorted here, not in SQL: collations differ between backends.
     if (outputs.length > 1) outputs.sort(byAddress);
-    const { part: _part, out_address: _a, out_value: _v, ...txRow } = r;
-    return toTransaction(tx, txRow, outputs);
+    return toTransaction(tx, r, outputs);
   }
 
   /** Transactions with fromHeight <= height <= toHeight, in (height, index) order, keyset-paged. */
@@ -707,48 +702,15 @@ const byAddress = (a: { address: string }, b: { address: string }) => (a.address
 // Point reads from the compiled-query cache (db/prepared.ts). Columns are listed rather than
 // selected with *, so a later migration adding a column does not change a prepared statement's
 // result type.
-// A transaction and its outputs in one statement (one round trip fewer than two reads): the
-// transaction's row (part 0) and each output's (part 1) in the same columns, nulls where a part
-// has nothing. A JOIN would repeat the transaction's columns, payload included, per output.
-const GET_TX_WITH_OUTPUTS = defineQuery('chain.transaction', (db, $) =>
+const GET_TX = defineQuery('chain.transaction', (db, $) =>
   db
     .selectFrom(T.txs)
-    .select([
-      sql<number>`0`.as('part'),
-      'chain_id',
-      'tx_hash',
-      'block_height',
-      'block_hash',
-      'index_in_block',
-      'action_type',
-      'action_version',
-      'payload',
-      'address',
-      sql`null`.as('out_address'),
-      sql`null`.as('out_value'),
-    ])
+    .select(['chain_id', 'tx_hash', 'block_height', 'block_hash', 'index_in_block', 'action_type', 'action_version', 'payload', 'address'])
     .where('chain_id', '=', $(0))
-    .where('tx_hash', '=', $(1))
-    .unionAll(
-      db
-        .selectFrom(T.outputs)
-        .select([
-          sql<number>`1`.as('part'),
-          'chain_id',
-          'tx_hash',
-          sql`null`.as('block_height'),
-          sql`null`.as('block_hash'),
-          sql`null`.as('index_in_block'),
-          sql`null`.as('action_type'),
-          sql`null`.as('action_version'),
-          sql`null`.as('payload'),
-          sql`null`.as('address'),
-          'address as out_address',
-          'value as out_value',
-        ])
-        .where('chain_id', '=', $(0))
-        .where('tx_hash', '=', $(1)),
-    ),
+    .where('tx_hash', '=', $(1)),
+);
+const GET_OUTPUTS_OF_TX = defineQuery('chain.transaction.outputs', (db, $) =>
+  db.selectFrom(T.outputs).select(['tx_hash', 'address', 'value']).where('chain_id', '=', $(0)).where('tx_hash', '=', $(1)),
 );
 
 /** The chain store bound to one transaction. */
