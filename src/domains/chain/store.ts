@@ -7,7 +7,7 @@ import { ConflictError, InvalidStateTransitionError, NotFoundError } from '../..
 import type { Tx } from '../../db/tx.js';
 import { BlockGapError, FinalityViolationError, ReorgRequiredError } from './errors.js';
 import type { BlockProcessor } from './processors.js';
-import type { ExpressionBuilder } from 'kysely';
+import { sql, type ExpressionBuilder } from 'kysely';
 import { inValues } from '../../db/bulk.js';
 import { keysetAfter } from '../../db/keyset.js';
 import { defineQuery } from '../../db/prepared.js';
@@ -571,19 +571,31 @@ export class ChainStore {
     // The schemas' own patterns first (no zod per call); anything else gets the schema's error.
     const id = typeof chainId === 'string' && CHAIN_ID_RE.test(chainId) ? chainId : parse(chainIdSchema, chainId, 'chainId');
     const h = typeof txHash === 'string' && HASH32_RE.test(txHash) ? txHash : parse(hash32Schema, txHash, 'txHash');
-    const r = (await tx.query(GET_TX, [id, h]))[0];
+    const codec = tx.codec(T.outputs);
+    const output = (raw: Record<string, unknown>) => {
+      const o = codec.decode<{ address: string; value: bigint }>(raw);
+      return { address: o.address, value: o.value };
+    };
+    let r: Record<string, unknown> | undefined;
+    let outputs: StoredOutput[] = [];
+    if (tx.statementsCostRoundTrips) {
+      // One round trip: the transaction's row and its outputs' rows in one statement.
+      for (const row of await tx.query(GET_TX_WITH_OUTPUTS, [id, h])) {
+        if (Number(row.part) === 0) r = row;
+        else outputs.push(output({ address: row.out_address, value: row.out_value }));
+      }
+    } else {
+      r = (await tx.query(GET_TX, [id, h]))[0];
+      if (r) outputs = (await tx.query(GET_OUTPUTS_OF_TX, [id, h])).map(output);
+    }
     if (!r) {
       // Only a miss needs the chain: a stored transaction proves its chain exists.
       await this.#requireChain(id);
       return null;
     }
-    const codec = tx.codec(T.outputs);
-    const outputs = (await tx.query(GET_OUTPUTS_OF_TX, [id, h])).map((raw) => {
-      const o = codec.decode<{ address: string; value: bigint }>(raw);
-      return { address: o.address, value: o.value };
-    });
     // Sorted here, not in SQL: collations differ between backends.
     if (outputs.length > 1) outputs.sort(byAddress);
+    // toTransaction reads the transaction's columns by name (part and out_* are ignored).
     return toTransaction(tx, r, outputs);
   }
 
@@ -711,6 +723,50 @@ const GET_TX = defineQuery('chain.transaction', (db, $) =>
 );
 const GET_OUTPUTS_OF_TX = defineQuery('chain.transaction.outputs', (db, $) =>
   db.selectFrom(T.outputs).select(['tx_hash', 'address', 'value']).where('chain_id', '=', $(0)).where('tx_hash', '=', $(1)),
+);
+// Both in one statement, where a statement is a round trip (tx.statementsCostRoundTrips): the
+// transaction's row (part 0) and each output's (part 1) in the same columns, nulls where a part
+// has nothing. A JOIN would repeat the transaction's columns, its payload (unbounded bytes)
+// included, for each of up to 10,000 outputs.
+const GET_TX_WITH_OUTPUTS = defineQuery('chain.transaction.withOutputs', (db, $) =>
+  db
+    .selectFrom(T.txs)
+    .select([
+      sql<number>`0`.as('part'),
+      'chain_id',
+      'tx_hash',
+      'block_height',
+      'block_hash',
+      'index_in_block',
+      'action_type',
+      'action_version',
+      'payload',
+      'address',
+      sql`null`.as('out_address'),
+      sql`null`.as('out_value'),
+    ])
+    .where('chain_id', '=', $(0))
+    .where('tx_hash', '=', $(1))
+    .unionAll(
+      db
+        .selectFrom(T.outputs)
+        .select([
+          sql<number>`1`.as('part'),
+          'chain_id',
+          'tx_hash',
+          sql`null`.as('block_height'),
+          sql`null`.as('block_hash'),
+          sql`null`.as('index_in_block'),
+          sql`null`.as('action_type'),
+          sql`null`.as('action_version'),
+          sql`null`.as('payload'),
+          sql`null`.as('address'),
+          'address as out_address',
+          'value as out_value',
+        ])
+        .where('chain_id', '=', $(0))
+        .where('tx_hash', '=', $(1)),
+    ),
 );
 
 /** The chain store bound to one transaction. */
