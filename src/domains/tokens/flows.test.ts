@@ -8,6 +8,7 @@ import type { Coffer } from '../../db/store.js';
 import { forEachBackend } from '../../../test/harness.js';
 import { InsufficientBalanceError } from './errors.js';
 import { checkPayment } from './payments.js';
+import { processTokenBlock } from './processors.js';
 import { tokens } from './store.js';
 import {
   actionTx,
@@ -209,6 +210,57 @@ forEachBackend('tokens flows', (ctx) => {
     await w(coffer)((s) =>
       s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: 'DBuyerX', buyerAddress: 'DThird', quantity: 20n, price: 1n, paymentAddress: 'DPay3' })),
     );
+    await checkInvariants(coffer);
+  });
+
+  test('a block final when processed (confirmations lowered to one) credits and settles its own mints and payments with those earlier blocks left due, oldest first', async () => {
+    const chain = new FakeChain(unique('lower-'), 3);
+    const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 40n });
+    const later = mintInput({ chainId: chain.chainId, fractionCount: 7n });
+    const { hash: m2 } = await w(coffer)((s) => s.submitMint(later));
+    await chain.mine(coffer, [actionTx('mint', m2)]);
+    const sale = async (quantity: bigint) => {
+      const pay = unique('DPay');
+      const buyer = unique('DBuyer');
+      const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: buyer, quantity, price: 5n, paymentAddress: pay });
+      const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
+      return { ih, buyer, txs: [actionTx('invoice', ih), actionTx('payment', ih, [{ address: pay, value: quantity * 5n }])] };
+    };
+    const first = await sale(4n);
+    await chain.mine(coffer, first.txs);
+    assert.equal((await r(coffer)((s) => s.getInvoice(first.ih)))?.status, 'matched', 'recorded, not final at three confirmations');
+    assert.equal((await r(coffer)((s) => s.balance(m2, later.ownerAddress))).balance, 0n, 'not credited at three confirmations');
+
+    // The operator lowers the confirmations to one: the next block is final as it is processed.
+    const newest = mintInput({ chainId: chain.chainId, fractionCount: 9n });
+    const { hash: m3 } = await w(coffer)((s) => s.submitMint(newest));
+    const second = await sale(6n);
+    const block = chain.next([actionTx('mint', m3), ...second.txs]);
+    await coffer.write((tx) => processTokenBlock(tx, { block, tipHeight: block.height, confirmationsNeeded: 1 }));
+    chain.blocks.push(block);
+
+    assert.equal((await r(coffer)((s) => s.balance(m2, later.ownerAddress))).balance, 7n, 'the earlier block’s mint is credited');
+    assert.equal((await r(coffer)((s) => s.balance(m3, newest.ownerAddress))).balance, 9n, 'the block’s own mint is credited');
+    for (const { ih, buyer, q } of [
+      { ...first, q: 4n },
+      { ...second, q: 6n },
+    ]) {
+      assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'paid');
+      assert.equal((await r(coffer)((s) => s.balance(hash, buyer))).balance, q);
+    }
+    assert.deepEqual(
+      (await r(coffer)((s) => s.ledger(hash, owner))).map((e) => [e.causeKind, e.causeRef, e.delta]),
+      [
+        ['mint_credit', hash, 40n],
+        ['sale_debit', first.ih, -4n],
+        ['sale_debit', second.ih, -6n],
+      ],
+      'the earlier payment settles first',
+    );
+    // Processing the block again changes nothing.
+    const before = await snapshot(coffer);
+    await coffer.write((tx) => processTokenBlock(tx, { block, tipHeight: block.height, confirmationsNeeded: 1 }));
+    assert.deepEqual(await snapshot(coffer), before);
     await checkInvariants(coffer);
   });
 
