@@ -171,8 +171,28 @@ function pendingAndDueOf(tx: Tx): PreparedQuery {
   if (pendingAndDueQuery) return pendingAndDueQuery;
   const actionColumns = tx.codec(T.actions).table.columns.map((c) => c.name);
   const nulls = (names: readonly string[]) => names.map((n) => sql`null`.as(n));
-  return (pendingAndDueQuery = defineQuery('tokens.pendingAndDue', (db, $) =>
-    db
+  return (pendingAndDueQuery = defineQuery('tokens.pendingAndDue', (db, $) => {
+    // A due part: `table`'s rows of the chain whose `doneColumn` is still `notDone` (a literal),
+    // at or below the final height ($2), its columns in the due positions (null: none).
+    const duePart = (
+      part: number,
+      table: string,
+      doneColumn: string,
+      notDone: string | boolean,
+      heightColumn: string,
+      columns: Record<(typeof DUE_COLUMNS)[number], string | null>,
+    ) =>
+      db
+        .selectFrom(table)
+        .select([
+          sql.lit(part).as('part'),
+          ...nulls([...actionColumns, 'invoice_matched']),
+          ...DUE_COLUMNS.map((c) => (columns[c] === null ? sql`null`.as(c) : sql.ref(columns[c]).as(c))),
+        ])
+        .where('chain_id', '=', $(0))
+        .where(doneColumn, '=', sql.lit(notDone))
+        .where(heightColumn, '<=', $(2));
+    return db
       .selectFrom(T.actions)
       .select([
         sql<number>`0`.as('part'),
@@ -210,48 +230,34 @@ function pendingAndDueOf(tx: Tx): PreparedQuery {
         ]);
       })
       .unionAll(
-        db
-          .selectFrom(T.mints)
-          .select([
-            sql<number>`1`.as('part'),
-            ...nulls([...actionColumns, 'invoice_matched']),
-            'hash as k',
-            'owner_address as who',
-            'tx_hash as d_tx_hash',
-            'matched_height as at_height',
-            'matched_block_hash as at_hash',
-            'fraction_count as n',
-            // The mint's own anchor, unused: a column both due parts fill keeps its type on
-            // PostgreSQL, which types a union's columns pairwise (null with null is text).
-            'block_height as d_block_height',
-            'block_hash as d_block_hash',
-            sql`null`.as('d_state'),
-          ])
-          .where('chain_id', '=', $(0))
-          .where('credited', '=', sql.lit(false))
-          .where('matched_height', '<=', $(2)),
+        duePart(1, T.mints, 'credited', false, 'matched_height', {
+          k: 'hash',
+          who: 'owner_address',
+          d_tx_hash: 'tx_hash',
+          at_height: 'matched_height',
+          at_hash: 'matched_block_hash',
+          n: 'fraction_count',
+          // The mint's own anchor, unused: a column both due parts fill keeps its type on
+          // PostgreSQL, which types a union's columns pairwise (null with null is text).
+          d_block_height: 'block_height',
+          d_block_hash: 'block_hash',
+          d_state: null,
+        }),
       )
       .unionAll(
-        db
-          .selectFrom(T.payments)
-          .select([
-            sql<number>`2`.as('part'),
-            ...nulls([...actionColumns, 'invoice_matched']),
-            'invoice_hash as k',
-            'chain_id as who',
-            'tx_hash as d_tx_hash',
-            'recorded_height as at_height',
-            'recorded_block_hash as at_hash',
-            'amount as n',
-            'block_height as d_block_height',
-            'block_hash as d_block_hash',
-            'state as d_state',
-          ])
-          .where('chain_id', '=', $(0))
-          .where('state', '=', sql.lit('pending'))
-          .where('recorded_height', '<=', $(2)),
-      ),
-  ));
+        duePart(2, T.payments, 'state', 'pending', 'recorded_height', {
+          k: 'invoice_hash',
+          who: 'chain_id',
+          d_tx_hash: 'tx_hash',
+          at_height: 'recorded_height',
+          at_hash: 'recorded_block_hash',
+          n: 'amount',
+          d_block_height: 'block_height',
+          d_block_hash: 'block_hash',
+          d_state: 'state',
+        }),
+      );
+  }));
 }
 
 /**
