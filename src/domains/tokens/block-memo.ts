@@ -19,7 +19,7 @@
 import type { Tx } from '../../db/tx.js';
 import { getReservationRow } from './escrow.js';
 import { getConfirmedMint } from './mints.js';
-import { decode, type Row } from './rows.js';
+import { asRead, decode, type Row } from './rows.js';
 import { T, type Mint, type Reservation } from './types.js';
 
 export interface BlockMemo {
@@ -72,8 +72,7 @@ export async function memoInvoice(tx: Tx, memo: BlockMemo | undefined, hash: str
 /** Remembers a token_invoices row this block just inserted, as a read of it would return it. */
 export function rememberInvoice(tx: Tx, memo: BlockMemo | undefined, written: Row): void {
   if (!memo) return;
-  const codec = tx.codec(T.invoices);
-  memo.invoices.set(written.hash as string, codec.decode(codec.encode(written)));
+  memo.invoices.set(written.hash as string, asRead(tx, T.invoices, written));
   memo.matched.add(written.hash as string);
 }
 

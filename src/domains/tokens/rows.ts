@@ -37,6 +37,12 @@ export function decode(tx: Tx, table: string, raw: unknown): Row {
   return tx.codec(table).decode<Row>(raw as Row);
 }
 
+/** A row about to be written, as a read of it would return it (encoded, then decoded). */
+export function asRead(tx: Tx, table: string, row: Row): Row {
+  const codec = tx.codec(table);
+  return codec.decode<Row>(codec.encode(row));
+}
+
 // ---------------------------------------------------------------- mints
 
 export function mintContentRow(m: MintContent): Row {
