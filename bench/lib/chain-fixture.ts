@@ -2,8 +2,7 @@
 // transactions): bulk-filled with the best raw technique of each backend (the fill is set-up,
 // not measured), then measured through Coffer and the raw driver at each size. Both sides
 // append blocks to the same chain of the same database, so they always see the same size
-// (memory:// keeps a raw copy of Coffer's in-process database, re-taken after each fill).
-import { CompiledQuery } from 'kysely';
+// (memory://'s raw side runs on Coffer's own connection).
 import { chain } from '../../src/domains/chain/store.js';
 import { BENCH_CHAIN, randomHashes } from './chain-data.js';
 import { newBenchDb, type BackendName, type BenchDb, type Raw } from './backends.js';
@@ -27,9 +26,8 @@ export class ChainFixture {
   readonly bench: BenchDb;
   readonly backend: BackendName;
   raw!: Raw;
-  /** Tip of the chain in Coffer's database (and the raw side's, except on memory://). */
-  cofferTip: Tip = { height: -1n, hash: '0'.repeat(64) };
-  rawTip: Tip = this.cofferTip;
+  /** Tip of the chain (both sides append to it). */
+  tip: Tip = { height: -1n, hash: '0'.repeat(64) };
   /** Transactions stored (Coffer's database). */
   rows = 0;
   /** Rows added by the bulk fill only (the "size" of a stage). */
@@ -56,25 +54,15 @@ export class ChainFixture {
     return f;
   }
 
-  get sharedTip(): boolean {
-    return this.backend !== 'memory';
+  /** Records a block appended by either side. */
+  advance(tip: Tip, txs: number): void {
+    this.tip = tip;
+    this.rows += txs;
   }
 
-  /** Records a block appended by Coffer or the raw side. */
-  advance(side: 'coffer' | 'raw', tip: Tip, txs: number): void {
-    if (side === 'coffer' || this.sharedTip) {
-      this.cofferTip = tip;
-      this.rows += txs;
-      if (this.sharedTip) this.rawTip = tip;
-    } else this.rawTip = tip;
-  }
-
-  rollback(side: 'coffer' | 'raw', tip: Tip, txs: number): void {
-    this.advance(side, tip, -txs);
-  }
-
-  tip(side: 'coffer' | 'raw'): Tip {
-    return side === 'coffer' ? this.cofferTip : this.rawTip;
+  /** Records a rollback to `tip` that removed `txs` transactions. */
+  rollback(tip: Tip, txs: number): void {
+    this.advance(tip, -txs);
   }
 
   #sample(hashes: readonly string[]): void {
@@ -109,11 +97,6 @@ export class ChainFixture {
         log(`  filled ${this.filled.toLocaleString('en-US')} transactions`);
     }
     await this.#analyze();
-    if (!this.sharedTip) {
-      await this.raw.close();
-      this.raw = await this.bench.openRaw();
-    }
-    this.rawTip = this.cofferTip;
     log(`  fill to ${target.toLocaleString('en-US')} transactions took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
 
@@ -122,20 +105,20 @@ export class ChainFixture {
     const nBlocks = Math.ceil(n / FILL_TX_PER_BLOCK);
     const blockHashes = randomHashes(nBlocks);
     const blocks: { height: bigint; hash: string; parent: string; time: Date; txCount: number }[] = [];
-    let parent = this.cofferTip.hash;
-    let h = this.cofferTip.height;
+    let parent = this.tip.hash;
+    let h = this.tip.height;
     for (let b = 0; b < nBlocks; b++) {
       h += 1n;
       const count = Math.min(FILL_TX_PER_BLOCK, n - b * FILL_TX_PER_BLOCK);
       blocks.push({ height: h, hash: blockHashes[b]!, parent, time: new Date(1_700_000_000_000 + Number(h) * 60_000), txCount: count });
       parent = blockHashes[b]!;
     }
-    this.cofferTip = { height: h, hash: parent };
+    this.tip = { height: h, hash: parent };
     return { hashes, blocks };
   }
 
   async #insert(c: FillChunk): Promise<void> {
-    const tip = this.cofferTip;
+    const tip = this.tip;
     const finalized = tip.height - BigInt(CONFIRMATIONS) + 1n;
     const fin = finalized >= 0n ? finalized : null;
     const addr = (h: bigint, s: string) => `F${h.toString().padStart(12, '0')}${s}`;
@@ -148,8 +131,8 @@ export class ChainFixture {
       return out;
     };
     const n = c.hashes.length;
-    if (this.raw.kind === 'sqlite' && this.sharedTip) {
-      // An SQLite file: the raw connection, synchronous prepared statements, one transaction.
+    if (this.raw.kind === 'sqlite') {
+      // SQLite (a file, or memory://'s one connection): synchronous prepared statements, one transaction.
       const db = this.raw.db;
       const insB = db.prepare(
         'INSERT INTO chain_blocks (chain_id, height, hash, parent_hash, block_time, tx_count) VALUES (?, ?, ?, ?, ?, ?)',
@@ -180,51 +163,6 @@ export class ChainFixture {
         }).immediate();
       } finally {
         db.pragma('foreign_keys = ON');
-      }
-      return;
-    }
-    if (this.raw.kind === 'sqlite') {
-      // memory://: through Coffer's own connection (there is no other), statements prepared once.
-      const w = this.bench.coffer.engine.writer;
-      const run = (sqlText: string, params: unknown[]) => w.executeQuery(CompiledQuery.raw(sqlText, params));
-      const multi = (head: string, cols: number, rows: unknown[][]) =>
-        run(`${head} VALUES ${rows.map(() => `(${Array(cols).fill('?').join(',')})`).join(',')}`, rows.flat());
-      await run('BEGIN IMMEDIATE', []);
-      try {
-        for (const b of c.blocks) {
-          await run('INSERT INTO chain_blocks (chain_id, height, hash, parent_hash, block_time, tx_count) VALUES (?, ?, ?, ?, ?, ?)', [
-            BENCH_CHAIN,
-            b.height,
-            b.hash,
-            b.parent,
-            BigInt(b.time.getTime()),
-            b.txCount,
-          ]);
-        }
-        for (let s = 0; s < n; s += 500) {
-          const rows = txRows(s, Math.min(n, s + 500));
-          await multi(
-            'INSERT INTO chain_transactions (chain_id, tx_hash, block_height, block_hash, index_in_block, address)',
-            6,
-            rows.map((r) => r.slice(0, 6)),
-          );
-          await multi(
-            'INSERT INTO chain_tx_outputs (chain_id, tx_hash, address, value, block_height, index_in_block)',
-            6,
-            rows.map((r) => [r[0], r[1], r[6], '100000', r[2], r[4]]),
-          );
-        }
-        await run('UPDATE chain_cursors SET height = ?, block_hash = ?, finalized_height = ? WHERE chain_id = ?', [
-          tip.height,
-          tip.hash,
-          fin,
-          BENCH_CHAIN,
-        ]);
-        await run('UPDATE chain_sync_health SET current_height = ? WHERE chain_id = ?', [tip.height, BENCH_CHAIN]);
-        await run('COMMIT', []);
-      } catch (e) {
-        await run('ROLLBACK', []).catch(() => {});
-        throw e;
       }
       return;
     }

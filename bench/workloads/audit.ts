@@ -29,7 +29,7 @@ export async function runAudit(
   const chainLength = s.smoke ? 2000 : 1_000_000;
   const b = await newBenchDb(backend);
   try {
-    let raw = await b.openRaw();
+    const raw = await b.openRaw();
     // ---- append
     let n = 0;
     const cofferOp = () => b.coffer.write((tx) => audit(tx).record(input(n++)), { op: 'audit.record' });
@@ -72,10 +72,6 @@ export async function runAudit(
       have += k;
     }
     s.log(`  audit chain of ${have.toLocaleString('en-US')} entries ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    if (backend === 'memory') {
-      await raw.close();
-      raw = await b.openRaw();
-    }
     const cv: number[] = [];
     const rv: number[] = [];
     const cm: MemoryPeak[] = [];

@@ -25,14 +25,14 @@ async function cofferIngest(f: ChainFixture, blocks: readonly IngestBlockInput[]
   for (const b of blocks) {
     const r = await f.bench.coffer.write((tx) => chain(tx).ingestBlock(b), { op: 'chain.ingestBlock' });
     if (r.status !== 'ingested') throw new Error(`block ${b.height} was ${r.status}`);
-    f.advance('coffer', tipOf(b), b.transactions.length);
+    f.advance(tipOf(b), b.transactions.length);
   }
 }
 
 async function rawIngestAll(f: ChainFixture, blocks: readonly IngestBlockInput[]): Promise<void> {
   for (const b of blocks) {
     await rawIngest(f.raw, b, CONFIRMATIONS);
-    f.advance('raw', tipOf(b), b.transactions.length);
+    f.advance(tipOf(b), b.transactions.length);
   }
 }
 
@@ -45,7 +45,7 @@ export async function ingest(f: ChainFixture, stage: string, p: ChainParams, s: 
   for (let rep = 0; rep < s.reps; rep++) {
     // Alternate which side goes first, so neither always meets a freshly checkpointed WAL.
     for (const side of rep % 2 ? (['raw', 'coffer'] as const) : (['coffer', 'raw'] as const)) {
-      const blocks = makeBlocks(BENCH_CHAIN, f.tip(side), p.ingestBlocks, p.shape);
+      const blocks = makeBlocks(BENCH_CHAIN, f.tip, p.ingestBlocks, p.shape);
       const r = await withCpu(() => (side === 'coffer' ? cofferIngest(f, blocks) : rawIngestAll(f, blocks)));
       (side === 'coffer' ? cofferRates : rawRates).push(txCount(blocks) / r.seconds);
       cpu[side].push(r.cpuPct);
@@ -154,11 +154,10 @@ export async function reorg(f: ChainFixture, stage: string, depth: number, p: Ch
   for (let rep = 0; rep < s.reps; rep++) {
     for (const side of ['coffer', 'raw'] as const) {
       // Set-up (not timed): `depth` blocks on top, identical rows from either path (the raw
-      // one is faster; memory:// keeps two databases, so Coffer writes its own).
-      const fork = f.tip(side);
+      // one is faster).
+      const fork = f.tip;
       const blocks = makeBlocks(BENCH_CHAIN, fork, depth, p.shape);
-      if (side === 'coffer' && !f.sharedTip) await cofferIngest(f, blocks);
-      else await rawIngestAll(f, blocks);
+      await rawIngestAll(f, blocks);
       const t0 = now();
       if (side === 'coffer') {
         const res = await f.bench.coffer.write((tx) => chain(tx).reorg(BENCH_CHAIN, fork.height, []), { op: 'chain.reorg' });
@@ -168,7 +167,7 @@ export async function reorg(f: ChainFixture, stage: string, depth: number, p: Ch
         if (removed !== depth) throw new Error(`raw rollback removed ${removed} blocks, not ${depth}`);
       }
       (side === 'coffer' ? c : r).push(now() - t0);
-      f.rollback(side, fork, txCount(blocks));
+      f.rollback(fork, txCount(blocks));
     }
   }
   const coffer = stat(c);

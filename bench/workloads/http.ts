@@ -105,9 +105,6 @@ export async function runHttp(
         })
       ).key;
     });
-    // memory:// keeps the raw side in a copy: take it now that the data is in place.
-    await f.raw.close();
-    f.raw = await f.bench.openRaw();
     const raw = f.raw;
 
     const services = { coffer, chains: ChainRouter.fixed(coffer), blockProcessors: [] };

@@ -209,8 +209,7 @@ export async function runSettlement(
         .executeTakeFirstOrThrow();
       return Number(r.n);
     });
-    // memory://'s raw side settles in its own copy of the database.
-    if (settled !== cofferDone + (backend === 'memory' ? 0 : sameDone))
+    if (settled !== cofferDone + sameDone)
       throw new Error(`${settled} reservations settled, ${cofferDone} Coffer and ${sameDone} raw settlements ran`);
     const after = await transferTotals(raw);
     if (after.sum !== before.sum || after.ledger !== rawDone)

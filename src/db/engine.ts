@@ -310,6 +310,20 @@ function acquireSqliteFile(target: DbTarget & { backend: 'sqlite' }, s: EngineSe
   };
 }
 
+// memory://'s one connection, by engine. Nothing else can open that database, so a tool that must
+// run beside Coffer on the same rows (the benchmarks' raw side) gets it here, not a copy: a copy
+// is a different database (deserialized or vacuumed pages read faster than ones grown in place).
+const inProcess = new WeakMap<Engine, Database.Database>();
+
+/**
+ * The native connection of a memory:// engine (undefined for every other backend: open the file
+ * or the server yourself). Statements run on it bypass Coffer's transaction queue, so use it only
+ * while no Coffer transaction is open.
+ */
+export function inProcessConnection(engine: Engine): Database.Database | undefined {
+  return inProcess.get(engine);
+}
+
 async function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSettings): Promise<Engine> {
   let acquired: ReturnType<typeof acquireSqliteFile>;
   try {
@@ -323,7 +337,7 @@ async function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSet
   const writer = w.db;
   const reader = r.db;
   const handles = readerHandle !== writerHandle ? [writerHandle, readerHandle] : [writerHandle];
-  return {
+  const engine: Engine = {
     target,
     backend: 'sqlite',
     label: backendLabel(target),
@@ -349,6 +363,8 @@ async function openSqlite(target: DbTarget & { backend: 'sqlite' }, s: EngineSet
       }
     },
   };
+  if (target.memory) inProcess.set(engine, writerHandle.db);
+  return engine;
 }
 
 interface PgQueryable {
