@@ -141,7 +141,7 @@ async function openRaw(backend: BackendName, url: string, coffer: Coffer, poolMa
   if (backend === 'memory') {
     // Coffer's own connection: the only way into an in-process database, and the same pages.
     // (Until 2026-12-04 the raw side read a copy taken by VACUUM INTO and deserialized. With the
-    // same raw code, that copy answered point reads 12 % faster than Coffer's own database at
+    // same raw code, that copy answered point reads 13–23 % faster than Coffer's own database at
     // 1M rows: packed pages in one buffer against pages grown in place. Every memory:// ratio
     // was low by that much for the storage alone.)
     const native = inProcessConnection(coffer.engine);
