@@ -21,12 +21,6 @@ import { runTrim } from '../ops/trim.js';
 const DB_HELP = 'database URL (sqlite:PATH, memory://, postgres://…, mysql://…)';
 const CONFIG_HELP = 'JSON config file (default: ./coffer.config.json if present)';
 
-interface Common {
-  db?: string;
-  config?: string;
-  json?: boolean;
-}
-
 function out(line = ''): void {
   process.stdout.write(`${line}\n`);
 }

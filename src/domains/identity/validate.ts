@@ -1,6 +1,5 @@
 // Input validation for the identity stores: zod schemas checked before any write, failures
 // as a ValidationError naming the field.
-import type { z } from 'zod';
 import { ValidationError } from '../../db/errors.js';
 import { parseOrThrow } from '../../util/zod-parse.js';
 
