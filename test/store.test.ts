@@ -424,7 +424,11 @@ forEachBackend(
         holder.stdout.once('data', () => resolve());
         void exited.then((code) => reject(new Error(`holder exited early (${code})`)));
       });
-      await waiter.write((tx) => tx.insert('fx_counters', { name: 'share-2', value: 2n }), { op: 'test.busy' });
+      // The holder keeps the lock 400 ms. With busy_timeout 20 ms, the default 8 attempts and their
+      // random backoff gave up before that in about 2 % of runs (seen once in a full run: 160 ms of
+      // busy waits plus jitter that may draw near 0); 20 attempts cannot end before 400 ms of
+      // busy waits alone, so the write outlasts the holder whatever the draws.
+      await waiter.write((tx) => tx.insert('fx_counters', { name: 'share-2', value: 2n }), { op: 'test.busy', maxAttempts: 20 });
       await exited;
       const names = await waiter.read((tx) => tx.db.selectFrom('fx_counters').select('name').where('name', 'like', 'share-%').execute());
       assert.equal(names.length, 2);
