@@ -95,6 +95,18 @@ export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
   return sha256Hex(Buffer.from(canonicalJson(hashedForm(e)), 'utf8'));
 }
 
+/**
+ * A before or after image for the entry, redacted: a row of `table` as its JSON form, or any
+ * other value as JSON. (Module-level rather than a closure per entry: under tsx's keepNames a
+ * named closure costs an Object.defineProperty each time it is created.)
+ */
+function imageOf(tx: Tx, table: string | undefined, row: Row | null | undefined): JsonValue | undefined {
+  if (row === undefined) return undefined;
+  if (row === null) return null;
+  const json = table ? rowJson(tx, table, row) : toJsonValue(row, 'change');
+  return redactDeep(table ? redactRow(table, json as Row) : json) as JsonValue;
+}
+
 function validate(tx: Tx, input: AuditInput, i: number): Omit<AuditEntry, 'seq' | 'at' | 'prevHash' | 'hash'> {
   const actor = checkActor(input.actor);
   const r = InputSchema.safeParse({ action: input.action, domain: input.domain, entity: input.entity, entityId: String(input.entityId) });
@@ -103,15 +115,9 @@ function validate(tx: Tx, input: AuditInput, i: number): Omit<AuditEntry, 'seq' 
     const field = issue.path.map(String).join('.');
     throw new ValidationError(`audit${i ? `[${i}]` : ''}.${field}: ${issue.message}`, { field });
   }
-  const image = (row: Row | null | undefined): JsonValue | undefined => {
-    if (row === undefined) return undefined;
-    if (row === null) return null;
-    const json = input.table ? rowJson(tx, input.table, row) : toJsonValue(row, 'change');
-    return redactDeep(input.table ? redactRow(input.table, json as Row) : json) as JsonValue;
-  };
   const change: Record<string, JsonValue> = {};
-  const before = image(input.before);
-  const after = image(input.after);
+  const before = imageOf(tx, input.table, input.before);
+  const after = imageOf(tx, input.table, input.after);
   if (before !== undefined) change.before = before;
   if (after !== undefined) change.after = after;
   if (input.details !== undefined) change.details = redactDeep(toJsonValue(input.details, 'details')) as JsonValue;

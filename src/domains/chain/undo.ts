@@ -262,6 +262,8 @@ export type JournaledWrite =
 
 /** The table a journaled write names. */
 export const tableOfWrite = (w: JournaledWrite): string => ('insert' in w ? w.insert : 'update' in w ? w.update : w.delete);
+/** The row's image before a journaled write: none for an insert (the revert deletes it). */
+const knownBefore = (w: JournaledWrite): Row | null => ('insert' in w ? null : w.known.before);
 
 /**
  * journaledInsert, journaledUpdate and journaledDelete (of rows read before) of several rows, in
@@ -297,14 +299,13 @@ export async function journaledWriteAll(
         ? { update: w.update, set: w.changes, where: whereKnown(tx, w.update, w.key, w.known) }
         : { delete: w.delete, where: whereKnown(tx, w.delete, w.key, w.known) },
   );
-  const before = (w: JournaledWrite) => ('insert' in w ? null : w.known.before);
   // Writes that must all happen (the caller fails the transaction otherwise), inside a journal
   // batch: the batch so far and these writes' entries go in with the writes, in their statement
   // on PostgreSQL (one round trip fewer than the batch's own INSERT at the end), and only if
   // every write wrote; if one did not, the entries of those that did join the batch as usual.
   const batch = batches.get(tx);
   if (opts.allMust && batch && tx.writesInOneStatement) {
-    const entries = writes.map((w, i) => entryFor(tx, ref, tableOfWrite(w), keys[i]!, before(w)));
+    const entries = writes.map((w, i) => entryFor(tx, ref, tableOfWrite(w), keys[i]!, knownBefore(w)));
     const fresh = entries.filter((e) => e !== undefined);
     const counts = await tx.writeAll(rowWrites, { thenInsert: { table: UNDO_TABLE, rows: [...batch, ...fresh.map((e) => e.entry)] } });
     const wrote = counts.map((n) => n > 0n);
@@ -321,7 +322,7 @@ export async function journaledWriteAll(
     return wrote;
   }
   const wrote = (await tx.writeAll(rowWrites)).map((n) => n > 0n);
-  for (let i = 0; i < writes.length; i++) if (wrote[i]) await record(tx, ref, tableOfWrite(writes[i]!), keys[i]!, before(writes[i]!));
+  for (let i = 0; i < writes.length; i++) if (wrote[i]) await record(tx, ref, tableOfWrite(writes[i]!), keys[i]!, knownBefore(writes[i]!));
   return wrote;
 }
 
