@@ -624,3 +624,6 @@ CREATE TABLE `token_onchain_actions` (
 CREATE INDEX `ix_token_onchain_actions_state` ON `token_onchain_actions` (`chain_id`, `state`, `block_height`, `index_in_block`);
 CREATE INDEX `ix_token_onchain_actions_ref` ON `token_onchain_actions` (`ref_hash`);
 CREATE INDEX `ix_token_onchain_actions_height` ON `token_onchain_actions` (`chain_id`, `block_height`);
+
+-- identity/0002_key_listing (src/domains/identity/0002_key_listing.ts)
+CREATE INDEX `ix_identity_api_keys_listing` ON `identity_api_keys` (`integration_id`, `created_at`, `id`);

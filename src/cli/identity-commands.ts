@@ -5,10 +5,23 @@
 import type { Command } from '@commander-js/extra-typings';
 import { ValidationError } from '../db/errors.js';
 import { applyRoles, planRoles } from '../domains/identity/db-roles.js';
-import { identity } from '../domains/identity/index.js';
+import { identity, type ApiKey, type Integration } from '../domains/identity/index.js';
 import { cliActor, CONFIG_HELP, DB_HELP, out, toJson, withCoffer } from './audit-commands.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+const PAGE = 1000;
+
+/** Every row of a keyset-paged list (the CLI prints them all), read page by page in one transaction. */
+async function everyPage<T>(page: (after: T | undefined) => Promise<T[]>): Promise<T[]> {
+  const all: T[] = [];
+  for (let last: T | undefined; ;) {
+    const rows = await page(last);
+    all.push(...rows);
+    if (rows.length < PAGE) return all;
+    last = rows[rows.length - 1];
+  }
+}
 
 /** "90d", "12h", "30m", "3600s" → milliseconds. */
 export function parseDuration(s: string, field: string): number {
@@ -88,7 +101,9 @@ export function registerIdentityCommands(program: Command): void {
         coffer.read(
           async (tx) => {
             const id = identity(tx, cliActor());
-            const integrations = await id.integrations.list({ includeDeleted: true });
+            const integrations = await everyPage<Integration>((after) =>
+              id.integrations.list({ includeDeleted: true, limit: PAGE, ...(after ? { after: after.id } : {}) }),
+            );
             const byId = new Map(integrations.map((i) => [i.id, i.name]));
             let integrationId: bigint | undefined;
             if (opts.integration) {
@@ -96,10 +111,14 @@ export function registerIdentityCommands(program: Command): void {
               if (!i) throw new ValidationError(`--integration: no integration named "${opts.integration}"`, { field: 'integration' });
               integrationId = i.id;
             }
-            const list = await id.keys.list({
-              ...(integrationId !== undefined ? { integrationId } : {}),
-              includeRevoked: opts.all === true,
-            });
+            const list = await everyPage<ApiKey>((after) =>
+              id.keys.list({
+                ...(integrationId !== undefined ? { integrationId } : {}),
+                includeRevoked: opts.all === true,
+                limit: PAGE,
+                ...(after ? { after: { integrationId: after.integrationId, createdAt: after.createdAt, id: after.id } } : {}),
+              }),
+            );
             return list.map((k) => ({ ...k, integration: byId.get(k.integrationId) ?? String(k.integrationId) }));
           },
           { op: 'identity.listKeys' },

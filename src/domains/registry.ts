@@ -7,7 +7,9 @@ import core0001 from './core/0001_init.js';
 import identity0001 from './identity/0001_init.js';
 import audit0001 from './audit/0001_init.js';
 import tokens0001 from './tokens/0001_init.js';
+import identity0002 from './identity/0002_key_listing.js';
 
+// prettier-ignore
 export const MIGRATIONS: readonly Migration[] = [
   core0001,
   chain0001,
@@ -15,4 +17,5 @@ export const MIGRATIONS: readonly Migration[] = [
   identity0001,
   audit0001,
   tokens0001,
+  identity0002,
 ];

@@ -24,7 +24,7 @@ import { readRowHistory } from '../audit/history.js';
 import { entityTrail } from '../audit/log.js';
 import { REDACTED } from '../audit/policy.js';
 import { verifyAuditLog } from '../audit/verify.js';
-import { authenticateApiKey, authenticateSession, hasScope, identity, requireScope } from './index.js';
+import { authenticateApiKey, authenticateSession, hasScope, identity, requireScope, type ApiKey } from './index.js';
 
 const actor = systemActor('test');
 const keyring = new Keyring([{ id: 'k1', key: randomBytes(32) }]);
@@ -421,5 +421,101 @@ forEachBackend('identity', (ctx) => {
     assert.equal(hist[2]!.after!.live_name, null);
     const v = await verifyAuditLog(coffer);
     assert.equal(v.ok, true, v.firstBad?.message);
+  });
+
+  test('integrations and keys list a page at a time, in order, each row once', async () => {
+    // One creation time for every key: the order's ties are broken by id.
+    const at = new Date();
+    const made = await coffer.write(
+      async (tx) => {
+        const id = identity(tx, actor, { keyring, now: () => at });
+        const integs = [];
+        for (let i = 0; i < 5; i++) integs.push(await id.integrations.create({ name: `paged-${i}` }));
+        const keys = [];
+        for (const integ of integs.slice(0, 2))
+          for (let k = 0; k < 4; k++)
+            keys.push(
+              (await id.keys.create({ integrationId: integ.id, name: `k${k}`, scopes: ['chain:read'], expiresAt: inDays(1) })).record,
+            );
+        return { integs, keys };
+      },
+      { op: 'test.identity' },
+    );
+    await w((id) => id.integrations.delete(made.integs[2]!.id));
+    const mine = new Set(made.integs.map((i) => i.id));
+
+    const integrations = async (includeDeleted: boolean) => {
+      const seen: bigint[] = [];
+      for (let after: bigint | undefined; ;) {
+        const page = await r((id) => id.integrations.list({ includeDeleted, limit: 2, ...(after !== undefined ? { after } : {}) }));
+        assert.ok(page.length <= 2);
+        seen.push(...page.map((i) => i.id));
+        if (page.length < 2) return seen;
+        after = page[page.length - 1]!.id;
+      }
+    };
+    const all = await integrations(true);
+    assert.ok(
+      all.every((id, i) => i === 0 || id > all[i - 1]!),
+      'ascending ids, none twice',
+    );
+    assert.deepEqual(
+      all.filter((id) => mine.has(id)),
+      made.integs.map((i) => i.id),
+    );
+    const live = await integrations(false);
+    assert.deepEqual(
+      live.filter((id) => mine.has(id)),
+      made.integs.filter((_, i) => i !== 2).map((i) => i.id),
+      'a deleted integration is listed only when asked for',
+    );
+
+    // Keys: within an integration by creation time, then id; across integrations by integration first.
+    const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    const expected = [...made.keys.slice(0, 4).sort(byId), ...made.keys.slice(4).sort(byId)].map((k) => k.id);
+    const keys = async (integrationId?: bigint) => {
+      const seen: string[] = [];
+      for (let after: ApiKey | undefined; ;) {
+        const page = await r((id) =>
+          id.keys.list({
+            limit: 3,
+            ...(integrationId !== undefined ? { integrationId } : {}),
+            ...(after ? { after: { integrationId: after.integrationId, createdAt: after.createdAt, id: after.id } } : {}),
+          }),
+        );
+        seen.push(...page.map((k) => k.id));
+        if (page.length < 3) return seen;
+        after = page[page.length - 1]!;
+      }
+    };
+    assert.deepEqual(await keys(made.integs[0]!.id), expected.slice(0, 4));
+    const ours = new Set(expected);
+    assert.deepEqual(
+      (await keys()).filter((k) => ours.has(k)),
+      expected,
+    );
+
+    // Bad page arguments are ValidationErrors naming the field.
+    for (const limit of [0, 1001, 1.5])
+      await assert.rejects(
+        r((id) => id.integrations.list({ limit })),
+        (e: unknown) => e instanceof ValidationError && e.details.field === 'limit',
+      );
+    await assert.rejects(
+      r((id) => id.keys.list({ limit: 0 })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'limit',
+    );
+    await assert.rejects(
+      r((id) => id.integrations.list({ after: 'x' })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'after',
+    );
+    const k4 = made.keys[4]!;
+    await assert.rejects(
+      r((id) =>
+        id.keys.list({ integrationId: made.integs[0]!.id, after: { integrationId: k4.integrationId, createdAt: k4.createdAt, id: k4.id } }),
+      ),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'after',
+      'a position in another integration',
+    );
   });
 });

@@ -3,6 +3,7 @@
 // unique within their integration, scopes, an expiry, an IP allow-list and soft delete; every
 // update is optimistic (expectedVersion) and a stale one fails with ConflictError.
 import { defineQuery } from '../../db/prepared.js';
+import { keysetAfter } from '../../db/keyset.js';
 import { z } from 'zod';
 import { InvalidStateTransitionError, NotFoundError, UnauthenticatedError, ForbiddenError, ValidationError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
@@ -54,6 +55,17 @@ const Name = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9 ._:@-]*$/, 'letters, digits, space and . _ : @ -, starting with a letter or digit');
 const KeyId = z.string().regex(/^[0-9a-f]{24}$/, 'an API key id (24 hex characters)');
 const Version = z.number().int().min(1);
+const PageLimit = z.number().int().min(1).max(1000).default(100);
+
+/** Where a key sits in keys.list's order: the page after it starts with the next key. */
+export interface KeyPosition {
+  integrationId: bigint | number | string;
+  createdAt: Date;
+  id: string;
+}
+const KeyPositionSchema = z
+  .object({ integrationId: z.union([z.bigint(), z.number(), z.string()]), createdAt: z.date(), id: KeyId })
+  .strict();
 
 function toIntegration(r: Row): Integration {
   return {
@@ -108,10 +120,13 @@ export class Integrations extends IdentityStore {
     return raw ? toIntegration(this.tx.codec(INTEGRATIONS).decode(raw as Row)) : undefined;
   }
 
-  async list(opts: { includeDeleted?: boolean } = {}): Promise<Integration[]> {
+  /** Integrations in id order, a page at a time: `after` the last id seen, `limit` (1–1000, default 100) of them. */
+  async list(opts: { includeDeleted?: boolean; after?: bigint | number | string; limit?: number } = {}): Promise<Integration[]> {
+    const limit = parseInput(PageLimit, opts.limit, 'limit');
     let q = this.tx.db.selectFrom(INTEGRATIONS).selectAll();
     if (!opts.includeDeleted) q = q.where('deleted_at', 'is', null);
-    const rows = await q.orderBy('id').execute();
+    if (opts.after !== undefined) q = q.where('id', '>', this.tx.codec(INTEGRATIONS).encode({ id: toId(opts.after, 'after') }).id as never);
+    const rows = await q.orderBy('id').limit(limit).execute();
     return rows.map((r) => toIntegration(this.tx.codec(INTEGRATIONS).decode(r as Row)));
   }
 
@@ -254,17 +269,39 @@ export class ApiKeys extends IdentityStore {
     return row ? toApiKey(row) : undefined;
   }
 
-  async list(opts: { integrationId?: bigint | number | string; includeRevoked?: boolean } = {}): Promise<ApiKey[]> {
+  /**
+   * Keys in (integration, creation time, id) order, a page at a time: `after` the last key seen
+   * (its own position in that order), `limit` (1–1000, default 100) of them.
+   */
+  async list(
+    opts: { integrationId?: bigint | number | string; includeRevoked?: boolean; after?: KeyPosition; limit?: number } = {},
+  ): Promise<ApiKey[]> {
+    const limit = parseInput(PageLimit, opts.limit, 'limit');
+    const codec = this.tx.codec(API_KEYS);
     let q = this.tx.db.selectFrom(API_KEYS).selectAll();
     if (opts.integrationId !== undefined)
       q = q.where(
         'integration_id',
         '=',
-        this.tx.codec(API_KEYS).encode({ integration_id: toId(opts.integrationId, 'integrationId') }).integration_id as never,
+        codec.encode({ integration_id: toId(opts.integrationId, 'integrationId') }).integration_id as never,
       );
     if (!opts.includeRevoked) q = q.where('deleted_at', 'is', null);
-    const rows = await q.orderBy('integration_id').orderBy('created_at').orderBy('id').execute();
-    return rows.map((r) => toApiKey(this.tx.codec(API_KEYS).decode(r as Row)));
+    if (opts.after !== undefined) {
+      const a = parseInput(KeyPositionSchema, opts.after, 'after');
+      const integrationId = toId(a.integrationId, 'after.integrationId');
+      if (opts.integrationId !== undefined && integrationId !== toId(opts.integrationId, 'integrationId'))
+        throw new ValidationError('after: a position in another integration', { field: 'after' });
+      const e = codec.encode({ integration_id: integrationId, created_at: a.createdAt, id: a.id });
+      // Within one integration the order starts at created_at, so the index range starts there.
+      const cols = [
+        { column: 'integration_id', value: e.integration_id },
+        { column: 'created_at', value: e.created_at },
+        { column: 'id', value: e.id },
+      ];
+      q = q.where((eb) => keysetAfter(eb, opts.integrationId !== undefined ? cols.slice(1) : cols));
+    }
+    const rows = await q.orderBy('integration_id').orderBy('created_at').orderBy('id').limit(limit).execute();
+    return rows.map((r) => toApiKey(codec.decode(r as Row)));
   }
 
   /** Changes a live key if it is still at expectedVersion; ConflictError when someone changed it first. */

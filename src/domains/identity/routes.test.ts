@@ -34,7 +34,11 @@ forEachBackend('identity and audit API', (ctx) => {
     assert.doesNotMatch(listed.body, new RegExp(key.slice(key.indexOf('_', 4) + 1).replace(/[-]/g, '\\-')));
     assert.equal(listed.json().items.length, 1);
     const stored = await coffer.read((tx) => tx.db.selectFrom('identity_api_keys').selectAll().execute());
-    assert.doesNotMatch(JSON.stringify(stored, (_k, v) => (typeof v === 'bigint' ? String(v) : v)), new RegExp(key.slice(key.indexOf('_', 4) + 1).replace(/[-]/g, '\\-')), 'only the hash is stored');
+    assert.doesNotMatch(
+      JSON.stringify(stored, (_k, v) => (typeof v === 'bigint' ? String(v) : v)),
+      new RegExp(key.slice(key.indexOf('_', 4) + 1).replace(/[-]/g, '\\-')),
+      'only the hash is stored',
+    );
     const use = await svc.call('GET', '/v1/chains', { authorization: `Bearer ${key}` });
     assert.equal(use.statusCode, 200, use.body);
 
@@ -61,7 +65,11 @@ forEachBackend('identity and audit API', (ctx) => {
     assert.equal((await svc.call('POST', '/v1/tokens/consume', admin, { token, tokenType: 'invite' })).statusCode, 200);
     const again = await svc.call('POST', '/v1/tokens/consume', admin, { token, tokenType: 'invite' });
     assert.ok(again.statusCode >= 400 && again.statusCode < 500, again.body);
-    assert.doesNotMatch(again.body, new RegExp(token.slice(token.indexOf('_', 4) + 1).replace(/[-]/g, '\\-')), 'the token never echoes back in errors');
+    assert.doesNotMatch(
+      again.body,
+      new RegExp(token.slice(token.indexOf('_', 4) + 1).replace(/[-]/g, '\\-')),
+      'the token never echoes back in errors',
+    );
   });
 
   test('the audit log is readable page by page, verifiable, and names the key as actor', async () => {
@@ -74,13 +82,18 @@ forEachBackend('identity and audit API', (ctx) => {
       cursor = r.json().nextCursor;
       if (!cursor) break;
     }
-    assert.deepEqual(seen, seen.map((_, i) => String(i + 1)));
+    assert.deepEqual(
+      seen,
+      seen.map((_, i) => String(i + 1)),
+    );
     const head = (await svc.call('GET', '/v1/audit/head', admin)).json();
     assert.equal(head.seq, String(seen.length));
     const verify = (await svc.call('GET', '/v1/audit/verify', admin)).json();
     assert.equal(verify.ok, true, JSON.stringify(verify));
     assert.equal(verify.headHash, head.hash);
-    const created = await coffer.read((tx) => tx.db.selectFrom('audit_log').select(['actor_type', 'actor_id']).where('action', '=', 'identity.integration.create').execute());
+    const created = await coffer.read((tx) =>
+      tx.db.selectFrom('audit_log').select(['actor_type', 'actor_id']).where('action', '=', 'identity.integration.create').execute(),
+    );
     // The test harness's own integration is created by a system actor; the API's by the key.
     const viaApi = created.filter((r) => r.actor_type === 'api_key');
     assert.equal(viaApi.length, 2);
@@ -96,5 +109,46 @@ forEachBackend('identity and audit API', (ctx) => {
     const bad = await svc.call('POST', '/v1/integrations', admin, { name: '' });
     assert.equal(bad.statusCode, 400);
     assert.equal(bad.json().error.field, 'name');
+  });
+
+  test('integrations and their keys list page by page through nextCursor', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await svc.call('POST', '/v1/integrations', admin, { name: `listed-${i}` })).json().id);
+    const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
+    const keyIds: string[] = [];
+    for (let k = 0; k < 5; k++)
+      keyIds.push(
+        (await svc.call('POST', `/v1/integrations/${ids[0]}/keys`, admin, { name: `k${k}`, scopes: ['chain:read'], expiresAt })).json()
+          .record.id,
+      );
+
+    const walk = async (url: string) => {
+      const seen: { id: string }[] = [];
+      for (let cursor: string | undefined; ;) {
+        const res = await svc.call('GET', `${url}${url.includes('?') ? '&' : '?'}limit=2${cursor ? `&cursor=${cursor}` : ''}`, admin);
+        assert.equal(res.statusCode, 200, res.body);
+        const page = res.json() as { items: { id: string }[]; nextCursor?: string };
+        assert.ok(page.items.length <= 2);
+        seen.push(...page.items);
+        if (!page.nextCursor) return seen.map((x) => String(x.id));
+        cursor = page.nextCursor;
+      }
+    };
+    const integrations = await walk('/v1/integrations');
+    assert.equal(new Set(integrations).size, integrations.length, 'no integration twice');
+    assert.deepEqual(
+      integrations.filter((id) => ids.includes(id)),
+      ids,
+    );
+    const keys = await walk(`/v1/integrations/${ids[0]}/keys`);
+    assert.deepEqual([...keys].sort(), [...keyIds].sort(), 'every key once');
+    assert.equal((await walk(`/v1/integrations/${ids[1]}/keys`)).length, 0);
+
+    const bad = await svc.call('GET', `/v1/integrations/${ids[0]}/keys?cursor=not-a-cursor`, admin);
+    assert.equal(bad.statusCode, 400, bad.body);
+    assert.equal(bad.json().error.field, 'cursor');
+    const big = await svc.call('GET', '/v1/integrations?limit=501', admin);
+    assert.equal(big.statusCode, 400, big.body);
+    assert.equal(big.json().error.field, 'query.limit');
   });
 });

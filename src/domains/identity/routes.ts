@@ -3,6 +3,7 @@
 // The stores record their own audit entries and row history with the calling key as actor.
 import { z } from 'zod';
 import { NotFoundError } from '../../db/errors.js';
+import { decodeCursor, pageOf, pageQuery } from '../../server/pagination.js';
 import { route, type RouteSpec } from '../../server/route.js';
 import { actorOf } from '../../server/services.js';
 import { isoTime } from '../../server/wire.js';
@@ -28,20 +29,30 @@ export function identityRoutes(): RouteSpec[] {
       body: z.object({ name: z.string() }).strict(),
       response: any,
       status: 201,
-      handler: ({ body, coffer, principal }) => coffer.write((tx) => identity(tx, actorOf(principal)).integrations.create(body), { op: 'identity.createIntegration' }),
+      handler: ({ body, coffer, principal }) =>
+        coffer.write((tx) => identity(tx, actorOf(principal)).integrations.create(body), { op: 'identity.createIntegration' }),
     }),
     route({
       method: 'GET',
       url: '/v1/integrations',
-      summary: 'List integrations',
+      summary: 'List integrations, cursor-paginated by id',
       tag: 'identity',
       auth: { domain: 'identity', level: 'read' },
-      query: z.object({ includeDeleted: z.enum(['true', 'false']).default('false') }).strict(),
-      response: z.object({ items: z.array(any) }),
+      query: z.object({ includeDeleted: z.enum(['true', 'false']).default('false'), ...pageQuery }).strict(),
+      response: z.object({ items: z.array(any), nextCursor: z.string().optional() }),
       handler: ({ query, coffer, principal }) =>
-        coffer.read(async (tx) => ({ items: await identity(tx, actorOf(principal)).integrations.list({ includeDeleted: query.includeDeleted === 'true' }) }), {
-          op: 'identity.listIntegrations',
-        }),
+        coffer.read(
+          async (tx) => {
+            const after = decodeCursor(query.cursor, z.object({ i: idParam }).strict())?.i;
+            const rows = await identity(tx, actorOf(principal)).integrations.list({
+              includeDeleted: query.includeDeleted === 'true',
+              ...(after ? { after } : {}),
+              limit: query.limit + 1,
+            });
+            return pageOf(rows, query.limit, (i) => ({ i: String(i.id) }));
+          },
+          { op: 'identity.listIntegrations' },
+        ),
     }),
     route({
       method: 'PATCH',
@@ -65,9 +76,16 @@ export function identityRoutes(): RouteSpec[] {
       query: z.object({ expectedVersion: z.coerce.number().int().min(1).optional() }).strict(),
       response: any,
       handler: ({ params, query, coffer, principal }) =>
-        coffer.write((tx) => identity(tx, actorOf(principal)).integrations.delete(params.id, query.expectedVersion ? { expectedVersion: query.expectedVersion } : {}), {
-          op: 'identity.deleteIntegration',
-        }),
+        coffer.write(
+          (tx) =>
+            identity(tx, actorOf(principal)).integrations.delete(
+              params.id,
+              query.expectedVersion ? { expectedVersion: query.expectedVersion } : {},
+            ),
+          {
+            op: 'identity.deleteIntegration',
+          },
+        ),
     }),
     route({
       method: 'POST',
@@ -76,25 +94,44 @@ export function identityRoutes(): RouteSpec[] {
       tag: 'identity',
       auth: { domain: 'identity', level: 'admin' },
       params: z.object({ id: idParam }).strict(),
-      body: z.object({ name: z.string(), scopes: z.array(z.string()).max(64), expiresAt: isoTime, ipAllow: z.array(z.string()).max(64).optional() }).strict(),
+      body: z
+        .object({
+          name: z.string(),
+          scopes: z.array(z.string()).max(64),
+          expiresAt: isoTime,
+          ipAllow: z.array(z.string()).max(64).optional(),
+        })
+        .strict(),
       response: z.object({ key: z.string(), record: any }),
       status: 201,
       handler: ({ params, body, coffer, principal }) =>
-        coffer.write((tx) => identity(tx, actorOf(principal)).keys.create({ ...body, integrationId: params.id }), { op: 'identity.createKey' }),
+        coffer.write((tx) => identity(tx, actorOf(principal)).keys.create({ ...body, integrationId: params.id }), {
+          op: 'identity.createKey',
+        }),
     }),
     route({
       method: 'GET',
       url: '/v1/integrations/:id/keys',
-      summary: "An integration's API keys (never their secrets)",
+      summary: "An integration's API keys (never their secrets), oldest first, cursor-paginated",
       tag: 'identity',
       auth: { domain: 'identity', level: 'read' },
       params: z.object({ id: idParam }).strict(),
-      query: z.object({ includeRevoked: z.enum(['true', 'false']).default('false') }).strict(),
-      response: z.object({ items: z.array(any) }),
+      query: z.object({ includeRevoked: z.enum(['true', 'false']).default('false'), ...pageQuery }).strict(),
+      response: z.object({ items: z.array(any), nextCursor: z.string().optional() }),
       handler: ({ params, query, coffer, principal }) =>
-        coffer.read(async (tx) => ({ items: await identity(tx, actorOf(principal)).keys.list({ integrationId: params.id, includeRevoked: query.includeRevoked === 'true' }) }), {
-          op: 'identity.listKeys',
-        }),
+        coffer.read(
+          async (tx) => {
+            const c = decodeCursor(query.cursor, z.object({ t: z.number().int().min(0).max(8.64e15), k: keyId }).strict());
+            const rows = await identity(tx, actorOf(principal)).keys.list({
+              integrationId: params.id,
+              includeRevoked: query.includeRevoked === 'true',
+              ...(c ? { after: { integrationId: params.id, createdAt: new Date(c.t), id: c.k } } : {}),
+              limit: query.limit + 1,
+            });
+            return pageOf(rows, query.limit, (k) => ({ t: k.createdAt.getTime(), k: k.id }));
+          },
+          { op: 'identity.listKeys' },
+        ),
     }),
     route({
       method: 'PATCH',
@@ -126,7 +163,8 @@ export function identityRoutes(): RouteSpec[] {
       auth: { domain: 'identity', level: 'admin' },
       params: z.object({ keyId }).strict(),
       response: any,
-      handler: ({ params, coffer, principal }) => coffer.write((tx) => identity(tx, actorOf(principal)).keys.revoke(params.keyId), { op: 'identity.revokeKey' }),
+      handler: ({ params, coffer, principal }) =>
+        coffer.write((tx) => identity(tx, actorOf(principal)).keys.revoke(params.keyId), { op: 'identity.revokeKey' }),
     }),
     route({
       method: 'PUT',
@@ -140,8 +178,7 @@ export function identityRoutes(): RouteSpec[] {
       status: 201,
       handler: ({ params, body, coffer, principal }) =>
         coffer.write(
-          (tx) =>
-            identity(tx, actorOf(principal)).tokenConfigs.create({ integrationId: params.id, tokenType: params.tokenType, ...body }),
+          (tx) => identity(tx, actorOf(principal)).tokenConfigs.create({ integrationId: params.id, tokenType: params.tokenType, ...body }),
           { op: 'identity.configureTokenType' },
         ),
     }),
@@ -156,7 +193,9 @@ export function identityRoutes(): RouteSpec[] {
       response: z.object({ token: z.string(), record: any }),
       status: 201,
       handler: ({ params, body, coffer, principal }) =>
-        coffer.write((tx) => identity(tx, actorOf(principal)).tokens.mint({ integrationId: params.id, tokenType: body.tokenType }), { op: 'identity.mintToken' }),
+        coffer.write((tx) => identity(tx, actorOf(principal)).tokens.mint({ integrationId: params.id, tokenType: body.tokenType }), {
+          op: 'identity.mintToken',
+        }),
     }),
     route({
       method: 'POST',
@@ -167,7 +206,9 @@ export function identityRoutes(): RouteSpec[] {
       body: z.object({ token: z.string().max(200), tokenType }).strict(),
       response: any,
       handler: ({ body, coffer, principal }) =>
-        coffer.write((tx) => identity(tx, actorOf(principal)).tokens.consume(body.token, { tokenType: body.tokenType }), { op: 'identity.consumeToken' }),
+        coffer.write((tx) => identity(tx, actorOf(principal)).tokens.consume(body.token, { tokenType: body.tokenType }), {
+          op: 'identity.consumeToken',
+        }),
     }),
     route({
       method: 'GET',
@@ -178,9 +219,12 @@ export function identityRoutes(): RouteSpec[] {
       params: z.object({ id: idParam }).strict(),
       response: any,
       handler: ({ params, coffer, principal }) =>
-        coffer.read(async (tx) => (await identity(tx, actorOf(principal)).integrations.get(params.id)) ?? missing('integration', params.id, 'id'), {
-          op: 'identity.getIntegration',
-        }),
+        coffer.read(
+          async (tx) => (await identity(tx, actorOf(principal)).integrations.get(params.id)) ?? missing('integration', params.id, 'id'),
+          {
+            op: 'identity.getIntegration',
+          },
+        ),
     }),
   ];
 }
