@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// `npm test`: type-check, then run every *.test.ts under test/, src/ and bench/ with node:test (through
-// tsx), after printing which backends run and why others are skipped. Node 20's --test does
-// not expand globs, so the file list is built here.
+// `npm test`: type-check, check formatting (prettier, as `npm run format` writes it), then run
+// every *.test.ts under test/, src/ and bench/ with node:test (through tsx), after printing which
+// backends run and why others are skipped. --no-typecheck and --no-format-check skip the checks
+// (subset runs). Node 20's --test does not expand globs, so the file list is built here.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 const args = process.argv.slice(2);
 const filters = args.filter((a) => !a.startsWith('--'));
 const skipTypecheck = args.includes('--no-typecheck');
+const skipFormat = args.includes('--no-format-check');
 
 function find(dir) {
   let out = [];
@@ -40,6 +42,19 @@ if (!skipTypecheck) {
   if (tsc.status !== 0) {
     console.error('type check failed');
     process.exit(tsc.status ?? 1);
+  }
+}
+if (!skipFormat) {
+  const fmt = spawnSync(
+    process.execPath,
+    ['node_modules/prettier/bin/prettier.cjs', '--check', '--log-level', 'warn', 'src', 'test', 'scripts', 'bench'],
+    {
+      stdio: 'inherit',
+    },
+  );
+  if (fmt.status !== 0) {
+    console.error('format check failed: the files above differ from `npm run format` (prettier --write)');
+    process.exit(fmt.status ?? 1);
   }
 }
 

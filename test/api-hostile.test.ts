@@ -53,9 +53,24 @@ const hostileValue: fc.Arbitrary<unknown> = fc.letrec<{ v: unknown }>((tie) => (
     fc.boolean(),
     fc.constant(null),
     fc.array(tie('v'), { maxLength: 3 }),
-    fc.dictionary(fc.constantFrom('chainId', 'height', 'hash', 'fractionCount', 'quantity', 'price', 'transactions', '__proto__', 'constructor', 'scopes'), tie('v'), {
-      maxKeys: 5,
-    }),
+    fc.dictionary(
+      fc.constantFrom(
+        'chainId',
+        'height',
+        'hash',
+        'fractionCount',
+        'quantity',
+        'price',
+        'transactions',
+        '__proto__',
+        'constructor',
+        'scopes',
+      ),
+      tie('v'),
+      {
+        maxKeys: 5,
+      },
+    ),
   ),
 })).v;
 
@@ -96,7 +111,10 @@ async function tableCounts(coffer: Coffer): Promise<Record<string, string>> {
   return coffer.read(async (tx) => {
     const out: Record<string, string> = {};
     for (const t of coffer.schema.tables.keys()) {
-      const r = await tx.db.selectFrom(t).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+      const r = await tx.db
+        .selectFrom(t)
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow();
       out[t] = toBigInt((r as { n: unknown }).n).toString();
     }
     return out;
@@ -111,7 +129,10 @@ forEachBackend('hostile input at every write route', (ctx) => {
     coffer = await ctx.open();
     svc = await testService(coffer);
     root = await svc.key(['*:admin']);
-    assert.equal((await svc.call('POST', '/v1/chains', root, { chainId: 'doge', name: 'Doge', network: 'main', confirmations: 2 })).statusCode, 201);
+    assert.equal(
+      (await svc.call('POST', '/v1/chains', root, { chainId: 'doge', name: 'Doge', network: 'main', confirmations: 2 })).statusCode,
+      201,
+    );
   });
 
   test('every write route answers 4xx (never 5xx) and writes nothing', async () => {
@@ -124,18 +145,27 @@ forEachBackend('hostile input at every write route', (ctx) => {
       const url = r.url.replace(/:([A-Za-z]+)/g, (_m, p: string) => PARAMS[p] ?? 'x');
       const base = VALID_BASES[`${r.method} ${r.url}`];
       await fc.assert(
-        fc.asyncProperty(hostileValue, invalidForAnyField, fc.constantFrom(...Object.keys(base ?? { _: 0 })), fc.boolean(), async (value, bad, field, wholeBody) => {
-          const payload = base && !wholeBody ? { ...base, [field]: bad } : value;
-          const res = await svc.app.inject({
-            method: r.method,
-            url,
-            headers: { ...root, 'content-type': 'application/json' },
-            payload: JSON.stringify(payload) ?? 'null',
-          });
-          seen.set(`${res.statusCode}`, (seen.get(`${res.statusCode}`) ?? 0) + 1);
-          assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${r.method} ${url} answered ${res.statusCode}: ${res.body.slice(0, 300)}`);
-          assert.doesNotMatch(res.body, /at [A-Za-z]+ \(|node_modules|SQLITE_|ER_[A-Z_]+|syntax error/, 'no internals in the answer');
-        }),
+        fc.asyncProperty(
+          hostileValue,
+          invalidForAnyField,
+          fc.constantFrom(...Object.keys(base ?? { _: 0 })),
+          fc.boolean(),
+          async (value, bad, field, wholeBody) => {
+            const payload = base && !wholeBody ? { ...base, [field]: bad } : value;
+            const res = await svc.app.inject({
+              method: r.method,
+              url,
+              headers: { ...root, 'content-type': 'application/json' },
+              payload: JSON.stringify(payload) ?? 'null',
+            });
+            seen.set(`${res.statusCode}`, (seen.get(`${res.statusCode}`) ?? 0) + 1);
+            assert.ok(
+              res.statusCode >= 400 && res.statusCode < 500,
+              `${r.method} ${url} answered ${res.statusCode}: ${res.body.slice(0, 300)}`,
+            );
+            assert.doesNotMatch(res.body, /at [A-Za-z]+ \(|node_modules|SQLITE_|ER_[A-Z_]+|syntax error/, 'no internals in the answer');
+          },
+        ),
         { numRuns: ctx.backend === 'memory' ? 40 : 15 },
       );
     }
@@ -144,11 +174,29 @@ forEachBackend('hostile input at every write route', (ctx) => {
   });
 
   test('raw malformed JSON, wrong content types and prototype pollution are refused', async () => {
-    for (const payload of ['{', '{"a":1,}', '[1,2', 'null', '"just a string"', '{"__proto__":{"admin":true}}', '{"constructor":{"prototype":{"x":1}}}']) {
-      const res = await svc.app.inject({ method: 'POST', url: '/v1/integrations', headers: { ...root, 'content-type': 'application/json' }, payload });
+    for (const payload of [
+      '{',
+      '{"a":1,}',
+      '[1,2',
+      'null',
+      '"just a string"',
+      '{"__proto__":{"admin":true}}',
+      '{"constructor":{"prototype":{"x":1}}}',
+    ]) {
+      const res = await svc.app.inject({
+        method: 'POST',
+        url: '/v1/integrations',
+        headers: { ...root, 'content-type': 'application/json' },
+        payload,
+      });
       assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${payload}: ${res.statusCode} ${res.body}`);
     }
-    const text = await svc.app.inject({ method: 'POST', url: '/v1/integrations', headers: { ...root, 'content-type': 'text/plain' }, payload: 'name=x' });
+    const text = await svc.app.inject({
+      method: 'POST',
+      url: '/v1/integrations',
+      headers: { ...root, 'content-type': 'text/plain' },
+      payload: 'name=x',
+    });
     assert.ok(text.statusCode >= 400 && text.statusCode < 500, `${text.statusCode}`);
     assert.equal(({} as Record<string, unknown>).admin, undefined);
   });

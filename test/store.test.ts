@@ -294,7 +294,9 @@ forEachBackend('store', (ctx) => {
         assert.equal(await q('application_name'), 'coffer');
         // Reads run at REPEATABLE READ (one snapshot); writes at the session's READ COMMITTED.
         assert.equal(await q('transaction_isolation'), READ_ISOLATION.postgres);
-        const write = await coffer.write(async (w) => (await sql.raw('show transaction_isolation').execute(w.db)).rows[0] as Record<string, unknown>);
+        const write = await coffer.write(
+          async (w) => (await sql.raw('show transaction_isolation').execute(w.db)).rows[0] as Record<string, unknown>,
+        );
         assert.equal(String(Object.values(write)[0]), ISOLATION.postgres);
       } else {
         const r = (
@@ -307,7 +309,9 @@ forEachBackend('store', (ctx) => {
         // Reads run on the reader pool, whose sessions are REPEATABLE READ (one snapshot, and a
         // read begins with one statement); writes on sessions at READ COMMITTED.
         assert.equal(r.iso!.replace('-', ' ').toLowerCase(), READ_ISOLATION.mysql);
-        const w = await coffer.write(async (wtx) => (await sql<{ iso: string }>`select @@session.tx_isolation as iso`.execute(wtx.db)).rows[0]!.iso);
+        const w = await coffer.write(
+          async (wtx) => (await sql<{ iso: string }>`select @@session.tx_isolation as iso`.execute(wtx.db)).rows[0]!.iso,
+        );
         assert.equal(w.replace('-', ' ').toLowerCase(), ISOLATION.mysql);
         assert.equal(r.cs, 'utf8mb4');
       }
@@ -463,7 +467,9 @@ forEachBackend('store json', (ctx) => {
     for (const doc of ['just a string', '{"looks":"like json"}', 42, true, null, [1, 'two'], { nested: { deep: ['x'] } }]) {
       const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', account({ doc })));
       const got = await coffer.read(async (tx) =>
-        tx.codec('fx_accounts').decode<{ doc: unknown }>(await tx.db.selectFrom('fx_accounts').select('doc').where('id', '=', id).executeTakeFirstOrThrow()),
+        tx
+          .codec('fx_accounts')
+          .decode<{ doc: unknown }>(await tx.db.selectFrom('fx_accounts').select('doc').where('id', '=', id).executeTakeFirstOrThrow()),
       );
       assert.deepEqual(got.doc, doc, JSON.stringify(doc));
     }

@@ -46,7 +46,8 @@ async function open(opts: { config?: string }, url: string | undefined): Promise
 function batchSize(v: string | undefined): number {
   if (v === undefined) return DEFAULT_BATCH_SIZE;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new ValidationError('--batch-size: expected a whole number from 1 to 100000', { field: 'batch-size' });
+  if (!Number.isInteger(n) || n < 1 || n > 100_000)
+    throw new ValidationError('--batch-size: expected a whole number from 1 to 100000', { field: 'batch-size' });
   return n;
 }
 
@@ -120,21 +121,35 @@ export function registerOpsCommands(program: Command): void {
   program
     .command('backup')
     .description('consistent snapshot of a live database, with a manifest to verify restores against')
-    .requiredOption('--to <file>', 'backup file to create (never overwritten; FILE.manifest.json is written beside it), or - for stdout (logical format)')
-    .option('--format <format>', 'auto (native tool where available), native (pg_dump / mysqldump / SQLite backup API) or logical (portable)', 'auto')
+    .requiredOption(
+      '--to <file>',
+      'backup file to create (never overwritten; FILE.manifest.json is written beside it), or - for stdout (logical format)',
+    )
+    .option(
+      '--format <format>',
+      'auto (native tool where available), native (pg_dump / mysqldump / SQLite backup API) or logical (portable)',
+      'auto',
+    )
     .option('--batch-size <n>', 'rows per read for the logical format and checksums')
     .option('--force', 'back up even a database marked as an incomplete copy/restore target')
     .option('--json', 'machine-readable output (progress as JSON lines on stderr)')
     .option('--db <url>', DB_HELP)
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
-      if (!['auto', 'native', 'logical'].includes(opts.format)) throw new ValidationError('--format: expected auto, native or logical', { field: 'format' });
+      if (!['auto', 'native', 'logical'].includes(opts.format))
+        throw new ValidationError('--format: expected auto, native or logical', { field: 'format' });
       const progress = createProgress({ json: opts.json });
       const coffer = await open(opts, opts.db);
       try {
         await interruptible(progress, async (signal) => {
           const to = opts.to === '-' ? '/dev/stdout' : opts.to;
-          const r = await backupDatabase(coffer, to, { format: opts.format as BackupFormat, batchSize: batchSize(opts.batchSize), force: opts.force, signal, progress });
+          const r = await backupDatabase(coffer, to, {
+            format: opts.format as BackupFormat,
+            batchSize: batchSize(opts.batchSize),
+            force: opts.force,
+            signal,
+            progress,
+          });
           // Written to stdout itself: the summary goes to stderr so the stream stays clean.
           const say = r.manifestFile
             ? out
@@ -168,10 +183,20 @@ export function registerOpsCommands(program: Command): void {
       const target = await open(opts, opts.to);
       try {
         await interruptible(progress, async (signal) => {
-          const r = await restoreDatabase(opts.from, target, { force: opts.force, discard: opts.discard, verify: opts.verify, batchSize: batchSize(opts.batchSize), signal, progress, throttleMs: throttle() });
+          const r = await restoreDatabase(opts.from, target, {
+            force: opts.force,
+            discard: opts.discard,
+            verify: opts.verify,
+            batchSize: batchSize(opts.batchSize),
+            signal,
+            progress,
+            throttleMs: throttle(),
+          });
           if (opts.json) return out(toJson(r));
           const rows = r.tables.reduce((n, t) => n + t.rows, 0);
-          out(`restored ${r.file} (${r.kind}) into ${r.target}: ${num(rows)} rows in ${r.tables.length} tables${r.resumed ? ' (resumed)' : ''}, ${r.verified ? 'verified against the manifest' : 'NOT verified (--no-verify)'} (${formatDuration(r.elapsedMs / 1000)})`);
+          out(
+            `restored ${r.file} (${r.kind}) into ${r.target}: ${num(rows)} rows in ${r.tables.length} tables${r.resumed ? ' (resumed)' : ''}, ${r.verified ? 'verified against the manifest' : 'NOT verified (--no-verify)'} (${formatDuration(r.elapsedMs / 1000)})`,
+          );
           for (const n of r.notes) out(`note: ${n}`);
         });
       } finally {
@@ -224,9 +249,19 @@ export function registerOpsCommands(program: Command): void {
         const s = source;
         const t = target;
         await interruptible(progress, async (signal) => {
-          const r = await copyDatabase(s, t, { batchSize: bs, discard: opts.discard, force: opts.force, verify: opts.verify, signal, progress, throttleMs: throttle() });
+          const r = await copyDatabase(s, t, {
+            batchSize: bs,
+            discard: opts.discard,
+            force: opts.force,
+            verify: opts.verify,
+            signal,
+            progress,
+            throttleMs: throttle(),
+          });
           if (opts.json) return out(toJson(r));
-          out(`copied ${redactUrl(r.source)} → ${redactUrl(r.target)}: ${num(r.rowsCopied)} rows written${r.resumed ? ' (resumed)' : ''}, ${formatBytes(r.bytes)}, ${formatDuration(r.elapsedMs / 1000)}`);
+          out(
+            `copied ${redactUrl(r.source)} → ${redactUrl(r.target)}: ${num(r.rowsCopied)} rows written${r.resumed ? ' (resumed)' : ''}, ${formatBytes(r.bytes)}, ${formatDuration(r.elapsedMs / 1000)}`,
+          );
           if (r.verified) {
             for (const tb of r.tables) out(`  ${tb.table.padEnd(32)} ${num(tb.rows).padStart(12)} rows  ${tb.checksum?.slice(0, 16)}…`);
             out('verified: row counts and content checksums match on both sides');
@@ -253,12 +288,22 @@ export function registerOpsCommands(program: Command): void {
             full: opts.full,
             reindex: opts.reindex,
             signal,
-            onStep: opts.json ? undefined : (s) => out(`${s.ok ? 'ok    ' : 'FAILED'} ${s.step.padEnd(32)} ${s.target.padEnd(28)} ${String(s.ms).padStart(7)} ms${s.detail ? `  ${s.detail}` : ''}`),
+            onStep: opts.json
+              ? undefined
+              : (s) =>
+                  out(
+                    `${s.ok ? 'ok    ' : 'FAILED'} ${s.step.padEnd(32)} ${s.target.padEnd(28)} ${String(s.ms).padStart(7)} ms${s.detail ? `  ${s.detail}` : ''}`,
+                  ),
           });
           if (opts.json) out(toJson(r));
-          else out(`${r.database}: ${bytes(r.bytesBefore)} before, ${bytes(r.bytesAfter)} after; ${r.steps.filter((s) => s.ok).length} of ${r.steps.length} step(s) ok`);
+          else
+            out(
+              `${r.database}: ${bytes(r.bytesBefore)} before, ${bytes(r.bytesAfter)} after; ${r.steps.filter((s) => s.ok).length} of ${r.steps.length} step(s) ok`,
+            );
           if (!r.ok) {
-            process.stderr.write(`coffer: error: ${r.steps.filter((s) => !s.ok).length} maintenance step(s) failed (see above); run coffer maintain again when the database is quieter\n`);
+            process.stderr.write(
+              `coffer: error: ${r.steps.filter((s) => !s.ok).length} maintenance step(s) failed (see above); run coffer maintain again when the database is quieter\n`,
+            );
             process.exitCode = 1;
           }
         });
@@ -281,7 +326,10 @@ export function registerOpsCommands(program: Command): void {
         if (opts.json) return out(toJson(r));
         out(`${r.database} (${r.backend}): ${bytes(r.totalBytes)} in all`);
         out(`${'table'.padEnd(32)} ${'rows'.padStart(14)} ${'data'.padStart(10)} ${'indexes'.padStart(10)} ${'total'.padStart(10)}`);
-        for (const t of r.tables) out(`${t.table.padEnd(32)} ${`${t.rowsEstimated ? '~' : ''}${num(t.rows)}`.padStart(14)} ${bytes(t.dataBytes).padStart(10)} ${bytes(t.indexBytes).padStart(10)} ${bytes(t.totalBytes).padStart(10)}`);
+        for (const t of r.tables)
+          out(
+            `${t.table.padEnd(32)} ${`${t.rowsEstimated ? '~' : ''}${num(t.rows)}`.padStart(14)} ${bytes(t.dataBytes).padStart(10)} ${bytes(t.indexBytes).padStart(10)} ${bytes(t.totalBytes).padStart(10)}`,
+          );
         for (const n of r.notes) out(`note: ${n}`);
       } finally {
         await closeAll(coffer);
@@ -299,7 +347,10 @@ export function registerOpsCommands(program: Command): void {
       try {
         const stats = await collectStats(coffer, { estimate: true });
         const objs = objectSizes(stats);
-        if (opts.json) return out(toJson({ backend: stats.backend, database: stats.database, totalBytes: stats.totalBytes, objects: objs, notes: stats.notes }));
+        if (opts.json)
+          return out(
+            toJson({ backend: stats.backend, database: stats.database, totalBytes: stats.totalBytes, objects: objs, notes: stats.notes }),
+          );
         out(`${stats.database} (${stats.backend}): ${bytes(stats.totalBytes)} in all`);
         out(`${'kind'.padEnd(6)} ${'name'.padEnd(44)} ${'table'.padEnd(28)} ${'bytes'.padStart(10)}`);
         for (const o of objs) out(`${o.kind.padEnd(6)} ${o.name.padEnd(44)} ${o.table.padEnd(28)} ${bytes(o.bytes).padStart(10)}`);
@@ -311,7 +362,9 @@ export function registerOpsCommands(program: Command): void {
 
   program
     .command('doctor')
-    .description('integrity, schema parity, migration drift, unused indexes, stale statistics and dead rows (upkeep), long queries, lock waits and domain checks; exit 1 when something is wrong')
+    .description(
+      'integrity, schema parity, migration drift, unused indexes, stale statistics and dead rows (upkeep), long queries, lock waits and domain checks; exit 1 when something is wrong',
+    )
     .option('--check <names...>', 'run only these checks')
     .option('--long-query-seconds <n>', 'report statements and open transactions older than this', '60')
     .option('--json', 'machine-readable output')
@@ -319,7 +372,8 @@ export function registerOpsCommands(program: Command): void {
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
       const seconds = Number(opts.longQuerySeconds);
-      if (!Number.isFinite(seconds) || seconds < 0) throw new ValidationError('--long-query-seconds: expected a number of seconds', { field: 'long-query-seconds' });
+      if (!Number.isFinite(seconds) || seconds < 0)
+        throw new ValidationError('--long-query-seconds: expected a number of seconds', { field: 'long-query-seconds' });
       const coffer = await open(opts, opts.db);
       try {
         const r = await runDoctor(coffer, { only: opts.check, longQuerySeconds: seconds });
@@ -352,14 +406,22 @@ export function registerOpsCommands(program: Command): void {
       const coffer = await open(opts, opts.db);
       try {
         await interruptible(progress, async (signal) => {
-          const r = await runTrim(coffer, { apply: opts.apply, only: opts.rule, settings, batchSize: batchSize(opts.batchSize), signal, progress });
+          const r = await runTrim(coffer, {
+            apply: opts.apply,
+            only: opts.rule,
+            settings,
+            batchSize: batchSize(opts.batchSize),
+            signal,
+            progress,
+          });
           if (opts.json) return out(toJson(r));
           out(r.applied ? 'trim (applied):' : 'trim (dry run; add --apply to delete):');
           for (const rule of r.rules) {
             out(`  ${rule.rule} [${rule.domain}]: ${rule.describe}`);
             if (rule.skipped) out(`    skipped: ${rule.skipped}`);
             else if (!rule.due.length) out('    nothing to remove');
-            for (const d of rule.due) out(`    ${r.applied ? 'found' : 'would remove'} ${d.rows} row(s) from ${d.table}${d.detail ? ` (${d.detail})` : ''}`);
+            for (const d of rule.due)
+              out(`    ${r.applied ? 'found' : 'would remove'} ${d.rows} row(s) from ${d.table}${d.detail ? ` (${d.detail})` : ''}`);
             if (rule.removed !== null) out(`    removed ${rule.removed} row(s)`);
           }
         });

@@ -6,7 +6,15 @@ import { ConfigError } from '../db/errors.js';
 import { redactUrl } from '../db/url.js';
 import { createService } from '../server/compose.js';
 
-export const LOG_REDACT = ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', '*.apiKey', '*.secret', '*.token'];
+export const LOG_REDACT = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  '*.password',
+  '*.apiKey',
+  '*.secret',
+  '*.token',
+];
 
 export async function serve(config: CofferConfig): Promise<void> {
   const logger = pino({ level: config.log.level, redact: { paths: LOG_REDACT, censor: '[redacted]' } });
@@ -25,7 +33,9 @@ export async function serve(config: CofferConfig): Promise<void> {
   }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
-  process.stdout.write(`coffer listening on http://${config.server.host}:${port} (${coffer.engine.label}: ${redactUrl(config.database.url)})\n`);
+  process.stdout.write(
+    `coffer listening on http://${config.server.host}:${port} (${coffer.engine.label}: ${redactUrl(config.database.url)})\n`,
+  );
 
   await new Promise<void>((resolve) => {
     let stopping = false;

@@ -14,7 +14,10 @@ export async function tableRowCounts(coffer: Coffer): Promise<Record<string, str
           out[name] = null;
           continue;
         }
-        const r = await tx.db.selectFrom(name).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+        const r = await tx.db
+          .selectFrom(name)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow();
         out[name] = toBigInt((r as { n: unknown }).n).toString();
       }
       return out;

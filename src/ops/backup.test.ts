@@ -13,7 +13,16 @@ import { ConfigError, StorageFullError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
 import { verifyAuditLog } from '../domains/audit/verify.js';
 import { appendBlock, appendLink, fixtureProblems, OPS_MIGRATIONS, opsFixture } from '../../test/fixtures/ops-fixture.js';
-import { appendAudit, appendChainBlock, AVAILABLE, chainCursorProblems, dumpAll, filledSource, Pool, type FilledSource } from '../../test/fixtures/ops-helpers.js';
+import {
+  appendAudit,
+  appendChainBlock,
+  AVAILABLE,
+  chainCursorProblems,
+  dumpAll,
+  filledSource,
+  Pool,
+  type FilledSource,
+} from '../../test/fixtures/ops-helpers.js';
 import { ALL_BACKENDS, skipReason, type BackendName } from '../../test/harness.js';
 import { backupDatabase } from './backup.js';
 import { InterruptedError } from './errors.js';
@@ -34,7 +43,14 @@ async function counts(c: Coffer): Promise<Record<Counted, bigint>> {
   return c.read(async (tx) => {
     const out = { fxo_links: 0n, fxo_blocks: 0n, audit_log: 0n };
     for (const t of Object.keys(out) as Counted[]) {
-      out[t] = toBigInt(((await tx.db.selectFrom(t).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()) as { n: unknown }).n);
+      out[t] = toBigInt(
+        (
+          (await tx.db
+            .selectFrom(t)
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()) as { n: unknown }
+        ).n,
+      );
     }
     return out;
   });
@@ -80,39 +96,47 @@ describe('backup and restore', () => {
     }
 
     for (const b of ALL_BACKENDS.filter((x) => x !== 'memory')) {
-      test(`native backup of ${b} (${NATIVE[b]}) restores into ${b}, verified against its manifest`, skipReason(b) ? { skip: skipReason(b) } : {}, async () => {
-        const s = sources.get(b)!;
-        const f = file(`${b}.native`);
-        const r = await backupDatabase(s.coffer, f, { batchSize: 5 });
-        assert.equal(r.kind, NATIVE[b]);
-        assert.ok(existsSync(f) && existsSync(`${f}.manifest.json`));
-        // Only this backup's own files: the round trips run concurrently in the same directory.
-        assert.ok(!existsSync(`${f}.partial`) && !existsSync(`${f}.manifest.json.partial`), 'no partial file is left');
-        const m = readManifestFile(f)!;
-        assert.equal(m.kind, NATIVE[b]);
-        assert.equal(m.file?.sha256, r.sha256);
-        assert.equal(detectBackupKind(f), NATIVE[b]);
-        // Into a database the service already migrated (empty tables, seed rows, trigger functions).
-        const { coffer: target } = await pool.emptyTarget(b);
-        await target.migrator.apply();
-        const rr = await restoreDatabase(f, target);
-        assert.equal(rr.verified, true);
-        assert.deepEqual(await dumpAll(target), s.dump);
-        assert.equal((await verifyAuditLog(target)).ok, true);
-      });
+      test(
+        `native backup of ${b} (${NATIVE[b]}) restores into ${b}, verified against its manifest`,
+        skipReason(b) ? { skip: skipReason(b) } : {},
+        async () => {
+          const s = sources.get(b)!;
+          const f = file(`${b}.native`);
+          const r = await backupDatabase(s.coffer, f, { batchSize: 5 });
+          assert.equal(r.kind, NATIVE[b]);
+          assert.ok(existsSync(f) && existsSync(`${f}.manifest.json`));
+          // Only this backup's own files: the round trips run concurrently in the same directory.
+          assert.ok(!existsSync(`${f}.partial`) && !existsSync(`${f}.manifest.json.partial`), 'no partial file is left');
+          const m = readManifestFile(f)!;
+          assert.equal(m.kind, NATIVE[b]);
+          assert.equal(m.file?.sha256, r.sha256);
+          assert.equal(detectBackupKind(f), NATIVE[b]);
+          // Into a database the service already migrated (empty tables, seed rows, trigger functions).
+          const { coffer: target } = await pool.emptyTarget(b);
+          await target.migrator.apply();
+          const rr = await restoreDatabase(f, target);
+          assert.equal(rr.verified, true);
+          assert.deepEqual(await dumpAll(target), s.dump);
+          assert.equal((await verifyAuditLog(target)).ok, true);
+        },
+      );
     }
 
     for (const to of ALL_BACKENDS) {
-      test(`a SQLite file backup restores into ${to}`, skipReason(to) || skipReason('sqlite') ? { skip: skipReason(to) ?? skipReason('sqlite') } : {}, async () => {
-        const s = sources.get('sqlite')!;
-        const f = file('sqlite-any.backup');
-        await backupDatabase(s.coffer, f, { format: 'native' });
-        const { coffer: target } = await pool.emptyTarget(to);
-        const r = await restoreDatabase(f, target, { batchSize: 7 });
-        assert.equal(r.kind, 'sqlite');
-        assert.equal(r.verified, true);
-        assert.deepEqual(await dumpAll(target), s.dump);
-      });
+      test(
+        `a SQLite file backup restores into ${to}`,
+        skipReason(to) || skipReason('sqlite') ? { skip: skipReason(to) ?? skipReason('sqlite') } : {},
+        async () => {
+          const s = sources.get('sqlite')!;
+          const f = file('sqlite-any.backup');
+          await backupDatabase(s.coffer, f, { format: 'native' });
+          const { coffer: target } = await pool.emptyTarget(to);
+          const r = await restoreDatabase(f, target, { batchSize: 7 });
+          assert.equal(r.kind, 'sqlite');
+          assert.equal(r.verified, true);
+          assert.deepEqual(await dumpAll(target), s.dump);
+        },
+      );
     }
   });
 
@@ -171,7 +195,10 @@ describe('backup and restore', () => {
           const now = await counts(src);
           assert.equal(audit.verified, restored.audit_log);
           assert.ok(restored.fxo_blocks >= 5n && restored.fxo_links >= 5n);
-          assert.ok(restored.fxo_links + restored.fxo_blocks + restored.audit_log < now.fxo_links + now.fxo_blocks + now.audit_log, 'the source moved on after the snapshot');
+          assert.ok(
+            restored.fxo_links + restored.fxo_blocks + restored.audit_log < now.fxo_links + now.fxo_blocks + now.audit_log,
+            'the source moved on after the snapshot',
+          );
           assert.equal(report.tables.find((t) => t.name === 'fxo_blocks')!.rows, Number(restored.fxo_blocks));
         });
       }
@@ -197,7 +224,10 @@ describe('backup and restore', () => {
     const s = sources.get(AVAILABLE[0]!)!;
     const target = await pool.open((await pool.database(AVAILABLE.includes('sqlite') ? 'sqlite' : AVAILABLE[0]!)).url);
     await target.write((tx) => tx.insert('fx_counters', { name: 'precious', value: 1n }));
-    await assert.rejects(restoreDatabase(logical.get(s.backend)!, target), (e: unknown) => e instanceof ConfigError && /is not empty \(fx_counters: 1 rows\)/.test(e.message) && /--force/.test(e.message));
+    await assert.rejects(
+      restoreDatabase(logical.get(s.backend)!, target),
+      (e: unknown) => e instanceof ConfigError && /is not empty \(fx_counters: 1 rows\)/.test(e.message) && /--force/.test(e.message),
+    );
     assert.equal((await dumpAll(target)).fx_counters!.length, 1, 'nothing was touched');
     const r = await restoreDatabase(logical.get(s.backend)!, target, { force: true });
     assert.equal(r.verified, true);
@@ -215,7 +245,10 @@ describe('backup and restore', () => {
         if (this.snapshot().phase === 'restore' && this.snapshot().rows >= 30) ac.abort();
       }
     })();
-    await assert.rejects(restoreDatabase(logical.get(s.backend)!, target, { batchSize: 3, signal: ac.signal, progress }), (e: unknown) => e instanceof InterruptedError && /marked incomplete/.test(e.message));
+    await assert.rejects(
+      restoreDatabase(logical.get(s.backend)!, target, { batchSize: 3, signal: ac.signal, progress }),
+      (e: unknown) => e instanceof InterruptedError && /marked incomplete/.test(e.message),
+    );
     const marker = await readMarker(target.engine.reader, target.dialect);
     assert.equal(marker?.info.operation, 'restore');
     const r = await restoreDatabase(logical.get(s.backend)!, target, { batchSize: 3 });
@@ -235,8 +268,14 @@ describe('backup and restore', () => {
           if (this.snapshot().rows >= 1) ac.abort();
         }
       })();
-      await assert.rejects(backupDatabase(s.coffer, f, { format: s.backend === 'memory' ? 'logical' : format, batchSize: 2, signal: ac.signal, progress }), (e: unknown) => e instanceof InterruptedError && /nothing was written/.test(e.message));
-      assert.ok(!existsSync(f) && !existsSync(`${f}.partial`) && !existsSync(`${f}.manifest.json`), 'neither the file nor a partial remains');
+      await assert.rejects(
+        backupDatabase(s.coffer, f, { format: s.backend === 'memory' ? 'logical' : format, batchSize: 2, signal: ac.signal, progress }),
+        (e: unknown) => e instanceof InterruptedError && /nothing was written/.test(e.message),
+      );
+      assert.ok(
+        !existsSync(f) && !existsSync(`${f}.partial`) && !existsSync(`${f}.manifest.json`),
+        'neither the file nor a partial remains',
+      );
     }
   });
 
@@ -249,16 +288,25 @@ describe('backup and restore', () => {
     const edited = file('edited.logical');
     writeFileSync(edited, gzipSync([...lines.slice(0, i), lines[i]!.replace(/^\["/, '["X'), ...lines.slice(i + 1)].join('\n')));
     const { coffer: t1 } = await pool.emptyTarget('sqlite');
-    await assert.rejects(restoreDatabase(edited, t1), (e: unknown) => e instanceof ConfigError && /is damaged or truncated: table \w+ holds \d+ rows with checksum/.test(e.message));
+    await assert.rejects(
+      restoreDatabase(edited, t1),
+      (e: unknown) => e instanceof ConfigError && /is damaged or truncated: table \w+ holds \d+ rows with checksum/.test(e.message),
+    );
     assert.ok(await readMarker(t1.engine.reader, t1.dialect), 'the target is marked incomplete');
     const truncated = file('truncated.logical');
     writeFileSync(truncated, gzipSync(lines.slice(0, Math.floor(lines.length / 2)).join('\n')));
     const { coffer: t2 } = await pool.emptyTarget('sqlite');
-    await assert.rejects(restoreDatabase(truncated, t2), (e: unknown) => e instanceof ConfigError && /damaged or truncated/.test(e.message));
+    await assert.rejects(
+      restoreDatabase(truncated, t2),
+      (e: unknown) => e instanceof ConfigError && /damaged or truncated/.test(e.message),
+    );
     const cut = file('cut.logical');
     const gz = readFileSync(logical.get(s.backend)!);
     writeFileSync(cut, gz.subarray(0, Math.floor(gz.length * 0.6)));
-    await assert.rejects(restoreDatabase(cut, t2, { discard: true }), (e: unknown) => e instanceof ConfigError && /damaged or truncated/.test(e.message));
+    await assert.rejects(
+      restoreDatabase(cut, t2, { discard: true }),
+      (e: unknown) => e instanceof ConfigError && /damaged or truncated/.test(e.message),
+    );
     const r = await restoreDatabase(logical.get(s.backend)!, t2, { discard: true });
     assert.equal(r.verified, true);
     const junk = file('junk.backup');
@@ -266,19 +314,29 @@ describe('backup and restore', () => {
     await assert.rejects(restoreDatabase(junk, t2), (e: unknown) => e instanceof ConfigError && /is not a Coffer backup/.test(e.message));
   });
 
-  test('a native backup that no longer matches its manifest is refused before the target is touched', { skip: skipReason('postgres') }, async () => {
-    const s = sources.get('postgres')!;
-    const f = file('pg-tampered.backup');
-    await backupDatabase(s.coffer, f);
-    const bytes = readFileSync(f);
-    bytes[bytes.length - 10] = (bytes[bytes.length - 10]! + 1) % 256;
-    writeFileSync(f, bytes);
-    const { coffer: target } = await pool.emptyTarget('postgres');
-    await assert.rejects(restoreDatabase(f, target), (e: unknown) => e instanceof ConfigError && /does not match its manifest/.test(e.message));
-    assert.equal(await readMarker(target.engine.reader, target.dialect), null);
-    rmSync(`${f}.manifest.json`);
-    await assert.rejects(restoreDatabase(f, target), (e: unknown) => e instanceof ConfigError && /manifest\.json is missing/.test(e.message) && /--no-verify/.test(e.message));
-  });
+  test(
+    'a native backup that no longer matches its manifest is refused before the target is touched',
+    { skip: skipReason('postgres') },
+    async () => {
+      const s = sources.get('postgres')!;
+      const f = file('pg-tampered.backup');
+      await backupDatabase(s.coffer, f);
+      const bytes = readFileSync(f);
+      bytes[bytes.length - 10] = (bytes[bytes.length - 10]! + 1) % 256;
+      writeFileSync(f, bytes);
+      const { coffer: target } = await pool.emptyTarget('postgres');
+      await assert.rejects(
+        restoreDatabase(f, target),
+        (e: unknown) => e instanceof ConfigError && /does not match its manifest/.test(e.message),
+      );
+      assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+      rmSync(`${f}.manifest.json`);
+      await assert.rejects(
+        restoreDatabase(f, target),
+        (e: unknown) => e instanceof ConfigError && /manifest\.json is missing/.test(e.message) && /--no-verify/.test(e.message),
+      );
+    },
+  );
 
   test('a native restore never replaces a table of another application', { skip: skipReason('postgres') }, async () => {
     const srcDb = await pool.database('postgres');
@@ -290,7 +348,10 @@ describe('backup and restore', () => {
     const { coffer: target } = await pool.emptyTarget('postgres');
     await sql`create table legacy_things (y text)`.execute(target.engine.writer);
     await sql`insert into legacy_things values ('theirs')`.execute(target.engine.writer);
-    await assert.rejects(restoreDatabase(f, target), (e: unknown) => e instanceof ConfigError && /has table\(s\) legacy_things that the backup would replace/.test(e.message));
+    await assert.rejects(
+      restoreDatabase(f, target),
+      (e: unknown) => e instanceof ConfigError && /has table\(s\) legacy_things that the backup would replace/.test(e.message),
+    );
     assert.deepEqual((await sql<{ y: string }>`select y from legacy_things`.execute(target.engine.reader)).rows, [{ y: 'theirs' }]);
     assert.equal(await readMarker(target.engine.reader, target.dialect), null, 'nothing was started');
   });
@@ -300,7 +361,10 @@ describe('backup and restore', () => {
       const f = file(`${b}-cross.backup`);
       await backupDatabase(sources.get(b)!.coffer, f);
       const { coffer: target } = await pool.emptyTarget('sqlite');
-      await assert.rejects(restoreDatabase(f, target), (e: unknown) => e instanceof ConfigError && /restores only into/.test(e.message) && /--format logical/.test(e.message));
+      await assert.rejects(
+        restoreDatabase(f, target),
+        (e: unknown) => e instanceof ConfigError && /restores only into/.test(e.message) && /--format logical/.test(e.message),
+      );
     }
   });
 
@@ -310,7 +374,11 @@ describe('backup and restore', () => {
     try {
       for (const b of live.filter((x) => x !== 'sqlite')) {
         const tool = b === 'postgres' ? 'pg_dump' : 'mysqldump';
-        await assert.rejects(backupDatabase(sources.get(b)!.coffer, file('no-tool.backup'), { format: 'native' }), (e: unknown) => e instanceof ConfigError && new RegExp(`${tool} not found on PATH`).test(e.message) && /--format logical/.test(e.message));
+        await assert.rejects(
+          backupDatabase(sources.get(b)!.coffer, file('no-tool.backup'), { format: 'native' }),
+          (e: unknown) =>
+            e instanceof ConfigError && new RegExp(`${tool} not found on PATH`).test(e.message) && /--format logical/.test(e.message),
+        );
         const f = file('fallback.backup');
         const r = await backupDatabase(sources.get(b)!.coffer, f);
         assert.equal(r.kind, 'logical');
@@ -328,9 +396,15 @@ describe('backup and restore', () => {
     writeFileSync(f, 'x');
     await assert.rejects(backupDatabase(s.coffer, f), (e: unknown) => e instanceof ConfigError && /already exists/.test(e.message));
     await assert.rejects(backupDatabase(s.coffer, dir), (e: unknown) => e instanceof ConfigError && /is a directory/.test(e.message));
-    await assert.rejects(backupDatabase(s.coffer, join(dir, 'missing', 'x.backup')), (e: unknown) => e instanceof ConfigError && /no such file or directory/.test(e.message));
+    await assert.rejects(
+      backupDatabase(s.coffer, join(dir, 'missing', 'x.backup')),
+      (e: unknown) => e instanceof ConfigError && /no such file or directory/.test(e.message),
+    );
     if (existsSync('/dev/full')) {
-      await assert.rejects(backupDatabase(s.coffer, '/dev/full', { format: 'logical' }), (e: unknown) => e instanceof StorageFullError && /disk is full/.test(e.message));
+      await assert.rejects(
+        backupDatabase(s.coffer, '/dev/full', { format: 'logical' }),
+        (e: unknown) => e instanceof StorageFullError && /disk is full/.test(e.message),
+      );
     }
   });
 });

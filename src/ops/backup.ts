@@ -16,7 +16,20 @@ import Database from 'better-sqlite3';
 import { sql, type Kysely } from 'kysely';
 import { ConfigError, MigrationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
-import { dataTables, estimateRows, liveSchema, openSqliteFileReadOnly, readBatches, readHistory, historyDifferences, serialNext, withSnapshot, type LiveSchema, type OpsDb, opsDb } from './db.js';
+import {
+  dataTables,
+  estimateRows,
+  liveSchema,
+  openSqliteFileReadOnly,
+  readBatches,
+  readHistory,
+  historyDifferences,
+  serialNext,
+  withSnapshot,
+  type LiveSchema,
+  type OpsDb,
+  opsDb,
+} from './db.js';
 import { fileError, InterruptedError, throwIfAborted } from './errors.js';
 import { LOGICAL_FORMAT, LogicalWriter, type LogicalHeader } from './logical.js';
 import { COFFER_VERSION, fileDigest, manifestPath, newBackupId, type BackupKind, type Manifest, type ManifestTable } from './manifest.js';
@@ -63,7 +76,8 @@ interface Ctx {
   progress: Progress;
 }
 
-const interrupted = (file: string) => `backup interrupted: nothing was written to ${file} (the partial file was removed); run the backup again`;
+const interrupted = (file: string) =>
+  `backup interrupted: nothing was written to ${file} (the partial file was removed); run the backup again`;
 
 async function tableSums(conn: Kysely<any>, ctx: Ctx): Promise<ManifestTable[]> {
   const sums = await digestWith(conn, ctx.db.dialect, ctx.plans, { batchSize: ctx.batchSize, progress: ctx.progress, signal: ctx.signal });
@@ -71,13 +85,23 @@ async function tableSums(conn: Kysely<any>, ctx: Ctx): Promise<ManifestTable[]> 
   for (const p of ctx.plans) {
     const s = sums.get(p.table.name)!;
     const next = await serialNext(conn, ctx.db.dialect, p.table);
-    out.push({ name: p.table.name, columns: p.columns.map((c) => c.name), rows: s.rows, checksum: s.checksum, serialNext: next === null ? null : next.toString() });
+    out.push({
+      name: p.table.name,
+      columns: p.columns.map((c) => c.name),
+      rows: s.rows,
+      checksum: s.checksum,
+      serialNext: next === null ? null : next.toString(),
+    });
   }
   return out;
 }
 
 async function estimate(ctx: Ctx): Promise<number | null> {
-  const m = await estimateRows(ctx.db.reader, ctx.db.dialect, ctx.plans.map((p) => p.table.name)).catch(() => null);
+  const m = await estimateRows(
+    ctx.db.reader,
+    ctx.db.dialect,
+    ctx.plans.map((p) => p.table.name),
+  ).catch(() => null);
   return m ? [...m.values()].reduce((a, b) => a + b, 0) : null;
 }
 
@@ -115,7 +139,13 @@ async function logicalBackup(ctx: Ctx, path: string, id: string): Promise<{ tabl
           ctx.progress.add(batch.length, dg.bytes - before, p.table.name);
         }
         const next = await serialNext(conn, ctx.db.dialect, p.table);
-        const t: ManifestTable = { name: p.table.name, columns: p.columns.map((c) => c.name), rows: dg.rows, checksum: dg.checksum, serialNext: next === null ? null : next.toString() };
+        const t: ManifestTable = {
+          name: p.table.name,
+          columns: p.columns.map((c) => c.name),
+          rows: dg.rows,
+          checksum: dg.checksum,
+          serialNext: next === null ? null : next.toString(),
+        };
         await writer.line(JSON.stringify({ end: t.name, rows: t.rows, checksum: t.checksum, serialNext: t.serialNext }));
         out.push(t);
       }
@@ -159,23 +189,25 @@ async function sqliteBackup(ctx: Ctx, path: string): Promise<ManifestTable[]> {
     const pageSize = Number(src.pragma('page_size', { simple: true }));
     let started = false;
     let done = 0;
-    await src.backup(path, {
-      progress: ({ totalPages, remainingPages }) => {
-        throwIfAborted(ctx.signal, () => interrupted(path));
-        if (!started) {
-          ctx.progress.phase('backup', totalPages, 'pages');
-          started = true;
-        }
-        const now = totalPages - remainingPages;
-        ctx.progress.add(now - done, (now - done) * pageSize);
-        done = now;
-        return 256;
-      },
-    }).then((r) => {
-      // The last step is not reported to the callback.
-      ctx.progress.add(r.totalPages - done, (r.totalPages - done) * pageSize);
-      return r;
-    });
+    await src
+      .backup(path, {
+        progress: ({ totalPages, remainingPages }) => {
+          throwIfAborted(ctx.signal, () => interrupted(path));
+          if (!started) {
+            ctx.progress.phase('backup', totalPages, 'pages');
+            started = true;
+          }
+          const now = totalPages - remainingPages;
+          ctx.progress.add(now - done, (now - done) * pageSize);
+          done = now;
+          return 256;
+        },
+      })
+      .then((r) => {
+        // The last step is not reported to the callback.
+        ctx.progress.add(r.totalPages - done, (r.totalPages - done) * pageSize);
+        return r;
+      });
     src.exec('COMMIT');
   } catch (e) {
     if (e instanceof InterruptedError) throw e;
@@ -274,7 +306,10 @@ function waitForOutput(stream: NodeJS.ReadableStream, pattern: RegExp, exited: P
       else resolve();
     };
     stream.on('data', onData);
-    exited.then(() => finish(), (e: Error) => finish(e));
+    exited.then(
+      () => finish(),
+      (e: Error) => finish(e),
+    );
   });
 }
 
@@ -378,10 +413,16 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
   const live = await liveSchema(coffer);
   const marker = await readMarker(db.reader, db.dialect);
   if (marker && !opts.force) {
-    throw new ConfigError(`${db.describe} is ${describeMarker(marker)}, not a complete database: finish or discard it first (or add --force to back it up anyway)`, {});
+    throw new ConfigError(
+      `${db.describe} is ${describeMarker(marker)}, not a complete database: finish or discard it first (or add --force to back it up anyway)`,
+      {},
+    );
   }
   const notes: string[] = [];
-  if (live.pending.length) notes.push(`${live.pending.length} migration(s) are not applied yet (${live.pending.join(', ')}); the backup holds the schema as it is`);
+  if (live.pending.length)
+    notes.push(
+      `${live.pending.length} migration(s) are not applied yet (${live.pending.join(', ')}); the backup holds the schema as it is`,
+    );
 
   // Where to write: FILE.partial renamed at the end, or straight into a pipe or device.
   let st: Stats | undefined;
@@ -390,8 +431,13 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
   } catch (e) {
     if ((e as { code?: string }).code !== 'ENOENT') throw fileError(e, 'cannot write backup', file);
   }
-  if (st?.isFile() && !/^\/(dev|proc\/self\/fd)\//.test(file)) throw new ConfigError(`backup file ${file} already exists: choose a new name (backups are never overwritten)`, { path: file });
-  if (st?.isDirectory()) throw new ConfigError(`backup target ${file} is a directory: name a file, e.g. ${file.replace(/\/$/, '')}/coffer-${new Date().toISOString().slice(0, 10)}.backup`, { path: file });
+  if (st?.isFile() && !/^\/(dev|proc\/self\/fd)\//.test(file))
+    throw new ConfigError(`backup file ${file} already exists: choose a new name (backups are never overwritten)`, { path: file });
+  if (st?.isDirectory())
+    throw new ConfigError(
+      `backup target ${file} is a directory: name a file, e.g. ${file.replace(/\/$/, '')}/coffer-${new Date().toISOString().slice(0, 10)}.backup`,
+      { path: file },
+    );
   // A pipe, a character device, or /dev/stdout redirected to a file: written straight through.
   const stream = st !== undefined && (!st.isFile() || /^\/(dev|proc\/self\/fd)\//.test(file));
 
@@ -406,7 +452,8 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
     } else kind = 'sqlite';
   } else kind = backend === 'postgres' ? 'pg_dump' : 'mysqldump';
   if (stream && kind !== 'logical') {
-    if (native) throw new ConfigError(`a ${kind} backup needs a regular file (its manifest sits beside it): ${file} is not one`, { path: file });
+    if (native)
+      throw new ConfigError(`a ${kind} backup needs a regular file (its manifest sits beside it): ${file} is not one`, { path: file });
     kind = 'logical';
   }
 
@@ -425,7 +472,15 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
   }
 
   const id = newBackupId();
-  const ctx: Ctx = { coffer, db, live, plans: dataTables(live.schema).map((t) => ({ table: t, columns: t.columns })), batchSize: opts.batchSize ?? 1000, signal: opts.signal, progress };
+  const ctx: Ctx = {
+    coffer,
+    db,
+    live,
+    plans: dataTables(live.schema).map((t) => ({ table: t, columns: t.columns })),
+    batchSize: opts.batchSize ?? 1000,
+    signal: opts.signal,
+    progress,
+  };
   let tables: ManifestTable[];
   try {
     throwIfAborted(opts.signal, () => interrupted(file));
@@ -445,7 +500,8 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
     if (opts.signal?.aborted) throw new InterruptedError(interrupted(file));
   } catch (e) {
     if (!stream) removeQuietly(partial);
-    if (e instanceof InterruptedError || (opts.signal?.aborted && !(e instanceof ConfigError))) throw new InterruptedError(interrupted(file));
+    if (e instanceof InterruptedError || (opts.signal?.aborted && !(e instanceof ConfigError)))
+      throw new InterruptedError(interrupted(file));
     throw e;
   }
 

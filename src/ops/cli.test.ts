@@ -50,7 +50,10 @@ async function waitForRows(getStderr: () => string, rows: number, exited: Promis
 }
 
 function oneErrorLine(r: Run, pattern: RegExp): void {
-  const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('coffer: error:'));
+  const lines = r.stderr
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('coffer: error:'));
   assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
   assert.match(lines[0]!, pattern);
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
@@ -102,7 +105,9 @@ describe('operator commands on the command line', () => {
       assert.ok(marker, 'the target is marked incomplete');
       assert.equal(marker.state, 'running');
       done = [...marker.tables.values()].reduce((n, x) => n + x.rowsDone, 0);
-      const total = Object.entries(sourceDump).filter(([k]) => k !== 'coffer_migrations').reduce((n, [, v]) => n + v.length, 0);
+      const total = Object.entries(sourceDump)
+        .filter(([k]) => k !== 'coffer_migrations')
+        .reduce((n, [, v]) => n + v.length, 0);
       assert.ok(done >= 30 && done < total, `${done} of ${total} rows were written before the kill`);
       // Status tells an operator what happened.
       const doctor = await coffer(['doctor', '--db', target.url, '--check', 'incomplete']);
@@ -119,7 +124,14 @@ describe('operator commands on the command line', () => {
     assert.match(second.stdout, /\(resumed\)/);
     assert.match(second.stdout, /verified: row counts and content checksums match on both sides/);
     const rows = Number(/: ([\d,]+) rows written/.exec(second.stdout)![1]!.replace(/,/g, ''));
-    assert.ok(rows > 0 && rows + done === Object.entries(sourceDump).filter(([k]) => k !== 'coffer_migrations').reduce((n, [, v]) => n + v.length, 0), 'the resumed run copied only the rest');
+    assert.ok(
+      rows > 0 &&
+        rows + done ===
+          Object.entries(sourceDump)
+            .filter(([k]) => k !== 'coffer_migrations')
+            .reduce((n, [, v]) => n + v.length, 0),
+      'the resumed run copied only the rest',
+    );
 
     const check = await Coffer.open({ url: target.url, migrate: 'verify' });
     try {
@@ -132,13 +144,19 @@ describe('operator commands on the command line', () => {
 
   test('Ctrl-C stops coffer copy after the current batch: exit 130, target marked incomplete; --discard starts over', async () => {
     const target = await newDb('sqlite');
-    const first = start(['copy', '--from', sourceUrl, '--to', target.url, '--batch-size', '5'], { COFFER_OPS_THROTTLE_MS: '40', COFFER_PROGRESS_INTERVAL_MS: '50' });
+    const first = start(['copy', '--from', sourceUrl, '--to', target.url, '--batch-size', '5'], {
+      COFFER_OPS_THROTTLE_MS: '40',
+      COFFER_PROGRESS_INTERVAL_MS: '50',
+    });
     await waitForRows(first.stderr, 20, first.done);
     first.child.kill('SIGINT');
     const r = await first.done;
     assert.equal(r.code, 130, r.stderr);
     assert.match(r.stderr, /SIGINT: stopping after the current step/);
-    assert.match(r.stderr, /^coffer: interrupted: copy stopped after \d+ more rows: .* is marked incomplete \(table coffer_ops_progress\); run the same coffer copy again to resume, or add --discard/m);
+    assert.match(
+      r.stderr,
+      /^coffer: interrupted: copy stopped after \d+ more rows: .* is marked incomplete \(table coffer_ops_progress\); run the same coffer copy again to resume, or add --discard/m,
+    );
     const t = await Coffer.open({ url: target.url, migrate: 'skip' });
     try {
       assert.equal((await readMarker(t.engine.reader, t.dialect))?.state, 'running');
@@ -160,7 +178,13 @@ describe('operator commands on the command line', () => {
     const report = JSON.parse(b.stdout);
     assert.equal(report.kind, 'sqlite');
     assert.ok(existsSync(file) && existsSync(`${file}.manifest.json`));
-    assert.ok(b.stderr.split('\n').filter(Boolean).every((l) => 'progress' in JSON.parse(l) || 'note' in JSON.parse(l)), 'with --json, progress is JSON lines');
+    assert.ok(
+      b.stderr
+        .split('\n')
+        .filter(Boolean)
+        .every((l) => 'progress' in JSON.parse(l) || 'note' in JSON.parse(l)),
+      'with --json, progress is JSON lines',
+    );
     const target = await newDb(targetBackend);
     const r = await coffer(['restore', '--from', file, '--to', target.url]);
     assert.equal(r.code, 0, r.stderr);
@@ -179,7 +203,10 @@ describe('operator commands on the command line', () => {
       coffer(['doctor', '--db', sourceUrl, '--json']),
     ]);
     assert.equal(m.code, 0, m.stderr);
-    assert.deepEqual(JSON.parse(m.stdout).steps.map((s: { step: string }) => s.step), ['PRAGMA optimize', 'VACUUM', 'PRAGMA wal_checkpoint(TRUNCATE)']);
+    assert.deepEqual(
+      JSON.parse(m.stdout).steps.map((s: { step: string }) => s.step),
+      ['PRAGMA optimize', 'VACUUM', 'PRAGMA wal_checkpoint(TRUNCATE)'],
+    );
     assert.equal(s.code, 0, s.stderr);
     const stats = JSON.parse(s.stdout);
     const rows = Object.fromEntries(stats.tables.map((t: { table: string; rows: number }) => [t.table, t.rows]));
@@ -223,7 +250,9 @@ describe('operator commands on the command line', () => {
       const pg = await newDb('postgres');
       const c = await Coffer.open({ url: pg.url });
       await c.close();
-      runs.push(coffer(['backup', '--db', pg.url, '--to', join(dir, 'pg-native.backup'), '--format', 'native'], { PATH: join(dir, 'empty-path') }));
+      runs.push(
+        coffer(['backup', '--db', pg.url, '--to', join(dir, 'pg-native.backup'), '--format', 'native'], { PATH: join(dir, 'empty-path') }),
+      );
     }
     if (existsSync('/dev/full')) runs.push(coffer(['backup', '--db', sourceUrl, '--to', '/dev/full', '--format', 'logical']));
     const [noTool, full] = skipReason('postgres') ? [undefined, ...(await Promise.all(runs))] : await Promise.all(runs);

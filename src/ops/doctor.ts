@@ -48,7 +48,17 @@ export interface DoctorOptions {
   longQuerySeconds?: number;
 }
 
-export const BUILTIN_CHECKS = ['migrations', 'incomplete', 'schema', 'integrity', 'foreign-keys', 'indexes', 'upkeep', 'queries', 'locks'] as const;
+export const BUILTIN_CHECKS = [
+  'migrations',
+  'incomplete',
+  'schema',
+  'integrity',
+  'foreign-keys',
+  'indexes',
+  'upkeep',
+  'queries',
+  'locks',
+] as const;
 
 const str = (v: unknown) => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v ?? ''));
 const excerpt = (q: unknown) => str(q).replace(/\s+/g, ' ').trim().slice(0, 120);
@@ -57,12 +67,32 @@ async function migrationsCheck(coffer: Coffer): Promise<Finding[]> {
   const states = await coffer.migrator.status();
   const out: Finding[] = [];
   for (const s of states) {
-    if (s.state === 'edited') out.push({ severity: 'error', message: `migration ${s.id} (${s.file}) was changed after it was applied`, remedy: 'restore the file as it was when applied and add a new migration for the change; Coffer refuses to start until then' });
-    if (s.state === 'unknown') out.push({ severity: 'error', message: `the database has migration ${s.id}, which this build does not know`, remedy: 'run the Coffer version that applied it (upgrade), never an older one' });
-    if (s.state === 'running') out.push({ severity: 'error', message: `migration ${s.id} stopped part-way (MySQL DDL is not transactional)`, remedy: 'fix what made it fail, then run coffer migrate: it resumes after the last completed step' });
+    if (s.state === 'edited')
+      out.push({
+        severity: 'error',
+        message: `migration ${s.id} (${s.file}) was changed after it was applied`,
+        remedy: 'restore the file as it was when applied and add a new migration for the change; Coffer refuses to start until then',
+      });
+    if (s.state === 'unknown')
+      out.push({
+        severity: 'error',
+        message: `the database has migration ${s.id}, which this build does not know`,
+        remedy: 'run the Coffer version that applied it (upgrade), never an older one',
+      });
+    if (s.state === 'running')
+      out.push({
+        severity: 'error',
+        message: `migration ${s.id} stopped part-way (MySQL DDL is not transactional)`,
+        remedy: 'fix what made it fail, then run coffer migrate: it resumes after the last completed step',
+      });
   }
   const pending = states.filter((s) => s.state === 'pending');
-  if (pending.length) out.push({ severity: 'warning', message: `${pending.length} migration(s) pending: ${pending.map((p) => p.id).join(', ')}`, remedy: 'run coffer migrate (the service also applies them when it starts)' });
+  if (pending.length)
+    out.push({
+      severity: 'warning',
+      message: `${pending.length} migration(s) pending: ${pending.map((p) => p.id).join(', ')}`,
+      remedy: 'run coffer migrate (the service also applies them when it starts)',
+    });
   if (!out.length) out.push({ severity: 'ok', message: `${states.length} migration(s) applied, none pending` });
   return out;
 }
@@ -91,14 +121,19 @@ async function schemaCheck(db: OpsDb, schema: Schema): Promise<Finding[]> {
     remedy: `the database was changed outside Coffer's migrations: compare with schema/${db.dialect}.sql and put the definition back (or restore from a backup); change schemas only through new migrations`,
   }));
   if (unexpected.length) {
-    out.push({ severity: 'info', message: `${unexpected.length} table(s) Coffer does not define: ${unexpected.map((u) => u.slice('unexpected table '.length)).join(', ')}`, remedy: 'fine if another application shares this database; Coffer ignores them' });
+    out.push({
+      severity: 'info',
+      message: `${unexpected.length} table(s) Coffer does not define: ${unexpected.map((u) => u.slice('unexpected table '.length)).join(', ')}`,
+      remedy: 'fine if another application shares this database; Coffer ignores them',
+    });
   }
   if (!real.length) out.push({ severity: 'ok', message: `${schema.tables.size} table(s) match the logical schema` });
   return out;
 }
 
 async function integrityCheck(db: OpsDb, tables: readonly string[]): Promise<Finding[]> {
-  const remedy = 'restore the last good backup (coffer restore) into a new database and copy it into place; find the cause first (disk, file system: on Btrfs disable copy-on-write for the data folder)';
+  const remedy =
+    'restore the last good backup (coffer restore) into a new database and copy it into place; find the cause first (disk, file system: on Btrfs disable copy-on-write for the data folder)';
   if (db.dialect === 'sqlite') {
     const r = await sql<{ integrity_check: string }>`pragma integrity_check`.execute(db.reader);
     const msgs = r.rows.map((x) => str(Object.values(x)[0]));
@@ -106,11 +141,18 @@ async function integrityCheck(db: OpsDb, tables: readonly string[]): Promise<Fin
     return msgs.slice(0, 10).map((m) => ({ severity: 'error' as const, message: `PRAGMA integrity_check: ${m}`, remedy }));
   }
   if (db.dialect === 'postgres') {
-    const r = await sql<{ name: string; t: string }>`select i.relname as name, c.relname as t from pg_index x join pg_class i on i.oid = x.indexrelid
+    const r = await sql<{
+      name: string;
+      t: string;
+    }>`select i.relname as name, c.relname as t from pg_index x join pg_class i on i.oid = x.indexrelid
         join pg_class c on c.oid = x.indrelid join pg_namespace s on s.oid = c.relnamespace
         where s.nspname = current_schema() and (not x.indisvalid or not x.indisready)`.execute(db.reader);
     if (!r.rows.length) return [{ severity: 'ok', message: 'every index is valid' }];
-    return r.rows.map((x) => ({ severity: 'error' as const, message: `index ${x.name} on ${x.t} is invalid (a failed CREATE/REINDEX CONCURRENTLY)`, remedy: `REINDEX INDEX CONCURRENTLY ${x.name}` }));
+    return r.rows.map((x) => ({
+      severity: 'error' as const,
+      message: `index ${x.name} on ${x.t} is invalid (a failed CREATE/REINDEX CONCURRENTLY)`,
+      remedy: `REINDEX INDEX CONCURRENTLY ${x.name}`,
+    }));
   }
   const out: Finding[] = [];
   for (const t of tables) {
@@ -118,8 +160,14 @@ async function integrityCheck(db: OpsDb, tables: readonly string[]): Promise<Fin
     for (const row of r.rows as Record<string, unknown>[]) {
       const type = str(row.Msg_type ?? row.msg_type).toLowerCase();
       const text = str(row.Msg_text ?? row.msg_text);
-      if (type === 'error' || (type === 'status' && !/^ok$/i.test(text))) out.push({ severity: 'error', message: `CHECK TABLE ${t}: ${text}`, remedy: `${remedy}; or OPTIMIZE TABLE ${t} to rebuild it` });
-      else if (type === 'warning') out.push({ severity: 'warning', message: `CHECK TABLE ${t}: ${text}`, remedy: `look into it; OPTIMIZE TABLE ${t} rebuilds the table` });
+      if (type === 'error' || (type === 'status' && !/^ok$/i.test(text)))
+        out.push({ severity: 'error', message: `CHECK TABLE ${t}: ${text}`, remedy: `${remedy}; or OPTIMIZE TABLE ${t} to rebuild it` });
+      else if (type === 'warning')
+        out.push({
+          severity: 'warning',
+          message: `CHECK TABLE ${t}: ${text}`,
+          remedy: `look into it; OPTIMIZE TABLE ${t} rebuilds the table`,
+        });
     }
   }
   if (!out.length) out.push({ severity: 'ok', message: `CHECK TABLE: ${tables.length} table(s) ok` });
@@ -152,9 +200,15 @@ async function foreignKeyCheck(db: OpsDb, tables: readonly TableDef[], present: 
   if (d === 'sqlite') {
     const r = await sql<{ table: string; parent: string }>`pragma foreign_key_check`.execute(db.reader);
     const byTable = new Map<string, number>();
-    for (const row of r.rows) byTable.set(`${str(row.table)} → ${str(row.parent)}`, (byTable.get(`${str(row.table)} → ${str(row.parent)}`) ?? 0) + 1);
+    for (const row of r.rows)
+      byTable.set(`${str(row.table)} → ${str(row.parent)}`, (byTable.get(`${str(row.table)} → ${str(row.parent)}`) ?? 0) + 1);
     for (const [k, n] of byTable) {
-      if (!out.some((f) => f.message.includes(k.split(' → ')[0]!))) out.push({ severity: 'error', message: `PRAGMA foreign_key_check: ${n} violation(s) ${k}`, remedy: 'restore the missing parent rows from a backup, or remove the orphans' });
+      if (!out.some((f) => f.message.includes(k.split(' → ')[0]!)))
+        out.push({
+          severity: 'error',
+          message: `PRAGMA foreign_key_check: ${n} violation(s) ${k}`,
+          remedy: 'restore the missing parent rows from a backup, or remove the orphans',
+        });
     }
   }
   if (!out.length) out.push({ severity: 'ok', message: `${fks} foreign key(s): no orphaned rows` });
@@ -163,19 +217,27 @@ async function foreignKeyCheck(db: OpsDb, tables: readonly TableDef[], present: 
 
 async function unusedIndexesCheck(db: OpsDb): Promise<Finding[]> {
   if (db.dialect !== 'postgres') return [{ severity: 'info', message: `index usage statistics are not available on ${db.label}` }];
-  const r = await sql<{ name: string; t: string; bytes: unknown; reset: unknown }>`select s.indexrelname as name, s.relname as t, pg_relation_size(s.indexrelid) as bytes,
+  const r = await sql<{
+    name: string;
+    t: string;
+    bytes: unknown;
+    reset: unknown;
+  }>`select s.indexrelname as name, s.relname as t, pg_relation_size(s.indexrelid) as bytes,
         (select stats_reset from pg_stat_database where datname = current_database()) as reset
       from pg_stat_user_indexes s join pg_index x on x.indexrelid = s.indexrelid
       where s.schemaname = current_schema() and s.idx_scan = 0 and not x.indisunique and not x.indisprimary
       order by pg_relation_size(s.indexrelid) desc`.execute(db.reader);
   if (!r.rows.length) return [{ severity: 'ok', message: 'every non-unique index has been used' }];
-  const since = r.rows[0]?.reset ? ` since statistics were reset on ${new Date(str(r.rows[0].reset)).toISOString().slice(0, 10)}` : ' since statistics began';
+  const since = r.rows[0]?.reset
+    ? ` since statistics were reset on ${new Date(str(r.rows[0].reset)).toISOString().slice(0, 10)}`
+    : ' since statistics began';
   const list = r.rows.map((x) => `${x.name} (${x.t}, ${Number(toBigInt(x.bytes))} bytes)`);
   return [
     {
       severity: 'info',
       message: `${r.rows.length} non-unique index(es) never used${since}: ${list.slice(0, 8).join(', ')}${list.length > 8 ? `, and ${list.length - 8} more (--json lists all)` : ''}`,
-      remedy: 'judge over a representative period (month-end jobs, rare API calls); an index that stays unused can be dropped with a new migration',
+      remedy:
+        'judge over a representative period (month-end jobs, rare API calls); an index that stays unused can be dropped with a new migration',
       details: { indexes: r.rows.map((x) => ({ index: x.name, table: x.t, bytes: Number(toBigInt(x.bytes)) })) },
     },
   ];
@@ -190,16 +252,30 @@ const UPKEEP_MIN_ROWS = 1000;
 
 async function upkeepCheck(db: OpsDb, tables: readonly string[]): Promise<Finding[]> {
   const remedy = 'run coffer maintain (VACUUM (ANALYZE) per table) now; keep autovacuum on, or schedule coffer maintain';
-  if (db.dialect === 'sqlite') return [{ severity: 'info', message: 'SQLite keeps no statistics Coffer relies on; coffer maintain runs PRAGMA optimize and VACUUM' }];
+  if (db.dialect === 'sqlite')
+    return [{ severity: 'info', message: 'SQLite keeps no statistics Coffer relies on; coffer maintain runs PRAGMA optimize and VACUUM' }];
   if (db.dialect === 'mysql') {
     const r = await sql<{ v: unknown }>`select @@innodb_stats_auto_recalc as v`.execute(db.reader);
     if (str(r.rows[0]?.v) === '0' || str(r.rows[0]?.v).toUpperCase() === 'OFF')
-      return [{ severity: 'info', message: 'innodb_stats_auto_recalc is off: table statistics change only when coffer maintain runs ANALYZE TABLE', remedy: 'set innodb_stats_auto_recalc = ON, or schedule coffer maintain' }];
+      return [
+        {
+          severity: 'info',
+          message: 'innodb_stats_auto_recalc is off: table statistics change only when coffer maintain runs ANALYZE TABLE',
+          remedy: 'set innodb_stats_auto_recalc = ON, or schedule coffer maintain',
+        },
+      ];
     return [{ severity: 'ok', message: 'InnoDB recalculates table statistics itself (innodb_stats_auto_recalc)' }];
   }
   const setting = await sql<{ v: unknown }>`select current_setting('autovacuum') as v`.execute(db.reader);
   const autovacuum = str(setting.rows[0]?.v) === 'on';
-  const r = await sql<{ t: string; live: unknown; dead: unknown; mods: unknown; analyzed: unknown; off: unknown }>`select s.relname as t, s.n_live_tup as live, s.n_dead_tup as dead, s.n_mod_since_analyze as mods,
+  const r = await sql<{
+    t: string;
+    live: unknown;
+    dead: unknown;
+    mods: unknown;
+    analyzed: unknown;
+    off: unknown;
+  }>`select s.relname as t, s.n_live_tup as live, s.n_dead_tup as dead, s.n_mod_since_analyze as mods,
         greatest(s.last_analyze, s.last_autoanalyze) as analyzed,
         coalesce(c.reloptions @> array['autovacuum_enabled=false'], false) as off
       from pg_stat_user_tables s join pg_class c on c.oid = s.relid
@@ -220,23 +296,45 @@ async function upkeepCheck(db: OpsDb, tables: readonly string[]): Promise<Findin
     const mods = Number(toBigInt(x.mods));
     const why: string[] = [];
     if (mods >= UPKEEP_MIN_ROWS && mods > live / 2)
-      why.push(`${mods} rows changed since ${x.analyzed ? `its last ANALYZE (${new Date(str(x.analyzed)).toISOString()})` : 'it was created, never analyzed'}`);
+      why.push(
+        `${mods} rows changed since ${x.analyzed ? `its last ANALYZE (${new Date(str(x.analyzed)).toISOString()})` : 'it was created, never analyzed'}`,
+      );
     if (dead >= UPKEEP_MIN_ROWS && dead > live) why.push(`${dead} dead row versions against ${live} live`);
     const off = x.off === true ? ' (autovacuum_enabled=false on this table)' : '';
-    if (why.length) out.push({ severity: 'warning', message: `${x.t}: ${why.join('; ')}${off}`, remedy, details: { table: x.t, live, dead, modifiedSinceAnalyze: mods } });
-    else if (off) out.push({ severity: 'info', message: `${x.t}: autovacuum is disabled for this table (autovacuum_enabled=false)`, remedy: 'make sure coffer maintain runs on a schedule' });
+    if (why.length)
+      out.push({
+        severity: 'warning',
+        message: `${x.t}: ${why.join('; ')}${off}`,
+        remedy,
+        details: { table: x.t, live, dead, modifiedSinceAnalyze: mods },
+      });
+    else if (off)
+      out.push({
+        severity: 'info',
+        message: `${x.t}: autovacuum is disabled for this table (autovacuum_enabled=false)`,
+        remedy: 'make sure coffer maintain runs on a schedule',
+      });
   }
-  if (!out.some((f) => f.severity === 'warning')) out.push({ severity: 'ok', message: `planner statistics and dead rows of ${wanted.size} table(s) are kept up` });
+  if (!out.some((f) => f.severity === 'warning'))
+    out.push({ severity: 'ok', message: `planner statistics and dead rows of ${wanted.size} table(s) are kept up` });
   return out;
 }
 
 async function queriesCheck(db: OpsDb, seconds: number): Promise<Finding[]> {
   const out: Finding[] = [];
   if (db.dialect === 'postgres') {
-    const r = await sql<{ pid: number; state: string; age: unknown; q: string; app: string }>`select pid, state, extract(epoch from now() - coalesce(case when state = 'active' then query_start else xact_start end, now()))::bigint as age,
+    const r = await sql<{
+      pid: number;
+      state: string;
+      age: unknown;
+      q: string;
+      app: string;
+    }>`select pid, state, extract(epoch from now() - coalesce(case when state = 'active' then query_start else xact_start end, now()))::bigint as age,
           query as q, application_name as app
         from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and state <> 'idle'
-          and coalesce(case when state = 'active' then query_start else xact_start end, now()) < now() - make_interval(secs => ${seconds})`.execute(db.reader);
+          and coalesce(case when state = 'active' then query_start else xact_start end, now()) < now() - make_interval(secs => ${seconds})`.execute(
+      db.reader,
+    );
     for (const x of r.rows) {
       const idle = str(x.state).startsWith('idle in transaction');
       out.push({
@@ -244,34 +342,72 @@ async function queriesCheck(db: OpsDb, seconds: number): Promise<Finding[]> {
         message: idle
           ? `session ${x.pid} (${x.app || 'unknown application'}) has held a transaction open for ${toBigInt(x.age)} s without running anything`
           : `session ${x.pid} (${x.app || 'unknown application'}) has been running one statement for ${toBigInt(x.age)} s: ${excerpt(x.q)}`,
-        remedy: idle ? `find the client that forgot to commit; end it with SELECT pg_terminate_backend(${x.pid})` : `if it should not take that long: SELECT pg_cancel_backend(${x.pid}); then look at its plan (EXPLAIN)`,
+        remedy: idle
+          ? `find the client that forgot to commit; end it with SELECT pg_terminate_backend(${x.pid})`
+          : `if it should not take that long: SELECT pg_cancel_backend(${x.pid}); then look at its plan (EXPLAIN)`,
       });
     }
   } else if (db.dialect === 'mysql') {
-    const r = await sql<{ id: unknown; t: unknown; command: string; state: string; q: unknown }>`select id, time as t, command, state, info as q from information_schema.processlist
-        where db = database() and id <> connection_id() and command not in ('Sleep', 'Daemon', 'Binlog Dump') and time >= ${seconds}`.execute(db.reader);
-    for (const x of r.rows) out.push({ severity: 'warning', message: `connection ${toBigInt(x.id)} has been in "${x.command}${x.state ? `: ${x.state}` : ''}" for ${toBigInt(x.t)} s: ${excerpt(x.q)}`, remedy: `if it should not take that long: KILL QUERY ${toBigInt(x.id)}` });
-    const trx = await sql<{ id: unknown; age: unknown }>`select trx_mysql_thread_id as id, timestampdiff(second, trx_started, now()) as age from information_schema.innodb_trx
-        where timestampdiff(second, trx_started, now()) >= ${seconds} and trx_mysql_thread_id <> connection_id()`.execute(db.reader).catch(() => ({ rows: [] as { id: unknown; age: unknown }[] }));
+    const r = await sql<{
+      id: unknown;
+      t: unknown;
+      command: string;
+      state: string;
+      q: unknown;
+    }>`select id, time as t, command, state, info as q from information_schema.processlist
+        where db = database() and id <> connection_id() and command not in ('Sleep', 'Daemon', 'Binlog Dump') and time >= ${seconds}`.execute(
+      db.reader,
+    );
+    for (const x of r.rows)
+      out.push({
+        severity: 'warning',
+        message: `connection ${toBigInt(x.id)} has been in "${x.command}${x.state ? `: ${x.state}` : ''}" for ${toBigInt(x.t)} s: ${excerpt(x.q)}`,
+        remedy: `if it should not take that long: KILL QUERY ${toBigInt(x.id)}`,
+      });
+    const trx = await sql<{
+      id: unknown;
+      age: unknown;
+    }>`select trx_mysql_thread_id as id, timestampdiff(second, trx_started, now()) as age from information_schema.innodb_trx
+        where timestampdiff(second, trx_started, now()) >= ${seconds} and trx_mysql_thread_id <> connection_id()`
+      .execute(db.reader)
+      .catch(() => ({ rows: [] as { id: unknown; age: unknown }[] }));
     for (const x of trx.rows) {
-      if (!out.some((f) => f.message.startsWith(`connection ${toBigInt(x.id)} `))) out.push({ severity: 'warning', message: `connection ${toBigInt(x.id)} has held a transaction open for ${toBigInt(x.age)} s`, remedy: `find the client that forgot to commit; end it with KILL ${toBigInt(x.id)}` });
+      if (!out.some((f) => f.message.startsWith(`connection ${toBigInt(x.id)} `)))
+        out.push({
+          severity: 'warning',
+          message: `connection ${toBigInt(x.id)} has held a transaction open for ${toBigInt(x.age)} s`,
+          remedy: `find the client that forgot to commit; end it with KILL ${toBigInt(x.id)}`,
+        });
     }
   } else return [{ severity: 'info', message: 'SQLite has no server sessions to inspect' }];
   if (!out.length) out.push({ severity: 'ok', message: `no statement or transaction older than ${seconds} s` });
   return out;
 }
 
-async function mysqlLockWaits(db: Kysely<any>, mariadb: boolean): Promise<{ waiting: unknown; blocking: unknown; age: unknown; q: unknown }[]> {
+async function mysqlLockWaits(
+  db: Kysely<any>,
+  mariadb: boolean,
+): Promise<{ waiting: unknown; blocking: unknown; age: unknown; q: unknown }[]> {
   if (mariadb) {
     return (
-      await sql<{ waiting: unknown; blocking: unknown; age: unknown; q: unknown }>`select r.trx_mysql_thread_id as waiting, b.trx_mysql_thread_id as blocking,
+      await sql<{
+        waiting: unknown;
+        blocking: unknown;
+        age: unknown;
+        q: unknown;
+      }>`select r.trx_mysql_thread_id as waiting, b.trx_mysql_thread_id as blocking,
           timestampdiff(second, r.trx_wait_started, now()) as age, r.trx_query as q
         from information_schema.innodb_lock_waits w join information_schema.innodb_trx r on r.trx_id = w.requesting_trx_id
         join information_schema.innodb_trx b on b.trx_id = w.blocking_trx_id`.execute(db)
     ).rows;
   }
   return (
-    await sql<{ waiting: unknown; blocking: unknown; age: unknown; q: unknown }>`select r.trx_mysql_thread_id as waiting, b.trx_mysql_thread_id as blocking,
+    await sql<{
+      waiting: unknown;
+      blocking: unknown;
+      age: unknown;
+      q: unknown;
+    }>`select r.trx_mysql_thread_id as waiting, b.trx_mysql_thread_id as blocking,
         timestampdiff(second, r.trx_wait_started, now()) as age, r.trx_query as q
       from performance_schema.data_lock_waits w join information_schema.innodb_trx r on r.trx_id = w.requesting_engine_transaction_id
       join information_schema.innodb_trx b on b.trx_id = w.blocking_engine_transaction_id`.execute(db)
@@ -281,22 +417,46 @@ async function mysqlLockWaits(db: Kysely<any>, mariadb: boolean): Promise<{ wait
 async function locksCheck(db: OpsDb): Promise<Finding[]> {
   const out: Finding[] = [];
   if (db.dialect === 'postgres') {
-    const r = await sql<{ pid: number; blockers: unknown; age: unknown; q: string; ev: string }>`select pid, pg_blocking_pids(pid) as blockers, wait_event_type as ev,
+    const r = await sql<{
+      pid: number;
+      blockers: unknown;
+      age: unknown;
+      q: string;
+      ev: string;
+    }>`select pid, pg_blocking_pids(pid) as blockers, wait_event_type as ev,
           extract(epoch from now() - state_change)::bigint as age, query as q
         from pg_stat_activity where datname = current_database() and cardinality(pg_blocking_pids(pid)) > 0`.execute(db.reader);
     for (const x of r.rows) {
       const blockers = Array.isArray(x.blockers) ? x.blockers.join(', ') : str(x.blockers);
-      out.push({ severity: 'warning', message: `session ${x.pid} has waited ${toBigInt(x.age)} s for a ${x.ev ?? ''} lock held by session(s) ${blockers}: ${excerpt(x.q)}`, remedy: `see what ${blockers} is doing (coffer doctor --check queries); end it with SELECT pg_terminate_backend(<pid>) if it is stuck` });
+      out.push({
+        severity: 'warning',
+        message: `session ${x.pid} has waited ${toBigInt(x.age)} s for a ${x.ev ?? ''} lock held by session(s) ${blockers}: ${excerpt(x.q)}`,
+        remedy: `see what ${blockers} is doing (coffer doctor --check queries); end it with SELECT pg_terminate_backend(<pid>) if it is stuck`,
+      });
     }
   } else if (db.dialect === 'mysql') {
     let rows: Awaited<ReturnType<typeof mysqlLockWaits>>;
     try {
       rows = await mysqlLockWaits(db.reader, db.mariadb);
     } catch (e) {
-      return [{ severity: 'info', message: `lock waits are not visible (${(mapDriverError('mysql', e) as Error).message})`, remedy: 'grant PROCESS (and on MySQL 8 SELECT on performance_schema) to see them' }];
+      return [
+        {
+          severity: 'info',
+          message: `lock waits are not visible (${(mapDriverError('mysql', e) as Error).message})`,
+          remedy: 'grant PROCESS (and on MySQL 8 SELECT on performance_schema) to see them',
+        },
+      ];
     }
-    for (const x of rows) out.push({ severity: 'warning', message: `connection ${toBigInt(x.waiting)} has waited ${toBigInt(x.age)} s for a row lock held by connection ${toBigInt(x.blocking)}: ${excerpt(x.q)}`, remedy: `see what connection ${toBigInt(x.blocking)} is doing; KILL ${toBigInt(x.blocking)} if it is stuck` });
-  } else return [{ severity: 'info', message: 'SQLite has one writer; a waiting writer shows up as busy retries (coffer_transaction_retries_total)' }];
+    for (const x of rows)
+      out.push({
+        severity: 'warning',
+        message: `connection ${toBigInt(x.waiting)} has waited ${toBigInt(x.age)} s for a row lock held by connection ${toBigInt(x.blocking)}: ${excerpt(x.q)}`,
+        remedy: `see what connection ${toBigInt(x.blocking)} is doing; KILL ${toBigInt(x.blocking)} if it is stuck`,
+      });
+  } else
+    return [
+      { severity: 'info', message: 'SQLite has one writer; a waiting writer shows up as busy retries (coffer_transaction_retries_total)' },
+    ];
   if (!out.length) out.push({ severity: 'ok', message: 'no session is waiting for a lock' });
   return out;
 }
@@ -315,7 +475,8 @@ export async function runDoctor(coffer: Coffer, opts: DoctorOptions = {}): Promi
   const db = opsDb(coffer);
   const domainChecks = opts.checks ?? DOCTOR_CHECKS;
   const known = new Set<string>([...BUILTIN_CHECKS, ...domainChecks.map((c) => c.name)]);
-  for (const o of opts.only ?? []) if (!known.has(o)) throw new ConfigError(`unknown check ${o} (known: ${[...known].join(', ')})`, { field: 'check' });
+  for (const o of opts.only ?? [])
+    if (!known.has(o)) throw new ConfigError(`unknown check ${o} (known: ${[...known].join(', ')})`, { field: 'check' });
   const wanted = (name: string) => !opts.only?.length || opts.only.includes(name);
   const findings: DoctorFinding[] = [];
   const run = async (check: string, fn: () => Promise<Finding[]>) => {
@@ -324,7 +485,12 @@ export async function runDoctor(coffer: Coffer, opts: DoctorOptions = {}): Promi
       for (const f of await fn()) findings.push({ check, ...f });
     } catch (e) {
       const m = mapDriverError(db.backend, e) as Error;
-      findings.push({ check, severity: 'error', message: `the check could not run: ${m.message}`, remedy: 'fix the cause (permissions, connectivity) and run coffer doctor again' });
+      findings.push({
+        check,
+        severity: 'error',
+        message: `the check could not run: ${m.message}`,
+        remedy: 'fix the cause (permissions, connectivity) and run coffer doctor again',
+      });
     }
   };
   const present = await listTables(db.reader, db.dialect);
@@ -348,7 +514,8 @@ export async function runDoctor(coffer: Coffer, opts: DoctorOptions = {}): Promi
   for (const check of domainChecks) {
     const missing = missingRequirements(check.requires, coffer.schema, present);
     await run(check.name, async () => {
-      if (missing.length) return [{ severity: 'info', message: `skipped: needs ${missing.join(', ')}, which this database does not have yet` }];
+      if (missing.length)
+        return [{ severity: 'info', message: `skipped: needs ${missing.join(', ')}, which this database does not have yet` }];
       const got = await check.run({ coffer, dialect: db.dialect, now: new Date(), tables: present });
       return got.length ? got : [{ severity: 'ok', message: check.describe }];
     });
@@ -364,4 +531,3 @@ export async function runDoctor(coffer: Coffer, opts: DoctorOptions = {}): Promi
     findings,
   };
 }
-

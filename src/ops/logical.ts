@@ -249,9 +249,15 @@ export class LogicalSource implements RowSource {
       if (!r) throw this.#damaged(`it ends inside table ${name}`);
       if (r.kind === 'meta') {
         if (r.value.end !== name) throw this.#damaged(`table ${name} has no end record`);
-        const end = { rows: Number(r.value.rows), checksum: String(r.value.checksum), serialNext: (r.value.serialNext as string | null) ?? null };
+        const end = {
+          rows: Number(r.value.rows),
+          checksum: String(r.value.checksum),
+          serialNext: (r.value.serialNext as string | null) ?? null,
+        };
         if (end.rows !== dg.rows || end.checksum !== dg.checksum) {
-          throw this.#damaged(`table ${name} holds ${dg.rows} rows with checksum ${dg.checksum.slice(0, 12)}…, its end record says ${end.rows} rows, ${end.checksum.slice(0, 12)}…`);
+          throw this.#damaged(
+            `table ${name} holds ${dg.rows} rows with checksum ${dg.checksum.slice(0, 12)}…, its end record says ${end.rows} rows, ${end.checksum.slice(0, 12)}…`,
+          );
         }
         this.ends.set(name, end);
         if (batch.length) yield batch;
@@ -283,7 +289,8 @@ export class LogicalSource implements RowSource {
         continue;
       }
       const cols = r.value.columns as string[];
-      if (cols.join(',') !== plan.columns.map((c) => c.name).join(',')) throw this.#damaged(`table ${name} lists columns ${cols.join(', ')}`);
+      if (cols.join(',') !== plan.columns.map((c) => c.name).join(','))
+        throw this.#damaged(`table ${name} lists columns ${cols.join(', ')}`);
       yield* this.#section(name, plan, resume?.rowsDone ?? 0, batchSize);
       return;
     }

@@ -39,8 +39,18 @@ function rowFor(coffer: Coffer, table: string, values: Row, i = 0): Row {
 async function insertOrphan(coffer: Coffer): Promise<void> {
   const d = coffer.dialect;
   await coffer.engine.writer.connection().execute(async (conn) => {
-    const off = d === 'sqlite' ? 'PRAGMA foreign_keys = OFF' : d === 'mysql' ? 'SET FOREIGN_KEY_CHECKS = 0' : 'ALTER TABLE "fx_entries" DISABLE TRIGGER ALL';
-    const on = d === 'sqlite' ? 'PRAGMA foreign_keys = ON' : d === 'mysql' ? 'SET FOREIGN_KEY_CHECKS = 1' : 'ALTER TABLE "fx_entries" ENABLE TRIGGER ALL';
+    const off =
+      d === 'sqlite'
+        ? 'PRAGMA foreign_keys = OFF'
+        : d === 'mysql'
+          ? 'SET FOREIGN_KEY_CHECKS = 0'
+          : 'ALTER TABLE "fx_entries" DISABLE TRIGGER ALL';
+    const on =
+      d === 'sqlite'
+        ? 'PRAGMA foreign_keys = ON'
+        : d === 'mysql'
+          ? 'SET FOREIGN_KEY_CHECKS = 1'
+          : 'ALTER TABLE "fx_entries" ENABLE TRIGGER ALL';
     await sql.raw(off).execute(conn);
     try {
       await conn.insertInto('fx_entries').values({ account_id: 424242, seq: 1, amount: 5 }).execute();
@@ -56,7 +66,13 @@ forEachBackend('ops maintenance', (ctx) => {
     coffer = await ctx.open({ migrations: OPS_MIGRATIONS });
     for (let i = 0; i < 40; i++) {
       await coffer.write((tx) =>
-        tx.insert('fx_accounts', { name: `acct-${i}`, hash: i.toString(16).padStart(64, '0'), created_at: new Date(), payload: Buffer.alloc(2000, i), note: 'x'.repeat(500) }),
+        tx.insert('fx_accounts', {
+          name: `acct-${i}`,
+          hash: i.toString(16).padStart(64, '0'),
+          created_at: new Date(),
+          payload: Buffer.alloc(2000, i),
+          note: 'x'.repeat(500),
+        }),
       );
     }
     for (let i = 0; i < 3; i++) {
@@ -69,12 +85,24 @@ forEachBackend('ops maintenance', (ctx) => {
     const seen: string[] = [];
     const r = await maintainDatabase(coffer, { onStep: (s) => seen.push(`${s.step} ${s.target}`) });
     assert.equal(r.ok, true, JSON.stringify(r.steps.filter((s) => !s.ok)));
-    assert.deepEqual(seen, r.steps.map((s) => `${s.step} ${s.target}`), 'each step is reported as it completes');
+    assert.deepEqual(
+      seen,
+      r.steps.map((s) => `${s.step} ${s.target}`),
+      'each step is reported as it completes',
+    );
     const steps = new Set(r.steps.map((s) => s.step));
     if (coffer.dialect === 'postgres') assert.deepEqual([...steps], ['VACUUM (ANALYZE)', 'REINDEX TABLE CONCURRENTLY']);
     else if (coffer.dialect === 'mysql') assert.deepEqual([...steps], ['ANALYZE TABLE', 'OPTIMIZE TABLE']);
-    else assert.deepEqual([...steps], ctx.backend === 'memory' ? ['PRAGMA optimize', 'VACUUM'] : ['PRAGMA optimize', 'VACUUM', 'PRAGMA wal_checkpoint(TRUNCATE)']);
-    if (coffer.dialect !== 'sqlite') assert.ok(r.steps.some((s) => s.target === 'fx_accounts'), 'every Coffer table is maintained');
+    else
+      assert.deepEqual(
+        [...steps],
+        ctx.backend === 'memory' ? ['PRAGMA optimize', 'VACUUM'] : ['PRAGMA optimize', 'VACUUM', 'PRAGMA wal_checkpoint(TRUNCATE)'],
+      );
+    if (coffer.dialect !== 'sqlite')
+      assert.ok(
+        r.steps.some((s) => s.target === 'fx_accounts'),
+        'every Coffer table is maintained',
+      );
     assert.ok(r.bytesBefore !== null && r.bytesAfter !== null && r.bytesAfter > 0);
   });
 
@@ -84,10 +112,17 @@ forEachBackend('ops maintenance', (ctx) => {
     assert.equal(accounts.rows, 40);
     assert.equal(accounts.rowsEstimated, false);
     // Secondary indexes by name; PostgreSQL also lists the primary key's own index.
-    assert.deepEqual(accounts.indexes.map((i) => i.name).filter((n) => !n.endsWith('_pkey')).sort(), ['ix_fx_accounts_status', 'uq_fx_accounts_hash', 'uq_fx_accounts_name']);
+    assert.deepEqual(
+      accounts.indexes
+        .map((i) => i.name)
+        .filter((n) => !n.endsWith('_pkey'))
+        .sort(),
+      ['ix_fx_accounts_status', 'uq_fx_accounts_hash', 'uq_fx_accounts_name'],
+    );
     assert.ok(stats.tables.some((t) => t.table === 'fxo_blocks' && t.rows === 3));
     assert.ok(stats.totalBytes !== null && stats.totalBytes > 0);
-    for (let i = 1; i < stats.tables.length; i++) assert.ok((stats.tables[i - 1]!.totalBytes ?? -1) >= (stats.tables[i]!.totalBytes ?? -1), 'largest first');
+    for (let i = 1; i < stats.tables.length; i++)
+      assert.ok((stats.tables[i - 1]!.totalBytes ?? -1) >= (stats.tables[i]!.totalBytes ?? -1), 'largest first');
     if (coffer.dialect !== 'mysql') assert.equal(stats.tables[0]!.table, 'fx_accounts', 'the table with the payloads is the largest');
     const objs = objectSizes(stats);
     assert.ok(objs.some((o) => o.kind === 'index' && o.name === 'uq_fx_accounts_name' && o.table === 'fx_accounts'));
@@ -99,32 +134,62 @@ forEachBackend('ops maintenance', (ctx) => {
   test('doctor: healthy, then a broken invariant, an orphaned row and an incomplete marker, each with a remedy', async () => {
     const checks: DoctorCheck[] = [
       fixtureDoctorCheck,
-      { name: 'later.check', domain: 'later', describe: 'needs a table that does not exist yet', requires: ['later_things'], run: async () => [{ severity: 'error', message: 'must not run' }] },
+      {
+        name: 'later.check',
+        domain: 'later',
+        describe: 'needs a table that does not exist yet',
+        requires: ['later_things'],
+        run: async () => [{ severity: 'error', message: 'must not run' }],
+      },
     ];
     const healthy = await runDoctor(coffer, { checks, longQuerySeconds: 3600 });
     assert.equal(healthy.ok, true, JSON.stringify(healthy.findings.filter((f) => f.severity === 'error' || f.severity === 'warning')));
     assert.ok(healthy.findings.some((f) => f.check === 'fixture_ops.chain' && f.severity === 'ok'));
-    assert.ok(healthy.findings.some((f) => f.check === 'later.check' && f.severity === 'info' && /skipped: needs later_things/.test(f.message)));
+    assert.ok(
+      healthy.findings.some((f) => f.check === 'later.check' && f.severity === 'info' && /skipped: needs later_things/.test(f.message)),
+    );
     assert.ok(healthy.findings.some((f) => f.check === 'schema' && f.severity === 'ok'));
     assert.ok(healthy.findings.some((f) => f.check === 'integrity' && f.severity === 'ok'));
-    await assert.rejects(runDoctor(coffer, { only: ['nonsense'] }), (e: unknown) => e instanceof ConfigError && /unknown check nonsense \(known: migrations, incomplete, schema/.test(e.message));
+    await assert.rejects(
+      runDoctor(coffer, { only: ['nonsense'] }),
+      (e: unknown) => e instanceof ConfigError && /unknown check nonsense \(known: migrations, incomplete, schema/.test(e.message),
+    );
 
-    await coffer.write((tx) => tx.db.updateTable('fxo_cursor').set(tx.codec('fxo_cursor').encode({ height: 99n })).where('id', '=', 1).execute());
+    await coffer.write((tx) =>
+      tx.db
+        .updateTable('fxo_cursor')
+        .set(tx.codec('fxo_cursor').encode({ height: 99n }))
+        .where('id', '=', 1)
+        .execute(),
+    );
     await insertOrphan(coffer);
-    await createMarker(opsDb(coffer), { operation: 'copy', source: 'sqlite:/elsewhere.db', sourceId: 'x', startedAt: '2026-01-01T00:00:00.000Z' });
+    await createMarker(opsDb(coffer), {
+      operation: 'copy',
+      source: 'sqlite:/elsewhere.db',
+      sourceId: 'x',
+      startedAt: '2026-01-01T00:00:00.000Z',
+    });
     try {
       const sick = await runDoctor(coffer, { checks, longQuerySeconds: 3600 });
       assert.equal(sick.ok, false);
       const errors = sick.findings.filter((f) => f.severity === 'error');
       for (const f of errors) assert.ok(f.remedy && f.remedy.length > 10, `${f.check} says what to do`);
       assert.ok(errors.some((f) => f.check === 'fixture_ops.chain' && /cursor is at height 99 but the highest block is 2/.test(f.message)));
-      assert.ok(errors.some((f) => f.check === 'foreign-keys' && /1 row\(s\) of fx_entries reference missing fx_accounts rows/.test(f.message)));
+      assert.ok(
+        errors.some((f) => f.check === 'foreign-keys' && /1 row\(s\) of fx_entries reference missing fx_accounts rows/.test(f.message)),
+      );
       assert.ok(errors.some((f) => f.check === 'incomplete' && /incomplete copy from sqlite:\/elsewhere\.db/.test(f.message)));
       // The marker table is not reported as a schema difference.
       assert.ok(!sick.findings.some((f) => f.check === 'schema' && f.severity !== 'ok'));
     } finally {
       await dropMarker(coffer.engine.writer, coffer.dialect);
-      await coffer.write((tx) => tx.db.updateTable('fxo_cursor').set(tx.codec('fxo_cursor').encode({ height: 2n })).where('id', '=', 1).execute());
+      await coffer.write((tx) =>
+        tx.db
+          .updateTable('fxo_cursor')
+          .set(tx.codec('fxo_cursor').encode({ height: 2n }))
+          .where('id', '=', 1)
+          .execute(),
+      );
       await coffer.write((tx) => tx.db.deleteFrom('fx_entries').where('account_id', '=', 424242).execute());
     }
   });
@@ -151,7 +216,10 @@ forEachBackend('ops maintenance', (ctx) => {
       assert.match(w.remedy ?? '', /coffer maintain/);
       assert.equal((await runDoctor(coffer, { only: ['upkeep'] })).ok, false);
       const m = await maintainDatabase(coffer);
-      assert.ok(m.steps.every((x) => x.ok), JSON.stringify(m.steps.filter((x) => !x.ok)));
+      assert.ok(
+        m.steps.every((x) => x.ok),
+        JSON.stringify(m.steps.filter((x) => !x.ok)),
+      );
       const after = await upkeep();
       assert.ok(!after.some((x) => x.severity === 'warning'), JSON.stringify(after));
       assert.ok(after.some((x) => x.severity === 'ok'));
@@ -183,7 +251,10 @@ forEachBackend('ops maintenance', (ctx) => {
         assert.match(locks[0]!.message, /has waited \d+ s for a .*lock held by (session|connection)/);
         assert.match(locks[0]!.remedy!, /pg_terminate_backend|KILL/);
         const queries = r.findings.filter((f) => f.check === 'queries' && f.severity === 'warning');
-        assert.ok(queries.some((f) => /transaction open/.test(f.message)), JSON.stringify(queries));
+        assert.ok(
+          queries.some((f) => /transaction open/.test(f.message)),
+          JSON.stringify(queries),
+        );
         assert.equal(r.ok, false);
       } finally {
         release();
@@ -201,15 +272,39 @@ forEachBackend('ops maintenance', (ctx) => {
     const chainId = `btc-${ctx.backend}`;
     await coffer.write(async (tx) => {
       await tx.insert('chain_chains', rowFor(coffer, 'chain_chains', { chain_id: chainId }));
-      await tx.insert('chain_cursors', rowFor(coffer, 'chain_cursors', { chain_id: chainId, height: 20n, block_hash: 'b'.repeat(64), finalized_height: 10n }));
+      await tx.insert(
+        'chain_cursors',
+        rowFor(coffer, 'chain_cursors', { chain_id: chainId, height: 20n, block_hash: 'b'.repeat(64), finalized_height: 10n }),
+      );
       for (let h = 0; h <= 20; h++) {
-        await tx.insert('chain_undo', { chain_id: chainId, height: BigInt(h), block_hash: h.toString(16).padStart(64, '0'), table_name: 'fx_counters', row_key: { name: `k${h}` }, before_image: null });
+        await tx.insert('chain_undo', {
+          chain_id: chainId,
+          height: BigInt(h),
+          block_hash: h.toString(16).padStart(64, '0'),
+          table_name: 'fx_counters',
+          row_key: { name: `k${h}` },
+          before_image: null,
+        });
       }
     });
-    const undoCount = () => coffer.read(async (tx) => toBigInt(((await tx.db.selectFrom('chain_undo').select((eb) => eb.fn.countAll().as('n')).where('chain_id', '=', chainId).executeTakeFirstOrThrow()) as { n: unknown }).n));
+    const undoCount = () =>
+      coffer.read(async (tx) =>
+        toBigInt(
+          (
+            (await tx.db
+              .selectFrom('chain_undo')
+              .select((eb) => eb.fn.countAll().as('n'))
+              .where('chain_id', '=', chainId)
+              .executeTakeFirstOrThrow()) as { n: unknown }
+          ).n,
+        ),
+      );
     const dry = await runTrim(coffer, { rules: [undoJournalRule] });
     assert.equal(dry.applied, false);
-    assert.deepEqual(dry.rules[0]!.due.filter((d) => d.detail?.includes(chainId)).map((d) => d.rows), ['11']);
+    assert.deepEqual(
+      dry.rules[0]!.due.filter((d) => d.detail?.includes(chainId)).map((d) => d.rows),
+      ['11'],
+    );
     assert.equal(await undoCount(), 21n, 'a dry run deletes nothing');
     let calls = 0;
     const counted: RetentionRule = { ...undoJournalRule, apply: (tx, o) => (calls++, undoJournalRule.apply(tx, o)) };
@@ -217,7 +312,9 @@ forEachBackend('ops maintenance', (ctx) => {
     assert.equal(applied.rules[0]!.removed, 11);
     assert.ok(calls >= 5, `removed in batches (${calls} transactions)`);
     assert.equal(await undoCount(), 10n);
-    const left = await coffer.read((tx) => tx.db.selectFrom('chain_undo').select('height').where('chain_id', '=', chainId).orderBy('height').executeTakeFirstOrThrow());
+    const left = await coffer.read((tx) =>
+      tx.db.selectFrom('chain_undo').select('height').where('chain_id', '=', chainId).orderBy('height').executeTakeFirstOrThrow(),
+    );
     assert.equal(toBigInt(left.height), 11n, 'entries above the finalized height stay (they may still be reorged)');
     const again = await runTrim(coffer, { rules: [undoJournalRule] });
     assert.equal(again.rules[0]!.due.filter((d) => d.detail?.includes(chainId)).length, 0);
@@ -229,6 +326,9 @@ forEachBackend('ops maintenance', (ctx) => {
     const undo = r.rules.find((x) => x.rule === 'chain.undo_finalized')!;
     assert.match(undo.skipped!, /needs chain_undo, chain_cursors\.chain_id, chain_cursors\.finalized_height/);
     await assert.rejects(runTrim(bare, { only: ['nope'] }), /unknown retention rule nope/);
-    await assert.rejects(runTrim(bare, { settings: { 'chain.undo.blocksPerBach': '2' } }), /unknown retention setting chain\.undo\.blocksPerBach/);
+    await assert.rejects(
+      runTrim(bare, { settings: { 'chain.undo.blocksPerBach': '2' } }),
+      /unknown retention setting chain\.undo\.blocksPerBach/,
+    );
   });
 });

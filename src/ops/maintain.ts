@@ -43,9 +43,12 @@ export interface MaintainReport {
 }
 
 async function databaseBytes(db: Kysely<any>, d: OpsDb['dialect']): Promise<number | null> {
-  if (d === 'postgres') return Number(toBigInt((await sql<{ b: unknown }>`select pg_database_size(current_database()) as b`.execute(db)).rows[0]?.b));
+  if (d === 'postgres')
+    return Number(toBigInt((await sql<{ b: unknown }>`select pg_database_size(current_database()) as b`.execute(db)).rows[0]?.b));
   if (d === 'mysql') {
-    const r = await sql<{ b: unknown }>`select sum(data_length + index_length + data_free) as b from information_schema.tables where table_schema = database()`.execute(db);
+    const r = await sql<{
+      b: unknown;
+    }>`select sum(data_length + index_length + data_free) as b from information_schema.tables where table_schema = database()`.execute(db);
     return Number(toBigInt(r.rows[0]?.b));
   }
   const p = (await sql<{ page_count: unknown }>`pragma page_count`.execute(db)).rows[0]?.page_count;
@@ -85,17 +88,26 @@ async function maintainMysql(conn: Kysely<any>, tables: string[], mariadb: boole
   const check = (rows: Record<string, unknown>[]) => {
     const bad = rows.filter((r) => /error/i.test(String(r.Msg_type ?? r.msg_type ?? '')));
     if (bad.length) throw new Error(bad.map((r) => String(r.Msg_text ?? r.msg_text)).join('; '));
-    const notes = rows.filter((r) => !/^status$/i.test(String(r.Msg_type ?? r.msg_type ?? ''))).map((r) => String(r.Msg_text ?? r.msg_text));
+    const notes = rows
+      .filter((r) => !/^status$/i.test(String(r.Msg_type ?? r.msg_type ?? '')))
+      .map((r) => String(r.Msg_text ?? r.msg_text));
     return notes.length ? notes.join('; ') : undefined;
   };
   try {
     for (const t of tables) {
       const q = quote('mysql', t);
-      await run('ANALYZE TABLE', t, async () => check((await sql.raw(`ANALYZE TABLE ${q}`).execute(conn)).rows as Record<string, unknown>[]));
-      await run('OPTIMIZE TABLE', t, async () => check((await sql.raw(`OPTIMIZE TABLE ${q}`).execute(conn)).rows as Record<string, unknown>[]));
+      await run('ANALYZE TABLE', t, async () =>
+        check((await sql.raw(`ANALYZE TABLE ${q}`).execute(conn)).rows as Record<string, unknown>[]),
+      );
+      await run('OPTIMIZE TABLE', t, async () =>
+        check((await sql.raw(`OPTIMIZE TABLE ${q}`).execute(conn)).rows as Record<string, unknown>[]),
+      );
     }
   } finally {
-    await sql.raw(`SET SESSION ${limit} = ${Number(before ?? 0)}`).execute(conn).catch(() => {});
+    await sql
+      .raw(`SET SESSION ${limit} = ${Number(before ?? 0)}`)
+      .execute(conn)
+      .catch(() => {});
   }
 }
 
@@ -112,7 +124,9 @@ async function maintainSqlite(db: Kysely<any>, memory: boolean, run: Runner): Pr
   await run('PRAGMA wal_checkpoint(TRUNCATE)', 'database', async () => {
     const r = (await sql<{ busy: unknown; log: unknown; checkpointed: unknown }>`pragma wal_checkpoint(TRUNCATE)`.execute(db)).rows[0];
     if (r && Number(toBigInt(r.busy)) !== 0) {
-      throw new Error(`a reader kept the WAL busy: ${toBigInt(r.checkpointed)} of ${toBigInt(r.log)} frames checkpointed (run again when the service is quiet)`);
+      throw new Error(
+        `a reader kept the WAL busy: ${toBigInt(r.checkpointed)} of ${toBigInt(r.log)} frames checkpointed (run again when the service is quiet)`,
+      );
     }
     return undefined;
   });
@@ -124,7 +138,10 @@ export async function maintainDatabase(coffer: Coffer, opts: MaintainOptions = {
   const tables = [...coffer.schema.tables.keys(), MARKER_TABLE].filter((t) => live.has(t));
   const steps: MaintainStep[] = [];
   const run: Runner = async (step, target, fn) => {
-    if (opts.signal?.aborted) throw new InterruptedError(`maintenance stopped after ${steps.length} step(s); every completed step stands, nothing is left half-done`);
+    if (opts.signal?.aborted)
+      throw new InterruptedError(
+        `maintenance stopped after ${steps.length} step(s); every completed step stands, nothing is left half-done`,
+      );
     const started = performance.now();
     let s: MaintainStep;
     try {

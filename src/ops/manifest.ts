@@ -52,7 +52,14 @@ export function manifestPath(file: string): string {
 
 export function validateManifest(x: unknown, where: string): Manifest {
   const m = x as Partial<Manifest> | null;
-  if (!m || m.format !== 'coffer-manifest' || m.version !== 1 || !Array.isArray(m.tables) || !Array.isArray(m.migrations) || typeof m.id !== 'string') {
+  if (
+    !m ||
+    m.format !== 'coffer-manifest' ||
+    m.version !== 1 ||
+    !Array.isArray(m.tables) ||
+    !Array.isArray(m.migrations) ||
+    typeof m.id !== 'string'
+  ) {
     throw new ConfigError(`${where} is not a Coffer backup manifest (format coffer-manifest, version 1)`, { path: where });
   }
   return m as Manifest;
@@ -96,24 +103,38 @@ export async function fileDigest(path: string): Promise<{ bytes: number; sha256:
  * The schema a backup was taken with (from its migration history, which must be known to this
  * build) and the tables to restore, each with the columns the backup holds.
  */
-export function plansFromManifest(manifest: Pick<Manifest, 'migrations' | 'tables'>, migrations: readonly Migration[], where: string): { live: LiveSchema; plans: TablePlan[] } {
+export function plansFromManifest(
+  manifest: Pick<Manifest, 'migrations' | 'tables'>,
+  migrations: readonly Migration[],
+  where: string,
+): { live: LiveSchema; plans: TablePlan[] } {
   const live = schemaOfHistory(migrations, manifest.migrations, where);
   const byName = new Map(manifest.tables.map((t) => [t.name, t]));
   const plans: TablePlan[] = [];
   for (const table of dataTables(live.schema)) {
     const mt = byName.get(table.name);
-    if (!mt) throw new ConfigError(`${where} has no table ${table.name}, which its migration history creates (damaged backup?)`, { path: where });
+    if (!mt)
+      throw new ConfigError(`${where} has no table ${table.name}, which its migration history creates (damaged backup?)`, { path: where });
     const columns = mt.columns.map((n) => {
       const c = table.columns.find((x) => x.name === n);
-      if (!c) throw new ConfigError(`${where}: table ${table.name} has column ${n}, which its migration history does not define`, { path: where });
+      if (!c)
+        throw new ConfigError(`${where}: table ${table.name} has column ${n}, which its migration history does not define`, {
+          path: where,
+        });
       return c;
     });
     if (columns.length !== table.columns.length) {
-      throw new ConfigError(`${where}: table ${table.name} has ${columns.length} columns, its migration history defines ${table.columns.length}`, { path: where });
+      throw new ConfigError(
+        `${where}: table ${table.name} has ${columns.length} columns, its migration history defines ${table.columns.length}`,
+        { path: where },
+      );
     }
     plans.push({ table, columns });
     byName.delete(table.name);
   }
-  if (byName.size) throw new ConfigError(`${where} has table(s) ${[...byName.keys()].join(', ')} that its migration history does not create`, { path: where });
+  if (byName.size)
+    throw new ConfigError(`${where} has table(s) ${[...byName.keys()].join(', ')} that its migration history does not create`, {
+      path: where,
+    });
   return { live, plans };
 }

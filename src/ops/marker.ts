@@ -66,10 +66,20 @@ export async function readMarker(db: Kysely<any>, d: Dialect): Promise<Marker | 
   for (const raw of rows) {
     const r = codec.decode<Row>(raw as Row);
     if (r.item === HEADER) header = r;
-    else tables.set(String(r.item), { state: r.state as TableProgress['state'], rowsDone: Number(r.rows_done), lastKey: (r.last_key as Row | null) ?? null });
+    else
+      tables.set(String(r.item), {
+        state: r.state as TableProgress['state'],
+        rowsDone: Number(r.rows_done),
+        lastKey: (r.last_key as Row | null) ?? null,
+      });
   }
   if (!header) {
-    return { info: { operation: 'copy', source: '(unknown)', startedAt: '', sourceId: '' }, state: 'failed', tables, updatedAt: new Date(0) };
+    return {
+      info: { operation: 'copy', source: '(unknown)', startedAt: '', sourceId: '' },
+      state: 'failed',
+      tables,
+      updatedAt: new Date(0),
+    };
   }
   return { info: header.info as MarkerInfo, state: header.state as Marker['state'], tables, updatedAt: header.updated_at as Date };
 }
@@ -92,19 +102,36 @@ export async function createMarker(db: OpsDb, info: MarkerInfo): Promise<void> {
 
 /** Records a table's progress (inside the transaction that wrote its rows). */
 export async function recordProgress(trx: Kysely<any>, d: Dialect, table: string, p: TableProgress): Promise<void> {
-  const enc = new TableCodec(d, markerTable).encode({ state: p.state, rows_done: BigInt(p.rowsDone), last_key: p.lastKey, updated_at: new Date() });
+  const enc = new TableCodec(d, markerTable).encode({
+    state: p.state,
+    rows_done: BigInt(p.rowsDone),
+    last_key: p.lastKey,
+    updated_at: new Date(),
+  });
   const r = await trx.updateTable(MARKER_TABLE).set(enc).where('item', '=', table).executeTakeFirst();
   if (BigInt(r.numUpdatedRows ?? 0n) === 0n) {
-    await trx.insertInto(MARKER_TABLE).values({ ...enc, item: table }).execute();
+    await trx
+      .insertInto(MARKER_TABLE)
+      .values({ ...enc, item: table })
+      .execute();
   }
 }
 
-export async function setMarkerState(db: Kysely<any>, d: Dialect, state: Marker['state'], extra: Record<string, unknown> = {}): Promise<void> {
+export async function setMarkerState(
+  db: Kysely<any>,
+  d: Dialect,
+  state: Marker['state'],
+  extra: Record<string, unknown> = {},
+): Promise<void> {
   const cur = await db.selectFrom(MARKER_TABLE).select('info').where('item', '=', HEADER).executeTakeFirst();
   const info = { ...((cur ? decodeValue({ kind: 'json' }, (cur as Row).info) : {}) as Row), ...extra };
   await db
     .updateTable(MARKER_TABLE)
-    .set({ state, info: encodeValue(d, { kind: 'json' }, info, 'info'), updated_at: encodeValue(d, { kind: 'timestamp' }, new Date(), 'updated_at') })
+    .set({
+      state,
+      info: encodeValue(d, { kind: 'json' }, info, 'info'),
+      updated_at: encodeValue(d, { kind: 'timestamp' }, new Date(), 'updated_at'),
+    })
     .where('item', '=', HEADER)
     .execute();
 }

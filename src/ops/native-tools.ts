@@ -46,7 +46,13 @@ export interface ToolRun {
 }
 
 /** Starts a tool; `cleanup` runs once it has exited (removing a credentials file). */
-export function runTool(path: string, name: ToolName, args: string[], env: Record<string, string | undefined>, opts: { stdin?: 'pipe' | 'ignore'; stdout?: 'pipe' | 'ignore'; cleanup?: () => void } = {}): ToolRun {
+export function runTool(
+  path: string,
+  name: ToolName,
+  args: string[],
+  env: Record<string, string | undefined>,
+  opts: { stdin?: 'pipe' | 'ignore'; stdout?: 'pipe' | 'ignore'; cleanup?: () => void } = {},
+): ToolRun {
   const child = spawn(path, args, { env: { ...process.env, ...env }, stdio: [opts.stdin ?? 'ignore', opts.stdout ?? 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
@@ -55,7 +61,11 @@ export function runTool(path: string, name: ToolName, args: string[], env: Recor
   const done = new Promise<void>((resolve, reject) => {
     child.on('error', (e: NodeJS.ErrnoException) => {
       opts.cleanup?.();
-      reject(e.code === 'ENOENT' ? new ConfigError(`${name} not found at ${path} (install ${PACKAGE[name]})`, { tool: name }) : new Error(`${name} failed to start: ${e.message}`));
+      reject(
+        e.code === 'ENOENT'
+          ? new ConfigError(`${name} not found at ${path} (install ${PACKAGE[name]})`, { tool: name })
+          : new Error(`${name} failed to start: ${e.message}`),
+      );
     });
     child.on('close', (code, signal) => {
       opts.cleanup?.();

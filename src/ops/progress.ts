@@ -164,7 +164,8 @@ class BarProgress implements Progress {
           const filled = s.totalRows ? Math.min(width, Math.round((s.rows / Math.max(1, s.totalRows)) * width)) : 0;
           const bar = s.totalRows ? `${'█'.repeat(filled)}${'░'.repeat(width - filled)}` : '·'.repeat(width);
           const pct = s.totalRows ? `${String(Math.min(100, Math.floor((s.rows * 100) / Math.max(1, s.totalRows)))).padStart(3)}%` : '   ?';
-          const eta = s.etaSeconds !== null ? `ETA ${formatDuration(s.etaSeconds)}` : formatDuration((Date.now() - params.startTime) / 1000);
+          const eta =
+            s.etaSeconds !== null ? `ETA ${formatDuration(s.etaSeconds)}` : formatDuration((Date.now() - params.startTime) / 1000);
           return `${s.phase.padEnd(8)} ${bar} ${pct} | ${num(s.rows)}${s.totalRows !== null ? `/${num(s.totalRows)}` : ''} ${s.unit} | ${formatBytes(s.bytes)} | ${num(s.rowsPerSecond)} ${s.unit}/s | ${eta}${s.table ? ` | ${s.table}` : ''}`;
         },
       },

@@ -16,7 +16,11 @@ async function finalizedHeights(tx: Tx): Promise<Map<string, bigint>> {
 }
 
 async function lowestHeight(tx: Tx, chainId: string): Promise<bigint | null> {
-  const r = await tx.db.selectFrom(UNDO_TABLE).select((eb) => eb.fn.min('height').as('h')).where('chain_id', '=', chainId).executeTakeFirst();
+  const r = await tx.db
+    .selectFrom(UNDO_TABLE)
+    .select((eb) => eb.fn.min('height').as('h'))
+    .where('chain_id', '=', chainId)
+    .executeTakeFirst();
   const h = (r as { h: unknown } | undefined)?.h;
   return h === null || h === undefined ? null : toBigInt(h);
 }
@@ -24,7 +28,7 @@ async function lowestHeight(tx: Tx, chainId: string): Promise<bigint | null> {
 export const undoJournalRule: RetentionRule = {
   name: 'chain.undo_finalized',
   domain: 'chain',
-  describe: 'undo-journal entries of blocks at or below each chain cursor\'s finalized height (they can no longer be reorged)',
+  describe: "undo-journal entries of blocks at or below each chain cursor's finalized height (they can no longer be reorged)",
   requires: [UNDO_TABLE, `${CURSORS}.chain_id`, `${CURSORS}.finalized_height`],
   settings: [{ key: 'chain.undo.blocksPerBatch', describe: 'blocks of journal removed per transaction', default: '1000' }],
 
@@ -40,7 +44,8 @@ export const undoJournalRule: RetentionRule = {
         .where('height', '<=', enc.height as never)
         .executeTakeFirst();
       const n = toBigInt((r as { n: unknown } | undefined)?.n);
-      if (n > 0n) out.push({ table: UNDO_TABLE, rows: n, detail: `chain ${JSON.stringify(chainId)}: entries at or below finalized height ${h}` });
+      if (n > 0n)
+        out.push({ table: UNDO_TABLE, rows: n, detail: `chain ${JSON.stringify(chainId)}: entries at or below finalized height ${h}` });
     }
     return out;
   },

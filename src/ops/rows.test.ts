@@ -34,9 +34,15 @@ const row = fc.record({
   big: fc.bigInt({ min: INT64_MIN, max: INT64_MAX }),
   amount: fc.bigInt({ min: 0n, max: UINT256_MAX }),
   name: fc.string({ unit: 'grapheme', maxLength: 10 }),
-  note: fc.option(fc.string({ unit: 'binary' }).filter((s) => s.isWellFormed() && !s.includes('\u0000')), { nil: null }),
+  note: fc.option(
+    fc.string({ unit: 'binary' }).filter((s) => s.isWellFormed() && !s.includes('\u0000')),
+    { nil: null },
+  ),
   hash: fc.stringMatching(/^[0-9a-f]{64}$/),
-  payload: fc.option(fc.uint8Array({ maxLength: 64 }).map((u) => Buffer.from(u)), { nil: null }),
+  payload: fc.option(
+    fc.uint8Array({ maxLength: 64 }).map((u) => Buffer.from(u)),
+    { nil: null },
+  ),
   flag: fc.boolean(),
   at: fc.date({ min: new Date(Date.UTC(1000, 0, 1)), max: new Date(Date.UTC(9999, 11, 31, 23, 59, 59, 999)), noInvalidDate: true }),
   doc: fc.option(jsonValue, { nil: null }),

@@ -73,7 +73,9 @@ export function stableJson(v: unknown): string {
   if (typeof v === 'bigint') return JSON.stringify(v.toString());
   if (typeof v !== 'object') return JSON.stringify(v);
   if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
-  const keys = Object.keys(v).filter((k) => (v as Row)[k] !== undefined).sort();
+  const keys = Object.keys(v)
+    .filter((k) => (v as Row)[k] !== undefined)
+    .sort();
   return `{${keys.map((k) => `${JSON.stringify(k)}:${stableJson((v as Row)[k])}`).join(',')}}`;
 }
 

@@ -44,10 +44,20 @@ const n = (v: unknown): number => Number(toBigInt(v));
 
 async function pgSizes(db: Kysely<any>): Promise<RawSizes> {
   const out: RawSizes = { tables: new Map(), indexes: new Map(), databaseBytes: null, notes: [] };
-  const t = await sql<{ t: string; total: unknown; idx: unknown }>`select c.relname as t, pg_total_relation_size(c.oid) as total, pg_indexes_size(c.oid) as idx
-      from pg_class c join pg_namespace s on s.oid = c.relnamespace where s.nspname = current_schema() and c.relkind in ('r', 'p')`.execute(db);
+  const t = await sql<{
+    t: string;
+    total: unknown;
+    idx: unknown;
+  }>`select c.relname as t, pg_total_relation_size(c.oid) as total, pg_indexes_size(c.oid) as idx
+      from pg_class c join pg_namespace s on s.oid = c.relnamespace where s.nspname = current_schema() and c.relkind in ('r', 'p')`.execute(
+    db,
+  );
   for (const r of t.rows) out.tables.set(r.t, { data: n(r.total) - n(r.idx), index: n(r.idx), total: n(r.total) });
-  const i = await sql<{ name: string; t: string; bytes: unknown }>`select i.relname as name, c.relname as t, pg_relation_size(i.oid) as bytes
+  const i = await sql<{
+    name: string;
+    t: string;
+    bytes: unknown;
+  }>`select i.relname as name, c.relname as t, pg_relation_size(i.oid) as bytes
       from pg_index x join pg_class i on i.oid = x.indexrelid join pg_class c on c.oid = x.indrelid
       join pg_namespace s on s.oid = c.relnamespace where s.nspname = current_schema()`.execute(db);
   for (const r of i.rows) out.indexes.set(r.name, { table: r.t, bytes: n(r.bytes) });
@@ -57,15 +67,30 @@ async function pgSizes(db: Kysely<any>): Promise<RawSizes> {
 }
 
 async function mysqlSizes(db: Kysely<any>): Promise<RawSizes> {
-  const out: RawSizes = { tables: new Map(), indexes: new Map(), databaseBytes: 0, notes: ['MySQL/MariaDB sizes are InnoDB statistics (refreshed by coffer maintain / ANALYZE TABLE)'] };
-  const t = await sql<{ t: string; data: unknown; idx: unknown; free: unknown }>`select table_name as t, data_length as data, index_length as idx, data_free as free
+  const out: RawSizes = {
+    tables: new Map(),
+    indexes: new Map(),
+    databaseBytes: 0,
+    notes: ['MySQL/MariaDB sizes are InnoDB statistics (refreshed by coffer maintain / ANALYZE TABLE)'],
+  };
+  const t = await sql<{
+    t: string;
+    data: unknown;
+    idx: unknown;
+    free: unknown;
+  }>`select table_name as t, data_length as data, index_length as idx, data_free as free
       from information_schema.tables where table_schema = database() and table_type = 'BASE TABLE'`.execute(db);
   for (const r of t.rows) {
     out.tables.set(r.t, { data: n(r.data), index: n(r.idx), total: n(r.data) + n(r.idx) });
     out.databaseBytes = (out.databaseBytes ?? 0) + n(r.data) + n(r.idx) + n(r.free);
   }
   try {
-    const i = await sql<{ name: string; t: string; pages: unknown; ps: unknown }>`select index_name as name, table_name as t, stat_value as pages, @@innodb_page_size as ps
+    const i = await sql<{
+      name: string;
+      t: string;
+      pages: unknown;
+      ps: unknown;
+    }>`select index_name as name, table_name as t, stat_value as pages, @@innodb_page_size as ps
         from mysql.innodb_index_stats where database_name = database() and stat_name = 'size'`.execute(db);
     for (const r of i.rows) {
       // PRIMARY is the clustered index: the table's data itself.
@@ -82,7 +107,11 @@ async function mysqlSizes(db: Kysely<any>): Promise<RawSizes> {
 
 async function sqliteSizes(db: Kysely<any>): Promise<RawSizes> {
   const out: RawSizes = { tables: new Map(), indexes: new Map(), databaseBytes: null, notes: [] };
-  const objs = await sql<{ name: string; type: string; t: string }>`select name, type, tbl_name as t from sqlite_schema where type in ('table', 'index')`.execute(db);
+  const objs = await sql<{
+    name: string;
+    type: string;
+    t: string;
+  }>`select name, type, tbl_name as t from sqlite_schema where type in ('table', 'index')`.execute(db);
   let bytes = new Map<string, number>();
   try {
     const r = await sql<{ name: string; b: unknown }>`select name, sum(pgsize) as b from dbstat group by name`.execute(db);
@@ -120,12 +149,18 @@ export async function collectStats(coffer: Coffer, opts: { estimate?: boolean } 
   if (estimated) counts = await estimateRows(db.reader, db.dialect, names);
   else {
     counts = new Map();
-    await coffer.read(async (tx) => {
-      for (const t of names) {
-        const r = await tx.db.selectFrom(t).select((eb) => eb.fn.countAll().as('n')).executeTakeFirst();
-        counts.set(t, n((r as { n: unknown } | undefined)?.n));
-      }
-    }, { op: 'ops.stats' });
+    await coffer.read(
+      async (tx) => {
+        for (const t of names) {
+          const r = await tx.db
+            .selectFrom(t)
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirst();
+          counts.set(t, n((r as { n: unknown } | undefined)?.n));
+        }
+      },
+      { op: 'ops.stats' },
+    );
   }
   const tables: TableStats[] = names.map((t) => {
     const s = raw.tables.get(t);
@@ -133,7 +168,15 @@ export async function collectStats(coffer: Coffer, opts: { estimate?: boolean } 
       .filter(([, i]) => i.table === t)
       .map(([name, i]) => ({ name, bytes: i.bytes }))
       .sort((a, b) => (b.bytes ?? -1) - (a.bytes ?? -1) || a.name.localeCompare(b.name));
-    return { table: t, rows: counts.get(t) ?? 0, rowsEstimated: estimated, dataBytes: s?.data ?? null, indexBytes: s?.index ?? null, totalBytes: s?.total ?? null, indexes };
+    return {
+      table: t,
+      rows: counts.get(t) ?? 0,
+      rowsEstimated: estimated,
+      dataBytes: s?.data ?? null,
+      indexBytes: s?.index ?? null,
+      totalBytes: s?.total ?? null,
+      indexes,
+    };
   });
   tables.sort((a, b) => (b.totalBytes ?? -1) - (a.totalBytes ?? -1) || b.rows - a.rows || a.table.localeCompare(b.table));
   return { backend: db.label, database: db.describe, totalBytes: raw.databaseBytes, tables, notes: raw.notes };

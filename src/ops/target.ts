@@ -46,13 +46,20 @@ export function migrationSeeds(migrations: readonly Migration[]): Promise<Map<st
 }
 
 /** Coffer data tables that exist in the database and hold rows other than migration seed rows. */
-export async function nonEmptyTables(db: OpsDb, schema: Schema, migrations: readonly Migration[]): Promise<{ table: string; rows: bigint }[]> {
+export async function nonEmptyTables(
+  db: OpsDb,
+  schema: Schema,
+  migrations: readonly Migration[],
+): Promise<{ table: string; rows: bigint }[]> {
   const live = await listTables(db.reader, db.dialect);
   const seeds = await migrationSeeds(migrations);
   const out: { table: string; rows: bigint }[] = [];
   for (const t of dataTables(schema)) {
     if (!live.has(t.name)) continue;
-    const r = await db.reader.selectFrom(t.name).select((eb) => eb.fn.countAll().as('n')).executeTakeFirst();
+    const r = await db.reader
+      .selectFrom(t.name)
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirst();
     const n = toBigInt((r as { n: unknown } | undefined)?.n);
     if (n === 0n) continue;
     const seeded = seeds.get(t.name);
@@ -76,7 +83,10 @@ export async function clearSeedRows(db: OpsDb, plans: readonly TablePlan[], mark
   if (marker?.info.seedsCleared) return;
   await db.writer.transaction().execute(async (trx) => {
     for (const p of [...plans].reverse()) {
-      const r = await trx.selectFrom(p.table.name).select((eb) => eb.fn.countAll().as('n')).executeTakeFirst();
+      const r = await trx
+        .selectFrom(p.table.name)
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirst();
       if (toBigInt((r as { n: unknown } | undefined)?.n) === 0n) continue;
       try {
         await trx.deleteFrom(p.table.name).execute();
@@ -94,9 +104,12 @@ export async function clearSeedRows(db: OpsDb, plans: readonly TablePlan[], mark
 /** Drops every Coffer table (data tables children first, then the history and the marker). */
 export async function dropCofferTables(db: OpsDb, schema: Schema): Promise<string[]> {
   const live = await listTables(db.writer, db.dialect);
-  const names = [...dependencyOrder([...schema.tables.values()]).reverse().map((t) => t.name), MARKER_TABLE].filter(
-    (n, i, all) => live.has(n) && all.indexOf(n) === i,
-  );
+  const names = [
+    ...dependencyOrder([...schema.tables.values()])
+      .reverse()
+      .map((t) => t.name),
+    MARKER_TABLE,
+  ].filter((n, i, all) => live.has(n) && all.indexOf(n) === i);
   // The history table goes after every data table (it has no foreign keys either way).
   const ordered = [...names.filter((n) => n !== HISTORY_TABLE), ...names.filter((n) => n === HISTORY_TABLE)];
   await dropTables(db.writer, db.dialect, ordered);

@@ -31,7 +31,10 @@ export function dbRowSource(db: OpsDb, conn: Kysely<any>): RowSource {
   return {
     describe: db.describe,
     rows: (plan, resume, batchSize) =>
-      readBatches(conn, db.dialect, plan.table, plan.columns, { batchSize, after: resume?.lastKey ? keyFromPortable(plan.table, resume.lastKey) : null }),
+      readBatches(conn, db.dialect, plan.table, plan.columns, {
+        batchSize,
+        after: resume?.lastKey ? keyFromPortable(plan.table, resume.lastKey) : null,
+      }),
     lookup: (plan, keys) => fetchByKeys(conn, db.dialect, plan.table, plan.columns, keys),
   };
 }
@@ -64,7 +67,7 @@ async function writeBatch(target: OpsDb, plan: TablePlan, rows: Row[], progress:
     await target.writer.transaction().execute(async (trx) => {
       let mode: string | undefined;
       if (zeroId) {
-        mode = String(((await sql<{ m: string }>`select @@session.sql_mode as m`.execute(trx)).rows[0]?.m) ?? '');
+        mode = String((await sql<{ m: string }>`select @@session.sql_mode as m`.execute(trx)).rows[0]?.m ?? '');
         await sql`set session sql_mode = ${`${mode},NO_AUTO_VALUE_ON_ZERO`}`.execute(trx);
       }
       await insertRows(trx, d, plan.table, plan.columns, rows);
@@ -80,7 +83,13 @@ async function writeBatch(target: OpsDb, plan: TablePlan, rows: Row[], progress:
  * Loads every planned table from `source` into `target`, in plan (dependency) order, resuming
  * tables the marker says were started and skipping those it says are done.
  */
-export async function loadInto(target: OpsDb, plans: readonly TablePlan[], source: RowSource, marker: Marker | null, opts: LoadOptions): Promise<LoadResult> {
+export async function loadInto(
+  target: OpsDb,
+  plans: readonly TablePlan[],
+  source: RowSource,
+  marker: Marker | null,
+  opts: LoadOptions,
+): Promise<LoadResult> {
   let rowsWritten = 0;
   let bytes = 0;
   const resumedTables: string[] = [];
@@ -136,7 +145,12 @@ export interface DigestOptions {
 }
 
 /** Row count and content checksum of each planned table, read on `conn` (a snapshot transaction). */
-export async function digestWith(conn: Kysely<any>, d: Dialect, plans: readonly TablePlan[], opts: DigestOptions): Promise<Map<string, TableSum>> {
+export async function digestWith(
+  conn: Kysely<any>,
+  d: Dialect,
+  plans: readonly TablePlan[],
+  opts: DigestOptions,
+): Promise<Map<string, TableSum>> {
   const out = new Map<string, TableSum>();
   for (const plan of plans) {
     const dg = new TableDigest();
@@ -156,13 +170,20 @@ export async function digestTables(db: OpsDb, plans: readonly TablePlan[], opts:
 }
 
 /** Tables whose counts or checksums differ, with both sides. */
-export function compareSums(expected: Map<string, TableSum>, actual: Map<string, TableSum>, expectedName: string, actualName: string): { table: string; message: string }[] {
+export function compareSums(
+  expected: Map<string, TableSum>,
+  actual: Map<string, TableSum>,
+  expectedName: string,
+  actualName: string,
+): { table: string; message: string }[] {
   const out: { table: string; message: string }[] = [];
   for (const [t, e] of expected) {
     const a = actual.get(t);
     if (!a) out.push({ table: t, message: `table ${t}: missing on ${actualName}` });
-    else if (a.rows !== e.rows) out.push({ table: t, message: `table ${t}: ${e.rows} rows on ${expectedName}, ${a.rows} on ${actualName}` });
-    else if (a.checksum !== e.checksum) out.push({ table: t, message: `table ${t}: same row count (${a.rows}) but the content checksums differ` });
+    else if (a.rows !== e.rows)
+      out.push({ table: t, message: `table ${t}: ${e.rows} rows on ${expectedName}, ${a.rows} on ${actualName}` });
+    else if (a.checksum !== e.checksum)
+      out.push({ table: t, message: `table ${t}: same row count (${a.rows}) but the content checksums differ` });
   }
   return out;
 }
@@ -185,7 +206,9 @@ export async function firstDifference(
   const name = plan.table.name;
   for await (const batch of reference.rows(plan, null, opts.batchSize)) {
     const keys = batch.map((r) => Object.fromEntries(plan.table.primaryKey.map((k) => [k, r[k]])));
-    const found = new Map((await fetchByKeys(targetConn, target.dialect, plan.table, plan.columns, keys)).map((r) => [keyString(plan.table, r), r]));
+    const found = new Map(
+      (await fetchByKeys(targetConn, target.dialect, plan.table, plan.columns, keys)).map((r) => [keyString(plan.table, r), r]),
+    );
     for (const r of batch) {
       const t = found.get(keyString(plan.table, r));
       if (!t) return `table ${name}: row ${describeKey(plan.table, r)} is on ${opts.referenceName} but missing from ${opts.targetName}`;
@@ -198,7 +221,8 @@ export async function firstDifference(
     const keys = batch.map((r) => Object.fromEntries(plan.table.primaryKey.map((k) => [k, r[k]])));
     const found = new Set((await reference.lookup(plan, keys)).map((r) => keyString(plan.table, r)));
     for (const r of batch) {
-      if (!found.has(keyString(plan.table, r))) return `table ${name}: row ${describeKey(plan.table, r)} is on ${opts.targetName} but not on ${opts.referenceName}`;
+      if (!found.has(keyString(plan.table, r)))
+        return `table ${name}: row ${describeKey(plan.table, r)} is on ${opts.targetName} but not on ${opts.referenceName}`;
     }
   }
   return null;

@@ -44,12 +44,16 @@ export async function runTrim(coffer: Coffer, opts: TrimOptions = {}): Promise<T
   const rules = opts.rules ?? RETENTION_RULES;
   const progress = opts.progress ?? new SilentProgress();
   for (const o of opts.only ?? []) {
-    if (!rules.some((r) => r.name === o)) throw new ConfigError(`unknown retention rule ${o} (known: ${rules.map((r) => r.name).join(', ') || 'none'})`, { field: 'rule' });
+    if (!rules.some((r) => r.name === o))
+      throw new ConfigError(`unknown retention rule ${o} (known: ${rules.map((r) => r.name).join(', ') || 'none'})`, { field: 'rule' });
   }
   const selected = rules.filter((r) => !opts.only?.length || opts.only.includes(r.name));
   const keys = new Set(selected.flatMap((r) => (r.settings ?? []).map((s) => s.key)));
   for (const k of Object.keys(opts.settings ?? {})) {
-    if (!keys.has(k)) throw new ConfigError(`unknown retention setting ${k} (settings of the selected rules: ${[...keys].join(', ') || 'none'})`, { field: 'set' });
+    if (!keys.has(k))
+      throw new ConfigError(`unknown retention setting ${k} (settings of the selected rules: ${[...keys].join(', ') || 'none'})`, {
+        field: 'set',
+      });
   }
   const ropts: RetentionOptions = { now: opts.now ?? new Date(), settings: opts.settings ?? {}, batchSize: opts.batchSize ?? 1000 };
   const db = opsDb(coffer);
@@ -71,7 +75,9 @@ export async function runTrim(coffer: Coffer, opts: TrimOptions = {}): Promise<T
     let removed = 0;
     for (;;) {
       if (opts.signal?.aborted) {
-        throw new InterruptedError(`trim stopped after removing ${removed} row(s) with ${rule.name}; every completed batch stands; run coffer trim --apply again to continue`);
+        throw new InterruptedError(
+          `trim stopped after removing ${removed} row(s) with ${rule.name}; every completed batch stands; run coffer trim --apply again to continue`,
+        );
       }
       const n = await coffer.write((tx) => rule.apply(tx, ropts), { op: `ops.trim.apply.${rule.name}` });
       if (n <= 0) break;

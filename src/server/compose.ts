@@ -44,7 +44,9 @@ export function registerChainGauges(metrics: StoreMetrics, services: Services): 
     const out: { chainId: string; height: bigint | null; lag: bigint | null }[] = [];
     for (const db of services.chains.databases()) {
       const panels = await chainPanels(db.coffer);
-      for (const p of panels) if (services.chains.for(p.chainId) === db.coffer) out.push({ chainId: p.chainId, height: p.height === null ? null : BigInt(p.height), lag: p.lag === null ? null : BigInt(p.lag) });
+      for (const p of panels)
+        if (services.chains.for(p.chainId) === db.coffer)
+          out.push({ chainId: p.chainId, height: p.height === null ? null : BigInt(p.height), lag: p.lag === null ? null : BigInt(p.lag) });
     }
     return out;
   };

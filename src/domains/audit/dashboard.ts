@@ -21,9 +21,13 @@ function verified(coffer: Coffer): Promise<VerifyReport> {
 export async function auditPanel(coffer: Coffer): Promise<AuditPanel> {
   const [report, recent] = await Promise.all([
     verified(coffer),
-    coffer.read(async (tx) => (await tx.db.selectFrom(AUDIT_LOG).selectAll().orderBy('seq', 'desc').limit(10).execute()).map((r) => decodeEntry(tx, r)), {
-      op: 'dashboard.audit',
-    }),
+    coffer.read(
+      async (tx) =>
+        (await tx.db.selectFrom(AUDIT_LOG).selectAll().orderBy('seq', 'desc').limit(10).execute()).map((r) => decodeEntry(tx, r)),
+      {
+        op: 'dashboard.audit',
+      },
+    ),
   ]);
   return {
     ok: report.ok,

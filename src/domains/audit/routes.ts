@@ -8,7 +8,10 @@ import { verifyAuditLog } from './verify.js';
 
 const any = z.object({}).passthrough();
 const seqCursor = z.object({ s: z.string().regex(/^[0-9]+$/) });
-const name = z.string().regex(/^[a-z][a-z0-9_]*$/).max(64);
+const name = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]*$/)
+  .max(64);
 
 export function auditRoutes(): RouteSpec[] {
   return [
@@ -57,13 +60,22 @@ export function auditRoutes(): RouteSpec[] {
       auth: { domain: 'audit', level: 'read' },
       query: z
         .object({
-          anchorSeq: z.string().regex(/^[0-9]+$/).optional(),
-          anchorHash: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+          anchorSeq: z
+            .string()
+            .regex(/^[0-9]+$/)
+            .optional(),
+          anchorHash: z
+            .string()
+            .regex(/^[0-9a-f]{64}$/)
+            .optional(),
         })
         .strict(),
       response: any,
       handler: ({ query, coffer }) =>
-        verifyAuditLog(coffer, query.anchorSeq && query.anchorHash ? { anchor: { seq: BigInt(query.anchorSeq), hash: query.anchorHash } } : {}),
+        verifyAuditLog(
+          coffer,
+          query.anchorSeq && query.anchorHash ? { anchor: { seq: BigInt(query.anchorSeq), hash: query.anchorHash } } : {},
+        ),
     }),
   ];
 }

@@ -96,7 +96,11 @@ export default defineMigration(import.meta.url, {
       unique: { uq_chain_transactions_position: ['chain_id', 'block_height', 'index_in_block'] },
       indexes: { ix_chain_transactions_address: ['chain_id', 'address', 'block_height', 'index_in_block'] },
       foreignKeys: {
-        fk_chain_transactions_block: { columns: ['chain_id', 'block_height'], references: 'chain_blocks', refColumns: ['chain_id', 'height'] },
+        fk_chain_transactions_block: {
+          columns: ['chain_id', 'block_height'],
+          references: 'chain_blocks',
+          refColumns: ['chain_id', 'height'],
+        },
       },
       checks: {
         ck_chain_transactions_index: 'index_in_block >= 0',
@@ -141,7 +145,8 @@ export default defineMigration(import.meta.url, {
       checks: {
         ck_chain_mempool_fee: 'fee >= 0',
         ck_chain_mempool_size: 'size_bytes >= 0',
-        ck_chain_mempool_claim: '(claimed_by IS NULL AND claim_expires_at IS NULL) OR (claimed_by IS NOT NULL AND claim_expires_at IS NOT NULL)',
+        ck_chain_mempool_claim:
+          '(claimed_by IS NULL AND claim_expires_at IS NULL) OR (claimed_by IS NOT NULL AND claim_expires_at IS NOT NULL)',
       },
     }),
   ],

@@ -8,7 +8,16 @@ import { forEachBackend } from '../../../test/harness.js';
 import { BlockGapError, FinalityViolationError, ReorgRequiredError } from './errors.js';
 import type { BlockProcessor } from './processors.js';
 import { chain } from './store.js';
-import { balanceProcessor, CHAIN_TEST_MIGRATIONS, dumpDatabase, hashOf, makeBlock, makeChain, ZERO_HASH, type TxSpec } from './test-support.js';
+import {
+  balanceProcessor,
+  CHAIN_TEST_MIGRATIONS,
+  dumpDatabase,
+  hashOf,
+  makeBlock,
+  makeChain,
+  ZERO_HASH,
+  type TxSpec,
+} from './test-support.js';
 import type { IngestBlockInput, StoredTransaction } from './types.js';
 
 const NOW = new Date('2030-01-02T03:04:05.678Z');
@@ -24,7 +33,9 @@ forEachBackend('chain store', (ctx) => {
   });
 
   const register = (chainId: string, confirmations = 3) =>
-    coffer.write((tx) => chain(tx, { clock }).registerChain({ chainId, name: `Chain ${chainId}`, network: 'regtest', confirmations }), { op: 'chain.registerChain' });
+    coffer.write((tx) => chain(tx, { clock }).registerChain({ chainId, name: `Chain ${chainId}`, network: 'regtest', confirmations }), {
+      op: 'chain.registerChain',
+    });
   const ingest = (b: IngestBlockInput, opts: Parameters<ReturnType<typeof chain>['ingestBlock']>[1] = { processors: [balanceProcessor] }) =>
     coffer.write((tx) => chain(tx, { clock }).ingestBlock(b, opts), { op: 'chain.ingestBlock' });
   const read = <T>(fn: (s: ReturnType<typeof chain>) => Promise<T>) => coffer.read((tx) => fn(chain(tx)));
@@ -33,14 +44,36 @@ forEachBackend('chain store', (ctx) => {
     const id = newChainId();
     const r1 = await register(id);
     assert.equal(r1.created, true);
-    assert.deepEqual(r1.chain, { chainId: id, name: `Chain ${id}`, network: 'regtest', confirmations: 3, mempoolCapacity: 10_000, createdAt: NOW });
+    assert.deepEqual(r1.chain, {
+      chainId: id,
+      name: `Chain ${id}`,
+      network: 'regtest',
+      confirmations: 3,
+      mempoolCapacity: 10_000,
+      createdAt: NOW,
+    });
     const r2 = await register(id);
     assert.equal(r2.created, false);
     await assert.rejects(register(id, 6), (e: unknown) => e instanceof ConflictError && e.details.field === 'confirmations');
-    assert.deepEqual(await read((s) => s.getCursor(id)), { chainId: id, height: null, blockHash: null, waitingForNextHash: false, finalizedHeight: null });
-    assert.deepEqual(await read((s) => s.getHealth(id)), { chainId: id, currentHeight: null, latestHeight: null, lag: null, updatedAt: NOW });
+    assert.deepEqual(await read((s) => s.getCursor(id)), {
+      chainId: id,
+      height: null,
+      blockHash: null,
+      waitingForNextHash: false,
+      finalizedHeight: null,
+    });
+    assert.deepEqual(await read((s) => s.getHealth(id)), {
+      chainId: id,
+      currentHeight: null,
+      latestHeight: null,
+      lag: null,
+      updatedAt: NOW,
+    });
     assert.ok((await read((s) => s.listChains())).some((c) => c.chainId === id));
-    await assert.rejects(read((s) => s.getCursor('no-such-chain')), (e: unknown) => e instanceof NotFoundError && e.details.field === 'chainId');
+    await assert.rejects(
+      read((s) => s.getCursor('no-such-chain')),
+      (e: unknown) => e instanceof NotFoundError && e.details.field === 'chainId',
+    );
   });
 
   test('ingest stores the block, its transactions and outputs, and advances cursor and health in one transaction', async () => {
@@ -50,14 +83,30 @@ forEachBackend('chain store', (ctx) => {
     await coffer.write((tx) => chain(tx).setWaitingForNextHash(id, true));
     const big = 2n ** 200n + 7n;
     const b100 = makeBlock(id, 100n, ZERO_HASH, [
-      { hash: hashOf(id, 't1'), action: 'mint', address: 'addrA', outputs: [{ address: 'addrB', value: 5n }, { address: 'addrA', value: big }], payload: Buffer.from([1, 2, 0, 255]) },
+      {
+        hash: hashOf(id, 't1'),
+        action: 'mint',
+        address: 'addrA',
+        outputs: [
+          { address: 'addrB', value: 5n },
+          { address: 'addrA', value: big },
+        ],
+        payload: Buffer.from([1, 2, 0, 255]),
+      },
       { hash: hashOf(id, 't2') },
     ]);
     b100.txCount = 5;
     b100.transactions[1]!.indexInBlock = 4;
     const r = await ingest(b100);
     assert.deepEqual(r, { status: 'ingested', height: 100n, hash: b100.blockHash });
-    assert.deepEqual(await read((s) => s.blockByHeight(id, 100n)), { chainId: id, height: 100n, hash: b100.blockHash, parentHash: ZERO_HASH, time: b100.time, txCount: 5 });
+    assert.deepEqual(await read((s) => s.blockByHeight(id, 100n)), {
+      chainId: id,
+      height: 100n,
+      hash: b100.blockHash,
+      parentHash: ZERO_HASH,
+      time: b100.time,
+      txCount: 5,
+    });
     assert.deepEqual(await read((s) => s.blockByHash(id, b100.blockHash)), await read((s) => s.blockByHeight(id, 100n)));
     const t1 = await read((s) => s.transaction(id, hashOf(id, 't1')));
     assert.deepEqual(t1, {
@@ -77,10 +126,24 @@ forEachBackend('chain store', (ctx) => {
     } satisfies StoredTransaction);
     assert.equal((await read((s) => s.transaction(id, hashOf(id, 't2'))))!.indexInBlock, 4);
     assert.equal(await read((s) => s.transaction(id, hashOf(id, 'nope'))), null);
-    assert.deepEqual(await read((s) => s.getCursor(id)), { chainId: id, height: 100n, blockHash: b100.blockHash, waitingForNextHash: false, finalizedHeight: 99n });
-    assert.deepEqual(await read((s) => s.getHealth(id)), { chainId: id, currentHeight: 100n, latestHeight: 110n, lag: 10n, updatedAt: NOW });
+    assert.deepEqual(await read((s) => s.getCursor(id)), {
+      chainId: id,
+      height: 100n,
+      blockHash: b100.blockHash,
+      waitingForNextHash: false,
+      finalizedHeight: 99n,
+    });
+    assert.deepEqual(await read((s) => s.getHealth(id)), {
+      chainId: id,
+      currentHeight: 100n,
+      latestHeight: 110n,
+      lag: 10n,
+      updatedAt: NOW,
+    });
     // Processor rows were written in the same transaction.
-    const bal = await coffer.read((tx) => tx.db.selectFrom('ct_balances').selectAll().where('chain_id', '=', id).orderBy('address').execute());
+    const bal = await coffer.read((tx) =>
+      tx.db.selectFrom('ct_balances').selectAll().where('chain_id', '=', id).orderBy('address').execute(),
+    );
     assert.deepEqual(
       bal.map((b) => [b.address, String(b.balance)]),
       [
@@ -90,7 +153,13 @@ forEachBackend('chain store', (ctx) => {
     );
     const b101 = makeBlock(id, 101n, b100.blockHash);
     await ingest(b101);
-    assert.deepEqual(await read((s) => s.getCursor(id)), { chainId: id, height: 101n, blockHash: b101.blockHash, waitingForNextHash: false, finalizedHeight: 100n });
+    assert.deepEqual(await read((s) => s.getCursor(id)), {
+      chainId: id,
+      height: 101n,
+      blockHash: b101.blockHash,
+      waitingForNextHash: false,
+      finalizedHeight: 100n,
+    });
     assert.equal((await read((s) => s.getHealth(id))).lag, 9n);
     await coffer.write((tx) => chain(tx, { clock }).reportLatestHeight(id, 90n));
     assert.equal((await read((s) => s.getHealth(id))).lag, 0n, 'lag never goes negative');
@@ -99,7 +168,9 @@ forEachBackend('chain store', (ctx) => {
   test('replaying a stored block is a no-op that runs no processor; different content under its hash is a conflict', async () => {
     const id = newChainId();
     await register(id);
-    const blocks = makeChain(id, 0n, 3, ZERO_HASH, 'main', (h) => [{ hash: hashOf(id, 'tx', h), outputs: [{ address: 'a', value: h + 1n }] }]);
+    const blocks = makeChain(id, 0n, 3, ZERO_HASH, 'main', (h) => [
+      { hash: hashOf(id, 'tx', h), outputs: [{ address: 'a', value: h + 1n }] },
+    ]);
     for (const b of blocks) await ingest(b);
     const before = await dumpDatabase(coffer);
     let calls = 0;
@@ -114,9 +185,15 @@ forEachBackend('chain store', (ctx) => {
     assert.deepEqual(await dumpDatabase(coffer), before);
     const changed = { ...blocks[1]!, txCount: 1, transactions: [] };
     await assert.rejects(ingest(changed), (e: unknown) => e instanceof ConflictError && e.details.field === 'transactions');
-    await assert.rejects(ingest({ ...blocks[1]!, txCount: 9 }), (e: unknown) => e instanceof ConflictError && e.details.field === 'txCount');
+    await assert.rejects(
+      ingest({ ...blocks[1]!, txCount: 9 }),
+      (e: unknown) => e instanceof ConflictError && e.details.field === 'txCount',
+    );
     // The same hash claimed at another height is refused too.
-    await assert.rejects(ingest({ ...blocks[1]!, height: 3n, parentHash: blocks[2]!.blockHash }), (e: unknown) => e instanceof ConflictError && e.details.field === 'blockHash');
+    await assert.rejects(
+      ingest({ ...blocks[1]!, height: 3n, parentHash: blocks[2]!.blockHash }),
+      (e: unknown) => e instanceof ConflictError && e.details.field === 'blockHash',
+    );
     assert.deepEqual(await dumpDatabase(coffer), before);
   });
 
@@ -127,7 +204,10 @@ forEachBackend('chain store', (ctx) => {
     for (const b of main) await ingest(b);
     const before = await dumpDatabase(coffer);
     const forkAt11 = makeBlock(id, 12n, hashOf('elsewhere'), [], 'fork');
-    await assert.rejects(ingest(forkAt11), (e: unknown) => e instanceof ReorgRequiredError && e instanceof ConflictError && e.details.reason === 'reorg_required');
+    await assert.rejects(
+      ingest(forkAt11),
+      (e: unknown) => e instanceof ReorgRequiredError && e instanceof ConflictError && e.details.reason === 'reorg_required',
+    );
     const sibling = makeBlock(id, 12n, main[1]!.blockHash, [], 'sibling');
     await assert.rejects(ingest(sibling), (e: unknown) => e instanceof ReorgRequiredError && e.details.tipHeight === 12n);
     const next = makeBlock(id, 13n, hashOf('wrong parent'), [], 'x');
@@ -155,27 +235,44 @@ forEachBackend('chain store', (ctx) => {
     assert.deepEqual(r.reorg, { forkHeight: 2n, removedBlocks: 1, revertedWrites: 2 });
     assert.equal((await read((s) => s.getCursor(id2))).blockHash, side.blockHash);
     assert.equal(await read((s) => s.transaction(id2, hashOf(id2, 'm', 3n))), null);
-    const bal = await coffer.read((tx) => tx.db.selectFrom('ct_balances').select('balance').where('chain_id', '=', id2).where('address', '=', 'x').executeTakeFirstOrThrow());
+    const bal = await coffer.read((tx) =>
+      tx.db.selectFrom('ct_balances').select('balance').where('chain_id', '=', id2).where('address', '=', 'x').executeTakeFirstOrThrow(),
+    );
     assert.equal(String(bal.balance), '31');
     // On the 1-confirmation chain every block is final at once: no reorg is possible.
     const side1 = makeBlock(id, 3n, main[2]!.blockHash, [], 'side');
-    await assert.rejects(ingest(side1, { reorg: true }), (e: unknown) => e instanceof FinalityViolationError && e instanceof InvalidStateTransitionError);
+    await assert.rejects(
+      ingest(side1, { reorg: true }),
+      (e: unknown) => e instanceof FinalityViolationError && e instanceof InvalidStateTransitionError,
+    );
   });
 
   test('reorg rolls back every block above the fork and every derived row, then ingests the new branch', async () => {
     const id = newChainId();
     // Deep finality, so nothing here becomes final (the watermark has its own test).
     await register(id, 10);
-    const base = makeChain(id, 0n, 3, ZERO_HASH, 'base', (h) => [{ hash: hashOf(id, 'b', h), address: 'alice', outputs: [{ address: 'bob', value: 100n + h }] }]);
+    const base = makeChain(id, 0n, 3, ZERO_HASH, 'base', (h) => [
+      { hash: hashOf(id, 'b', h), address: 'alice', outputs: [{ address: 'bob', value: 100n + h }] },
+    ]);
     for (const b of base) await ingest(b);
     // A note hanging off bob's balance row (ON DELETE CASCADE) must survive the reorg untouched.
     await coffer.write((tx) => tx.insert('ct_notes', { chain_id: id, address: 'bob', note: 'kyc ok' }));
     const afterBase = await dumpDatabase(coffer);
     const x = makeChain(id, 3n, 2, base[2]!.blockHash, 'x', (h) => [
-      { hash: hashOf(id, 'x', h), action: h === 4n ? 'burn' : 'pay', address: 'carol', outputs: [{ address: 'bob', value: 7n }, { address: 'carol', value: 1n }] },
+      {
+        hash: hashOf(id, 'x', h),
+        action: h === 4n ? 'burn' : 'pay',
+        address: 'carol',
+        outputs: [
+          { address: 'bob', value: 7n },
+          { address: 'carol', value: 1n },
+        ],
+      },
     ]);
     for (const b of x) await ingest(b);
-    const y = makeChain(id, 3n, 3, base[2]!.blockHash, 'y', (h) => [{ hash: hashOf(id, 'y', h), outputs: [{ address: 'dave', value: h }] }]);
+    const y = makeChain(id, 3n, 3, base[2]!.blockHash, 'y', (h) => [
+      { hash: hashOf(id, 'y', h), outputs: [{ address: 'dave', value: h }] },
+    ]);
     const r = await coffer.write((tx) => chain(tx, { clock }).reorg(id, 2n, y, { processors: [balanceProcessor] }), { op: 'chain.reorg' });
     assert.equal(r.forkHeight, 2n);
     assert.equal(r.removedBlocks, 2);
@@ -199,21 +296,41 @@ forEachBackend('chain store', (ctx) => {
     const before = await dumpDatabase(coffer);
     // Journal entries at or below the finalized height were pruned.
     const heights = await coffer.read((tx) => tx.db.selectFrom('chain_undo').select('height').where('chain_id', '=', id).execute());
-    assert.ok(heights.length > 0 && heights.every((h) => BigInt(String(h.height)) > 3n), JSON.stringify(heights.map((h) => String(h.height))));
+    assert.ok(
+      heights.length > 0 && heights.every((h) => BigInt(String(h.height)) > 3n),
+      JSON.stringify(heights.map((h) => String(h.height))),
+    );
     const reorg = (fork: bigint, branch: IngestBlockInput[]) => coffer.write((tx) => chain(tx, { clock }).reorg(id, fork, branch));
-    await assert.rejects(reorg(2n, makeChain(id, 3n, 3, main[2]!.blockHash, 'f')), (e: unknown) => e instanceof FinalityViolationError && e.details.field === 'forkHeight');
+    await assert.rejects(
+      reorg(2n, makeChain(id, 3n, 3, main[2]!.blockHash, 'f')),
+      (e: unknown) => e instanceof FinalityViolationError && e.details.field === 'forkHeight',
+    );
     await assert.rejects(reorg(9n, []), (e: unknown) => e instanceof InvalidStateTransitionError && e.details.field === 'forkHeight');
-    await assert.rejects(reorg(3n, makeChain(id, 4n, 1, hashOf('other'), 'f')), (e: unknown) => e instanceof ReorgRequiredError && e.details.field === 'newBranch[0].parentHash');
-    await assert.rejects(reorg(3n, makeChain(id, 5n, 1, main[3]!.blockHash, 'f')), (e: unknown) => e instanceof ValidationError && e.details.field === 'newBranch[0].height');
+    await assert.rejects(
+      reorg(3n, makeChain(id, 4n, 1, hashOf('other'), 'f')),
+      (e: unknown) => e instanceof ReorgRequiredError && e.details.field === 'newBranch[0].parentHash',
+    );
+    await assert.rejects(
+      reorg(3n, makeChain(id, 5n, 1, main[3]!.blockHash, 'f')),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'newBranch[0].height',
+    );
     const broken = makeChain(id, 4n, 2, main[3]!.blockHash, 'f');
     broken[1]!.parentHash = hashOf('broken');
     await assert.rejects(reorg(3n, broken), (e: unknown) => e instanceof ValidationError && e.details.field === 'newBranch[1].parentHash');
-    await assert.rejects(reorg(3n, [{ ...makeBlock('other-chain', 4n, main[3]!.blockHash) }]), (e: unknown) => e instanceof ValidationError && e.details.field === 'newBranch[0].chainId');
+    await assert.rejects(
+      reorg(3n, [{ ...makeBlock('other-chain', 4n, main[3]!.blockHash) }]),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'newBranch[0].chainId',
+    );
     // A processor failing half-way through the new branch undoes the rollback too.
     const failing: BlockProcessor = async (_tx, c) => {
       if (c.block.height === 5n) throw new Error('processor failed');
     };
-    await assert.rejects(coffer.write((tx) => chain(tx, { clock }).reorg(id, 3n, makeChain(id, 4n, 2, main[3]!.blockHash, 'f'), { processors: [balanceProcessor, failing] })), /processor failed/);
+    await assert.rejects(
+      coffer.write((tx) =>
+        chain(tx, { clock }).reorg(id, 3n, makeChain(id, 4n, 2, main[3]!.blockHash, 'f'), { processors: [balanceProcessor, failing] }),
+      ),
+      /processor failed/,
+    );
     assert.deepEqual(await dumpDatabase(coffer), before);
     // At the finalized height itself the reorg is allowed.
     const ok = await reorg(3n, makeChain(id, 4n, 2, main[3]!.blockHash, 'f'));
@@ -221,7 +338,13 @@ forEachBackend('chain store', (ctx) => {
     assert.equal((await read((s) => s.getCursor(id))).finalizedHeight, 4n);
     // Rolling back to a shorter chain keeps the watermark: the journal below it is gone.
     await reorg(4n, []);
-    assert.deepEqual(await read((s) => s.getCursor(id)), { chainId: id, height: 4n, blockHash: makeBlock(id, 4n, main[3]!.blockHash, [], 'f').blockHash, waitingForNextHash: false, finalizedHeight: 4n });
+    assert.deepEqual(await read((s) => s.getCursor(id)), {
+      chainId: id,
+      height: 4n,
+      blockHash: makeBlock(id, 4n, main[3]!.blockHash, [], 'f').blockHash,
+      waitingForNextHash: false,
+      finalizedHeight: 4n,
+    });
   });
 
   test('reads: by address (sender or output) and by height range, keyset-paged on (height, index)', async () => {
@@ -235,7 +358,11 @@ forEachBackend('chain store', (ctx) => {
       }));
     const blocks = makeChain(id, 0n, 6, ZERO_HASH, 'main', specs);
     for (const b of blocks) await ingest(b, {});
-    const collect = async (page: (after: { height: bigint; index: number } | null) => Promise<{ items: StoredTransaction[]; next: { height: bigint; index: number } | null }>) => {
+    const collect = async (
+      page: (
+        after: { height: bigint; index: number } | null,
+      ) => Promise<{ items: StoredTransaction[]; next: { height: bigint; index: number } | null }>,
+    ) => {
       const seen: string[] = [];
       let after: { height: bigint; index: number } | null = null;
       for (let i = 0; i < 100; i++) {
@@ -249,21 +376,33 @@ forEachBackend('chain store', (ctx) => {
     const range = await collect((after) => read((s) => s.transactionsInRange(id, { fromHeight: 1n, toHeight: 4n }, { after, limit: 4 })));
     assert.deepEqual(range, ['1:0', '1:1', '1:2', '2:0', '2:1', '2:2', '3:0', '3:1', '3:2', '4:0', '4:1', '4:2']);
     const alice = await collect((after) => read((s) => s.transactionsOfAddress(id, 'alice', { after, limit: 5 })));
-    assert.deepEqual(alice, blocks.flatMap((b) => [`${b.height}:0`, `${b.height}:2`]));
+    assert.deepEqual(
+      alice,
+      blocks.flatMap((b) => [`${b.height}:0`, `${b.height}:2`]),
+    );
     const carol = await collect((after) => read((s) => s.transactionsOfAddress(id, 'carol', { after, limit: 1 })));
     assert.equal(carol.length, 12);
     const page = await read((s) => s.transactionsOfAddress(id, 'alice', { limit: 2 }));
     assert.deepEqual(page.next, { height: 0n, index: 2 });
     assert.deepEqual(page.items[1]!.outputs, [{ address: 'alice', value: 1n }]);
     assert.deepEqual(await read((s) => s.transactionsOfAddress(id, 'nobody')), { items: [], next: null });
-    await assert.rejects(read((s) => s.transactionsInRange(id, { fromHeight: 5n, toHeight: 1n })), (e: unknown) => e instanceof ValidationError && e.details.field === 'toHeight');
-    await assert.rejects(read((s) => s.transactionsInRange(id, { fromHeight: 0n, toHeight: 1n }, { limit: 0 })), (e: unknown) => e instanceof ValidationError && e.details.field === 'page.limit');
+    await assert.rejects(
+      read((s) => s.transactionsInRange(id, { fromHeight: 5n, toHeight: 1n })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'toHeight',
+    );
+    await assert.rejects(
+      read((s) => s.transactionsInRange(id, { fromHeight: 0n, toHeight: 1n }, { limit: 0 })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'page.limit',
+    );
   });
 
   test('keyset paging stays correct while a reorg deletes rows between pages', async () => {
     const id = newChainId();
     await register(id, 10);
-    const specs = (label: string) => (h: bigint): TxSpec[] => Array.from({ length: 2 }, (_, i) => ({ hash: hashOf(id, label, h, i) }));
+    const specs =
+      (label: string) =>
+      (h: bigint): TxSpec[] =>
+        Array.from({ length: 2 }, (_, i) => ({ hash: hashOf(id, label, h, i) }));
     const main = makeChain(id, 0n, 5, ZERO_HASH, 'main', specs('m'));
     for (const b of main) await ingest(b, {});
     const p1 = await read((s) => s.transactionsInRange(id, { fromHeight: 0n, toHeight: 10n }, { limit: 5 }));
@@ -273,10 +412,7 @@ forEachBackend('chain store', (ctx) => {
     const p2 = await read((s) => s.transactionsInRange(id, { fromHeight: 0n, toHeight: 10n }, { after: p1.next, limit: 100 }));
     assert.deepEqual(
       p2.items.map((t) => [`${t.blockHeight}:${t.indexInBlock}`, t.txHash]),
-      [
-        ['2:1', hashOf(id, 'm', 2n, 1)],
-        ...[3n, 4n, 5n].flatMap((h) => [0, 1].map((i) => [`${h}:${i}`, hashOf(id, 'y', h, i)])),
-      ],
+      [['2:1', hashOf(id, 'm', 2n, 1)], ...[3n, 4n, 5n].flatMap((h) => [0, 1].map((i) => [`${h}:${i}`, hashOf(id, 'y', h, i)]))],
     );
   });
 
@@ -301,7 +437,7 @@ forEachBackend('chain store', (ctx) => {
     const beforeB = await snapshotB();
     await coffer.write((t) => chain(t, { clock }).reorg(a, 0n, [], { processors: [balanceProcessor] }));
     assert.deepEqual(await snapshotB(), beforeB);
-    assert.equal((await read((s) => s.transaction(a, hashOf('shared', 1n)))), null);
+    assert.equal(await read((s) => s.transaction(a, hashOf('shared', 1n))), null);
     assert.equal((await read((s) => s.transaction(b, hashOf('shared', 1n))))!.chainId, b);
   });
 
@@ -319,7 +455,10 @@ forEachBackend('chain store', (ctx) => {
     const caught = await coffer.write(async (t) => {
       const e = await chain(t, { clock })
         .ingestBlock(b1)
-        .then(() => undefined, (err: unknown) => err);
+        .then(
+          () => undefined,
+          (err: unknown) => err,
+        );
       await t.db.selectFrom('chain_chains').select('chain_id').where('chain_id', '=', id).execute();
       return e;
     });
@@ -342,8 +481,14 @@ forEachBackend('chain store', (ctx) => {
   test('writes refuse a read transaction', async () => {
     const id = newChainId();
     await register(id);
-    await assert.rejects(coffer.read((tx) => chain(tx).ingestBlock(makeBlock(id, 0n, ZERO_HASH))), ReadOnlyError);
-    await assert.rejects(coffer.read((tx) => chain(tx).reorg(id, 0n, [])), ReadOnlyError);
+    await assert.rejects(
+      coffer.read((tx) => chain(tx).ingestBlock(makeBlock(id, 0n, ZERO_HASH))),
+      ReadOnlyError,
+    );
+    await assert.rejects(
+      coffer.read((tx) => chain(tx).reorg(id, 0n, [])),
+      ReadOnlyError,
+    );
   });
 
   test('bad input gets a ValidationError naming the field (or NotFoundError for an unknown chain) and writes nothing', async () => {
@@ -376,13 +521,21 @@ forEachBackend('chain store', (ctx) => {
       ['bad chain id', mutate((b) => (b.chainId = 'bad chain')), 'chainId'],
       ['empty address', mutate((b) => (b.transactions[0].address = '')), 'transactions[0].address'],
       ['address with space', mutate((b) => (b.transactions[0].outputs[0].address = 'a b')), 'transactions[0].outputs[0].address'],
-      ['duplicate output address', mutate((b) => b.transactions[0].outputs.push({ address: 'o1', value: 2n })), 'transactions[0].outputs[1].address'],
+      [
+        'duplicate output address',
+        mutate((b) => b.transactions[0].outputs.push({ address: 'o1', value: 2n })),
+        'transactions[0].outputs[1].address',
+      ],
       ['duplicate tx hash', mutate((b) => (b.transactions[1].txHash = b.transactions[0].txHash)), 'transactions[1].txHash'],
       ['duplicate index', mutate((b) => (b.transactions[1].indexInBlock = 0)), 'transactions[1].indexInBlock'],
       ['negative index', mutate((b) => (b.transactions[1].indexInBlock = -1)), 'transactions[1].indexInBlock'],
       ['index beyond txCount', mutate((b) => (b.transactions[1].indexInBlock = 7)), 'transactions[1].indexInBlock'],
       ['txCount below transactions', mutate((b) => (b.txCount = 1)), 'txCount'],
-      ['negative action version', mutate((b) => ((b.transactions[0].actionType = 'mint'), (b.transactions[0].actionVersion = -2))), 'transactions[0].actionVersion'],
+      [
+        'negative action version',
+        mutate((b) => ((b.transactions[0].actionType = 'mint'), (b.transactions[0].actionVersion = -2))),
+        'transactions[0].actionVersion',
+      ],
       ['payload not bytes', mutate((b) => (b.transactions[0].payload = 'abc')), 'transactions[0].payload'],
       ['parent equals hash', mutate((b) => (b.parentHash = b.blockHash)), 'parentHash'],
       ['transactions not an array', mutate((b) => (b.transactions = null)), 'transactions'],
@@ -395,17 +548,50 @@ forEachBackend('chain store', (ctx) => {
         `${name}: expected ValidationError on ${field}`,
       );
     }
-    await assert.rejects(ingest({ ...good(), chainId: 'unknown-chain' }), (e: unknown) => e instanceof NotFoundError && e.details.field === 'chainId');
-    await assert.rejects(coffer.write((tx) => chain(tx).reorg('unknown-chain', 0n, [])), NotFoundError);
-    await assert.rejects(coffer.write((tx) => chain(tx).reorg(id, -1n, [])), (e: unknown) => e instanceof ValidationError && e.details.field === 'forkHeight');
-    await assert.rejects(coffer.write((tx) => chain(tx).setWaitingForNextHash('unknown-chain', true)), (e: unknown) => e instanceof NotFoundError && e.details.field === 'chainId');
-    await assert.rejects(coffer.write((tx) => chain(tx).reportLatestHeight(id, -5n)), (e: unknown) => e instanceof ValidationError && e.details.field === 'latestHeight');
-    await assert.rejects(coffer.write((tx) => chain(tx).registerChain({ chainId: id + 'x', name: 'n', network: 'r', confirmations: 0 })), (e: unknown) => e instanceof ValidationError && e.details.field === 'confirmations');
-    await assert.rejects(read((s) => s.transaction(id, 'ABC')), (e: unknown) => e instanceof ValidationError && e.details.field === 'txHash');
-    await assert.rejects(read((s) => s.blockByHash(id, 'zz')), (e: unknown) => e instanceof ValidationError && e.details.field === 'hash');
-    await assert.rejects(read((s) => s.blockByHeight(id, -3n)), (e: unknown) => e instanceof ValidationError && e.details.field === 'height');
-    await assert.rejects(read((s) => s.transaction('unknown-chain', hashOf('x'))), (e: unknown) => e instanceof NotFoundError);
-    await assert.rejects(read((s) => s.transactionsOfAddress(id, 'a', { after: { height: -1n, index: 0 } })), (e: unknown) => e instanceof ValidationError && e.details.field === 'page.after.height');
+    await assert.rejects(
+      ingest({ ...good(), chainId: 'unknown-chain' }),
+      (e: unknown) => e instanceof NotFoundError && e.details.field === 'chainId',
+    );
+    await assert.rejects(
+      coffer.write((tx) => chain(tx).reorg('unknown-chain', 0n, [])),
+      NotFoundError,
+    );
+    await assert.rejects(
+      coffer.write((tx) => chain(tx).reorg(id, -1n, [])),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'forkHeight',
+    );
+    await assert.rejects(
+      coffer.write((tx) => chain(tx).setWaitingForNextHash('unknown-chain', true)),
+      (e: unknown) => e instanceof NotFoundError && e.details.field === 'chainId',
+    );
+    await assert.rejects(
+      coffer.write((tx) => chain(tx).reportLatestHeight(id, -5n)),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'latestHeight',
+    );
+    await assert.rejects(
+      coffer.write((tx) => chain(tx).registerChain({ chainId: id + 'x', name: 'n', network: 'r', confirmations: 0 })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'confirmations',
+    );
+    await assert.rejects(
+      read((s) => s.transaction(id, 'ABC')),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'txHash',
+    );
+    await assert.rejects(
+      read((s) => s.blockByHash(id, 'zz')),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'hash',
+    );
+    await assert.rejects(
+      read((s) => s.blockByHeight(id, -3n)),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'height',
+    );
+    await assert.rejects(
+      read((s) => s.transaction('unknown-chain', hashOf('x'))),
+      (e: unknown) => e instanceof NotFoundError,
+    );
+    await assert.rejects(
+      read((s) => s.transactionsOfAddress(id, 'a', { after: { height: -1n, index: 0 } })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'page.after.height',
+    );
     assert.deepEqual(await dumpDatabase(coffer), before);
     // And the good block still goes in afterwards.
     assert.equal((await ingest(good())).status, 'ingested');
@@ -425,14 +611,22 @@ forEachBackend(
       await a.write((tx) => chain(tx).registerChain({ chainId: id, name: id, network: 'n', confirmations: 10 }));
       const blocks = makeChain(id, 0n, 6, ZERO_HASH, 'main', (h) => [{ hash: hashOf(id, h), outputs: [{ address: 'w', value: 1n }] }]);
       for (const blk of blocks) {
-        const rs = await Promise.all([a, b, a, b].map((c) => c.write((tx) => chain(tx).ingestBlock(blk, { processors: [balanceProcessor] }), { op: 'chain.ingestBlock' })));
+        const rs = await Promise.all(
+          [a, b, a, b].map((c) =>
+            c.write((tx) => chain(tx).ingestBlock(blk, { processors: [balanceProcessor] }), { op: 'chain.ingestBlock' }),
+          ),
+        );
         assert.deepEqual(rs.map((r) => r.status).sort(), ['duplicate', 'duplicate', 'duplicate', 'ingested']);
       }
-      const bal = await a.read((tx) => tx.db.selectFrom('ct_balances').select('balance').where('chain_id', '=', id).executeTakeFirstOrThrow());
+      const bal = await a.read((tx) =>
+        tx.db.selectFrom('ct_balances').select('balance').where('chain_id', '=', id).executeTakeFirstOrThrow(),
+      );
       assert.equal(String(bal.balance), '6', 'processors ran once per block');
       const tip = blocks[5]!;
       const siblings = [a, b].map((c, k) => ({ c, blk: makeBlock(id, 6n, tip.blockHash, [{ hash: hashOf(id, 'sib', k) }], `sib${k}`) }));
-      const settled = await Promise.allSettled(siblings.map(({ c, blk }) => c.write((tx) => chain(tx).ingestBlock(blk), { op: 'chain.ingestBlock' })));
+      const settled = await Promise.allSettled(
+        siblings.map(({ c, blk }) => c.write((tx) => chain(tx).ingestBlock(blk), { op: 'chain.ingestBlock' })),
+      );
       assert.equal(settled.filter((r) => r.status === 'fulfilled').length, 1);
       const lost = settled.find((r) => r.status === 'rejected') as PromiseRejectedResult;
       assert.ok(lost.reason instanceof ReorgRequiredError, String(lost.reason));

@@ -25,7 +25,9 @@ const item = (chainId: string, n: number, fee: bigint, over: Partial<MempoolInpu
 
 async function setup(coffer: Coffer, capacity = 100): Promise<string> {
   const id = newChainId();
-  await coffer.write((tx) => chain(tx).registerChain({ chainId: id, name: id, network: 'test', confirmations: 6, mempoolCapacity: capacity }));
+  await coffer.write((tx) =>
+    chain(tx).registerChain({ chainId: id, name: id, network: 'test', confirmations: 6, mempoolCapacity: capacity }),
+  );
   return id;
 }
 
@@ -41,11 +43,23 @@ forEachBackend('chain mempool', (ctx) => {
     const id = await setup(coffer);
     assert.deepEqual(await add(id, item(id, 1, 10n)), { status: 'added', evicted: [] });
     assert.deepEqual(await add(id, item(id, 1, 10n)), { status: 'duplicate' });
-    await assert.rejects(add(id, item(id, 1, 10n, { content: Buffer.from('other') })), (e: unknown) => e instanceof ConflictError && e.details.field === 'content');
+    await assert.rejects(
+      add(id, item(id, 1, 10n, { content: Buffer.from('other') })),
+      (e: unknown) => e instanceof ConflictError && e.details.field === 'content',
+    );
     await coffer.write((tx) => chain(tx).ingestBlock(makeBlock(id, 0n, ZERO_HASH, [{ hash: hashOf('mp', id, 2) }])));
     assert.deepEqual(await add(id, item(id, 2, 10n)), { status: 'confirmed' });
     const got = await coffer.read((tx) => mempool(tx).get(id, hashOf('mp', id, 1)));
-    assert.deepEqual(got, { chainId: id, txHash: hashOf('mp', id, 1), content: Buffer.from('tx-1'), fee: 10n, sizeBytes: 101, receivedAt: new Date(T0 + 1000), claimedBy: null, claimExpiresAt: null });
+    assert.deepEqual(got, {
+      chainId: id,
+      txHash: hashOf('mp', id, 1),
+      content: Buffer.from('tx-1'),
+      fee: 10n,
+      sizeBytes: 101,
+      receivedAt: new Date(T0 + 1000),
+      claimedBy: null,
+      claimExpiresAt: null,
+    });
     assert.equal(await coffer.read((tx) => mempool(tx).size(id)), 1);
   });
 
@@ -62,7 +76,10 @@ forEachBackend('chain mempool', (ctx) => {
     await coffer.write((tx) => mempool(tx, at(0)).claim(id, { worker: 'w', limit: 10, leaseMs: 60_000 }));
     assert.deepEqual(await add(id, item(id, 7, 1000n)), { status: 'rejected', reason: 'full' });
     // Once the leases expire they are evictable again.
-    assert.deepEqual(await coffer.write((tx) => mempool(tx, at(120_000)).add(id, item(id, 7, 1000n))), { status: 'added', evicted: [hashOf('mp', id, 5)] });
+    assert.deepEqual(await coffer.write((tx) => mempool(tx, at(120_000)).add(id, item(id, 7, 1000n))), {
+      status: 'added',
+      evicted: [hashOf('mp', id, 5)],
+    });
     const left = await coffer.read((tx) => tx.db.selectFrom('chain_mempool').select('tx_hash').where('chain_id', '=', id).execute());
     assert.deepEqual(new Set(left.map((r) => r.tx_hash)), new Set([3, 6, 7].map((n) => hashOf('mp', id, n))));
   });
@@ -72,21 +89,36 @@ forEachBackend('chain mempool', (ctx) => {
     const fees = [3n, 9n, 9n, 1n, 7n];
     for (const [i, f] of fees.entries()) await add(id, item(id, i, f));
     const c1 = await coffer.write((tx) => mempool(tx, at(0)).claim(id, { worker: 'w1', limit: 2, leaseMs: 1000 }));
-    assert.deepEqual(c1.map((t) => t.txHash), [hashOf('mp', id, 1), hashOf('mp', id, 2)]);
+    assert.deepEqual(
+      c1.map((t) => t.txHash),
+      [hashOf('mp', id, 1), hashOf('mp', id, 2)],
+    );
     assert.ok(c1.every((t) => t.claimedBy === 'w1' && t.claimExpiresAt!.getTime() === T0 + 1000));
     // Byte limit: tx 4 (104 bytes) fits, tx 0 (100 bytes) would exceed 150 in total.
     const c2 = await coffer.write((tx) => mempool(tx, at(10)).claim(id, { worker: 'w2', limit: 5, maxBytes: 150 }));
-    assert.deepEqual(c2.map((t) => t.txHash), [hashOf('mp', id, 4)]);
+    assert.deepEqual(
+      c2.map((t) => t.txHash),
+      [hashOf('mp', id, 4)],
+    );
     // w1's lease expires at +1000 ms: w3 then takes them over.
     const c3 = await coffer.write((tx) => mempool(tx, at(500)).claim(id, { worker: 'w3', limit: 10 }));
-    assert.deepEqual(c3.map((t) => t.txHash), [hashOf('mp', id, 0), hashOf('mp', id, 3)]);
+    assert.deepEqual(
+      c3.map((t) => t.txHash),
+      [hashOf('mp', id, 0), hashOf('mp', id, 3)],
+    );
     const c4 = await coffer.write((tx) => mempool(tx, at(1000)).claim(id, { worker: 'w3', limit: 10 }));
-    assert.deepEqual(c4.map((t) => t.txHash), [hashOf('mp', id, 1), hashOf('mp', id, 2)]);
+    assert.deepEqual(
+      c4.map((t) => t.txHash),
+      [hashOf('mp', id, 1), hashOf('mp', id, 2)],
+    );
     // Release only affects the worker's own claims.
     assert.equal(await coffer.write((tx) => mempool(tx).release(id, 'w1', [hashOf('mp', id, 1)])), 0);
     assert.equal(await coffer.write((tx) => mempool(tx).release(id, 'w2', [hashOf('mp', id, 4), hashOf('mp', id, 1)])), 1);
     const c5 = await coffer.write((tx) => mempool(tx, at(1001)).claim(id, { worker: 'w4', limit: 10 }));
-    assert.deepEqual(c5.map((t) => t.txHash), [hashOf('mp', id, 4)]);
+    assert.deepEqual(
+      c5.map((t) => t.txHash),
+      [hashOf('mp', id, 4)],
+    );
     assert.deepEqual(await coffer.write((tx) => mempool(tx, at(1002)).claim(id, { worker: 'w5', limit: 10 })), []);
     assert.equal(await coffer.write((tx) => mempool(tx).remove(id, [hashOf('mp', id, 0), hashOf('mp', id, 99)])), 1);
     assert.equal(await coffer.read((tx) => mempool(tx).size(id)), 4);
@@ -101,7 +133,11 @@ forEachBackend('chain mempool', (ctx) => {
     // A pinned clock, so the sync health's updated_at compares equal.
     await coffer.write((tx) => chain(tx, at(0)).ingestBlock(b0));
     const before = await dumpDatabase(coffer);
-    await coffer.write((tx) => chain(tx, at(0)).ingestBlock(makeBlock(id, 1n, b0.blockHash, [{ hash: hashOf('mp', id, 1) }, { hash: hashOf('mp', id, 2) }, { hash: hashOf('other') }])));
+    await coffer.write((tx) =>
+      chain(tx, at(0)).ingestBlock(
+        makeBlock(id, 1n, b0.blockHash, [{ hash: hashOf('mp', id, 1) }, { hash: hashOf('mp', id, 2) }, { hash: hashOf('other') }]),
+      ),
+    );
     assert.equal(await coffer.read((tx) => mempool(tx).size(id)), 0);
     const r = await coffer.write((tx) => chain(tx, at(0)).reorg(id, 0n, []));
     assert.equal(r.revertedWrites, 2);
@@ -124,16 +160,29 @@ forEachBackend('chain mempool', (ctx) => {
       [{ receivedAt: new Date('nope') }, 'receivedAt'],
     ];
     for (const [over, field] of cases) {
-      await assert.rejects(add(id, { ...item(id, 1, 1n), ...over } as MempoolInput), (e: unknown) => e instanceof ValidationError && e.details.field === field, field);
+      await assert.rejects(
+        add(id, { ...item(id, 1, 1n), ...over } as MempoolInput),
+        (e: unknown) => e instanceof ValidationError && e.details.field === field,
+        field,
+      );
     }
-    await assert.rejects(add('no-such-chain', item(id, 1, 1n)), (e: unknown) => e instanceof NotFoundError && e.details.field === 'chainId');
+    await assert.rejects(
+      add('no-such-chain', item(id, 1, 1n)),
+      (e: unknown) => e instanceof NotFoundError && e.details.field === 'chainId',
+    );
     await assert.rejects(add('bad id!', item(id, 1, 1n)), (e: unknown) => e instanceof ValidationError && e.details.field === 'chainId');
     const claim = (o: Record<string, unknown>) => coffer.write((tx) => mempool(tx).claim(id, { worker: 'w', limit: 1, ...o } as never));
     await assert.rejects(claim({ limit: 0 }), (e: unknown) => e instanceof ValidationError && e.details.field === 'limit');
     await assert.rejects(claim({ worker: '' }), (e: unknown) => e instanceof ValidationError && e.details.field === 'worker');
     await assert.rejects(claim({ leaseMs: -5 }), (e: unknown) => e instanceof ValidationError && e.details.field === 'leaseMs');
-    await assert.rejects(coffer.write((tx) => mempool(tx).release(id, 'w', ['nothex'])), (e: unknown) => e instanceof ValidationError && e.details.field === 'txHashes[0]');
-    await assert.rejects(coffer.write((tx) => mempool(tx).remove(id, [hashOf(1), 'ABC'])), (e: unknown) => e instanceof ValidationError && e.details.field === 'txHashes[1]');
+    await assert.rejects(
+      coffer.write((tx) => mempool(tx).release(id, 'w', ['nothex'])),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'txHashes[0]',
+    );
+    await assert.rejects(
+      coffer.write((tx) => mempool(tx).remove(id, [hashOf(1), 'ABC'])),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'txHashes[1]',
+    );
     assert.deepEqual(await dumpDatabase(coffer), before);
   });
 });
@@ -173,7 +222,9 @@ forEachBackend(
       assert.equal(all.length, total);
       assert.ok(claimed.filter((c) => c.length > 0).length >= 2, `work was spread: ${claimed.map((c) => c.length).join(',')}`);
       // The database agrees with what each worker was told.
-      const rows = await first.read((tx) => tx.db.selectFrom('chain_mempool').select(['tx_hash', 'claimed_by']).where('chain_id', '=', id).execute());
+      const rows = await first.read((tx) =>
+        tx.db.selectFrom('chain_mempool').select(['tx_hash', 'claimed_by']).where('chain_id', '=', id).execute(),
+      );
       const owner = new Map(rows.map((r) => [r.tx_hash as string, r.claimed_by as string]));
       claimed.forEach((hashes, k) => hashes.forEach((h) => assert.equal(owner.get(h), `w${k}`)));
     });

@@ -12,7 +12,16 @@ import type { Coffer } from '../../db/store.js';
 import { forEachBackend } from '../../../test/harness.js';
 import { mempool } from './mempool.js';
 import { chain } from './store.js';
-import { balanceProcessor, CHAIN_TEST_MIGRATIONS, dumpDatabase, hashOf, makeBlock, ZERO_HASH, type Dump, type TxSpec } from './test-support.js';
+import {
+  balanceProcessor,
+  CHAIN_TEST_MIGRATIONS,
+  dumpDatabase,
+  hashOf,
+  makeBlock,
+  ZERO_HASH,
+  type Dump,
+  type TxSpec,
+} from './test-support.js';
 import type { IngestBlockInput } from './types.js';
 
 const ADDRS = ['addr1', 'addr2', 'addr3', 'addr4'] as const;
@@ -35,7 +44,10 @@ const branchArb = (min: number, max: number) => fc.array(fc.array(txArb, { maxLe
 const commonArb = {
   start: fc.bigInt({ min: 0n, max: 5n }),
   base: branchArb(1, 4),
-  pool: fc.uniqueArray(fc.record({ pick: fc.integer({ min: 0, max: POOL - 1 }), fee: fc.bigInt({ min: 0n, max: 50n }) }), { selector: (m) => m.pick, maxLength: 6 }),
+  pool: fc.uniqueArray(fc.record({ pick: fc.integer({ min: 0, max: POOL - 1 }), fee: fc.bigInt({ min: 0n, max: 50n }) }), {
+    selector: (m) => m.pick,
+    maxLength: 6,
+  }),
   claims: fc.integer({ min: 0, max: 3 }),
   viaIngest: fc.boolean(),
 };
@@ -43,17 +55,41 @@ const commonArb = {
 /** conf >= 2 and |X| <= conf - 1, so the branch never makes the fork block final (that reorg is refused, tested elsewhere). */
 const longerArb = fc
   .integer({ min: 2, max: 5 })
-  .chain((conf) => branchArb(1, conf - 1).chain((x) => fc.record({ conf: fc.constant(conf), x: fc.constant(x), y: branchArb(x.length, x.length + 2), ...commonArb })));
+  .chain((conf) =>
+    branchArb(1, conf - 1).chain((x) =>
+      fc.record({ conf: fc.constant(conf), x: fc.constant(x), y: branchArb(x.length, x.length + 2), ...commonArb }),
+    ),
+  );
 const shorterArb = fc
   .integer({ min: 2, max: 5 })
-  .chain((conf) => branchArb(1, conf - 1).chain((x) => fc.record({ conf: fc.constant(conf), x: fc.constant(x), y: branchArb(0, x.length - 1), ...commonArb })));
+  .chain((conf) =>
+    branchArb(1, conf - 1).chain((x) =>
+      fc.record({ conf: fc.constant(conf), x: fc.constant(x), y: branchArb(0, x.length - 1), ...commonArb }),
+    ),
+  );
 
-type Scenario = { conf: number; start: bigint; base: TxGen[][]; x: TxGen[][]; y: TxGen[][]; pool: { pick: number; fee: bigint }[]; claims: number; viaIngest: boolean };
+type Scenario = {
+  conf: number;
+  start: bigint;
+  base: TxGen[][];
+  x: TxGen[][];
+  y: TxGen[][];
+  pool: { pick: number; fee: bigint }[];
+  claims: number;
+  viaIngest: boolean;
+};
 
 let run = 0;
 
 /** Turns generated transactions into linked blocks; pool picks may repeat across branches (the same transaction mined on both sides). */
-function blocksOf(chainId: string, label: string, from: bigint, parent: string, txs: TxGen[][], poolHash: (n: number) => string): IngestBlockInput[] {
+function blocksOf(
+  chainId: string,
+  label: string,
+  from: bigint,
+  parent: string,
+  txs: TxGen[][],
+  poolHash: (n: number) => string,
+): IngestBlockInput[] {
   const used = new Set<string>();
   const out: IngestBlockInput[] = [];
   txs.forEach((blockTxs, i) => {
@@ -84,11 +120,19 @@ function plan(s: Scenario) {
 type Plan = ReturnType<typeof plan>;
 
 async function prepare(c: Coffer, s: Scenario, p: Plan): Promise<void> {
-  await c.write((tx) => chain(tx, { clock: p.clock }).registerChain({ chainId: p.chainId, name: 'prop', network: 'test', confirmations: s.conf }));
+  await c.write((tx) =>
+    chain(tx, { clock: p.clock }).registerChain({ chainId: p.chainId, name: 'prop', network: 'test', confirmations: s.conf }),
+  );
   for (const b of p.base) await c.write((tx) => chain(tx, { clock: p.clock }).ingestBlock(b, { processors }));
   for (const m of s.pool) {
     await c.write((tx) =>
-      mempool(tx, { clock: p.clock }).add(p.chainId, { txHash: p.poolHash(m.pick), content: Buffer.from(`m${m.pick}`), fee: m.fee, sizeBytes: 10 + m.pick, receivedAt: new Date(1_000 * m.pick) }),
+      mempool(tx, { clock: p.clock }).add(p.chainId, {
+        txHash: p.poolHash(m.pick),
+        content: Buffer.from(`m${m.pick}`),
+        fee: m.fee,
+        sizeBytes: 10 + m.pick,
+        receivedAt: new Date(1_000 * m.pick),
+      }),
     );
   }
   if (s.claims) await c.write((tx) => mempool(tx, { clock: p.clock }).claim(p.chainId, { worker: 'prop', limit: s.claims }));
@@ -124,41 +168,48 @@ const finOf = (d: Dump, chainId: string) => {
 forEachBackend('chain reorg properties', (ctx) => {
   const dbs: Record<'never' | 'reorged' | 'neverShort' | 'reorgedShort' | 'replay', Coffer> = {} as never;
   before(async () => {
-    for (const k of ['never', 'reorged', 'neverShort', 'reorgedShort', 'replay'] as const) dbs[k] = await ctx.open({ migrations: CHAIN_TEST_MIGRATIONS });
+    for (const k of ['never', 'reorged', 'neverShort', 'reorgedShort', 'replay'] as const)
+      dbs[k] = await ctx.open({ migrations: CHAIN_TEST_MIGRATIONS });
   });
 
   test('property: replaying stored blocks (any subset, any order), mempool adds, registration or a no-op reorg changes nothing', async () => {
     let replayed = 0;
     await fc.assert(
-      fc.asyncProperty(
-        longerArb,
-        fc.array(fc.nat(), { minLength: 1, maxLength: 6 }),
-        fc.boolean(),
-        async (s, picks, withReorgFlag) => {
-          const c = dbs.replay;
-          const p = plan(s);
-          await prepare(c, s, p);
-          await ingestAll(c, p, p.x);
-          const before = await dumpDatabase(c);
-          const stored = [...p.base, ...p.x];
-          for (const k of picks) {
-            const r = await c.write((tx) => chain(tx, { clock: () => new Date(0) }).ingestBlock(stored[k % stored.length]!, { processors, reorg: withReorgFlag }));
-            assert.equal(r.status, 'duplicate');
-            replayed++;
-          }
-          for (const m of s.pool) {
-            const r = await c.write((tx) =>
-              mempool(tx).add(p.chainId, { txHash: p.poolHash(m.pick), content: Buffer.from(`m${m.pick}`), fee: m.fee, sizeBytes: 10 + m.pick }),
-            );
-            assert.ok(r.status === 'duplicate' || r.status === 'confirmed', r.status);
-          }
-          assert.equal((await c.write((tx) => chain(tx).registerChain({ chainId: p.chainId, name: 'prop', network: 'test', confirmations: s.conf }))).created, false);
-          const tip = stored[stored.length - 1]!;
-          const r = await c.write((tx) => chain(tx, { clock: p.clock }).reorg(p.chainId, tip.height, [], { processors }));
-          assert.deepEqual([r.removedBlocks, r.revertedWrites], [0, 0]);
-          assert.deepEqual(await dumpDatabase(c), before);
-        },
-      ),
+      fc.asyncProperty(longerArb, fc.array(fc.nat(), { minLength: 1, maxLength: 6 }), fc.boolean(), async (s, picks, withReorgFlag) => {
+        const c = dbs.replay;
+        const p = plan(s);
+        await prepare(c, s, p);
+        await ingestAll(c, p, p.x);
+        const before = await dumpDatabase(c);
+        const stored = [...p.base, ...p.x];
+        for (const k of picks) {
+          const r = await c.write((tx) =>
+            chain(tx, { clock: () => new Date(0) }).ingestBlock(stored[k % stored.length]!, { processors, reorg: withReorgFlag }),
+          );
+          assert.equal(r.status, 'duplicate');
+          replayed++;
+        }
+        for (const m of s.pool) {
+          const r = await c.write((tx) =>
+            mempool(tx).add(p.chainId, {
+              txHash: p.poolHash(m.pick),
+              content: Buffer.from(`m${m.pick}`),
+              fee: m.fee,
+              sizeBytes: 10 + m.pick,
+            }),
+          );
+          assert.ok(r.status === 'duplicate' || r.status === 'confirmed', r.status);
+        }
+        assert.equal(
+          (await c.write((tx) => chain(tx).registerChain({ chainId: p.chainId, name: 'prop', network: 'test', confirmations: s.conf })))
+            .created,
+          false,
+        );
+        const tip = stored[stored.length - 1]!;
+        const r = await c.write((tx) => chain(tx, { clock: p.clock }).reorg(p.chainId, tip.height, [], { processors }));
+        assert.deepEqual([r.removedBlocks, r.revertedWrites], [0, 0]);
+        assert.deepEqual(await dumpDatabase(c), before);
+      }),
       { numRuns: 20 },
     );
     assert.ok(replayed > 0);

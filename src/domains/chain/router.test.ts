@@ -16,7 +16,8 @@ import { chainDatabaseStatus, ChainRouter, databaseKey } from './router.js';
 import { chain } from './store.js';
 import { hashOf, makeBlock, ZERO_HASH } from './test-support.js';
 
-const configOf = (url: string, chains: Record<string, string>): CofferConfig => ConfigSchema.parse({ database: { url, chains }, log: { level: 'silent' } });
+const configOf = (url: string, chains: Record<string, string>): CofferConfig =>
+  ConfigSchema.parse({ database: { url, chains }, log: { level: 'silent' } });
 
 test('databaseKey treats spellings of one database as one', () => {
   const key = (u: string) => databaseKey(parseDatabaseUrl(u));
@@ -45,20 +46,36 @@ forEachBackend(
         const dbs = router.databases();
         assert.equal(dbs.length, 3);
         assert.equal(dbs[0]!.isDefault, true);
-        assert.deepEqual(dbs.slice(1).map((d) => d.chains.sort()), [['ait-alias', 'ait-mainnet'], ['ait-devnet', 'ait-testnet']]);
+        assert.deepEqual(
+          dbs.slice(1).map((d) => d.chains.sort()),
+          [
+            ['ait-alias', 'ait-mainnet'],
+            ['ait-devnet', 'ait-testnet'],
+          ],
+        );
         for (const d of dbs) {
           const states = await d.coffer.migrator.status();
-          assert.ok(states.length === MIGRATIONS.length && states.every((s) => s.state === 'applied'), `${d.url}: ${states.map((s) => s.state).join(',')}`);
+          assert.ok(
+            states.length === MIGRATIONS.length && states.every((s) => s.state === 'applied'),
+            `${d.url}: ${states.map((s) => s.state).join(',')}`,
+          );
         }
         assert.equal(router.for('ait-mainnet'), router.for('ait-alias'));
         assert.equal(router.for('ait-devnet'), router.for('ait-testnet'));
         assert.equal(router.for('other-chain'), router.default);
         assert.notEqual(router.for('ait-mainnet'), router.default);
-        assert.throws(() => router.for('bad id!'), (e: unknown) => e instanceof ValidationError && e.details.field === 'chainId');
+        assert.throws(
+          () => router.for('bad id!'),
+          (e: unknown) => e instanceof ValidationError && e.details.field === 'chainId',
+        );
 
         for (const id of ['ait-mainnet', 'ait-testnet', 'other-chain']) {
-          await router.write(id, (tx) => chain(tx).registerChain({ chainId: id, name: id, network: 'main', confirmations: 6 }), { op: 'chain.registerChain' });
-          await router.write(id, (tx) => chain(tx).ingestBlock(makeBlock(id, 0n, ZERO_HASH, [{ hash: hashOf(id, 'genesis-tx') }])), { op: 'chain.ingestBlock' });
+          await router.write(id, (tx) => chain(tx).registerChain({ chainId: id, name: id, network: 'main', confirmations: 6 }), {
+            op: 'chain.registerChain',
+          });
+          await router.write(id, (tx) => chain(tx).ingestBlock(makeBlock(id, 0n, ZERO_HASH, [{ hash: hashOf(id, 'genesis-tx') }])), {
+            op: 'chain.ingestBlock',
+          });
         }
         const where = async (id: string) => {
           const found: number[] = [];
@@ -84,7 +101,10 @@ forEachBackend(
       } finally {
         await router.close();
       }
-      await assert.rejects(router.for('ait-mainnet').read(async () => 1), (e: unknown) => e instanceof CofferError && e.code === 'connection');
+      await assert.rejects(
+        router.for('ait-mainnet').read(async () => 1),
+        (e: unknown) => e instanceof CofferError && e.code === 'connection',
+      );
     });
 
     test('status reports a per-chain database that is not migrated or not reachable, without failing', async () => {
@@ -107,7 +127,10 @@ forEachBackend(
 test('a router whose per-chain database cannot be opened fails with a typed error', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-router-'));
   try {
-    const config = configOf(`sqlite:${join(dir, 'default.db')}`, { ok: `sqlite:${join(dir, 'ok.db')}`, bad: 'sqlite:/dev/null/x/chain.db' });
+    const config = configOf(`sqlite:${join(dir, 'default.db')}`, {
+      ok: `sqlite:${join(dir, 'ok.db')}`,
+      bad: 'sqlite:/dev/null/x/chain.db',
+    });
     await assert.rejects(ChainRouter.open(config, { migrations: MIGRATIONS }), (e: unknown) => e instanceof CofferError);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -119,10 +142,17 @@ test('`coffer status` lists the per-chain databases', () => {
   try {
     const file = join(dir, 'coffer.config.json');
     const env = { ...process.env, COFFER_DATABASE_URL: '', DATABASE_URL: '' };
-    writeFileSync(file, JSON.stringify({ database: { url: `sqlite:${join(dir, 'main.db')}`, chains: { 'ait-mainnet': `sqlite:${join(dir, 'ait-mainnet', 'chain.db')}` } } }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        database: { url: `sqlite:${join(dir, 'main.db')}`, chains: { 'ait-mainnet': `sqlite:${join(dir, 'ait-mainnet', 'chain.db')}` } },
+      }),
+    );
     const r = spawnSync(process.execPath, ['bin/coffer.js', 'status', '--json', '--config', file], { encoding: 'utf8', env });
     assert.equal(r.status, 0, r.stderr);
-    const report = JSON.parse(r.stdout) as { chainDatabases: { url: string; chains: { chainId: string }[]; migrations: { pending: string[] } | null }[] };
+    const report = JSON.parse(r.stdout) as {
+      chainDatabases: { url: string; chains: { chainId: string }[]; migrations: { pending: string[] } | null }[];
+    };
     assert.equal(report.chainDatabases.length, 1);
     assert.equal(report.chainDatabases[0]!.chains[0]!.chainId, 'ait-mainnet');
     assert.ok(report.chainDatabases[0]!.url.endsWith(join('ait-mainnet', 'chain.db')));

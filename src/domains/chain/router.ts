@@ -84,11 +84,23 @@ export class ChainRouter {
   static async open(config: CofferConfig, opts: RouterOptions = {}): Promise<ChainRouter> {
     const { defaultKey, groups } = plan(config);
     const migrate = opts.migrate ?? (config.migrate.auto ? 'apply' : 'verify');
-    const common = { config, migrate, ...(opts.migrations ? { migrations: opts.migrations } : {}), ...(opts.logger ? { logger: opts.logger } : {}), ...(opts.metrics ? { metrics: opts.metrics } : {}) };
+    const common = {
+      config,
+      migrate,
+      ...(opts.migrations ? { migrations: opts.migrations } : {}),
+      ...(opts.logger ? { logger: opts.logger } : {}),
+      ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    };
     const opened: Entry[] = [];
     try {
       const defCoffer = opts.defaultCoffer ?? (await Coffer.open({ ...common, url: config.database.url }));
-      const def: Entry = { key: defaultKey, url: config.database.url, chains: groups.get(defaultKey)?.chains ?? [], coffer: defCoffer, owned: !opts.defaultCoffer };
+      const def: Entry = {
+        key: defaultKey,
+        url: config.database.url,
+        chains: groups.get(defaultKey)?.chains ?? [],
+        coffer: defCoffer,
+        owned: !opts.defaultCoffer,
+      };
       opened.push(def);
       for (const [key, g] of groups) {
         if (key === defaultKey) continue;
@@ -181,7 +193,10 @@ async function chainRows(coffer: Coffer, chainIds: readonly string[]): Promise<C
  * Status of every per-chain database in the map, for `coffer status`: migration state and each
  * routed chain's tip. Opens each without migrating; an unreachable one is reported, not thrown.
  */
-export async function chainDatabaseStatus(config: CofferConfig, opts: { logger?: Logger; migrations?: readonly Migration[] } = {}): Promise<ChainDatabaseStatus[]> {
+export async function chainDatabaseStatus(
+  config: CofferConfig,
+  opts: { logger?: Logger; migrations?: readonly Migration[] } = {},
+): Promise<ChainDatabaseStatus[]> {
   const { defaultKey, groups } = plan(config);
   const out: ChainDatabaseStatus[] = [];
   for (const [key, g] of groups) {

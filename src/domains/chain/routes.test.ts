@@ -59,8 +59,18 @@ forEachBackend('chain API', (ctx) => {
     const t = await svc.call('GET', `/v1/chains/doge/transactions/${h(2001, 99)}`, reader);
     assert.equal(t.statusCode, 200, t.body);
     assert.equal(t.json().outputs[0].value, (10n ** 30n).toString(), 'amounts beyond 2^64 stay exact');
-    const entries = await coffer.read((tx) => tx.db.selectFrom('audit_log').select(['action', 'actor_type', 'actor_id', 'entity_id']).where('domain', '=', 'chain').orderBy('seq').execute());
-    assert.deepEqual(entries.map((e) => e.action), ['chain.chain.register', ...Array(5).fill('chain.block.ingest')]);
+    const entries = await coffer.read((tx) =>
+      tx.db
+        .selectFrom('audit_log')
+        .select(['action', 'actor_type', 'actor_id', 'entity_id'])
+        .where('domain', '=', 'chain')
+        .orderBy('seq')
+        .execute(),
+    );
+    assert.deepEqual(
+      entries.map((e) => e.action),
+      ['chain.chain.register', ...Array(5).fill('chain.block.ingest')],
+    );
     assert.ok(entries.every((e) => e.actor_type === 'api_key'));
     assert.equal(entries[0]!.actor_id, admin.keyId);
     assert.equal(entries[1]!.actor_id, writer.keyId);
@@ -78,7 +88,11 @@ forEachBackend('chain API', (ctx) => {
     const seen: string[] = [];
     let cursor: string | undefined;
     for (let pages = 0; pages < 20; pages++) {
-      const r = await svc.call('GET', `/v1/chains/doge/transactions?fromHeight=0&toHeight=4&limit=4${cursor ? `&cursor=${cursor}` : ''}`, reader);
+      const r = await svc.call(
+        'GET',
+        `/v1/chains/doge/transactions?fromHeight=0&toHeight=4&limit=4${cursor ? `&cursor=${cursor}` : ''}`,
+        reader,
+      );
       assert.equal(r.statusCode, 200, r.body);
       seen.push(...r.json().items.map((x: { txHash: string }) => x.txHash));
       cursor = r.json().nextCursor;
@@ -122,10 +136,16 @@ forEachBackend('chain API', (ctx) => {
       [{ ...block(4), height: '-1' }, 'body.height'],
       [{ ...block(4), height: 1.5 }, 'body.height'],
       [{ ...block(4), time: 'yesterday' }, 'body.time'],
-      [{ ...block(4), transactions: [{ ...block(4).transactions[0], outputs: [{ address: 'a', value: '1.5' }] }] }, 'body.transactions[0].outputs[0].value'],
-      [{ ...block(4), transactions: [{ ...block(4).transactions[0], outputs: [{ address: 'a', value: -1 }] }] }, 'body.transactions[0].outputs[0].value'],
+      [
+        { ...block(4), transactions: [{ ...block(4).transactions[0], outputs: [{ address: 'a', value: '1.5' }] }] },
+        'body.transactions[0].outputs[0].value',
+      ],
+      [
+        { ...block(4), transactions: [{ ...block(4).transactions[0], outputs: [{ address: 'a', value: -1 }] }] },
+        'body.transactions[0].outputs[0].value',
+      ],
       [{ ...block(4), transactions: [{ ...block(4).transactions[0], payload: 'zz' }] }, 'body.transactions[0].payload'],
-      [{ ...block(4), extra: "1; DROP TABLE chain_blocks" }, 'body.extra'],
+      [{ ...block(4), extra: '1; DROP TABLE chain_blocks' }, 'body.extra'],
     ];
     for (const [payload, field] of cases) {
       const r = await svc.call('POST', '/v1/chains/doge/blocks', writer, payload);
@@ -140,7 +160,10 @@ forEachBackend('chain API', (ctx) => {
 
   test('401 without or with a bad key, 403 without the scope', async () => {
     assert.equal((await svc.call('GET', '/v1/chains', null)).statusCode, 401);
-    assert.equal((await svc.call('GET', '/v1/chains', { authorization: 'Bearer cfk_000000000000000000000000_' + 'A'.repeat(43) })).statusCode, 401);
+    assert.equal(
+      (await svc.call('GET', '/v1/chains', { authorization: 'Bearer cfk_000000000000000000000000_' + 'A'.repeat(43) })).statusCode,
+      401,
+    );
     const forbidden = await svc.call('POST', '/v1/chains/doge/blocks', reader, block(9));
     assert.equal(forbidden.statusCode, 403);
     assert.equal(forbidden.json().error.code, 'forbidden');

@@ -17,10 +17,22 @@ const outputIn = z.object({ address: z.string().min(1).max(128), value: amount }
 const transactionIn = z
   .object({
     txHash: hex32,
-    indexInBlock: z.number().int().min(0).max(2 ** 31 - 1),
+    indexInBlock: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1),
     actionType: z.string().min(1).max(32).nullable().default(null),
-    actionVersion: z.number().int().min(0).max(2 ** 31 - 1).nullable().default(null),
-    payload: hexBytes(1024 * 1024).nullable().default(null),
+    actionVersion: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1)
+      .nullable()
+      .default(null),
+    payload: hexBytes(1024 * 1024)
+      .nullable()
+      .default(null),
     address: z.string().min(1).max(128).nullable().default(null),
     outputs: z.array(outputIn).max(10_000).default([]),
   })
@@ -31,7 +43,12 @@ const blockIn = z
     hash: hex32,
     parentHash: hex32,
     time: isoTime,
-    txCount: z.number().int().min(0).max(2 ** 31 - 1).optional(),
+    txCount: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1)
+      .optional(),
     transactions: z.array(transactionIn).max(20_000),
   })
   .strict();
@@ -49,7 +66,14 @@ const txOut = z.object({
   outputs: z.array(z.object({ address: z.string(), value: amountOut })),
 });
 const pageOut = z.object({ items: z.array(txOut), nextCursor: z.string().optional() });
-const blockOut = z.object({ chainId: z.string(), height: z.string(), hash: hashOut, parentHash: hashOut, time: z.string(), txCount: z.number() });
+const blockOut = z.object({
+  chainId: z.string(),
+  height: z.string(),
+  hash: hashOut,
+  parentHash: hashOut,
+  time: z.string(),
+  txCount: z.number(),
+});
 
 const positionCursor = z.object({ h: z.string().regex(/^[0-9]+$/), i: z.number().int().min(0) });
 function toPage(p: Page<StoredTransaction>): { items: StoredTransaction[]; nextCursor?: string } {
@@ -90,7 +114,14 @@ export function chainRoutes(): RouteSpec[] {
           async (tx) => {
             const r = await chain(tx).registerChain(body);
             if (r.created) {
-              await audit(tx).record({ actor: actorOf(principal), action: 'chain.chain.register', domain: 'chain', entity: 'chain', entityId: body.chainId, after: { ...body } });
+              await audit(tx).record({
+                actor: actorOf(principal),
+                action: 'chain.chain.register',
+                domain: 'chain',
+                entity: 'chain',
+                entityId: body.chainId,
+                after: { ...body },
+              });
             }
             return r;
           },
@@ -108,17 +139,20 @@ export function chainRoutes(): RouteSpec[] {
         const items = [];
         for (const db of services.chains.databases()) {
           items.push(
-            ...(await db.coffer.read(async (tx) => {
-              const store = chain(tx);
-              const chains = await store.listChains();
-              const out = [];
-              for (const c of chains) {
-                // A chain mapped to its own database is listed from there only.
-                if (services.chains.for(c.chainId) !== db.coffer) continue;
-                out.push({ ...c, cursor: await store.getCursor(c.chainId), health: await store.getHealth(c.chainId) });
-              }
-              return out;
-            }, { op: 'chain.listChains' })),
+            ...(await db.coffer.read(
+              async (tx) => {
+                const store = chain(tx);
+                const chains = await store.listChains();
+                const out = [];
+                for (const c of chains) {
+                  // A chain mapped to its own database is listed from there only.
+                  if (services.chains.for(c.chainId) !== db.coffer) continue;
+                  out.push({ ...c, cursor: await store.getCursor(c.chainId), health: await store.getHealth(c.chainId) });
+                }
+                return out;
+              },
+              { op: 'chain.listChains' },
+            )),
           );
         }
         return { items };
@@ -153,15 +187,20 @@ export function chainRoutes(): RouteSpec[] {
       params: chainParams,
       query: z.object({ reorg: z.enum(['true', 'false']).default('false') }).strict(),
       body: blockIn,
-      response: z.object({ status: z.enum(['ingested', 'duplicate']), height: z.string(), hash: hashOut, reorg: z.object({}).passthrough().optional() }),
+      response: z.object({
+        status: z.enum(['ingested', 'duplicate']),
+        height: z.string(),
+        hash: hashOut,
+        reorg: z.object({}).passthrough().optional(),
+      }),
       handler: ({ params, query, body, services, principal }) =>
         services.chains.write(
           params.chainId,
           async (tx) => {
-            const r = await chain(tx).ingestBlock(
-              toBlock(params.chainId, body),
-              { processors: services.blockProcessors, reorg: query.reorg === 'true' },
-            );
+            const r = await chain(tx).ingestBlock(toBlock(params.chainId, body), {
+              processors: services.blockProcessors,
+              reorg: query.reorg === 'true',
+            });
             if (r.status === 'ingested') {
               await audit(tx).record({
                 actor: actorOf(principal),
@@ -202,7 +241,12 @@ export function chainRoutes(): RouteSpec[] {
               domain: 'chain',
               entity: 'chain',
               entityId: params.chainId,
-              details: { forkHeight: r.forkHeight, removedBlocks: r.removedBlocks, revertedWrites: r.revertedWrites, ingestedBlocks: r.ingestedBlocks },
+              details: {
+                forkHeight: r.forkHeight,
+                removedBlocks: r.removedBlocks,
+                revertedWrites: r.revertedWrites,
+                ingestedBlocks: r.ingestedBlocks,
+              },
             });
             return r;
           },
@@ -219,7 +263,9 @@ export function chainRoutes(): RouteSpec[] {
       body: z.object({ height }).strict(),
       response: z.object({}).passthrough(),
       handler: ({ params, body, services }) =>
-        services.chains.write(params.chainId, (tx) => chain(tx).reportLatestHeight(params.chainId, body.height), { op: 'chain.reportLatestHeight' }),
+        services.chains.write(params.chainId, (tx) => chain(tx).reportLatestHeight(params.chainId, body.height), {
+          op: 'chain.reportLatestHeight',
+        }),
     }),
     route({
       method: 'GET',
@@ -227,14 +273,22 @@ export function chainRoutes(): RouteSpec[] {
       summary: 'A block by height (digits) or hash (64 hex)',
       tag: 'chain',
       auth: { domain: 'chain', level: 'read' },
-      params: z.object({ chainId: chainIdParam, ref: z.union([hex32, z.string().regex(/^(0|[1-9][0-9]{0,18})$/, 'a height or a 64-hex block hash')]) }).strict(),
+      params: z
+        .object({
+          chainId: chainIdParam,
+          ref: z.union([hex32, z.string().regex(/^(0|[1-9][0-9]{0,18})$/, 'a height or a 64-hex block hash')]),
+        })
+        .strict(),
       response: blockOut,
       handler: ({ params, services }) =>
         services.chains.read(
           params.chainId,
           async (tx) => {
             const store = chain(tx);
-            const b = params.ref.length === 64 ? await store.blockByHash(params.chainId, params.ref) : await store.blockByHeight(params.chainId, BigInt(params.ref));
+            const b =
+              params.ref.length === 64
+                ? await store.blockByHash(params.chainId, params.ref)
+                : await store.blockByHeight(params.chainId, BigInt(params.ref));
             if (!b) throw new NotFoundError(`block ${params.ref} not found on ${params.chainId}`, { field: 'ref' });
             return b;
           },
@@ -274,7 +328,11 @@ export function chainRoutes(): RouteSpec[] {
           params.chainId,
           async (tx) =>
             toPage(
-              await chain(tx).transactionsInRange(params.chainId, { fromHeight: query.fromHeight, toHeight: query.toHeight }, { after: fromCursor(query.cursor), limit: query.limit }),
+              await chain(tx).transactionsInRange(
+                params.chainId,
+                { fromHeight: query.fromHeight, toHeight: query.toHeight },
+                { after: fromCursor(query.cursor), limit: query.limit },
+              ),
             ),
           { op: 'chain.transactionsInRange' },
         ),
@@ -291,7 +349,13 @@ export function chainRoutes(): RouteSpec[] {
       handler: ({ params, query, services }) =>
         services.chains.read(
           params.chainId,
-          async (tx) => toPage(await chain(tx).transactionsOfAddress(params.chainId, params.address, { after: fromCursor(query.cursor), limit: query.limit })),
+          async (tx) =>
+            toPage(
+              await chain(tx).transactionsOfAddress(params.chainId, params.address, {
+                after: fromCursor(query.cursor),
+                limit: query.limit,
+              }),
+            ),
           { op: 'chain.transactionsOfAddress' },
         ),
     }),
@@ -302,9 +366,21 @@ export function chainRoutes(): RouteSpec[] {
       tag: 'chain',
       auth: { domain: 'chain', level: 'write' },
       params: chainParams,
-      body: z.object({ txHash: hex32, content: hexBytes(4 * 1024 * 1024), fee: amount, sizeBytes: z.number().int().min(1).max(2 ** 31 - 1) }).strict(),
+      body: z
+        .object({
+          txHash: hex32,
+          content: hexBytes(4 * 1024 * 1024),
+          fee: amount,
+          sizeBytes: z
+            .number()
+            .int()
+            .min(1)
+            .max(2 ** 31 - 1),
+        })
+        .strict(),
       response: z.object({ status: z.string() }).passthrough(),
-      handler: ({ params, body, services }) => services.chains.write(params.chainId, (tx) => mempool(tx).add(params.chainId, body), { op: 'chain.mempoolAdd' }),
+      handler: ({ params, body, services }) =>
+        services.chains.write(params.chainId, (tx) => mempool(tx).add(params.chainId, body), { op: 'chain.mempoolAdd' }),
     }),
     route({
       method: 'POST',
@@ -323,7 +399,9 @@ export function chainRoutes(): RouteSpec[] {
         .strict(),
       response: z.object({ items: z.array(z.object({}).passthrough()) }),
       handler: ({ params, body, services }) =>
-        services.chains.write(params.chainId, async (tx) => ({ items: await mempool(tx).claim(params.chainId, body) }), { op: 'chain.mempoolClaim' }),
+        services.chains.write(params.chainId, async (tx) => ({ items: await mempool(tx).claim(params.chainId, body) }), {
+          op: 'chain.mempoolClaim',
+        }),
     }),
   ];
 }

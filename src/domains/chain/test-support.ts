@@ -57,7 +57,12 @@ export const chainTestMigration = defineMigration(import.meta.url, {
       columns: { chain_id: c.varchar(64), address: c.varchar(128), note: c.text() },
       primaryKey: ['chain_id', 'address'],
       foreignKeys: {
-        fk_ct_notes_balance: { columns: ['chain_id', 'address'], references: 'ct_balances', refColumns: ['chain_id', 'address'], onDelete: 'cascade' },
+        fk_ct_notes_balance: {
+          columns: ['chain_id', 'address'],
+          references: 'ct_balances',
+          refColumns: ['chain_id', 'address'],
+          onDelete: 'cascade',
+        },
       },
     }),
   ],
@@ -82,12 +87,16 @@ export const balanceProcessor: BlockProcessor = async (tx, ctx) => {
         .where('address', '=', o.address)
         .executeTakeFirst();
       const balance = (cur ? BigInt(String(cur.balance)) : 0n) + o.value;
-      await journaledUpsert(tx, ref, 'ct_balances', { chain_id: block.chainId, address: o.address, balance, last_height: block.height, last_seen: block.time }, [
-        'chain_id',
-        'address',
-      ]);
+      await journaledUpsert(
+        tx,
+        ref,
+        'ct_balances',
+        { chain_id: block.chainId, address: o.address, balance, last_height: block.height, last_seen: block.time },
+        ['chain_id', 'address'],
+      );
     }
-    if (t.actionType === 'burn' && t.address) await journaledDelete(tx, ref, 'ct_balances', { chain_id: block.chainId, address: t.address });
+    if (t.actionType === 'burn' && t.address)
+      await journaledDelete(tx, ref, 'ct_balances', { chain_id: block.chainId, address: t.address });
     await journaledInsert(
       tx,
       ref,
@@ -116,7 +125,14 @@ export const balanceProcessor: BlockProcessor = async (tx, ctx) => {
         .orderBy('tx_hash')
         .limit(1)
         .executeTakeFirst();
-      if (prev) await journaledUpdate(tx, ref, 'ct_events', { chain_id: block.chainId, tx_hash: prev.tx_hash, seq: 0 }, { status: 'seen', meta: { by: t.txHash } });
+      if (prev)
+        await journaledUpdate(
+          tx,
+          ref,
+          'ct_events',
+          { chain_id: block.chainId, tx_hash: prev.tx_hash, seq: 0 },
+          { status: 'seen', meta: { by: t.txHash } },
+        );
     }
   }
 };
@@ -154,7 +170,14 @@ export function makeBlock(chainId: string, height: bigint, parentHash: string, t
 }
 
 /** `count` linked blocks starting at `from` on top of `parentHash`. */
-export function makeChain(chainId: string, from: bigint, count: number, parentHash: string, label = 'main', txsAt: (h: bigint) => TxSpec[] = () => []): IngestBlockInput[] {
+export function makeChain(
+  chainId: string,
+  from: bigint,
+  count: number,
+  parentHash: string,
+  label = 'main',
+  txsAt: (h: bigint) => TxSpec[] = () => [],
+): IngestBlockInput[] {
   const out: IngestBlockInput[] = [];
   let parent = parentHash;
   for (let i = 0; i < count; i++) {

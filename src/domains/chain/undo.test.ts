@@ -58,19 +58,51 @@ forEachBackend('chain undo journal', (ctx) => {
     const r6 = ref(id, 6n);
     await coffer.write(async (tx) => {
       await journaledInsert(tx, r5, 'ct_events', event(id, 3), ['chain_id', 'tx_hash', 'seq']);
-      assert.equal(await journaledUpdate(tx, r5, 'ct_events', { chain_id: id, tx_hash: hashOf('ev', id, 1), seq: 1 }, { status: 'seen', meta: { changed: true }, payload: null }), true);
+      assert.equal(
+        await journaledUpdate(
+          tx,
+          r5,
+          'ct_events',
+          { chain_id: id, tx_hash: hashOf('ev', id, 1), seq: 1 },
+          { status: 'seen', meta: { changed: true }, payload: null },
+        ),
+        true,
+      );
       assert.equal(await journaledDelete(tx, r5, 'ct_events', { chain_id: id, tx_hash: hashOf('ev', id, 2), seq: 2 }), true);
-      assert.equal(await journaledUpsert(tx, r5, 'ct_balances', { chain_id: id, address: 'a', balance: 0n, last_height: 5n, last_seen: new Date(5) }, ['chain_id', 'address']), false);
-      assert.equal(await journaledUpsert(tx, r5, 'ct_balances', { chain_id: id, address: 'b', balance: 9n, last_height: 5n, last_seen: new Date(5) }, ['chain_id', 'address']), true);
+      assert.equal(
+        await journaledUpsert(tx, r5, 'ct_balances', { chain_id: id, address: 'a', balance: 0n, last_height: 5n, last_seen: new Date(5) }, [
+          'chain_id',
+          'address',
+        ]),
+        false,
+      );
+      assert.equal(
+        await journaledUpsert(tx, r5, 'ct_balances', { chain_id: id, address: 'b', balance: 9n, last_height: 5n, last_seen: new Date(5) }, [
+          'chain_id',
+          'address',
+        ]),
+        true,
+      );
       // Block 6 changes the same rows again: the revert must unwind 6 before 5.
       await journaledUpdate(tx, r6, 'ct_balances', { chain_id: id, address: 'b' }, { balance: 10n });
       await journaledDelete(tx, r6, 'ct_balances', { chain_id: id, address: 'b' });
       await journaledInsert(tx, r6, 'ct_events', event(id, 2, { kind: 'reborn' }), ['chain_id', 'tx_hash', 'seq']);
-      await journaledUpdate(tx, r6, 'ct_events', { chain_id: id, tx_hash: hashOf('ev', id, 3), seq: 3 }, { amount: 0n, flag: true, at: new Date(0) });
-      assert.equal(await journaledUpdate(tx, r6, 'ct_events', { chain_id: id, tx_hash: hashOf('missing'), seq: 9 }, { status: 'seen' }), false);
+      await journaledUpdate(
+        tx,
+        r6,
+        'ct_events',
+        { chain_id: id, tx_hash: hashOf('ev', id, 3), seq: 3 },
+        { amount: 0n, flag: true, at: new Date(0) },
+      );
+      assert.equal(
+        await journaledUpdate(tx, r6, 'ct_events', { chain_id: id, tx_hash: hashOf('missing'), seq: 9 }, { status: 'seen' }),
+        false,
+      );
       assert.equal(await journaledDelete(tx, r6, 'ct_events', { chain_id: id, tx_hash: hashOf('missing'), seq: 9 }), false);
     });
-    const journal = await coffer.read((tx) => tx.db.selectFrom('chain_undo').select(['height', 'table_name']).where('chain_id', '=', id).orderBy('id').execute());
+    const journal = await coffer.read((tx) =>
+      tx.db.selectFrom('chain_undo').select(['height', 'table_name']).where('chain_id', '=', id).orderBy('id').execute(),
+    );
     // Misses (no row) are not journaled, and a row changed twice in one block keeps the entry of
     // its first change only (b, updated then deleted in block 6); b's change in block 5 keeps its own.
     assert.deepEqual(
@@ -79,10 +111,20 @@ forEachBackend('chain undo journal', (ctx) => {
     );
     // Reverting above 6 changes nothing; above 5 undoes block 6 only.
     assert.equal(await coffer.write((tx) => revertAbove(tx, id, 6n)), 0);
-    const mid = await coffer.read((tx) => tx.db.selectFrom('ct_balances').select(['address', 'balance']).where('chain_id', '=', id).orderBy('address').execute());
+    const mid = await coffer.read((tx) =>
+      tx.db.selectFrom('ct_balances').select(['address', 'balance']).where('chain_id', '=', id).orderBy('address').execute(),
+    );
     assert.equal(await coffer.write((tx) => revertAbove(tx, id, 5n)), 3);
-    const afterSix = await coffer.read((tx) => tx.db.selectFrom('ct_balances').select(['address', 'balance']).where('chain_id', '=', id).orderBy('address').execute());
-    assert.deepEqual(afterSix.map((r) => [r.address, String(r.balance)]), [['a', '0'], ['b', '9']]);
+    const afterSix = await coffer.read((tx) =>
+      tx.db.selectFrom('ct_balances').select(['address', 'balance']).where('chain_id', '=', id).orderBy('address').execute(),
+    );
+    assert.deepEqual(
+      afterSix.map((r) => [r.address, String(r.balance)]),
+      [
+        ['a', '0'],
+        ['b', '9'],
+      ],
+    );
     assert.notDeepEqual(mid, afterSix);
     assert.equal(await coffer.write((tx) => revertAbove(tx, id, 4n)), 5);
     assert.deepEqual(await dumpDatabase(coffer), before);
@@ -108,7 +150,12 @@ forEachBackend('chain undo journal', (ctx) => {
             tx,
             r,
             [
-              { update: 'ct_balances', key: { chain_id: id, address: 'a' }, changes: { balance: 6n }, known: { before: a, guard: ['balance'] } },
+              {
+                update: 'ct_balances',
+                key: { chain_id: id, address: 'a' },
+                changes: { balance: 6n },
+                known: { before: a, guard: ['balance'] },
+              },
               { insert: 'ct_events', row: event(id, 2), keyColumns: ['chain_id', 'tx_hash', 'seq'] },
             ],
             { allMust: true },
@@ -123,8 +170,18 @@ forEachBackend('chain undo journal', (ctx) => {
             tx,
             r,
             [
-              { update: 'ct_balances', key: { chain_id: id, address: 'b' }, changes: { balance: 8n }, known: { before: b, guard: ['balance'] } },
-              { update: 'ct_balances', key: { chain_id: id, address: 'a' }, changes: { balance: 0n }, known: { before: a, guard: ['balance'] } },
+              {
+                update: 'ct_balances',
+                key: { chain_id: id, address: 'b' },
+                changes: { balance: 8n },
+                known: { before: b, guard: ['balance'] },
+              },
+              {
+                update: 'ct_balances',
+                key: { chain_id: id, address: 'a' },
+                changes: { balance: 0n },
+                known: { before: a, guard: ['balance'] },
+              },
             ],
             { allMust: true },
           ),
@@ -201,8 +258,17 @@ forEachBackend('chain undo journal', (ctx) => {
       }
     });
     const heights = (chainId: string) =>
-      coffer.read(async (tx) => (await tx.db.selectFrom('chain_undo').select('height').where('chain_id', '=', chainId).orderBy('id').execute()).map((r) => BigInt(String(r.height))));
-    const events = (chainId: string) => coffer.read(async (tx) => (await tx.db.selectFrom('ct_events').select('seq').where('chain_id', '=', chainId).orderBy('seq').execute()).map((r) => Number(r.seq)));
+      coffer.read(async (tx) =>
+        (await tx.db.selectFrom('chain_undo').select('height').where('chain_id', '=', chainId).orderBy('id').execute()).map((r) =>
+          BigInt(String(r.height)),
+        ),
+      );
+    const events = (chainId: string) =>
+      coffer.read(async (tx) =>
+        (await tx.db.selectFrom('ct_events').select('seq').where('chain_id', '=', chainId).orderBy('seq').execute()).map((r) =>
+          Number(r.seq),
+        ),
+      );
     assert.equal(await coffer.write((tx) => pruneFinalized(tx, a, 1n)), 1);
     assert.deepEqual(await heights(a), [2n, 3n]);
     assert.deepEqual(await heights(b), [1n, 2n, 3n]);
@@ -219,16 +285,34 @@ forEachBackend('chain undo journal', (ctx) => {
     const id = newChainId();
     const r = ref(id, 1n);
     const before = await dumpDatabase(coffer);
-    await assert.rejects(coffer.write((tx) => journaledInsert(tx, r, 'ct_events', event(id, 1), ['chain_id', 'tx_hash'])), /not the primary key/);
-    await assert.rejects(coffer.write((tx) => journaledInsert(tx, r, 'ct_events', { ...event(id, 1), seq: undefined }, ['chain_id', 'tx_hash', 'seq'])), /no value/);
-    await assert.rejects(coffer.write((tx) => journaledUpdate(tx, r, 'ct_events', { chain_id: id, kind: 'k1' }, { status: 'seen' })), /not the primary key/);
-    await assert.rejects(coffer.write((tx) => journaledDelete(tx, r, 'ct_balances', { address: 'a' })), /not the primary key/);
-    await assert.rejects(coffer.write((tx) => journaledUpdate(tx, r, 'ct_balances', { chain_id: id, address: 'a' }, { address: 'b' })), /key column/);
+    await assert.rejects(
+      coffer.write((tx) => journaledInsert(tx, r, 'ct_events', event(id, 1), ['chain_id', 'tx_hash'])),
+      /not the primary key/,
+    );
+    await assert.rejects(
+      coffer.write((tx) => journaledInsert(tx, r, 'ct_events', { ...event(id, 1), seq: undefined }, ['chain_id', 'tx_hash', 'seq'])),
+      /no value/,
+    );
+    await assert.rejects(
+      coffer.write((tx) => journaledUpdate(tx, r, 'ct_events', { chain_id: id, kind: 'k1' }, { status: 'seen' })),
+      /not the primary key/,
+    );
+    await assert.rejects(
+      coffer.write((tx) => journaledDelete(tx, r, 'ct_balances', { address: 'a' })),
+      /not the primary key/,
+    );
+    await assert.rejects(
+      coffer.write((tx) => journaledUpdate(tx, r, 'ct_balances', { chain_id: id, address: 'a' }, { address: 'b' })),
+      /key column/,
+    );
     assert.deepEqual(await dumpDatabase(coffer), before);
     // A unique key other than the primary key is accepted.
     await coffer.write(async (tx) => {
       await journaledInsert(tx, r, 'ct_events', event(id, 7), ['chain_id', 'kind', 'tx_hash']);
-      assert.equal(await journaledUpdate(tx, r, 'ct_events', { chain_id: id, kind: 'k7', tx_hash: hashOf('ev', id, 7) }, { status: 'seen' }), true);
+      assert.equal(
+        await journaledUpdate(tx, r, 'ct_events', { chain_id: id, kind: 'k7', tx_hash: hashOf('ev', id, 7) }, { status: 'seen' }),
+        true,
+      );
     });
     await coffer.write((tx) => revertAbove(tx, id, 0n));
     assert.deepEqual(await dumpDatabase(coffer), before);

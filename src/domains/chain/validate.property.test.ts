@@ -9,7 +9,10 @@ import { blockSchema, fastBlock } from './validate.js';
 const hex64 = fc.stringMatching(/^[0-9a-f]{64}$/);
 // Mostly valid values, with near-misses of every rule mixed in.
 const hash = fc.oneof({ weight: 8, arbitrary: hex64 }, fc.constantFrom('', 'A'.repeat(64), 'g'.repeat(64), '0'.repeat(63), 42, null));
-const int32 = fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 0, max: 2 ** 31 - 1 }) }, fc.constantFrom(-1, 2 ** 31, 1.5, NaN, Infinity, '3', null, -0));
+const int32 = fc.oneof(
+  { weight: 8, arbitrary: fc.integer({ min: 0, max: 2 ** 31 - 1 }) },
+  fc.constantFrom(-1, 2 ** 31, 1.5, NaN, Infinity, '3', null, -0),
+);
 const address = fc.oneof(
   { weight: 8, arbitrary: fc.stringMatching(/^[\x21-\x7e]{1,128}$/) },
   fc.constantFrom('', 'a b', 'x'.repeat(129), 'é', 7, null),
@@ -24,7 +27,11 @@ const transaction = fc.oneof(
       indexInBlock: int32,
       actionType: fc.oneof(fc.constant(null), fc.string({ maxLength: 34 }), fc.constant(undefined)),
       actionVersion: fc.oneof(fc.constant(null), int32),
-      payload: fc.oneof(fc.constant(null), fc.uint8Array({ maxLength: 8 }).map((u) => Buffer.from(u)), fc.uint8Array({ maxLength: 2 })),
+      payload: fc.oneof(
+        fc.constant(null),
+        fc.uint8Array({ maxLength: 8 }).map((u) => Buffer.from(u)),
+        fc.uint8Array({ maxLength: 2 }),
+      ),
       address: fc.oneof(fc.constant(null), address),
       outputs: fc.oneof({ weight: 8, arbitrary: fc.array(output, { maxLength: 4 }) }, fc.constantFrom(null, {}, 'x')),
     }),
@@ -33,7 +40,10 @@ const transaction = fc.oneof(
 );
 const block = fc.record(
   {
-    chainId: fc.oneof({ weight: 8, arbitrary: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/) }, fc.constantFrom('', '-x', 'a b', 3)),
+    chainId: fc.oneof(
+      { weight: 8, arbitrary: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/) },
+      fc.constantFrom('', '-x', 'a b', 3),
+    ),
     height: fc.oneof({ weight: 8, arbitrary: fc.bigInt({ min: 0n, max: 2n ** 63n - 1n }) }, fc.constantFrom(-1n, 2n ** 63n, 5)),
     blockHash: hash,
     parentHash: hash,

@@ -121,14 +121,26 @@ export const registerChainSchema = z.object({
   chainId: chainIdSchema,
   name: z.string({ error: 'expected a string' }).min(1, 'must not be empty').max(128, 'longer than 128 characters'),
   network: z.string({ error: 'expected a string' }).min(1, 'must not be empty').max(64, 'longer than 64 characters'),
-  confirmations: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(1_000_000, 'at most 1 000 000'),
-  mempoolCapacity: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(INT32_MAX, 'out of range').optional(),
+  confirmations: z
+    .number({ error: 'expected a number' })
+    .int('expected an integer')
+    .min(1, 'must be at least 1')
+    .max(1_000_000, 'at most 1 000 000'),
+  mempoolCapacity: z
+    .number({ error: 'expected a number' })
+    .int('expected an integer')
+    .min(1, 'must be at least 1')
+    .max(INT32_MAX, 'out of range')
+    .optional(),
 });
 
 export const mempoolInputSchema = z.object({
   txHash: hash32Schema,
   content: bufferSchema,
-  fee: z.bigint({ error: 'expected a bigint (integer base units)' }).min(0n, 'must not be negative').max(INT64_MAX, 'out of the 64-bit range'),
+  fee: z
+    .bigint({ error: 'expected a bigint (integer base units)' })
+    .min(0n, 'must not be negative')
+    .max(INT64_MAX, 'out of the 64-bit range'),
   sizeBytes: int32('size'),
   receivedAt: dateSchema.optional(),
 });
@@ -137,12 +149,25 @@ export const claimSchema = z.object({
   worker: z.string({ error: 'expected a string' }).min(1, 'must not be empty').max(128, 'longer than 128 characters'),
   limit: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(1000, 'at most 1000'),
   maxBytes: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').optional(),
-  leaseMs: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(86_400_000, 'at most one day').optional(),
+  leaseMs: z
+    .number({ error: 'expected a number' })
+    .int('expected an integer')
+    .min(1, 'must be at least 1')
+    .max(86_400_000, 'at most one day')
+    .optional(),
 });
 
 export const pageSchema = z.object({
-  after: z.object({ height: heightSchema, index: int32('index') }).nullable().optional(),
-  limit: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(1000, 'at most 1000').optional(),
+  after: z
+    .object({ height: heightSchema, index: int32('index') })
+    .nullable()
+    .optional(),
+  limit: z
+    .number({ error: 'expected a number' })
+    .int('expected an integer')
+    .min(1, 'must be at least 1')
+    .max(1000, 'at most 1000')
+    .optional(),
 });
 
 /** Parses `value` or throws a ValidationError naming the first bad field (prefixed by `prefix`). */

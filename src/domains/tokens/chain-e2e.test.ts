@@ -45,7 +45,15 @@ forEachBackend('tokens through chain ingest', (ctx) => {
     await ingest(block(1, []));
     assert.equal((await t((s) => s.balance(mint, input.ownerAddress))).balance, 100n);
 
-    const inv = invoiceInput({ chainId, mintHash: mint, sellerAddress: input.ownerAddress, buyerAddress: 'DBuyerE', quantity: 30n, price: 100_000n, paymentAddress: 'DPayE' });
+    const inv = invoiceInput({
+      chainId,
+      mintHash: mint,
+      sellerAddress: input.ownerAddress,
+      buyerAddress: 'DBuyerE',
+      quantity: 30n,
+      price: 100_000n,
+      paymentAddress: 'DPayE',
+    });
     const { hash: ih } = await coffer.write((tx) => tokens(tx).createInvoice(inv));
     const beforeBranch = await snapshot(coffer);
     const match = actionTx('invoice', ih);

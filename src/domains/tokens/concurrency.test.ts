@@ -42,7 +42,10 @@ forEachBackend(
         const input = mintInput({ chainId: chain.chainId, fractionCount });
         out.push({ hash: (await coffer.write((tx) => tokens(tx).submitMint(input))).hash, owner: input.ownerAddress });
       }
-      await chain.mine(coffer, out.map((m) => actionTx('mint', m.hash)));
+      await chain.mine(
+        coffer,
+        out.map((m) => actionTx('mint', m.hash)),
+      );
       await chain.mineEmpty(coffer, chain.confirmations - 1);
       return out;
     }
@@ -55,17 +58,33 @@ forEachBackend(
         const attempts = mints.flatMap((m) =>
           coffers.map((c) => ({
             c,
-            inv: invoiceInput({ chainId: chain.chainId, mintHash: m.hash, sellerAddress: m.owner, buyerAddress: unique('DB'), quantity: 6n, price: 1n, paymentAddress: 'DPay' }),
+            inv: invoiceInput({
+              chainId: chain.chainId,
+              mintHash: m.hash,
+              sellerAddress: m.owner,
+              buyerAddress: unique('DB'),
+              quantity: 6n,
+              price: 1n,
+              paymentAddress: 'DPay',
+            }),
           })),
         );
-        const results = await Promise.allSettled(attempts.map(({ c, inv }) => c.write((tx) => tokens(tx).createInvoice(inv), { op: 'tokens.createInvoice' })));
-        for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof InsufficientBalanceError, `only refusals: ${String(r.reason)}`);
+        const results = await Promise.allSettled(
+          attempts.map(({ c, inv }) => c.write((tx) => tokens(tx).createInvoice(inv), { op: 'tokens.createInvoice' })),
+        );
+        for (const r of results)
+          if (r.status === 'rejected') assert.ok(r.reason instanceof InsufficientBalanceError, `only refusals: ${String(r.reason)}`);
         for (const m of mints) {
           const b = await coffers[0]!.read((tx) => tokens(tx).balance(m.hash, m.owner));
           assert.equal(b.reserved, 6n, `round ${round}: exactly one invoice of mint ${m.hash} reserved`);
           // Free it for the next round.
           const held = await coffers[0]!.read((tx) =>
-            tx.db.selectFrom('token_reservations').select('invoice_hash').where('mint_hash', '=', m.hash).where('state', '=', 'reserved').execute(),
+            tx.db
+              .selectFrom('token_reservations')
+              .select('invoice_hash')
+              .where('mint_hash', '=', m.hash)
+              .where('state', '=', 'reserved')
+              .execute(),
           );
           for (const h of held) await coffers[0]!.write((tx) => tokens(tx).releaseInvoice(h.invoice_hash as string));
         }
@@ -101,7 +120,15 @@ forEachBackend(
           const seller = rnd(3) === 0 ? holders[rnd(holders.length)]! : m.owner;
           let buyer = holders[rnd(holders.length)]!;
           if (buyer === seller) buyer = unique('DB');
-          const input = invoiceInput({ chainId: m.chain.chainId, mintHash: m.hash, sellerAddress: seller, buyerAddress: buyer, quantity: BigInt(1 + rnd(15)), price: BigInt(1 + rnd(3)), paymentAddress: `P${buyer}` });
+          const input = invoiceInput({
+            chainId: m.chain.chainId,
+            mintHash: m.hash,
+            sellerAddress: seller,
+            buyerAddress: buyer,
+            quantity: BigInt(1 + rnd(15)),
+            price: BigInt(1 + rnd(3)),
+            paymentAddress: `P${buyer}`,
+          });
           await guard(
             async () => {
               const r = await c.write((tx) => tokens(tx).createInvoice(input, { ttlMs: 100 + rnd(900) }), { op: 'tokens.createInvoice' });
@@ -118,9 +145,14 @@ forEachBackend(
 
       const expirer = async (c: Coffer) => {
         while (running) {
-          await guard(async () => {
-            tally.expired += (await c.write((tx) => tokens(tx).expireReservations({ limit: 5 }), { op: 'tokens.expireReservations' })).length;
-          }, () => false);
+          await guard(
+            async () => {
+              tally.expired += (
+                await c.write((tx) => tokens(tx).expireReservations({ limit: 5 }), { op: 'tokens.expireReservations' })
+              ).length;
+            },
+            () => false,
+          );
           await sleep(rnd(15));
         }
       };
@@ -137,9 +169,15 @@ forEachBackend(
               (e) => e instanceof InvalidStateTransitionError,
             );
           }
-          await guard(async () => {
-            tally.trimmed += await c.write((tx) => tokens(tx).trimUnconfirmedInvoices({ olderThan: new Date(Date.now() - 700), limit: 3 }), { op: 'tokens.trim' });
-          }, () => false);
+          await guard(
+            async () => {
+              tally.trimmed += await c.write(
+                (tx) => tokens(tx).trimUnconfirmedInvoices({ olderThan: new Date(Date.now() - 700), limit: 3 }),
+                { op: 'tokens.trim' },
+              );
+            },
+            () => false,
+          );
           await sleep(rnd(20));
         }
       };
@@ -158,10 +196,13 @@ forEachBackend(
             if (kind !== 1) txs.push(actionTx('invoice', inv.hash));
             if (kind !== 0) txs.push(actionTx('payment', inv.hash, [{ address: inv.input.paymentAddress, value: total }]));
           }
-          await guard(async () => {
-            await chain.mine(c, txs);
-            tally.blocks++;
-          }, () => false);
+          await guard(
+            async () => {
+              await chain.mine(c, txs);
+              tally.blocks++;
+            },
+            () => false,
+          );
           await sleep(rnd(10));
         }
       };
@@ -174,14 +215,25 @@ forEachBackend(
       // Let everything recorded settle.
       for (const ch of chains) await ch.mineEmpty(setup, ch.confirmations);
 
-      assert.deepEqual(unexpected.map(String), [], 'no worker saw anything but the domain\'s own refusals');
+      assert.deepEqual(unexpected.map(String), [], "no worker saw anything but the domain's own refusals");
       await checkInvariants(setup);
-      const states = await setup.read((tx) => tx.db.selectFrom('token_reservations').select((eb) => ['state', eb.fn.countAll().as('n')]).groupBy('state').execute());
+      const states = await setup.read((tx) =>
+        tx.db
+          .selectFrom('token_reservations')
+          .select((eb) => ['state', eb.fn.countAll().as('n')])
+          .groupBy('state')
+          .execute(),
+      );
       const byState = Object.fromEntries(states.map((s) => [s.state as string, Number(s.n)]));
       assert.ok((byState.settled ?? 0) > 0, `some invoices settled: ${JSON.stringify({ byState, tally })}`);
-      assert.ok((byState.expired ?? 0) + (byState.released ?? 0) > 0, `some reservations ended unpaid: ${JSON.stringify({ byState, tally })}`);
+      assert.ok(
+        (byState.expired ?? 0) + (byState.released ?? 0) > 0,
+        `some reservations ended unpaid: ${JSON.stringify({ byState, tally })}`,
+      );
       assert.ok(tally.refused > 0 && tally.reserved > 0, `both outcomes of reserving happened: ${JSON.stringify(tally)}`);
-      t.diagnostic(`${ctx.backend}: ${JSON.stringify(tally)}, reservations ${JSON.stringify(byState)}, transaction retries ${await retries(coffers)}`);
+      t.diagnostic(
+        `${ctx.backend}: ${JSON.stringify(tally)}, reservations ${JSON.stringify(byState)}, transaction retries ${await retries(coffers)}`,
+      );
     });
   },
   ['postgres', 'mysql', 'sqlite'],
@@ -196,9 +248,18 @@ interface WorkerResult {
 
 /** Starts a worker process; resolves `ready` once it has opened the database. */
 function startWorker(args: unknown): { ready: Promise<void>; go: () => void; result: Promise<WorkerResult> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./concurrency.worker.ts', import.meta.url)), JSON.stringify(args, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      fileURLToPath(new URL('./concurrency.worker.ts', import.meta.url)),
+      JSON.stringify(args, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)),
+    ],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   let onReady!: () => void;
@@ -233,17 +294,37 @@ forEachBackend(
         const input = mintInput({ chainId: chain.chainId, fractionCount: 10n });
         sellers.push({ hash: (await coffer.write((tx) => tokens(tx).submitMint(input))).hash, owner: input.ownerAddress });
       }
-      await chain.mine(coffer, sellers.map((m) => actionTx('mint', m.hash)));
+      await chain.mine(
+        coffer,
+        sellers.map((m) => actionTx('mint', m.hash)),
+      );
       const batch = () =>
         sellers.flatMap((m) =>
-          [0, 1, 2, 3, 4].map(() => invoiceInput({ chainId: chain.chainId, mintHash: m.hash, sellerAddress: m.owner, buyerAddress: unique('DB'), quantity: 6n, price: 2n, paymentAddress: 'DPay' })),
+          [0, 1, 2, 3, 4].map(() =>
+            invoiceInput({
+              chainId: chain.chainId,
+              mintHash: m.hash,
+              sellerAddress: m.owner,
+              buyerAddress: unique('DB'),
+              quantity: 6n,
+              price: 2n,
+              paymentAddress: 'DPay',
+            }),
+          ),
         );
       const workers = [0, 1].map(() => startWorker({ url: db.url, busyTimeoutMs: 5, invoices: batch() }));
       await Promise.all(workers.map((w) => w.ready));
       for (const w of workers) w.go();
       const results = await Promise.all(workers.map((w) => w.result));
-      assert.deepEqual(results.flatMap((r) => r.errors), [], 'only refusals, no busy or other error surfaced');
-      assert.equal(results.reduce((n, r) => n + r.reserved.length, 0), sellers.length);
+      assert.deepEqual(
+        results.flatMap((r) => r.errors),
+        [],
+        'only refusals, no busy or other error surfaced',
+      );
+      assert.equal(
+        results.reduce((n, r) => n + r.reserved.length, 0),
+        sellers.length,
+      );
       for (const m of sellers) assert.equal((await coffer.read((tx) => tokens(tx).balance(m.hash, m.owner))).reserved, 6n);
       await checkInvariants(coffer);
       t.diagnostic(`retries after SQLITE_BUSY: ${results.map((r) => r.retries).join(' + ')}`);

@@ -24,7 +24,9 @@ try {
   await Promise.all(
     args.invoices.map(async (inv) => {
       try {
-        const r = await coffer.write((tx) => tokens(tx).createInvoice({ ...inv, createdAt: new Date(inv.createdAt) }), { op: 'tokens.createInvoice' });
+        const r = await coffer.write((tx) => tokens(tx).createInvoice({ ...inv, createdAt: new Date(inv.createdAt) }), {
+          op: 'tokens.createInvoice',
+        });
         out.reserved.push(r.hash);
       } catch (e) {
         if (e instanceof InsufficientBalanceError) out.refused++;

@@ -28,8 +28,14 @@ import { T, type MintInput } from './types.js';
 import { mintHash, parse, mintInputSchema } from './validate.js';
 import type { MintContent } from './types.js';
 
-const w = (coffer: Coffer) => <R>(fn: (s: ReturnType<typeof tokens>) => Promise<R>) => coffer.write((tx) => fn(tokens(tx)), { op: 'test.tokens' });
-const r = (coffer: Coffer) => <R>(fn: (s: ReturnType<typeof tokens>) => Promise<R>) => coffer.read((tx) => fn(tokens(tx)));
+const w =
+  (coffer: Coffer) =>
+  <R>(fn: (s: ReturnType<typeof tokens>) => Promise<R>) =>
+    coffer.write((tx) => fn(tokens(tx)), { op: 'test.tokens' });
+const r =
+  (coffer: Coffer) =>
+  <R>(fn: (s: ReturnType<typeof tokens>) => Promise<R>) =>
+    coffer.read((tx) => fn(tokens(tx)));
 
 /** Submits a mint, anchors it on chain and mines until it is credited. */
 async function creditedMint(coffer: Coffer, chain: FakeChain, over: Partial<MintInput> = {}) {
@@ -41,12 +47,17 @@ async function creditedMint(coffer: Coffer, chain: FakeChain, over: Partial<Mint
 }
 
 function invoiceFor(mint: string, seller: string, quantity: bigint, price = 5n, over: Record<string, unknown> = {}, key?: TestKey) {
-  return invoiceInput({ mintHash: mint, sellerAddress: seller, buyerAddress: unique('DBuyer'), quantity, price, paymentAddress: unique('DPay'), ...over }, key);
+  return invoiceInput(
+    { mintHash: mint, sellerAddress: seller, buyerAddress: unique('DBuyer'), quantity, price, paymentAddress: unique('DPay'), ...over },
+    key,
+  );
 }
 
 /** Each on-chain action of the chain, by transaction hash: its state and reason. */
 async function actionStates(coffer: Coffer, chainId: string) {
-  const rows = await coffer.read((tx) => tx.db.selectFrom(T.actions).select(['tx_hash', 'state', 'reason']).where('chain_id', '=', chainId).execute());
+  const rows = await coffer.read((tx) =>
+    tx.db.selectFrom(T.actions).select(['tx_hash', 'state', 'reason']).where('chain_id', '=', chainId).execute(),
+  );
   return (h: string) => rows.find((x) => x.tx_hash === h);
 }
 
@@ -54,7 +65,17 @@ async function actionStates(coffer: Coffer, chainId: string) {
 async function matchedInvoice(coffer: Coffer, chain: FakeChain, buyer: string, pay: string) {
   const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
   const { hash: ih } = await w(coffer)((s) =>
-    s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: buyer, quantity: 1n, price: 5n, paymentAddress: pay })),
+    s.createInvoice(
+      invoiceInput({
+        chainId: chain.chainId,
+        mintHash: hash,
+        sellerAddress: owner,
+        buyerAddress: buyer,
+        quantity: 1n,
+        price: 5n,
+        paymentAddress: pay,
+      }),
+    ),
   );
   await chain.mine(coffer, [actionTx('invoice', ih)]);
   return { hash, ih };
@@ -108,7 +129,9 @@ forEachBackend('tokens flows', (ctx) => {
     assert.equal(entries[0]!.delta, 777n);
     assert.equal(entries[0]!.blockHeight, 1n, 'the entry names the block it came from');
     const st = await r(coffer)((s) => s.stats(chain.chainId));
-    assert.deepEqual(st, [{ chainId: chain.chainId, mints: 1, unconfirmedMints: 0, invoices: 0, unconfirmedInvoices: 0, onchainTransactions: 1 }]);
+    assert.deepEqual(st, [
+      { chainId: chain.chainId, mints: 1, unconfirmedMints: 0, invoices: 0, unconfirmedInvoices: 0, onchainTransactions: 1 },
+    ]);
     await checkInvariants(coffer);
   });
 
@@ -133,27 +156,61 @@ forEachBackend('tokens flows', (ctx) => {
     await checkInvariants(coffer);
   });
 
-  test('an invoice reserves the seller\'s tokens only if the available balance covers the quantity', async () => {
+  test("an invoice reserves the seller's tokens only if the available balance covers the quantity", async () => {
     const chain = new FakeChain(unique('inv-'), 1);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 100n });
-    const inv1 = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerA', quantity: 60n, price: 3n, paymentAddress: 'DPayA' });
+    const inv1 = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: hash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyerA',
+      quantity: 60n,
+      price: 3n,
+      paymentAddress: 'DPayA',
+    });
     const res = await w(coffer)((s) => s.createInvoice(inv1));
     assert.equal(res.created, true);
     assert.equal(res.invoice.status, 'open');
     assert.equal(res.invoice.totalPrice, 180n);
     assert.equal(res.invoice.reservation?.state, 'reserved');
-    assert.deepEqual(await r(coffer)((s) => s.balance(hash, owner)), { mintHash: hash, address: owner, balance: 100n, reserved: 60n, available: 40n });
+    assert.deepEqual(await r(coffer)((s) => s.balance(hash, owner)), {
+      mintHash: hash,
+      address: owner,
+      balance: 100n,
+      reserved: 60n,
+      available: 40n,
+    });
     const before = await snapshot(coffer);
-    const inv2 = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerB', quantity: 41n, price: 3n, paymentAddress: 'DPayB' });
+    const inv2 = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: hash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyerB',
+      quantity: 41n,
+      price: 3n,
+      paymentAddress: 'DPayB',
+    });
     await assert.rejects(
       w(coffer)((s) => s.createInvoice(inv2)),
-      (e: unknown) => e instanceof InsufficientBalanceError && e.code === 'invalid_state_transition' && e.details.available === 40n && e.details.field === 'quantity',
+      (e: unknown) =>
+        e instanceof InsufficientBalanceError &&
+        e.code === 'invalid_state_transition' &&
+        e.details.available === 40n &&
+        e.details.field === 'quantity',
     );
     assert.deepEqual(await snapshot(coffer), before, 'a refused invoice writes nothing');
     const replay = await w(coffer)((s) => s.createInvoice(inv1));
     assert.equal(replay.created, false);
     assert.deepEqual(await snapshot(coffer), before, 'a replayed invoice writes nothing');
-    const inv3 = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerB', quantity: 40n, price: 3n, paymentAddress: 'DPayB' });
+    const inv3 = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: hash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyerB',
+      quantity: 40n,
+      price: 3n,
+      paymentAddress: 'DPayB',
+    });
     await w(coffer)((s) => s.createInvoice(inv3));
     assert.equal((await r(coffer)((s) => s.balance(hash, owner))).available, 0n);
     await checkInvariants(coffer);
@@ -164,7 +221,17 @@ forEachBackend('tokens flows', (ctx) => {
     const sellers = [];
     for (let i = 0; i < 4; i++) sellers.push(await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n }));
     const attempts = sellers.flatMap(({ hash, owner }) =>
-      [0, 1].map(() => invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: unique('DB'), quantity: 10n, price: 1n, paymentAddress: 'DPay' })),
+      [0, 1].map(() =>
+        invoiceInput({
+          chainId: chain.chainId,
+          mintHash: hash,
+          sellerAddress: owner,
+          buyerAddress: unique('DB'),
+          quantity: 10n,
+          price: 1n,
+          paymentAddress: 'DPay',
+        }),
+      ),
     );
     const results = await Promise.allSettled(attempts.map((inv) => w(coffer)((s) => s.createInvoice(inv))));
     for (const rr of results) if (rr.status === 'rejected') assert.ok(rr.reason instanceof InsufficientBalanceError, String(rr.reason));
@@ -179,14 +246,27 @@ forEachBackend('tokens flows', (ctx) => {
   test('invoice → on-chain match → payment → settlement after the required confirmations', async () => {
     const chain = new FakeChain(unique('pay-'), 2);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 50n });
-    const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerX', quantity: 20n, price: 250_000_000n, paymentAddress: 'DPayX' });
+    const inv = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: hash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyerX',
+      quantity: 20n,
+      price: 250_000_000n,
+      paymentAddress: 'DPayX',
+    });
     const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
     await chain.mine(coffer, [actionTx('invoice', ih)]);
     let got = await r(coffer)((s) => s.getInvoice(ih));
     assert.equal(got?.status, 'matched');
     assert.equal(got?.onChain?.blockHeight, chain.tip);
     const total = 20n * 250_000_000n;
-    await chain.mine(coffer, [actionTx('payment', ih, [{ address: 'DPayX', value: total }, { address: 'DChange', value: 12345n }])]);
+    await chain.mine(coffer, [
+      actionTx('payment', ih, [
+        { address: 'DPayX', value: total },
+        { address: 'DChange', value: 12345n },
+      ]),
+    ]);
     const paidAt = chain.tip;
     got = await r(coffer)((s) => s.getInvoice(ih));
     assert.equal(got?.status, 'matched', 'one confirmation of two: not settled');
@@ -196,8 +276,20 @@ forEachBackend('tokens flows', (ctx) => {
     assert.equal(got?.status, 'paid');
     assert.equal(got?.onChain?.paidHeight, paidAt);
     assert.equal(got?.reservation?.state, 'settled');
-    assert.deepEqual(await r(coffer)((s) => s.balance(hash, 'DBuyerX')), { mintHash: hash, address: 'DBuyerX', balance: 20n, reserved: 0n, available: 20n });
-    assert.deepEqual(await r(coffer)((s) => s.balance(hash, owner)), { mintHash: hash, address: owner, balance: 30n, reserved: 0n, available: 30n });
+    assert.deepEqual(await r(coffer)((s) => s.balance(hash, 'DBuyerX')), {
+      mintHash: hash,
+      address: 'DBuyerX',
+      balance: 20n,
+      reserved: 0n,
+      available: 20n,
+    });
+    assert.deepEqual(await r(coffer)((s) => s.balance(hash, owner)), {
+      mintHash: hash,
+      address: owner,
+      balance: 30n,
+      reserved: 0n,
+      available: 30n,
+    });
     const sellerEntries = await r(coffer)((s) => s.ledger(hash, owner));
     assert.deepEqual(
       sellerEntries.map((e) => [e.causeKind, e.delta]),
@@ -208,7 +300,17 @@ forEachBackend('tokens flows', (ctx) => {
     );
     // The buyer can sell on immediately: the credit is final.
     await w(coffer)((s) =>
-      s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: 'DBuyerX', buyerAddress: 'DThird', quantity: 20n, price: 1n, paymentAddress: 'DPay3' })),
+      s.createInvoice(
+        invoiceInput({
+          chainId: chain.chainId,
+          mintHash: hash,
+          sellerAddress: 'DBuyerX',
+          buyerAddress: 'DThird',
+          quantity: 20n,
+          price: 1n,
+          paymentAddress: 'DPay3',
+        }),
+      ),
     );
     await checkInvariants(coffer);
   });
@@ -222,7 +324,15 @@ forEachBackend('tokens flows', (ctx) => {
     const sale = async (quantity: bigint) => {
       const pay = unique('DPay');
       const buyer = unique('DBuyer');
-      const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: buyer, quantity, price: 5n, paymentAddress: pay });
+      const inv = invoiceInput({
+        chainId: chain.chainId,
+        mintHash: hash,
+        sellerAddress: owner,
+        buyerAddress: buyer,
+        quantity,
+        price: 5n,
+        paymentAddress: pay,
+      });
       const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
       return { ih, buyer, txs: [actionTx('invoice', ih), actionTx('payment', ih, [{ address: pay, value: quantity * 5n }])] };
     };
@@ -267,11 +377,25 @@ forEachBackend('tokens flows', (ctx) => {
   test('a payment that does not pay exactly quantity × price is a typed error and writes nothing', async () => {
     const chain = new FakeChain(unique('bad-'), 1);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 50n });
-    const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerY', quantity: 3n, price: 7n, paymentAddress: 'DPayY' });
+    const inv = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: hash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyerY',
+      quantity: 3n,
+      price: 7n,
+      paymentAddress: 'DPayY',
+    });
     const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
     await chain.mine(coffer, [actionTx('invoice', ih)]);
     for (const value of [20n, 22n, 0n]) {
-      const payment = { invoiceHash: ih, txHash: sha(unique('p')), blockHeight: 9n, blockHash: sha('b'), outputs: [{ address: 'DPayY', value }] };
+      const payment = {
+        invoiceHash: ih,
+        txHash: sha(unique('p')),
+        blockHeight: 9n,
+        blockHash: sha('b'),
+        outputs: [{ address: 'DPayY', value }],
+      };
       const before = await snapshot(coffer, { journal: true });
       await assert.rejects(
         coffer.write((tx) => checkPayment(tx, chain.chainId, payment)),
@@ -281,16 +405,30 @@ forEachBackend('tokens flows', (ctx) => {
     }
     // Paying the right amount to another address is not paying the invoice either.
     await assert.rejects(
-      coffer.write((tx) => checkPayment(tx, chain.chainId, { invoiceHash: ih, txHash: sha('x'), blockHeight: 1n, blockHash: sha('b'), outputs: [{ address: 'DElse', value: 21n }] })),
+      coffer.write((tx) =>
+        checkPayment(tx, chain.chainId, {
+          invoiceHash: ih,
+          txHash: sha('x'),
+          blockHeight: 1n,
+          blockHash: sha('b'),
+          outputs: [{ address: 'DElse', value: 21n }],
+        }),
+      ),
       ValidationError,
     );
     // Through the processor: the action is recorded as rejected and nothing else changes.
     const tablesBefore = await snapshot(coffer);
     await chain.mine(coffer, [actionTx('payment', ih, [{ address: 'DPayY', value: 20n }])]);
     const after = await snapshot(coffer);
-    for (const t of Object.keys(after)) if (t !== T.actions) assert.deepEqual(after[t], tablesBefore[t], `${t} unchanged by a wrong payment`);
-    const action = await coffer.read((tx) => tx.db.selectFrom(T.actions).select(['state', 'reason']).where('ref_hash', '=', ih).where('action_type', '=', 'payment').execute());
-    assert.deepEqual(action.map((a) => a.state), ['rejected']);
+    for (const t of Object.keys(after))
+      if (t !== T.actions) assert.deepEqual(after[t], tablesBefore[t], `${t} unchanged by a wrong payment`);
+    const action = await coffer.read((tx) =>
+      tx.db.selectFrom(T.actions).select(['state', 'reason']).where('ref_hash', '=', ih).where('action_type', '=', 'payment').execute(),
+    );
+    assert.deepEqual(
+      action.map((a) => a.state),
+      ['rejected'],
+    );
     assert.match(String(action[0]!.reason), /requires exactly 21/);
     assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'matched');
     await checkInvariants(coffer);
@@ -305,14 +443,31 @@ forEachBackend('tokens flows', (ctx) => {
       ['one', null, 1],
       ['min', 2, 2],
     ] as const) {
-      const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n, signatureRule: rule, minSignatures: min, assetManagers: am });
-      const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: unique('DB'), quantity: 4n, price: 2n, paymentAddress: 'DPayS' });
+      const { hash, owner } = await creditedMint(coffer, chain, {
+        chainId: chain.chainId,
+        fractionCount: 10n,
+        signatureRule: rule,
+        minSignatures: min,
+        assetManagers: am,
+      });
+      const inv = invoiceInput({
+        chainId: chain.chainId,
+        mintHash: hash,
+        sellerAddress: owner,
+        buyerAddress: unique('DB'),
+        quantity: 4n,
+        price: 2n,
+        paymentAddress: 'DPayS',
+      });
       const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
       await chain.mine(coffer, [actionTx('invoice', ih)]);
       assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'open', `${rule}: no match without signatures`);
       // Wrong signer, bad signature: refused, nothing written.
       const outsider = newKey();
-      await assert.rejects(w(coffer)((s) => s.addInvoiceSignature({ invoiceHash: ih, publicKey: outsider.publicKey, signature: outsider.sign(ih) })), (e: unknown) => e instanceof ValidationError && e.details.field === 'publicKey');
+      await assert.rejects(
+        w(coffer)((s) => s.addInvoiceSignature({ invoiceHash: ih, publicKey: outsider.publicKey, signature: outsider.sign(ih) })),
+        (e: unknown) => e instanceof ValidationError && e.details.field === 'publicKey',
+      );
       await assert.rejects(
         w(coffer)((s) => s.addInvoiceSignature({ invoiceHash: ih, publicKey: managers[0]!.publicKey, signature: managers[1]!.sign(ih) })),
         (e: unknown) => e instanceof ValidationError && e.details.field === 'signature',
@@ -320,9 +475,13 @@ forEachBackend('tokens flows', (ctx) => {
       for (let i = 0; i < needed; i++) {
         const st = await r(coffer)((s) => s.signatureStatus(ih));
         assert.equal(st.satisfied, false);
-        const res = await w(coffer)((s) => s.addInvoiceSignature({ invoiceHash: ih, publicKey: managers[i]!.publicKey, signature: managers[i]!.sign(ih) }));
+        const res = await w(coffer)((s) =>
+          s.addInvoiceSignature({ invoiceHash: ih, publicKey: managers[i]!.publicKey, signature: managers[i]!.sign(ih) }),
+        );
         assert.equal(res.created, true);
-        const dup = await w(coffer)((s) => s.addInvoiceSignature({ invoiceHash: ih, publicKey: managers[i]!.publicKey, signature: managers[i]!.sign(ih) }));
+        const dup = await w(coffer)((s) =>
+          s.addInvoiceSignature({ invoiceHash: ih, publicKey: managers[i]!.publicKey, signature: managers[i]!.sign(ih) }),
+        );
         assert.equal(dup.created, false, 'unique per invoice and key');
         if (i < needed - 1) {
           await chain.mine(coffer);
@@ -341,7 +500,15 @@ forEachBackend('tokens flows', (ctx) => {
   test('a payment seen before its invoice is matched waits, then settles once the invoice matches', async () => {
     const chain = new FakeChain(unique('order-'), 1);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
-    const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerO', quantity: 1n, price: 9n, paymentAddress: 'DPayO' });
+    const inv = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: hash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyerO',
+      quantity: 1n,
+      price: 9n,
+      paymentAddress: 'DPayO',
+    });
     const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
     const early = actionTx('payment', ih, [{ address: 'DPayO', value: 9n }]);
     await chain.mine(coffer, [early]);
@@ -354,7 +521,12 @@ forEachBackend('tokens flows', (ctx) => {
     assert.equal(got?.status, 'paid');
     assert.equal(got?.onChain?.paidTxHash, early.txHash);
     const rejected = await coffer.read((tx) =>
-      tx.db.selectFrom(T.actions).select(['state', 'reason']).where('chain_id', '=', chain.chainId).where('tx_hash', '=', second.txHash).executeTakeFirst(),
+      tx.db
+        .selectFrom(T.actions)
+        .select(['state', 'reason'])
+        .where('chain_id', '=', chain.chainId)
+        .where('tx_hash', '=', second.txHash)
+        .executeTakeFirst(),
     );
     assert.deepEqual(rejected, { state: 'rejected', reason: `invoice ${ih} is already paid by ${early.txHash}` });
     await checkInvariants(coffer);
@@ -366,8 +538,18 @@ forEachBackend('tokens flows', (ctx) => {
     // Far in the past, so expiring "now" here touches only this test's reservations.
     const t0 = new Date('2000-01-01T00:00:00Z');
     const at = (ms: number) => new Date(t0.getTime() + ms);
-    const mk = (buyer: string) => invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: buyer, quantity: 10n, price: 1n, paymentAddress: `P${buyer}` });
-    const create = (inv: ReturnType<typeof mk>) => coffer.write((tx) => tokens(tx, { clock: () => t0 }).createInvoice(inv, { ttlMs: 1000 }));
+    const mk = (buyer: string) =>
+      invoiceInput({
+        chainId: chain.chainId,
+        mintHash: hash,
+        sellerAddress: owner,
+        buyerAddress: buyer,
+        quantity: 10n,
+        price: 1n,
+        paymentAddress: `P${buyer}`,
+      });
+    const create = (inv: ReturnType<typeof mk>) =>
+      coffer.write((tx) => tokens(tx, { clock: () => t0 }).createInvoice(inv, { ttlMs: 1000 }));
     const first = mk('DB1');
     const unconfirmed = (await create(first)).hash;
     const matched = (await create(mk('DB2'))).hash;
@@ -404,13 +586,21 @@ forEachBackend('tokens flows', (ctx) => {
     await w(coffer)((s) => s.releaseInvoice(a));
     assert.equal((await r(coffer)((s) => s.getReservation(a)))?.state, 'released');
     assert.equal(await r(coffer)((s) => s.getInvoice(a)).then((i) => i?.status ?? 'gone'), 'gone');
-    await assert.rejects(w(coffer)((s) => s.releaseInvoice(a)), InvalidStateTransitionError, 'released once');
+    await assert.rejects(
+      w(coffer)((s) => s.releaseInvoice(a)),
+      InvalidStateTransitionError,
+      'released once',
+    );
     await assert.rejects(
       w(coffer)((s) => s.createInvoice(aInput)),
-      (e: unknown) => e instanceof InvalidStateTransitionError && /was released; create a new invoice/.test(e.message) && e.details?.state === 'released',
+      (e: unknown) =>
+        e instanceof InvalidStateTransitionError && /was released; create a new invoice/.test(e.message) && e.details?.state === 'released',
       'a released invoice is not revived, and the error names its state',
     );
-    await assert.rejects(w(coffer)((s) => s.releaseInvoice(b)), InvalidStateTransitionError);
+    await assert.rejects(
+      w(coffer)((s) => s.releaseInvoice(b)),
+      InvalidStateTransitionError,
+    );
     assert.equal((await r(coffer)((s) => s.balance(hash, owner))).available, 6n);
     // The on-chain invoice of a released one is rejected.
     await chain.mine(coffer, [actionTx('invoice', a)]);
@@ -424,7 +614,15 @@ forEachBackend('tokens flows', (ctx) => {
     const chain = new FakeChain(unique('reorg-'), 1);
     await chain.mineEmpty(coffer, 1);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 40n });
-    const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerR', quantity: 15n, price: 2n, paymentAddress: 'DPayR' });
+    const inv = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: hash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyerR',
+      quantity: 15n,
+      price: 2n,
+      paymentAddress: 'DPayR',
+    });
     const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
     const beforeMatch = await snapshot(coffer, { journal: true });
     const fork = chain.tip;
@@ -461,13 +659,26 @@ forEachBackend('tokens flows', (ctx) => {
     await chain.mineEmpty(coffer, 1);
     const fork = chain.tip;
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
-    const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerM', quantity: 2n, price: 3n, paymentAddress: 'DPayM' });
+    const inv = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: hash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyerM',
+      quantity: 2n,
+      price: 3n,
+      paymentAddress: 'DPayM',
+    });
     const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
     // A reorg deeper than finality (on purpose) takes the mint's block away: the mint is
     // unconfirmed again, and its invoice still waits for the chain.
     await chain.revert(coffer, fork, { beyondFinality: true });
     assert.equal((await r(coffer)((s) => s.getMint(hash)))?.status, 'unconfirmed');
-    const [m1, m2, i1, p1] = [actionTx('mint', hash), actionTx('mint', hash), actionTx('invoice', ih), actionTx('payment', ih, [{ address: 'DPayM', value: 6n }])];
+    const [m1, m2, i1, p1] = [
+      actionTx('mint', hash),
+      actionTx('mint', hash),
+      actionTx('invoice', ih),
+      actionTx('payment', ih, [{ address: 'DPayM', value: 6n }]),
+    ];
     await chain.mine(coffer, [m1!, m2!, i1!, p1!]);
     const of = await actionStates(coffer, chain.chainId);
     assert.equal(of(m1!.txHash)?.state, 'applied');
@@ -476,24 +687,53 @@ forEachBackend('tokens flows', (ctx) => {
     assert.equal(of(p1!.txHash)?.state, 'applied');
     assert.equal((await r(coffer)((s) => s.getMint(hash)))?.onChain?.txHash, m1!.txHash);
     assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'paid');
-    assert.deepEqual([(await r(coffer)((s) => s.balance(hash, owner))).balance, (await r(coffer)((s) => s.balance(hash, 'DBuyerM'))).balance], [8n, 2n]);
+    assert.deepEqual(
+      [(await r(coffer)((s) => s.balance(hash, owner))).balance, (await r(coffer)((s) => s.balance(hash, 'DBuyerM'))).balance],
+      [8n, 2n],
+    );
     await checkInvariants(coffer);
   });
 
   test('credits and settlements wait for finality, so a reorg shallower than the confirmations never takes them back', async () => {
     const chain = new FakeChain(unique('deep-'), 3);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 9n });
-    const inv = invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerD', quantity: 9n, price: 1n, paymentAddress: 'DPayD' });
+    const inv = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: hash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyerD',
+      quantity: 9n,
+      price: 1n,
+      paymentAddress: 'DPayD',
+    });
     const { hash: ih } = await w(coffer)((s) => s.createInvoice(inv));
     await chain.mine(coffer, [actionTx('invoice', ih), actionTx('payment', ih, [{ address: 'DPayD', value: 9n }])]);
     const recorded = chain.tip;
     await chain.mineEmpty(coffer, 2);
     assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'paid');
     // The buyer resells at once; then a two-block reorg (allowed: above the final height).
-    await w(coffer)((s) => s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: 'DBuyerD', buyerAddress: 'DNext', quantity: 9n, price: 1n, paymentAddress: 'DPayN' })));
+    await w(coffer)((s) =>
+      s.createInvoice(
+        invoiceInput({
+          chainId: chain.chainId,
+          mintHash: hash,
+          sellerAddress: 'DBuyerD',
+          buyerAddress: 'DNext',
+          quantity: 9n,
+          price: 1n,
+          paymentAddress: 'DPayN',
+        }),
+      ),
+    );
     await chain.revert(coffer, recorded);
     assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'paid');
-    assert.deepEqual(await r(coffer)((s) => s.balance(hash, 'DBuyerD')), { mintHash: hash, address: 'DBuyerD', balance: 9n, reserved: 9n, available: 0n });
+    assert.deepEqual(await r(coffer)((s) => s.balance(hash, 'DBuyerD')), {
+      mintHash: hash,
+      address: 'DBuyerD',
+      balance: 9n,
+      reserved: 9n,
+      available: 0n,
+    });
     await checkInvariants(coffer);
   });
 
@@ -503,7 +743,17 @@ forEachBackend('tokens flows', (ctx) => {
     const buyers = ['DCacheA', 'DCacheB', 'DCacheC'];
     for (const [i, b] of buyers.entries()) {
       const { hash: ih } = await w(coffer)((s) =>
-        s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: b, quantity: BigInt(10 * (i + 1)), price: 2n, paymentAddress: `P${b}` })),
+        s.createInvoice(
+          invoiceInput({
+            chainId: chain.chainId,
+            mintHash: hash,
+            sellerAddress: owner,
+            buyerAddress: b,
+            quantity: BigInt(10 * (i + 1)),
+            price: 2n,
+            paymentAddress: `P${b}`,
+          }),
+        ),
       );
       await chain.mine(coffer, [actionTx('invoice', ih), actionTx('payment', ih, [{ address: `P${b}`, value: BigInt(20 * (i + 1)) }])]);
     }
@@ -514,10 +764,12 @@ forEachBackend('tokens flows', (ctx) => {
       assert.equal(bal.balance, sum, `cache of ${a} = SUM(ledger)`);
       total += bal.balance;
     }
-    assert.deepEqual(
-      await Promise.all([owner, ...buyers].map((a) => r(coffer)((s) => s.balance(hash, a)).then((b) => b.balance))),
-      [30n, 10n, 20n, 30n],
-    );
+    assert.deepEqual(await Promise.all([owner, ...buyers].map((a) => r(coffer)((s) => s.balance(hash, a)).then((b) => b.balance))), [
+      30n,
+      10n,
+      20n,
+      30n,
+    ]);
     assert.equal(total, 90n, 'the supply is conserved');
     await checkInvariants(coffer);
   });
@@ -525,8 +777,24 @@ forEachBackend('tokens flows', (ctx) => {
   test('processing a block again is a no-op', async () => {
     const chain = new FakeChain(unique('replay-'), 2);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 12n });
-    const { hash: ih } = await w(coffer)((s) => s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerP', quantity: 2n, price: 3n, paymentAddress: 'DPayP' })));
-    const blocks = [await chain.mine(coffer, [actionTx('invoice', ih)]), await chain.mine(coffer, [actionTx('payment', ih, [{ address: 'DPayP', value: 6n }])]), await chain.mine(coffer)];
+    const { hash: ih } = await w(coffer)((s) =>
+      s.createInvoice(
+        invoiceInput({
+          chainId: chain.chainId,
+          mintHash: hash,
+          sellerAddress: owner,
+          buyerAddress: 'DBuyerP',
+          quantity: 2n,
+          price: 3n,
+          paymentAddress: 'DPayP',
+        }),
+      ),
+    );
+    const blocks = [
+      await chain.mine(coffer, [actionTx('invoice', ih)]),
+      await chain.mine(coffer, [actionTx('payment', ih, [{ address: 'DPayP', value: 6n }])]),
+      await chain.mine(coffer),
+    ];
     const before = await snapshot(coffer, { journal: true });
     for (const b of blocks) await chain.replay(coffer, b);
     assert.deepEqual(await snapshot(coffer, { journal: true }), before);
@@ -536,7 +804,17 @@ forEachBackend('tokens flows', (ctx) => {
     const chain = new FakeChain(unique('dup-'), 2);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
     const { hash: ih } = await w(coffer)((s) =>
-      s.createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: hash, sellerAddress: owner, buyerAddress: 'DBuyerD', quantity: 4n, price: 3n, paymentAddress: 'DPayD' })),
+      s.createInvoice(
+        invoiceInput({
+          chainId: chain.chainId,
+          mintHash: hash,
+          sellerAddress: owner,
+          buyerAddress: 'DBuyerD',
+          quantity: 4n,
+          price: 3n,
+          paymentAddress: 'DPayD',
+        }),
+      ),
     );
     const pay = () => actionTx('payment', ih, [{ address: 'DPayD', value: 12n }]);
     const [inv1, inv2, pay1, pay2] = [actionTx('invoice', ih), actionTx('invoice', ih), pay(), pay()];
@@ -556,8 +834,13 @@ forEachBackend('tokens flows', (ctx) => {
     const of = (h: string) => states.find((s) => s.tx_hash === h);
     assert.equal(of(inv1!.txHash)?.state, 'applied');
     assert.equal(of(pay1!.txHash)?.state, 'applied');
-    assert.deepEqual(of(inv2!.txHash), { tx_hash: inv2!.txHash, state: 'rejected', reason: 'invoice already matched by another transaction' });
-    for (const t of [pay2!, later]) assert.deepEqual(of(t.txHash), { tx_hash: t.txHash, state: 'rejected', reason: `invoice ${ih} is already paid by ${pay1!.txHash}` });
+    assert.deepEqual(of(inv2!.txHash), {
+      tx_hash: inv2!.txHash,
+      state: 'rejected',
+      reason: 'invoice already matched by another transaction',
+    });
+    for (const t of [pay2!, later])
+      assert.deepEqual(of(t.txHash), { tx_hash: t.txHash, state: 'rejected', reason: `invoice ${ih} is already paid by ${pay1!.txHash}` });
     const got = await r(coffer)((s) => s.getInvoice(ih));
     assert.equal(got?.status, 'paid');
     assert.equal(got?.onChain?.txHash, inv1!.txHash);
@@ -588,8 +871,16 @@ forEachBackend('tokens flows', (ctx) => {
     const [lateMint, lateInvoice] = [actionTx('mint', hash), actionTx('invoice', ih)];
     await chain.mine(coffer, [lateMint!, lateInvoice!]);
     const of = await actionStates(coffer, chain.chainId);
-    assert.deepEqual(of(lateMint!.txHash), { tx_hash: lateMint!.txHash, state: 'rejected', reason: 'mint already confirmed by another transaction' });
-    assert.deepEqual(of(lateInvoice!.txHash), { tx_hash: lateInvoice!.txHash, state: 'rejected', reason: 'invoice already matched by another transaction' });
+    assert.deepEqual(of(lateMint!.txHash), {
+      tx_hash: lateMint!.txHash,
+      state: 'rejected',
+      reason: 'mint already confirmed by another transaction',
+    });
+    assert.deepEqual(of(lateInvoice!.txHash), {
+      tx_hash: lateInvoice!.txHash,
+      state: 'rejected',
+      reason: 'invoice already matched by another transaction',
+    });
     assert.equal((await r(coffer)((s) => s.getInvoice(ih)))?.status, 'matched');
     await checkInvariants(coffer);
   });
@@ -606,8 +897,13 @@ forEachBackend('tokens flows', (ctx) => {
     ]);
     const after = await snapshot(coffer);
     for (const t of Object.keys(after)) if (t !== T.actions) assert.deepEqual(after[t], before[t]);
-    const rows = await coffer.read((tx) => tx.db.selectFrom(T.actions).select(['state', 'reason']).where('chain_id', '=', chain.chainId).execute());
-    assert.deepEqual(rows.map((x) => x.state), ['rejected', 'rejected', 'rejected']);
+    const rows = await coffer.read((tx) =>
+      tx.db.selectFrom(T.actions).select(['state', 'reason']).where('chain_id', '=', chain.chainId).execute(),
+    );
+    assert.deepEqual(
+      rows.map((x) => x.state),
+      ['rejected', 'rejected', 'rejected'],
+    );
   });
 
   test('retention trims unconfirmed mints and invoices oldest first (releasing their reservations) and on-chain actions below a height', async () => {
@@ -617,20 +913,32 @@ forEachBackend('tokens flows', (ctx) => {
     const t = (s: number) => new Date(Date.UTC(1990, 0, 1, 0, 0, s));
     const at = (s: number) => ({ clock: () => t(s) });
     const mints: string[] = [];
-    for (let s = 0; s < 4; s++) mints.push((await coffer.write((tx) => tokens(tx, at(s)).submitMint(mintInput({ chainId: chain.chainId })))).hash);
+    for (let s = 0; s < 4; s++)
+      mints.push((await coffer.write((tx) => tokens(tx, at(s)).submitMint(mintInput({ chainId: chain.chainId })))).hash);
     const invs: string[] = [];
     for (let s = 0; s < 3; s++) {
-      invs.push((await coffer.write((tx) => tokens(tx, at(s)).createInvoice(invoiceFor(hash, owner, 2n, 1n, { chainId: chain.chainId }), { ttlMs: 3600_000 }))).hash);
+      invs.push(
+        (
+          await coffer.write((tx) =>
+            tokens(tx, at(s)).createInvoice(invoiceFor(hash, owner, 2n, 1n, { chainId: chain.chainId }), { ttlMs: 3600_000 }),
+          )
+        ).hash,
+      );
     }
     assert.equal(await w(coffer)((s) => s.trimUnconfirmedMints({ olderThan: t(3), limit: 2 })), 2, 'limit bounds the batch');
     const left = await Promise.all(mints.map((m) => r(coffer)((s) => s.getMint(m))));
-    assert.deepEqual(left.map((m) => m !== undefined), [false, false, true, true], 'oldest first');
+    assert.deepEqual(
+      left.map((m) => m !== undefined),
+      [false, false, true, true],
+      'oldest first',
+    );
     assert.equal(await w(coffer)((s) => s.trimUnconfirmedMints({ olderThan: t(3) })), 1);
     assert.equal(await w(coffer)((s) => s.trimUnconfirmedInvoices({ olderThan: t(2) })), 2);
-    assert.deepEqual(
-      await Promise.all(invs.map((i) => r(coffer)((s) => s.getReservation(i)).then((x) => x?.state))),
-      ['released', 'released', 'reserved'],
-    );
+    assert.deepEqual(await Promise.all(invs.map((i) => r(coffer)((s) => s.getReservation(i)).then((x) => x?.state))), [
+      'released',
+      'released',
+      'reserved',
+    ]);
     assert.equal((await r(coffer)((s) => s.balance(hash, owner))).available, 8n);
     await chain.mine(coffer, [actionTx('invoice', invs[2]!)]);
     await chain.mine(coffer, [actionTx('mint', sha('nothing'))]);
@@ -665,24 +973,76 @@ forEachBackend('tokens flows', (ctx) => {
     const { hash } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 100n });
     const made: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const c = { side: 'sell' as const, chainId: chain.chainId, mintHash: hash, offererAddress: 'DSeller', sellerAddress: null, quantity: BigInt(i + 1), price: 10n, priceUnit: 'koinu', createdAt: new Date(Date.UTC(2024, 0, 1, 0, 0, i)) };
+      const c = {
+        side: 'sell' as const,
+        chainId: chain.chainId,
+        mintHash: hash,
+        offererAddress: 'DSeller',
+        sellerAddress: null,
+        quantity: BigInt(i + 1),
+        price: 10n,
+        priceUnit: 'koinu',
+        createdAt: new Date(Date.UTC(2024, 0, 1, 0, 0, i)),
+      };
       const { content, signature } = signedOffer(c);
-      const input = { chainId: c.chainId, mintHash: c.mintHash, offererAddress: c.offererAddress, quantity: c.quantity, price: c.price, priceUnit: c.priceUnit, publicKey: content.publicKey, signature, createdAt: c.createdAt };
+      const input = {
+        chainId: c.chainId,
+        mintHash: c.mintHash,
+        offererAddress: c.offererAddress,
+        quantity: c.quantity,
+        price: c.price,
+        priceUnit: c.priceUnit,
+        publicKey: content.publicKey,
+        signature,
+        createdAt: c.createdAt,
+      };
       const res = await w(coffer)((s) => s.createSellOffer(input));
       assert.equal(res.created, true);
       assert.equal((await w(coffer)((s) => s.createSellOffer(input))).created, false);
       made.push(res.hash);
     }
-    const buy = signedOffer({ side: 'buy', chainId: chain.chainId, mintHash: hash, offererAddress: 'DBuyer', sellerAddress: 'DSeller', quantity: 5n, price: 9n, priceUnit: 'koinu', createdAt: new Date(Date.UTC(2024, 0, 2)) });
+    const buy = signedOffer({
+      side: 'buy',
+      chainId: chain.chainId,
+      mintHash: hash,
+      offererAddress: 'DBuyer',
+      sellerAddress: 'DSeller',
+      quantity: 5n,
+      price: 9n,
+      priceUnit: 'koinu',
+      createdAt: new Date(Date.UTC(2024, 0, 2)),
+    });
     const b = await w(coffer)((s) =>
-      s.createBuyOffer({ chainId: chain.chainId, mintHash: hash, offererAddress: 'DBuyer', sellerAddress: 'DSeller', quantity: 5n, price: 9n, priceUnit: 'koinu', publicKey: buy.content.publicKey, signature: buy.signature, createdAt: buy.content.createdAt }),
+      s.createBuyOffer({
+        chainId: chain.chainId,
+        mintHash: hash,
+        offererAddress: 'DBuyer',
+        sellerAddress: 'DSeller',
+        quantity: 5n,
+        price: 9n,
+        priceUnit: 'koinu',
+        publicKey: buy.content.publicKey,
+        signature: buy.signature,
+        createdAt: buy.content.createdAt,
+      }),
     );
     const page1 = await r(coffer)((s) => s.listOffers('sell', hash, { limit: 2 }));
-    assert.deepEqual(page1.map((o) => o.hash), made.slice(0, 2));
-    const page2 = await r(coffer)((s) => s.listOffers('sell', hash, { limit: 2, after: { createdAt: page1[1]!.createdAt, hash: page1[1]!.hash } }));
-    assert.deepEqual(page2.map((o) => o.hash), made.slice(2));
+    assert.deepEqual(
+      page1.map((o) => o.hash),
+      made.slice(0, 2),
+    );
+    const page2 = await r(coffer)((s) =>
+      s.listOffers('sell', hash, { limit: 2, after: { createdAt: page1[1]!.createdAt, hash: page1[1]!.hash } }),
+    );
+    assert.deepEqual(
+      page2.map((o) => o.hash),
+      made.slice(2),
+    );
     const buys = await r(coffer)((s) => s.listOffers('buy', hash));
-    assert.deepEqual(buys.map((o) => [o.hash, o.sellerAddress, o.quantity]), [[b.hash, 'DSeller', 5n]]);
+    assert.deepEqual(
+      buys.map((o) => [o.hash, o.sellerAddress, o.quantity]),
+      [[b.hash, 'DSeller', 5n]],
+    );
   });
 
   test('the chain id of an invoice is signed; an invoice for another chain than its mint is refused', async () => {

@@ -38,7 +38,11 @@ export async function trimUnconfirmedMints(tx: Tx, o: TrimOptions): Promise<numb
   if (!rows.length) return 0;
   const r = await tx.db
     .deleteFrom(T.unconfirmedMints)
-    .where('hash', 'in', rows.map((x) => x.hash as string))
+    .where(
+      'hash',
+      'in',
+      rows.map((x) => x.hash as string),
+    )
     .executeTakeFirst();
   return Number(r.numDeletedRows ?? 0n);
 }
@@ -86,7 +90,12 @@ const actionTrimSchema = z
     chainId: chainIdSchema,
     /** Actions of blocks below this height are removed; keep it at or below the finalized height. */
     belowHeight: z.bigint({ error: 'expected a bigint' }).min(0n, 'must not be negative'),
-    limit: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(100_000, 'at most 100 000').optional(),
+    limit: z
+      .number({ error: 'expected a number' })
+      .int('expected an integer')
+      .min(1, 'must be at least 1')
+      .max(100_000, 'at most 100 000')
+      .optional(),
   })
   .strict();
 
@@ -114,7 +123,11 @@ export async function trimOnchainActions(tx: Tx, o: { chainId: string; belowHeig
   const r = await tx.db
     .deleteFrom(T.actions)
     .where('chain_id', '=', v.chainId)
-    .where('tx_hash', 'in', rows.map((x) => x.tx_hash as string))
+    .where(
+      'tx_hash',
+      'in',
+      rows.map((x) => x.tx_hash as string),
+    )
     .executeTakeFirst();
   return Number(r.numDeletedRows ?? 0n);
 }

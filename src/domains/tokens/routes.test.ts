@@ -59,7 +59,12 @@ forEachBackend('tokens API', (ctx) => {
     admin = await svc.key(['chain:admin', 'tokens:admin']);
     writer = await svc.key(['chain:write', 'tokens:write']);
     reader = await svc.key(['tokens:read']);
-    const reg = await svc.call('POST', '/v1/chains', admin, { chainId: CHAIN, name: 'Dogecoin testnet', network: 'testnet', confirmations: 1 });
+    const reg = await svc.call('POST', '/v1/chains', admin, {
+      chainId: CHAIN,
+      name: 'Dogecoin testnet',
+      network: 'testnet',
+      confirmations: 1,
+    });
     assert.equal(reg.statusCode, 201, reg.body);
   });
 
@@ -75,15 +80,34 @@ forEachBackend('tokens API', (ctx) => {
     assert.equal(bal.statusCode, 200, bal.body);
     assert.deepEqual({ b: bal.json().balance, a: bal.json().available }, { b: '1000', a: '1000' });
 
-    const inv = invoiceInput({ mintHash, sellerAddress: owner, buyerAddress: 'DBuyer1', quantity: 400n, price: 5n, paymentAddress: 'DPay1' });
+    const inv = invoiceInput({
+      mintHash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyer1',
+      quantity: 400n,
+      price: 5n,
+      paymentAddress: 'DPay1',
+    });
     const wire = { ...inv, quantity: '400', price: '5', createdAt: inv.createdAt.toISOString() };
     const created = await svc.call('POST', '/v1/tokens/invoices', writer, wire);
     assert.equal(created.statusCode, 201, created.body);
     const invoiceHash = created.json().hash;
     assert.equal((await svc.call('GET', `/v1/tokens/mints/${mintHash}/balances/${owner}`, reader)).json().available, '600');
 
-    const tooMuch = invoiceInput({ mintHash, sellerAddress: owner, buyerAddress: 'DBuyer2', quantity: 700n, price: 5n, paymentAddress: 'DPay2' });
-    const refused = await svc.call('POST', '/v1/tokens/invoices', writer, { ...tooMuch, quantity: '700', price: '5', createdAt: tooMuch.createdAt.toISOString() });
+    const tooMuch = invoiceInput({
+      mintHash,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyer2',
+      quantity: 700n,
+      price: 5n,
+      paymentAddress: 'DPay2',
+    });
+    const refused = await svc.call('POST', '/v1/tokens/invoices', writer, {
+      ...tooMuch,
+      quantity: '700',
+      price: '5',
+      createdAt: tooMuch.createdAt.toISOString(),
+    });
     assert.equal(refused.statusCode, 422, refused.body);
     assert.equal(refused.json().error.code, 'invalid_state_transition');
 
@@ -96,12 +120,20 @@ forEachBackend('tokens API', (ctx) => {
     assert.equal(buyer.items[0].balance, '400');
     assert.equal((await svc.call('GET', `/v1/tokens/mints/${mintHash}/balances/${owner}`, reader)).json().balance, '600');
     const ledger = (await svc.call('GET', `/v1/tokens/mints/${mintHash}/ledger/${owner}`, reader)).json();
-    assert.deepEqual(ledger.items.map((e: { causeKind: string; delta: string }) => `${e.causeKind}:${e.delta}`).sort(), ['mint_credit:1000', 'sale_debit:-400']);
+    assert.deepEqual(ledger.items.map((e: { causeKind: string; delta: string }) => `${e.causeKind}:${e.delta}`).sort(), [
+      'mint_credit:1000',
+      'sale_debit:-400',
+    ]);
 
     const stats = (await svc.call('GET', `/v1/stats?chainId=${CHAIN}`, reader)).json();
     assert.equal(stats.items[0].mints, 1);
-    const audited = await coffer.read((tx) => tx.db.selectFrom('audit_log').select(['action', 'actor_id']).where('domain', '=', 'tokens').orderBy('seq').execute());
-    assert.deepEqual(audited.map((a) => a.action), ['tokens.mint.submit', 'tokens.invoice.create']);
+    const audited = await coffer.read((tx) =>
+      tx.db.selectFrom('audit_log').select(['action', 'actor_id']).where('domain', '=', 'tokens').orderBy('seq').execute(),
+    );
+    assert.deepEqual(
+      audited.map((a) => a.action),
+      ['tokens.mint.submit', 'tokens.invoice.create'],
+    );
     assert.ok(audited.every((a) => a.actor_id === writer.keyId));
   });
 
@@ -123,7 +155,9 @@ forEachBackend('tokens API', (ctx) => {
       if (!cursor) break;
     }
     // Every confirmed mint once (other tests of this suite confirm mints too), ours among them.
-    const confirmed = await coffer.read(async (tx) => (await tx.db.selectFrom('token_mints').select('hash').where('chain_id', '=', CHAIN).execute()).length);
+    const confirmed = await coffer.read(
+      async (tx) => (await tx.db.selectFrom('token_mints').select('hash').where('chain_id', '=', CHAIN).execute()).length,
+    );
     assert.equal(seen.length, confirmed);
     assert.equal(new Set(seen).size, seen.length);
     for (const h of hashes) assert.ok(seen.includes(h));
@@ -147,8 +181,20 @@ forEachBackend('tokens API', (ctx) => {
       assert.equal(r.json().error.field, field, r.body);
     }
     assert.equal(await countMints(), before);
-    const unknownMint = invoiceInput({ mintHash: 'ab'.repeat(32), sellerAddress: 'DS', buyerAddress: 'DB', quantity: 1n, price: 1n, paymentAddress: 'DP' });
-    const r = await svc.call('POST', '/v1/tokens/invoices', writer, { ...unknownMint, quantity: '1', price: '1', createdAt: unknownMint.createdAt.toISOString() });
+    const unknownMint = invoiceInput({
+      mintHash: 'ab'.repeat(32),
+      sellerAddress: 'DS',
+      buyerAddress: 'DB',
+      quantity: 1n,
+      price: 1n,
+      paymentAddress: 'DP',
+    });
+    const r = await svc.call('POST', '/v1/tokens/invoices', writer, {
+      ...unknownMint,
+      quantity: '1',
+      price: '1',
+      createdAt: unknownMint.createdAt.toISOString(),
+    });
     assert.ok(r.statusCode === 400 || r.statusCode === 404, r.body);
     assert.equal((await svc.call('GET', `/v1/tokens/invoices/${'cd'.repeat(32)}`, reader)).statusCode, 404);
     assert.equal((await svc.call('POST', '/v1/tokens/mints', reader, jsonMint())).statusCode, 403);
@@ -159,11 +205,23 @@ forEachBackend('tokens API', (ctx) => {
     const mintHash = (await svc.call('POST', '/v1/tokens/mints', writer, mint)).json().hash;
     await mine([action('mint', mintHash)]);
     const sells = ['DHolderA', 'DHolderB'].map((buyer, i) =>
-      invoiceInput({ mintHash, sellerAddress: mint.ownerAddress, buyerAddress: buyer, quantity: BigInt(100 * (i + 1)), price: 1n, paymentAddress: `DPay${buyer}` }),
+      invoiceInput({
+        mintHash,
+        sellerAddress: mint.ownerAddress,
+        buyerAddress: buyer,
+        quantity: BigInt(100 * (i + 1)),
+        price: 1n,
+        paymentAddress: `DPay${buyer}`,
+      }),
     );
     const hashes: string[] = [];
     for (const inv of sells) {
-      const r = await svc.call('POST', '/v1/tokens/invoices', writer, { ...inv, quantity: String(inv.quantity), price: '1', createdAt: inv.createdAt.toISOString() });
+      const r = await svc.call('POST', '/v1/tokens/invoices', writer, {
+        ...inv,
+        quantity: String(inv.quantity),
+        price: '1',
+        createdAt: inv.createdAt.toISOString(),
+      });
       assert.equal(r.statusCode, 201, r.body);
       hashes.push(r.json().hash);
     }
@@ -179,12 +237,22 @@ forEachBackend('tokens API', (ctx) => {
         [mint.ownerAddress, '900', '200', '700'],
       ].sort(),
     );
-    assert.equal(items.reduce((s, h) => s + BigInt(h.balance), 0n), 1000n);
+    assert.equal(
+      items.reduce((s, h) => s + BigInt(h.balance), 0n),
+      1000n,
+    );
     const first = await svc.call('GET', `/v1/tokens/mints/${mintHash}/balances?chainId=${CHAIN}&limit=1`, reader);
     assert.equal(first.json().items.length, 1);
-    const second = await svc.call('GET', `/v1/tokens/mints/${mintHash}/balances?chainId=${CHAIN}&limit=1&cursor=${first.json().nextCursor}`, reader);
+    const second = await svc.call(
+      'GET',
+      `/v1/tokens/mints/${mintHash}/balances?chainId=${CHAIN}&limit=1&cursor=${first.json().nextCursor}`,
+      reader,
+    );
     assert.equal(second.json().items.length, 1);
     assert.equal(second.json().nextCursor, undefined);
-    assert.deepEqual([first.json().items[0].address, second.json().items[0].address], items.map((h) => h.address));
+    assert.deepEqual(
+      [first.json().items[0].address, second.json().items[0].address],
+      items.map((h) => h.address),
+    );
   });
 });

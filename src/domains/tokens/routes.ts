@@ -77,7 +77,12 @@ function db(services: Services, chainId: string | undefined) {
   return chainId ? services.chains.for(chainId) : services.coffer;
 }
 
-async function audited<T>(tx: Tx, ctx: Pick<RouteContext<unknown, unknown, unknown>, 'principal'>, entry: Omit<AuditInput, 'actor' | 'domain'>, result: T): Promise<T> {
+async function audited<T>(
+  tx: Tx,
+  ctx: Pick<RouteContext<unknown, unknown, unknown>, 'principal'>,
+  entry: Omit<AuditInput, 'actor' | 'domain'>,
+  result: T,
+): Promise<T> {
   await audit(tx).record({ ...entry, actor: actorOf(ctx.principal), domain: 'tokens' });
   return result;
 }
@@ -101,7 +106,19 @@ export function tokenRoutes(): RouteSpec[] {
         db(ctx.services, ctx.body.chainId).write(
           async (tx) => {
             const r = await tokens(tx).submitMint(ctx.body as Parameters<ReturnType<typeof tokens>['submitMint']>[0]);
-            return r.created ? audited(tx, ctx, { action: 'tokens.mint.submit', entity: 'mint', entityId: r.hash, details: { chainId: ctx.body.chainId, title: ctx.body.title } }, r) : r;
+            return r.created
+              ? audited(
+                  tx,
+                  ctx,
+                  {
+                    action: 'tokens.mint.submit',
+                    entity: 'mint',
+                    entityId: r.hash,
+                    details: { chainId: ctx.body.chainId, title: ctx.body.title },
+                  },
+                  r,
+                )
+              : r;
           },
           { op: 'tokens.submitMint' },
         ),
@@ -139,7 +156,9 @@ export function tokenRoutes(): RouteSpec[] {
       query: z.object(chainQuery).strict(),
       response: any,
       handler: ({ params, query, services }) =>
-        db(services, query.chainId).read(async (tx) => (await tokens(tx).getMint(params.hash)) ?? notFound('mint', params.hash), { op: 'tokens.getMint' }),
+        db(services, query.chainId).read(async (tx) => (await tokens(tx).getMint(params.hash)) ?? notFound('mint', params.hash), {
+          op: 'tokens.getMint',
+        }),
     }),
     route({
       method: 'POST',
@@ -156,7 +175,19 @@ export function tokenRoutes(): RouteSpec[] {
           async (tx) => {
             const store = tokens(tx);
             const r = ctx.params.side === 'sell' ? await store.createSellOffer(ctx.body) : await store.createBuyOffer(ctx.body);
-            return r.created ? audited(tx, ctx, { action: `tokens.${ctx.params.side}_offer.create`, entity: 'offer', entityId: r.hash, details: { mintHash: ctx.body.mintHash } }, r) : r;
+            return r.created
+              ? audited(
+                  tx,
+                  ctx,
+                  {
+                    action: `tokens.${ctx.params.side}_offer.create`,
+                    entity: 'offer',
+                    entityId: r.hash,
+                    details: { mintHash: ctx.body.mintHash },
+                  },
+                  r,
+                )
+              : r;
           },
           { op: 'tokens.createOffer' },
         ),
@@ -190,7 +221,16 @@ export function tokenRoutes(): RouteSpec[] {
       tag: 'tokens',
       auth: { domain: 'tokens', level: 'write' },
       body: invoiceIn,
-      query: z.object({ ttlMs: z.coerce.number().int().min(1000).max(30 * 86_400_000).optional() }).strict(),
+      query: z
+        .object({
+          ttlMs: z.coerce
+            .number()
+            .int()
+            .min(1000)
+            .max(30 * 86_400_000)
+            .optional(),
+        })
+        .strict(),
       response: any,
       status: 201,
       handler: (ctx) =>
@@ -198,7 +238,17 @@ export function tokenRoutes(): RouteSpec[] {
           async (tx) => {
             const r = await tokens(tx).createInvoice(ctx.body, ctx.query.ttlMs ? { ttlMs: ctx.query.ttlMs } : undefined);
             return r.created
-              ? audited(tx, ctx, { action: 'tokens.invoice.create', entity: 'invoice', entityId: r.hash, details: { mintHash: ctx.body.mintHash, quantity: ctx.body.quantity, seller: ctx.body.sellerAddress } }, r)
+              ? audited(
+                  tx,
+                  ctx,
+                  {
+                    action: 'tokens.invoice.create',
+                    entity: 'invoice',
+                    entityId: r.hash,
+                    details: { mintHash: ctx.body.mintHash, quantity: ctx.body.quantity, seller: ctx.body.sellerAddress },
+                  },
+                  r,
+                )
               : r;
           },
           { op: 'tokens.createInvoice' },
@@ -210,7 +260,15 @@ export function tokenRoutes(): RouteSpec[] {
       summary: 'List invoices (by chain, buyer, seller or mint), cursor-paginated by hash',
       tag: 'tokens',
       auth: { domain: 'tokens', level: 'read' },
-      query: z.object({ ...chainQuery, buyerAddress: address.optional(), sellerAddress: address.optional(), mintHash: hex32.optional(), ...pageQuery }).strict(),
+      query: z
+        .object({
+          ...chainQuery,
+          buyerAddress: address.optional(),
+          sellerAddress: address.optional(),
+          mintHash: hex32.optional(),
+          ...pageQuery,
+        })
+        .strict(),
       response: z.object({ items: z.array(any), nextCursor: z.string().optional() }),
       handler: ({ query, services }) =>
         db(services, query.chainId).read(
@@ -237,7 +295,9 @@ export function tokenRoutes(): RouteSpec[] {
       query: z.object(chainQuery).strict(),
       response: any,
       handler: ({ params, query, services }) =>
-        db(services, query.chainId).read(async (tx) => (await tokens(tx).getInvoice(params.hash)) ?? notFound('invoice', params.hash), { op: 'tokens.getInvoice' }),
+        db(services, query.chainId).read(async (tx) => (await tokens(tx).getInvoice(params.hash)) ?? notFound('invoice', params.hash), {
+          op: 'tokens.getInvoice',
+        }),
     }),
     route({
       method: 'POST',
@@ -253,7 +313,19 @@ export function tokenRoutes(): RouteSpec[] {
         db(ctx.services, ctx.query.chainId).write(
           async (tx) => {
             const r = await tokens(tx).addInvoiceSignature({ invoiceHash: ctx.params.hash, ...ctx.body });
-            return r.created ? audited(tx, ctx, { action: 'tokens.invoice.sign', entity: 'invoice', entityId: ctx.params.hash, details: { publicKey: ctx.body.publicKey } }, r) : r;
+            return r.created
+              ? audited(
+                  tx,
+                  ctx,
+                  {
+                    action: 'tokens.invoice.sign',
+                    entity: 'invoice',
+                    entityId: ctx.params.hash,
+                    details: { publicKey: ctx.body.publicKey },
+                  },
+                  r,
+                )
+              : r;
           },
           { op: 'tokens.addInvoiceSignature' },
         ),
@@ -267,7 +339,8 @@ export function tokenRoutes(): RouteSpec[] {
       params: hashParams,
       query: z.object(chainQuery).strict(),
       response: any,
-      handler: ({ params, query, services }) => db(services, query.chainId).read((tx) => tokens(tx).signatureStatus(params.hash), { op: 'tokens.signatureStatus' }),
+      handler: ({ params, query, services }) =>
+        db(services, query.chainId).read((tx) => tokens(tx).signatureStatus(params.hash), { op: 'tokens.signatureStatus' }),
     }),
     route({
       method: 'POST',
@@ -297,7 +370,10 @@ export function tokenRoutes(): RouteSpec[] {
       query: z.object(chainQuery).strict(),
       response: any,
       handler: ({ params, query, services }) =>
-        db(services, query.chainId).read(async (tx) => (await tokens(tx).getReservation(params.hash)) ?? notFound('reservation of invoice', params.hash), { op: 'tokens.getReservation' }),
+        db(services, query.chainId).read(
+          async (tx) => (await tokens(tx).getReservation(params.hash)) ?? notFound('reservation of invoice', params.hash),
+          { op: 'tokens.getReservation' },
+        ),
     }),
     route({
       method: 'POST',
@@ -312,7 +388,17 @@ export function tokenRoutes(): RouteSpec[] {
           async (tx) => {
             const expired = await tokens(tx).expireReservations({ limit: ctx.query.limit });
             return expired.length
-              ? audited(tx, ctx, { action: 'tokens.reservation.expire', entity: 'reservation', entityId: `batch:${expired.length}`, details: { invoices: expired } }, { expired })
+              ? audited(
+                  tx,
+                  ctx,
+                  {
+                    action: 'tokens.reservation.expire',
+                    entity: 'reservation',
+                    entityId: `batch:${expired.length}`,
+                    details: { invoices: expired },
+                  },
+                  { expired },
+                )
               : { expired };
           },
           { op: 'tokens.expireReservations' },
@@ -358,7 +444,8 @@ export function tokenRoutes(): RouteSpec[] {
       params: z.object({ hash: hex32, address }).strict(),
       query: z.object(chainQuery).strict(),
       response: any,
-      handler: ({ params, query, services }) => db(services, query.chainId).read((tx) => tokens(tx).balance(params.hash, params.address), { op: 'tokens.balance' }),
+      handler: ({ params, query, services }) =>
+        db(services, query.chainId).read((tx) => tokens(tx).balance(params.hash, params.address), { op: 'tokens.balance' }),
     }),
     route({
       method: 'GET',
@@ -370,7 +457,9 @@ export function tokenRoutes(): RouteSpec[] {
       query: z.object(chainQuery).strict(),
       response: z.object({ items: z.array(any) }),
       handler: ({ params, query, services }) =>
-        db(services, query.chainId).read(async (tx) => ({ items: await tokens(tx).ledger(params.hash, params.address) }), { op: 'tokens.ledger' }),
+        db(services, query.chainId).read(async (tx) => ({ items: await tokens(tx).ledger(params.hash, params.address) }), {
+          op: 'tokens.ledger',
+        }),
     }),
     route({
       method: 'GET',
@@ -381,9 +470,11 @@ export function tokenRoutes(): RouteSpec[] {
       query: z.object(chainQuery).strict(),
       response: z.object({ items: z.array(any) }),
       handler: async ({ query, services }) => {
-        if (query.chainId) return { items: await db(services, query.chainId).read((tx) => tokens(tx).stats(query.chainId), { op: 'tokens.stats' }) };
+        if (query.chainId)
+          return { items: await db(services, query.chainId).read((tx) => tokens(tx).stats(query.chainId), { op: 'tokens.stats' }) };
         const items = [];
-        for (const d of services.chains.databases()) items.push(...(await d.coffer.read((tx) => tokens(tx).stats(), { op: 'tokens.stats' })));
+        for (const d of services.chains.databases())
+          items.push(...(await d.coffer.read((tx) => tokens(tx).stats(), { op: 'tokens.stats' })));
         return { items };
       },
     }),

@@ -67,9 +67,11 @@ export function mintContentRow(m: MintContent): Row {
 
 export function toMint(tx: Tx, table: typeof T.mints | typeof T.unconfirmedMints, raw: unknown): Mint {
   const r = decode(tx, table, raw);
-  const managers = (r.asset_managers as { name: string; public_key: string; url: string | null }[]).map(
-    (a): AssetManager => ({ name: a.name, publicKey: a.public_key, url: a.url ?? null }),
-  );
+  const managers = (r.asset_managers as { name: string; public_key: string; url: string | null }[]).map((a): AssetManager => ({
+    name: a.name,
+    publicKey: a.public_key,
+    url: a.url ?? null,
+  }));
   const confirmed = table === T.mints;
   return {
     hash: r.hash as string,
@@ -152,7 +154,12 @@ export function invoiceStatus(stored: 'matched' | 'paid' | null, reservation: Re
   return stored ?? 'open';
 }
 
-export function toInvoice(tx: Tx, table: typeof T.invoices | typeof T.unconfirmedInvoices, raw: unknown, reservation: Reservation | null): Invoice {
+export function toInvoice(
+  tx: Tx,
+  table: typeof T.invoices | typeof T.unconfirmedInvoices,
+  raw: unknown,
+  reservation: Reservation | null,
+): Invoice {
   const r = decode(tx, table, raw);
   const onChain = table === T.invoices;
   return {

@@ -25,7 +25,10 @@ export async function stats(tx: Tx, chainId?: string): Promise<ChainStats[]> {
   };
   if (chainId !== undefined) entry(chainId);
   for (const [key, table] of COUNTED) {
-    let q = tx.db.selectFrom(table).select((eb) => ['chain_id', eb.fn.countAll().as('n')]).groupBy('chain_id');
+    let q = tx.db
+      .selectFrom(table)
+      .select((eb) => ['chain_id', eb.fn.countAll().as('n')])
+      .groupBy('chain_id');
     if (chainId !== undefined) q = q.where('chain_id', '=', chainId);
     for (const r of await q.execute()) entry(r.chain_id as string)[key] = Number(toBigInt(r.n));
   }

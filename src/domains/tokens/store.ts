@@ -44,7 +44,12 @@ import { addressSchema, chainIdSchema, dateSchema, expireSchema, hashSchema, inv
 import { z } from 'zod';
 
 const DEFAULT_EXPIRE_LIMIT = 1000;
-const pageLimit = z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(1000, 'at most 1000').optional();
+const pageLimit = z
+  .number({ error: 'expected a number' })
+  .int('expected an integer')
+  .min(1, 'must be at least 1')
+  .max(1000, 'at most 1000')
+  .optional();
 
 export class TokenStore {
   readonly #ctx: Ctx;
@@ -70,7 +75,17 @@ export class TokenStore {
   }
 
   listMints(o: ListMintsOptions = {}): Promise<Mint[]> {
-    parse(z.object({ chainId: chainIdSchema.optional(), ownerAddress: addressSchema.optional(), after: hashSchema.optional(), limit: pageLimit }).strict(), o);
+    parse(
+      z
+        .object({
+          chainId: chainIdSchema.optional(),
+          ownerAddress: addressSchema.optional(),
+          after: hashSchema.optional(),
+          limit: pageLimit,
+        })
+        .strict(),
+      o,
+    );
     return listMints(this.#tx, o);
   }
 

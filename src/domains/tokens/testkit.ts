@@ -58,7 +58,10 @@ export const minterKey = newKey();
 export const sellerKey = newKey();
 
 /** A signed invoice. */
-export function invoiceInput(v: Omit<InvoiceInput, 'publicKey' | 'signature' | 'createdAt' | 'chainId' | 'priceUnit'> & Partial<InvoiceInput>, key = sellerKey): InvoiceInput {
+export function invoiceInput(
+  v: Omit<InvoiceInput, 'publicKey' | 'signature' | 'createdAt' | 'chainId' | 'priceUnit'> & Partial<InvoiceInput>,
+  key = sellerKey,
+): InvoiceInput {
   const base = { chainId: CHAIN, priceUnit: 'koinu', createdAt: new Date(1_700_000_000_000 + ++counter), publicKey: key.publicKey, ...v };
   const hash = invoiceHash({
     chainId: base.chainId,
@@ -82,7 +85,12 @@ export function signedOffer(c: Omit<OfferContent, 'publicKey'>, key = sellerKey)
 
 // ---------------------------------------------------------------- fake chain
 
-export function actionTx(type: 'mint' | 'invoice' | 'payment', hash: string, outputs: IngestedOutput[] = [], over: Partial<IngestedTransaction> = {}): IngestedTransaction {
+export function actionTx(
+  type: 'mint' | 'invoice' | 'payment',
+  hash: string,
+  outputs: IngestedOutput[] = [],
+  over: Partial<IngestedTransaction> = {},
+): IngestedTransaction {
   return {
     txHash: sha(unique('tx')),
     indexInBlock: 0,
@@ -149,7 +157,9 @@ export class FakeChain {
 
   /** Runs the processor again on an already processed block (a replay). */
   async replay(coffer: Coffer, block: IngestedBlock): Promise<void> {
-    await coffer.write((tx) => processTokenBlock(tx, { block, tipHeight: this.tip, confirmationsNeeded: this.confirmations }), { op: 'test.tokens.replay' });
+    await coffer.write((tx) => processTokenBlock(tx, { block, tipHeight: this.tip, confirmationsNeeded: this.confirmations }), {
+      op: 'test.tokens.replay',
+    });
   }
 
   /**
@@ -190,7 +200,10 @@ export async function snapshot(coffer: Coffer, opts: { journal?: boolean } = {})
 }
 
 export async function count(tx: Tx, table: string): Promise<number> {
-  const r = await tx.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+  const r = await tx.db
+    .selectFrom(table)
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(toBigInt((r as { n: unknown }).n));
 }
 
@@ -215,11 +228,19 @@ export async function counts(coffer: Coffer): Promise<Record<string, number>> {
 export async function checkInvariants(coffer: Coffer): Promise<void> {
   await coffer.read(async (tx) => {
     const mints = (await tx.db.selectFrom(T.mints).selectAll().execute()).map((r) => tx.codec(T.mints).decode<Record<string, any>>(r));
-    const balances = (await tx.db.selectFrom(T.balances).selectAll().execute()).map((r) => tx.codec(T.balances).decode<Record<string, any>>(r));
+    const balances = (await tx.db.selectFrom(T.balances).selectAll().execute()).map((r) =>
+      tx.codec(T.balances).decode<Record<string, any>>(r),
+    );
     const ledger = (await tx.db.selectFrom(T.ledger).selectAll().execute()).map((r) => tx.codec(T.ledger).decode<Record<string, any>>(r));
-    const reservations = (await tx.db.selectFrom(T.reservations).selectAll().execute()).map((r) => tx.codec(T.reservations).decode<Record<string, any>>(r));
-    const invoices = (await tx.db.selectFrom(T.invoices).selectAll().execute()).map((r) => tx.codec(T.invoices).decode<Record<string, any>>(r));
-    const payments = (await tx.db.selectFrom(T.payments).selectAll().execute()).map((r) => tx.codec(T.payments).decode<Record<string, any>>(r));
+    const reservations = (await tx.db.selectFrom(T.reservations).selectAll().execute()).map((r) =>
+      tx.codec(T.reservations).decode<Record<string, any>>(r),
+    );
+    const invoices = (await tx.db.selectFrom(T.invoices).selectAll().execute()).map((r) =>
+      tx.codec(T.invoices).decode<Record<string, any>>(r),
+    );
+    const payments = (await tx.db.selectFrom(T.payments).selectAll().execute()).map((r) =>
+      tx.codec(T.payments).decode<Record<string, any>>(r),
+    );
 
     const key = (m: string, a: string) => `${m}/${a}`;
     const ledgerSums = new Map<string, bigint>();
@@ -234,7 +255,8 @@ export async function checkInvariants(coffer: Coffer): Promise<void> {
       const k = key(r.mint_hash, r.seller_address);
       reserved.set(k, (reserved.get(k) ?? 0n) + r.quantity);
     }
-    for (const [k, q] of reserved) assert.ok((cache.get(k) ?? 0n) - q >= 0n, `available of ${k} is not negative (${cache.get(k) ?? 0n} - ${q})`);
+    for (const [k, q] of reserved)
+      assert.ok((cache.get(k) ?? 0n) - q >= 0n, `available of ${k} is not negative (${cache.get(k) ?? 0n} - ${q})`);
     for (const b of balances) assert.ok(b.balance >= 0n, `balance of ${b.mint_hash}/${b.address} is not negative`);
 
     for (const m of mints) {
@@ -255,7 +277,11 @@ export async function checkInvariants(coffer: Coffer): Promise<void> {
       if (pay?.state === 'pending') assert.equal(r.state, 'reserved', `a pending payment keeps reservation ${r.invoice_hash} reserved`);
       const sales = ledger.filter((e) => e.cause_ref === r.invoice_hash && e.cause_kind !== 'mint_credit');
       assert.equal(sales.length, settled ? 2 : 0, `invoice ${r.invoice_hash} has ${settled ? 'two' : 'no'} sale entries`);
-      if (settled) assert.equal(sales.reduce((s, e) => s + (e.delta as bigint), 0n), 0n);
+      if (settled)
+        assert.equal(
+          sales.reduce((s, e) => s + (e.delta as bigint), 0n),
+          0n,
+        );
     }
   });
 }

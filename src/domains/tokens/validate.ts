@@ -68,7 +68,9 @@ export const amountSchema = z.unknown().transform((v, ctx): bigint => {
   return b;
 });
 
-export const priceUnitSchema = z.string({ error: 'expected a string' }).regex(/^[a-z][a-z0-9_]{0,15}$/, 'must be 1-16 lowercase letters, digits or "_" (e.g. "koinu")');
+export const priceUnitSchema = z
+  .string({ error: 'expected a string' })
+  .regex(/^[a-z][a-z0-9_]{0,15}$/, 'must be 1-16 lowercase letters, digits or "_" (e.g. "koinu")');
 
 export const dateSchema = z.date({ error: 'expected a valid Date' }).refine((d) => !Number.isNaN(d.getTime()), 'expected a valid Date');
 
@@ -113,7 +115,12 @@ export const jsonDocSchema = z.unknown().transform((v, ctx): JsonDoc => {
 const assetManagerSchema = z.object({
   name: z.string({ error: 'expected a string' }).min(1, 'must not be empty').max(128, 'longer than 128 characters'),
   publicKey: publicKeySchema,
-  url: z.string({ error: 'expected a string' }).max(2048, 'longer than 2048 characters').nullable().optional().transform((u) => u ?? null),
+  url: z
+    .string({ error: 'expected a string' })
+    .max(2048, 'longer than 2048 characters')
+    .nullable()
+    .optional()
+    .transform((u) => u ?? null),
 });
 
 const urlSchema = z
@@ -128,19 +135,36 @@ export const mintInputSchema = z
     description: z.string({ error: 'expected a string' }).max(10_000, 'longer than 10 000 characters'),
     fractionCount: amountSchema,
     tags: z
-      .array(z.string({ error: 'expected a string' }).min(1, 'must not be empty').max(64, 'longer than 64 characters'), { error: 'expected an array' })
+      .array(z.string({ error: 'expected a string' }).min(1, 'must not be empty').max(64, 'longer than 64 characters'), {
+        error: 'expected an array',
+      })
       .max(32, 'more than 32 tags')
       .optional()
       .transform((t) => t ?? []),
     metadata: jsonDocSchema,
     requirements: jsonDocSchema,
     lockupOptions: jsonDocSchema,
-    feedUrl: urlSchema.nullable().optional().transform((u) => u ?? null),
+    feedUrl: urlSchema
+      .nullable()
+      .optional()
+      .transform((u) => u ?? null),
     publicKey: publicKeySchema,
     contractOfSale: jsonDocSchema,
-    signatureRule: z.enum(['none', 'all', 'one', 'min'], { error: 'must be one of none, all, one, min' }).optional().transform((r) => r ?? 'none'),
-    minSignatures: z.number({ error: 'expected a number' }).int('expected an integer').nullable().optional().transform((n) => n ?? null),
-    assetManagers: z.array(assetManagerSchema, { error: 'expected an array' }).max(32, 'more than 32 asset managers').optional().transform((a) => a ?? []),
+    signatureRule: z
+      .enum(['none', 'all', 'one', 'min'], { error: 'must be one of none, all, one, min' })
+      .optional()
+      .transform((r) => r ?? 'none'),
+    minSignatures: z
+      .number({ error: 'expected a number' })
+      .int('expected an integer')
+      .nullable()
+      .optional()
+      .transform((n) => n ?? null),
+    assetManagers: z
+      .array(assetManagerSchema, { error: 'expected an array' })
+      .max(32, 'more than 32 asset managers')
+      .optional()
+      .transform((a) => a ?? []),
     ownerAddress: addressSchema,
   })
   .strict()
@@ -151,11 +175,19 @@ export const mintInputSchema = z
       keys.add(am.publicKey);
     });
     if (m.signatureRule !== 'none' && m.assetManagers.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['assetManagers'], message: `signature rule ${m.signatureRule} needs at least one asset manager` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['assetManagers'],
+        message: `signature rule ${m.signatureRule} needs at least one asset manager`,
+      });
     }
     if (m.signatureRule === 'min') {
       if (m.minSignatures === null || m.minSignatures < 1 || m.minSignatures > m.assetManagers.length) {
-        ctx.addIssue({ code: 'custom', path: ['minSignatures'], message: `must be 1..${m.assetManagers.length} (the number of asset managers) with rule min` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['minSignatures'],
+          message: `must be 1..${m.assetManagers.length} (the number of asset managers) with rule min`,
+        });
       }
     } else if (m.minSignatures !== null) {
       ctx.addIssue({ code: 'custom', path: ['minSignatures'], message: 'is only allowed with signature rule min' });
@@ -193,7 +225,8 @@ export const invoiceInputSchema = z
   })
   .strict()
   .superRefine((v, ctx) => {
-    if (v.buyerAddress === v.sellerAddress) ctx.addIssue({ code: 'custom', path: ['buyerAddress'], message: 'must differ from the seller address' });
+    if (v.buyerAddress === v.sellerAddress)
+      ctx.addIssue({ code: 'custom', path: ['buyerAddress'], message: 'must differ from the seller address' });
     // The payment must be representable: quantity × price in int64 base units.
     if (typeof v.quantity === 'bigint' && typeof v.price === 'bigint' && v.quantity * v.price > INT64_MAX) {
       ctx.addIssue({ code: 'custom', path: ['price'], message: 'quantity × price exceeds the 64-bit integer range' });
@@ -208,14 +241,24 @@ export const trimSchema = z
   .object({
     olderThan: dateSchema,
     /** Most rows removed by this call (bounded transactions); default 1000. */
-    limit: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(100_000, 'at most 100 000').optional(),
+    limit: z
+      .number({ error: 'expected a number' })
+      .int('expected an integer')
+      .min(1, 'must be at least 1')
+      .max(100_000, 'at most 100 000')
+      .optional(),
   })
   .strict();
 
 export const expireSchema = z
   .object({
     now: dateSchema.optional(),
-    limit: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(100_000, 'at most 100 000').optional(),
+    limit: z
+      .number({ error: 'expected a number' })
+      .int('expected an integer')
+      .min(1, 'must be at least 1')
+      .max(100_000, 'at most 100 000')
+      .optional(),
   })
   .strict();
 

@@ -28,9 +28,37 @@ forEachBackend('tokens validation', (ctx) => {
     owner = input.ownerAddress;
     mint = (await coffer.write((tx) => tokens(tx).submitMint(input))).hash;
     await chain.mine(coffer, [actionTx('mint', mint)]);
-    validInvoice = invoiceInput({ chainId: chain.chainId, mintHash: mint, sellerAddress: owner, buyerAddress: 'DBuyerV', quantity: 5n, price: 10n, paymentAddress: 'DPayV' });
-    const o = signedOffer({ side: 'sell', chainId: chain.chainId, mintHash: mint, offererAddress: owner, sellerAddress: null, quantity: 5n, price: 10n, priceUnit: 'koinu', createdAt: new Date(Date.UTC(2024, 0, 1)) });
-    validOffer = { chainId: chain.chainId, mintHash: mint, offererAddress: owner, quantity: 5n, price: 10n, priceUnit: 'koinu', publicKey: o.content.publicKey, signature: o.signature, createdAt: o.content.createdAt };
+    validInvoice = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: mint,
+      sellerAddress: owner,
+      buyerAddress: 'DBuyerV',
+      quantity: 5n,
+      price: 10n,
+      paymentAddress: 'DPayV',
+    });
+    const o = signedOffer({
+      side: 'sell',
+      chainId: chain.chainId,
+      mintHash: mint,
+      offererAddress: owner,
+      sellerAddress: null,
+      quantity: 5n,
+      price: 10n,
+      priceUnit: 'koinu',
+      createdAt: new Date(Date.UTC(2024, 0, 1)),
+    });
+    validOffer = {
+      chainId: chain.chainId,
+      mintHash: mint,
+      offererAddress: owner,
+      quantity: 5n,
+      price: 10n,
+      priceUnit: 'koinu',
+      publicKey: o.content.publicKey,
+      signature: o.signature,
+      createdAt: o.content.createdAt,
+    };
   });
 
   /** Runs the operation and checks it is a ValidationError on `field` that wrote nothing. */
@@ -84,7 +112,12 @@ forEachBackend('tokens validation', (ctx) => {
       ['chainId', { chainId: 'bad chain' }],
       ['owner', { owner: 'DX' }],
     ];
-    for (const [field, over] of cases) await refused(field, (s) => s.submitMint(m(over)), `${field} ${JSON.stringify(over, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`);
+    for (const [field, over] of cases)
+      await refused(
+        field,
+        (s) => s.submitMint(m(over)),
+        `${field} ${JSON.stringify(over, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`,
+      );
   });
 
   test('invoices: malformed or wrong-length hex, zero, negative or overflowing amounts, unknown mint, bad signatures', async () => {
@@ -114,24 +147,59 @@ forEachBackend('tokens validation', (ctx) => {
       ['paymentAddress', { paymentAddress: '' }],
       ['extra', { extra: 1 }],
     ];
-    for (const [field, over] of cases) await refused(field, (s) => s.createInvoice({ ...v(), ...over } as InvoiceInput), `invoice ${field}`);
+    for (const [field, over] of cases)
+      await refused(field, (s) => s.createInvoice({ ...v(), ...over } as InvoiceInput), `invoice ${field}`);
     // Well-formed but wrong: a signature by another key, or over other content.
     const other = newKey();
     await refused('signature', (s) => s.createInvoice({ ...v(), signature: other.sign(sha('x')) }), 'signature by another key');
     await refused('signature', (s) => s.createInvoice({ ...v(), quantity: 6n }), 'signature over other content');
     // Unknown mint, mint on another chain, more than the fraction count, bad ttl.
-    const unknown = invoiceInput({ chainId: chain.chainId, mintHash: sha('no such mint'), sellerAddress: owner, buyerAddress: 'DB', quantity: 1n, price: 1n, paymentAddress: 'DP' });
+    const unknown = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: sha('no such mint'),
+      sellerAddress: owner,
+      buyerAddress: 'DB',
+      quantity: 1n,
+      price: 1n,
+      paymentAddress: 'DP',
+    });
     await refused('mintHash', (s) => s.createInvoice(unknown), 'unknown mint');
-    const tooMany = invoiceInput({ chainId: chain.chainId, mintHash: mint, sellerAddress: owner, buyerAddress: 'DB', quantity: 101n, price: 1n, paymentAddress: 'DP' });
+    const tooMany = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: mint,
+      sellerAddress: owner,
+      buyerAddress: 'DB',
+      quantity: 101n,
+      price: 1n,
+      paymentAddress: 'DP',
+    });
     await refused('quantity', (s) => s.createInvoice(tooMany), 'more than the fraction count');
-    const fresh = invoiceInput({ chainId: chain.chainId, mintHash: mint, sellerAddress: owner, buyerAddress: 'DB', quantity: 1n, price: 1n, paymentAddress: 'DP' });
+    const fresh = invoiceInput({
+      chainId: chain.chainId,
+      mintHash: mint,
+      sellerAddress: owner,
+      buyerAddress: 'DB',
+      quantity: 1n,
+      price: 1n,
+      paymentAddress: 'DP',
+    });
     await refused('ttlMs', (s) => s.createInvoice(fresh, { ttlMs: 0 }), 'ttl');
     await refused('ttlMs', (s) => s.createInvoice(fresh, { ttlMs: 1.5 }), 'fractional ttl');
   });
 
   test('offers: unknown mint, amounts, hex, and the buy-offer seller', async () => {
     const v = () => validOffer;
-    const o = signedOffer({ side: 'sell', chainId: chain.chainId, mintHash: sha('unknown'), offererAddress: owner, sellerAddress: null, quantity: 5n, price: 10n, priceUnit: 'koinu', createdAt: new Date(Date.UTC(2024, 0, 1)) });
+    const o = signedOffer({
+      side: 'sell',
+      chainId: chain.chainId,
+      mintHash: sha('unknown'),
+      offererAddress: owner,
+      sellerAddress: null,
+      quantity: 5n,
+      price: 10n,
+      priceUnit: 'koinu',
+      createdAt: new Date(Date.UTC(2024, 0, 1)),
+    });
     await refused('mintHash', (s) => s.createSellOffer({ ...v(), mintHash: sha('unknown'), signature: o.signature }), 'unknown mint');
     const cases: [string, Record<string, unknown>][] = [
       ['quantity', { quantity: 0n }],
@@ -143,15 +211,28 @@ forEachBackend('tokens validation', (ctx) => {
       ['signature', { signature: '0'.repeat(15) }],
       ['sellerAddress', { sellerAddress: 'DS' }],
     ];
-    for (const [field, over] of cases) await refused(field, (s) => s.createSellOffer({ ...v(), ...over } as OfferInput), `sell offer ${field}`);
+    for (const [field, over] of cases)
+      await refused(field, (s) => s.createSellOffer({ ...v(), ...over } as OfferInput), `sell offer ${field}`);
     await refused('sellerAddress', (s) => s.createBuyOffer(v()), 'buy offer without seller');
   });
 
   test('signatures, reads, expiry and retention refuse bad arguments', async () => {
     const k = newKey();
-    await refused('invoiceHash', (s) => s.addInvoiceSignature({ invoiceHash: sha('none'), publicKey: k.publicKey, signature: k.sign(sha('none')) }), 'unknown invoice');
-    await refused('invoiceHash', (s) => s.addInvoiceSignature({ invoiceHash: 'abc', publicKey: k.publicKey, signature: k.sign(sha('none')) }), 'short invoice hash');
-    await refused('publicKey', (s) => s.addInvoiceSignature({ invoiceHash: sha('none'), publicKey: 'zz', signature: k.sign(sha('none')) }), 'bad key');
+    await refused(
+      'invoiceHash',
+      (s) => s.addInvoiceSignature({ invoiceHash: sha('none'), publicKey: k.publicKey, signature: k.sign(sha('none')) }),
+      'unknown invoice',
+    );
+    await refused(
+      'invoiceHash',
+      (s) => s.addInvoiceSignature({ invoiceHash: 'abc', publicKey: k.publicKey, signature: k.sign(sha('none')) }),
+      'short invoice hash',
+    );
+    await refused(
+      'publicKey',
+      (s) => s.addInvoiceSignature({ invoiceHash: sha('none'), publicKey: 'zz', signature: k.sign(sha('none')) }),
+      'bad key',
+    );
     await refused('hash', (s) => s.getMint('not-hex'));
     await refused('mintHash', (s) => s.balance('ab', 'DX'));
     await refused('address', (s) => s.balance(sha('m'), ''));
@@ -165,10 +246,26 @@ forEachBackend('tokens validation', (ctx) => {
 
   test('the database itself refuses what bypasses the store (named CHECKs and keys on every backend)', async () => {
     const raw = (table: string, row: Record<string, unknown>) => coffer.write((tx) => tx.insert(table, row));
-    const base = { chain_id: chain.chainId, mint_hash: mint, address: 'DRaw', tx_hash: sha('t'), block_height: 1n, block_hash: sha('b'), created_at: new Date() };
-    await assert.rejects(raw('token_ledger', { ...base, cause_kind: 'mint_credit', cause_ref: 'r0', delta: 0n }), CheckViolationError, 'delta 0');
+    const base = {
+      chain_id: chain.chainId,
+      mint_hash: mint,
+      address: 'DRaw',
+      tx_hash: sha('t'),
+      block_height: 1n,
+      block_hash: sha('b'),
+      created_at: new Date(),
+    };
+    await assert.rejects(
+      raw('token_ledger', { ...base, cause_kind: 'mint_credit', cause_ref: 'r0', delta: 0n }),
+      CheckViolationError,
+      'delta 0',
+    );
     await raw('token_ledger', { ...base, cause_kind: 'sale_credit', cause_ref: 'r1', delta: 5n });
-    await assert.rejects(raw('token_ledger', { ...base, cause_kind: 'sale_credit', cause_ref: 'r1', delta: 7n }), UniqueViolationError, 'one entry per cause');
+    await assert.rejects(
+      raw('token_ledger', { ...base, cause_kind: 'sale_credit', cause_ref: 'r1', delta: 7n }),
+      UniqueViolationError,
+      'one entry per cause',
+    );
     await assert.rejects(
       raw('token_balances', { mint_hash: mint, address: 'DRaw', chain_id: chain.chainId, balance: -1n, updated_height: 1n }),
       CheckViolationError,
@@ -191,9 +288,29 @@ forEachBackend('tokens validation', (ctx) => {
       received_at: new Date(),
     };
     await assert.rejects(raw('token_unconfirmed_invoices', invRow), CheckViolationError, 'total ≠ quantity × price');
-    await assert.rejects(raw('token_unconfirmed_invoices', { ...invRow, total_price: 12n, buyer_address: 'DS' }), CheckViolationError, 'buyer = seller');
     await assert.rejects(
-      coffer.write((tx) => tx.db.insertInto('token_reservations').values({ ...tx.codec('token_reservations').encode({ invoice_hash: sha('r'), chain_id: 'c', mint_hash: mint, seller_address: 'DS', quantity: 1n, expires_at: new Date(), created_at: new Date() }), state: 'lost' }).execute()),
+      raw('token_unconfirmed_invoices', { ...invRow, total_price: 12n, buyer_address: 'DS' }),
+      CheckViolationError,
+      'buyer = seller',
+    );
+    await assert.rejects(
+      coffer.write((tx) =>
+        tx.db
+          .insertInto('token_reservations')
+          .values({
+            ...tx.codec('token_reservations').encode({
+              invoice_hash: sha('r'),
+              chain_id: 'c',
+              mint_hash: mint,
+              seller_address: 'DS',
+              quantity: 1n,
+              expires_at: new Date(),
+              created_at: new Date(),
+            }),
+            state: 'lost',
+          })
+          .execute(),
+      ),
       CheckViolationError,
       'unknown reservation state',
     );
@@ -202,12 +319,30 @@ forEachBackend('tokens validation', (ctx) => {
 
   test('a price that does not match the payment is a typed error and settles nothing (see also flows)', async () => {
     const res = await coffer.write((tx) =>
-      tokens(tx).createInvoice(invoiceInput({ chainId: chain.chainId, mintHash: mint, sellerAddress: owner, buyerAddress: 'DBuyerW', quantity: 2n, price: 5n, paymentAddress: 'DPayW' })),
+      tokens(tx).createInvoice(
+        invoiceInput({
+          chainId: chain.chainId,
+          mintHash: mint,
+          sellerAddress: owner,
+          buyerAddress: 'DBuyerW',
+          quantity: 2n,
+          price: 5n,
+          paymentAddress: 'DPayW',
+        }),
+      ),
     );
     await chain.mine(coffer, [actionTx('invoice', res.hash)]);
     const before = await counts(coffer);
     await assert.rejects(
-      coffer.write((tx) => checkPayment(tx, chain.chainId, { invoiceHash: res.hash, txHash: sha('p'), blockHeight: 1n, blockHash: sha('b'), outputs: [{ address: 'DPayW', value: 11n }] })),
+      coffer.write((tx) =>
+        checkPayment(tx, chain.chainId, {
+          invoiceHash: res.hash,
+          txHash: sha('p'),
+          blockHeight: 1n,
+          blockHash: sha('b'),
+          outputs: [{ address: 'DPayW', value: 11n }],
+        }),
+      ),
       (e: unknown) => e instanceof ValidationError && e.details.field === 'outputs' && e.details.paid === 11n && e.details.required === 10n,
     );
     assert.deepEqual(await counts(coffer), before);
