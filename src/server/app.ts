@@ -3,9 +3,9 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { sql } from 'kysely';
-import { Counter, Histogram } from 'prom-client';
 import type { Coffer } from '../db/store.js';
 import { HttpError, toHttpError } from './http-errors.js';
+import { HttpMetrics } from './http-metrics.js';
 import { toJson } from './json.js';
 import { DASHBOARD_HTML } from './dashboard/page.js';
 import { renderApiReference } from './docs-page.js';
@@ -46,29 +46,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.setReplySerializer((payload) => toJson(payload));
 
   const registry = coffer.metrics.registry;
-  const httpRequests =
-    (registry.getSingleMetric('coffer_http_requests_total') as Counter<'method' | 'route' | 'status'> | undefined) ??
-    new Counter({
-      name: 'coffer_http_requests_total',
-      help: 'HTTP requests by route and status',
-      labelNames: ['method', 'route', 'status'],
-      registers: [registry],
-    });
-  const httpDuration =
-    (registry.getSingleMetric('coffer_http_request_duration_seconds') as Histogram<'method' | 'route'> | undefined) ??
-    new Histogram({
-      name: 'coffer_http_request_duration_seconds',
-      help: 'HTTP request latency by route',
-      labelNames: ['method', 'route'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers: [registry],
-    });
+  const httpMetrics = HttpMetrics.of(registry);
   // A synchronous hook: an async one costs a promise and a microtask turn on every request.
   app.addHook('onResponse', (req, reply, done) => {
     // The route template, not the raw URL, keeps label cardinality bounded.
-    const route = req.routeOptions.url ?? 'unmatched';
-    httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
-    httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    httpMetrics.record(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
 
