@@ -1,7 +1,8 @@
 // Prometheus metrics of one Coffer instance: pool gauges, per-operation latency and errors,
 // transaction retries. Each instance has its own registry so tests and several databases in
 // one process never collide.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { LabelledHistogram } from '../util/prom-series.js';
 import type { PoolStats } from './engine.js';
 
 export interface SlowOperation {
@@ -14,81 +15,10 @@ export interface SlowOperation {
 
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-interface Series {
-  labels: { op: string; kind: string; backend: string };
-  /** Non-cumulative counts per bucket; the last one is +Inf. */
-  counts: Float64Array;
-  sum: number;
-  count: number;
-}
-
-/**
- * The store-operation latency histogram, exposed exactly as a prom-client Histogram with labels
- * op, kind and backend would be, but observed without prom-client's per-call label validation,
- * sorting and hashing (about a microsecond per transaction, a tenth of an in-memory point read).
- */
-export class OperationHistogram {
-  readonly name = 'coffer_store_operation_duration_seconds';
-  readonly help = 'Duration of store operations (one transaction each, retries included)';
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  readonly #series = new Map<string, Series>();
-
-  /** The series observed last: a run of one operation (the common case) skips the key and the lookup. */
-  #last: Series | undefined;
-
-  observe(op: string, kind: string, backend: string, seconds: number): void {
-    if (!Number.isFinite(seconds)) return;
-    let s = this.#last;
-    if (s === undefined || s.labels.op !== op || s.labels.kind !== kind || s.labels.backend !== backend) {
-      const key = `${op}\u0000${kind}\u0000${backend}`;
-      s = this.#series.get(key);
-      if (!s) {
-        s = { labels: { op, kind, backend }, counts: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0, count: 0 };
-        this.#series.set(key, s);
-      }
-      this.#last = s;
-    }
-    let i = 0;
-    while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
-    s.counts[i]!++;
-    s.sum += seconds;
-    s.count++;
-  }
-
-  async get(): Promise<{
-    name: string;
-    help: string;
-    type: string;
-    aggregator: string;
-    values: { labels: Record<string, string | number>; value: number; metricName: string }[];
-  }> {
-    const values = [];
-    for (const s of this.#series.values()) {
-      let acc = 0;
-      for (let i = 0; i <= DURATION_BUCKETS.length; i++) {
-        acc += s.counts[i]!;
-        values.push({
-          labels: { ...s.labels, le: i < DURATION_BUCKETS.length ? DURATION_BUCKETS[i]! : '+Inf' },
-          value: acc,
-          metricName: `${this.name}_bucket`,
-        });
-      }
-      values.push({ labels: { ...s.labels }, value: s.sum, metricName: `${this.name}_sum` });
-      values.push({ labels: { ...s.labels }, value: s.count, metricName: `${this.name}_count` });
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-
-  reset(): void {
-    this.#series.clear();
-    this.#last = undefined;
-  }
-}
-
 export class StoreMetrics {
   readonly registry: Registry;
-  readonly opDuration: OperationHistogram;
+  /** Store-operation latency (op, kind, backend), recorded on every transaction: src/util/prom-series.ts. */
+  readonly opDuration: LabelledHistogram;
   readonly opErrors: Counter<'op' | 'backend' | 'code'>;
   readonly txRetries: Counter<'op' | 'backend'>;
   readonly slowOps: Counter<'op' | 'backend'>;
@@ -104,8 +34,12 @@ export class StoreMetrics {
   constructor(registry: Registry = new Registry(), opts: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
     if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'coffer_process_' });
-    this.opDuration = new OperationHistogram();
-    registry.registerMetric(this.opDuration as unknown as Histogram);
+    this.opDuration = new LabelledHistogram(
+      'coffer_store_operation_duration_seconds',
+      'Duration of store operations (one transaction each, retries included)',
+      ['op', 'kind', 'backend'],
+      DURATION_BUCKETS,
+    ).register(registry);
     this.opErrors = new Counter({
       name: 'coffer_store_operation_errors_total',
       help: 'Store operations that failed, by typed error code',
@@ -145,7 +79,7 @@ export class StoreMetrics {
 
   /** Records one finished store operation (called by Coffer for every transaction). */
   recordOperation(op: string, kind: string, backend: string, ms: number, ok: boolean): void {
-    this.opDuration.observe(op, kind, backend, ms / 1000);
+    this.opDuration.observe([op, kind, backend], ms / 1000);
     const second = Math.floor(Date.now() / 1000);
     let slot = this.#current;
     if (this.#currentSecond !== second || slot === undefined) {

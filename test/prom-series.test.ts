@@ -1,10 +1,11 @@
-// The HTTP request metrics keep their own series (src/server/http-metrics.ts) instead of calling
-// prom-client per request; /metrics must read exactly as prom-client's Counter and Histogram
-// would have written the same requests.
+// The metrics recorded per request and per transaction keep their own series
+// (src/util/prom-series.ts) instead of calling prom-client each time; /metrics must read exactly
+// as prom-client's Counter and Histogram would have written the same calls.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Counter, Histogram, Registry } from 'prom-client';
+import { StoreMetrics } from '../src/db/metrics.js';
 import { DURATION_BUCKETS, DURATION_METRIC, HttpMetrics, REQUESTS_METRIC } from '../src/server/http-metrics.js';
 
 type Request = { method: string; route: string; status: number; seconds: number };
@@ -86,5 +87,36 @@ test('every app on one registry shares its series, and a registry reset empties 
       [REQUESTS_METRIC, 'counter'],
       [DURATION_METRIC, 'histogram'],
     ],
+  );
+});
+
+test('the store-operation histogram reads as prom-client writes it (property)', async () => {
+  const call = fc.record({
+    op: fc.constantFrom('chain.transaction', 'tokens.settle', 'a"quoted\\op'),
+    kind: fc.constantFrom('read', 'write'),
+    backend: fc.constantFrom('sqlite', 'postgres'),
+    ms: fc.oneof(fc.constantFrom(0.5, 1, 10_000, 0), fc.double({ min: 0, max: 20_000, noNaN: true })),
+  });
+  await fc.assert(
+    fc.asyncProperty(fc.array(call, { maxLength: 60 }), async (calls) => {
+      const ours = new StoreMetrics(new Registry());
+      const registry = new Registry();
+      const theirs = new Histogram({
+        name: 'coffer_store_operation_duration_seconds',
+        help: 'Duration of store operations (one transaction each, retries included)',
+        labelNames: ['op', 'kind', 'backend'],
+        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers: [registry],
+      });
+      for (const c of calls) {
+        ours.opDuration.observe([c.op, c.kind, c.backend], c.ms / 1000);
+        theirs.observe({ op: c.op, kind: c.kind, backend: c.backend }, c.ms / 1000);
+      }
+      assert.equal(
+        await ours.registry.getSingleMetricAsString('coffer_store_operation_duration_seconds'),
+        await registry.metrics().then((t) => t.trimEnd()),
+      );
+    }),
+    { numRuns: 100 },
   );
 });
