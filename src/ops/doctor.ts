@@ -384,33 +384,19 @@ async function queriesCheck(db: OpsDb, seconds: number): Promise<Finding[]> {
   return out;
 }
 
-async function mysqlLockWaits(
-  db: Kysely<any>,
-  mariadb: boolean,
-): Promise<{ waiting: unknown; blocking: unknown; age: unknown; q: unknown }[]> {
-  if (mariadb) {
-    return (
-      await sql<{
-        waiting: unknown;
-        blocking: unknown;
-        age: unknown;
-        q: unknown;
-      }>`select r.trx_mysql_thread_id as waiting, b.trx_mysql_thread_id as blocking,
-          timestampdiff(second, r.trx_wait_started, now()) as age, r.trx_query as q
-        from information_schema.innodb_lock_waits w join information_schema.innodb_trx r on r.trx_id = w.requesting_trx_id
-        join information_schema.innodb_trx b on b.trx_id = w.blocking_trx_id`.execute(db)
-    ).rows;
-  }
+type LockWait = { waiting: unknown; blocking: unknown; age: unknown; q: unknown };
+
+/** Who waits on whom: MariaDB still has information_schema.innodb_lock_waits, MySQL 8 moved it to performance_schema. */
+async function mysqlLockWaits(db: Kysely<any>, mariadb: boolean): Promise<LockWait[]> {
+  const waits = mariadb
+    ? sql`information_schema.innodb_lock_waits w join information_schema.innodb_trx r on r.trx_id = w.requesting_trx_id
+        join information_schema.innodb_trx b on b.trx_id = w.blocking_trx_id`
+    : sql`performance_schema.data_lock_waits w join information_schema.innodb_trx r on r.trx_id = w.requesting_engine_transaction_id
+        join information_schema.innodb_trx b on b.trx_id = w.blocking_engine_transaction_id`;
   return (
-    await sql<{
-      waiting: unknown;
-      blocking: unknown;
-      age: unknown;
-      q: unknown;
-    }>`select r.trx_mysql_thread_id as waiting, b.trx_mysql_thread_id as blocking,
+    await sql<LockWait>`select r.trx_mysql_thread_id as waiting, b.trx_mysql_thread_id as blocking,
         timestampdiff(second, r.trx_wait_started, now()) as age, r.trx_query as q
-      from performance_schema.data_lock_waits w join information_schema.innodb_trx r on r.trx_id = w.requesting_engine_transaction_id
-      join information_schema.innodb_trx b on b.trx_id = w.blocking_engine_transaction_id`.execute(db)
+      from ${waits}`.execute(db)
   ).rows;
 }
 

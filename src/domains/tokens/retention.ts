@@ -7,7 +7,7 @@ import type { Tx } from '../../db/tx.js';
 import { endReservation } from './escrow.js';
 import { enc } from './rows.js';
 import { T } from './types.js';
-import { chainIdSchema, parse, trimSchema } from './validate.js';
+import { batchLimitSchema, chainIdSchema, parse, trimSchema } from './validate.js';
 import { z } from 'zod';
 
 const DEFAULT_LIMIT = 1000;
@@ -90,12 +90,7 @@ const actionTrimSchema = z
     chainId: chainIdSchema,
     /** Actions of blocks below this height are removed; keep it at or below the finalized height. */
     belowHeight: z.bigint({ error: 'expected a bigint' }).min(0n, 'must not be negative'),
-    limit: z
-      .number({ error: 'expected a number' })
-      .int('expected an integer')
-      .min(1, 'must be at least 1')
-      .max(100_000, 'at most 100 000')
-      .optional(),
+    limit: batchLimitSchema,
   })
   .strict();
 

@@ -237,28 +237,26 @@ export const signatureInputSchema = z
   .object({ invoiceHash: hashSchema, publicKey: publicKeySchema, signature: signatureSchema, createdAt: dateSchema.optional() })
   .strict();
 
+/** Most rows one maintenance call changes (bounded transactions). */
+export const batchLimitSchema = z
+  .number({ error: 'expected a number' })
+  .int('expected an integer')
+  .min(1, 'must be at least 1')
+  .max(100_000, 'at most 100 000')
+  .optional();
+
 export const trimSchema = z
   .object({
     olderThan: dateSchema,
     /** Most rows removed by this call (bounded transactions); default 1000. */
-    limit: z
-      .number({ error: 'expected a number' })
-      .int('expected an integer')
-      .min(1, 'must be at least 1')
-      .max(100_000, 'at most 100 000')
-      .optional(),
+    limit: batchLimitSchema,
   })
   .strict();
 
 export const expireSchema = z
   .object({
     now: dateSchema.optional(),
-    limit: z
-      .number({ error: 'expected a number' })
-      .int('expected an integer')
-      .min(1, 'must be at least 1')
-      .max(100_000, 'at most 100 000')
-      .optional(),
+    limit: batchLimitSchema,
   })
   .strict();
 
