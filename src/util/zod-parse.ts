@@ -1,6 +1,6 @@
 // The one way Coffer turns a zod failure into a ValidationError: the first issue, its field as a
 // path ("transactions[2].outputs[0].value", prefixed by where the value came from), and the rule.
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ValidationError } from '../db/errors.js';
 
 export function fieldPath(path: readonly PropertyKey[]): string {
@@ -25,3 +25,11 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, pre
   const message = issue.code === 'unrecognized_keys' ? `unknown field (allowed fields are listed in the API reference)` : issue.message;
   throw new ValidationError(`${field}: ${message}`, { field });
 }
+
+/** A store list's page size: 1–1000 rows (each list applies its own default when it is absent). */
+export const pageLimitSchema = z
+  .number({ error: 'expected a number' })
+  .int('expected an integer')
+  .min(1, 'must be at least 1')
+  .max(1000, 'at most 1000')
+  .optional();

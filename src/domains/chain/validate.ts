@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { UINT256_MAX } from '../../db/codec.js';
 import { ValidationError } from '../../db/errors.js';
-import { parseOrThrow } from '../../util/zod-parse.js';
+import { pageLimitSchema, parseOrThrow } from '../../util/zod-parse.js';
 
 const INT64_MAX = 2n ** 63n - 1n;
 const INT32_MAX = 2 ** 31 - 1;
@@ -162,12 +162,7 @@ export const pageSchema = z.object({
     .object({ height: heightSchema, index: int32('index') })
     .nullable()
     .optional(),
-  limit: z
-    .number({ error: 'expected a number' })
-    .int('expected an integer')
-    .min(1, 'must be at least 1')
-    .max(1000, 'at most 1000')
-    .optional(),
+  limit: pageLimitSchema,
 });
 
 /** Parses `value` or throws a ValidationError naming the first bad field (prefixed by `prefix`). */

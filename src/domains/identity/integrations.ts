@@ -4,6 +4,7 @@
 // update is optimistic (expectedVersion) and a stale one fails with ConflictError.
 import { defineQuery } from '../../db/prepared.js';
 import { keysetAfter } from '../../db/keyset.js';
+import { pageLimitSchema } from '../../util/zod-parse.js';
 import { z } from 'zod';
 import { InvalidStateTransitionError, NotFoundError, UnauthenticatedError, ForbiddenError, ValidationError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
@@ -55,7 +56,7 @@ const Name = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9 ._:@-]*$/, 'letters, digits, space and . _ : @ -, starting with a letter or digit');
 const KeyId = z.string().regex(/^[0-9a-f]{24}$/, 'an API key id (24 hex characters)');
 const Version = z.number().int().min(1);
-const PageLimit = z.number().int().min(1).max(1000).default(100);
+const DEFAULT_PAGE = 100;
 
 /** Where a key sits in keys.list's order: the page after it starts with the next key. */
 export interface KeyPosition {
@@ -122,7 +123,7 @@ export class Integrations extends IdentityStore {
 
   /** Integrations in id order, a page at a time: `after` the last id seen, `limit` (1–1000, default 100) of them. */
   async list(opts: { includeDeleted?: boolean; after?: bigint | number | string; limit?: number } = {}): Promise<Integration[]> {
-    const limit = parseInput(PageLimit, opts.limit, 'limit');
+    const limit = parseInput(pageLimitSchema, opts.limit, 'limit') ?? DEFAULT_PAGE;
     let q = this.tx.db.selectFrom(INTEGRATIONS).selectAll();
     if (!opts.includeDeleted) q = q.where('deleted_at', 'is', null);
     if (opts.after !== undefined) q = q.where('id', '>', this.tx.codec(INTEGRATIONS).encode({ id: toId(opts.after, 'after') }).id as never);
@@ -276,7 +277,7 @@ export class ApiKeys extends IdentityStore {
   async list(
     opts: { integrationId?: bigint | number | string; includeRevoked?: boolean; after?: KeyPosition; limit?: number } = {},
   ): Promise<ApiKey[]> {
-    const limit = parseInput(PageLimit, opts.limit, 'limit');
+    const limit = parseInput(pageLimitSchema, opts.limit, 'limit') ?? DEFAULT_PAGE;
     const codec = this.tx.codec(API_KEYS);
     let q = this.tx.db.selectFrom(API_KEYS).selectAll();
     if (opts.integrationId !== undefined)

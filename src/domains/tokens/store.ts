@@ -42,14 +42,9 @@ import type {
 } from './types.js';
 import { addressSchema, chainIdSchema, dateSchema, expireSchema, hashSchema, invalid, parse } from './validate.js';
 import { z } from 'zod';
+import { pageLimitSchema } from '../../util/zod-parse.js';
 
 const DEFAULT_EXPIRE_LIMIT = 1000;
-const pageLimit = z
-  .number({ error: 'expected a number' })
-  .int('expected an integer')
-  .min(1, 'must be at least 1')
-  .max(1000, 'at most 1000')
-  .optional();
 
 export class TokenStore {
   readonly #ctx: Ctx;
@@ -81,7 +76,7 @@ export class TokenStore {
           chainId: chainIdSchema.optional(),
           ownerAddress: addressSchema.optional(),
           after: hashSchema.optional(),
-          limit: pageLimit,
+          limit: pageLimitSchema,
         })
         .strict(),
       o,
@@ -104,7 +99,10 @@ export class TokenStore {
   }
 
   listOffers(side: OfferSide, mintHash: string, o: ListOffersOptions = {}): Promise<Offer[]> {
-    parse(z.object({ after: z.object({ createdAt: dateSchema, hash: hashSchema }).strict().optional(), limit: pageLimit }).strict(), o);
+    parse(
+      z.object({ after: z.object({ createdAt: dateSchema, hash: hashSchema }).strict().optional(), limit: pageLimitSchema }).strict(),
+      o,
+    );
     return listOffers(this.#tx, side, parse(hashSchema, mintHash, 'mintHash'), o);
   }
 
@@ -128,7 +126,7 @@ export class TokenStore {
           sellerAddress: addressSchema.optional(),
           mintHash: hashSchema.optional(),
           after: hashSchema.optional(),
-          limit: pageLimit,
+          limit: pageLimitSchema,
         })
         .strict(),
       o,
@@ -179,7 +177,7 @@ export class TokenStore {
 
   /** Every holder of a mint, in address order, keyset-paged by address (`after`), 1..1000 per page. */
   holders(mintHash: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
-    parse(z.object({ after: addressSchema.optional(), limit: pageLimit }).strict(), o);
+    parse(z.object({ after: addressSchema.optional(), limit: pageLimitSchema }).strict(), o);
     return holdersOf(this.#tx, parse(hashSchema, mintHash, 'mintHash'), o);
   }
 
