@@ -307,6 +307,44 @@ forEachBackend('identity', (ctx) => {
     );
   });
 
+  test('roles list in name order a page at a time, each with its own scopes', async () => {
+    await w(async (id) => {
+      await id.roles.create({ name: 'zzdelta', scopes: ['chain:write', 'audit:read'] });
+      await id.roles.create({ name: 'zzalpha', scopes: ['identity:read'] });
+      await id.roles.create({ name: 'zzcharlie', scopes: [] });
+      await id.roles.create({ name: 'zzbravo', description: 'b', scopes: ['*:read'] });
+      await id.roles.create({ name: 'zzecho', scopes: ['tokens:admin'] });
+    });
+    const seen: { name: string; scopes: string[] }[] = [];
+    // Other tests' roles sort before 'zz'; a position need not be a role's name.
+    let after = 'zz';
+    for (;;) {
+      const page = await r((id) => id.roles.list({ limit: 2, after }));
+      assert.ok(page.length <= 2);
+      seen.push(...page.map((p) => ({ name: p.name, scopes: p.scopes })));
+      if (page.length < 2) break;
+      after = page[page.length - 1]!.name;
+    }
+    assert.deepEqual(seen, [
+      { name: 'zzalpha', scopes: ['identity:read'] },
+      { name: 'zzbravo', scopes: ['*:read'] },
+      { name: 'zzcharlie', scopes: [] },
+      { name: 'zzdelta', scopes: ['audit:read', 'chain:write'] },
+      { name: 'zzecho', scopes: ['tokens:admin'] },
+    ]);
+    // One page holds what get() returns for each role.
+    for (const role of await r((id) => id.roles.list({ limit: 1000 }))) assert.deepEqual(role, await r((id) => id.roles.get(role.id)));
+    for (const limit of [0, 1001, 1.5])
+      await assert.rejects(
+        r((id) => id.roles.list({ limit })),
+        (e: unknown) => e instanceof ValidationError && e.details.field === 'limit',
+      );
+    await assert.rejects(
+      r((id) => id.roles.list({ after: 'Not A Name' })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'after',
+    );
+  });
+
   test('sessions expire, can be revoked, and end when their user is disabled', async () => {
     const now = new Date();
     const bob = await w((id) => id.users.create({ username: 'bob' }));

@@ -12,7 +12,7 @@ import { IdentityStore, explainNoChange, type Row } from './base.js';
 import { credentialMatches, newCredential, parseCredential } from './credentials.js';
 import { ipAllowed, normalizeIpAllow } from './ip-allow.js';
 import { normalizeScopes, ScopesSchema, type Scope } from './scopes.js';
-import { parseInput, toId } from './validate.js';
+import { DEFAULT_PAGE, parseInput, toId } from './validate.js';
 
 export const INTEGRATIONS = 'identity_integrations';
 export const API_KEYS = 'identity_api_keys';
@@ -56,7 +56,6 @@ const Name = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9 ._:@-]*$/, 'letters, digits, space and . _ : @ -, starting with a letter or digit');
 const KeyId = z.string().regex(/^[0-9a-f]{24}$/, 'an API key id (24 hex characters)');
 const Version = z.number().int().min(1);
-const DEFAULT_PAGE = 100;
 
 /** Where a key sits in keys.list's order: the page after it starts with the next key. */
 export interface KeyPosition {

@@ -10,7 +10,8 @@ import { SCOPE_LEVELS, USER_STATUSES } from './0001_init.js';
 import { IdentityStore, explainNoChange, type Row } from './base.js';
 import { credentialMatches, newCredential, parseCredential } from './credentials.js';
 import { normalizeScopes, ScopesSchema, type Scope, type ScopeLevel } from './scopes.js';
-import { parseInput, toId } from './validate.js';
+import { pageLimitSchema } from '../../util/zod-parse.js';
+import { DEFAULT_PAGE, parseInput, toId } from './validate.js';
 
 export const USERS = 'identity_users';
 export const ROLES = 'identity_roles';
@@ -98,14 +99,43 @@ function toSession(r: Row): Session {
   };
 }
 
-async function roleScopes(tx: Tx, roleId: bigint): Promise<Scope[]> {
+function toRole(r: Row, scopes: Scope[]): Role {
+  return {
+    id: r.id as bigint,
+    name: String(r.name),
+    description: (r.description as string | null) ?? null,
+    scopes,
+    version: Number(r.version),
+    createdAt: r.created_at as Date,
+    updatedAt: r.updated_at as Date,
+  };
+}
+
+/** The scopes of each of the roles, in one statement (a role without scopes maps to []). */
+async function rolesScopes(tx: Tx, roleIds: bigint[]): Promise<Map<bigint, Scope[]>> {
+  const out = new Map<bigint, Scope[]>(roleIds.map((id) => [id, []]));
+  if (!roleIds.length) return out;
+  const codec = tx.codec(ROLE_SCOPES);
   const rows = await tx.db
     .selectFrom(ROLE_SCOPES)
-    .select(['scope_domain', 'level'])
-    .where('role_id', '=', tx.codec(ROLE_SCOPES).encode({ role_id: roleId }).role_id as never)
+    .select(['role_id', 'scope_domain', 'level'])
+    .where(
+      'role_id',
+      'in',
+      roleIds.map((id) => codec.encode({ role_id: id }).role_id as never),
+    )
+    .orderBy('role_id')
     .orderBy('scope_domain')
     .execute();
-  return rows.map((r) => `${String(r.scope_domain)}:${String(r.level)}`);
+  for (const raw of rows) {
+    const r = codec.decode(raw as Row);
+    out.get(r.role_id as bigint)?.push(`${String(r.scope_domain)}:${String(r.level)}`);
+  }
+  return out;
+}
+
+async function roleScopes(tx: Tx, roleId: bigint): Promise<Scope[]> {
+  return (await rolesScopes(tx, [roleId])).get(roleId) ?? [];
 }
 
 /** The union of the scopes of a user's roles (one level per domain, the highest). */
@@ -279,15 +309,7 @@ const RoleInput = z.object({ name: RoleName, description: z.string().max(512).op
 
 export class Roles extends IdentityStore {
   async #toRole(r: Row): Promise<Role> {
-    return {
-      id: r.id as bigint,
-      name: String(r.name),
-      description: (r.description as string | null) ?? null,
-      scopes: await roleScopes(this.tx, r.id as bigint),
-      version: Number(r.version),
-      createdAt: r.created_at as Date,
-      updatedAt: r.updated_at as Date,
-    };
+    return toRole(r, await roleScopes(this.tx, r.id as bigint));
   }
 
   async create(input: { name: string; description?: string; scopes: string[] }): Promise<Role> {
@@ -327,9 +349,18 @@ export class Roles extends IdentityStore {
     return raw ? this.#toRole(this.tx.codec(ROLES).decode(raw as Row)) : undefined;
   }
 
-  async list(): Promise<Role[]> {
-    const rows = await this.tx.db.selectFrom(ROLES).selectAll().orderBy('name').execute();
-    return Promise.all(rows.map((r) => this.#toRole(this.tx.codec(ROLES).decode(r as Row))));
+  /** Roles in name order, a page at a time: `after` the last name seen, `limit` (1–1000, default 100) of them. */
+  async list(opts: { after?: string; limit?: number } = {}): Promise<Role[]> {
+    const limit = parseInput(pageLimitSchema, opts.limit, 'limit') ?? DEFAULT_PAGE;
+    let q = this.tx.db.selectFrom(ROLES).selectAll();
+    if (opts.after !== undefined) q = q.where('name', '>', parseInput(RoleName, opts.after, 'after'));
+    const rows = (await q.orderBy('name').limit(limit).execute()).map((r) => this.tx.codec(ROLES).decode(r as Row));
+    // The page's scopes in one statement, not one per role.
+    const scopes = await rolesScopes(
+      this.tx,
+      rows.map((r) => r.id as bigint),
+    );
+    return rows.map((r) => toRole(r, scopes.get(r.id as bigint) ?? []));
   }
 
   /** Replaces the role's scopes if it is still at expectedVersion. */

@@ -3,6 +3,9 @@
 import { ValidationError } from '../../db/errors.js';
 import { parseOrThrow } from '../../util/zod-parse.js';
 
+/** Store lists return this many rows when no limit is given. */
+export const DEFAULT_PAGE = 100;
+
 /** Parses input or throws a ValidationError naming the first bad field. */
 export const parseInput = parseOrThrow;
 
