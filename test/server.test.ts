@@ -3,6 +3,8 @@
 // rate limits, body limits, OpenAPI and the dashboard document.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { z } from 'zod';
 import type { FastifyInstance } from 'fastify';
 import { NotFoundError } from '../src/db/errors.js';
@@ -286,6 +288,38 @@ forEachBackend('service framework', (ctx) => {
     const text = await (await app.inject({ method: 'GET', url: '/metrics' })).body;
     assert.match(text, /coffer_http_requests_total\{method="GET",route="\/v1\/fixture\/accounts\/:id",status="404"\} 1/);
     assert.match(text, /coffer_http_request_duration_seconds_bucket/);
+  });
+
+  test('the access log is one line a request: request id, method, URL, route template, status, time; no credentials', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const logged = await buildApp({ coffer, routes: routes(), authenticator: auth, logger: pino({ level: 'info' }, sink) });
+    try {
+      const h = { authorization: 'Bearer reader', 'x-request-id': 'req-log-1' };
+      assert.equal((await logged.inject({ method: 'GET', url: '/v1/fixture/accounts/999999?x=1', headers: h })).statusCode, 404);
+      assert.equal((await logged.inject({ method: 'GET', url: '/nowhere', headers: { 'x-request-id': 'req-log-2' } })).statusCode, 404);
+      const requests = lines.filter((l) => l.msg === 'request completed');
+      assert.equal(requests.length, 2, JSON.stringify(lines));
+      assert.equal(lines.length, 2, 'nothing else is logged for a request that ends normally');
+      const [first, second] = requests as [Record<string, any>, Record<string, any>];
+      assert.equal(first.reqId, 'req-log-1');
+      assert.deepEqual(
+        { method: first.method, url: first.url, route: first.route, status: first.statusCode },
+        { method: 'GET', url: '/v1/fixture/accounts/999999?x=1', route: '/v1/fixture/accounts/:id', status: 404 },
+      );
+      assert.equal(typeof first.responseTime, 'number');
+      assert.equal(typeof first.remoteAddress, 'string');
+      assert.equal(second.reqId, 'req-log-2');
+      assert.equal(second.route, 'unmatched');
+      assert.doesNotMatch(JSON.stringify(lines), /Bearer|reader/);
+    } finally {
+      await logged.close();
+    }
   });
 });
 
