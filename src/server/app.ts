@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { sql } from 'kysely';
 import type { Coffer } from '../db/store.js';
+import { AccessLog } from './access-log.js';
 import { HttpError, toHttpError } from './http-errors.js';
 import { HttpMetrics } from './http-metrics.js';
 import { toJson } from './json.js';
@@ -40,8 +41,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
     return503OnClosing: true,
-    // Fastify logs two lines a request (arrival and completion); the hook below writes one.
-    disableRequestLogging: true,
+    logController: new AccessLog(),
   }) as unknown as FastifyInstance;
 
   // Amounts are bigint: serialise them (and Buffers) exactly, never as floats.
@@ -52,14 +52,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // A synchronous hook: an async one costs a promise and a microtask turn on every request.
   app.addHook('onResponse', (req, reply, done) => {
     // The route template, not the raw URL, keeps label cardinality bounded.
-    const route = req.routeOptions.url ?? 'unmatched';
-    httpMetrics.record(req.method, route, reply.statusCode, reply.elapsedTime / 1000);
-    // The access log: one line a request, with its request id (the child logger's reqId).
-    // Flat fields: Fastify's serialisers for `req` and `res` would drop the route.
-    req.log.info(
-      { method: req.method, url: req.url, route, statusCode: reply.statusCode, responseTime: reply.elapsedTime, remoteAddress: req.ip },
-      'request completed',
-    );
+    httpMetrics.record(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
 
