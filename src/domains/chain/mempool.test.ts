@@ -84,6 +84,53 @@ forEachBackend('chain mempool', (ctx) => {
     assert.deepEqual(new Set(left.map((r) => r.tx_hash)), new Set([3, 6, 7].map((n) => hashOf('mp', id, n))));
   });
 
+  test('a refused newcomer evicts nothing, also from a pool over capacity (rows a reorg put back); an accepted one evicts enough', async () => {
+    const id = await setup(coffer, 2);
+    const pool = async () =>
+      new Set(
+        (await coffer.read((tx) => tx.db.selectFrom('chain_mempool').select('tx_hash').where('chain_id', '=', id).execute())).map(
+          (r) => r.tx_hash,
+        ),
+      );
+    await add(id, item(id, 1, 10n));
+    await add(id, item(id, 2, 20n));
+    const b0 = makeBlock(id, 0n, ZERO_HASH);
+    await coffer.write((tx) => chain(tx, at(0)).ingestBlock(b0));
+    await coffer.write((tx) =>
+      chain(tx, at(0)).ingestBlock(makeBlock(id, 1n, b0.blockHash, [{ hash: hashOf('mp', id, 1) }, { hash: hashOf('mp', id, 2) }])),
+    );
+    await add(id, item(id, 3, 5n));
+    await add(id, item(id, 4, 30n));
+    await coffer.write((tx) => chain(tx, at(0)).reorg(id, 0n, []));
+    const four = new Set([1, 2, 3, 4].map((n) => hashOf('mp', id, n)));
+    assert.deepEqual(await pool(), four);
+    // Three must go for one to come in, and the third lowest pays 20: a fee of 15 is refused
+    // and nothing is evicted.
+    assert.deepEqual(await add(id, item(id, 5, 15n)), { status: 'rejected', reason: 'fee_too_low' });
+    assert.deepEqual(await pool(), four);
+    // Every row claimed but one: not enough to evict, nothing is.
+    await coffer.write((tx) => mempool(tx, at(0)).claim(id, { worker: 'w', limit: 3, leaseMs: 60_000 }));
+    assert.deepEqual(await add(id, item(id, 6, 1000n)), { status: 'rejected', reason: 'full' });
+    assert.deepEqual(await pool(), four);
+    // Leases expired: the three lowest go, lowest fee first.
+    assert.deepEqual(await coffer.write((tx) => mempool(tx, at(120_000)).add(id, item(id, 6, 1000n))), {
+      status: 'added',
+      evicted: [3, 1, 2].map((n) => hashOf('mp', id, n)),
+    });
+    assert.deepEqual(await pool(), new Set([4, 6].map((n) => hashOf('mp', id, n))));
+  });
+
+  test('a transaction too large for the byte budget is skipped, not a stop: smaller ones behind it are claimed', async () => {
+    const id = await setup(coffer);
+    await add(id, item(id, 1, 100n, { sizeBytes: 1000 }));
+    for (let n = 2; n <= 6; n++) await add(id, item(id, n, 50n, { sizeBytes: 10 }));
+    const got = await coffer.write((tx) => mempool(tx, at(0)).claim(id, { worker: 'w', limit: 4, maxBytes: 35 }));
+    assert.deepEqual(
+      got.map((t) => t.txHash),
+      [2, 3, 4].map((n) => hashOf('mp', id, n)),
+    );
+  });
+
   test('claim takes the highest fee, then oldest, within count and byte limits; leases expire; release gives back', async () => {
     const id = await setup(coffer);
     const fees = [3n, 9n, 9n, 1n, 7n];

@@ -12,6 +12,11 @@ import type { ClaimOptions, MempoolAddResult, MempoolInput, MempoolTx, StoreOpti
 import { chainIdSchema, claimSchema, hash32Schema, mempoolInputSchema, parse } from './validate.js';
 
 const DEFAULT_LEASE_MS = 60_000;
+/** Rows no worker holds: never claimed, or the lease ran out by `now`. */
+const claimableAt = (tx: Tx, now: Date) => {
+  const nowEnc = enc(tx, T.mempool, 'claim_expires_at', now);
+  return (eb: any) => eb.or([eb('claimed_by', 'is', null), eb('claim_expires_at', '<=', nowEnc)]);
+};
 const hashList = () => z.array(hash32Schema, { error: 'expected an array' }).max(10_000, 'more than 10 000 hashes');
 
 export class MempoolStore {
@@ -79,32 +84,26 @@ export class MempoolStore {
       .select((eb) => eb.fn.countAll().as('n'))
       .where('chain_id', '=', id)
       .executeTakeFirstOrThrow();
-    let count = Number(counted.n);
-    const evicted: string[] = [];
-    while (count >= capacity) {
-      const victim = await tx.db
-        .selectFrom(T.mempool)
-        .select(['tx_hash', 'fee'])
-        .where('chain_id', '=', id)
-        .where((eb) => eb.or([eb('claimed_by', 'is', null), eb('claim_expires_at', '<=', enc(tx, T.mempool, 'claim_expires_at', now))]))
-        .orderBy('fee', 'asc')
-        .orderBy('received_at', 'asc')
-        .orderBy('tx_hash', 'asc')
-        .limit(1)
-        .executeTakeFirst();
-      if (!victim) return { status: 'rejected', reason: 'full' };
+    // Victims are chosen and locked before anything is deleted: a newcomer refused (fee too
+    // low, or every row claimed) leaves the pool exactly as it was.
+    const need = Number(counted.n) - capacity + 1;
+    let evicted: string[] = [];
+    if (need > 0) {
+      const victims = await this.#lockClaimable(id, now, 'evict', need);
+      if (victims.length < need) return { status: 'rejected', reason: 'full' };
       // The newcomer is the newest, so at equal fee the older victim goes ("lowest fee, then oldest").
-      if (v.fee < BigInt(String(victim.fee))) return { status: 'rejected', reason: 'fee_too_low' };
-      // Still claimable when deleted: a claim committed meanwhile keeps its row (then try the next).
-      const gone = await tx.db
-        .deleteFrom(T.mempool)
-        .where('chain_id', '=', id)
-        .where('tx_hash', '=', victim.tx_hash)
-        .where((eb) => eb.or([eb('claimed_by', 'is', null), eb('claim_expires_at', '<=', enc(tx, T.mempool, 'claim_expires_at', now))]))
-        .executeTakeFirst();
-      if (Number(gone.numDeletedRows) !== 1) continue;
-      evicted.push(victim.tx_hash as string);
-      count--;
+      if (victims.some((t) => v.fee < t.fee)) return { status: 'rejected', reason: 'fee_too_low' };
+      evicted = victims.map((t) => t.txHash);
+      let gone = 0;
+      for (const part of chunks(evicted)) {
+        const r = await tx.db.deleteFrom(T.mempool).where('chain_id', '=', id).where('tx_hash', 'in', part).executeTakeFirst();
+        gone += Number(r.numDeletedRows);
+      }
+      // Locked by us, so all of them are still there.
+      if (gone !== evicted.length)
+        throw new ConflictError(`mempool eviction on chain ${id} lost ${evicted.length - gone} row(s) to another transaction`, {
+          chainId: id,
+        });
     }
     await tx.insert(T.mempool, {
       chain_id: id,
@@ -120,28 +119,24 @@ export class MempoolStore {
   }
 
   /**
-   * Claims up to `limit` unclaimed (or lease-expired) transactions, highest fee first, then
-   * oldest, for `worker`. Rows another transaction is claiming are skipped, not waited for.
+   * Claimable rows (unclaimed or lease-expired) of a chain, locked, in claim order (highest fee,
+   * then oldest) or eviction order (lowest fee, then oldest), up to `limit` of them and, when
+   * `maxBytes` is given, only rows that still fit (a row too large is skipped, not a stop: one
+   * large transaction at the top must not starve every worker with a byte budget).
+   * Candidates are read without locking, then locked by primary key with SKIP LOCKED, only as
+   * many as are still wanted. A single "ORDER BY fee LIMIT n FOR UPDATE SKIP LOCKED" is not
+   * enough on MySQL/MariaDB: when it sorts, InnoDB locks every row it read before the LIMIT
+   * applies, so one claimer would lock the whole pool and starve the others.
    */
-  async claim(chainId: string, options: ClaimOptions): Promise<MempoolTx[]> {
+  async #lockClaimable(id: string, now: Date, order: 'claim' | 'evict', limit: number, maxBytes?: number): Promise<MempoolTx[]> {
     const tx = this.#tx;
-    tx.assertWritable('mempool.claim');
-    const id = parse(chainIdSchema, chainId, 'chainId');
-    const o = parse(claimSchema, options);
-    await this.#requireChain(id);
-    const now = this.#clock();
-    const nowEnc = enc(tx, T.mempool, 'claim_expires_at', now);
-    const claimable = (eb: any) => eb.or([eb('claimed_by', 'is', null), eb('claim_expires_at', '<=', nowEnc)]);
-    // Read candidates in claim order without locking, then lock, by primary key with SKIP
-    // LOCKED, only as many as are still wanted. A single "ORDER BY fee LIMIT n FOR UPDATE SKIP
-    // LOCKED" is not enough on MySQL/MariaDB: when it sorts, InnoDB locks every row it read
-    // before the LIMIT applies, so one claimer would lock the whole pool and starve the others.
-    const window = Math.min(1000, o.limit * 2 + 8);
+    const claimable = claimableAt(tx, now);
+    const feeDesc = order === 'claim';
+    const window = Math.min(1000, limit * 2 + 8);
     const picked: MempoolTx[] = [];
     let bytes = 0;
-    let done = false;
     let last: { fee: bigint; receivedAt: Date; txHash: string } | undefined;
-    for (let round = 0; round < 64 && !done; round++) {
+    for (let round = 0; round < 64 && picked.length < limit; round++) {
       const cands = (
         await tx.db
           .selectFrom(T.mempool)
@@ -149,18 +144,16 @@ export class MempoolStore {
           .where('chain_id', '=', id)
           .where(claimable)
           .$if(!!last, (q) =>
-            q.where((eb: any) => {
-              // Keyset "after the last candidate" in (fee desc, received_at, tx_hash) order.
-              const fee = enc(tx, T.mempool, 'fee', last!.fee);
-              const at = enc(tx, T.mempool, 'received_at', last!.receivedAt);
-              return keysetAfter(eb, [
-                { column: 'fee', value: fee, desc: true },
-                { column: 'received_at', value: at },
+            q.where((eb: any) =>
+              // Keyset "after the last candidate" in (fee, received_at, tx_hash) order.
+              keysetAfter(eb, [
+                { column: 'fee', value: enc(tx, T.mempool, 'fee', last!.fee), desc: feeDesc },
+                { column: 'received_at', value: enc(tx, T.mempool, 'received_at', last!.receivedAt) },
                 { column: 'tx_hash', value: last!.txHash },
-              ]);
-            }),
+              ]),
+            ),
           )
-          .orderBy('fee', 'desc')
+          .orderBy('fee', feeDesc ? 'desc' : 'asc')
           .orderBy('received_at', 'asc')
           .orderBy('tx_hash', 'asc')
           .limit(window)
@@ -170,18 +163,14 @@ export class MempoolStore {
       const tail = cands[cands.length - 1]!;
       last = { fee: tail.fee, receivedAt: tail.received_at, txHash: tail.tx_hash };
       let i = 0;
-      while (i < cands.length && !done) {
+      while (i < cands.length && picked.length < limit) {
         const batch: string[] = [];
         let batchBytes = 0;
-        while (i < cands.length && batch.length < o.limit - picked.length) {
+        for (; i < cands.length && batch.length < limit - picked.length; i++) {
           const size = cands[i]!.size_bytes;
-          if (o.maxBytes !== undefined && bytes + batchBytes + size > o.maxBytes) {
-            done = true;
-            break;
-          }
+          if (maxBytes !== undefined && bytes + batchBytes + size > maxBytes) continue;
           batch.push(cands[i]!.tx_hash);
           batchBytes += size;
-          i++;
         }
         if (!batch.length) break;
         const locked = await tx
@@ -194,10 +183,24 @@ export class MempoolStore {
           picked.push(row);
           bytes += row.sizeBytes;
         }
-        if (picked.length >= o.limit) done = true;
       }
       if (cands.length < window) break;
     }
+    return picked;
+  }
+
+  /**
+   * Claims up to `limit` unclaimed (or lease-expired) transactions, highest fee first, then
+   * oldest, for `worker`. Rows another transaction is claiming are skipped, not waited for.
+   */
+  async claim(chainId: string, options: ClaimOptions): Promise<MempoolTx[]> {
+    const tx = this.#tx;
+    tx.assertWritable('mempool.claim');
+    const id = parse(chainIdSchema, chainId, 'chainId');
+    const o = parse(claimSchema, options);
+    await this.#requireChain(id);
+    const now = this.#clock();
+    const picked = await this.#lockClaimable(id, now, 'claim', o.limit, o.maxBytes);
     if (!picked.length) return [];
     const expires = new Date(now.getTime() + (o.leaseMs ?? DEFAULT_LEASE_MS));
     const r = await tx.db
@@ -209,7 +212,7 @@ export class MempoolStore {
         'in',
         picked.map((p) => p.txHash),
       )
-      .where(claimable)
+      .where(claimableAt(tx, now))
       .executeTakeFirst();
     // The rows are locked by us, so every one must still be claimable; anything else means the
     // locking did not hold and two workers could hold the same transaction.

@@ -165,7 +165,7 @@ export interface ClaimOptions {
   worker: string;
   /** Most transactions to claim (1..1000). */
   limit: number;
-  /** Stop before the claimed sizes exceed this many bytes. */
+  /** The claimed sizes stay within this many bytes (a row that does not fit is skipped). */
   maxBytes?: number;
   /** Lease length; an expired claim may be taken by another worker (default 60 s). */
   leaseMs?: number;
