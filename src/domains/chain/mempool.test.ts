@@ -14,6 +14,7 @@ import type { MempoolInput } from './types.js';
 let seq = 0;
 const newChainId = () => `m-${++seq}-${Math.random().toString(36).slice(2, 7)}`;
 const T0 = Date.UTC(2030, 5, 1);
+const at = (ms: number) => ({ clock: () => new Date(T0 + ms) });
 const item = (chainId: string, n: number, fee: bigint, over: Partial<MempoolInput> = {}): MempoolInput => ({
   txHash: hashOf('mp', chainId, n),
   content: Buffer.from(`tx-${n}`),
@@ -36,7 +37,6 @@ forEachBackend('chain mempool', (ctx) => {
   before(async () => {
     coffer = await ctx.open({ migrations: CHAIN_TEST_MIGRATIONS });
   });
-  const at = (ms: number) => ({ clock: () => new Date(T0 + ms) });
   const add = (id: string, i: MempoolInput) => coffer.write((tx) => mempool(tx, at(0)).add(id, i), { op: 'mempool.add' });
 
   test('add dedupes by hash, refuses different content under one hash, and skips confirmed transactions', async () => {
@@ -311,6 +311,39 @@ forEachBackend(
           await ta;
         }
       }
+    });
+
+    test('a claim committed while a block including the transaction waits keeps its lease through a reorg of that block', async () => {
+      const db = await ctx.newDatabase();
+      const a = await ctx.open({ url: db.url });
+      const b = await ctx.open({ url: db.url, settings: { busyTimeoutMs: 5000 } });
+      const id = await setup(a, 100);
+      await a.write((tx) => mempool(tx).add(id, item(id, 1, 10n)));
+      const b0 = makeBlock(id, 0n, ZERO_HASH);
+      await a.write((tx) => chain(tx).ingestBlock(b0));
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let claimed!: () => void;
+      const isClaimed = new Promise<void>((r) => (claimed = r));
+      const ta = a.write(async (tx) => {
+        const got = await mempool(tx, at(0)).claim(id, { worker: 'w1', limit: 1, leaseMs: 3_600_000 });
+        claimed();
+        await held;
+        return got;
+      });
+      await isClaimed;
+      // The block reaches the mempool row while the claim is still open, then waits for it.
+      const tb = b.write((tx) => chain(tx, at(0)).ingestBlock(makeBlock(id, 1n, b0.blockHash, [{ hash: hashOf('mp', id, 1) }])));
+      await sleep(300);
+      release();
+      assert.equal((await ta).length, 1);
+      await tb;
+      assert.equal(await a.read((tx) => mempool(tx).size(id)), 0);
+      await a.write((tx) => chain(tx, at(0)).reorg(id, 0n, []));
+      const back = await a.read((tx) => mempool(tx).get(id, hashOf('mp', id, 1)));
+      assert.equal(back?.claimedBy, 'w1', 'the reorg restored the row without the claim committed before the block deleted it');
+      // So a second worker cannot take it while w1's lease runs.
+      assert.deepEqual(await a.write((tx) => mempool(tx, at(1000)).claim(id, { worker: 'w2', limit: 1 })), []);
     });
   },
   ['sqlite', 'postgres', 'mysql'],

@@ -229,8 +229,8 @@ function assertWholeRow(tx: Tx, table: string, key: Row, known: KnownRow, what: 
   if (Object.keys(a).some((k) => a[k] !== b[k])) throw new Error(`${what}: the before image is not the row of this key`);
 }
 
-async function selectRow(tx: Tx, table: string, key: Row): Promise<Row | undefined> {
-  const [row] = await tx.selectWhere(table, key);
+async function selectRow(tx: Tx, table: string, key: Row, opts: { lock?: boolean } = {}): Promise<Row | undefined> {
+  const [row] = await tx.selectWhere(table, key, opts);
   return row ? tx.codec(table).decode<Row>(row) : undefined;
 }
 
@@ -364,7 +364,10 @@ export async function journaledUpdate(tx: Tx, ref: BlockRef, table: string, key:
     await record(tx, ref, table, key, known.before);
     return true;
   }
-  const before = await selectRow(tx, table, key);
+  // Locked: at READ COMMITTED a plain read can return the version a concurrent transaction is
+  // replacing (a mempool claim, say), and the write would then wait for it and overwrite its
+  // result while the journal keeps the stale image for a reorg to restore.
+  const before = await selectRow(tx, table, key, { lock: true });
   if (!before) return false;
   await tx.updateWhere(table, changes, key);
   await record(tx, ref, table, key, before);
@@ -395,7 +398,8 @@ export async function journaledDelete(tx: Tx, ref: BlockRef, table: string, key:
     await record(tx, ref, table, key, known.before);
     return true;
   }
-  const before = await selectRow(tx, table, key);
+  // Locked, as in journaledUpdate: the journal must keep the row as it was when deleted.
+  const before = await selectRow(tx, table, key, { lock: true });
   if (!before) return false;
   await tx.deleteWhere(table, key);
   await record(tx, ref, table, key, before);
