@@ -189,6 +189,27 @@ forEachBackend('chain store', (ctx) => {
       ingest({ ...blocks[1]!, txCount: 9 }),
       (e: unknown) => e instanceof ConflictError && e.details.field === 'txCount',
     );
+    // Every stored column takes part: the block's time, each transaction's fields, each output.
+    const b1 = blocks[1]!;
+    const t0 = b1.transactions[0]!;
+    const withTx = (over: Partial<typeof t0>) => ({ ...b1, transactions: [{ ...t0, ...over }] });
+    const variants: [string, unknown, string][] = [
+      ['time', { ...b1, time: new Date(0) }, 'time'],
+      ['output value', withTx({ outputs: [{ address: 'a', value: 999n }] }), 'transactions[0].outputs'],
+      ['output address', withTx({ outputs: [{ address: 'evil', value: 2n }] }), 'transactions[0].outputs'],
+      ['an output more', withTx({ outputs: [...t0.outputs, { address: 'b', value: 1n }] }), 'transactions[0].outputs'],
+      ['an output fewer', withTx({ outputs: [] }), 'transactions'],
+      ['address', withTx({ address: 'someone' }), 'transactions[0].address'],
+      ['action', withTx({ actionType: 'mint', actionVersion: 1 }), 'transactions[0].actionType'],
+      ['payload', withTx({ payload: Buffer.from('x') }), 'transactions[0].payload'],
+    ];
+    for (const [what, block, field] of variants) {
+      await assert.rejects(
+        ingest(block as typeof b1),
+        (e: unknown) => e instanceof ConflictError && e.details.field === field,
+        `a replay with another ${what} must be refused naming ${field}`,
+      );
+    }
     // The same hash claimed at another height is refused too.
     await assert.rejects(
       ingest({ ...blocks[1]!, height: 3n, parentHash: blocks[2]!.blockHash }),
@@ -321,6 +342,14 @@ forEachBackend('chain store', (ctx) => {
       reorg(3n, [{ ...makeBlock('other-chain', 4n, main[3]!.blockHash) }]),
       (e: unknown) => e instanceof ValidationError && e.details.field === 'newBranch[0].chainId',
     );
+    // A branch block reusing the hash of a block that stays (at or below the fork), or of an
+    // earlier branch block, is a conflict naming it, not the unique key's untyped refusal.
+    const reused = makeChain(id, 4n, 2, main[3]!.blockHash, 'f');
+    reused[1] = { ...reused[1]!, blockHash: main[1]!.blockHash };
+    await assert.rejects(reorg(3n, reused), (e: unknown) => e instanceof ConflictError && e.details.field === 'newBranch[1].blockHash');
+    const looped = makeChain(id, 4n, 3, main[3]!.blockHash, 'f');
+    looped[2] = { ...looped[2]!, blockHash: looped[0]!.blockHash };
+    await assert.rejects(reorg(3n, looped), (e: unknown) => e instanceof ConflictError && e.details.field === 'newBranch[2].blockHash');
     // A processor failing half-way through the new branch undoes the rollback too.
     const failing: BlockProcessor = async (_tx, c) => {
       if (c.block.height === 5n) throw new Error('processor failed');
@@ -463,6 +492,9 @@ forEachBackend('chain store', (ctx) => {
       return e;
     });
     assert.ok(caught instanceof ConflictError && caught.details.field === 'transactions[1].txHash');
+    // The field is the caller's position, not the position in block order.
+    const reversed = { ...b1, transactions: [...b1.transactions].reverse() };
+    await assert.rejects(ingest(reversed), (e: unknown) => e instanceof ConflictError && e.details.field === 'transactions[0].txHash');
     assert.deepEqual(await dumpDatabase(coffer), before);
   });
 

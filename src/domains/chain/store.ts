@@ -53,7 +53,17 @@ const DEFAULT_PAGE = 100;
 /** Hashes per IN (…) lookup during ingest: one statement for a block of 1,000 transactions. */
 const LOOKUP_CHUNK = 1_000;
 
-type ValidBlock = z.output<typeof blockSchema>;
+type ValidBlock = z.output<typeof blockSchema> & {
+  /** The transactions in the caller's order, and the field prefix: errors name the caller's positions. */
+  readonly given: z.output<typeof blockSchema>['transactions'];
+  readonly prefix: string;
+};
+
+/** The field of a block's transaction by hash, as the caller gave it (`newBranch[1].transactions[3].txHash`). */
+function txField(block: ValidBlock, txHash: string, name: string): string {
+  const f = `transactions[${block.given.findIndex((t) => t.txHash === txHash)}].${name}`;
+  return block.prefix ? `${block.prefix}.${f}` : f;
+}
 
 /** Validates a block and the rules between its fields; returns it with transactions in block order. */
 export function validateBlock(input: IngestBlockInput, prefix = ''): ValidBlock {
@@ -77,7 +87,19 @@ export function validateBlock(input: IngestBlockInput, prefix = ''): ValidBlock 
       addresses.add(o.address);
     });
   });
-  return { ...b, txCount, transactions: [...b.transactions].sort((x, y) => x.indexInBlock - y.indexInBlock) };
+  return {
+    ...b,
+    txCount,
+    transactions: [...b.transactions].sort((x, y) => x.indexInBlock - y.indexInBlock),
+    given: b.transactions,
+    prefix,
+  };
+}
+
+/** Byte strings equal, null and absent alike. */
+function sameBytes(a: Uint8Array | null | undefined, b: Uint8Array | null | undefined): boolean {
+  if (a == null || b == null) return (a == null) === (b == null);
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
 function lagOf(current: bigint | null, latest: bigint | null): bigint | null {
@@ -360,6 +382,18 @@ export class ChainStore {
         forkHeight: fork,
       });
     }
+    // A branch block may not reuse the hash of a block that stays (at or below the fork) or of
+    // another branch block: the unique key would refuse it mid-reorg with no field to name.
+    const heights = new Map<string, bigint>();
+    for (const [i, b] of blocks.entries()) {
+      const at = heights.get(b.blockHash) ?? (await this.#blockWithHash(id, b.blockHash))?.height;
+      if (at !== undefined && (heights.has(b.blockHash) || at <= fork))
+        throw new ConflictError(`newBranch[${i}]: block ${b.blockHash} is already at height ${at}`, {
+          field: `newBranch[${i}].blockHash`,
+          chainId: id,
+        });
+      heights.set(b.blockHash, b.height);
+    }
     const summary = await this.#rollback(chain, cursor, fork);
     for (const b of blocks) await this.#append(chain, await this.#lockCursor(id), b, options.processors ?? []);
     const tip = blocks.length ? blocks[blocks.length - 1]! : { height: forkBlock.height, blockHash: forkBlock.hash };
@@ -378,24 +412,55 @@ export class ChainStore {
   }
 
   // A replay must be the same block: a block hash commits to its content, so a difference means
-  // the caller's data is wrong, and silently keeping either version would hide it.
+  // the caller's data is wrong (an adapter's bug, say), and silently keeping either version would
+  // hide it. Every stored column is compared: the block's, each transaction's and each output's.
+  // Replays are rare (re-delivery after a crash), so the extra reads cost nothing in steady state.
   async #assertSameBlock(stored: StoredBlock, block: ValidBlock): Promise<void> {
     const tx = this.#tx;
     const problem = (field: string, what: string) => {
       throw new ConflictError(`block ${block.blockHash} is already stored with a different ${what}`, { field, chainId: block.chainId });
     };
-    if (stored.parentHash !== block.parentHash) problem('parentHash', 'parent hash');
-    if (stored.txCount !== block.txCount) problem('txCount', 'transaction count');
+    const blockField = (name: string) => (block.prefix ? `${block.prefix}.${name}` : name);
+    if (stored.parentHash !== block.parentHash) problem(blockField('parentHash'), 'parent hash');
+    if (stored.txCount !== block.txCount) problem(blockField('txCount'), 'transaction count');
+    if (stored.time.getTime() !== block.time.getTime()) problem(blockField('time'), 'time');
     const rows = await tx.db
       .selectFrom(T.txs)
-      .select(['tx_hash', 'index_in_block'])
+      .selectAll()
       .where('chain_id', '=', block.chainId)
       .where('block_height', '=', enc(tx, T.txs, 'block_height', block.height))
       .execute();
-    const storedTxs = new Map(rows.map((r) => [r.tx_hash as string, Number(r.index_in_block)]));
-    if (storedTxs.size !== block.transactions.length || block.transactions.some((t) => storedTxs.get(t.txHash) !== t.indexInBlock)) {
-      problem('transactions', 'transaction list');
+    const storedTxs = new Map(rows.map((r) => [String(r.tx_hash), tx.codec(T.txs).decode<Record<string, unknown>>(r)]));
+    if (storedTxs.size !== block.transactions.length) problem(blockField('transactions'), 'transaction list');
+    for (const t of block.transactions) {
+      const r = storedTxs.get(t.txHash);
+      if (!r) return problem(txField(block, t.txHash, 'txHash'), 'transaction list');
+      const check = (name: string, same: boolean) => {
+        if (!same) problem(txField(block, t.txHash, name), `${name} of transaction ${t.txHash}`);
+      };
+      check('indexInBlock', Number(r.index_in_block) === t.indexInBlock);
+      check('actionType', (r.action_type ?? null) === (t.actionType ?? null));
+      check('actionVersion', (r.action_version ?? null) === (t.actionVersion ?? null));
+      check('address', (r.address ?? null) === (t.address ?? null));
+      check('payload', sameBytes(r.payload as Uint8Array | null | undefined, t.payload));
     }
+    const outs = await tx.db
+      .selectFrom(T.outputs)
+      .select(['tx_hash', 'address', 'value'])
+      .where('chain_id', '=', block.chainId)
+      .where('block_height', '=', enc(tx, T.outputs, 'block_height', block.height))
+      .execute();
+    const codec = tx.codec(T.outputs);
+    const storedOuts = new Map(outs.map((o) => [`${String(o.tx_hash)} ${String(o.address)}`, codec.decode<{ value: bigint }>(o).value]));
+    let given = 0;
+    for (const t of block.transactions) {
+      for (const o of t.outputs) {
+        given++;
+        if (storedOuts.get(`${t.txHash} ${o.address}`) !== o.value)
+          problem(txField(block, t.txHash, 'outputs'), `outputs of transaction ${t.txHash}`);
+      }
+    }
+    if (given !== storedOuts.size) problem(blockField('transactions'), 'set of outputs');
   }
 
   async #insertBlockRows(chainId: string, block: ValidBlock): Promise<void> {
@@ -451,11 +516,10 @@ export class ChainStore {
         .where(inValues(tx, T.txs, 'tx_hash', part))
         .executeTakeFirst();
       if (dup) {
-        const i = block.transactions.findIndex((t) => t.txHash === dup.tx_hash);
         throw new ConflictError(
           `transaction ${String(dup.tx_hash)} is already stored in block ${String(dup.block_height)} of chain ${chainId}`,
           {
-            field: `transactions[${i}].txHash`,
+            field: txField(block, String(dup.tx_hash), 'txHash'),
             chainId,
           },
         );
