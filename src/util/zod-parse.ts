@@ -33,3 +33,17 @@ export const pageLimitSchema = z
   .min(1, 'must be at least 1')
   .max(1000, 'at most 1000')
   .optional();
+
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+/** True for a one-line label: no control character (PostgreSQL refuses NUL), no lone surrogate (not UTF-8). */
+export const isLabel = (s: string): boolean => !CONTROL_RE.test(s) && s.isWellFormed();
+
+/** A one-line label of 1–`max` characters, checked as isLabel. */
+export const labelSchema = (max: number) =>
+  z
+    .string({ error: 'expected a string' })
+    .min(1, 'must not be empty')
+    .max(max, `longer than ${max} characters`)
+    .refine((s) => !CONTROL_RE.test(s), 'no control characters')
+    .refine((s) => s.isWellFormed(), 'contains a lone surrogate');

@@ -552,6 +552,8 @@ forEachBackend('chain store', (ctx) => {
       ['invalid time', mutate((b) => (b.time = new Date('nope'))), 'time'],
       ['bad chain id', mutate((b) => (b.chainId = 'bad chain')), 'chainId'],
       ['empty address', mutate((b) => (b.transactions[0].address = '')), 'transactions[0].address'],
+      ['NUL in action type', mutate((b) => (b.transactions[0].actionType = 'mi\u0000nt')), 'transactions[0].actionType'],
+      ['lone surrogate in action type', mutate((b) => (b.transactions[0].actionType = 'mint\ud800')), 'transactions[0].actionType'],
       ['address with space', mutate((b) => (b.transactions[0].outputs[0].address = 'a b')), 'transactions[0].outputs[0].address'],
       [
         'duplicate output address',

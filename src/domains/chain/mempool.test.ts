@@ -221,6 +221,8 @@ forEachBackend('chain mempool', (ctx) => {
     const claim = (o: Record<string, unknown>) => coffer.write((tx) => mempool(tx).claim(id, { worker: 'w', limit: 1, ...o } as never));
     await assert.rejects(claim({ limit: 0 }), (e: unknown) => e instanceof ValidationError && e.details.field === 'limit');
     await assert.rejects(claim({ worker: '' }), (e: unknown) => e instanceof ValidationError && e.details.field === 'worker');
+    // Refused whether or not the pool holds anything (before, the database refused it, naming its column).
+    await assert.rejects(claim({ worker: 'w\u0000' }), (e: unknown) => e instanceof ValidationError && e.details.field === 'worker');
     await assert.rejects(claim({ leaseMs: -5 }), (e: unknown) => e instanceof ValidationError && e.details.field === 'leaseMs');
     await assert.rejects(
       coffer.write((tx) => mempool(tx).release(id, 'w', ['nothex'])),

@@ -5,6 +5,7 @@ import { NotFoundError } from '../../db/errors.js';
 import { route, type RouteSpec } from '../../server/route.js';
 import { encodeCursor, decodeCursor, pageQuery } from '../../server/pagination.js';
 import { actorOf } from '../../server/services.js';
+import { labelSchema } from '../../util/zod-parse.js';
 import { amount, amountOut, chainIdParam, hashOut, height, hex32, hexBytes, isoTime } from '../../server/wire.js';
 import { audit } from '../audit/log.js';
 import { mempool } from './mempool.js';
@@ -22,7 +23,7 @@ const transactionIn = z
       .int()
       .min(0)
       .max(2 ** 31 - 1),
-    actionType: z.string().min(1).max(32).nullable().default(null),
+    actionType: labelSchema(32).nullable().default(null),
     actionVersion: z
       .number()
       .int()
@@ -391,7 +392,7 @@ export function chainRoutes(): RouteSpec[] {
       params: chainParams,
       body: z
         .object({
-          worker: z.string().min(1).max(64),
+          worker: labelSchema(64),
           limit: z.number().int().min(1).max(1000),
           maxBytes: z.number().int().min(1).optional(),
           leaseMs: z.number().int().min(1000).max(3_600_000).optional(),

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { UINT256_MAX } from '../../db/codec.js';
 import { ValidationError } from '../../db/errors.js';
-import { pageLimitSchema, parseOrThrow } from '../../util/zod-parse.js';
+import { isLabel, labelSchema, pageLimitSchema, parseOrThrow } from '../../util/zod-parse.js';
 
 const INT64_MAX = 2n ** 63n - 1n;
 const INT32_MAX = 2 ** 31 - 1;
@@ -53,7 +53,7 @@ const outputSchema = z.object({ address: addressSchema, value: amountSchema });
 const transactionSchema = z.object({
   txHash: hash32Schema,
   indexInBlock: int32('index'),
-  actionType: z.string({ error: 'expected a string or null' }).min(1, 'must not be empty').max(32, 'longer than 32 characters').nullable(),
+  actionType: labelSchema(32).nullable(),
   actionVersion: int32('version').nullable(),
   payload: bufferSchema.nullable(),
   address: addressSchema.nullable(),
@@ -97,7 +97,8 @@ export function fastBlock(input: unknown): BlockOutput | undefined {
     if (!isObject(t)) return undefined;
     const { txHash, indexInBlock, actionType, actionVersion, payload, address, outputs } = t;
     if (typeof txHash !== 'string' || !HASH32_RE.test(txHash) || !isInt32(indexInBlock)) return undefined;
-    if (actionType !== null && (typeof actionType !== 'string' || actionType.length < 1 || actionType.length > 32)) return undefined;
+    if (actionType !== null && (typeof actionType !== 'string' || actionType.length < 1 || actionType.length > 32 || !isLabel(actionType)))
+      return undefined;
     if (actionVersion !== null && !isInt32(actionVersion)) return undefined;
     if (payload !== null && !Buffer.isBuffer(payload)) return undefined;
     if (address !== null && (typeof address !== 'string' || !ADDRESS_RE.test(address))) return undefined;
@@ -146,7 +147,7 @@ export const mempoolInputSchema = z.object({
 });
 
 export const claimSchema = z.object({
-  worker: z.string({ error: 'expected a string' }).min(1, 'must not be empty').max(128, 'longer than 128 characters'),
+  worker: labelSchema(128),
   limit: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(1000, 'at most 1000'),
   maxBytes: z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').optional(),
   leaseMs: z
