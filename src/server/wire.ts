@@ -2,7 +2,7 @@
 // hashes and bytes as lowercase hex, times as ISO-8601. Parsed once here into the store types.
 import { z } from 'zod';
 
-const INT64_MAX = 2n ** 63n - 1n;
+export const INT64_MAX = 2n ** 63n - 1n;
 const UINT256_MAX = 2n ** 256n - 1n;
 
 export const hex32 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters');

@@ -158,6 +158,45 @@ forEachBackend('chain API', (ctx) => {
     assert.equal((await svc.call('GET', '/v1/chains/doge', reader)).json().cursor.height, before);
   });
 
+  test("errors from the store name the body's fields (hash, blocks[i]), a height or cursor out of range names the parameter", async () => {
+    const tip = (await svc.call('GET', '/v1/chains/doge', reader)).json().cursor;
+    const stored = (await svc.call('GET', `/v1/chains/doge/blocks/${tip.height}`, reader)).json();
+    const expect = async (r: { statusCode: number; body: string; json(): any }, status: number, field: string) => {
+      assert.equal(r.statusCode, status, r.body);
+      assert.equal(r.json().error.field, field, r.body);
+    };
+    // A replay that differs from what is stored (store field `time`).
+    const tipHeight = Number(tip.height);
+    const replay = {
+      ...block(tipHeight, { salt: tipHeight >= 3 ? 5 : 0 }),
+      hash: stored.hash,
+      parentHash: stored.parentHash,
+      time: new Date(0).toISOString(),
+    };
+    await expect(await svc.call('POST', '/v1/chains/doge/blocks', writer, replay), 409, 'body.time');
+    // A broken link in a reorg's branch (store field `newBranch[1].parentHash`).
+    const b1 = { ...block(1, { salt: 8 }), parentHash: h(1) };
+    const b2 = { ...block(2, { salt: 8 }), parentHash: h(12345) };
+    await expect(
+      await svc.call('POST', '/v1/chains/doge/reorg', writer, { forkHeight: '0', blocks: [b1, b2] }),
+      400,
+      'body.blocks[1].parentHash',
+    );
+    // A branch block reusing a kept block's hash (store field `newBranch[0].blockHash`).
+    await expect(
+      await svc.call('POST', '/v1/chains/doge/reorg', writer, {
+        forkHeight: '1',
+        blocks: [{ ...block(2, { salt: 8 }), parentHash: h(2), hash: h(1) }],
+      }),
+      409,
+      'body.blocks[0].hash',
+    );
+    await expect(await svc.call('GET', '/v1/chains/doge/blocks/9999999999999999999', reader), 400, 'params.ref');
+    const cursor = Buffer.from(JSON.stringify({ h: '9999999999999999999', i: 0 })).toString('base64url');
+    await expect(await svc.call('GET', `/v1/chains/doge/addresses/addr0/transactions?cursor=${cursor}`, reader), 400, 'cursor');
+    assert.deepEqual((await svc.call('GET', '/v1/chains/doge', reader)).json().cursor, tip);
+  });
+
   test('401 without or with a bad key, 403 without the scope', async () => {
     assert.equal((await svc.call('GET', '/v1/chains', null)).statusCode, 401);
     assert.equal(

@@ -1,12 +1,12 @@
 // HTTP routes of the chain domain. Each write is one transaction on the chain's database that
 // also appends its audit entry; the block processors (token flows) run inside ingest.
 import { z } from 'zod';
-import { NotFoundError } from '../../db/errors.js';
+import { CofferError, NotFoundError } from '../../db/errors.js';
 import { route, type RouteSpec } from '../../server/route.js';
 import { encodeCursor, decodeCursor, pageQuery } from '../../server/pagination.js';
 import { actorOf } from '../../server/services.js';
 import { labelSchema } from '../../util/zod-parse.js';
-import { amount, amountOut, chainIdParam, hashOut, height, hex32, hexBytes, isoTime } from '../../server/wire.js';
+import { amount, amountOut, chainIdParam, hashOut, height, hex32, hexBytes, INT64_MAX, isoTime } from '../../server/wire.js';
 import { audit } from '../audit/log.js';
 import { mempool } from './mempool.js';
 import { chain } from './store.js';
@@ -76,13 +76,40 @@ const blockOut = z.object({
   txCount: z.number(),
 });
 
-const positionCursor = z.object({ h: z.string().regex(/^[0-9]+$/), i: z.number().int().min(0) });
+const positionCursor = z.object({
+  h: z
+    .string()
+    .regex(/^[0-9]{1,19}$/)
+    .refine((h) => BigInt(h) <= INT64_MAX),
+  i: z.number().int().min(0),
+});
 function toPage(p: Page<StoredTransaction>): { items: StoredTransaction[]; nextCursor?: string } {
   return p.next ? { items: p.items, nextCursor: encodeCursor({ h: p.next.height.toString(), i: p.next.index }) } : { items: p.items };
 }
 function fromCursor(cursor: string | undefined): TxPosition | null {
   const c = decodeCursor(cursor, positionCursor);
   return c ? { height: BigInt(c.h), index: c.i } : null;
+}
+
+// The store names its own fields (blockHash, newBranch[1], forkHeight); the body calls them
+// hash, blocks[1], forkHeight. Errors leave the API naming what the caller sent.
+const BLOCK_FIELD = /^(height|blockHash|parentHash|time|txCount|transactions)(?![A-Za-z])/;
+function bodyField(field: string): string {
+  if (field === 'forkHeight') return 'body.forkHeight';
+  if (field === 'newBranch') return 'body.blocks';
+  const branch = /^newBranch(\[\d+\])\.(.*)$/.exec(field);
+  const [prefix, rest] = branch ? [`body.blocks${branch[1]}`, branch[2]!] : ['body', field];
+  if (!BLOCK_FIELD.test(rest)) return branch ? `${prefix}.${rest}` : field;
+  return `${prefix}.${rest.replace(/^blockHash/, 'hash')}`;
+}
+async function inBodyTerms<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof CofferError && typeof e.details.field === 'string')
+      (e.details as { field: string }).field = bodyField(e.details.field);
+    throw e;
+  }
 }
 
 function toBlock(chainId: string, b: z.infer<typeof blockIn>): IngestBlockInput {
@@ -198,10 +225,12 @@ export function chainRoutes(): RouteSpec[] {
         services.chains.write(
           params.chainId,
           async (tx) => {
-            const r = await chain(tx).ingestBlock(toBlock(params.chainId, body), {
-              processors: services.blockProcessors,
-              reorg: query.reorg === 'true',
-            });
+            const r = await inBodyTerms(
+              chain(tx).ingestBlock(toBlock(params.chainId, body), {
+                processors: services.blockProcessors,
+                reorg: query.reorg === 'true',
+              }),
+            );
             if (r.status === 'ingested') {
               await audit(tx).record({
                 actor: actorOf(principal),
@@ -230,11 +259,13 @@ export function chainRoutes(): RouteSpec[] {
         services.chains.write(
           params.chainId,
           async (tx) => {
-            const r = await chain(tx).reorg(
-              params.chainId,
-              body.forkHeight,
-              body.blocks.map((b) => toBlock(params.chainId, b)),
-              { processors: services.blockProcessors },
+            const r = await inBodyTerms(
+              chain(tx).reorg(
+                params.chainId,
+                body.forkHeight,
+                body.blocks.map((b) => toBlock(params.chainId, b)),
+                { processors: services.blockProcessors },
+              ),
             );
             await audit(tx).record({
               actor: actorOf(principal),
@@ -277,7 +308,13 @@ export function chainRoutes(): RouteSpec[] {
       params: z
         .object({
           chainId: chainIdParam,
-          ref: z.union([hex32, z.string().regex(/^(0|[1-9][0-9]{0,18})$/, 'a height or a 64-hex block hash')]),
+          ref: z.union([
+            hex32,
+            z
+              .string()
+              .regex(/^(0|[1-9][0-9]{0,18})$/, 'a height or a 64-hex block hash')
+              .refine((r) => BigInt(r) <= INT64_MAX, 'a height out of the 64-bit range'),
+          ]),
         })
         .strict(),
       response: blockOut,
