@@ -60,6 +60,12 @@ export interface AuditEntry {
 }
 
 const NAME = /^[a-z][a-z0-9_]*$/;
+/** An entity id as stored: no control characters (PostgreSQL refuses NUL in text outright). */
+export const EntityIdSchema = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[^\u0000-\u001f\u007f]+$/, 'no control characters');
 const InputSchema = z.object({
   action: z
     .string()
@@ -67,11 +73,7 @@ const InputSchema = z.object({
     .regex(/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/, 'dotted lowercase words, e.g. identity.api_key.create'),
   domain: z.string().min(1).max(64).regex(NAME, 'lowercase snake_case'),
   entity: z.string().min(1).max(64).regex(NAME, 'lowercase snake_case'),
-  entityId: z
-    .string()
-    .min(1)
-    .max(256)
-    .regex(/^[^\u0000-\u001f\u007f]+$/, 'no control characters'),
+  entityId: EntityIdSchema,
 });
 
 /** The exact value whose canonical JSON is hashed. */

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { decodeCursor, pageOf, pageQuery } from '../../server/pagination.js';
 import { route, type RouteSpec } from '../../server/route.js';
-import { auditHead, entityTrail, readEntries } from './log.js';
+import { auditHead, EntityIdSchema, entityTrail, readEntries } from './log.js';
 import { verifyAuditLog } from './verify.js';
 
 const any = z.object({}).passthrough();
@@ -12,6 +12,28 @@ const name = z
   .string()
   .regex(/^[a-z][a-z0-9_]*$/)
   .max(64);
+
+/**
+ * An anchor is both halves or neither: half of one used to be dropped and the chain reported
+ * ok:true without the check the caller asked for. Sequence numbers start at 1.
+ */
+const anchorQuery = z
+  .object({
+    anchorSeq: z
+      .string()
+      .regex(/^[1-9][0-9]{0,18}$/, 'a sequence number (1 or more)')
+      .optional(),
+    anchorHash: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/, '64 lowercase hex characters')
+      .optional(),
+  })
+  .strict()
+  .superRefine((q, ctx) => {
+    if ((q.anchorSeq === undefined) === (q.anchorHash === undefined)) return;
+    const missing = q.anchorSeq === undefined ? 'anchorSeq' : 'anchorHash';
+    ctx.addIssue({ code: 'custom', path: [missing], message: 'anchorSeq and anchorHash go together: give both or neither' });
+  });
 
 export function auditRoutes(): RouteSpec[] {
   return [
@@ -39,7 +61,8 @@ export function auditRoutes(): RouteSpec[] {
       summary: 'Every audit entry about one entity, oldest first',
       tag: 'audit',
       auth: { domain: 'audit', level: 'read' },
-      params: z.object({ domain: name, entity: name, entityId: z.string().min(1).max(256) }).strict(),
+      // The writer's own rule: an id it could never have recorded is a 400, not a driver error.
+      params: z.object({ domain: name, entity: name, entityId: EntityIdSchema }).strict(),
       response: z.object({ items: z.array(any) }),
       handler: ({ params, coffer }) => coffer.read(async (tx) => ({ items: await entityTrail(tx, params) }), { op: 'audit.trail' }),
     }),
@@ -55,26 +78,18 @@ export function auditRoutes(): RouteSpec[] {
     route({
       method: 'GET',
       url: '/v1/audit/verify',
-      summary: 'Walk the whole chain in pages: the verified length and head, or the first broken entry',
+      summary:
+        'Walk the whole chain in pages: the verified length and head, or the first broken entry; with an anchor (anchorSeq >= 1 and anchorHash, both or neither) entry anchorSeq must have anchorHash',
       tag: 'audit',
       auth: { domain: 'audit', level: 'read' },
-      query: z
-        .object({
-          anchorSeq: z
-            .string()
-            .regex(/^[0-9]+$/)
-            .optional(),
-          anchorHash: z
-            .string()
-            .regex(/^[0-9a-f]{64}$/)
-            .optional(),
-        })
-        .strict(),
+      query: anchorQuery,
       response: any,
       handler: ({ query, coffer }) =>
         verifyAuditLog(
           coffer,
-          query.anchorSeq && query.anchorHash ? { anchor: { seq: BigInt(query.anchorSeq), hash: query.anchorHash } } : {},
+          query.anchorSeq !== undefined && query.anchorHash !== undefined
+            ? { anchor: { seq: BigInt(query.anchorSeq), hash: query.anchorHash } }
+            : {},
         ),
     }),
   ];

@@ -202,6 +202,43 @@ forEachBackend('identity', (ctx) => {
     assert.equal((await r((id) => id.integrations.findByName('names-2')))!.id, reborn.id);
   });
 
+  test('names have no space at either end, so they collide alike on every backend (MySQL ignores trailing spaces)', async () => {
+    const integ = await w((id) => id.integrations.create({ name: 'padded' }));
+    const key = await w((id) => id.keys.create({ integrationId: integ.id, name: 'k 1', scopes: ['identity:read'], expiresAt: inDays(1) }));
+    const integrationsBefore = await rowCount(coffer, 'identity_integrations');
+    const keysBefore = await rowCount(coffer, 'identity_api_keys');
+    const auditBefore = await rowCount(coffer, 'audit_log');
+    const isNameError = (e: unknown) => e instanceof ValidationError && e.details.field === 'name' && /leading or trailing/.test(e.message);
+    for (const name of ['padded ', ' padded', 'padded\t', 'padded  ', ' ']) {
+      await assert.rejects(
+        w((id) => id.integrations.create({ name })),
+        isNameError,
+        JSON.stringify(name),
+      );
+      await assert.rejects(
+        w((id) => id.integrations.rename(integ.id, { name, expectedVersion: integ.version })),
+        isNameError,
+        JSON.stringify(name),
+      );
+      await assert.rejects(
+        w((id) => id.keys.create({ integrationId: integ.id, name, scopes: ['identity:read'], expiresAt: inDays(1) })),
+        isNameError,
+        JSON.stringify(name),
+      );
+      await assert.rejects(
+        w((id) => id.keys.update(key.record.id, { expectedVersion: key.record.version, name })),
+        isNameError,
+        JSON.stringify(name),
+      );
+    }
+    assert.equal(await rowCount(coffer, 'identity_integrations'), integrationsBefore);
+    assert.equal(await rowCount(coffer, 'identity_api_keys'), keysBefore);
+    assert.equal(await rowCount(coffer, 'audit_log'), auditBefore);
+    // A lookup is exact everywhere: on MySQL/MariaDB "padded " would otherwise find "padded".
+    assert.equal(await r((id) => id.integrations.findByName('padded ')), undefined);
+    assert.equal((await r((id) => id.integrations.findByName('padded')))!.id, integ.id);
+  });
+
   test('key updates are optimistic: a stale version is a ConflictError and changes nothing', async () => {
     const { record } = await w(async (id) => {
       const integ = await id.integrations.create({ name: 'optimistic' });

@@ -53,6 +53,9 @@ const Name = z
   .string()
   .min(1)
   .max(128)
+  // MySQL/MariaDB's PAD SPACE collations compare "ops" and "ops " as equal and the other
+  // backends do not, so uniqueness would differ by backend: no space at either end anywhere.
+  .regex(/^\S(?:.*\S)?$/s, 'no leading or trailing spaces')
   .regex(/^[A-Za-z0-9][A-Za-z0-9 ._:@-]*$/, 'letters, digits, space and . _ : @ -, starting with a letter or digit');
 const KeyId = z.string().regex(/^[0-9a-f]{24}$/, 'an API key id (24 hex characters)');
 const Version = z.number().int().min(1);
@@ -117,7 +120,8 @@ export class Integrations extends IdentityStore {
   /** The live integration with this name. */
   async findByName(name: string): Promise<Integration | undefined> {
     const raw = await this.tx.db.selectFrom(INTEGRATIONS).selectAll().where('live_name', '=', name).executeTakeFirst();
-    return raw ? toIntegration(this.tx.codec(INTEGRATIONS).decode(raw as Row)) : undefined;
+    // Exact match on every backend: MySQL's PAD SPACE would also answer "ops " with "ops".
+    return raw && raw.name === name ? toIntegration(this.tx.codec(INTEGRATIONS).decode(raw as Row)) : undefined;
   }
 
   /** Integrations in id order, a page at a time: `after` the last id seen, `limit` (1–1000, default 100) of them. */

@@ -1,11 +1,28 @@
 // Identity and audit APIs through app.inject() on every backend: keys shown once and usable,
-// stale updates refused, revocation effective, token limits and single consumption, and the
-// audit log readable, verifiable and attributed to the key that made each change.
+// stale updates refused, revocation effective, no key granting more than it holds, token
+// limits and single consumption, the audit log readable, verifiable and attributed to the key
+// that made each change, and the dashboard's audit panel only for keys that may read the log.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
+import { toBigInt } from '../../db/codec.js';
 import type { Coffer } from '../../db/store.js';
 import { forEachBackend } from '../../../test/harness.js';
 import { testService, type TestService } from '../../../test/service-support.js';
+import { systemActor } from '../audit/actor.js';
+import { identity } from './index.js';
+
+async function rowCount(coffer: Coffer, table: string): Promise<bigint> {
+  return coffer.read(async (tx) =>
+    toBigInt(
+      (
+        await tx.db
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    ),
+  );
+}
 
 forEachBackend('identity and audit API', (ctx) => {
   let coffer: Coffer;
@@ -42,10 +59,17 @@ forEachBackend('identity and audit API', (ctx) => {
     const use = await svc.call('GET', '/v1/chains', { authorization: `Bearer ${key}` });
     assert.equal(use.statusCode, 200, use.body);
 
-    const stale = await svc.call('PATCH', `/v1/keys/${record.id}`, admin, { expectedVersion: record.version + 5, scopes: ['chain:write'] });
+    const stale = await svc.call('PATCH', `/v1/keys/${record.id}`, admin, {
+      expectedVersion: record.version + 5,
+      scopes: ['chain:read', 'audit:read'],
+    });
     assert.equal(stale.statusCode, 409, stale.body);
     assert.equal(stale.json().error.code, 'conflict');
-    const updated = await svc.call('PATCH', `/v1/keys/${record.id}`, admin, { expectedVersion: record.version, scopes: ['chain:write'] });
+    // A scope the admin key holds itself (it could not grant chain:write: see below).
+    const updated = await svc.call('PATCH', `/v1/keys/${record.id}`, admin, {
+      expectedVersion: record.version,
+      scopes: ['chain:read', 'audit:read'],
+    });
     assert.equal(updated.statusCode, 200, updated.body);
 
     assert.equal((await svc.call('DELETE', `/v1/keys/${record.id}`, admin)).statusCode, 200);
@@ -150,5 +174,159 @@ forEachBackend('identity and audit API', (ctx) => {
     const big = await svc.call('GET', '/v1/integrations?limit=501', admin);
     assert.equal(big.statusCode, 400, big.body);
     assert.equal(big.json().error.field, 'query.limit');
+  });
+  test('a key grants only scopes it holds: identity:admin cannot create *:admin or chain:write keys', async () => {
+    const idAdmin = await svc.key(['identity:admin']);
+    const id = (await svc.call('POST', '/v1/integrations', idAdmin, { name: 'escalation' })).json().id;
+    const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
+    const keysBefore = await rowCount(coffer, 'identity_api_keys');
+    const auditBefore = await rowCount(coffer, 'audit_log');
+    for (const scopes of [['*:admin'], ['chain:write'], ['identity:read', 'chain:write'], ['*:read'], ['audit:read']]) {
+      const res = await svc.call('POST', `/v1/integrations/${id}/keys`, idAdmin, { name: 'escalated', scopes, expiresAt });
+      assert.equal(res.statusCode, 403, `${scopes}: ${res.body}`);
+      assert.equal(res.json().error.code, 'forbidden');
+      assert.equal(res.json().error.field, 'body.scopes');
+    }
+    assert.equal(await rowCount(coffer, 'identity_api_keys'), keysBefore, 'no key written');
+    assert.equal(await rowCount(coffer, 'audit_log'), auditBefore, 'no audit entry written');
+    // Malformed scopes are still a 400 naming the entry, as before.
+    const bad = await svc.call('POST', `/v1/integrations/${id}/keys`, idAdmin, { name: 'bad', scopes: ['identity:root'], expiresAt });
+    assert.equal(bad.statusCode, 400, bad.body);
+    assert.equal(bad.json().error.field, 'scopes.0');
+
+    for (const scopes of [['identity:read'], ['identity:admin']]) {
+      const ok = await svc.call('POST', `/v1/integrations/${id}/keys`, idAdmin, { name: `ok-${scopes[0]}`, scopes, expiresAt });
+      assert.equal(ok.statusCode, 201, ok.body);
+      assert.deepEqual(ok.json().record.scopes, scopes);
+    }
+    const other = (await svc.call('GET', `/v1/integrations/${id}/keys`, idAdmin)).json().items[0];
+    const widen = await svc.call('PATCH', `/v1/keys/${other.id}`, idAdmin, { expectedVersion: other.version, scopes: ['*:admin'] });
+    assert.equal(widen.statusCode, 403, widen.body);
+    assert.equal(widen.json().error.field, 'body.scopes');
+    const narrow = await svc.call('PATCH', `/v1/keys/${other.id}`, idAdmin, { expectedVersion: other.version, scopes: ['identity:write'] });
+    assert.equal(narrow.statusCode, 200, narrow.body);
+  });
+
+  test('a key cannot widen its own key (scopes, expiry, allow-list) unless it holds *:admin', async () => {
+    const idAdmin = await svc.key(['identity:admin'], { ipAllow: ['127.0.0.1', '::1'] });
+    const own = () => coffer.read((tx) => identity(tx, systemActor('test')).keys.get(idAdmin.keyId));
+    const before = (await own())!;
+    const later = new Date(Date.now() + 365 * 86_400_000).toISOString();
+    const attempts: [Record<string, unknown>, string][] = [
+      [{ scopes: ['*:admin'] }, 'body.scopes'],
+      [{ scopes: ['identity:admin'] }, 'body.scopes'],
+      [{ expiresAt: later }, 'body.expiresAt'],
+      [{ ipAllow: [] }, 'body.ipAllow'],
+      [{ name: 'renamed', ipAllow: [] }, 'body.ipAllow'],
+    ];
+    for (const [change, field] of attempts) {
+      const res = await svc.call('PATCH', `/v1/keys/${idAdmin.keyId}`, idAdmin, { expectedVersion: before.version, ...change });
+      assert.equal(res.statusCode, 403, `${JSON.stringify(change)}: ${res.body}`);
+      assert.equal(res.json().error.code, 'forbidden');
+      assert.equal(res.json().error.field, field);
+    }
+    assert.deepEqual(await own(), before, 'the key is unchanged');
+    // Renaming itself changes nothing it can use.
+    const renamed = await svc.call('PATCH', `/v1/keys/${idAdmin.keyId}`, idAdmin, {
+      expectedVersion: before.version,
+      name: 'self-renamed',
+    });
+    assert.equal(renamed.statusCode, 200, renamed.body);
+
+    // *:admin holds everything: it grants any scope and may change its own key.
+    const root = await svc.key(['*:admin']);
+    const id = (await svc.call('POST', '/v1/integrations', root, { name: 'root-made' })).json().id;
+    const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
+    for (const scopes of [['*:admin'], ['chain:write']]) {
+      const res = await svc.call('POST', `/v1/integrations/${id}/keys`, root, {
+        name: `root-${scopes[0]!.replace('*', 'all')}`,
+        scopes,
+        expiresAt,
+      });
+      assert.equal(res.statusCode, 201, res.body);
+    }
+    const rootKey = (await coffer.read((tx) => identity(tx, systemActor('test')).keys.get(root.keyId)))!;
+    const self = await svc.call('PATCH', `/v1/keys/${root.keyId}`, root, {
+      expectedVersion: rootKey.version,
+      expiresAt: later,
+      ipAllow: ['10.0.0.0/8', '127.0.0.1', '::1'],
+    });
+    assert.equal(self.statusCode, 200, self.body);
+    const current = (await own())!;
+    const granted = await svc.call('PATCH', `/v1/keys/${idAdmin.keyId}`, root, { expectedVersion: current.version, scopes: ['*:admin'] });
+    assert.equal(granted.statusCode, 200, granted.body);
+    assert.deepEqual(granted.json().scopes, ['*:admin']);
+  });
+
+  test('the dashboard shows the audit panel only to keys with audit:read', async () => {
+    const coreOnly = await svc.key(['core:read']);
+    const withAudit = await svc.key(['core:read', 'audit:read']);
+    const hidden = await svc.call('GET', '/v1/dashboard', coreOnly);
+    assert.equal(hidden.statusCode, 200, hidden.body);
+    assert.equal(hidden.json().audit, null);
+    assert.equal(hidden.json().auditPermitted, false);
+    assert.doesNotMatch(hidden.body, /identity\.integration\.create/, 'no audit entry leaks');
+    assert.equal((await svc.call('GET', '/v1/audit/entries', coreOnly)).statusCode, 403, 'as the audit routes themselves');
+    const shown = await svc.call('GET', '/v1/dashboard', withAudit);
+    assert.equal(shown.statusCode, 200, shown.body);
+    assert.equal(shown.json().auditPermitted, true);
+    const audit = shown.json().audit;
+    assert.equal(audit.ok, true, JSON.stringify(audit));
+    assert.ok(audit.recent.length > 0);
+    assert.match(audit.head, /^[0-9a-f]{64}$/);
+  });
+
+  test('verify takes an anchor whole or not at all: half an anchor or seq 0 is a 400 naming the field', async () => {
+    const head = (await svc.call('GET', '/v1/audit/head', admin)).json();
+    const hash = head.hash as string;
+    const cases: [string, string][] = [
+      [`anchorSeq=${head.seq}`, 'query.anchorHash'],
+      [`anchorHash=${hash}`, 'query.anchorSeq'],
+      [`anchorSeq=0&anchorHash=${hash}`, 'query.anchorSeq'],
+      [`anchorSeq=0`, 'query.anchorSeq'],
+      [`anchorSeq=01&anchorHash=${hash}`, 'query.anchorSeq'],
+      [`anchorSeq=1&anchorHash=${hash.toUpperCase()}`, 'query.anchorHash'],
+    ];
+    for (const [q, field] of cases) {
+      const res = await svc.call('GET', `/v1/audit/verify?${q}`, admin);
+      assert.equal(res.statusCode, 400, `${q}: ${res.body}`);
+      assert.equal(res.json().error.code, 'validation');
+      assert.equal(res.json().error.field, field, q);
+    }
+    const anchored = await svc.call('GET', `/v1/audit/verify?anchorSeq=${head.seq}&anchorHash=${hash}`, admin);
+    assert.equal(anchored.statusCode, 200, anchored.body);
+    assert.equal(anchored.json().ok, true, anchored.body);
+    const wrong = await svc.call('GET', `/v1/audit/verify?anchorSeq=${head.seq}&anchorHash=${'0'.repeat(64)}`, admin);
+    assert.equal(wrong.json().ok, false);
+    assert.equal(wrong.json().firstBad.kind, 'anchor_mismatch');
+  });
+
+  test('an audit trail id with control characters is a 400 naming it, on every backend', async () => {
+    for (const entityId of ['%00', 'a%00b', 'x%01', 'tab%09', '%7F']) {
+      const res = await svc.call('GET', `/v1/audit/trail/identity/integration/${entityId}`, admin);
+      assert.equal(res.statusCode, 400, `${entityId}: ${res.body}`);
+      assert.equal(res.json().error.field, 'params.entityId');
+    }
+    const id = (await svc.call('POST', '/v1/integrations', admin, { name: 'trail' })).json().id;
+    const trail = await svc.call('GET', `/v1/audit/trail/identity/integration/${id}`, admin);
+    assert.equal(trail.statusCode, 200, trail.body);
+    assert.deepEqual(
+      trail.json().items.map((e: { action: string }) => e.action),
+      ['identity.integration.create'],
+    );
+  });
+
+  test('integration and key names with a space at either end are a 400 naming the field', async () => {
+    const bad = await svc.call('POST', '/v1/integrations', admin, { name: 'spaced ' });
+    assert.equal(bad.statusCode, 400, bad.body);
+    assert.equal(bad.json().error.field, 'name');
+    const id = (await svc.call('POST', '/v1/integrations', admin, { name: 'spaced' })).json().id;
+    const key = await svc.call('POST', `/v1/integrations/${id}/keys`, admin, {
+      name: ' reader',
+      scopes: ['chain:read'],
+      expiresAt: new Date(Date.now() + 86_400_000).toISOString(),
+    });
+    assert.equal(key.statusCode, 400, key.body);
+    assert.equal(key.json().error.field, 'name');
   });
 });

@@ -2,12 +2,13 @@
 // (a new key, a new token) appear once, in the response that creates them, and nowhere else.
 // The stores record their own audit entries and row history with the calling key as actor.
 import { z } from 'zod';
-import { NotFoundError } from '../../db/errors.js';
+import { ForbiddenError, NotFoundError } from '../../db/errors.js';
 import { decodeCursor, pageOf, pageQuery } from '../../server/pagination.js';
-import { route, type RouteSpec } from '../../server/route.js';
+import { route, type Principal, type RouteSpec } from '../../server/route.js';
 import { actorOf } from '../../server/services.js';
 import { isoTime } from '../../server/wire.js';
 import { identity } from './index.js';
+import { hasScope, normalizeScopes, parseScope } from './scopes.js';
 
 const idParam = z.string().regex(/^[0-9]{1,19}$/, 'an integration id');
 const keyId = z.string().regex(/^[0-9a-f]{24}$/, 'an API key id (24 hex characters)');
@@ -16,6 +17,32 @@ const any = z.object({}).passthrough();
 
 function missing(what: string, id: string, field: string): never {
   throw new NotFoundError(`${what} ${id} not found`, { field });
+}
+
+/**
+ * A caller hands out only what it holds: every requested scope must be covered by its own, or
+ * an identity:admin key could mint (or widen a key to) *:admin. Checked here, not in the store,
+ * because only the HTTP layer knows the caller; the CLI (an operator with database access) may
+ * grant anything. Malformed scopes fail as the store would (ValidationError naming scopes.N).
+ */
+function requireGrantable(principal: Principal | null, requested: readonly string[]): void {
+  const held = principal?.scopes ?? [];
+  for (const scope of normalizeScopes(requested)) {
+    const { domain, level } = parseScope(scope);
+    if (!hasScope(held, domain, level))
+      throw new ForbiddenError(`body.scopes: this key cannot grant ${scope}, which it does not hold itself`, { field: 'body.scopes' });
+  }
+}
+
+/**
+ * A key may rename itself but not change its own scopes, expiry or allow-list (re-granting
+ * itself what it already holds would still outlive its expiry or escape its allow-list),
+ * unless it holds *:admin.
+ */
+function requireNotSelfWidening(principal: Principal | null, keyId: string, body: Record<string, unknown>): void {
+  if (principal?.kind !== 'api_key' || principal.id !== keyId || hasScope(principal.scopes, '*', 'admin')) return;
+  const field = (['scopes', 'expiresAt', 'ipAllow'] as const).find((f) => body[f] !== undefined);
+  if (field) throw new ForbiddenError(`body.${field}: a key may not change its own ${field} (needs *:admin)`, { field: `body.${field}` });
 }
 
 export function identityRoutes(): RouteSpec[] {
@@ -90,7 +117,8 @@ export function identityRoutes(): RouteSpec[] {
     route({
       method: 'POST',
       url: '/v1/integrations/:id/keys',
-      summary: 'Create an API key: the key is in this response only; Coffer keeps its hash',
+      summary:
+        'Create an API key: the key is in this response only; Coffer keeps its hash. Only scopes the calling key holds itself can be granted (403 otherwise)',
       tag: 'identity',
       auth: { domain: 'identity', level: 'admin' },
       params: z.object({ id: idParam }).strict(),
@@ -104,10 +132,12 @@ export function identityRoutes(): RouteSpec[] {
         .strict(),
       response: z.object({ key: z.string(), record: any }),
       status: 201,
-      handler: ({ params, body, coffer, principal }) =>
-        coffer.write((tx) => identity(tx, actorOf(principal)).keys.create({ ...body, integrationId: params.id }), {
+      handler: ({ params, body, coffer, principal }) => {
+        requireGrantable(principal, body.scopes);
+        return coffer.write((tx) => identity(tx, actorOf(principal)).keys.create({ ...body, integrationId: params.id }), {
           op: 'identity.createKey',
-        }),
+        });
+      },
     }),
     route({
       method: 'GET',
@@ -136,7 +166,8 @@ export function identityRoutes(): RouteSpec[] {
     route({
       method: 'PATCH',
       url: '/v1/keys/:keyId',
-      summary: "Change a key's scopes, expiry or IP allow-list (optimistic concurrency on expectedVersion)",
+      summary:
+        "Change a key's scopes, expiry or IP allow-list (optimistic concurrency on expectedVersion). Only scopes the calling key holds can be granted; a key changes its own scopes, expiry or allow-list only with *:admin (403 otherwise)",
       tag: 'identity',
       auth: { domain: 'identity', level: 'admin' },
       params: z.object({ keyId }).strict(),
@@ -150,10 +181,13 @@ export function identityRoutes(): RouteSpec[] {
         })
         .strict(),
       response: any,
-      handler: ({ params, body, coffer, principal }) =>
-        coffer.write((tx) => identity(tx, actorOf(principal)).keys.update(params.keyId, body), {
+      handler: ({ params, body, coffer, principal }) => {
+        requireNotSelfWidening(principal, params.keyId, body);
+        if (body.scopes !== undefined) requireGrantable(principal, body.scopes);
+        return coffer.write((tx) => identity(tx, actorOf(principal)).keys.update(params.keyId, body), {
           op: 'identity.updateKey',
-        }),
+        });
+      },
     }),
     route({
       method: 'DELETE',

@@ -342,12 +342,22 @@ export class Tokens extends IdentityStore {
   }
 }
 
-/** A read-only look at a presented token (no state change): is it valid now? */
+/**
+ * A read-only look at a presented token (no state change): is it valid now? It refuses what
+ * consume would refuse, with the same errors (a deleted integration's token is invalid).
+ */
 export async function inspectToken(tx: Tx, presented: string, opts: { now?: Date } = {}): Promise<Token> {
   const cred = parseCredential('token', presented);
   const raw = cred ? await tx.db.selectFrom(TOKENS).selectAll().where('id', '=', cred.id).executeTakeFirst() : undefined;
   const row = raw ? tx.codec(TOKENS).decode<Row>(raw as Row) : undefined;
   if (!credentialMatches('token', cred, row ? String(row.secret_hash) : undefined) || !row) throw new UnauthenticatedError('invalid token');
+  // As in consume: a deleted integration's tokens are dead, so inspecting one must not call it valid.
+  const integ = await tx.db
+    .selectFrom(INTEGRATIONS)
+    .select('deleted_at')
+    .where('id', '=', tx.codec(INTEGRATIONS).encode({ id: row.integration_id }).id as never)
+    .executeTakeFirst();
+  if (!integ || integ.deleted_at) throw new UnauthenticatedError('invalid token');
   const t = toToken(row);
   if (t.status !== 'unused' || t.expiresAt.getTime() <= (opts.now ?? new Date()).getTime()) {
     throw new InvalidStateTransitionError(

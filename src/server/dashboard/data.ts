@@ -1,10 +1,12 @@
 // What the dashboard shows, gathered in one call: chain sync, throughput, pool, migrations,
 // table sizes, slow operations (Coffer's own timing on every backend, plus pg_stat_statements
-// where installed), waiting locks, and the audit log's newest entries and verified head.
+// where installed), waiting locks, and the audit log's newest entries and verified head (only
+// for callers holding audit:read, the scope /v1/audit/entries itself needs).
 import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Coffer } from '../../db/store.js';
 import { redactUrl } from '../../db/url.js';
+import { hasScope } from '../../domains/identity/scopes.js';
 import { collectStats } from '../../ops/sizes.js';
 import { route, type RouteSpec } from '../route.js';
 
@@ -114,14 +116,19 @@ async function defaultTables(coffer: Coffer): Promise<TablePanel[]> {
   }));
 }
 
-export async function dashboardData(coffer: Coffer, sources: DashboardSources = {}) {
+/**
+ * The dashboard document. `auditPermitted` false leaves the audit panel out (audit null) without
+ * reading or verifying the log: the panel shows entries, so it needs what /v1/audit/entries needs.
+ */
+export async function dashboardData(coffer: Coffer, sources: DashboardSources, opts: { auditPermitted: boolean }) {
+  const { auditPermitted } = opts;
   const [migrations, tables, locks, statements, chains, audit, server] = await Promise.all([
     coffer.migrator.status(),
     (sources.tables ?? defaultTables)(coffer),
     waitingLocks(coffer),
     topStatements(coffer),
     sources.chains ? sources.chains(coffer) : Promise.resolve([]),
-    sources.audit ? sources.audit(coffer) : Promise.resolve(null),
+    sources.audit && auditPermitted ? sources.audit(coffer) : Promise.resolve(null),
     coffer.engine.serverVersion(),
   ]);
   return {
@@ -135,6 +142,7 @@ export async function dashboardData(coffer: Coffer, sources: DashboardSources = 
     statements,
     locks,
     audit,
+    auditPermitted,
   };
 }
 
@@ -143,11 +151,13 @@ export function dashboardRoutes(sources: DashboardSources = {}): RouteSpec[] {
     route({
       method: 'GET',
       url: '/v1/dashboard',
-      summary: 'Everything the operator dashboard shows, in one document',
+      summary:
+        'Everything the operator dashboard shows, in one document; the audit panel only for keys with audit:read (otherwise audit is null and auditPermitted false)',
       tag: 'service',
       auth: { domain: 'core', level: 'read' },
       response: z.object({}).passthrough(),
-      handler: ({ coffer }) => dashboardData(coffer, sources),
+      handler: ({ coffer, principal }) =>
+        dashboardData(coffer, sources, { auditPermitted: hasScope(principal?.scopes ?? [], 'audit', 'read') }),
     }),
   ];
 }

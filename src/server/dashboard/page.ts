@@ -107,7 +107,7 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
     rows($('slow').tBodies[0], d.slowQueries, (s) => [s.op, { v: s.ms, num: 1 }, s.at]);
     rows($('stmts').tBodies[0], d.statements || [], (s) => [s.query, { v: s.calls, num: 1 }, { v: s.meanMs, num: 1 }]);
     rows($('locks').tBodies[0], d.locks, (l) => [l.waiting, l.blockedBy, { v: l.seconds, num: 1 }]);
-    $('audit-head').textContent = d.audit ? ('verified length ' + d.audit.length + ' · head ' + d.audit.head + (d.audit.ok ? '' : ' · BROKEN at ' + d.audit.firstBad)) : 'audit log not available';
+    $('audit-head').textContent = d.audit ? ('verified length ' + d.audit.length + ' · head ' + d.audit.head + (d.audit.ok ? '' : ' · BROKEN at ' + d.audit.firstBad)) : d.auditPermitted === false ? 'audit log not available to this key (needs audit:read)' : 'audit log not available';
     rows($('audit').tBodies[0], d.audit ? d.audit.recent : [], (a) => [a.seq, a.at, a.actor, a.action, a.entity]);
   }
   $('connect').onclick = () => { sessionStorage.setItem('coffer.key', $('key').value.trim()); refresh(); };
