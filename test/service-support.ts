@@ -22,9 +22,12 @@ export interface TestService {
 
 let counter = 0;
 
-/** The service as `coffer serve` builds it, authentication cache included (server.authCacheMs, default unless given). */
-export async function testService(coffer: Coffer, opts: { authCacheMs?: number } = {}): Promise<TestService> {
-  const services: Services = { coffer, chains: ChainRouter.fixed(coffer), blockProcessors: BLOCK_PROCESSORS };
+/**
+ * The service as `coffer serve` builds it, authentication cache included (server.authCacheMs,
+ * default unless given); `chains` routes chains to their own databases (default: all in `coffer`).
+ */
+export async function testService(coffer: Coffer, opts: { authCacheMs?: number; chains?: ChainRouter } = {}): Promise<TestService> {
+  const services: Services = { coffer, chains: opts.chains ?? ChainRouter.fixed(coffer), blockProcessors: BLOCK_PROCESSORS };
   if (!coffer.metrics.registry.getSingleMetric('coffer_chain_sync_lag_blocks')) registerChainGauges(coffer.metrics, services);
   const app = await buildApp({
     coffer,

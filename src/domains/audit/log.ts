@@ -255,7 +255,7 @@ export async function readEntries(tx: Tx, opts: { afterSeq?: bigint; limit: numb
 /** The entries about one entity, oldest first. */
 export async function entityTrail(
   tx: Tx,
-  q: { domain: string; entity: string; entityId: string | bigint | number; limit?: number },
+  q: { domain: string; entity: string; entityId: string | bigint | number; afterSeq?: bigint; limit?: number },
 ): Promise<AuditEntry[]> {
   const rows = await tx.db
     .selectFrom(AUDIT_LOG)
@@ -263,6 +263,8 @@ export async function entityTrail(
     .where('domain', '=', q.domain)
     .where('entity', '=', q.entity)
     .where('entity_id', '=', String(q.entityId))
+    // A page starts after the last entry seen (the entity index ends in seq).
+    .$if(q.afterSeq !== undefined, (b) => b.where('seq', '>', tx.codec(AUDIT_LOG).encode({ seq: q.afterSeq }).seq as never))
     .orderBy('seq')
     .limit(q.limit ?? 1000)
     .execute();

@@ -3,11 +3,14 @@
 import { z } from 'zod';
 import { decodeCursor, pageOf, pageQuery } from '../../server/pagination.js';
 import { route, type RouteSpec } from '../../server/route.js';
+import type { Services } from '../../server/services.js';
+import { chainIdParam } from '../../server/wire.js';
+import type { Coffer } from '../../db/store.js';
 import { auditHead, EntityIdSchema, entityTrail, readEntries } from './log.js';
 import { verifyAuditLog } from './verify.js';
 
 const any = z.object({}).passthrough();
-const seqCursor = z.object({ s: z.string().regex(/^[0-9]+$/) });
+const seqCursor = z.object({ s: z.string().regex(/^[0-9]{1,19}$/) });
 const name = z
   .string()
   .regex(/^[a-z][a-z0-9_]*$/)
@@ -19,6 +22,7 @@ const name = z
  */
 const anchorQuery = z
   .object({
+    chainId: chainIdParam.optional(),
     anchorSeq: z
       .string()
       .regex(/^[1-9][0-9]{0,18}$/, 'a sequence number (1 or more)')
@@ -35,6 +39,14 @@ const anchorQuery = z
     ctx.addIssue({ code: 'custom', path: [missing], message: 'anchorSeq and anchorHash go together: give both or neither' });
   });
 
+/**
+ * Which database's log: a chain kept in its own database (config database.chains) records its
+ * entries there, in the same transaction as its change, so that log is read with ?chainId=.
+ */
+const database = { chainId: chainIdParam.optional() };
+const logOf = (services: Services, coffer: Coffer, chainId: string | undefined): Coffer =>
+  chainId === undefined ? coffer : services.chains.for(chainId);
+
 export function auditRoutes(): RouteSpec[] {
   return [
     route({
@@ -43,10 +55,10 @@ export function auditRoutes(): RouteSpec[] {
       summary: 'Audit entries in sequence order, cursor-paginated',
       tag: 'audit',
       auth: { domain: 'audit', level: 'read' },
-      query: z.object(pageQuery).strict(),
+      query: z.object({ ...pageQuery, ...database }).strict(),
       response: z.object({ items: z.array(any), nextCursor: z.string().optional() }),
-      handler: ({ query, coffer }) =>
-        coffer.read(
+      handler: ({ query, coffer, services }) =>
+        logOf(services, coffer, query.chainId).read(
           async (tx) => {
             const after = decodeCursor(query.cursor, seqCursor);
             const rows = await readEntries(tx, { afterSeq: after ? BigInt(after.s) : 0n, limit: query.limit + 1 });
@@ -58,13 +70,22 @@ export function auditRoutes(): RouteSpec[] {
     route({
       method: 'GET',
       url: '/v1/audit/trail/:domain/:entity/:entityId',
-      summary: 'Every audit entry about one entity, oldest first',
+      summary: 'Every audit entry about one entity, oldest first, cursor-paginated',
       tag: 'audit',
       auth: { domain: 'audit', level: 'read' },
       // The writer's own rule: an id it could never have recorded is a 400, not a driver error.
       params: z.object({ domain: name, entity: name, entityId: EntityIdSchema }).strict(),
-      response: z.object({ items: z.array(any) }),
-      handler: ({ params, coffer }) => coffer.read(async (tx) => ({ items: await entityTrail(tx, params) }), { op: 'audit.trail' }),
+      query: z.object({ ...pageQuery, ...database }).strict(),
+      response: z.object({ items: z.array(any), nextCursor: z.string().optional() }),
+      handler: ({ params, query, coffer, services }) =>
+        logOf(services, coffer, query.chainId).read(
+          async (tx) => {
+            const after = decodeCursor(query.cursor, seqCursor);
+            const rows = await entityTrail(tx, { ...params, ...(after ? { afterSeq: BigInt(after.s) } : {}), limit: query.limit + 1 });
+            return pageOf(rows, query.limit, (e) => ({ s: e.seq.toString() }));
+          },
+          { op: 'audit.trail' },
+        ),
     }),
     route({
       method: 'GET',
@@ -72,8 +93,9 @@ export function auditRoutes(): RouteSpec[] {
       summary: 'The head of the audit chain (sequence number and hash), to anchor elsewhere',
       tag: 'audit',
       auth: { domain: 'audit', level: 'read' },
+      query: z.object(database).strict(),
       response: z.object({ seq: z.string(), hash: z.string() }),
-      handler: ({ coffer }) => coffer.read((tx) => auditHead(tx), { op: 'audit.head' }),
+      handler: ({ query, coffer, services }) => logOf(services, coffer, query.chainId).read((tx) => auditHead(tx), { op: 'audit.head' }),
     }),
     route({
       method: 'GET',
@@ -84,9 +106,9 @@ export function auditRoutes(): RouteSpec[] {
       auth: { domain: 'audit', level: 'read' },
       query: anchorQuery,
       response: any,
-      handler: ({ query, coffer }) =>
+      handler: ({ query, coffer, services }) =>
         verifyAuditLog(
-          coffer,
+          logOf(services, coffer, query.chainId),
           query.anchorSeq !== undefined && query.anchorHash !== undefined
             ? { anchor: { seq: BigInt(query.anchorSeq), hash: query.anchorHash } }
             : {},
