@@ -109,15 +109,23 @@ export async function hasPayment(tx: Tx, invoiceHash: string): Promise<boolean> 
  * expiry workers share the work instead of queueing. Returns the invoice hashes expired.
  */
 export async function expireReservations(tx: Tx, now: Date, limit: number): Promise<string[]> {
+  // Reservations with a payment are left out by the claim itself, not skipped after it: they
+  // stay reserved past their expiry until the payment settles, so taking the oldest `limit`
+  // and then skipping them would pick the same ones on every run, and a worker would make no
+  // progress once `limit` of them exist. (PostgreSQL locks only the reservation rows: FOR
+  // UPDATE does not reach into a subquery.)
   const candidates = await tx
     .lockRows(
       tx.db
-        .selectFrom(T.reservations)
-        .select('invoice_hash')
-        .where('state', '=', 'reserved')
-        .where('expires_at', '<=', enc(tx, T.reservations, 'expires_at', now))
-        .orderBy('expires_at')
-        .orderBy('invoice_hash')
+        .selectFrom(`${T.reservations} as r`)
+        .select('r.invoice_hash')
+        .where('r.state', '=', 'reserved')
+        .where('r.expires_at', '<=', enc(tx, T.reservations, 'expires_at', now))
+        .where(({ not, exists, selectFrom }) =>
+          not(exists(selectFrom(`${T.payments} as p`).select('p.invoice_hash').whereRef('p.invoice_hash', '=', 'r.invoice_hash'))),
+        )
+        .orderBy('r.expires_at')
+        .orderBy('r.invoice_hash')
         .limit(limit),
       { skipLocked: true },
     )
@@ -125,8 +133,9 @@ export async function expireReservations(tx: Tx, now: Date, limit: number): Prom
   const expired: string[] = [];
   for (const c of candidates) {
     const hash = c.invoice_hash as string;
-    // Checked after the lock: the block processor records a payment only while holding this
-    // row's lock, so a payment committed before we locked is visible here.
+    // Checked again after the lock: the block processor records a payment only while holding
+    // this row's lock, so a payment committed after the claim's snapshot but before we locked
+    // is visible here.
     if (await hasPayment(tx, hash)) continue;
     if (await endReservation(tx, hash, 'expired')) expired.push(hash);
   }

@@ -1045,6 +1045,61 @@ forEachBackend('tokens flows', (ctx) => {
     );
   });
 
+  test('lists use the normalised arguments: an uppercase hash pages and filters like its lowercase form', async () => {
+    const chain = new FakeChain(unique('up-'), 1);
+    const mints = [];
+    for (let i = 0; i < 3; i++) mints.push(await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n }));
+    const all = (await r(coffer)((s) => s.listMints({ chainId: chain.chainId }))).map((m) => m.hash);
+    assert.equal(all.length, 3);
+    const rest = await r(coffer)((s) => s.listMints({ chainId: chain.chainId, after: all[0]!.toUpperCase() }));
+    assert.deepEqual(
+      rest.map((m) => m.hash),
+      all.slice(1),
+      'mints after an uppercase hash: no row repeated',
+    );
+
+    const { hash, owner } = mints[0]!;
+    const ih = (await w(coffer)((s) => s.createInvoice(invoiceFor(hash, owner, 1n, 1n, { chainId: chain.chainId })))).hash;
+    await chain.mine(coffer, [actionTx('invoice', ih)]);
+    const byMint = await r(coffer)((s) => s.listInvoices({ mintHash: hash.toUpperCase() }));
+    assert.deepEqual(
+      byMint.map((i) => i.hash),
+      [ih],
+      'invoices of an uppercase mint hash',
+    );
+    assert.deepEqual(
+      await r(coffer)((s) => s.listInvoices({ mintHash: hash, after: ih.toUpperCase() })),
+      [],
+      'invoices after an uppercase hash',
+    );
+
+    const made: string[] = [];
+    const createdAt = new Date(Date.UTC(2024, 5, 1));
+    for (let i = 0; i < 3; i++) {
+      const c = {
+        side: 'sell' as const,
+        chainId: chain.chainId,
+        mintHash: hash,
+        offererAddress: owner,
+        sellerAddress: null,
+        quantity: BigInt(i + 1),
+        price: 10n,
+        priceUnit: 'koinu',
+        createdAt,
+      };
+      const { content, signature } = signedOffer(c);
+      const { sellerAddress: _none, side: _side, ...input } = content;
+      made.push((await w(coffer)((s) => s.createSellOffer({ ...input, signature }))).hash);
+    }
+    made.sort();
+    const page = await r(coffer)((s) => s.listOffers('sell', hash.toUpperCase(), { after: { createdAt, hash: made[0]!.toUpperCase() } }));
+    assert.deepEqual(
+      page.map((o) => o.hash),
+      made.slice(1),
+      'offers after an uppercase hash at the same time: no row repeated',
+    );
+  });
+
   test('the chain id of an invoice is signed; an invoice for another chain than its mint is refused', async () => {
     const chain = new FakeChain(unique('xc-'), 1);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 5n });

@@ -12,7 +12,7 @@ import { memoInvoice, memoLockedReservation, rememberInvoice, type BlockMemo } f
 import { getReservation, endReservation, reserve } from './escrow.js';
 import { lockBalance } from './ledger.js';
 import { anchorColumns, getConfirmedMint, type MatchOutcome, type OnChainAnchor } from './mints.js';
-import { decode, toInvoice, toMint, type Ctx, type Row } from './rows.js';
+import { decode, readEither, toInvoice, toMint, type Ctx, type Row } from './rows.js';
 import { T, type Invoice, type InvoiceInput, type Mint, type SignatureStatus } from './types.js';
 import { invalid, invoiceHash, invoiceInputSchema, parse, signatureInputSchema, ttlSchema } from './validate.js';
 
@@ -152,10 +152,10 @@ export async function createInvoice(ctx: Ctx, input: InvoiceInput, opts: CreateI
 /** An invoice by hash, on chain or not, with its reservation. */
 export async function getInvoice(tx: Tx, hash: string): Promise<Invoice | undefined> {
   const reservation = (await getReservation(tx, hash)) ?? null;
-  const c = await tx.db.selectFrom(T.invoices).selectAll().where('hash', '=', hash).executeTakeFirst();
-  if (c) return toInvoice(tx, T.invoices, c, reservation);
-  const u = await tx.db.selectFrom(T.unconfirmedInvoices).selectAll().where('hash', '=', hash).executeTakeFirst();
-  return u ? toInvoice(tx, T.unconfirmedInvoices, u, reservation) : undefined;
+  // Both invoice tables in one statement: a match (or a reorg) moving the invoice between two
+  // reads would make both miss it (rows.ts, readEither).
+  const r = await readEither(tx, T.invoices, T.unconfirmedInvoices, hash);
+  return r ? toInvoice(tx, r.confirmed ? T.invoices : T.unconfirmedInvoices, r.row, reservation) : undefined;
 }
 
 export interface ListInvoicesOptions {

@@ -5,7 +5,7 @@
 import type { Tx } from '../../db/tx.js';
 import type { BlockRef, JournaledWrite } from '../chain/undo.js';
 import { appendEntry, mustUpdate } from './ledger.js';
-import { decode, mintContentRow, toMint, type Ctx, type Row } from './rows.js';
+import { decode, mintContentRow, readEither, toMint, type Ctx, type Row } from './rows.js';
 import { T, type Mint, type MintContent, type MintInput } from './types.js';
 import { mintHash, mintInputSchema, parse } from './validate.js';
 
@@ -27,21 +27,30 @@ export async function submitMint(ctx: Ctx, input: MintInput): Promise<SubmitMint
   const { tx } = ctx;
   tx.assertWritable('tokens.submitMint');
   const { hash, content } = parseMint(input);
-  if (await confirmedMintRow(tx, hash)) return { hash, status: 'confirmed', created: false };
+  // Insert first, then look for the confirmed mint. A block confirming it meanwhile deletes the
+  // unconfirmed row: our insert of the same key waits for that transaction, and the read after
+  // it (a new statement) sees the confirmed row. Looking first left a window in which the block
+  // committed and the insert re-created the unconfirmed row, reported as created.
   const created = await tx.insertOrIgnore(T.unconfirmedMints, { hash, ...mintContentRow(content), received_at: ctx.now() }, ['hash']);
-  return { hash, status: 'unconfirmed', created };
+  if (!(await confirmedMintRow(tx, hash))) return { hash, status: 'unconfirmed', created };
+  // Already confirmed: a row we just inserted is a stale copy (ours, uncommitted), so it goes.
+  if (created) await deleteOwnCopy(tx, hash);
+  return { hash, status: 'confirmed', created: false };
+}
+
+async function deleteOwnCopy(tx: Tx, hash: string): Promise<void> {
+  const r = await tx.db.deleteFrom(T.unconfirmedMints).where('hash', '=', hash).executeTakeFirst();
+  if (Number(r.numDeletedRows ?? 0n) !== 1) throw new Error(`unconfirmed mint ${hash} inserted by this transaction vanished`);
 }
 
 async function confirmedMintRow(tx: Tx, hash: string) {
   return (await tx.selectWhere(T.mints, { hash }))[0];
 }
 
-/** A mint by content hash, confirmed or not. */
+/** A mint by content hash, confirmed or not (both tables in one statement: see readEither). */
 export async function getMint(tx: Tx, hash: string): Promise<Mint | undefined> {
-  const c = await confirmedMintRow(tx, hash);
-  if (c) return toMint(tx, T.mints, c);
-  const u = await tx.db.selectFrom(T.unconfirmedMints).selectAll().where('hash', '=', hash).executeTakeFirst();
-  return u ? toMint(tx, T.unconfirmedMints, u) : undefined;
+  const r = await readEither(tx, T.mints, T.unconfirmedMints, hash);
+  return r ? toMint(tx, r.confirmed ? T.mints : T.unconfirmedMints, r.row) : undefined;
 }
 
 export async function getConfirmedMint(tx: Tx, hash: string): Promise<Mint | undefined> {
@@ -113,7 +122,10 @@ export async function confirmMint(tx: Tx, ref: BlockRef, hash: string, anchor: O
       ? { outcome: 'applied' }
       : { outcome: 'rejected', reason: 'mint already confirmed by another transaction' };
   }
-  const raw = await tx.db.selectFrom(T.unconfirmedMints).selectAll().where('hash', '=', hash).executeTakeFirst();
+  // Locked (FOR UPDATE; SQLite's write lock already serialises): retention trims unconfirmed
+  // mints with SKIP LOCKED, so it cannot delete this row before the pass's guarded delete runs,
+  // and a trim that claimed it first is waited for (the row is then gone: still pending).
+  const [raw] = await tx.selectWhere(T.unconfirmedMints, { hash }, { lock: true });
   if (!raw) return { outcome: 'pending', reason: 'mint content not received yet' };
   const row = decode(tx, T.unconfirmedMints, raw);
   if (row.chain_id !== ref.chainId) return { outcome: 'rejected', reason: `mint is for chain ${String(row.chain_id)}` };

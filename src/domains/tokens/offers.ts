@@ -15,7 +15,6 @@ export async function createOffer(ctx: Ctx, side: OfferSide, input: OfferInput):
   const v = parse(offerInputSchema, input);
   if (side === 'buy' && v.sellerAddress === undefined) invalid('sellerAddress', 'is required on a buy offer');
   if (side === 'sell' && v.sellerAddress !== undefined) invalid('sellerAddress', 'is only allowed on a buy offer');
-  const createdAt = v.createdAt ?? ctx.now();
   const content = {
     side,
     chainId: v.chainId,
@@ -26,7 +25,8 @@ export async function createOffer(ctx: Ctx, side: OfferSide, input: OfferInput):
     price: v.price,
     priceUnit: v.priceUnit,
     publicKey: v.publicKey,
-    createdAt,
+    // Signed, so required (validate.ts): a time chosen here could not match any signature.
+    createdAt: v.createdAt,
   };
   const hash = offerHash(content);
   if (!ctx.verify(v.publicKey, hash, v.signature)) invalid('signature', `does not verify against publicKey over the offer hash ${hash}`);
@@ -44,7 +44,7 @@ export async function createOffer(ctx: Ctx, side: OfferSide, input: OfferInput):
     price_unit: v.priceUnit,
     public_key: v.publicKey,
     signature: v.signature,
-    created_at: createdAt,
+    created_at: v.createdAt,
   };
   if (side === 'buy') row.seller_address = v.sellerAddress;
   const created = await tx.insertOrIgnore(table(side), row, ['hash']);

@@ -47,7 +47,7 @@ const offerIn = z
     publicKey: z.string(),
     signature: z.string(),
     sellerAddress: address.optional(),
-    createdAt: isoTime.optional(),
+    createdAt: isoTime,
   })
   .strict();
 

@@ -1,5 +1,7 @@
 // Row mapping of the token domain: the store context, single-value encoding for WHERE clauses,
 // and decoding DB rows into the domain types through the table codecs.
+import { sql } from 'kysely';
+import { defineQuery, type PreparedQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import type {
   AssetManager,
@@ -41,6 +43,57 @@ export function decode(tx: Tx, table: string, raw: unknown): Row {
 export function asRead(tx: Tx, table: string, row: Row): Row {
   const codec = tx.codec(table);
   return codec.decode<Row>(codec.encode(row));
+}
+
+// ---------------------------------------------------------------- either table
+
+// Mints and invoices live in an unconfirmed table until a block moves them to the confirmed one
+// (which has the same columns plus the on-chain ones), and a reorg moves them back. Under READ
+// COMMITTED (PostgreSQL, MySQL/MariaDB) two statements see two snapshots, so a move committed
+// between them makes both miss the row. Reading in the direction rows move would not do: a reorg
+// moves them the other way. One UNION ALL statement reads both tables in one snapshot; each part
+// is a primary-key lookup. Compiled on first use (the columns come from the table definitions).
+const CONFIRMED_FLAG = 'confirmed__';
+const eitherQueries = new Map<string, PreparedQuery>();
+
+function eitherQuery(tx: Tx, confirmed: string, unconfirmed: string): PreparedQuery {
+  const known = eitherQueries.get(confirmed);
+  if (known) return known;
+  const columns = tx.codec(confirmed).table.columns.map((c) => c.name);
+  const own = new Set(tx.codec(unconfirmed).table.columns.map((c) => c.name));
+  const q = defineQuery(`tokens.either.${confirmed}`, (db, $) =>
+    db
+      .selectFrom(confirmed)
+      .select([sql<number>`1`.as(CONFIRMED_FLAG), ...columns])
+      .where('hash', '=', $(0))
+      .unionAll(
+        db
+          .selectFrom(unconfirmed)
+          .select([sql<number>`0`.as(CONFIRMED_FLAG), ...columns.map((c) => (own.has(c) ? c : sql<null>`null`.as(c)))])
+          .where('hash', '=', $(0)) as never,
+      ),
+  );
+  eitherQueries.set(confirmed, q);
+  return q;
+}
+
+/**
+ * The row of `hash` in the confirmed table or else the unconfirmed one, read in one statement
+ * (see above), and which table it came from. The unconfirmed row carries the confirmed table's
+ * extra columns as null.
+ */
+export async function readEither(
+  tx: Tx,
+  confirmed: typeof T.mints | typeof T.invoices,
+  unconfirmed: typeof T.unconfirmedMints | typeof T.unconfirmedInvoices,
+  hash: string,
+): Promise<{ row: Row; confirmed: boolean } | undefined> {
+  const rows = await tx.query(eitherQuery(tx, confirmed, unconfirmed), [hash]);
+  // Never in both tables (a move is one transaction); should a stale copy exist, confirmed wins.
+  const raw = rows.find((r) => Number(r[CONFIRMED_FLAG]) === 1) ?? rows[0];
+  if (!raw) return undefined;
+  const { [CONFIRMED_FLAG]: flag, ...row } = raw;
+  return { row, confirmed: Number(flag) === 1 };
 }
 
 // ---------------------------------------------------------------- mints

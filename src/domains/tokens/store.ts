@@ -69,8 +69,10 @@ export class TokenStore {
     return getMint(this.#tx, parse(hashSchema, hash, 'hash'));
   }
 
+  // The list methods pass on what parse returns, not their input: hashes are normalised to
+  // lowercase there, and an uppercase `after` or filter would otherwise repeat rows or find none.
   listMints(o: ListMintsOptions = {}): Promise<Mint[]> {
-    parse(
+    const v = parse(
       z
         .object({
           chainId: chainIdSchema.optional(),
@@ -81,7 +83,7 @@ export class TokenStore {
         .strict(),
       o,
     );
-    return listMints(this.#tx, o);
+    return listMints(this.#tx, v);
   }
 
   // ---------------------------------------------------------------- offers
@@ -99,11 +101,11 @@ export class TokenStore {
   }
 
   listOffers(side: OfferSide, mintHash: string, o: ListOffersOptions = {}): Promise<Offer[]> {
-    parse(
+    const v = parse(
       z.object({ after: z.object({ createdAt: dateSchema, hash: hashSchema }).strict().optional(), limit: pageLimitSchema }).strict(),
       o,
     );
-    return listOffers(this.#tx, side, parse(hashSchema, mintHash, 'mintHash'), o);
+    return listOffers(this.#tx, side, parse(hashSchema, mintHash, 'mintHash'), v);
   }
 
   // ---------------------------------------------------------------- invoices and escrow
@@ -118,7 +120,7 @@ export class TokenStore {
   }
 
   listInvoices(o: ListInvoicesOptions = {}): Promise<Invoice[]> {
-    parse(
+    const v = parse(
       z
         .object({
           chainId: chainIdSchema.optional(),
@@ -131,7 +133,7 @@ export class TokenStore {
         .strict(),
       o,
     );
-    return listInvoices(this.#tx, o);
+    return listInvoices(this.#tx, v);
   }
 
   addInvoiceSignature(input: AddSignatureInput): Promise<{ created: boolean; status: SignatureStatus }> {
@@ -177,8 +179,8 @@ export class TokenStore {
 
   /** Every holder of a mint, in address order, keyset-paged by address (`after`), 1..1000 per page. */
   holders(mintHash: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
-    parse(z.object({ after: addressSchema.optional(), limit: pageLimitSchema }).strict(), o);
-    return holdersOf(this.#tx, parse(hashSchema, mintHash, 'mintHash'), o);
+    const v = parse(z.object({ after: addressSchema.optional(), limit: pageLimitSchema }).strict(), o);
+    return holdersOf(this.#tx, parse(hashSchema, mintHash, 'mintHash'), v);
   }
 
   ledger(mintHash: string, address: string): Promise<LedgerEntry[]> {

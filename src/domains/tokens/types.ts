@@ -103,7 +103,8 @@ export interface OfferInput {
   signature: string;
   /** Buy offers only: the holder the buyer wants to buy from. */
   sellerAddress?: string;
-  createdAt?: Date;
+  /** Signed (part of the offer's hash), so required: the server cannot choose it. */
+  createdAt: Date;
 }
 
 export interface Offer {

@@ -72,37 +72,74 @@ export const priceUnitSchema = z
   .string({ error: 'expected a string' })
   .regex(/^[a-z][a-z0-9_]{0,15}$/, 'must be 1-16 lowercase letters, digits or "_" (e.g. "koinu")');
 
-export const dateSchema = z.date({ error: 'expected a valid Date' }).refine((d) => !Number.isNaN(d.getTime()), 'expected a valid Date');
+// Years 1000-9999 (UTC): what every backend stores. MySQL/MariaDB DATETIME holds no more, and
+// PostgreSQL refuses years past 294276 with an error that names no field.
+const MIN_TIME = Date.UTC(1000, 0, 1);
+const MAX_TIME = Date.UTC(10000, 0, 1) - 1;
+
+export const dateSchema = z
+  .date({ error: 'expected a valid Date' })
+  .refine((d) => !Number.isNaN(d.getTime()), 'expected a valid Date')
+  .refine((d) => d.getTime() >= MIN_TIME && d.getTime() <= MAX_TIME, 'must be within the years 1000 to 9999 (UTC)');
+
+/**
+ * Why a string cannot go into a JSON document, or null. PostgreSQL JSONB refuses NUL (22P05, an
+ * error naming no field), and canonical JSON (the content hash) refuses lone surrogates: the same
+ * rule as audit/json.ts and the codec's text columns, checked here so the field is named.
+ */
+function textProblem(s: string): string | null {
+  if (s.includes('\u0000')) return 'contains a NUL character';
+  if (!s.isWellFormed()) return 'contains a lone surrogate';
+  return null;
+}
+
+/** A string that can be stored in a JSON column (tags, asset-manager names and URLs). */
+const jsonText = () =>
+  z.string({ error: 'expected a string' }).superRefine((s, ctx) => {
+    const problem = textProblem(s);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 
 // Plain JSON only (what the json column stores and returns unchanged): no floats, no bigint,
-// no Date or bytes, so the hashed content and the stored document are the same value.
-function checkJson(v: unknown, depth: number): string | null {
-  if (depth > 32) return 'nested deeper than 32 levels';
-  if (v === null || typeof v === 'boolean' || typeof v === 'string') return null;
-  if (typeof v === 'number') return Number.isSafeInteger(v) ? null : `number ${v} is not a safe integer (use a decimal string)`;
+// no Date or bytes, so the hashed content and the stored document are the same value. A problem
+// names its path inside the document (keys and indexes), so the error names e.g. metadata.k.
+type JsonProblem = { path: (string | number)[]; message: string };
+
+function checkJson(v: unknown, depth: number, path: (string | number)[]): JsonProblem | null {
+  if (depth > 32) return { path, message: 'nested deeper than 32 levels' };
+  if (v === null || typeof v === 'boolean') return null;
+  if (typeof v === 'string') {
+    const problem = textProblem(v);
+    return problem ? { path, message: problem } : null;
+  }
+  if (typeof v === 'number')
+    return Number.isSafeInteger(v) ? null : { path, message: `number ${v} is not a safe integer (use a decimal string)` };
   if (Array.isArray(v)) {
-    for (const x of v) {
-      const e = checkJson(x, depth + 1);
+    for (let i = 0; i < v.length; i++) {
+      const e = checkJson(v[i], depth + 1, [...path, i]);
       if (e) return e;
     }
     return null;
   }
   if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-    for (const x of Object.values(v as object)) {
-      if (x === undefined) return 'undefined is not JSON';
-      const e = checkJson(x, depth + 1);
+    for (const [k, x] of Object.entries(v as object)) {
+      // A bad key is reported on its object: the key itself is no printable field name.
+      const keyProblem = textProblem(k);
+      if (keyProblem) return { path, message: `key ${JSON.stringify(k)} ${keyProblem}` };
+      if (x === undefined) return { path: [...path, k], message: 'undefined is not JSON' };
+      const e = checkJson(x, depth + 1, [...path, k]);
       if (e) return e;
     }
     return null;
   }
-  return `${typeof v} is not plain JSON`;
+  return { path, message: `${typeof v} is not plain JSON` };
 }
 
 export const jsonDocSchema = z.unknown().transform((v, ctx): JsonDoc => {
   if (v === undefined) return null;
-  const problem = checkJson(v, 0);
+  const problem = checkJson(v, 0, []);
   if (problem) {
-    ctx.addIssue({ code: 'custom', message: problem });
+    ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
     return z.NEVER;
   }
   if (Buffer.byteLength(JSON.stringify(v), 'utf8') > MAX_DOC_BYTES) {
@@ -113,10 +150,9 @@ export const jsonDocSchema = z.unknown().transform((v, ctx): JsonDoc => {
 });
 
 const assetManagerSchema = z.object({
-  name: z.string({ error: 'expected a string' }).min(1, 'must not be empty').max(128, 'longer than 128 characters'),
+  name: jsonText().min(1, 'must not be empty').max(128, 'longer than 128 characters'),
   publicKey: publicKeySchema,
-  url: z
-    .string({ error: 'expected a string' })
+  url: jsonText()
     .max(2048, 'longer than 2048 characters')
     .nullable()
     .optional()
@@ -135,7 +171,7 @@ export const mintInputSchema = z
     description: z.string({ error: 'expected a string' }).max(10_000, 'longer than 10 000 characters'),
     fractionCount: amountSchema,
     tags: z
-      .array(z.string({ error: 'expected a string' }).min(1, 'must not be empty').max(64, 'longer than 64 characters'), {
+      .array(jsonText().min(1, 'must not be empty').max(64, 'longer than 64 characters'), {
         error: 'expected an array',
       })
       .max(32, 'more than 32 tags')
@@ -205,7 +241,8 @@ export const offerInputSchema = z
     publicKey: publicKeySchema,
     signature: signatureSchema,
     sellerAddress: addressSchema.optional(),
-    createdAt: dateSchema.optional(),
+    // Required: it is part of the signed hash, so a server-chosen time could never verify.
+    createdAt: dateSchema,
   })
   .strict();
 

@@ -96,8 +96,8 @@ forEachBackend('tokens validation', (ctx) => {
       ['publicKey', { publicKey: '02' + 'ab'.repeat(31) }],
       ['publicKey', { publicKey: '02' + 'ff'.repeat(32) }],
       ['publicKey', { publicKey: '04' + 'ab'.repeat(32) }],
-      ['metadata', { metadata: { price: 1.5 } }],
-      ['contractOfSale', { contractOfSale: { when: new Date() } }],
+      ['metadata.price', { metadata: { price: 1.5 } }],
+      ['contractOfSale.when', { contractOfSale: { when: new Date() } }],
       ['assetManagers', { signatureRule: 'all', assetManagers: [] }],
       ['minSignatures', { signatureRule: 'min', assetManagers: managers, minSignatures: null }],
       ['minSignatures', { signatureRule: 'min', assetManagers: managers, minSignatures: 3 }],
@@ -118,6 +118,83 @@ forEachBackend('tokens validation', (ctx) => {
         (s) => s.submitMint(m(over)),
         `${field} ${JSON.stringify(over, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`,
       );
+  });
+
+  test('mints: NUL characters and lone surrogates are refused, naming the field (in a JSON document, the path inside it)', async () => {
+    // PostgreSQL JSONB refuses NUL (22P05, naming no field) and canonical JSON lone surrogates:
+    // refused by validation on every backend, before anything is written.
+    const m = (over: Record<string, unknown>) => ({ ...mintInput({ chainId: chain.chainId }), ...over }) as MintInput;
+    const manager = { name: 'm0', publicKey: newKey().publicKey, url: null };
+    const cases: [string, Record<string, unknown>][] = [
+      ['metadata.k', { metadata: { k: 'a\u0000b' } }],
+      ['metadata.k', { metadata: { k: '\ud800' } }],
+      ['metadata.a[1].b', { metadata: { a: [1, { b: 'x\u0000' }] } }],
+      ['metadata', { metadata: { 'bad\u0000key': 1 } }],
+      ['metadata', { metadata: { ['\udc00']: 1 } }],
+      ['metadata', { metadata: '\u0000' }],
+      ['requirements.list[1]', { requirements: { list: ['ok', '\u0000'] } }],
+      ['lockupOptions.note', { lockupOptions: { note: 'lone \udfff' } }],
+      ['contractOfSale.law', { contractOfSale: { law: '\u0000' } }],
+      ['tags[0]', { tags: ['a\u0000'] }],
+      ['tags[1]', { tags: ['fine', '\ud83d'] }],
+      ['assetManagers[0].name', { assetManagers: [{ ...manager, name: 'Ann\u0000' }] }],
+      ['assetManagers[0].name', { assetManagers: [{ ...manager, name: '\ud800x' }] }],
+      ['assetManagers[0].url', { assetManagers: [{ ...manager, url: 'https://x.example/\u0000' }] }],
+      // Not JSON, but refused the same way (by the content hash and the codec), naming the field.
+      ['title', { title: 'T\u0000' }],
+      ['description', { description: 'lone \ud800' }],
+    ];
+    for (const [field, over] of cases) await refused(field, (s) => s.submitMint(m(over)), `${field} ${JSON.stringify(over)}`);
+    // A well-formed surrogate pair and other control characters are fine, and come back as given.
+    const ok = m({ metadata: { emoji: '\ud83d\ude00', tab: 'a\tb', bell: '\u0007' }, tags: ['\ud83d\ude00'] });
+    const { hash } = await coffer.write((tx) => tokens(tx).submitMint(ok));
+    const back = await coffer.read((tx) => tokens(tx).getMint(hash));
+    assert.deepEqual([back?.metadata, back?.tags], [ok.metadata, ok.tags]);
+  });
+
+  test('timestamps outside the years 1000-9999 are refused, naming the field; the bounds themselves are stored exactly', async () => {
+    const tooEarly = new Date(Date.UTC(999, 11, 31, 23, 59, 59, 999));
+    const tooLate = new Date(Date.UTC(10000, 0, 1));
+    const first = new Date(Date.UTC(1000, 0, 1));
+    const last = new Date(Date.UTC(10000, 0, 1) - 1);
+    for (const d of [tooEarly, tooLate, new Date(8.64e15), new Date(-8.64e15)]) {
+      await refused('createdAt', (s) => s.createInvoice({ ...validInvoice, createdAt: d }), `invoice createdAt ${d.getTime()}`);
+      await refused('createdAt', (s) => s.createSellOffer({ ...validOffer, createdAt: d }), `offer createdAt ${d.getTime()}`);
+      const k = newKey();
+      await refused(
+        'createdAt',
+        (s) => s.addInvoiceSignature({ invoiceHash: sha('x'), publicKey: k.publicKey, signature: k.sign(sha('x')), createdAt: d }),
+        `signature createdAt ${d.getTime()}`,
+      );
+      await refused('now', (s) => s.expireReservations({ now: d }), `expiry now ${d.getTime()}`);
+      await refused('olderThan', (s) => s.trimUnconfirmedInvoices({ olderThan: d }), `trim olderThan ${d.getTime()}`);
+      await refused('after.createdAt', (s) => s.listOffers('sell', mint, { after: { createdAt: d, hash: sha('o') } }), 'offer page');
+    }
+    for (const d of [first, last]) {
+      const inv = invoiceInput({
+        chainId: chain.chainId,
+        mintHash: mint,
+        sellerAddress: owner,
+        buyerAddress: 'DBuyerT',
+        quantity: 1n,
+        price: 1n,
+        paymentAddress: 'DPayT',
+        createdAt: d,
+      });
+      const { hash } = await coffer.write((tx) => tokens(tx).createInvoice(inv));
+      assert.equal((await coffer.read((tx) => tokens(tx).getInvoice(hash)))?.createdAt.getTime(), d.getTime(), `${d.toISOString()}`);
+      await coffer.write((tx) => tokens(tx).releaseInvoice(hash));
+    }
+  });
+
+  test("an offer's createdAt is required: it is signed, so a time chosen by the server could not verify", async () => {
+    const { createdAt: _omitted, ...withoutTime } = validOffer;
+    await refused('createdAt', (s) => s.createSellOffer(withoutTime as OfferInput), 'sell offer without createdAt');
+    await refused(
+      'createdAt',
+      (s) => s.createBuyOffer({ ...withoutTime, sellerAddress: 'DS' } as OfferInput),
+      'buy offer without createdAt',
+    );
   });
 
   test('invoices: malformed or wrong-length hex, zero, negative or overflowing amounts, unknown mint, bad signatures', async () => {
