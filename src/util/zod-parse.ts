@@ -47,3 +47,17 @@ export const labelSchema = (max: number) =>
     .max(max, `longer than ${max} characters`)
     .refine((s) => !CONTROL_RE.test(s), 'no control characters')
     .refine((s) => s.isWellFormed(), 'contains a lone surrogate');
+
+// Years 1000-9999 (UTC): what every backend stores. MySQL/MariaDB DATETIME holds no more, and
+// PostgreSQL refuses years past 294276 with an error that names no field.
+const MIN_TIME = Date.UTC(1000, 0, 1);
+const MAX_TIME = Date.UTC(10000, 0, 1) - 1;
+
+/** True for a time (epoch ms) every backend stores: years 1000 to 9999, UTC. */
+export const isStorableTime = (ms: number): boolean => ms >= MIN_TIME && ms <= MAX_TIME;
+
+/** A valid Date that every backend stores (isStorableTime). */
+export const dateSchema = z
+  .date({ error: 'expected a valid Date' })
+  .refine((d) => !Number.isNaN(d.getTime()), 'expected a valid Date')
+  .refine((d) => isStorableTime(d.getTime()), 'must be within the years 1000 to 9999 (UTC)');

@@ -550,6 +550,8 @@ forEachBackend('chain store', (ctx) => {
       ['negative height', mutate((b) => (b.height = -1n)), 'height'],
       ['number height', mutate((b) => (b.height = 1)), 'height'],
       ['invalid time', mutate((b) => (b.time = new Date('nope'))), 'time'],
+      ['time after year 9999 (MySQL cannot store it)', mutate((b) => (b.time = new Date(Date.UTC(10000, 0, 1)))), 'time'],
+      ['time before year 1000', mutate((b) => (b.time = new Date(Date.UTC(999, 11, 31)))), 'time'],
       ['bad chain id', mutate((b) => (b.chainId = 'bad chain')), 'chainId'],
       ['empty address', mutate((b) => (b.transactions[0].address = '')), 'transactions[0].address'],
       ['NUL in action type', mutate((b) => (b.transactions[0].actionType = 'mi\u0000nt')), 'transactions[0].actionType'],

@@ -47,7 +47,15 @@ const block = fc.record(
     height: fc.oneof({ weight: 8, arbitrary: fc.bigInt({ min: 0n, max: 2n ** 63n - 1n }) }, fc.constantFrom(-1n, 2n ** 63n, 5)),
     blockHash: hash,
     parentHash: hash,
-    time: fc.oneof({ weight: 8, arbitrary: fc.date({ noInvalidDate: true }) }, fc.constantFrom(new Date(NaN), '2024-01-01', 0)),
+    time: fc.oneof(
+      // Mostly times every backend stores (years 1000-9999), some anywhere, and the edges.
+      {
+        weight: 8,
+        arbitrary: fc.date({ min: new Date(Date.UTC(1000, 0, 1)), max: new Date(Date.UTC(10000, 0, 1) - 1), noInvalidDate: true }),
+      },
+      fc.date({ noInvalidDate: true }),
+      fc.constantFrom(new Date(NaN), '2024-01-01', 0, new Date(Date.UTC(10000, 0, 1)), new Date(Date.UTC(1000, 0, 1) - 1)),
+    ),
     txCount: int32,
     transactions: fc.oneof({ weight: 8, arbitrary: fc.array(transaction, { maxLength: 5 }) }, fc.constantFrom(null, {})),
   },

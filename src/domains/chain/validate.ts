@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { UINT256_MAX } from '../../db/codec.js';
 import { ValidationError } from '../../db/errors.js';
-import { isLabel, labelSchema, pageLimitSchema, parseOrThrow } from '../../util/zod-parse.js';
+import { dateSchema, isLabel, isStorableTime, labelSchema, pageLimitSchema, parseOrThrow } from '../../util/zod-parse.js';
 
 const INT64_MAX = 2n ** 63n - 1n;
 const INT32_MAX = 2 ** 31 - 1;
@@ -45,7 +45,6 @@ const amountSchema = z
   .min(0n, 'must not be negative')
   .max(UINT256_MAX, 'exceeds 2^256-1');
 
-const dateSchema = z.date({ error: 'expected a valid Date' }).refine((d) => !Number.isNaN(d.getTime()), 'expected a valid Date');
 const bufferSchema = z.custom<Buffer>((v) => Buffer.isBuffer(v), 'expected a Buffer');
 
 const outputSchema = z.object({ address: addressSchema, value: amountSchema });
@@ -89,7 +88,7 @@ export function fastBlock(input: unknown): BlockOutput | undefined {
   if (typeof height !== 'bigint' || height < 0n || height > INT64_MAX) return undefined;
   if (typeof blockHash !== 'string' || !HASH32_RE.test(blockHash)) return undefined;
   if (typeof parentHash !== 'string' || !HASH32_RE.test(parentHash)) return undefined;
-  if (!(time instanceof Date) || Number.isNaN(time.getTime())) return undefined;
+  if (!(time instanceof Date) || !isStorableTime(time.getTime())) return undefined;
   if (txCount !== undefined && !isInt32(txCount)) return undefined;
   if (!Array.isArray(transactions)) return undefined;
   const txs: BlockOutput['transactions'] = [];

@@ -252,6 +252,11 @@ forEachBackend('identity', (ctx) => {
       (e: unknown) => e instanceof ConflictError && e.details.actualVersion === 2 && e.details.expectedVersion === 1,
     );
     assert.deepEqual((await r((id) => id.keys.get(record.id)))!.scopes, ['identity:admin']);
+    // An expiry some backend cannot store (MySQL's DATETIME ends at year 9999) is refused by name.
+    await assert.rejects(
+      w((id) => id.keys.update(record.id, { expectedVersion: 2, expiresAt: new Date(Date.UTC(10000, 0, 1)) })),
+      (e: unknown) => e instanceof ValidationError && e.details.field === 'expiresAt',
+    );
     await assert.rejects(
       w((id) => id.keys.update('f'.repeat(24), { expectedVersion: 1, name: 'x' })),
       NotFoundError,

@@ -4,7 +4,7 @@
 // update is optimistic (expectedVersion) and a stale one fails with ConflictError.
 import { defineQuery } from '../../db/prepared.js';
 import { keysetAfter } from '../../db/keyset.js';
-import { pageLimitSchema } from '../../util/zod-parse.js';
+import { dateSchema, pageLimitSchema } from '../../util/zod-parse.js';
 import { z } from 'zod';
 import { InvalidStateTransitionError, NotFoundError, UnauthenticatedError, ForbiddenError, ValidationError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
@@ -214,7 +214,7 @@ const CreateKey = z
     integrationId: z.unknown(),
     name: Name,
     scopes: ScopesSchema.min(1),
-    expiresAt: z.date(),
+    expiresAt: dateSchema,
     ipAllow: z.array(z.string()).max(256).default([]),
   })
   .strict();
@@ -224,7 +224,7 @@ const UpdateKey = z
     expectedVersion: Version,
     name: Name.optional(),
     scopes: ScopesSchema.min(1).optional(),
-    expiresAt: z.date().optional(),
+    expiresAt: dateSchema.optional(),
     ipAllow: z.array(z.string()).max(256).optional(),
   })
   .strict();

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { INT64_MAX } from '../../db/codec.js';
 import { ValidationError } from '../../db/errors.js';
 import { contentId, type CanonicalValue } from '../../util/canonical-json.js';
-import { parseOrThrow } from '../../util/zod-parse.js';
+import { dateSchema, parseOrThrow } from '../../util/zod-parse.js';
 import { isValidPublicKey } from './signing.js';
 import type { JsonDoc, MintContent } from './types.js';
 
@@ -72,15 +72,7 @@ export const priceUnitSchema = z
   .string({ error: 'expected a string' })
   .regex(/^[a-z][a-z0-9_]{0,15}$/, 'must be 1-16 lowercase letters, digits or "_" (e.g. "koinu")');
 
-// Years 1000-9999 (UTC): what every backend stores. MySQL/MariaDB DATETIME holds no more, and
-// PostgreSQL refuses years past 294276 with an error that names no field.
-const MIN_TIME = Date.UTC(1000, 0, 1);
-const MAX_TIME = Date.UTC(10000, 0, 1) - 1;
-
-export const dateSchema = z
-  .date({ error: 'expected a valid Date' })
-  .refine((d) => !Number.isNaN(d.getTime()), 'expected a valid Date')
-  .refine((d) => d.getTime() >= MIN_TIME && d.getTime() <= MAX_TIME, 'must be within the years 1000 to 9999 (UTC)');
+export { dateSchema };
 
 /**
  * Why a string cannot go into a JSON document, or null. PostgreSQL JSONB refuses NUL (22P05, an
