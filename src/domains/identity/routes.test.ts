@@ -89,6 +89,11 @@ forEachBackend('identity and audit API', (ctx) => {
     assert.equal((await svc.call('POST', '/v1/tokens/consume', admin, { token, tokenType: 'invite' })).statusCode, 200);
     const again = await svc.call('POST', '/v1/tokens/consume', admin, { token, tokenType: 'invite' });
     assert.ok(again.statusCode >= 400 && again.statusCode < 500, again.body);
+    // A token that is not one (or of a deleted integration) is bad input naming it, never a 401:
+    // the caller's API key is fine.
+    const forged = await svc.call('POST', '/v1/tokens/consume', admin, { token: `${token.slice(0, -4)}AAAA`, tokenType: 'invite' });
+    assert.equal(forged.statusCode, 400, forged.body);
+    assert.deepEqual([forged.json().error.code, forged.json().error.field], ['validation', 'body.token']);
     assert.doesNotMatch(
       again.body,
       new RegExp(token.slice(token.indexOf('_', 4) + 1).replace(/[-]/g, '\\-')),

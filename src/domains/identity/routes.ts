@@ -2,7 +2,8 @@
 // (a new key, a new token) appear once, in the response that creates them, and nowhere else.
 // The stores record their own audit entries and row history with the calling key as actor.
 import { z } from 'zod';
-import { ForbiddenError, NotFoundError } from '../../db/errors.js';
+import { ForbiddenError, NotFoundError, UnauthenticatedError } from '../../db/errors.js';
+import { HttpError } from '../../server/http-errors.js';
 import { decodeCursor, pageOf, pageQuery } from '../../server/pagination.js';
 import { route, type Principal, type RouteSpec } from '../../server/route.js';
 import { actorOf } from '../../server/services.js';
@@ -240,9 +241,16 @@ export function identityRoutes(): RouteSpec[] {
       body: z.object({ token: z.string().max(200), tokenType }).strict(),
       response: any,
       handler: ({ body, coffer, principal }) =>
-        coffer.write((tx) => identity(tx, actorOf(principal)).tokens.consume(body.token, { tokenType: body.tokenType }), {
-          op: 'identity.consumeToken',
-        }),
+        coffer
+          .write((tx) => identity(tx, actorOf(principal)).tokens.consume(body.token, { tokenType: body.tokenType }), {
+            op: 'identity.consumeToken',
+          })
+          .catch((e: unknown) => {
+            // The token in the body is invalid, not the caller's API key: a 401 here would tell a
+            // client its key was refused. Consumed or expired tokens stay 422 (their state).
+            if (e instanceof UnauthenticatedError) throw new HttpError(400, 'validation', 'body.token: invalid token', 'body.token');
+            throw e;
+          }),
     }),
     route({
       method: 'GET',
