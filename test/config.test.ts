@@ -61,6 +61,11 @@ test('malformed URLs give one ConfigError naming database.url', () => {
 test('passwords are redacted', () => {
   assert.equal(redactUrl('postgres://u:topsecret@h:5432/db'), 'postgres://u:***@h:5432/db');
   assert.equal(redactUrl('mysql://root@h/db'), 'mysql://root@h/db');
+  // A password holding "@" or "/" is redacted whole (the first "@" is not the end of it).
+  assert.equal(redactUrl('postgres://u:p@ss@h/db'), 'postgres://u:***@h/db');
+  assert.equal(redactUrl('postgres://u:pa/ss@h/db'), 'postgres://u:***@h/db');
+  assert.equal(redactUrl('postgres://u:s@h/db?note=a@b'), 'postgres://u:***@h/db?note=a@b');
+  assert.equal(redactUrl('sqlite:./data/x.db'), 'sqlite:./data/x.db');
   const cfg = redactConfig(loadConfig({ env: {}, flags: { 'database.url': 'postgres://u:topsecret@h/db' } }));
   assert.ok(!JSON.stringify(cfg).includes('topsecret'));
 });

@@ -12,6 +12,7 @@ import type { Coffer } from '../src/db/store.js';
 import { buildApp } from '../src/server/app.js';
 import { dashboardRoutes } from '../src/server/dashboard/data.js';
 import { HttpError } from '../src/server/http-errors.js';
+import { toJson } from '../src/server/json.js';
 import { decodeCursor, pageOf, pageQuery } from '../src/server/pagination.js';
 import { route, type Authenticator, type Principal } from '../src/server/route.js';
 import { FIXTURE_MIGRATIONS } from './fixtures/kitchen-sink.js';
@@ -331,4 +332,13 @@ test('pageOf only announces a next page when one exists', () => {
   const p = pageOf([1, 2, 3], 2, (x) => ({ id: x }));
   assert.deepEqual(p.items, [1, 2]);
   assert.deepEqual(decodeCursor(p.nextCursor, z.object({ id: z.number() })), { id: 2 });
+});
+
+test('the reply serialiser writes Buffers as hex and leaves a JSON document shaped like a serialised Buffer as it is', () => {
+  const doc = { type: 'Buffer', data: [104, 105] };
+  assert.equal(
+    toJson({ bytes: Buffer.from('hi'), doc, n: 2n ** 70n, list: [Buffer.from([1, 255])] }),
+    `{"bytes":"6869","doc":${JSON.stringify(doc)},"n":"${2n ** 70n}","list":["01ff"]}`,
+  );
+  assert.equal(toJson(Buffer.from('x')), '"78"');
 });

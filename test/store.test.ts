@@ -220,6 +220,86 @@ forEachBackend('store', (ctx) => {
     await assert.rejects(leaked!.insert('fx_counters', { name: 'leak', value: 1n }), /transaction has ended/);
   });
 
+  test('statements started after the callback settled never run: not after COMMIT, not after ROLLBACK, not in the next transaction', async () => {
+    const names = (prefix: string) =>
+      coffer.read(async (tx) =>
+        (await tx.db.selectFrom('fx_counters').select('name').where('name', 'like', `${prefix}%`).execute())
+          .map((r) => String(r.name))
+          .sort(),
+      );
+    // Each late statement's outcome, caught at once (a rejection left pending would fail the test).
+    const late: Promise<string>[] = [];
+    const track = (p: Promise<unknown>) =>
+      late.push(
+        p.then(
+          () => 'ran',
+          (e: unknown) => String(e),
+        ),
+      );
+    // A Kysely handle kept past the callback.
+    let held: Tx['db'] | undefined;
+    await coffer.write(async (tx) => {
+      held = tx.db;
+      await tx.insert('fx_counters', { name: 'late-a', value: 1n });
+      // Un-awaited: starts after the callback returned, while (or after) COMMIT is sent.
+      track(new Promise((r) => setTimeout(r, 0)).then(() => tx.insert('fx_counters', { name: 'late-b', value: 1n })));
+    });
+    track(held!.insertInto('fx_counters').values({ name: 'late-c', value: 1 }).execute());
+    // A failing write whose siblings go on after the failure: each sibling starts some microtask
+    // turns after the throw, so some start while ROLLBACK is being sent. None may run after it
+    // (in autocommit, where its row would stay): each runs inside and is rolled back, or is refused.
+    await assert.rejects(
+      coffer.write(async (tx) => {
+        await tx.insert('fx_counters', { name: 'late-f', value: 1n });
+        for (let hops = 0; hops < 16; hops++) {
+          let p: Promise<unknown> = Promise.resolve();
+          for (let i = 0; i < hops; i++) p = p.then();
+          track(p.then(() => tx.insert('fx_counters', { name: `late-h${hops}`, value: 1n })));
+        }
+        track(new Promise((r) => setTimeout(r, 0)).then(() => tx.insert('fx_counters', { name: 'late-e', value: 1n })));
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
+    const outcomes = await Promise.all(late);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(
+      outcomes.every((o) => o === 'ran' || /transaction has ended/.test(o)),
+      JSON.stringify(outcomes),
+    );
+    // The first write's late statements (a timer, a kept handle) start after it ended: refused.
+    assert.ok(/transaction has ended/.test(outcomes[0]!) && /transaction has ended/.test(outcomes[1]!), JSON.stringify(outcomes));
+    assert.deepEqual(await names('late-'), ['late-a']);
+  });
+
+  test('a WHERE with an undefined value is refused, never widened to every row', async () => {
+    await coffer.write((tx) => tx.insert('fx_counters', { name: 'keep-1', value: 1n }));
+    for (const run of [
+      (tx: Tx): Promise<unknown> => tx.updateWhere('fx_counters', { value: 0n }, { name: undefined }),
+      (tx: Tx) => tx.deleteWhere('fx_counters', { name: undefined }),
+      (tx: Tx) => tx.selectWhere('fx_counters', { name: undefined }),
+    ])
+      await assert.rejects(
+        coffer.write((tx) => run(tx)),
+        /WHERE column name is undefined/,
+      );
+    assert.equal((await coffer.read((tx) => tx.selectWhere('fx_counters', { name: 'keep-1' })))[0]?.value !== undefined, true);
+  });
+
+  test('a savepoint whose rollback fails reports the error that made it roll back', async () => {
+    // The savepoint is gone before the rollback to it (as when MySQL rolls a deadlocked
+    // transaction back whole): the caller must see the original error, the one retries look at.
+    await assert.rejects(
+      coffer.write((tx) =>
+        tx.savepoint('sp_gone', async () => {
+          await sql.raw('release savepoint sp_gone').execute(tx.db);
+          throw new Error('the original failure');
+        }),
+      ),
+      /the original failure/,
+    );
+  });
+
   test('insertOrIgnore is idempotent and reports whether it inserted', async () => {
     const r1 = await coffer.write((tx) => tx.insertOrIgnore('fx_counters', { name: 'idem', value: 1n }, ['name']));
     const r2 = await coffer.write((tx) => tx.insertOrIgnore('fx_counters', { name: 'idem', value: 1n }, ['name']));
@@ -298,6 +378,29 @@ forEachBackend('store', (ctx) => {
           async (w) => (await sql.raw('show transaction_isolation').execute(w.db)).rows[0] as Record<string, unknown>,
         );
         assert.equal(String(Object.values(write)[0]), ISOLATION.postgres);
+        // Named in BEGIN, so a database default does not change it (new sessions read it).
+        const url = (await ctx.newDatabase()).url;
+        const admin = await ctx.open({ url });
+        try {
+          await admin.write((t) =>
+            sql
+              .raw(
+                `alter database "${decodeURIComponent(new URL(url).pathname.slice(1))}" set default_transaction_isolation = 'serializable'`,
+              )
+              .execute(t.db),
+          );
+        } finally {
+          await admin.close();
+        }
+        const fresh = await ctx.open({ url });
+        try {
+          const iso = await fresh.write(
+            async (w) => (await sql.raw('show transaction_isolation').execute(w.db)).rows[0] as Record<string, unknown>,
+          );
+          assert.equal(String(Object.values(iso)[0]), ISOLATION.postgres);
+        } finally {
+          await fresh.close();
+        }
       } else {
         const r = (
           await sql`select @@session.time_zone as tz, @@session.sql_mode as mode, @@session.tx_isolation as iso, @@character_set_connection as cs`.execute(

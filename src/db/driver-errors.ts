@@ -122,6 +122,11 @@ export function mapDriverError(backend: Backend, e: unknown): unknown {
       case '22001':
       case '22003':
       case '22P02':
+      // NUL in text or JSON (22021, 22P05), a timestamp out of range (22008): input the domain
+      // validators refuse by name; should one slip through it is still bad input, not a 500.
+      case '22021':
+      case '22P05':
+      case '22008':
         return new ValidationError(`value out of range or malformed: ${message}`, details, opts);
       case '25006':
         return new CofferError('read_only', 'write attempted in a read-only transaction', details, opts);

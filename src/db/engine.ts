@@ -161,7 +161,14 @@ async function runTransaction<T>(driver: Driver, settings: TransactionSettings, 
   }
 }
 
-const WRITE_SETTINGS: TransactionSettings = Object.freeze({});
+const WRITE_SETTINGS: Record<Dialect, TransactionSettings> = {
+  sqlite: Object.freeze({}),
+  // Named in the one BEGIN statement: a database or role default (ALTER DATABASE … SET
+  // default_transaction_isolation) must not change what a write sees. MySQL's writer sessions
+  // are set to READ COMMITTED when opened (openMysql), so its BEGIN stays one statement too.
+  postgres: Object.freeze({ isolationLevel: 'read committed' }),
+  mysql: Object.freeze({}),
+};
 const READ_SETTINGS: Record<Dialect, TransactionSettings> = {
   sqlite: Object.freeze({ accessMode: 'read only' }),
   // One statement: START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY.
@@ -173,6 +180,7 @@ const READ_SETTINGS: Record<Dialect, TransactionSettings> = {
 
 function transactionRunner(dialect: Dialect, writer: Opened, reader: Opened): Pick<Engine, 'transaction' | 'bind'> {
   const readSettings = READ_SETTINGS[dialect];
+  const writeSettings = WRITE_SETTINGS[dialect];
   const w = writer.driver;
   const r = reader.driver;
   if (w instanceof CofferSqliteDriver && r instanceof CofferSqliteDriver) {
@@ -183,7 +191,7 @@ function transactionRunner(dialect: Dialect, writer: Opened, reader: Opened): Pi
     };
   }
   return {
-    transaction: (kind, fn) => (kind === 'write' ? runTransaction(w, WRITE_SETTINGS, fn) : runTransaction(r, readSettings, fn)),
+    transaction: (kind, fn) => (kind === 'write' ? runTransaction(w, writeSettings, fn) : runTransaction(r, readSettings, fn)),
     bind: (kind, conn) => (kind === 'write' ? writer : reader).bind(conn),
   };
 }

@@ -13,7 +13,7 @@ import { isRetryable, mapDriverError } from './driver-errors.js';
 import { openEngine, type Engine, type EngineSettings } from './engine.js';
 import { CofferError, MigrationError } from './errors.js';
 import { StoreMetrics } from './metrics.js';
-import { Tx, type TxConnection, type TxKind } from './tx.js';
+import { ClosableConnection, Tx, type TxConnection, type TxKind } from './tx.js';
 import { parseDatabaseUrl, type DbTarget } from './url.js';
 
 export interface OpenOptions {
@@ -55,6 +55,15 @@ function settingsFrom(config: CofferConfig | undefined): Partial<EngineSettings>
     connectTimeoutMs: d.connectTimeoutMs,
     applicationName: d.applicationName,
   };
+}
+
+/** Runs the caller's function, then closes its Tx before the engine sends COMMIT or ROLLBACK. */
+async function runThenClose<T>(tx: Tx, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  try {
+    return await fn(tx);
+  } finally {
+    tx.close();
+  }
 }
 
 export class Coffer {
@@ -153,13 +162,13 @@ export class Coffer {
           const bound: TxConnection = {
             conn,
             bind() {
-              return engine.bind(kind, conn);
+              return engine.bind(kind, new ClosableConnection(conn, tx!));
             },
             compiler: engine.writer,
             sync: 'executeSync' in conn,
           };
           tx = new Tx(kind, engine.dialect, engine.mariadb, bound, this.schema, this.#codecs);
-          return fn(tx);
+          return runThenClose(tx, fn);
         });
         const after = tx?.end(true) ?? [];
         this.metrics.recordOperation(op, kind, backend, performance.now() - started, true);

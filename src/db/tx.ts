@@ -39,6 +39,13 @@ export interface TxConnection {
 
 const rowsOf = <R>(r: QueryResult<R>): R[] => r.rows as R[];
 
+/** A WHERE's values, encoded. An undefined value would drop its column and widen the statement to every row. */
+function encodeWhere(codec: TableCodec, table: string, where: Record<string, unknown>): Record<string, unknown> {
+  for (const k in where)
+    if (where[k] === undefined) throw new Error(`${table}: WHERE column ${k} is undefined (the statement would reach every row)`);
+  return codec.encode(where);
+}
+
 /** The WHERE shape of an encoded row (which columns are null) and the values it binds. */
 const shapeOf = (w: Record<string, unknown>): WhereShape => Object.keys(w).map((c) => [c, w[c] === null] as const);
 const boundOf = (w: Record<string, unknown>): unknown[] => Object.values(w).filter((v) => v !== null);
@@ -178,6 +185,15 @@ export class Tx {
   }
 
   /** @internal */
+  /**
+   * @internal Ends the use of this Tx before COMMIT or ROLLBACK is sent: a statement started
+   * later (an un-awaited promise, a handle kept past the callback) fails instead of running
+   * after the transaction, in autocommit or inside the next transaction on the connection.
+   */
+  close(): void {
+    this.#closed = true;
+  }
+
   end(committed: boolean): (() => void)[] {
     this.#closed = true;
     return committed ? this.#afterCommit.splice(0) : [];
@@ -250,7 +266,7 @@ export class Tx {
     const codec = this.codec(table);
     const set = codec.encode(changes);
     const columns = Object.keys(set);
-    const w = codec.encode(where);
+    const w = encodeWhere(codec, table, where);
     const r = await this.run(updateStatement(table, columns, shapeOf(w)), columns.map((c) => set[c]).concat(boundOf(w)));
     return BigInt(r.numAffectedRows ?? 0n);
   }
@@ -277,7 +293,7 @@ export class Tx {
       const tc = this.codec(target);
       const set = tc.encode(changes);
       const setColumns = Object.keys(set);
-      const w = tc.encode(where);
+      const w = encodeWhere(tc, target, where);
       const sameColumns = encoded.every((r) => sameKeys(columns, r));
       if (columns.length && sameColumns && rows.length * columns.length + setColumns.length + Object.keys(w).length <= MAX_BOUND) {
         const args = rowArgs(encoded, columns).concat(rowArgs([set], setColumns), boundOf(w));
@@ -386,7 +402,7 @@ export class Tx {
   /** DELETE FROM table WHERE each column of `where` equals its value (IS NULL for null); returns how many rows went. */
   async deleteWhere(table: string, where: Record<string, unknown>): Promise<bigint> {
     this.assertWritable(`delete from ${table}`);
-    const w = this.codec(table).encode(where);
+    const w = encodeWhere(this.codec(table), table, where);
     const r = await this.run(deleteStatement(table, shapeOf(w)), boundOf(w));
     return BigInt(r.numAffectedRows ?? 0n);
   }
@@ -398,7 +414,7 @@ export class Tx {
   selectWhere(table: string, where: Record<string, unknown>, opts: { lock?: boolean } = {}): Promise<Record<string, unknown>[]> {
     try {
       if (opts.lock) this.assertWritable('locking read');
-      const w = this.codec(table).encode(where);
+      const w = encodeWhere(this.codec(table), table, where);
       return this.query(selectStatement(this.dialect, table, shapeOf(w), opts.lock ?? false), boundOf(w));
     } catch (e) {
       return Promise.reject(e);
@@ -421,7 +437,7 @@ export class Tx {
     try {
       if (opts.lock) this.assertWritable('locking read');
       const codec = this.codec(table);
-      const w = codec.encode(where);
+      const w = encodeWhere(codec, table, where);
       const distinct = [...new Set(values)];
       if (!distinct.length) return Promise.resolve([]);
       const bound = distinct.map((v) => codec.encode({ [column]: v })[column]);
@@ -452,8 +468,13 @@ export class Tx {
       result = await fn();
     } catch (e) {
       this.#savepointRollbacks++;
-      await sql.raw(`rollback to savepoint ${name}`).execute(db);
-      await sql.raw(`release savepoint ${name}`).execute(db);
+      try {
+        await sql.raw(`rollback to savepoint ${name}`).execute(db);
+        await sql.raw(`release savepoint ${name}`).execute(db);
+      } catch {
+        // The transaction itself is gone (MySQL rolls the whole of it back on a deadlock, and
+        // the savepoint with it): the original error is the one to report and retry on.
+      }
       throw e;
     }
     await sql.raw(`release savepoint ${name}`).execute(db);
@@ -491,5 +512,26 @@ export class Tx {
     if (this.dialect === 'sqlite') return qb;
     const locked = qb.forUpdate() as QB;
     return opts.skipLocked ? (locked.skipLocked() as QB) : locked;
+  }
+}
+
+/**
+ * The connection a Tx's Kysely handle (tx.db) runs on: refuses every statement once the Tx is
+ * closed, so a handle kept past the transaction cannot reach the connection it was bound to.
+ */
+export class ClosableConnection implements DatabaseConnection {
+  readonly #conn: DatabaseConnection;
+  readonly #tx: { readonly closed: boolean };
+  constructor(conn: DatabaseConnection, tx: { readonly closed: boolean }) {
+    this.#conn = conn;
+    this.#tx = tx;
+  }
+  executeQuery<R>(query: Parameters<DatabaseConnection['executeQuery']>[0]): Promise<QueryResult<R>> {
+    if (this.#tx.closed) return Promise.reject(new Error(ENDED));
+    return this.#conn.executeQuery<R>(query);
+  }
+  streamQuery<R>(query: Parameters<DatabaseConnection['streamQuery']>[0], chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
+    if (this.#tx.closed) throw new Error(ENDED);
+    return this.#conn.streamQuery<R>(query, chunkSize);
   }
 }

@@ -105,7 +105,17 @@ export function parseDatabaseUrl(raw: string): DbTarget {
 
 /** The URL with any password replaced, safe for logs and status output. */
 export function redactUrl(raw: string): string {
-  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)([^@/]*)@/i, '$1***@');
+  // Up to the last "@" before the query: a password may itself hold "@" or "/" (unencoded), and
+  // cutting at the first one would print the rest of it.
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(raw);
+  if (!scheme) return raw;
+  const start = scheme[0].length;
+  const query = raw.indexOf('?', start);
+  const at = raw.lastIndexOf('@', query === -1 ? raw.length : query);
+  if (at < start) return raw;
+  const colon = raw.indexOf(':', start);
+  if (colon === -1 || colon > at) return raw;
+  return `${raw.slice(0, colon + 1)}***${raw.slice(at)}`;
 }
 
 /** The same server URL pointed at another database (tests and admin tasks use it). */
