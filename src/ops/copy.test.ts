@@ -287,4 +287,28 @@ describe('copy between every pair of backends', () => {
     await assert.rejects(copyDatabase(s.coffer, s.coffer), (e: unknown) => e instanceof ConfigError && /same database/.test(e.message));
     assert.equal(opsDb(s.coffer).label, AVAILABLE[0]);
   });
+
+  test('refuses to copy a database onto itself reached by another URL, even with --force (the source would be dropped)', async () => {
+    for (const [backend, s] of sources) {
+      const url = s.coffer.target.url;
+      let alias: string | undefined;
+      if (backend === 'postgres' || backend === 'mysql') alias = url.replace('127.0.0.1', 'localhost');
+      if (backend === 'sqlite') {
+        const { symlinkSync } = await import('node:fs');
+        const path = (s.coffer.target as { path: string }).path;
+        const link = `${path}.alias-${process.pid}.db`;
+        symlinkSync(path, link);
+        alias = `sqlite:${link}`;
+      }
+      if (!alias || alias === url) continue;
+      const other = await pool.open(alias, { migrate: 'skip' });
+      const before = await dumpAll(s.coffer);
+      await assert.rejects(
+        copyDatabase(s.coffer, other, { force: true }),
+        (e: unknown) => e instanceof ConfigError && /same database/.test(e.message),
+        `${backend}: ${alias}`,
+      );
+      assert.deepEqual(await dumpAll(s.coffer), before, `${backend}: the source is untouched`);
+    }
+  });
 });

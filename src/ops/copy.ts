@@ -1,7 +1,10 @@
 // `coffer copy --from URL --to URL`: any backend to any backend (SQLite to PostgreSQL is the
 // common case), in keyset batches with bounded memory, resumable after an interruption, then
 // verified by row counts and content checksums computed the same way on both sides.
+import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { sql } from 'kysely';
 import { ConfigError, MigrationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
 import {
@@ -61,6 +64,50 @@ function sourceId(c: Coffer): string {
   const t = c.target;
   if (t.backend === 'sqlite') return t.memory ? `memory:${c.name}` : `sqlite:${resolve(t.path)}`;
   return `${t.backend}://${t.host}:${t.port}/${t.database}`;
+}
+
+/**
+ * Whether two Coffers reach the same database, asked of the databases themselves: URLs can name
+ * one database many ways (localhost and 127.0.0.1, another host name, a symlinked file), and a
+ * copy with --force into its own source would drop the source's tables. PostgreSQL: an
+ * advisory lock (scoped to one database) taken on the source is busy on the target. MySQL and
+ * MariaDB: a named lock (server-wide) that includes the database name. SQLite: the file's
+ * device and inode.
+ */
+async function sameDatabase(source: Coffer, target: Coffer): Promise<boolean> {
+  const s = source.target;
+  const t = target.target;
+  if (s.backend !== t.backend) return false;
+  if (s.backend === 'sqlite' && t.backend === 'sqlite') {
+    if (s.memory || t.memory) return source === target;
+    const [a, b] = await Promise.all([stat(s.path).catch(() => null), stat(t.path).catch(() => null)]);
+    return a !== null && b !== null ? a.dev === b.dev && a.ino === b.ino : resolve(s.path) === resolve(t.path);
+  }
+  const key = randomBytes(6).readUIntBE(0, 6);
+  const op = { op: 'copy.sameDatabase' };
+  if (s.backend === 'postgres') {
+    return source.write(async (tx) => {
+      await sql`select pg_advisory_xact_lock(${key}::bigint)`.execute(tx.db);
+      return target.write(
+        async (tt) => !(await sql<{ got: boolean }>`select pg_try_advisory_xact_lock(${key}::bigint) as got`.execute(tt.db)).rows[0]!.got,
+        op,
+      );
+    }, op);
+  }
+  const name = `coffer-copy-${key}`;
+  return source.write(async (tx) => {
+    await sql`select get_lock(concat(database(), ':', ${name}), 0)`.execute(tx.db);
+    try {
+      return await target.write(
+        async (tt) =>
+          (await sql<{ holder: unknown }>`select is_used_lock(concat(database(), ':', ${name})) as holder`.execute(tt.db)).rows[0]!
+            .holder !== null,
+        op,
+      );
+    } finally {
+      await sql`select release_lock(concat(database(), ':', ${name}))`.execute(tx.db);
+    }
+  }, op);
 }
 
 /**
@@ -154,7 +201,7 @@ export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOpt
   const src = opsDb(source);
   const dst = opsDb(target);
   const memory = source.target.backend === 'sqlite' && source.target.memory;
-  if (source === target || (!memory && sourceId(source) === sourceId(target))) {
+  if (source === target || (!memory && (sourceId(source) === sourceId(target) || (await sameDatabase(source, target))))) {
     throw new ConfigError(`source and target are the same database (${src.describe})`, { field: 'to' });
   }
 
