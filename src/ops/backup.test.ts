@@ -333,8 +333,33 @@ describe('backup and restore', () => {
       rmSync(`${f}.manifest.json`);
       await assert.rejects(
         restoreDatabase(f, target),
-        (e: unknown) => e instanceof ConfigError && /manifest\.json is missing/.test(e.message) && /--no-verify/.test(e.message),
+        (e: unknown) => e instanceof ConfigError && /manifest\.json is missing/.test(e.message) && !/--no-verify/.test(e.message),
       );
+      // --no-verify does not make a native restore possible without its manifest: the message
+      // above no longer suggests it.
+      await assert.rejects(
+        restoreDatabase(f, target, { verify: false }),
+        (e: unknown) => e instanceof ConfigError && /manifest\.json is missing/.test(e.message),
+      );
+    },
+  );
+
+  test(
+    'a SQLite file backup that no longer matches its manifest is refused before the target is touched',
+    { skip: skipReason('sqlite') },
+    async () => {
+      const s = sources.get('sqlite')!;
+      const f = file('sqlite-tampered.backup');
+      await backupDatabase(s.coffer, f);
+      const bytes = readFileSync(f);
+      bytes[bytes.length - 100] = (bytes[bytes.length - 100]! + 1) % 256;
+      writeFileSync(f, bytes);
+      const { coffer: target } = await pool.emptyTarget('sqlite');
+      await assert.rejects(
+        restoreDatabase(f, target),
+        (e: unknown) => e instanceof ConfigError && /does not match its manifest/.test(e.message),
+      );
+      assert.equal(await readMarker(target.engine.reader, target.dialect), null);
     },
   );
 

@@ -275,6 +275,9 @@ async function pgDumpBackup(ctx: Ctx, path: string, native: boolean): Promise<Ma
     const stopWatch = watchSize(path, ctx.progress);
     try {
       const tables = await tableSums(conn, ctx);
+      // Idle from here until pg_dump exits, which can be long (it dumps every table, not only
+      // Coffer's): the snapshot's idle timeout would end this session and fail a good backup.
+      await sql`set local idle_in_transaction_session_timeout = 0`.execute(conn);
       ctx.progress.note('checksums done; waiting for pg_dump to finish');
       await run.done;
       stopWatch();

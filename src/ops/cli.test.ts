@@ -4,7 +4,7 @@
 // environment problem (wrong URL, missing tool, missing folder, full disk, non-empty target).
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -193,6 +193,29 @@ describe('operator commands on the command line', () => {
     const refused = await coffer(['restore', '--from', file, '--to', target.url]);
     assert.equal(refused.code, 2);
     oneErrorLine(refused, /is not empty .*--force/);
+  });
+
+  test('backup --to - appends to what stdout already holds (a shell `>>`), never truncates it', async () => {
+    const out = join(dir, 'appended.log');
+    writeFileSync(out, 'precious log line\n');
+    const fd = openSync(out, 'a');
+    try {
+      const child = spawn(process.execPath, [join(ROOT, 'bin/coffer.js'), 'backup', '--db', sourceUrl, '--to', '-'], {
+        cwd: ROOT,
+        env: { ...process.env, COFFER_DATABASE_URL: '', DATABASE_URL: '' },
+        stdio: ['ignore', fd, 'pipe'],
+      });
+      let stderr = '';
+      child.stderr!.on('data', (d) => (stderr += d));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      assert.equal(code, 0, stderr);
+    } finally {
+      closeSync(fd);
+    }
+    const bytes = readFileSync(out);
+    assert.equal(bytes.subarray(0, 18).toString(), 'precious log line\n');
+    // The gzip stream of the logical backup follows it.
+    assert.deepEqual([bytes[18], bytes[19]], [0x1f, 0x8b]);
   });
 
   test('maintain, stats, sizes and doctor run and speak JSON', async () => {

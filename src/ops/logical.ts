@@ -56,9 +56,13 @@ export class LogicalWriter {
     });
   }
 
-  /** Opens `path` for writing; `exclusive` refuses to replace an existing file. */
+  /**
+   * Opens `path` for writing; `exclusive` refuses an existing file. Otherwise it appends, never
+   * truncates: the path may be /dev/stdout of a shell that opened it with `>>`, and reopening it
+   * with O_TRUNC would empty the file it was appending to (a partial file is removed before).
+   */
   static async open(path: string, exclusive: boolean): Promise<LogicalWriter> {
-    const file = createWriteStream(path, { flags: exclusive ? 'wx' : 'w' });
+    const file = createWriteStream(path, { flags: exclusive ? 'wx' : 'a' });
     await new Promise<void>((resolve, reject) => {
       file.once('open', () => resolve());
       file.once('error', (e) => reject(fileError(e, 'cannot write', path)));

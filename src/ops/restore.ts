@@ -271,10 +271,25 @@ async function restoreLogical(
   };
 }
 
+/** Refuses a backup file whose size or SHA-256 is not what its manifest recorded, before anything is loaded. */
+async function checkFileAgainstManifest(ctx: Ctx, manifest: Manifest | null): Promise<void> {
+  if (!manifest?.file) return;
+  ctx.progress.note(`checking ${ctx.file} against its manifest (${manifest.file.bytes} bytes)`);
+  const dg = await fileDigest(ctx.file);
+  if (dg.sha256 !== manifest.file.sha256 || dg.bytes !== manifest.file.bytes) {
+    throw new ConfigError(`${ctx.file} does not match its manifest (size or SHA-256 differ): the backup is damaged or was replaced`, {
+      path: ctx.file,
+    });
+  }
+}
+
 async function restoreSqliteFile(
   ctx: Ctx,
   manifest: Manifest | null,
 ): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
+  // As for the other native kinds: a file that is not the one the manifest describes is refused
+  // before the target is touched (verifying after the load could not name the row that differs).
+  await checkFileAgainstManifest(ctx, manifest);
   const ro = openSqliteFileReadOnly(ctx.file);
   try {
     const history = await readHistory(ro.reader).catch(() => {
@@ -443,7 +458,7 @@ async function restoreNative(
   if (!manifest) {
     if (ctx.opts.verify !== false) {
       throw new ConfigError(
-        `${manifestPath(ctx.file)} is missing, so the restore cannot be verified: put it beside the backup, or add --no-verify`,
+        `${manifestPath(ctx.file)} is missing: a ${kind} restore needs it (to check the file, the target and the migration history); put it beside the backup`,
         { path: manifestPath(ctx.file) },
       );
     }
@@ -453,15 +468,7 @@ async function restoreNative(
     );
   }
   const { plans } = plansFromManifest(manifest, ctx.target.migrator.migrations, ctx.file);
-  if (manifest.file) {
-    ctx.progress.note(`checking ${ctx.file} against its manifest (${manifest.file.bytes} bytes)`);
-    const dg = await fileDigest(ctx.file);
-    if (dg.sha256 !== manifest.file.sha256 || dg.bytes !== manifest.file.bytes) {
-      throw new ConfigError(`${ctx.file} does not match its manifest (size or SHA-256 differ): the backup is damaged or was replaced`, {
-        path: ctx.file,
-      });
-    }
-  }
+  await checkFileAgainstManifest(ctx, manifest);
   await prepareNative(ctx, manifest, kind);
   const t = serverTarget(ctx.target.target);
   // pg_restore and mysql report no progress of their own; the bar shows time, then the rows.
