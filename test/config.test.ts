@@ -66,6 +66,7 @@ test('passwords are redacted', () => {
   assert.equal(redactUrl('postgres://u:pa/ss@h/db'), 'postgres://u:***@h/db');
   assert.equal(redactUrl('postgres://u:s@h/db?note=a@b'), 'postgres://u:***@h/db?note=a@b');
   assert.equal(redactUrl('sqlite:./data/x.db'), 'sqlite:./data/x.db');
+  assert.equal(redactUrl('postgres://u:sec?ret@h/db'), 'postgres://u:***@h/db');
   const cfg = redactConfig(loadConfig({ env: {}, flags: { 'database.url': 'postgres://u:topsecret@h/db' } }));
   assert.ok(!JSON.stringify(cfg).includes('topsecret'));
 });

@@ -300,6 +300,31 @@ forEachBackend('store', (ctx) => {
     );
   });
 
+  test('a write never reports success for what it did not commit (a failure caught without a savepoint)', async () => {
+    const key = `swallowed-${Date.now()}`;
+    const run = coffer.write(async (tx) => {
+      await tx.insert('fx_counters', { name: key, value: 1n });
+      await tx.insert('fx_counters', { name: key, value: 2n }).catch(() => undefined);
+      return 'done';
+    });
+    if (ctx.backend === 'postgres') {
+      // PostgreSQL aborts the transaction at the failed statement and answers COMMIT with ROLLBACK.
+      await assert.rejects(run, /rolled back, not committed/);
+      assert.equal((await coffer.read((tx) => tx.selectWhere('fx_counters', { name: key }))).length, 0);
+    } else {
+      // The others undo only the failed statement: what the write reports is what is stored.
+      assert.equal(await run, 'done');
+      assert.equal((await coffer.read((tx) => tx.selectWhere('fx_counters', { name: key }))).length, 1);
+    }
+    // Inside a savepoint the failure is survivable everywhere, and the rest commits.
+    const key2 = `${key}-sp`;
+    await coffer.write(async (tx) => {
+      await tx.insert('fx_counters', { name: key2, value: 1n });
+      await tx.savepoint('dup', () => tx.insert('fx_counters', { name: key2, value: 2n })).catch(() => undefined);
+    });
+    assert.equal((await coffer.read((tx) => tx.selectWhere('fx_counters', { name: key2 }))).length, 1);
+  });
+
   test('insertOrIgnore is idempotent and reports whether it inserted', async () => {
     const r1 = await coffer.write((tx) => tx.insertOrIgnore('fx_counters', { name: 'idem', value: 1n }, ['name']));
     const r2 = await coffer.write((tx) => tx.insertOrIgnore('fx_counters', { name: 'idem', value: 1n }, ['name']));

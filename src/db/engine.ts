@@ -400,6 +400,20 @@ const AUTO_COUNT_MAX = 20_000;
 const DML = /^\s*(select|insert|update|delete|with)\s/i;
 const TX_START = /^\s*(begin|start transaction)\b/i;
 const TX_END = /^\s*(commit|rollback)\s*;?\s*$/i;
+const COMMIT = /^\s*commit\s*;?\s*$/i;
+
+/**
+ * PostgreSQL answers COMMIT of a transaction in which a statement failed (outside a savepoint)
+ * with ROLLBACK, and no error: the write would report success with nothing stored. Raised here
+ * instead. (A failure a caller means to survive belongs inside tx.savepoint().)
+ */
+function committed<R extends { command?: string }>(r: R): R {
+  if (r.command === 'ROLLBACK')
+    throw new Error(
+      'the transaction was rolled back, not committed: a statement in it failed and the error was caught without a savepoint (use tx.savepoint() to go on after a failure)',
+    );
+  return r;
+}
 /** SQL text → runs so far (a number) or its statement name, shared by every pool of the process. */
 const autoNames = new Map<string, number | string>();
 let autoNamed = 0;
@@ -437,7 +451,10 @@ function useNamedStatements(client: pg.PoolClient): void {
     if (args.length === 2 && typeof args[0] === 'string' && Array.isArray(args[1])) {
       const text = args[0];
       if (TX_START.test(text)) inTransaction = true;
-      else if (TX_END.test(text)) inTransaction = false;
+      else if (TX_END.test(text)) {
+        inTransaction = false;
+        if (COMMIT.test(text)) return (query.apply(client, args) as Promise<{ command?: string }>).then(committed);
+      }
       const name = renamed.get(text) ?? statementName(text, inTransaction);
       if (name !== undefined) {
         return (query.call(client, { name, text, values: args[1] }) as Promise<unknown>).catch((e: unknown) => {

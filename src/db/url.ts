@@ -111,7 +111,9 @@ export function redactUrl(raw: string): string {
   if (!scheme) return raw;
   const start = scheme[0].length;
   const query = raw.indexOf('?', start);
-  const at = raw.lastIndexOf('@', query === -1 ? raw.length : query);
+  let at = raw.lastIndexOf('@', query === -1 ? raw.length : query);
+  // No "@" before the first "?": the "?" may be inside the password; take the last "@" at all.
+  if (at < start) at = raw.lastIndexOf('@');
   if (at < start) return raw;
   const colon = raw.indexOf(':', start);
   if (colon === -1 || colon > at) return raw;
