@@ -11,6 +11,7 @@ import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { Coffer, type OpenOptions } from '../src/db/store.js';
 import { withDatabase } from '../src/db/url.js';
+import { toBigInt } from '../src/db/codec.js';
 
 export type BackendName = 'memory' | 'sqlite' | 'postgres' | 'mysql';
 export const ALL_BACKENDS: readonly BackendName[] = ['memory', 'sqlite', 'postgres', 'mysql'];
@@ -126,4 +127,18 @@ export function forEachBackend(title: string, body: (ctx: BackendContext) => voi
       body(ctx);
     });
   }
+}
+
+/** How many rows `table` holds, read in its own transaction (tests check that nothing was written). */
+export async function rowCount(coffer: Coffer, table: string): Promise<bigint> {
+  return coffer.read(async (tx) =>
+    toBigInt(
+      (
+        await tx.db
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    ),
+  );
 }

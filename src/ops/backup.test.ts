@@ -314,22 +314,27 @@ describe('backup and restore', () => {
     await assert.rejects(restoreDatabase(junk, t2), (e: unknown) => e instanceof ConfigError && /is not a Coffer backup/.test(e.message));
   });
 
+  /** A native backup of `backend` with one byte changed: its restore is refused and the target left unmarked. */
+  async function refusedWhenTampered(backend: BackendName): Promise<{ f: string; target: Coffer }> {
+    const f = file(`${backend}-tampered.backup`);
+    await backupDatabase(sources.get(backend)!.coffer, f);
+    const bytes = readFileSync(f);
+    bytes[bytes.length - 100] = (bytes[bytes.length - 100]! + 1) % 256;
+    writeFileSync(f, bytes);
+    const { coffer: target } = await pool.emptyTarget(backend);
+    await assert.rejects(
+      restoreDatabase(f, target),
+      (e: unknown) => e instanceof ConfigError && /does not match its manifest/.test(e.message),
+    );
+    assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+    return { f, target };
+  }
+
   test(
     'a native backup that no longer matches its manifest is refused before the target is touched',
     { skip: skipReason('postgres') },
     async () => {
-      const s = sources.get('postgres')!;
-      const f = file('pg-tampered.backup');
-      await backupDatabase(s.coffer, f);
-      const bytes = readFileSync(f);
-      bytes[bytes.length - 10] = (bytes[bytes.length - 10]! + 1) % 256;
-      writeFileSync(f, bytes);
-      const { coffer: target } = await pool.emptyTarget('postgres');
-      await assert.rejects(
-        restoreDatabase(f, target),
-        (e: unknown) => e instanceof ConfigError && /does not match its manifest/.test(e.message),
-      );
-      assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+      const { f, target } = await refusedWhenTampered('postgres');
       rmSync(`${f}.manifest.json`);
       await assert.rejects(
         restoreDatabase(f, target),
@@ -348,18 +353,7 @@ describe('backup and restore', () => {
     'a SQLite file backup that no longer matches its manifest is refused before the target is touched',
     { skip: skipReason('sqlite') },
     async () => {
-      const s = sources.get('sqlite')!;
-      const f = file('sqlite-tampered.backup');
-      await backupDatabase(s.coffer, f);
-      const bytes = readFileSync(f);
-      bytes[bytes.length - 100] = (bytes[bytes.length - 100]! + 1) % 256;
-      writeFileSync(f, bytes);
-      const { coffer: target } = await pool.emptyTarget('sqlite');
-      await assert.rejects(
-        restoreDatabase(f, target),
-        (e: unknown) => e instanceof ConfigError && /does not match its manifest/.test(e.message),
-      );
-      assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+      await refusedWhenTampered('sqlite');
     },
   );
 

@@ -4,11 +4,10 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { sql } from 'kysely';
-import { toBigInt } from '../../db/codec.js';
 import { AppendOnlyViolationError, CofferError, ValidationError } from '../../db/errors.js';
 import type { Coffer } from '../../db/store.js';
 import { canonicalJson, sha256Hex } from '../../util/canonical-json.js';
-import { forEachBackend } from '../../../test/harness.js';
+import { forEachBackend, rowCount } from '../../../test/harness.js';
 import { systemActor, userActor } from './actor.js';
 import { audit, auditHead, entityTrail, entryHash, GENESIS_HASH, readEntries } from './log.js';
 import { REDACTED } from './policy.js';
@@ -17,19 +16,6 @@ import { auditChainCheck } from './doctor.js';
 import { withTriggersOff } from './test-support.js';
 
 const actor = systemActor('test');
-
-async function count(coffer: Coffer, table: string): Promise<bigint> {
-  return coffer.read(async (tx) =>
-    toBigInt(
-      (
-        await tx.db
-          .selectFrom(table)
-          .select((eb) => eb.fn.countAll().as('n'))
-          .executeTakeFirstOrThrow()
-      ).n,
-    ),
-  );
-}
 
 forEachBackend('audit log', (ctx) => {
   let coffer: Coffer;
@@ -175,7 +161,7 @@ forEachBackend('audit log', (ctx) => {
   });
 
   test('bad entries are ValidationErrors naming the field, and nothing is written', async () => {
-    const before = await count(coffer, 'audit_log');
+    const before = await rowCount(coffer, 'audit_log');
     const cases: [Record<string, unknown>, string][] = [
       [{ action: 'NoDots' }, 'action'],
       [{ action: 'x'.repeat(130) + '.y' }, 'action'],
@@ -200,7 +186,7 @@ forEachBackend('audit log', (ctx) => {
       coffer.read((tx) => audit(tx).record({ actor, action: 'test.a.b', domain: 'test', entity: 'thing', entityId: 'ro' })),
       (e: unknown) => e instanceof CofferError && e.code === 'read_only',
     );
-    assert.equal(await count(coffer, 'audit_log'), before);
+    assert.equal(await rowCount(coffer, 'audit_log'), before);
   });
 
   test('the database refuses UPDATE and DELETE on the audit log and the row history (append-only)', async () => {
@@ -250,13 +236,13 @@ forEachBackend('audit log', (ctx) => {
       attempts.push(['truncate audit_log', (c) => c.write((tx) => sql`TRUNCATE audit_log`.execute(tx.db))]);
       attempts.push(['truncate audit_row_history', (c) => c.write((tx) => sql`TRUNCATE audit_row_history`.execute(tx.db))]);
     }
-    const logBefore = await count(coffer, 'audit_log');
-    const histBefore = await count(coffer, 'audit_row_history');
+    const logBefore = await rowCount(coffer, 'audit_log');
+    const histBefore = await rowCount(coffer, 'audit_row_history');
     for (const [what, attempt] of attempts) {
       await assert.rejects(attempt(coffer), (e: unknown) => e instanceof AppendOnlyViolationError && e.code === 'append_only', what);
     }
-    assert.equal(await count(coffer, 'audit_log'), logBefore);
-    assert.equal(await count(coffer, 'audit_row_history'), histBefore);
+    assert.equal(await rowCount(coffer, 'audit_log'), logBefore);
+    assert.equal(await rowCount(coffer, 'audit_row_history'), histBefore);
     const report = await verifyAuditLog(coffer);
     assert.equal(report.ok, true, report.firstBad?.message);
   });

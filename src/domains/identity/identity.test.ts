@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { before, test } from 'node:test';
-import { toBigInt } from '../../db/codec.js';
 import {
   ConflictError,
   DecryptionError,
@@ -18,7 +17,7 @@ import {
 } from '../../db/errors.js';
 import type { Coffer } from '../../db/store.js';
 import { Keyring } from '../../secrets/envelope.js';
-import { forEachBackend } from '../../../test/harness.js';
+import { forEachBackend, rowCount } from '../../../test/harness.js';
 import { apiKeyActor, systemActor } from '../audit/actor.js';
 import { readRowHistory } from '../audit/history.js';
 import { entityTrail } from '../audit/log.js';
@@ -30,19 +29,6 @@ const actor = systemActor('test');
 const keyring = new Keyring([{ id: 'k1', key: randomBytes(32) }]);
 const DAY = 86_400_000;
 const inDays = (d: number) => new Date(Date.now() + d * DAY);
-
-async function rowCount(coffer: Coffer, table: string): Promise<bigint> {
-  return coffer.read(async (tx) =>
-    toBigInt(
-      (
-        await tx.db
-          .selectFrom(table)
-          .select((eb) => eb.fn.countAll().as('n'))
-          .executeTakeFirstOrThrow()
-      ).n,
-    ),
-  );
-}
 
 forEachBackend('identity', (ctx) => {
   let coffer: Coffer;

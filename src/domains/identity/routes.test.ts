@@ -4,25 +4,11 @@
 // that made each change, and the dashboard's audit panel only for keys that may read the log.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
-import { toBigInt } from '../../db/codec.js';
 import type { Coffer } from '../../db/store.js';
-import { forEachBackend } from '../../../test/harness.js';
+import { forEachBackend, rowCount } from '../../../test/harness.js';
 import { testService, type TestService } from '../../../test/service-support.js';
 import { systemActor } from '../audit/actor.js';
 import { identity } from './index.js';
-
-async function rowCount(coffer: Coffer, table: string): Promise<bigint> {
-  return coffer.read(async (tx) =>
-    toBigInt(
-      (
-        await tx.db
-          .selectFrom(table)
-          .select((eb) => eb.fn.countAll().as('n'))
-          .executeTakeFirstOrThrow()
-      ).n,
-    ),
-  );
-}
 
 forEachBackend('identity and audit API', (ctx) => {
   let coffer: Coffer;
