@@ -10,6 +10,7 @@ import { Coffer } from '../db/store.js';
 import { systemActor, type Actor } from '../domains/audit/actor.js';
 import { auditHead } from '../domains/audit/log.js';
 import { verifyAuditLog } from '../domains/audit/verify.js';
+import { requireExistingDatabase } from './existing-db.js';
 
 export const DB_HELP = 'database URL (sqlite:PATH, memory://, postgres://…, mysql://…)';
 export const CONFIG_HELP = 'JSON config file (default: ./coffer.config.json if present)';
@@ -30,6 +31,7 @@ function cliLogger(config: CofferConfig): Logger {
 /** Opens the configured database (refusing pending migrations), runs fn, closes. */
 export async function withCoffer<T>(opts: CommonOpts, fn: (coffer: Coffer) => Promise<T>): Promise<T> {
   const config = loadConfig({ configFile: opts.config, flags: { 'database.url': opts.db } });
+  requireExistingDatabase(config);
   const coffer = await Coffer.open({ config, migrate: 'verify', logger: cliLogger(config) });
   try {
     return await fn(coffer);

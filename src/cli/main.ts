@@ -17,6 +17,7 @@ import { registerIdentityCommands } from './identity-commands.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerSecretsCommands } from './secrets-commands.js';
 import { registerOpsCommands } from './ops-commands.js';
+import { requireExistingDatabase } from './existing-db.js';
 
 export class ExitError extends Error {
   readonly exitCode: number;
@@ -117,6 +118,7 @@ export function buildProgram(): Command {
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
       const config = configFrom(opts);
+      requireExistingDatabase(config);
       const coffer = await Coffer.open({ config, migrate: 'skip', logger: cliLogger(config) });
       try {
         const states = await coffer.migrator.status();
@@ -148,6 +150,7 @@ export function buildProgram(): Command {
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
       const config = configFrom(opts);
+      requireExistingDatabase(config);
       const coffer = await Coffer.open({ config, migrate: 'skip', logger: cliLogger(config) });
       try {
         const states = await coffer.migrator.status();

@@ -11,6 +11,7 @@ import { redactUrl } from '../db/url.js';
 import { backupDatabase, type BackupFormat } from '../ops/backup.js';
 import { compareDatabases, copyDatabase, DEFAULT_BATCH_SIZE } from '../ops/copy.js';
 import { runDoctor, type DoctorReport } from '../ops/doctor.js';
+import { requireExistingDatabase } from './existing-db.js';
 import { InterruptedError } from '../ops/errors.js';
 import { maintainDatabase } from '../ops/maintain.js';
 import { createProgress, formatBytes, formatDuration, type Progress } from '../ops/progress.js';
@@ -37,9 +38,13 @@ function cliLogger(config: CofferConfig): Logger {
   return pino({ level: config.log.level === 'info' ? 'warn' : config.log.level }, pino.destination(2));
 }
 
-/** Opens a database without migrating it (operator commands decide that themselves). */
-async function open(opts: { config?: string }, url: string | undefined): Promise<Coffer> {
+/**
+ * Opens a database without migrating it (operator commands decide that themselves). It must
+ * exist unless the command creates it (`create`); `flag` names the option in the error.
+ */
+async function open(opts: { config?: string }, url: string | undefined, flag = '--db', create = false): Promise<Coffer> {
   const config = configFor(opts, url);
+  if (!create) requireExistingDatabase(config, flag);
   return Coffer.open({ config, migrate: 'skip', logger: cliLogger(config) });
 }
 
@@ -180,7 +185,7 @@ export function registerOpsCommands(program: Command): void {
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
       const progress = createProgress({ json: opts.json });
-      const target = await open(opts, opts.to);
+      const target = await open(opts, opts.to, '--to', true);
       try {
         await interruptible(progress, async (signal) => {
           const r = await restoreDatabase(opts.from, target, {
@@ -223,8 +228,8 @@ export function registerOpsCommands(program: Command): void {
         let a: Coffer | undefined;
         let b: Coffer | undefined;
         try {
-          a = await open(opts, opts.from);
-          b = await open(opts, opts.to);
+          a = await open(opts, opts.from, '--from');
+          b = await open(opts, opts.to, '--to');
           const x = a;
           const y = b;
           await interruptible(progress, async (signal) => {
@@ -244,8 +249,8 @@ export function registerOpsCommands(program: Command): void {
       let source: Coffer | undefined;
       let target: Coffer | undefined;
       try {
-        source = await open(opts, opts.from);
-        target = await open(opts, opts.to);
+        source = await open(opts, opts.from, '--from');
+        target = await open(opts, opts.to, '--to', true);
         const s = source;
         const t = target;
         await interruptible(progress, async (signal) => {

@@ -267,6 +267,23 @@ describe('operator commands on the command line', () => {
     oneErrorLine(badSetting!, /unknown retention setting no\.such\.setting/);
   });
 
+  test('a mistyped SQLite path is a configuration error (exit 2) for commands that read a database, and nothing is created', async () => {
+    const typo = join(dir, 'typo-dir', 'coffer.db');
+    const runs = await Promise.all([
+      coffer(['stats', '--db', `sqlite:${typo}`]),
+      coffer(['backup', '--db', `sqlite:${typo}`, '--to', join(dir, 'typo.backup')]),
+      coffer(['doctor', '--db', `sqlite:${typo}`]),
+      coffer(['status', '--db', `sqlite:${typo}`]),
+      coffer(['audit', 'verify', '--db', `sqlite:${typo}`]),
+      coffer(['copy', '--from', `sqlite:${typo}`, '--to', 'sqlite::memory:']),
+    ]);
+    for (const r of runs) {
+      assert.equal(r.code, 2, r.stderr);
+      oneErrorLine(r, /no database at .*typo-dir\/coffer\.db \(--(db|from)\)/);
+    }
+    assert.equal(existsSync(join(dir, 'typo-dir')), false, 'no folder or file was created');
+  });
+
   test('a missing dump tool and a full disk get one clear line too', async () => {
     const runs: Promise<Run>[] = [];
     if (!skipReason('postgres')) {
