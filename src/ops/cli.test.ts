@@ -267,6 +267,20 @@ describe('operator commands on the command line', () => {
     oneErrorLine(badSetting!, /unknown retention setting no\.such\.setting/);
   });
 
+  test('a retention setting that is not a positive number is refused by name (exit 2), never replaced by its default', async () => {
+    const db = await newDb('sqlite');
+    const c = await Coffer.open({ url: db.url });
+    await c.close();
+    const [hours, batch] = await Promise.all([
+      coffer(['trim', '--db', db.url, '--set', 'tokens.unconfirmedMints.maxAgeHours=abc']),
+      coffer(['trim', '--db', db.url, '--apply', '--set', 'chain.undo.blocksPerBatch=abc']),
+    ]);
+    assert.equal(hours.code, 2, hours.stderr);
+    oneErrorLine(hours, /--set tokens\.unconfirmedMints\.maxAgeHours=abc: expected a positive number/);
+    assert.equal(batch.code, 2, batch.stderr);
+    oneErrorLine(batch, /--set chain\.undo\.blocksPerBatch=abc: expected a positive whole number/);
+  });
+
   test('a mistyped SQLite path is a configuration error (exit 2) for commands that read a database, and nothing is created', async () => {
     const typo = join(dir, 'typo-dir', 'coffer.db');
     const runs = await Promise.all([

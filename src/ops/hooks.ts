@@ -12,6 +12,7 @@
 import type { Coffer } from '../db/store.js';
 import type { Tx } from '../db/tx.js';
 import type { Dialect } from '../schema/model.js';
+import { ValidationError } from '../db/errors.js';
 
 export type Severity = 'ok' | 'info' | 'warning' | 'error';
 
@@ -51,6 +52,8 @@ export interface RetentionSetting {
   key: string;
   describe: string;
   default: string;
+  /** A positive number (or whole number): `coffer trim` checks it before any rule runs. */
+  positive?: 'number' | 'integer';
 }
 
 export interface RetentionOptions {
@@ -91,4 +94,16 @@ export function settingOf(rule: RetentionRule, opts: RetentionOptions, key: stri
   const s = rule.settings?.find((x) => x.key === key);
   if (!s) throw new Error(`retention rule ${rule.name} has no setting ${key}`);
   return opts.settings[key] ?? s.default;
+}
+
+/**
+ * A setting that must be a positive number (`integer`: a whole one). A bad value given with
+ * `--set` is a ValidationError naming it (exit 2), never a silent default.
+ */
+export function positiveSetting(rule: RetentionRule, opts: RetentionOptions, key: string, integer = false): number {
+  const raw = settingOf(rule, opts, key);
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))
+    throw new ValidationError(`--set ${key}=${raw}: expected a positive ${integer ? 'whole number' : 'number'}`, { field: key });
+  return n;
 }

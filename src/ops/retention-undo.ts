@@ -6,7 +6,7 @@
 import { toBigInt } from '../db/codec.js';
 import type { Tx } from '../db/tx.js';
 import { pruneFinalized, UNDO_TABLE } from '../domains/chain/undo.js';
-import { settingOf, type RetentionCount, type RetentionOptions, type RetentionRule } from './hooks.js';
+import { positiveSetting, type RetentionCount, type RetentionOptions, type RetentionRule } from './hooks.js';
 
 const CURSORS = 'chain_cursors';
 
@@ -30,7 +30,9 @@ export const undoJournalRule: RetentionRule = {
   domain: 'chain',
   describe: "undo-journal entries of blocks at or below each chain cursor's finalized height (they can no longer be reorged)",
   requires: [UNDO_TABLE, `${CURSORS}.chain_id`, `${CURSORS}.finalized_height`],
-  settings: [{ key: 'chain.undo.blocksPerBatch', describe: 'blocks of journal removed per transaction', default: '1000' }],
+  settings: [
+    { key: 'chain.undo.blocksPerBatch', describe: 'blocks of journal removed per transaction', default: '1000', positive: 'integer' },
+  ],
 
   async count(tx: Tx, opts: RetentionOptions): Promise<RetentionCount[]> {
     void opts;
@@ -51,7 +53,7 @@ export const undoJournalRule: RetentionRule = {
   },
 
   async apply(tx: Tx, opts: RetentionOptions): Promise<number> {
-    const window = BigInt(Math.max(1, Number(settingOf(undoJournalRule, opts, 'chain.undo.blocksPerBatch')) || 1000));
+    const window = BigInt(positiveSetting(undoJournalRule, opts, 'chain.undo.blocksPerBatch', true));
     for (const [chainId, finalized] of await finalizedHeights(tx)) {
       const low = await lowestHeight(tx, chainId);
       if (low === null || low > finalized) continue;

@@ -6,7 +6,7 @@ import type { Coffer } from '../db/store.js';
 import { listTables, opsDb } from './db.js';
 import { missingRequirements } from './doctor.js';
 import { InterruptedError } from './errors.js';
-import type { RetentionCount, RetentionOptions, RetentionRule } from './hooks.js';
+import { positiveSetting, type RetentionCount, type RetentionOptions, type RetentionRule } from './hooks.js';
 import { SilentProgress, type Progress } from './progress.js';
 import { RETENTION_RULES } from './registry.js';
 
@@ -56,6 +56,9 @@ export async function runTrim(coffer: Coffer, opts: TrimOptions = {}): Promise<T
       });
   }
   const ropts: RetentionOptions = { now: opts.now ?? new Date(), settings: opts.settings ?? {}, batchSize: opts.batchSize ?? 1000 };
+  // Every setting is checked before any rule counts or removes anything.
+  for (const rule of selected)
+    for (const s of rule.settings ?? []) if (s.positive) positiveSetting(rule, ropts, s.key, s.positive === 'integer');
   const db = opsDb(coffer);
   const present = await listTables(db.reader, db.dialect);
   const out: TrimRuleReport[] = [];

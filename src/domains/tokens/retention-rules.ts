@@ -2,13 +2,12 @@
 // maximum age (oldest first; an old unconfirmed invoice's reservation is released with it).
 import { toBigInt } from '../../db/codec.js';
 import type { Tx } from '../../db/tx.js';
-import { settingOf, type RetentionOptions, type RetentionRule } from '../../ops/hooks.js';
+import { positiveSetting, settingOf, type RetentionOptions, type RetentionRule } from '../../ops/hooks.js';
 import { trimUnconfirmedInvoices, trimUnconfirmedMints } from './retention.js';
 import { T } from './types.js';
 
 function cutoff(rule: RetentionRule, opts: RetentionOptions, key: string): Date {
-  const hours = Number(settingOf(rule, opts, key));
-  if (!Number.isFinite(hours) || hours <= 0) throw new Error(`${key} must be a positive number of hours`);
+  const hours = positiveSetting(rule, opts, key);
   return new Date(opts.now.getTime() - hours * 3_600_000);
 }
 
@@ -24,7 +23,7 @@ function rule(
     domain: 'tokens',
     describe: `${what} received more than ${key} hours ago and never confirmed on chain`,
     requires: [`${table}.received_at`],
-    settings: [{ key, describe: `maximum age in hours of ${what}`, default: '168' }],
+    settings: [{ key, describe: `maximum age in hours of ${what}`, default: '168', positive: 'number' }],
     async count(tx, opts) {
       const c = await tx.db
         .selectFrom(table)
