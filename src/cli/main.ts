@@ -17,7 +17,6 @@ import { registerIdentityCommands } from './identity-commands.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerSecretsCommands } from './secrets-commands.js';
 import { registerOpsCommands } from './ops-commands.js';
-import { requireExistingDatabase } from './existing-db.js';
 
 export class ExitError extends Error {
   readonly exitCode: number;
@@ -118,7 +117,6 @@ export function buildProgram(): Command {
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
       const config = configFrom(opts);
-      requireExistingDatabase(config);
       const coffer = await Coffer.open({ config, migrate: 'skip', logger: cliLogger(config) });
       try {
         const states = await coffer.migrator.status();
@@ -150,7 +148,6 @@ export function buildProgram(): Command {
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
       const config = configFrom(opts);
-      requireExistingDatabase(config);
       const coffer = await Coffer.open({ config, migrate: 'skip', logger: cliLogger(config) });
       try {
         const states = await coffer.migrator.status();

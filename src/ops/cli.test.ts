@@ -287,7 +287,6 @@ describe('operator commands on the command line', () => {
       coffer(['stats', '--db', `sqlite:${typo}`]),
       coffer(['backup', '--db', `sqlite:${typo}`, '--to', join(dir, 'typo.backup')]),
       coffer(['doctor', '--db', `sqlite:${typo}`]),
-      coffer(['status', '--db', `sqlite:${typo}`]),
       coffer(['audit', 'verify', '--db', `sqlite:${typo}`]),
       coffer(['copy', '--from', `sqlite:${typo}`, '--to', 'sqlite::memory:']),
     ]);
