@@ -26,13 +26,12 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, pre
   throw new ValidationError(`${field}: ${message}`, { field });
 }
 
+/** An optional count of rows from 1 to `max` (`shown`: how the message writes max). */
+export const limitSchema = (max: number, shown = String(max)) =>
+  z.number({ error: 'expected a number' }).int('expected an integer').min(1, 'must be at least 1').max(max, `at most ${shown}`).optional();
+
 /** A store list's page size: 1–1000 rows (each list applies its own default when it is absent). */
-export const pageLimitSchema = z
-  .number({ error: 'expected a number' })
-  .int('expected an integer')
-  .min(1, 'must be at least 1')
-  .max(1000, 'at most 1000')
-  .optional();
+export const pageLimitSchema = limitSchema(1000);
 
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 

@@ -5,6 +5,7 @@
 import type { Tx } from '../../db/tx.js';
 import { ValidationError } from '../../db/errors.js';
 import type { ColumnType } from '../../schema/model.js';
+import { textProblem } from '../../util/text.js';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
 
@@ -14,11 +15,12 @@ export function toJsonValue(v: unknown, path = 'value'): JsonValue {
   switch (typeof v) {
     case 'boolean':
       return v;
-    case 'string':
+    case 'string': {
       // PostgreSQL JSON refuses NUL, and canonical JSON refuses lone surrogates: fail the same everywhere.
-      if (v.includes('\u0000')) throw new ValidationError(`${path}: contains a NUL character`, { field: path });
-      if (!v.isWellFormed()) throw new ValidationError(`${path}: contains a lone surrogate`, { field: path });
+      const problem = textProblem(v);
+      if (problem) throw new ValidationError(`${path}: ${problem}`, { field: path });
       return v;
+    }
     case 'number':
       return Number.isSafeInteger(v) ? (Object.is(v, -0) ? 0 : v) : String(v);
     case 'bigint':

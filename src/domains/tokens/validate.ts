@@ -6,7 +6,8 @@ import { z } from 'zod';
 import { INT64_MAX } from '../../db/codec.js';
 import { ValidationError } from '../../db/errors.js';
 import { contentId, type CanonicalValue } from '../../util/canonical-json.js';
-import { dateSchema, parseOrThrow } from '../../util/zod-parse.js';
+import { textProblem } from '../../util/text.js';
+import { dateSchema, limitSchema, parseOrThrow } from '../../util/zod-parse.js';
 import { isValidPublicKey } from './signing.js';
 import type { JsonDoc, MintContent } from './types.js';
 
@@ -74,18 +75,7 @@ export const priceUnitSchema = z
 
 export { dateSchema };
 
-/**
- * Why a string cannot go into a JSON document, or null. PostgreSQL JSONB refuses NUL (22P05, an
- * error naming no field), and canonical JSON (the content hash) refuses lone surrogates: the same
- * rule as audit/json.ts and the codec's text columns, checked here so the field is named.
- */
-function textProblem(s: string): string | null {
-  if (s.includes('\u0000')) return 'contains a NUL character';
-  if (!s.isWellFormed()) return 'contains a lone surrogate';
-  return null;
-}
-
-/** A string that can be stored in a JSON column (tags, asset-manager names and URLs). */
+/** A string that can be stored in a JSON column (tags, asset-manager names and URLs; util/text.ts). */
 const jsonText = () =>
   z.string({ error: 'expected a string' }).superRefine((s, ctx) => {
     const problem = textProblem(s);
@@ -267,12 +257,7 @@ export const signatureInputSchema = z
   .strict();
 
 /** Most rows one maintenance call changes (bounded transactions). */
-export const batchLimitSchema = z
-  .number({ error: 'expected a number' })
-  .int('expected an integer')
-  .min(1, 'must be at least 1')
-  .max(100_000, 'at most 100 000')
-  .optional();
+export const batchLimitSchema = limitSchema(100_000, '100 000');
 
 export const trimSchema = z
   .object({
