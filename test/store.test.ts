@@ -128,6 +128,10 @@ forEachBackend('store', (ctx) => {
       [{ small: 2 ** 31 }, 'small'],
       [{ active: 'yes' }, 'active'],
       [{ name: 'nul\u0000byte' }, 'name'],
+      // What PostgreSQL's JSON refuses, refused the same way everywhere (a value, a key, a lone half).
+      [{ doc: { s: 'nul\u0000' } }, 'doc'],
+      [{ doc: { 'k\u0000': 1 } }, 'doc'],
+      [{ doc: ['lone \ud800'] }, 'doc'],
     ];
     const before = await coffer.read((tx) => countRows(tx, 'fx_accounts'));
     for (const [over, field] of cases) {
@@ -300,29 +304,51 @@ forEachBackend('store', (ctx) => {
     );
   });
 
-  test('a write never reports success for what it did not commit (a failure caught without a savepoint)', async () => {
+  test('a statement failure caught without a savepoint ends the transaction on every backend', async () => {
     const key = `swallowed-${Date.now()}`;
+    const stored = async (name: string) => (await coffer.read((tx) => tx.selectWhere('fx_counters', { name }))).length;
+    let later: unknown;
     const run = coffer.write(async (tx) => {
       await tx.insert('fx_counters', { name: key, value: 1n });
       await tx.insert('fx_counters', { name: key, value: 2n }).catch(() => undefined);
+      // Every later statement raises the failure, through the store's statements and tx.db alike.
+      later = await tx.insert('fx_counters', { name: `${key}-after`, value: 3n }).catch((e: unknown) => e);
+      await assert.rejects(tx.db.selectFrom('fx_counters').selectAll().execute(), (e: unknown) => e === later);
       return 'done';
     });
-    if (ctx.backend === 'postgres') {
-      // PostgreSQL aborts the transaction at the failed statement and answers COMMIT with ROLLBACK.
-      await assert.rejects(run, /rolled back, not committed/);
-      assert.equal((await coffer.read((tx) => tx.selectWhere('fx_counters', { name: key }))).length, 0);
-    } else {
-      // The others undo only the failed statement: what the write reports is what is stored.
-      assert.equal(await run, 'done');
-      assert.equal((await coffer.read((tx) => tx.selectWhere('fx_counters', { name: key }))).length, 1);
-    }
+    // The write reports the failure (mapped, as every driver error is) and stores nothing of it.
+    await assert.rejects(run, UniqueViolationError);
+    assert.ok(later !== undefined && /unique|duplicate/i.test(String((later as Error).message)), String(later));
+    assert.equal(await stored(key), 0);
+    assert.equal(await stored(`${key}-after`), 0);
+
     // Inside a savepoint the failure is survivable everywhere, and the rest commits.
     const key2 = `${key}-sp`;
     await coffer.write(async (tx) => {
       await tx.insert('fx_counters', { name: key2, value: 1n });
       await tx.savepoint('dup', () => tx.insert('fx_counters', { name: key2, value: 2n })).catch(() => undefined);
+      await tx.insert('fx_counters', { name: `${key2}-after`, value: 3n });
     });
-    assert.equal((await coffer.read((tx) => tx.selectWhere('fx_counters', { name: key2 }))).length, 1);
+    assert.equal(await stored(key2), 1);
+    assert.equal(await stored(`${key2}-after`), 1);
+
+    // A failure caught inside the savepoint's own function fails the savepoint all the same: its
+    // writes are undone and the caller sees the failure, then the transaction goes on.
+    const key3 = `${key}-inner`;
+    const seen = await coffer.write(async (tx) => {
+      await tx.insert('fx_counters', { name: key3, value: 1n });
+      const e = await tx
+        .savepoint('sp_inner', async () => {
+          await tx.insert('fx_counters', { name: `${key3}-undone`, value: 1n });
+          await tx.insert('fx_counters', { name: key3, value: 2n }).catch(() => undefined);
+          return 'swallowed';
+        })
+        .catch((err: unknown) => err);
+      await tx.insert('fx_counters', { name: `${key3}-after`, value: 3n });
+      return e;
+    });
+    assert.ok(seen instanceof Error && /unique|duplicate/i.test(seen.message), String(seen));
+    assert.deepEqual([await stored(key3), await stored(`${key3}-undone`), await stored(`${key3}-after`)], [1, 0, 1]);
   });
 
   test('insertOrIgnore is idempotent and reports whether it inserted', async () => {
@@ -525,6 +551,43 @@ forEachBackend(
       const text = await coffer.metrics.registry.metrics();
       assert.match(text, /coffer_transaction_retries_total\{op="test.deadlock",backend="(postgres|mysql)"\} [1-9]/);
     });
+
+    test('a deadlock caught without a savepoint is still retried, and nothing after it commits on its own', async () => {
+      // MySQL rolls a deadlocked transaction back whole; a caller that caught the error and went
+      // on would run its later statements in autocommit, each committed even if the callback
+      // then failed. They are refused instead, and the whole callback runs again.
+      const coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS, settings: { lockTimeoutMs: 20_000 } });
+      const tag = `dlc-${Date.now()}`;
+      await coffer.write(async (tx) => {
+        await tx.insert('fx_counters', { name: `${tag}-a`, value: 0n });
+        await tx.insert('fx_counters', { name: `${tag}-b`, value: 0n });
+      });
+      let firstHold!: () => void;
+      let secondHold!: () => void;
+      const aLocked = new Promise<void>((r) => (firstHold = r));
+      const bLocked = new Promise<void>((r) => (secondHold = r));
+      const bump = (tx: Tx, name: string) => tx.updateWhere('fx_counters', { value: 1n }, { name });
+      let attempts = 0;
+      const swallowing = (first: string, second: string, hold: () => void, wait: Promise<void>, marker: string) =>
+        coffer.write(
+          async (tx) => {
+            attempts++;
+            await bump(tx, `${tag}-${first}`);
+            hold();
+            await wait;
+            await bump(tx, `${tag}-${second}`).catch(() => undefined);
+            await tx.insert('fx_counters', { name: `${tag}-${marker}-${attempts}`, value: 1n });
+          },
+          { op: 'test.deadlock-caught' },
+        );
+      await Promise.all([swallowing('a', 'b', firstHold, bLocked, 'm1'), swallowing('b', 'a', secondHold, aLocked, 'm2')]);
+      assert.ok(attempts >= 3, `expected a retry, saw ${attempts} attempts`);
+      // One marker per writer: the attempt that deadlocked committed nothing.
+      const markers = await coffer.read((tx) =>
+        tx.db.selectFrom('fx_counters').select('name').where('name', 'like', `${tag}-m%`).execute(),
+      );
+      assert.equal(markers.length, 2, JSON.stringify(markers));
+    });
   },
   ['postgres', 'mysql'],
 );
@@ -592,7 +655,17 @@ forEachBackend(
 forEachBackend('store json', (ctx) => {
   test('JSON values of every shape round-trip, including a bare string and a number', async () => {
     const coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
-    for (const doc of ['just a string', '{"looks":"like json"}', 42, true, null, [1, 'two'], { nested: { deep: ['x'] } }]) {
+    // Backslashes and escapes that only look like NUL or a surrogate are text, and kept.
+    for (const doc of [
+      'just a string',
+      '{"looks":"like json"}',
+      42,
+      true,
+      null,
+      [1, 'two'],
+      { nested: { deep: ['x'] } },
+      ['\\u0000', '\\ud800', '𝄞 \u0001'],
+    ]) {
       const id = await coffer.write((tx) => tx.insertReturningId('fx_accounts', account({ doc })));
       const got = await coffer.read(async (tx) =>
         tx

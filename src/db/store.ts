@@ -57,10 +57,15 @@ function settingsFrom(config: CofferConfig | undefined): Partial<EngineSettings>
   };
 }
 
-/** Runs the caller's function, then closes its Tx before the engine sends COMMIT or ROLLBACK. */
+/**
+ * Runs the caller's function, then closes its Tx before the engine sends COMMIT or ROLLBACK; a
+ * statement failure the function caught without a savepoint rolls it back (Tx.beforeStatement).
+ */
 async function runThenClose<T>(tx: Tx, fn: (tx: Tx) => Promise<T>): Promise<T> {
   try {
-    return await fn(tx);
+    const result = await fn(tx);
+    tx.assertNotFailed();
+    return result;
   } finally {
     tx.close();
   }

@@ -78,6 +78,20 @@ export class Tx {
   #closed = false;
   readonly #afterCommit: (() => void)[] = [];
   #savepointRollbacks = 0;
+  /** Savepoints open now (tx.savepoint nesting). */
+  #depth = 0;
+  /**
+   * The first statement failure not yet undone by a savepoint's rollback, and the savepoint depth
+   * it happened at. While it is set every statement and the commit raise it (see #refuseIfFailed).
+   */
+  #failed = false;
+  #failure: unknown;
+  #failureDepth = 0;
+  /** Records a statement's failure and rethrows it (bound once: it is a rejection handler per statement). */
+  readonly #fail = (e: unknown): never => {
+    this.statementFailed(e);
+    throw e;
+  };
 
   /** `db`: a Kysely transaction, or (Coffer) the transaction's connection. */
   constructor(
@@ -113,7 +127,7 @@ export class Tx {
     // is the only promise (every error still arrives as a rejection).
     try {
       const r = this.#execute<R>(q, args);
-      return r instanceof Promise ? r.then(rowsOf) : Promise.resolve(r.rows);
+      return r instanceof Promise ? r.then(rowsOf, this.#fail) : Promise.resolve(r.rows);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -122,20 +136,31 @@ export class Tx {
   /** As query(), but the driver's whole result: the rows and the number of rows a write affected. */
   run<R = Record<string, unknown>>(q: PreparedQuery, args: readonly unknown[]): Promise<QueryResult<R>> {
     try {
-      return Promise.resolve(this.#execute<R>(q, args));
+      const r = this.#execute<R>(q, args);
+      return r instanceof Promise ? r.catch(this.#fail) : Promise.resolve(r);
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  /** The result, synchronously where the driver is (SQLite); throws synchronously only there. */
+  /**
+   * The result, synchronously where the driver is (SQLite); throws synchronously only there. A
+   * synchronous failure is recorded here, a rejection by the caller (query, run).
+   */
   #execute<R>(q: PreparedQuery, args: readonly unknown[]): QueryResult<R> | Promise<QueryResult<R>> {
-    if (this.#closed) throw new Error(ENDED);
+    this.beforeStatement();
     const c = this.#conn;
     if (c) {
       const compiled = bind(q.template(this.dialect, c.compiler), q.key, args);
       const conn = c.conn;
-      if (c.sync) return (conn as SyncConnection).executeSync<R>(compiled);
+      if (c.sync) {
+        try {
+          return (conn as SyncConnection).executeSync<R>(compiled);
+        } catch (e) {
+          this.statementFailed(e);
+          throw e;
+        }
+      }
       return conn.executeQuery<R>(compiled);
     }
     // A Tx made over a Kysely transaction (tests with plugins): through its executor and plugins.
@@ -184,7 +209,36 @@ export class Tx {
     this.#afterCommit.push(fn);
   }
 
-  /** @internal */
+  /**
+   * @internal Called before every statement: refuses it once the transaction has ended, and once
+   * a statement of it failed outside a savepoint. PostgreSQL refuses every later statement and
+   * answers COMMIT with ROLLBACK there; SQLite and MySQL undo only the failed statement and would
+   * commit the rest, and MySQL, when the failure was a deadlock or lock wait timeout that rolled
+   * the whole transaction back, would run the rest in autocommit, each statement committed on its
+   * own. Refusing here makes a failure mean the same on every backend: the transaction is over,
+   * and the caller sees the failure itself (so a deadlock is still retried).
+   */
+  beforeStatement(): void {
+    if (this.#closed) throw new Error(ENDED);
+    if (this.#failed) throw this.#failure;
+  }
+
+  /** @internal Records a statement's failure (the first one counts) at the current savepoint depth. */
+  statementFailed(e: unknown): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.#failure = e;
+    this.#failureDepth = this.#depth;
+  }
+
+  /**
+   * @internal After the callback returned: a failure it caught without a savepoint ends the
+   * transaction here, so the write rolls back and reports it rather than committing the rest.
+   */
+  assertNotFailed(): void {
+    if (this.#failed) throw this.#failure;
+  }
+
   /**
    * @internal Ends the use of this Tx before COMMIT or ROLLBACK is sent: a statement started
    * later (an un-awaited promise, a handle kept past the callback) fails instead of running
@@ -245,11 +299,13 @@ export class Tx {
     if (this.dialect === 'mysql') {
       // InnoDB rolls back only the failed statement on a duplicate key, so the transaction
       // goes on; ON DUPLICATE KEY UPDATE cannot tell "ignored" from "inserted" under FOUND_ROWS.
+      // The one failure a transaction survives by design, so it is not recorded as one.
       try {
-        await this.run(insertStatement(table, columns), values);
+        await this.#execute(insertStatement(table, columns), values);
         return true;
       } catch (e) {
         if ((e as { errno?: number }).errno === 1062) return false;
+        this.statementFailed(e);
         throw e;
       }
     }
@@ -463,22 +519,42 @@ export class Tx {
     if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`bad savepoint name ${name}`);
     const db = this.db;
     await sql.raw(`savepoint ${name}`).execute(db);
-    let result: T;
+    const depth = ++this.#depth;
+    let result: T | undefined;
+    let failed = false;
+    let error: unknown;
     try {
       result = await fn();
     } catch (e) {
+      failed = true;
+      error = e;
+    }
+    this.#depth = depth - 1;
+    // A statement that failed inside (and was caught there) fails the savepoint as if fn had
+    // thrown it: its rollback undoes the failure, and the caller decides whether to go on.
+    if (this.#failed && this.#failureDepth >= depth) {
+      if (!failed) error = this.#failure;
+      failed = true;
+      this.#failed = false;
+      this.#failure = undefined;
+    }
+    if (failed) {
       this.#savepointRollbacks++;
       try {
         await sql.raw(`rollback to savepoint ${name}`).execute(db);
         await sql.raw(`release savepoint ${name}`).execute(db);
       } catch {
         // The transaction itself is gone (MySQL rolls the whole of it back on a deadlock, and
-        // the savepoint with it): the original error is the one to report and retry on.
+        // the savepoint with it): the original error is the one to report and retry on, and
+        // the transaction is over whether or not the caller catches it.
+        this.#failed = true;
+        this.#failure = error;
+        this.#failureDepth = this.#depth;
       }
-      throw e;
+      throw error;
     }
     await sql.raw(`release savepoint ${name}`).execute(db);
-    return result;
+    return result as T;
   }
 
   /**
@@ -517,21 +593,31 @@ export class Tx {
 
 /**
  * The connection a Tx's Kysely handle (tx.db) runs on: refuses every statement once the Tx is
- * closed, so a handle kept past the transaction cannot reach the connection it was bound to.
+ * closed, so a handle kept past the transaction cannot reach the connection it was bound to, and
+ * records a failed statement as the Tx's own do (beforeStatement).
  */
 export class ClosableConnection implements DatabaseConnection {
   readonly #conn: DatabaseConnection;
-  readonly #tx: { readonly closed: boolean };
-  constructor(conn: DatabaseConnection, tx: { readonly closed: boolean }) {
+  readonly #tx: Pick<Tx, 'beforeStatement' | 'statementFailed'>;
+  readonly #fail = (e: unknown): never => {
+    this.#tx.statementFailed(e);
+    throw e;
+  };
+  constructor(conn: DatabaseConnection, tx: Pick<Tx, 'beforeStatement' | 'statementFailed'>) {
     this.#conn = conn;
     this.#tx = tx;
   }
   executeQuery<R>(query: Parameters<DatabaseConnection['executeQuery']>[0]): Promise<QueryResult<R>> {
-    if (this.#tx.closed) return Promise.reject(new Error(ENDED));
-    return this.#conn.executeQuery<R>(query);
+    try {
+      this.#tx.beforeStatement();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#conn.executeQuery<R>(query).catch(this.#fail);
   }
   streamQuery<R>(query: Parameters<DatabaseConnection['streamQuery']>[0], chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
-    if (this.#tx.closed) throw new Error(ENDED);
+    // Not used by any store (nothing streams inside a transaction); refused like any statement.
+    this.#tx.beforeStatement();
     return this.#conn.streamQuery<R>(query, chunkSize);
   }
 }
