@@ -2,6 +2,7 @@
 // validates on the way in so bad input fails with a ValidationError before any SQL runs.
 import type { ColumnDef, ColumnType, Dialect, TableDef } from '../schema/model.js';
 import { ValidationError } from './errors.js';
+import { jsonTextProblem } from '../util/text.js';
 
 export const INT64_MIN = -(2n ** 63n);
 export const INT64_MAX = 2n ** 63n - 1n;
@@ -96,16 +97,22 @@ export function encodeValue(d: Dialect, t: ColumnType, v: unknown, field: string
       // JSON.stringify with a replacer function runs it for every key and value: only a document
       // that holds a bigint pays for it (a toJSON that returns one is caught by the retry).
       const replacer = scanForBigInt(v, JSON_SCAN_BUDGET) < 0 ? bigintAsString : undefined;
+      let json: string | undefined;
       try {
-        return JSON.stringify(v, replacer);
+        json = JSON.stringify(v, replacer);
       } catch (e) {
         if (replacer) return invalid(field, `not serialisable as JSON (${(e as Error).message})`);
         try {
-          return JSON.stringify(v, bigintAsString);
+          json = JSON.stringify(v, bigintAsString);
         } catch (e2) {
           return invalid(field, `not serialisable as JSON (${(e2 as Error).message})`);
         }
       }
+      // What PostgreSQL's JSON refuses is refused on every backend, so a document stored on one
+      // can be stored, copied and restored on any other.
+      const problem = json === undefined ? null : jsonTextProblem(json);
+      if (problem) invalid(field, problem);
+      return json;
     }
   }
 }

@@ -168,6 +168,9 @@ forEachBackend('audit log', (ctx) => {
       [{ domain: 'Bad Domain' }, 'domain'],
       [{ entity: '' }, 'entity'],
       [{ entityId: 'a\u0000b' }, 'entityId'],
+      // MySQL's PAD SPACE collation would find "v " under "v": refused on every backend.
+      [{ entityId: 'v ' }, 'entityId'],
+      [{ entityId: ' v' }, 'entityId'],
       [{ actor: { type: 'robot', id: 'x' } }, 'actor.type'],
       [{ actor: { type: 'system', id: 'has space' } }, 'actor.id'],
       [{ details: { f: () => 1 } }, 'details.f'],

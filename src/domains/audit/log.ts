@@ -13,6 +13,7 @@
 // with seq as a decimal string, at as ISO-8601 UTC with milliseconds, change as stored (JSON
 // or null). The first entry's prev_hash is 64 zeros. docs/audit.md states this normatively.
 import { z } from 'zod';
+import { NO_EDGE_SPACE } from '../../util/text.js';
 import { insertRows } from '../../db/bulk.js';
 import { toBigInt } from '../../db/codec.js';
 import { ConflictError, MigrationError, ValidationError } from '../../db/errors.js';
@@ -65,7 +66,8 @@ export const EntityIdSchema = z
   .string()
   .min(1)
   .max(256)
-  .regex(/^[^\u0000-\u001f\u007f]+$/, 'no control characters');
+  .regex(/^[^\u0000-\u001f\u007f]+$/, 'no control characters')
+  .regex(NO_EDGE_SPACE, 'no leading or trailing spaces');
 const InputSchema = z.object({
   action: z
     .string()

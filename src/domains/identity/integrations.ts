@@ -5,6 +5,7 @@
 import { defineQuery } from '../../db/prepared.js';
 import { keysetAfter } from '../../db/keyset.js';
 import { dateSchema, pageLimitSchema } from '../../util/zod-parse.js';
+import { NO_EDGE_SPACE } from '../../util/text.js';
 import { z } from 'zod';
 import { InvalidStateTransitionError, NotFoundError, UnauthenticatedError, ForbiddenError, ValidationError } from '../../db/errors.js';
 import type { Tx } from '../../db/tx.js';
@@ -53,9 +54,7 @@ const Name = z
   .string()
   .min(1)
   .max(128)
-  // MySQL/MariaDB's PAD SPACE collations compare "ops" and "ops " as equal and the other
-  // backends do not, so uniqueness would differ by backend: no space at either end anywhere.
-  .regex(/^\S(?:.*\S)?$/s, 'no leading or trailing spaces')
+  .regex(NO_EDGE_SPACE, 'no leading or trailing spaces')
   .regex(/^[A-Za-z0-9][A-Za-z0-9 ._:@-]*$/, 'letters, digits, space and . _ : @ -, starting with a letter or digit');
 const KeyId = z.string().regex(/^[0-9a-f]{24}$/, 'an API key id (24 hex characters)');
 const Version = z.number().int().min(1);
