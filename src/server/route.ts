@@ -18,6 +18,8 @@ export interface Principal {
   id: string;
   /** Scopes as "<domain>:<level>" (see src/domains/identity/scopes.ts); "*" covers every domain. */
   scopes: readonly string[];
+  /** When the credential stops working (API keys and sessions): what a key can hand on at most. */
+  expiresAt?: Date;
 }
 
 export interface Authenticator {

@@ -17,7 +17,7 @@ forEachBackend('identity and audit API', (ctx) => {
   before(async () => {
     coffer = await ctx.open();
     svc = await testService(coffer);
-    admin = await svc.key(['identity:admin', 'audit:read', 'chain:read']);
+    admin = await svc.key(['identity:admin', 'audit:read', 'chain:read'], { expiresAt: new Date(Date.now() + 7 * 86_400_000) });
   });
 
   test('an integration and a key: the secret appears once, works, and is never listed', async () => {
@@ -167,7 +167,7 @@ forEachBackend('identity and audit API', (ctx) => {
     assert.equal(big.json().error.field, 'query.limit');
   });
   test('a key grants only scopes it holds: identity:admin cannot create *:admin or chain:write keys', async () => {
-    const idAdmin = await svc.key(['identity:admin']);
+    const idAdmin = await svc.key(['identity:admin'], { expiresAt: new Date(Date.now() + 2 * 86_400_000) });
     const id = (await svc.call('POST', '/v1/integrations', idAdmin, { name: 'escalation' })).json().id;
     const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
     const keysBefore = await rowCount(coffer, 'identity_api_keys');
@@ -196,6 +196,45 @@ forEachBackend('identity and audit API', (ctx) => {
     assert.equal(widen.json().error.field, 'body.scopes');
     const narrow = await svc.call('PATCH', `/v1/keys/${other.id}`, idAdmin, { expectedVersion: other.version, scopes: ['identity:write'] });
     assert.equal(narrow.statusCode, 200, narrow.body);
+  });
+
+  test('a key gives no key a later expiry than its own, on create or change, unless it holds *:admin', async () => {
+    const ownExpiry = new Date(Date.now() + 86_400_000);
+    const idAdmin = await svc.key(['identity:admin'], { expiresAt: ownExpiry });
+    const id = (await svc.call('POST', '/v1/integrations', idAdmin, { name: 'successor' })).json().id;
+    const keysBefore = await rowCount(coffer, 'identity_api_keys');
+    const later = new Date(ownExpiry.getTime() + 1).toISOString();
+    const create = await svc.call('POST', `/v1/integrations/${id}/keys`, idAdmin, {
+      name: 'heir',
+      scopes: ['identity:admin'],
+      expiresAt: later,
+    });
+    assert.equal(create.statusCode, 403, create.body);
+    assert.equal(create.json().error.field, 'body.expiresAt');
+    assert.match(create.json().error.message, /cannot give a key a later expiry/);
+    assert.equal(await rowCount(coffer, 'identity_api_keys'), keysBefore, 'no key written');
+    // Up to its own expiry is allowed, and so is any change that leaves expiry alone.
+    const ok = await svc.call('POST', `/v1/integrations/${id}/keys`, idAdmin, {
+      name: 'heir',
+      scopes: ['identity:read'],
+      expiresAt: ownExpiry.toISOString(),
+    });
+    assert.equal(ok.statusCode, 201, ok.body);
+    const heir = ok.json().record;
+    const extend = await svc.call('PATCH', `/v1/keys/${heir.id}`, idAdmin, { expectedVersion: heir.version, expiresAt: later });
+    assert.equal(extend.statusCode, 403, extend.body);
+    assert.equal(extend.json().error.field, 'body.expiresAt');
+    const rename = await svc.call('PATCH', `/v1/keys/${heir.id}`, idAdmin, { expectedVersion: heir.version, name: 'heir-2' });
+    assert.equal(rename.statusCode, 200, rename.body);
+    // *:admin is not bounded by its own expiry.
+    const root = await svc.key(['*:admin']);
+    const far = new Date(Date.now() + 365 * 86_400_000).toISOString();
+    const rootMade = await svc.call('POST', `/v1/integrations/${id}/keys`, root, {
+      name: 'long',
+      scopes: ['identity:read'],
+      expiresAt: far,
+    });
+    assert.equal(rootMade.statusCode, 201, rootMade.body);
   });
 
   test('a key cannot widen its own key (scopes, expiry, allow-list) unless it holds *:admin', async () => {

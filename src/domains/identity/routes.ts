@@ -46,6 +46,22 @@ function requireNotSelfWidening(principal: Principal | null, keyId: string, body
   if (field) throw new ForbiddenError(`body.${field}: a key may not change its own ${field} (needs *:admin)`, { field: `body.${field}` });
 }
 
+/**
+ * An API key without *:admin hands out no more time than it has: a key it creates or changes
+ * expires no later than itself. Otherwise an identity:admin key could outlive its own expiry by
+ * creating a successor. A user's session is not bounded this way (a session lasts hours; an
+ * administrator signs in to make year-long keys).
+ */
+function requireWithinOwnExpiry(principal: Principal | null, expiresAt: Date | undefined): void {
+  if (expiresAt === undefined || principal?.kind !== 'api_key' || !principal.expiresAt) return;
+  if (hasScope(principal.scopes, '*', 'admin')) return;
+  if (expiresAt.getTime() > principal.expiresAt.getTime())
+    throw new ForbiddenError(
+      `body.expiresAt: this key expires at ${principal.expiresAt.toISOString()} and cannot give a key a later expiry (needs *:admin)`,
+      { field: 'body.expiresAt' },
+    );
+}
+
 export function identityRoutes(): RouteSpec[] {
   return [
     route({
@@ -135,6 +151,7 @@ export function identityRoutes(): RouteSpec[] {
       status: 201,
       handler: ({ params, body, coffer, principal }) => {
         requireGrantable(principal, body.scopes);
+        requireWithinOwnExpiry(principal, body.expiresAt);
         return coffer.write((tx) => identity(tx, actorOf(principal)).keys.create({ ...body, integrationId: params.id }), {
           op: 'identity.createKey',
         });
@@ -185,6 +202,7 @@ export function identityRoutes(): RouteSpec[] {
       handler: ({ params, body, coffer, principal }) => {
         requireNotSelfWidening(principal, params.keyId, body);
         if (body.scopes !== undefined) requireGrantable(principal, body.scopes);
+        requireWithinOwnExpiry(principal, body.expiresAt);
         return coffer.write((tx) => identity(tx, actorOf(principal)).keys.update(params.keyId, body), {
           op: 'identity.updateKey',
         });
