@@ -218,7 +218,10 @@ export function registerOpsCommands(program: Command): void {
     .option('--discard', 'throw away an incomplete copy found in the target and start over')
     .option('--force', 'replace the Coffer tables of a non-empty target')
     .option('--no-verify', 'skip the row-count and checksum verification')
-    .option('--verify-only', 'copy nothing: compare the two databases table by table (exit 1 when their rows differ, 3 when their migration histories do)')
+    .option(
+      '--verify-only',
+      'copy nothing: compare the two databases table by table (exit 1 when their rows differ, 3 when their migration histories do)',
+    )
     .option('--json', 'machine-readable output (progress as JSON lines on stderr)')
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {

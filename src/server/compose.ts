@@ -28,7 +28,10 @@ export function storeAuthenticator(services: Services, opts: { cacheMs?: number 
       async (tx) => {
         if (token.startsWith('cfs_')) {
           const s = await authenticateSession(tx, token);
-          return { principal: { kind: 'user', id: String(s.user.id), scopes: s.scopes, expiresAt: s.session.expiresAt }, expiresAt: s.session.expiresAt };
+          return {
+            principal: { kind: 'user', id: String(s.user.id), scopes: s.scopes, expiresAt: s.session.expiresAt },
+            expiresAt: s.session.expiresAt,
+          };
         }
         const k = await authenticateApiKey(tx, token, { ip });
         return { principal: { kind: 'api_key', id: k.keyId, scopes: k.scopes, expiresAt: k.expiresAt }, expiresAt: k.expiresAt };
