@@ -34,7 +34,7 @@ export function storeAuthenticator(services: Services, opts: { cacheMs?: number 
           };
         }
         const k = await authenticateApiKey(tx, token, { ip });
-        return { principal: { kind: 'api_key', id: k.keyId, scopes: k.scopes, expiresAt: k.expiresAt }, expiresAt: k.expiresAt };
+        return { principal: { kind: 'api_key', id: k.keyId, scopes: k.scopes, expiresAt: k.expiresAt, ipAllow: k.ipAllow }, expiresAt: k.expiresAt };
       },
       { op: 'identity.authenticate' },
     ),

@@ -20,6 +20,8 @@ export interface Principal {
   scopes: readonly string[];
   /** When the credential stops working (API keys and sessions): what a key can hand on at most. */
   expiresAt?: Date;
+  /** An API key's IP allow-list (empty: any address): what a key can hand on at most. */
+  ipAllow?: readonly string[];
 }
 
 export interface Authenticator {

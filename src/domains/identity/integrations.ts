@@ -48,6 +48,8 @@ export interface KeyPrincipal {
   integrationName: string;
   scopes: Scope[];
   expiresAt: Date;
+  /** The key's IP allow-list (empty: any address). */
+  ipAllow: string[];
 }
 
 const Name = z
@@ -410,5 +412,6 @@ export async function authenticateApiKey(tx: Tx, presented: string, opts: { ip?:
     integrationName: String(integrationName),
     scopes: (row.scopes as Scope[]) ?? [],
     expiresAt: row.expires_at as Date,
+    ipAllow,
   };
 }

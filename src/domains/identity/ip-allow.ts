@@ -25,6 +25,28 @@ function unmap(ip: string): string {
   return m ? m[1]! : ip;
 }
 
+/**
+ * The index of the first entry of `requested` (normalised "address/prefix") that `own` does not
+ * cover, or -1 when it covers them all. An entry is covered by one of the same family whose block
+ * holds its address and is at least as wide (an aligned block of at most that size inside it).
+ * An empty `own` covers everything; an empty `requested` (any address) is covered only by it.
+ */
+export function firstUncovered(own: readonly string[], requested: readonly string[]): number {
+  if (own.length === 0) return -1;
+  if (requested.length === 0) return 0;
+  return requested.findIndex((r) => {
+    const [addr, p] = r.split('/');
+    const family = isIP(addr!);
+    return !own.some((o) => {
+      const [a, q] = o.split('/');
+      if (isIP(a!) !== family || Number(q) > Number(p)) return false;
+      const bl = new BlockList();
+      bl.addSubnet(a!, Number(q), family === 4 ? 'ipv4' : 'ipv6');
+      return bl.check(addr!, family === 4 ? 'ipv4' : 'ipv6');
+    });
+  });
+}
+
 /** True when `ip` is allowed by the list (always, for an empty list). */
 export function ipAllowed(list: readonly string[], ip: string | undefined): boolean {
   if (list.length === 0) return true;

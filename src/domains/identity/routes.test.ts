@@ -237,6 +237,59 @@ forEachBackend('identity and audit API', (ctx) => {
     assert.equal(rootMade.statusCode, 201, rootMade.body);
   });
 
+  test('a key bound to an allow-list gives no key a wider one, on create or change, unless it holds *:admin', async () => {
+    const pinned = await svc.key(['identity:admin'], { ipAllow: ['10.0.0.0/8', '127.0.0.1'] });
+    const id = (await svc.call('POST', '/v1/integrations', pinned, { name: 'pinned-heirs' })).json().id;
+    const expiresAt = new Date(Date.now() + 1_800_000).toISOString();
+    const keysBefore = await rowCount(coffer, 'identity_api_keys');
+    const refused: [string[] | undefined, string][] = [
+      [undefined, 'body.ipAllow'],
+      [[], 'body.ipAllow'],
+      [['11.0.0.1'], 'body.ipAllow.0'],
+      [['10.0.0.0/7'], 'body.ipAllow.0'],
+      [['::1'], 'body.ipAllow.0'],
+      [['127.0.0.1', '192.168.0.1'], 'body.ipAllow.1'],
+    ];
+    for (const [ipAllow, field] of refused) {
+      const res = await svc.call('POST', `/v1/integrations/${id}/keys`, pinned, {
+        name: 'heir',
+        scopes: ['identity:read'],
+        expiresAt,
+        ...(ipAllow ? { ipAllow } : {}),
+      });
+      assert.equal(res.statusCode, 403, `${JSON.stringify(ipAllow)}: ${res.body}`);
+      assert.equal(res.json().error.field, field, JSON.stringify(ipAllow));
+    }
+    assert.equal(await rowCount(coffer, 'identity_api_keys'), keysBefore, 'no key written');
+    // Inside its own list is allowed: a narrower block, a single address, the same entries.
+    for (const [n, ipAllow] of [['10.1.0.0/16'], ['10.200.3.4', '127.0.0.1'], ['10.0.0.0/8']].entries()) {
+      const res = await svc.call('POST', `/v1/integrations/${id}/keys`, pinned, {
+        name: `heir-${n}`,
+        scopes: ['identity:read'],
+        expiresAt,
+        ipAllow,
+      });
+      assert.equal(res.statusCode, 201, `${JSON.stringify(ipAllow)}: ${res.body}`);
+    }
+    const heir = (await svc.call('GET', `/v1/integrations/${id}/keys`, pinned)).json().items[0];
+    const widen = await svc.call('PATCH', `/v1/keys/${heir.id}`, pinned, { expectedVersion: heir.version, ipAllow: [] });
+    assert.equal(widen.statusCode, 403, widen.body);
+    assert.equal(widen.json().error.field, 'body.ipAllow');
+    const rename = await svc.call('PATCH', `/v1/keys/${heir.id}`, pinned, { expectedVersion: heir.version, name: 'heir-renamed' });
+    assert.equal(rename.statusCode, 200, rename.body);
+    // A key with no allow-list of its own, or with *:admin, is not bounded.
+    const free = await svc.key(['identity:admin']);
+    const open = await svc.call('POST', `/v1/integrations/${id}/keys`, free, { name: 'open', scopes: ['identity:read'], expiresAt });
+    assert.equal(open.statusCode, 201, open.body);
+    const root = await svc.key(['*:admin'], { ipAllow: ['127.0.0.1'] });
+    const rootMade = await svc.call('POST', `/v1/integrations/${id}/keys`, root, {
+      name: 'root-open',
+      scopes: ['identity:read'],
+      expiresAt,
+    });
+    assert.equal(rootMade.statusCode, 201, rootMade.body);
+  });
+
   test('a key cannot widen its own key (scopes, expiry, allow-list) unless it holds *:admin', async () => {
     const idAdmin = await svc.key(['identity:admin'], { ipAllow: ['127.0.0.1', '::1'] });
     const own = () => coffer.read((tx) => identity(tx, systemActor('test')).keys.get(idAdmin.keyId));

@@ -9,6 +9,7 @@ import { route, type Principal, type RouteSpec } from '../../server/route.js';
 import { actorOf } from '../../server/services.js';
 import { isoTime } from '../../server/wire.js';
 import { identity } from './index.js';
+import { firstUncovered, normalizeIpAllow } from './ip-allow.js';
 import { hasScope, normalizeScopes, parseScope } from './scopes.js';
 
 const idParam = z.string().regex(/^[0-9]{1,19}$/, 'an integration id');
@@ -60,6 +61,25 @@ function requireWithinOwnExpiry(principal: Principal | null, expiresAt: Date | u
       `body.expiresAt: this key expires at ${principal.expiresAt.toISOString()} and cannot give a key a later expiry (needs *:admin)`,
       { field: 'body.expiresAt' },
     );
+}
+
+/**
+ * Likewise an API key bound to an allow-list (without *:admin) gives no key a wider one: every
+ * entry must lie inside its own, and "any address" (an empty or missing list on create) is
+ * refused. Otherwise a key pinned to one address could mint an unpinned copy of itself.
+ */
+function requireWithinOwnAllowList(principal: Principal | null, ipAllow: readonly string[] | undefined, creating: boolean): void {
+  if (principal?.kind !== 'api_key' || !principal.ipAllow?.length || hasScope(principal.scopes, '*', 'admin')) return;
+  if (ipAllow === undefined && !creating) return;
+  const requested = normalizeIpAllow(ipAllow ?? [], 'body.ipAllow');
+  const i = firstUncovered(principal.ipAllow, requested);
+  if (i >= 0) {
+    const field = requested.length ? `body.ipAllow.${i}` : 'body.ipAllow';
+    throw new ForbiddenError(
+      `${field}: this key is limited to ${principal.ipAllow.join(', ')} and cannot give a key ${requested.length ? `${requested[i]}` : 'any address'} (needs *:admin)`,
+      { field },
+    );
+  }
 }
 
 export function identityRoutes(): RouteSpec[] {
@@ -152,6 +172,7 @@ export function identityRoutes(): RouteSpec[] {
       handler: ({ params, body, coffer, principal }) => {
         requireGrantable(principal, body.scopes);
         requireWithinOwnExpiry(principal, body.expiresAt);
+        requireWithinOwnAllowList(principal, body.ipAllow, true);
         return coffer.write((tx) => identity(tx, actorOf(principal)).keys.create({ ...body, integrationId: params.id }), {
           op: 'identity.createKey',
         });
@@ -203,6 +224,7 @@ export function identityRoutes(): RouteSpec[] {
         requireNotSelfWidening(principal, params.keyId, body);
         if (body.scopes !== undefined) requireGrantable(principal, body.scopes);
         requireWithinOwnExpiry(principal, body.expiresAt);
+        requireWithinOwnAllowList(principal, body.ipAllow, false);
         return coffer.write((tx) => identity(tx, actorOf(principal)).keys.update(params.keyId, body), {
           op: 'identity.updateKey',
         });
