@@ -16,8 +16,11 @@ export interface IdentityOptions {
 
 export type Row = Record<string, unknown>;
 
-// Bumped after every committed identity change in this process; caches of authentications
-// (src/server/auth-cache.ts) drop what they hold when it moves.
+// Bumped after every committed identity change that can change what an authentication decides
+// (keys, integrations, users, roles, session revocation); caches of authentications
+// (src/server/auth-cache.ts) drop what they hold when it moves. Minting or consuming a
+// single-use token or creating a session or key does not move it: those run all day and would
+// empty the cache each time.
 let generation = 0;
 const bump = () => {
   generation++;
@@ -52,9 +55,10 @@ export abstract class IdentityStore {
     return audit(this.tx, { now: () => this.now() }).recordMany(inputs.map((i) => ({ ...i, actor: this.actor, domain: 'identity' })));
   }
 
-  protected writable(op: string): void {
+  /** `authentication`: false for a change no cached authentication can depend on. */
+  protected writable(op: string, authentication = true): void {
     this.tx.assertWritable(`identity: ${op}`);
-    this.tx.afterCommit(bump);
+    if (authentication) this.tx.afterCommit(bump);
   }
 }
 

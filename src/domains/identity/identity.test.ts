@@ -23,6 +23,7 @@ import { readRowHistory } from '../audit/history.js';
 import { entityTrail } from '../audit/log.js';
 import { REDACTED } from '../audit/policy.js';
 import { verifyAuditLog } from '../audit/verify.js';
+import { identityGeneration } from './base.js';
 import { authenticateApiKey, authenticateSession, hasScope, identity, requireScope, type ApiKey } from './index.js';
 
 const actor = systemActor('test');
@@ -83,6 +84,7 @@ forEachBackend('identity', (ctx) => {
       integrationName: 'acme',
       scopes: ['chain:read', 'identity:write'],
       expiresAt: record.expiresAt,
+      ipAllow: [],
     });
     assert.ok(hasScope(p.scopes, 'identity', 'read'));
     assert.ok(hasScope(p.scopes, 'identity', 'write'));
@@ -582,6 +584,38 @@ forEachBackend('identity', (ctx) => {
       ),
       (e: unknown) => e instanceof ValidationError && e.details.field === 'after',
       'a position in another integration',
+    );
+  });
+  test('only changes that can alter an authentication empty the authentication caches', async () => {
+    // Tokens are minted and consumed all day: each one used to move the generation and throw away
+    // every cached authentication of the process.
+    const integ = await w((id) => id.integrations.create({ name: 'generation' }));
+    const moved = async (fn: (id: ReturnType<typeof identity>) => Promise<unknown>) => {
+      const before = identityGeneration();
+      await w(fn);
+      return identityGeneration() !== before;
+    };
+    const user = await w((id) => id.users.create({ username: 'generation-user' }));
+    await w((id) => id.tokenConfigs.create({ integrationId: integ.id, tokenType: 'gen', maxOpen: 5, lifetimeSeconds: 60 }));
+    const minted = await w((id) => id.tokens.mint({ integrationId: integ.id, tokenType: 'gen' }));
+    const key = await w((id) => id.keys.create({ integrationId: integ.id, name: 'k', scopes: ['identity:read'], expiresAt: inDays(1) }));
+    assert.deepEqual(
+      [
+        await moved((id) => id.tokens.mint({ integrationId: integ.id, tokenType: 'gen' })),
+        await moved((id) => id.tokens.consume(minted.token, { tokenType: 'gen' })),
+        await moved((id) => id.sessions.create(user.id, { ttlSeconds: 60 })),
+        await moved((id) => id.keys.create({ integrationId: integ.id, name: 'k2', scopes: ['identity:read'], expiresAt: inDays(1) })),
+      ],
+      [false, false, false, false],
+    );
+    const session = await w((id) => id.sessions.create(user.id, { ttlSeconds: 60 }));
+    assert.deepEqual(
+      [
+        await moved((id) => id.keys.update(key.record.id, { expectedVersion: key.record.version, scopes: ['identity:write'] })),
+        await moved((id) => id.sessions.revoke(session.session.id)),
+        await moved((id) => id.keys.revoke(key.record.id)),
+      ],
+      [true, true, true],
     );
   });
 });

@@ -100,7 +100,7 @@ export function toApiKey(r: Row): ApiKey {
 export class Integrations extends IdentityStore {
   async create(input: { name: string }): Promise<Integration> {
     const { name } = parseInput(z.object({ name: Name }).strict(), input);
-    this.writable('create integration');
+    this.writable('create integration', false);
     const now = this.now();
     const row = await this.rows.insert(INTEGRATIONS, { name, live_name: name, version: 1, created_at: now, updated_at: now });
     await this.record({
@@ -245,7 +245,7 @@ export class ApiKeys extends IdentityStore {
     const ipAllow = normalizeIpAllow(v.ipAllow);
     const now = this.now();
     if (v.expiresAt.getTime() <= now.getTime()) throw new ValidationError('expiresAt: must be in the future', { field: 'expiresAt' });
-    this.writable('create API key');
+    this.writable('create API key', false);
     // Locking the integration keeps a concurrent delete from leaving a live key behind.
     const integ = await this.rows.get(INTEGRATIONS, { id: integrationId }, { lock: true });
     if (!integ) throw new NotFoundError(`integration ${integrationId} not found`, { field: 'integrationId' });

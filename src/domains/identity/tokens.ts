@@ -110,7 +110,7 @@ export class TokenConfigs extends IdentityStore {
   }): Promise<TokenConfig> {
     const v = parseInput(ConfigInput, input);
     const integrationId = toId(v.integrationId, 'integrationId');
-    this.writable('create token config');
+    this.writable('create token config', false);
     const integ = await this.rows.get(INTEGRATIONS, { id: integrationId }, { lock: true });
     if (!integ) throw new NotFoundError(`integration ${integrationId} not found`, { field: 'integrationId' });
     if (integ.deleted_at) throw new InvalidStateTransitionError(`integration ${integrationId} is deleted`, { field: 'integrationId' });
@@ -168,7 +168,7 @@ export class TokenConfigs extends IdentityStore {
     if (v.maxOpen !== undefined) set.max_open = v.maxOpen;
     if (v.lifetimeSeconds !== undefined) set.lifetime_seconds = v.lifetimeSeconds;
     if (!Object.keys(set).length) throw new ValidationError('input: nothing to change (maxOpen or lifetimeSeconds)', { field: 'input' });
-    this.writable('update token config');
+    this.writable('update token config', false);
     const r = await this.rows.update(TOKEN_CONFIGS, { integration_id: iid, token_type: type }, set, { expectVersion: v.expectedVersion });
     if (!r.ok) explainNoChange('token config', `${iid}/${type}`, r.before, v.expectedVersion);
     await this.record({
@@ -186,7 +186,7 @@ export class TokenConfigs extends IdentityStore {
     const iid = toId(integrationId, 'integrationId');
     const type = parseInput(TokenType, tokenType, 'tokenType');
     if (opts.expectedVersion !== undefined) parseInput(Version, opts.expectedVersion, 'expectedVersion');
-    this.writable('delete token config');
+    this.writable('delete token config', false);
     const r = await this.rows.delete(TOKEN_CONFIGS, { integration_id: iid, token_type: type }, { expectVersion: opts.expectedVersion });
     if (!r.ok) explainNoChange('token config', `${iid}/${type}`, r.before, opts.expectedVersion);
     await this.record({
@@ -226,7 +226,7 @@ export class Tokens extends IdentityStore {
   async mint(input: { integrationId: bigint | number | string; tokenType: string }): Promise<{ token: string; record: Token }> {
     const v = parseInput(z.object({ integrationId: z.unknown(), tokenType: TokenType }).strict(), input);
     const iid = toId(v.integrationId, 'integrationId');
-    this.writable('mint token');
+    this.writable('mint token', false);
     // The config row is the mint lock: concurrent minters of this type queue here, and each
     // counts only after the previous one committed.
     const config = await this.rows.get(TOKEN_CONFIGS, { integration_id: iid, token_type: v.tokenType }, { lock: true });
@@ -275,7 +275,7 @@ export class Tokens extends IdentityStore {
   async consume(presented: string, opts: { tokenType: string; integrationId?: bigint | number | string }): Promise<Token> {
     const type = parseInput(TokenType, opts.tokenType, 'tokenType');
     const iid = opts.integrationId === undefined ? undefined : toId(opts.integrationId, 'integrationId');
-    this.writable('consume token');
+    this.writable('consume token', false);
     const cred = parseCredential('token', presented);
     const stored = cred ? await this.rows.get(TOKENS, { id: cred.id }) : undefined;
     const matches = credentialMatches('token', cred, stored ? String(stored.secret_hash) : undefined);
@@ -305,7 +305,7 @@ export class Tokens extends IdentityStore {
     if (opts.expectedVersion !== undefined) parseInput(Version, opts.expectedVersion, 'expectedVersion');
     const from = (Object.keys(TOKEN_TRANSITIONS) as TokenStatus[]).filter((s) => TOKEN_TRANSITIONS[s].includes(target));
     if (from.length === 0) throw new InvalidStateTransitionError(`no token may become ${target}`, { field: 'status' });
-    this.writable('set token status');
+    this.writable('set token status', false);
     const now = this.now();
     const set: Row = { status: target };
     if (target === 'used') set.used_at = now;

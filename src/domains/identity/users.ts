@@ -156,7 +156,7 @@ export class Users extends IdentityStore {
 
   async create(input: { username: string; displayName?: string }): Promise<User> {
     const v = parseInput(z.object({ username: Username, displayName: DisplayName.optional() }).strict(), input);
-    this.writable('create user');
+    this.writable('create user', false);
     const now = this.now();
     const row = await this.rows.insert(USERS, {
       username: v.username,
@@ -315,7 +315,7 @@ export class Roles extends IdentityStore {
   async create(input: { name: string; description?: string; scopes: string[] }): Promise<Role> {
     const v = parseInput(RoleInput, input);
     const scopes = normalizeScopes(v.scopes);
-    this.writable('create role');
+    this.writable('create role', false);
     const now = this.now();
     const row = await this.rows.insert(ROLES, {
       name: v.name,
@@ -438,7 +438,7 @@ export class Sessions extends IdentityStore {
       opts.ttlSeconds,
       'ttlSeconds',
     );
-    this.writable('create session');
+    this.writable('create session', false);
     const user = await this.rows.get(USERS, { id: uid }, { lock: true });
     if (!user) throw new NotFoundError(`user ${uid} not found`, { field: 'userId' });
     if (user.status !== 'active') throw new InvalidStateTransitionError(`user ${uid} is ${String(user.status)}`, { field: 'userId' });
