@@ -217,7 +217,7 @@ forEachBackend('service framework', (ctx) => {
       headers: { authorization: 'Bearer reader' },
     });
     assert.equal(bad.statusCode, 400);
-    assert.equal(bad.json().error.field, 'cursor');
+    assert.equal(bad.json().error.field, 'query.cursor');
   });
 
   test('rate limits apply per key with 429 and Retry-After', async () => {

@@ -26,7 +26,7 @@ export function decodeCursor<T extends z.ZodType>(cursor: string | undefined, sc
   } catch {
     // fall through
   }
-  throw new HttpError(400, 'validation', 'cursor: not a cursor this endpoint issued', 'cursor');
+  throw new HttpError(400, 'validation', 'query.cursor: not a cursor this endpoint issued', 'query.cursor');
 }
 
 /** Builds a page from `limit + 1` fetched rows: the extra row only says another page exists. */

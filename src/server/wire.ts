@@ -30,6 +30,13 @@ export const height = z
   .transform((v) => BigInt(v))
   .refine((v) => v <= INT64_MAX, 'out of the 64-bit range');
 
+/** A serial id or sequence number as decimal text, within int64 (what every backend's BIGINT holds). */
+export const int64Text = (what: string) =>
+  z
+    .string()
+    .regex(/^[0-9]{1,19}$/, what)
+    .refine((s) => BigInt(s) <= INT64_MAX, 'out of the 64-bit range');
+
 export const isoTime = z.iso
   .datetime({ offset: true, message: 'must be an ISO-8601 time, e.g. 2026-01-02T03:04:05.000Z' })
   .transform((s) => new Date(s));

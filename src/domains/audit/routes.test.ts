@@ -52,7 +52,14 @@ forEachBackend('audit API', (ctx) => {
     );
     const bad = await svc.call('GET', '/v1/audit/trail/test/thing/busy?cursor=nope', reader);
     assert.equal(bad.statusCode, 400);
-    assert.equal(bad.json().error.field, 'cursor');
+    assert.equal(bad.json().error.field, 'query.cursor');
+    // A well-formed cursor whose sequence number is beyond 64 bits is not one this API issued.
+    const beyond = Buffer.from(JSON.stringify({ s: '9999999999999999999' })).toString('base64url');
+    for (const url of [`/v1/audit/trail/test/thing/busy?cursor=${beyond}`, `/v1/audit/entries?cursor=${beyond}`]) {
+      const res = await svc.call('GET', url, reader);
+      assert.equal(res.statusCode, 400, `${url}: ${res.body}`);
+      assert.equal(res.json().error.field, 'query.cursor', url);
+    }
   });
 });
 

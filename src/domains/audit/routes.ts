@@ -4,13 +4,13 @@ import { z } from 'zod';
 import { decodeCursor, pageOf, pageQuery } from '../../server/pagination.js';
 import { route, type RouteSpec } from '../../server/route.js';
 import type { Services } from '../../server/services.js';
-import { chainIdParam } from '../../server/wire.js';
+import { chainIdParam, int64Text } from '../../server/wire.js';
 import type { Coffer } from '../../db/store.js';
 import { auditHead, EntityIdSchema, entityTrail, readEntries } from './log.js';
 import { verifyAuditLog } from './verify.js';
 
 const any = z.object({}).passthrough();
-const seqCursor = z.object({ s: z.string().regex(/^[0-9]{1,19}$/) });
+const seqCursor = z.object({ s: int64Text('a sequence number') });
 const name = z
   .string()
   .regex(/^[a-z][a-z0-9_]*$/)

@@ -161,7 +161,11 @@ forEachBackend('identity and audit API', (ctx) => {
 
     const bad = await svc.call('GET', `/v1/integrations/${ids[0]}/keys?cursor=not-a-cursor`, admin);
     assert.equal(bad.statusCode, 400, bad.body);
-    assert.equal(bad.json().error.field, 'cursor');
+    assert.equal(bad.json().error.field, 'query.cursor');
+    // An id beyond 64 bits is the path's fault, named as such (it reached the store and named a column).
+    const huge = await svc.call('GET', '/v1/integrations/9999999999999999999/keys', admin);
+    assert.equal(huge.statusCode, 400, huge.body);
+    assert.equal(huge.json().error.field, 'params.id');
     const big = await svc.call('GET', '/v1/integrations?limit=501', admin);
     assert.equal(big.statusCode, 400, big.body);
     assert.equal(big.json().error.field, 'query.limit');

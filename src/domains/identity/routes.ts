@@ -7,12 +7,12 @@ import { HttpError } from '../../server/http-errors.js';
 import { decodeCursor, pageOf, pageQuery } from '../../server/pagination.js';
 import { route, type Principal, type RouteSpec } from '../../server/route.js';
 import { actorOf } from '../../server/services.js';
-import { isoTime } from '../../server/wire.js';
+import { int64Text, isoTime } from '../../server/wire.js';
 import { identity } from './index.js';
 import { firstUncovered, normalizeIpAllow } from './ip-allow.js';
 import { hasScope, normalizeScopes, parseScope } from './scopes.js';
 
-const idParam = z.string().regex(/^[0-9]{1,19}$/, 'an integration id');
+const idParam = int64Text('an integration id');
 const keyId = z.string().regex(/^[0-9a-f]{24}$/, 'an API key id (24 hex characters)');
 const tokenType = z.string().min(1).max(64);
 const any = z.object({}).passthrough();
