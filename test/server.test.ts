@@ -1,6 +1,6 @@
 // The service framework through app.inject(): authentication (401 vs 403), validation naming
 // the field, typed store errors mapped to stable codes, exact amounts in JSON, request ids,
-// rate limits, body limits, OpenAPI and the dashboard document.
+// rate limits with their real Retry-After, body limits, OpenAPI and the dashboard document.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { Writable } from 'node:stream';
@@ -185,6 +185,35 @@ forEachBackend('service framework', (ctx) => {
     assert.doesNotMatch(r.body, /secret internal detail/);
   });
 
+  test("every response carries X-Request-Id: the client's when it is a safe id, otherwise a new UUID", async () => {
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+    const responses = [
+      await app.inject({ method: 'GET', url: '/health' }),
+      await app.inject({ method: 'GET', url: '/ready' }),
+      await app.inject({ method: 'GET', url: '/nowhere' }),
+      await app.inject({ method: 'GET', url: '/v1/fixture/accounts' }),
+      await app.inject({ method: 'GET', url: '/v1/fixture/boom', headers: { authorization: 'Bearer reader' } }),
+      await app.inject({ method: 'GET', url: '/v1/fixture/accounts?limit=1', headers: { authorization: 'Bearer reader' } }),
+    ];
+    for (const r of responses) {
+      assert.match(String(r.headers['x-request-id']), uuid, `${r.statusCode} ${r.body.slice(0, 100)}`);
+      if (r.statusCode >= 400) assert.equal(r.json().error.requestId, r.headers['x-request-id']);
+    }
+    assert.equal(new Set(responses.map((r) => r.headers['x-request-id'])).size, responses.length);
+
+    const longest = 'a'.repeat(120) + '-._:AZ09';
+    for (const id of ['req-1', 'trace:01HXYZ.span_2', longest]) {
+      const r = await app.inject({ method: 'GET', url: '/nowhere', headers: { 'x-request-id': id } });
+      assert.equal(r.headers['x-request-id'], id);
+      assert.equal(r.json().error.requestId, id);
+    }
+    for (const id of [longest + 'b', 'x'.repeat(5000), 'has space', 'semi;colon', 'quote"', 'ünï', '']) {
+      const r = await app.inject({ method: 'GET', url: '/nowhere', headers: { 'x-request-id': id } });
+      assert.match(String(r.headers['x-request-id']), uuid, JSON.stringify(id.slice(0, 20)));
+      assert.equal(r.json().error.requestId, r.headers['x-request-id']);
+    }
+  });
+
   test('cursor pagination walks every row once, to the end', async () => {
     for (let i = 0; i < 7; i++) {
       await app.inject({
@@ -236,6 +265,14 @@ forEachBackend('service framework', (ctx) => {
       }
     }
     assert.ok(limited >= 4, `limited ${limited}`);
+    // Retry-After is the real wait, in whole seconds rounded up: at 0.1/s a token takes 10 s.
+    const slowApp = await buildApp({ coffer, routes: routes(), authenticator: auth, rateLimit: { perSecond: 0.1, burst: 1 } });
+    const get = () => slowApp.inject({ method: 'GET', url: '/v1/fixture/accounts?limit=1', headers: { authorization: 'Bearer writer' } });
+    assert.equal((await get()).statusCode, 200);
+    const slow = await get();
+    assert.equal(slow.statusCode, 429);
+    assert.equal(slow.headers['retry-after'], '10');
+    assert.match(slow.json().error.message, /retry in 10 s/);
     // Another key has its own bucket.
     const other = await limitedApp.inject({
       method: 'GET',
@@ -318,6 +355,11 @@ forEachBackend('service framework', (ctx) => {
       assert.equal(second.reqId, 'req-log-2');
       assert.equal(second.route, 'unmatched');
       assert.doesNotMatch(JSON.stringify(lines), /Bearer|reader/);
+      // An over-long client id is neither echoed nor logged: the line has the id the service made.
+      const r = await logged.inject({ method: 'GET', url: '/nowhere', headers: { 'x-request-id': 'x'.repeat(5000) } });
+      const third = lines.filter((l) => l.msg === 'request completed')[2] as Record<string, any>;
+      assert.equal(third.reqId, r.headers['x-request-id']);
+      assert.doesNotMatch(JSON.stringify(lines), /x{129}/);
     } finally {
       await logged.close();
     }

@@ -1,8 +1,9 @@
 // The HTTP service: health, readiness, Prometheus metrics, the versioned API generated from
 // route objects, its OpenAPI document, and the operator dashboard.
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { sql } from 'kysely';
+import { MigrationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
 import { AccessLog } from './access-log.js';
 import { HttpError, toHttpError } from './http-errors.js';
@@ -11,10 +12,10 @@ import { toJson } from './json.js';
 import { DASHBOARD_HTML } from './dashboard/page.js';
 import { renderApiReference } from './docs-page.js';
 import { openApiDocument } from './openapi.js';
-import { RateLimiter, type RateLimitConfig } from './rate-limit.js';
+import { RateLimitedError, RateLimiter, type RateLimitConfig } from './rate-limit.js';
 import { mountRoutes, type Authenticator, type RouteSpec } from './route.js';
 import type { Services } from './services.js';
-import { ChainRouter } from '../domains/chain/router.js';
+import { ChainRouter, type ChainDatabase } from '../domains/chain/router.js';
 
 export interface AppOptions {
   coffer: Coffer;
@@ -32,14 +33,90 @@ export interface AppOptions {
 
 export const API_VERSION = '0.1.0';
 
+/**
+ * Longest path parameter the router accepts, in raw (percent-encoded) characters. The longest
+ * accepted value is an audit entity id of 256 characters, up to 9 characters each encoded
+ * (3 UTF-8 bytes as %XX); Fastify's default of 100 cut off addresses and entity ids.
+ */
+export const MAX_PARAM_LENGTH = 4096;
+
+/** A client's X-Request-Id is kept only if it is this shape; otherwise the service makes one. */
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** A client id of a safe shape (it is echoed and logged), else a fresh UUID. */
+export function requestIdOf(header: string | string[] | undefined): string {
+  return typeof header === 'string' && CLIENT_REQUEST_ID.test(header) ? header : crypto.randomUUID();
+}
+
+export interface DatabaseReadiness {
+  /** "default", or "chain:<ids>" for a per-chain database: never its URL. */
+  name: string;
+  status: 'ready' | 'unavailable';
+  /** A fixed phrase; the underlying error is logged, not returned (the route is public). */
+  reason?: 'database unreachable' | 'migrations pending' | 'migration state invalid';
+  /** The first pending migration ids (not secret), and how many are pending in all. */
+  pending?: string[];
+  pendingCount?: number;
+}
+
+const SHOWN_PENDING = 5;
+
+function databaseName(db: ChainDatabase): string {
+  if (db.isDefault) return 'default';
+  return db.chains.length > 0 ? `chain:${db.chains.join(',')}` : db.coffer.name;
+}
+
+/** Whether one database answers and has every migration applied. */
+async function databaseReadiness(db: ChainDatabase, log: FastifyBaseLogger): Promise<DatabaseReadiness> {
+  const name = databaseName(db);
+  const fail = (reason: NonNullable<DatabaseReadiness['reason']>, e: unknown): DatabaseReadiness => {
+    log.warn({ database: name, err: { message: (e as Error)?.message, code: (e as { code?: unknown })?.code } }, `not ready: ${reason}`);
+    return { name, status: 'unavailable', reason };
+  };
+  try {
+    await db.coffer.read((tx) => sql`select 1 as one`.execute(tx.db), { op: 'service.ready' });
+  } catch (e) {
+    return fail('database unreachable', e);
+  }
+  let pending;
+  try {
+    pending = await db.coffer.migrator.verify();
+  } catch (e) {
+    // Edited or unknown migrations; anything else here is the database failing mid-check.
+    return fail(e instanceof MigrationError ? 'migration state invalid' : 'database unreachable', e);
+  }
+  if (pending.length === 0) return { name, status: 'ready' };
+  log.warn({ database: name, pending: pending.map((p) => p.id) }, 'not ready: migrations pending');
+  return {
+    name,
+    status: 'unavailable',
+    reason: 'migrations pending',
+    pending: pending.slice(0, SHOWN_PENDING).map((p) => p.id),
+    pendingCount: pending.length,
+  };
+}
+
+/** Errors Fastify raises before routing (bad URL, over-long parameter): the API's error format. */
+function frameworkError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  const { status, body, unexpected } = toHttpError(err, req.id);
+  if (unexpected) req.log.error({ err: { message: err.message, code: err.code }, requestId: req.id }, 'unexpected error');
+  // No hook runs for these requests, so the request id header is set here.
+  void reply.code(status).header('x-request-id', req.id).send(body);
+}
+
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { coffer, logger } = opts;
   const routes = opts.routes ?? [];
+  const services = opts.services ?? { coffer, chains: ChainRouter.fixed(coffer), blockProcessors: [] };
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: opts.bodyLimitBytes ?? 1024 * 1024,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => crypto.randomUUID(),
+    // genReqId reads X-Request-Id itself, to refuse ids that are too long or of unsafe characters.
+    requestIdHeader: false,
+    genReqId: (req) => requestIdOf(req.headers['x-request-id']),
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Bad URLs and over-long parameters are refused before routing: same error format as the rest.
+    frameworkErrors: frameworkError,
     return503OnClosing: true,
     logController: new AccessLog(),
   }) as unknown as FastifyInstance;
@@ -49,7 +126,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   const registry = coffer.metrics.registry;
   const httpMetrics = HttpMetrics.of(registry);
-  // A synchronous hook: an async one costs a promise and a microtask turn on every request.
+  // Synchronous hooks: an async one costs a promise and a microtask turn on every request.
+  app.addHook('onRequest', (req, reply, done) => {
+    // Set on arrival, so every answer carries it: success, 404, errors, 429.
+    reply.header('x-request-id', req.id);
+    done();
+  });
   app.addHook('onResponse', (req, reply, done) => {
     // The route template, not the raw URL, keeps label cardinality bounded.
     httpMetrics.record(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
@@ -60,7 +142,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const { status, body, unexpected } = toHttpError(err, req.id);
     if (unexpected)
       req.log.error({ err: { message: (err as Error).message, stack: (err as Error).stack }, requestId: req.id }, 'unexpected error');
-    if (status === 429) reply.header('retry-after', '1');
+    if (err instanceof RateLimitedError) reply.header('retry-after', String(err.retryAfterSeconds));
     void reply.code(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
@@ -72,17 +154,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // Process is up; says nothing about the database (that is /ready).
   app.get('/health', async () => ({ status: 'ok' }));
 
-  app.get('/ready', async (_req, reply) => {
-    try {
-      await coffer.read((tx) => sql`select 1 as one`.execute(tx.db), { op: 'service.ready' });
-      const pending = await coffer.migrator.verify();
-      if (pending.length > 0) {
-        return reply.code(503).send({ status: 'unavailable', reason: `migrations pending: ${pending.map((p) => p.id).join(', ')}` });
-      }
-      return { status: 'ready', backend: coffer.engine.label, migrations: 'current' };
-    } catch (e) {
-      return reply.code(503).send({ status: 'unavailable', reason: (e as Error).message });
+  // Every database (the default and each per-chain one): a chain whose database is down or behind
+  // on migrations cannot be served. Public, so it names databases and fixed reasons, never
+  // URLs or driver messages (those are logged).
+  app.get('/ready', async (req, reply) => {
+    const databases = await Promise.all(services.chains.databases().map((db) => databaseReadiness(db, req.log)));
+    const failing = databases.filter((d) => d.status !== 'ready');
+    if (failing.length > 0) {
+      return reply.code(503).send({
+        status: 'unavailable',
+        reason: failing.map((d) => `${d.name}: ${d.reason}`).join('; '),
+        databases,
+      });
     }
+    return { status: 'ready', backend: coffer.engine.label, migrations: 'current', databases };
   });
 
   app.get('/metrics', async (_req, reply) => {
@@ -109,7 +194,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   );
 
   const limiter = new RateLimiter(opts.rateLimit ?? { perSecond: 0, burst: 1 });
-  const services = opts.services ?? { coffer, chains: ChainRouter.fixed(coffer), blockProcessors: [] };
   mountRoutes(app, routes, {
     services,
     authenticator: opts.authenticator ?? null,

@@ -60,6 +60,21 @@ export function toHttpError(e: unknown, requestId: string): { status: number; bo
     return { status, body: { error: { code: e.code, message, ...(field ? { field } : {}), requestId } }, unexpected: status === 500 };
   }
   const fastifyError = e as { statusCode?: number; code?: string; message?: string };
+  // Refused by the router before any route ran; fixed messages (Fastify's echo the whole path).
+  if (fastifyError.code === 'FST_ERR_BAD_URL') {
+    return {
+      status: 400,
+      body: { error: { code: 'validation', message: 'the URL path is not valid (malformed percent-encoding)', requestId } },
+      unexpected: false,
+    };
+  }
+  if (fastifyError.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return {
+      status: 414,
+      body: { error: { code: 'validation', message: 'a URL path segment is too long', requestId } },
+      unexpected: false,
+    };
+  }
   if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
     return { status: 413, body: { error: { code: 'payload_too_large', message: 'request body too large', requestId } }, unexpected: false };
   }

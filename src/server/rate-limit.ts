@@ -10,6 +10,15 @@ export interface RateLimitConfig {
   burst: number;
 }
 
+/** A 429 that knows how long the key must wait: the Retry-After header carries it. */
+export class RateLimitedError extends HttpError {
+  readonly retryAfterSeconds: number;
+  constructor(perSecond: number, retryAfterSeconds: number) {
+    super(429, 'rate_limited', `rate limit of ${perSecond} requests/s exceeded; retry in ${retryAfterSeconds} s`);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 export class RateLimiter {
   readonly #cfg: RateLimitConfig;
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
@@ -17,7 +26,7 @@ export class RateLimiter {
     this.#cfg = cfg;
   }
 
-  /** Takes one token for `key` or throws 429 with the seconds to wait. */
+  /** Takes one token for `key` or throws RateLimitedError (429) with the seconds to wait. */
   take(key: string, now = Date.now()): void {
     if (this.#cfg.perSecond <= 0) return;
     const b = this.#buckets.get(key) ?? { tokens: this.#cfg.burst, at: now };
@@ -25,8 +34,8 @@ export class RateLimiter {
     b.at = now;
     if (b.tokens < 1) {
       this.#buckets.set(key, b);
-      const wait = Math.ceil((1 - b.tokens) / this.#cfg.perSecond);
-      throw new HttpError(429, 'rate_limited', `rate limit of ${this.#cfg.perSecond} requests/s exceeded; retry in ${wait} s`);
+      // Whole seconds until one token is back, rounded up: Retry-After takes an integer.
+      throw new RateLimitedError(this.#cfg.perSecond, Math.ceil((1 - b.tokens) / this.#cfg.perSecond));
     }
     b.tokens -= 1;
     this.#buckets.set(key, b);

@@ -1,7 +1,7 @@
-// What the dashboard shows, gathered in one call: chain sync, throughput, pool, migrations,
-// table sizes, slow operations (Coffer's own timing on every backend, plus pg_stat_statements
-// where installed), waiting locks, and the audit log's newest entries and verified head (only
-// for callers holding audit:read, the scope /v1/audit/entries itself needs).
+// What the dashboard shows, gathered in one call: chain sync (from every database), throughput,
+// pool, migrations, table sizes, slow operations (Coffer's own timing on every backend, plus
+// pg_stat_statements where installed), waiting locks, and the audit log's newest entries and
+// verified head (only for callers holding audit:read, the scope /v1/audit/entries itself needs).
 import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Coffer } from '../../db/store.js';
@@ -9,6 +9,7 @@ import { redactUrl } from '../../db/url.js';
 import { hasScope } from '../../domains/identity/scopes.js';
 import { collectStats } from '../../ops/sizes.js';
 import { route, type RouteSpec } from '../route.js';
+import type { Services } from '../services.js';
 
 export interface ChainPanel {
   chainId: string;
@@ -35,6 +36,7 @@ export interface TablePanel {
 
 /** Domain-provided parts of the dashboard; absent ones show as empty. */
 export interface DashboardSources {
+  /** The chains registered in one database; called for each database the chain router holds. */
   chains?: (coffer: Coffer) => Promise<ChainPanel[]>;
   audit?: (coffer: Coffer) => Promise<AuditPanel | null>;
   tables?: (coffer: Coffer) => Promise<TablePanel[]>;
@@ -117,17 +119,29 @@ async function defaultTables(coffer: Coffer): Promise<TablePanel[]> {
 }
 
 /**
+ * Every chain's panel, from every database (the default and each per-chain one), as GET
+ * /v1/chains lists them: a chain is shown from the database it is routed to only.
+ */
+async function allChainPanels(services: Services, source: NonNullable<DashboardSources['chains']>): Promise<ChainPanel[]> {
+  const perDatabase = await Promise.all(
+    services.chains.databases().map(async (db) => (await source(db.coffer)).filter((p) => services.chains.for(p.chainId) === db.coffer)),
+  );
+  return perDatabase.flat();
+}
+
+/**
  * The dashboard document. `auditPermitted` false leaves the audit panel out (audit null) without
  * reading or verifying the log: the panel shows entries, so it needs what /v1/audit/entries needs.
  */
-export async function dashboardData(coffer: Coffer, sources: DashboardSources, opts: { auditPermitted: boolean }) {
+export async function dashboardData(services: Services, sources: DashboardSources, opts: { auditPermitted: boolean }) {
+  const { coffer } = services;
   const { auditPermitted } = opts;
   const [migrations, tables, locks, statements, chains, audit, server] = await Promise.all([
     coffer.migrator.status(),
     (sources.tables ?? defaultTables)(coffer),
     waitingLocks(coffer),
     topStatements(coffer),
-    sources.chains ? sources.chains(coffer) : Promise.resolve([]),
+    sources.chains ? allChainPanels(services, sources.chains) : Promise.resolve([]),
     sources.audit && auditPermitted ? sources.audit(coffer) : Promise.resolve(null),
     coffer.engine.serverVersion(),
   ]);
@@ -156,8 +170,8 @@ export function dashboardRoutes(sources: DashboardSources = {}): RouteSpec[] {
       tag: 'service',
       auth: { domain: 'core', level: 'read' },
       response: z.object({}).passthrough(),
-      handler: ({ coffer, principal }) =>
-        dashboardData(coffer, sources, { auditPermitted: hasScope(principal?.scopes ?? [], 'audit', 'read') }),
+      handler: ({ services, principal }) =>
+        dashboardData(services, sources, { auditPermitted: hasScope(principal?.scopes ?? [], 'audit', 'read') }),
     }),
   ];
 }

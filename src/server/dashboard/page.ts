@@ -52,10 +52,13 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
 <script>
 (() => {
   const $ = (id) => document.getElementById(id);
-  const lagHistory = {};
+  // A Map: chain ids are data, and one named like an Object.prototype member must not clash.
+  const lagHistory = new Map();
   let timer = null;
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-  const rows = (tbody, list, cells) => { tbody.innerHTML = list.length ? list.map((r) => '<tr>' + cells(r).map((c) => '<td' + (c.num ? ' class="num"' : '') + (c.cls ? ' class="' + c.cls + '"' : '') + '>' + esc(c !== null && typeof c === 'object' ? (c.v ?? '') : c) + '</td>').join('') + '</tr>').join('') : '<tr><td class="muted">none</td></tr>'; };
+  // A cell is a value or { v, num, cls }; its classes go in one attribute (a second one is ignored).
+  const cell = (c) => { const o = c !== null && typeof c === 'object' ? c : { v: c }; const cls = [o.num ? 'num' : '', o.cls || ''].filter(Boolean).join(' '); return '<td' + (cls ? ' class="' + esc(cls) + '"' : '') + '>' + esc(o.v ?? '') + '</td>'; };
+  const rows = (tbody, list, cells) => { tbody.innerHTML = list.length ? list.map((r) => '<tr>' + cells(r).map(cell).join('') + '</tr>').join('') : '<tr><td class="muted">none</td></tr>'; };
   function plot(svg, series, colors) {
     const w = svg.clientWidth || 400, h = svg.clientHeight || 140, pad = 24;
     const all = series.flatMap((s) => s.points.map((p) => p[1]));
@@ -91,8 +94,8 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
     $('updated').textContent = 'updated ' + new Date(d.generatedAt).toLocaleTimeString();
     const now = Date.now() / 1000;
     rows($('chains').tBodies[0], d.chains, (c) => [c.chainId, { v: c.height, num: 1 }, { v: c.latestKnownHeight, num: 1 }, { v: c.lag, num: 1, cls: Number(c.lag) > 6 ? 'bad' : 'ok' }, { v: c.finalizedHeight, num: 1 }, c.updatedAt || '']);
-    for (const c of d.chains) { (lagHistory[c.chainId] ??= []).push([now, Number(c.lag)]); if (lagHistory[c.chainId].length > 300) lagHistory[c.chainId].shift(); }
-    plot($('lag-plot'), Object.entries(lagHistory).map(([name, points]) => ({ name: name + ' lag', points })), ['#ffb454', '#59c2ff', '#91b362', '#d2a6ff']);
+    for (const c of d.chains) { let h = lagHistory.get(c.chainId); if (!h) lagHistory.set(c.chainId, (h = [])); h.push([now, Number(c.lag)]); if (h.length > 300) h.shift(); }
+    plot($('lag-plot'), [...lagHistory].map(([name, points]) => ({ name: name + ' lag', points })), ['#ffb454', '#59c2ff', '#91b362', '#d2a6ff']);
     const tp = d.throughput;
     const last = tp.slice(-5);
     $('ops-rate').textContent = (last.reduce((n, s) => n + s.ok + s.failed, 0) / Math.max(1, last.length)).toFixed(1);
