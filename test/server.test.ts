@@ -7,11 +7,12 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { z } from 'zod';
 import type { FastifyInstance } from 'fastify';
-import { NotFoundError } from '../src/db/errors.js';
+import { ConnectionError, NotFoundError } from '../src/db/errors.js';
 import type { Coffer } from '../src/db/store.js';
 import { buildApp } from '../src/server/app.js';
 import { dashboardRoutes } from '../src/server/dashboard/data.js';
 import { HttpError } from '../src/server/http-errors.js';
+import { AuthFailureLimiter, RateLimitedError, RateLimiter } from '../src/server/rate-limit.js';
 import { toJson } from '../src/server/json.js';
 import { decodeCursor, pageOf, pageQuery } from '../src/server/pagination.js';
 import { route, type Authenticator, type Principal } from '../src/server/route.js';
@@ -282,6 +283,97 @@ forEachBackend('service framework', (ctx) => {
     assert.equal(other.statusCode, 200);
   });
 
+  test('failed authentications are limited per client address: 429 with Retry-After, before the key is looked at', async () => {
+    let lookups = 0;
+    const counting: Authenticator = {
+      authenticate: async (token, ip) => {
+        lookups++;
+        if (token === 'down') throw new ConnectionError('database unreachable');
+        return auth.authenticate(token, ip);
+      },
+    };
+    // 0.1/s: no token comes back while the test runs, so every count below is exact.
+    const limited = await buildApp({ coffer, routes: routes(), authenticator: counting, rateLimit: { perSecond: 0.1, burst: 3 } });
+    const get = (remoteAddress: string, key?: string) =>
+      limited.inject({
+        method: 'GET',
+        url: '/v1/fixture/accounts?limit=1',
+        remoteAddress,
+        headers: key ? { authorization: `Bearer ${key}` } : {},
+      });
+    const retryAfter = (r: { headers: Record<string, unknown> }) => Number(r.headers['retry-after']);
+
+    // Unknown keys: a burst of 401s, then 429 without another lookup.
+    const bad: number[] = [];
+    for (let i = 0; i < 10; i++) bad.push((await get('10.0.0.1', 'nope')).statusCode);
+    assert.deepEqual(bad, [401, 401, 401, 429, 429, 429, 429, 429, 429, 429]);
+    assert.equal(lookups, 3, 'a refused address costs no lookup');
+    const refused = await get('10.0.0.1', 'nope');
+    assert.equal(refused.json().error.code, 'rate_limited');
+    assert.match(refused.json().error.message, /too many failed authentications/);
+    const wait = retryAfter(refused);
+    assert.ok(Number.isInteger(wait) && wait >= 9 && wait <= 10, `Retry-After ${wait}`);
+    // Whatever would be looked up is refused from that address, a good key too; another address is
+    // not. A request with no key is a 401 as before (it costs no lookup).
+    assert.equal((await get('10.0.0.1', 'reader')).statusCode, 429);
+    assert.equal(lookups, 3);
+    assert.equal((await get('10.0.0.1')).statusCode, 401);
+    assert.equal((await get('10.0.0.9', 'reader')).statusCode, 200);
+    // A key the authentication cache answers for costs no lookup and is never refused, so clients
+    // sharing an address (behind a proxy) keep working while one of them sends bad keys.
+    const cachedApp = await buildApp({
+      coffer,
+      routes: routes(),
+      authenticator: {
+        ...counting,
+        cached: (token) => (token === 'reader' ? { kind: 'api_key', id: 'reader', scopes: ['*:read'] } : undefined),
+      },
+      rateLimit: { perSecond: 0.1, burst: 3 },
+    });
+    const fromShared = (key: string) =>
+      cachedApp.inject({
+        method: 'GET',
+        url: '/v1/fixture/accounts?limit=1',
+        remoteAddress: '10.0.0.5',
+        headers: { authorization: `Bearer ${key}` },
+      });
+    assert.deepEqual(
+      [
+        (await fromShared('nope')).statusCode,
+        (await fromShared('nope')).statusCode,
+        (await fromShared('nope')).statusCode,
+        (await fromShared('nope')).statusCode,
+      ],
+      [401, 401, 401, 429],
+    );
+    assert.equal((await fromShared('reader')).statusCode, 200);
+
+    // A valid key without the scope (403) and a missing key (401) count the same.
+    const post = () =>
+      limited.inject({
+        method: 'POST',
+        url: '/v1/fixture/accounts',
+        remoteAddress: '10.0.0.2',
+        headers: { authorization: 'Bearer reader' },
+        payload: {},
+      });
+    assert.deepEqual([(await post()).statusCode, (await post()).statusCode, (await get('10.0.0.2')).statusCode], [403, 403, 401]);
+    assert.equal((await post()).statusCode, 429);
+
+    // A database that fails is not the client's failure.
+    const before = lookups;
+    for (let i = 0; i < 5; i++) assert.equal((await get('10.0.0.3', 'down')).statusCode, 503);
+    assert.equal(lookups - before, 5);
+    assert.equal((await get('10.0.0.3', 'reader')).statusCode, 200);
+
+    // With the limit off (0), failures are not limited either.
+    const unlimited = await buildApp({ coffer, routes: routes(), authenticator: counting, rateLimit: { perSecond: 0, burst: 1 } });
+    for (let i = 0; i < 10; i++) {
+      const r = await unlimited.inject({ method: 'GET', url: '/v1/fixture/accounts', headers: { authorization: 'Bearer nope' } });
+      assert.equal(r.statusCode, 401);
+    }
+  });
+
   test('oversized bodies are refused with 413', async () => {
     const big = await buildApp({ coffer, routes: routes(), authenticator: auth, bodyLimitBytes: 1024 });
     const r = await big.inject({
@@ -383,4 +475,33 @@ test('the reply serialiser writes Buffers as hex and leaves a JSON document shap
     `{"bytes":"6869","doc":${JSON.stringify(doc)},"n":"${2n ** 70n}","list":["01ff"]}`,
   );
   assert.equal(toJson(Buffer.from('x')), '"78"');
+});
+
+test('a client address that failed many times at once waits for all of them, and is forgotten once refilled', () => {
+  const f = new AuthFailureLimiter({ perSecond: 1, burst: 2 });
+  // Five failures that were in flight together (each passed the check before any failed).
+  for (let i = 0; i < 5; i++) f.record('10.0.0.1', 0);
+  assert.throws(
+    () => f.check('10.0.0.1', 0),
+    (e) => e instanceof RateLimitedError && e.retryAfterSeconds === 4,
+  );
+  assert.throws(() => f.check('10.0.0.1', 3999), RateLimitedError);
+  f.check('10.0.0.1', 4000);
+  f.check('10.0.0.2', 0);
+  // A full bucket holds nothing worth keeping.
+  f.check('10.0.0.1', 10_000);
+  assert.equal(f.size, 0);
+});
+
+test('rotating client addresses (or keys) cannot grow the limiters without bound', () => {
+  const failures = new AuthFailureLimiter({ perSecond: 0.001, burst: 5 }, { maxEntries: 1000 });
+  const keys = new RateLimiter({ perSecond: 0.001, burst: 5 }, { maxEntries: 1000 });
+  for (let i = 0; i < 50_000; i++) {
+    failures.record(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, i);
+    keys.take(`api_key:${i}`, i);
+    assert.ok(failures.size <= 1000 && keys.size <= 1000, `at ${i}: ${failures.size}, ${keys.size}`);
+  }
+  // The address failing now is kept, and still refused.
+  for (let i = 0; i < 5; i++) failures.record('192.0.2.1', 50_000);
+  assert.throws(() => failures.check('192.0.2.1', 50_000), RateLimitedError);
 });

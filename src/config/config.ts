@@ -30,7 +30,10 @@ const ServerSchema = z
   .object({
     host: z.string().min(1).default('127.0.0.1'),
     port: z.coerce.number().int().min(0).max(65535).default(8080),
-    /** Requests per second per API key (0: unlimited) and the burst above it. */
+    /**
+     * Requests per second per API key (0: unlimited) and the burst above it; failed
+     * authentications (401, 403) are limited the same per client address (src/server/rate-limit.ts).
+     */
     rateLimitPerSecond: z.coerce.number().min(0).max(1_000_000).default(100),
     rateLimitBurst: z.coerce.number().int().min(1).max(1_000_000).default(200),
     bodyLimitBytes: z.coerce

@@ -12,7 +12,7 @@ import { toJson } from './json.js';
 import { DASHBOARD_HTML } from './dashboard/page.js';
 import { renderApiReference } from './docs-page.js';
 import { openApiDocument } from './openapi.js';
-import { RateLimitedError, RateLimiter, type RateLimitConfig } from './rate-limit.js';
+import { AuthFailureLimiter, RateLimitedError, RateLimiter, type RateLimitConfig } from './rate-limit.js';
 import { mountRoutes, type Authenticator, type RouteSpec } from './route.js';
 import type { Services } from './services.js';
 import { ChainRouter, type ChainDatabase } from '../domains/chain/router.js';
@@ -193,11 +193,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       .send(DASHBOARD_HTML),
   );
 
-  const limiter = new RateLimiter(opts.rateLimit ?? { perSecond: 0, burst: 1 });
+  const rateLimit = opts.rateLimit ?? { perSecond: 0, burst: 1 };
+  const limiter = new RateLimiter(rateLimit);
+  // Failed authentications at the same rate, per client address: a key that does not
+  // authenticate has no principal to charge, and each try would cost a database read.
+  const failures = new AuthFailureLimiter(rateLimit);
   mountRoutes(app, routes, {
     services,
     authenticator: opts.authenticator ?? null,
     onAuthenticated: (p) => limiter.take(p.id),
+    beforeAuthenticate: (ip) => failures.check(ip),
+    onAuthFailed: (ip) => failures.record(ip),
   });
 
   await opts.extend?.(app);

@@ -34,17 +34,22 @@ export function storeAuthenticator(services: Services, opts: { cacheMs?: number 
           };
         }
         const k = await authenticateApiKey(tx, token, { ip });
-        return { principal: { kind: 'api_key', id: k.keyId, scopes: k.scopes, expiresAt: k.expiresAt, ipAllow: k.ipAllow }, expiresAt: k.expiresAt };
+        return {
+          principal: { kind: 'api_key', id: k.keyId, scopes: k.scopes, expiresAt: k.expiresAt, ipAllow: k.ipAllow },
+          expiresAt: k.expiresAt,
+        };
       },
       { op: 'identity.authenticate' },
     ),
   );
 }
 
+type ChainSync = { chainId: string; height: bigint | null; lag: bigint | null };
+
 /** Sync height and lag per chain, read from the chain databases when Prometheus scrapes. */
 export function registerChainGauges(metrics: StoreMetrics, services: Services): void {
-  const read = async () => {
-    const out: { chainId: string; height: bigint | null; lag: bigint | null }[] = [];
+  const readAll = async (): Promise<ChainSync[]> => {
+    const out: ChainSync[] = [];
     for (const db of services.chains.databases()) {
       const panels = await chainPanels(db.coffer);
       for (const p of panels)
@@ -53,14 +58,29 @@ export function registerChainGauges(metrics: StoreMetrics, services: Services): 
     }
     return out;
   };
+  // Both gauges come from one read a scrape: the registry collects every metric at once, so the
+  // second collect finds the first one's read in flight and shares it. Dropped once it settles,
+  // so the next scrape reads afresh.
+  let inFlight: Promise<ChainSync[]> | undefined;
+  const read = (): Promise<ChainSync[]> => {
+    if (!inFlight) {
+      const p = readAll().catch((): ChainSync[] => []);
+      inFlight = p;
+      void p.finally(() => {
+        if (inFlight === p) inFlight = undefined;
+      });
+    }
+    return inFlight;
+  };
   new Gauge({
     name: 'coffer_chain_sync_lag_blocks',
     help: 'Latest known height minus the stored tip, per chain',
     labelNames: ['chain'],
     registers: [metrics.registry],
     async collect() {
+      const chains = await read();
       this.reset();
-      for (const c of await read().catch(() => [])) if (c.lag !== null) this.set({ chain: c.chainId }, Number(c.lag));
+      for (const c of chains) if (c.lag !== null) this.set({ chain: c.chainId }, Number(c.lag));
     },
   });
   new Gauge({
@@ -69,8 +89,9 @@ export function registerChainGauges(metrics: StoreMetrics, services: Services): 
     labelNames: ['chain'],
     registers: [metrics.registry],
     async collect() {
+      const chains = await read();
       this.reset();
-      for (const c of await read().catch(() => [])) if (c.height !== null) this.set({ chain: c.chainId }, Number(c.height));
+      for (const c of chains) if (c.height !== null) this.set({ chain: c.chainId }, Number(c.height));
     },
   });
 }

@@ -3,6 +3,7 @@
 // generate /openapi.json, so the documentation cannot drift from what is validated.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { CofferError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
 import { hasScope, type ScopeLevel } from '../domains/identity/scopes.js';
 import { parseOrThrow } from '../util/zod-parse.js';
@@ -90,11 +91,21 @@ function bearer(req: FastifyRequest): string {
   return m[1]!;
 }
 
+/** A refusal by authentication or the scope check (401, 403), as opposed to the database failing. */
+function isAuthFailure(e: unknown): boolean {
+  if (e instanceof HttpError) return e.status === 401 || e.status === 403;
+  return e instanceof CofferError && (e.code === 'unauthenticated' || e.code === 'forbidden');
+}
+
 export interface MountOptions {
   services: Services;
   authenticator: Authenticator | null;
   /** Called after authentication (rate limiting). */
   onAuthenticated?: (p: Principal, req: FastifyRequest) => void;
+  /** Called with the client address before its credential is looked at; throws to refuse it. */
+  beforeAuthenticate?: (ip: string) => void;
+  /** Called with the client address when authentication or the scope check refuses (401, 403). */
+  onAuthFailed?: (ip: string) => void;
 }
 
 export function mountRoutes(app: FastifyInstance, routes: readonly RouteSpec[], opts: MountOptions): void {
@@ -107,14 +118,25 @@ export function mountRoutes(app: FastifyInstance, routes: readonly RouteSpec[], 
       handler: async (req, reply) => {
         let principal: Principal | null = null;
         if (scope) {
-          const authenticator = opts.authenticator;
-          if (!authenticator) throw new HttpError(401, 'unauthorized', 'this server has no API keys configured');
-          const token = bearer(req);
           const ip = req.ip;
-          // A cache hit answers synchronously (no promise, no microtask turn).
-          principal = authenticator.cached?.(token, ip) ?? (await authenticator.authenticate(token, ip));
-          if (!granted(principal.scopes, scope.domain, scope.level, scopeKey)) {
-            throw new HttpError(403, 'forbidden', `this key lacks the ${scope.level} scope on ${scope.domain}`);
+          try {
+            const authenticator = opts.authenticator;
+            if (!authenticator) throw new HttpError(401, 'unauthorized', 'this server has no API keys configured');
+            const token = bearer(req);
+            // A cache hit answers synchronously (no promise, no microtask turn). Only a miss costs
+            // a database read, so only a miss is refused for an address that failed too often:
+            // a client with a working key behind the same address keeps its cached answers.
+            principal = authenticator.cached?.(token, ip) ?? null;
+            if (!principal) {
+              opts.beforeAuthenticate?.(ip);
+              principal = await authenticator.authenticate(token, ip);
+            }
+            if (!granted(principal.scopes, scope.domain, scope.level, scopeKey)) {
+              throw new HttpError(403, 'forbidden', `this key lacks the ${scope.level} scope on ${scope.domain}`);
+            }
+          } catch (e) {
+            if (isAuthFailure(e)) opts.onAuthFailed?.(ip);
+            throw e;
           }
           opts.onAuthenticated?.(principal, req);
         }
