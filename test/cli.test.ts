@@ -3,7 +3,7 @@
 // /health, /ready and /metrics.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -19,10 +19,11 @@ interface Result {
   stderr: string;
 }
 
-function coffer(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<Result> {
+/** Runs bin/coffer.js of `root` (default: the package `cwd` names, or this one) in `cwd`. */
+function coffer(args: string[], opts: { cwd?: string; root?: string; env?: Record<string, string> } = {}): Promise<Result> {
   return new Promise((resolve) => {
     const cwd = opts.cwd ?? ROOT;
-    const child = spawn(process.execPath, [join(cwd, 'bin/coffer.js'), ...args], {
+    const child = spawn(process.execPath, [join(opts.root ?? cwd, 'bin/coffer.js'), ...args], {
       cwd,
       env: { ...process.env, COFFER_DATABASE_URL: '', DATABASE_URL: '', ...opts.env },
     });
@@ -105,6 +106,32 @@ test('migrate, migrate status and status on an SQLite file', async () => {
   assert.equal(report.tables.coffer_meta, '0');
 });
 
+test('`coffer migrate --db URL status` reads the database named before "status"', async () => {
+  // Run where a default ./data/coffer.db would be created if --db were dropped.
+  const cwd = mkdtempSync(join(tmp, 'cwd-'));
+  const db = `sqlite:${join(tmp, 'parent-flag.db')}`;
+  const m = await coffer(['migrate', '--db', db], { cwd, root: ROOT });
+  assert.equal(m.code, 0, m.stderr);
+  for (const args of [
+    ['migrate', '--db', db, 'status', '--json'],
+    ['migrate', 'status', '--db', db, '--json'],
+  ]) {
+    const st = await coffer(args, { cwd, root: ROOT });
+    assert.equal(st.code, 0, `${args.join(' ')}: ${st.stderr}`);
+    const states = JSON.parse(st.stdout) as { state: string }[];
+    assert.ok(states.length > 0 && states.every((s) => s.state === 'applied'), `${args.join(' ')}: ${st.stdout}`);
+  }
+  assert.ok(!existsSync(join(cwd, 'data')), 'the default database was not created');
+  // Two different databases for one command: refused, naming both (passwords redacted).
+  const twice = await coffer(['migrate', '--db', db, 'status', '--db', 'postgres://app:hunter2@127.0.0.1:1/other'], { cwd, root: ROOT });
+  assert.equal(twice.code, 2, twice.stderr);
+  oneErrorLine(
+    twice,
+    /--db is given twice, before and after "status" \(sqlite:.*parent-flag\.db and postgres:\/\/app:\*\*\*@127\.0\.0\.1:1\/other\): give it once/,
+  );
+  assert.doesNotMatch(twice.stderr, /hunter2/);
+});
+
 test('an edited landed migration makes `coffer migrate` and `coffer serve` refuse, naming the file', async () => {
   // A copy of the package whose migration file is then edited, as a developer would.
   const pkg = join(tmp, 'pkg');
@@ -148,7 +175,12 @@ test('serve migrates, answers /health, /ready and /metrics, and stops cleanly on
     assert.equal(health.status, 200);
     const ready = await fetch(`${base}/ready`);
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { status: 'ready', backend: 'sqlite', migrations: 'current' });
+    assert.deepEqual(await ready.json(), {
+      status: 'ready',
+      backend: 'sqlite',
+      migrations: 'current',
+      databases: [{ name: 'default', status: 'ready' }],
+    });
     const metrics = await (await fetch(`${base}/metrics`)).text();
     for (const name of [
       'coffer_pool_connections_total',

@@ -9,7 +9,7 @@ import { MIGRATIONS } from '../src/domains/registry.js';
 import { HISTORY_TABLE } from '../src/migrations/history.js';
 import { defineMigration, migrationChecksum, type Migration } from '../src/migrations/migration.js';
 import { validateMigrations } from '../src/migrations/runner.js';
-import { c, createIndex, createTable } from '../src/schema/builder.js';
+import { addColumn, c, createIndex, createTable } from '../src/schema/builder.js';
 import { diffFacts, expectedFacts } from '../src/schema/compile.js';
 import { introspect } from '../src/schema/introspect.js';
 import type { Coffer } from '../src/db/store.js';
@@ -40,6 +40,28 @@ test('the migration list itself is validated: versions 1..n per domain, consiste
   });
   assert.throws(() => validateMigrations([...FIXTURE_MIGRATIONS, dupTable]), /fx_accounts already exists/);
   assert.notEqual(migrationChecksum(kitchenSink), migrationChecksum(edited(kitchenSink)));
+});
+
+test('a migration adding a column that defaults to now() is refused when the list is validated, naming its file', () => {
+  // SQLite adds such a column to an empty table (every test) and refuses it on a table with rows
+  // (an upgrade in production), so it is refused before it can land.
+  const addNow = defineMigration(import.meta.url, {
+    domain: 'fixture',
+    version: 2,
+    name: 'seen_at',
+    ops: [addColumn('fx_counters', 'seen_at', c.timestamp({ default: 'now()' }))],
+  });
+  assert.throws(
+    () => validateMigrations([...FIXTURE_MIGRATIONS, addNow]),
+    (e: unknown) =>
+      e instanceof MigrationError &&
+      /fixture\/0002_seen_at \(test\/migrations\.test\.ts\): added column fx_counters\.seen_at cannot default to now\(\)/.test(e.message) &&
+      /nullable or with a constant default, then backfill it/.test(e.message),
+  );
+  const nullable = { ...addNow, ops: [addColumn('fx_counters', 'seen_at', c.timestamp({ nullable: true, default: 'now()' }))] };
+  assert.throws(() => validateMigrations([...FIXTURE_MIGRATIONS, nullable]), /cannot default to now\(\)/);
+  // What the message suggests is accepted.
+  validateMigrations([...FIXTURE_MIGRATIONS, { ...addNow, ops: [addColumn('fx_counters', 'seen_at', c.timestamp({ nullable: true }))] }]);
 });
 
 forEachBackend('migrations', (ctx) => {
@@ -200,6 +222,65 @@ forEachBackend('migrations', (ctx) => {
       states.every((s) => s.state === 'applied'),
       JSON.stringify(states),
     );
+    assert.deepEqual(await liveDiff(fixed), []);
+  });
+
+  test('a migration reported applied stays applied when a later one fails', async () => {
+    // `coffer migrate` prints "done" for each migration it is told was applied.
+    const good = defineMigration(import.meta.url, {
+      domain: 'fixture',
+      version: 2,
+      name: 'good',
+      ops: [createIndex('fx_entries', 'ix_fx_entries_amount', ['amount'])],
+    });
+    const fails = 'SELECT no_such_column FROM no_such_table';
+    const bad = defineMigration(import.meta.url, {
+      domain: 'fixture',
+      version: 3,
+      name: 'bad',
+      ops: [{ op: 'raw', sql: { postgres: [fails], mysql: [fails], sqlite: [fails] } }],
+    });
+    const coffer = await ctx.open({ migrations: [...FIXTURE_MIGRATIONS, good, bad], migrate: 'skip' });
+    const reported: string[] = [];
+    await assert.rejects(
+      coffer.migrator.apply({ onApplied: (m) => reported.push(`${m.domain}/${m.version}`) }),
+      (e: unknown) => e instanceof MigrationError && /fixture\/0003_bad \(test\/migrations\.test\.ts\) failed/.test(e.message),
+    );
+    assert.ok(reported.includes('fixture/2') && !reported.includes('fixture/3'), reported.join(', '));
+    const states = new Map((await coffer.migrator.status()).map((s) => [`${s.domain}/${s.version}`, s.state]));
+    const notApplied = reported.filter((id) => states.get(id) !== 'applied');
+    assert.deepEqual(notApplied, [], 'every migration reported applied is applied');
+    assert.notEqual(states.get('fixture/3'), 'applied');
+  });
+
+  test('a dropped index whose journal update was lost resumes instead of failing on every run', async (t) => {
+    if (ctx.backend === 'memory') return t.skip('needs a second connection to the same database');
+    const drop = defineMigration(import.meta.url, {
+      domain: 'fixture',
+      version: 2,
+      name: 'drop_status_index',
+      ops: [{ op: 'dropIndex', table: 'fx_accounts', name: 'ix_fx_accounts_status' }],
+    });
+    const list = [...FIXTURE_MIGRATIONS, drop];
+    const db = await ctx.newDatabase();
+    const coffer = await ctx.open({ url: db.url, migrations: FIXTURE_MIGRATIONS });
+    // The drop runs, then the migration fails: on MySQL the DROP INDEX has committed.
+    const broken = await ctx.open({
+      url: db.url,
+      migrations: list,
+      migrate: 'skip',
+      rewriteSteps: (_d, m, steps) =>
+        m.domain === 'fixture' && m.version === 2 ? [...steps, { sql: 'SELECT no_such_column FROM no_such_table' }] : steps,
+    });
+    await assert.rejects(broken.migrator.apply(), MigrationError);
+    if (coffer.dialect === 'mysql') {
+      // A crash between the DROP INDEX and its journal update: the journal says it never ran.
+      const live = await coffer.read((tx) => introspect(tx.db, tx.dialect));
+      assert.equal(live.fx_accounts!.indexes.ix_fx_accounts_status, undefined);
+      await sql`update coffer_migrations set steps_done = 0 where domain = 'fixture' and version = 2`.execute(coffer.engine.writer);
+    }
+    const fixed = await ctx.open({ url: db.url, migrations: list });
+    assert.ok((await fixed.migrator.status()).every((s) => s.state === 'applied'));
     assert.deepEqual(await liveDiff(fixed), []);
   });
 

@@ -38,6 +38,25 @@ function configFrom(opts: CommonOpts, flags: Record<string, unknown> = {}): Coff
   return loadConfig({ configFile: opts.config, flags: { 'database.url': opts.db, ...flags } });
 }
 
+/**
+ * --db and --config of a subcommand whose parent takes them too (`coffer migrate --db URL
+ * status`): with positional options the parent keeps what comes before the subcommand's name,
+ * so the subcommand reads both. The same flag given twice with different values is refused.
+ */
+function commonOf(own: CommonOpts, parent: CommonOpts, subcommand: string): CommonOpts {
+  const out: CommonOpts = {};
+  for (const k of ['db', 'config'] as const) {
+    const a = parent[k];
+    const b = own[k];
+    const show = (v: string) => (k === 'db' ? redactUrl(v) : v);
+    if (a !== undefined && b !== undefined && a !== b)
+      throw new ExitError(`--${k} is given twice, before and after "${subcommand}" (${show(a)} and ${show(b)}): give it once`, 2);
+    const v = b ?? a;
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
 function cliLogger(config: CofferConfig): Logger {
   // CLI logs go to stderr so stdout stays clean for --json and --dry-run output.
   return pino({ level: config.log.level === 'info' ? 'warn' : config.log.level }, pino.destination(2));
@@ -116,7 +135,7 @@ export function buildProgram(): Command {
     .option('--db <url>', DB_HELP)
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
-      const config = configFrom(opts);
+      const config = configFrom(commonOf(opts, migrate.opts(), 'status'));
       const coffer = await Coffer.open({ config, migrate: 'skip', logger: cliLogger(config) });
       try {
         const states = await coffer.migrator.status();

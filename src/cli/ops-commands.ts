@@ -15,7 +15,7 @@ import { requireExistingDatabase } from './existing-db.js';
 import { InterruptedError } from '../ops/errors.js';
 import { maintainDatabase } from '../ops/maintain.js';
 import { createProgress, formatBytes, formatDuration, type Progress } from '../ops/progress.js';
-import { restoreDatabase } from '../ops/restore.js';
+import { inspectBackup, restoreDatabase } from '../ops/restore.js';
 import { collectStats, objectSizes } from '../ops/sizes.js';
 import { runTrim } from '../ops/trim.js';
 
@@ -143,14 +143,14 @@ export function registerOpsCommands(program: Command): void {
     .action(async (opts) => {
       if (!['auto', 'native', 'logical'].includes(opts.format))
         throw new ValidationError('--format: expected auto, native or logical', { field: 'format' });
+      const bs = batchSize(opts.batchSize);
       const progress = createProgress({ json: opts.json });
       const coffer = await open(opts, opts.db);
       try {
         await interruptible(progress, async (signal) => {
-          const to = opts.to === '-' ? '/dev/stdout' : opts.to;
-          const r = await backupDatabase(coffer, to, {
+          const r = await backupDatabase(coffer, opts.to, {
             format: opts.format as BackupFormat,
-            batchSize: batchSize(opts.batchSize),
+            batchSize: bs,
             force: opts.force,
             signal,
             progress,
@@ -184,6 +184,10 @@ export function registerOpsCommands(program: Command): void {
     .option('--json', 'machine-readable output (progress as JSON lines on stderr)')
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
+      // Every flag and the backup file are checked before the target is opened: opening a
+      // SQLite target creates it, and a mistyped --from would leave an empty new database.
+      const bs = batchSize(opts.batchSize);
+      inspectBackup(opts.from);
       const progress = createProgress({ json: opts.json });
       const target = await open(opts, opts.to, '--to', true);
       try {
@@ -192,15 +196,21 @@ export function registerOpsCommands(program: Command): void {
             force: opts.force,
             discard: opts.discard,
             verify: opts.verify,
-            batchSize: batchSize(opts.batchSize),
+            batchSize: bs,
             signal,
             progress,
             throttleMs: throttle(),
           });
           if (opts.json) return out(toJson(r));
           const rows = r.tables.reduce((n, t) => n + t.rows, 0);
+          const verified =
+            r.verifiedAgainst === 'manifest'
+              ? 'verified against the manifest'
+              : r.verifiedAgainst === 'backup file'
+                ? 'verified against the backup file (no manifest beside it)'
+                : 'NOT verified (--no-verify)';
           out(
-            `restored ${r.file} (${r.kind}) into ${r.target}: ${num(rows)} rows in ${r.tables.length} tables${r.resumed ? ' (resumed)' : ''}, ${r.verified ? 'verified against the manifest' : 'NOT verified (--no-verify)'} (${formatDuration(r.elapsedMs / 1000)})`,
+            `restored ${r.file} (${r.kind}) into ${r.target}: ${num(rows)} rows in ${r.tables.length} tables${r.resumed ? ' (resumed)' : ''}, ${verified} (${formatDuration(r.elapsedMs / 1000)})`,
           );
           for (const n of r.notes) out(`note: ${n}`);
         });
@@ -410,6 +420,7 @@ export function registerOpsCommands(program: Command): void {
         if (i <= 0) throw new ValidationError(`--set ${kv}: expected key=value`, { field: 'set' });
         settings[kv.slice(0, i)] = kv.slice(i + 1);
       }
+      const bs = batchSize(opts.batchSize);
       const progress = createProgress({ json: opts.json });
       const coffer = await open(opts, opts.db);
       try {
@@ -418,7 +429,7 @@ export function registerOpsCommands(program: Command): void {
             apply: opts.apply,
             only: opts.rule,
             settings,
-            batchSize: batchSize(opts.batchSize),
+            batchSize: bs,
             signal,
             progress,
           });

@@ -5,7 +5,7 @@ import { TableCodec } from '../db/codec.js';
 import type { Engine } from '../db/engine.js';
 import { MigrationError } from '../db/errors.js';
 import { compileOperation, createTableSteps, quote, type Probe, type Step } from '../schema/compile.js';
-import { schemaOf, type Dialect, type Operation, type Schema } from '../schema/model.js';
+import { applyOperation, schemaOf, type Dialect, type Operation, type Schema } from '../schema/model.js';
 import { HISTORY_TABLE, historyTable } from './history.js';
 import { migrationChecksum, migrationId, type Migration } from './migration.js';
 
@@ -60,7 +60,20 @@ export function validateMigrations(migrations: readonly Migration[]): void {
     }
     next.set(m.domain, expected + 1);
   }
-  logicalSchema(migrations);
+  // Built migration by migration, so an operation the schema refuses names its file.
+  const schema = schemaOf([{ op: 'createTable', table: historyTable }]);
+  for (const m of migrations) {
+    for (const op of m.ops) {
+      try {
+        applyOperation(schema, op);
+      } catch (e) {
+        throw new MigrationError(`migration ${migrationId(m)} (${m.file}): ${(e as Error).message}`, {
+          migration: migrationId(m),
+          file: m.file,
+        });
+      }
+    }
+  }
 }
 
 /** The statements a migration runs on a dialect. */
@@ -229,18 +242,28 @@ export class Migrator {
   async apply(events: MigrateEvents = {}): Promise<Migration[]> {
     const d = this.#engine.dialect;
     if (d === 'sqlite') {
-      // One IMMEDIATE transaction: DDL is transactional and the write lock is the migration lock.
-      return this.#engine.writer.transaction().execute(async (trx) => {
-        await this.#bootstrap(trx);
-        return this.#applyPending(trx, events, true);
-      });
+      // One IMMEDIATE transaction per migration (DDL is transactional; the write lock is the
+      // migration lock), each reported applied only after its commit: a later failure cannot
+      // roll back a migration `coffer migrate` already printed as done.
+      const applied: Migration[] = [];
+      for (;;) {
+        const one = await this.#engine.writer.transaction().execute(async (trx) => {
+          await this.#bootstrap(trx);
+          return this.#applyPending(trx, events, true);
+        });
+        if (!one.length) return applied;
+        for (const x of one) {
+          events.onApplied?.(x.m, x.ms);
+          applied.push(x.m);
+        }
+      }
     }
     return this.#engine.writer.connection().execute(async (conn) => {
       await this.#lock(conn, events);
       try {
         if (d === 'postgres') await sql`set statement_timeout = 0`.execute(conn);
         await this.#bootstrap(conn);
-        return await this.#applyPending(conn, events, false);
+        return (await this.#applyPending(conn, events, false)).map((x) => x.m);
       } finally {
         if (d === 'postgres') await sql`reset statement_timeout`.execute(conn).catch(() => {});
         await this.#unlock(conn);
@@ -291,15 +314,21 @@ export class Migrator {
             ? sql`select count(*) as n from information_schema.columns where table_schema = database() and table_name = ${p.table} and column_name = ${p.name}`
             : sql`select count(*) as n from information_schema.table_constraints where table_schema = database() and table_name = ${p.table} and constraint_name = ${p.name}`;
     const r = await q.execute(db);
-    return Number((r.rows[0] as { n: unknown }).n) > 0;
+    const exists = Number((r.rows[0] as { n: unknown }).n) > 0;
+    return p.absent ? !exists : exists;
   }
 
-  async #applyPending(db: Kysely<any>, events: MigrateEvents, inTransaction: boolean): Promise<Migration[]> {
+  /**
+   * Applies the pending migrations. `firstOnly` (SQLite): only the first, inside the caller's
+   * transaction, and reported by the caller after its commit; otherwise each is committed here
+   * and reported at once.
+   */
+  async #applyPending(db: Kysely<any>, events: MigrateEvents, firstOnly: boolean): Promise<{ m: Migration; ms: number }[]> {
     // Re-read under the lock: another process may have applied some meanwhile.
     const history = await this.#history(db);
     const states = this.#states(history);
     this.#check(states, history);
-    const applied: Migration[] = [];
+    const applied: { m: Migration; ms: number }[] = [];
     for (const m of this.migrations) {
       const st = states.find((s) => s.domain === m.domain && s.version === m.version)!;
       if (st.state === 'applied') continue;
@@ -310,7 +339,7 @@ export class Migrator {
       try {
         if (this.#engine.dialect === 'mysql') {
           await this.#applyMysql(db, m, steps, checksum, history);
-        } else if (inTransaction) {
+        } else if (firstOnly) {
           for (const s of steps) await sql.raw(s.sql).execute(db);
           await this.#record(db, m, checksum, steps.length, started);
         } else {
@@ -327,8 +356,9 @@ export class Migrator {
         );
       }
       const ms = Math.round(performance.now() - started);
+      if (firstOnly) return [{ m, ms }];
       events.onApplied?.(m, ms);
-      applied.push(m);
+      applied.push({ m, ms });
     }
     return applied;
   }

@@ -25,11 +25,12 @@ import {
 } from '../../test/fixtures/ops-helpers.js';
 import { ALL_BACKENDS, skipReason, type BackendName } from '../../test/harness.js';
 import { backupDatabase } from './backup.js';
-import { InterruptedError } from './errors.js';
+import { InterruptedError, VerificationError } from './errors.js';
 import { readManifestFile } from './manifest.js';
 import { readMarker } from './marker.js';
 import { SilentProgress } from './progress.js';
 import { detectBackupKind, restoreDatabase } from './restore.js';
+import { collectStats } from './sizes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coffer-backup-test-'));
 let n = 0;
@@ -350,12 +351,146 @@ describe('backup and restore', () => {
   );
 
   test(
-    'a SQLite file backup that no longer matches its manifest is refused before the target is touched',
+    'a SQLite file backup that no longer matches its manifest is refused before the target is touched, saying what to do',
     { skip: skipReason('sqlite') },
     async () => {
       await refusedWhenTampered('sqlite');
+      // An intact file whose manifest records another SHA-256: refused with what to do, and
+      // --no-verify restores it as it is, saying it was not checked.
+      const f = file('sqlite-manifest-mismatch.backup');
+      await backupDatabase(sources.get('sqlite')!.coffer, f, { format: 'native' });
+      const m = JSON.parse(readFileSync(`${f}.manifest.json`, 'utf8'));
+      m.file.sha256 = '0'.repeat(64);
+      m.file.sha256HeaderFree = '0'.repeat(64);
+      writeFileSync(`${f}.manifest.json`, JSON.stringify(m));
+      const { coffer: target } = await pool.emptyTarget('sqlite');
+      await assert.rejects(
+        restoreDatabase(f, target),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          /does not match its manifest \(its SHA-256 differs\): the backup was changed or replaced after it was taken; restore an intact copy of it or another backup \(to restore this file as it is, unchecked, add --no-verify\)/.test(
+            e.message,
+          ),
+      );
+      const r = await restoreDatabase(f, target, { verify: false });
+      assert.equal(r.verified, false);
+      assert.equal(r.verifiedAgainst, null);
+      assert.ok(
+        r.notes.some((n) => /was not checked against its manifest's size and SHA-256 \(--no-verify\)/.test(n)),
+        r.notes.join('\n'),
+      );
+      assert.deepEqual(await dumpAll(target), sources.get('sqlite')!.dump);
     },
   );
+
+  test(
+    'a SQLite file backup that a program opened (which switches it to WAL) still restores, verified against its manifest',
+    { skip: skipReason('sqlite') },
+    async () => {
+      const s = sources.get('sqlite')!;
+      // legacy: a manifest written before sha256HeaderFree existed.
+      for (const legacy of [false, true]) {
+        const f = file(`opened${legacy ? '-legacy' : ''}.backup`);
+        await backupDatabase(s.coffer, f, { format: 'native' });
+        if (legacy) {
+          const m = JSON.parse(readFileSync(`${f}.manifest.json`, 'utf8'));
+          assert.ok(m.file.sha256HeaderFree, 'new manifests record it');
+          delete m.file.sha256HeaderFree;
+          writeFileSync(`${f}.manifest.json`, JSON.stringify(m));
+        }
+        const before = readFileSync(f);
+        const opened = await pool.open(`sqlite:${f}`, { migrate: 'skip' });
+        await collectStats(opened);
+        await opened.close();
+        const after = readFileSync(f);
+        assert.notDeepEqual(after.subarray(0, 100), before.subarray(0, 100), 'opening it rewrote its header (the case under test)');
+        assert.deepEqual(after.subarray(100), before.subarray(100), 'and nothing else');
+        const { coffer: target } = await pool.emptyTarget('sqlite');
+        const r = await restoreDatabase(f, target);
+        assert.equal(r.verifiedAgainst, 'manifest');
+        assert.ok(
+          r.notes.some((n) => /differs from its manifest only in the SQLite header's journal mode and change counter/.test(n)),
+          r.notes.join('\n'),
+        );
+        assert.deepEqual(await dumpAll(target), s.dump);
+      }
+    },
+  );
+
+  test(
+    'a SQLite file backup without its manifest is verified against the file itself, and says so',
+    { skip: skipReason('sqlite') },
+    async () => {
+      const s = sources.get('sqlite')!;
+      const f = file('no-manifest.backup');
+      await backupDatabase(s.coffer, f, { format: 'native' });
+      rmSync(`${f}.manifest.json`);
+      const { coffer: target } = await pool.emptyTarget('sqlite');
+      const r = await restoreDatabase(f, target);
+      assert.equal(r.verified, true);
+      assert.equal(r.verifiedAgainst, 'backup file');
+      assert.deepEqual(await dumpAll(target), s.dump);
+    },
+  );
+
+  for (const format of ['logical', 'sqlite'] as const) {
+    test(`a ${format} restore in which several tables differ names the first differing row of each and marks the target failed`, async () => {
+      const s = sources.get('sqlite')!;
+      let f = logical.get('sqlite')!;
+      if (format === 'sqlite') {
+        f = file('several-differ.backup');
+        await backupDatabase(s.coffer, f, { format: 'native' });
+      }
+      const { coffer: target } = await pool.emptyTarget('sqlite');
+      await target.migrator.apply();
+      // Something in the target changes rows as they arrive, in two tables.
+      await sql`create trigger tamper_entries after insert on fx_entries begin update fx_entries set memo = 'tampered' where rowid = new.rowid; end`.execute(
+        target.engine.writer,
+      );
+      await sql`create trigger tamper_counters after insert on fx_counters begin update fx_counters set value = 4242 where rowid = new.rowid; end`.execute(
+        target.engine.writer,
+      );
+      await assert.rejects(restoreDatabase(f, target, { batchSize: 2 }), (e: unknown) => {
+        assert.ok(e instanceof VerificationError, String(e));
+        assert.match(
+          e.message,
+          /table fx_entries: same row count \(\d+\) but the content checksums differ; first difference: table fx_entries: row .* differs in column\(s\) memo/,
+        );
+        assert.match(
+          e.message,
+          /table fx_counters: same row count \(\d+\) but the content checksums differ; first difference: table fx_counters: row .* differs in column\(s\) value/,
+        );
+        return true;
+      });
+      assert.equal((await readMarker(target.engine.reader, target.dialect))?.state, 'failed');
+    });
+  }
+
+  test('a verification failure marks the target failed even when the first differing row cannot be looked up', async () => {
+    const f = file('vanishing.logical');
+    writeFileSync(f, readFileSync(logical.get('sqlite')!));
+    const { coffer: target } = await pool.emptyTarget('sqlite');
+    await target.migrator.apply();
+    await sql`create trigger tamper_counters after insert on fx_counters begin update fx_counters set value = 4242 where rowid = new.rowid; end`.execute(
+      target.engine.writer,
+    );
+    // The backup disappears once loaded: the search for the differing row cannot read it.
+    const progress = new (class extends SilentProgress {
+      override phase(name: string, total: number | null, unit?: string) {
+        super.phase(name, total, unit);
+        if (name === 'verify') rmSync(f);
+      }
+    })();
+    await assert.rejects(restoreDatabase(f, target, { progress }), (e: unknown) => {
+      assert.ok(e instanceof VerificationError, String(e));
+      assert.match(
+        e.message,
+        /table fx_counters: same row count \(\d+\) but the content checksums differ \(the first differing row could not be found: /,
+      );
+      return true;
+    });
+    assert.equal((await readMarker(target.engine.reader, target.dialect))?.state, 'failed');
+  });
 
   test('a native restore never replaces a table of another application', { skip: skipReason('postgres') }, async () => {
     const srcDb = await pool.database('postgres');
@@ -415,6 +550,30 @@ describe('backup and restore', () => {
     writeFileSync(f, 'x');
     await assert.rejects(backupDatabase(s.coffer, f), (e: unknown) => e instanceof ConfigError && /already exists/.test(e.message));
     await assert.rejects(backupDatabase(s.coffer, dir), (e: unknown) => e instanceof ConfigError && /is a directory/.test(e.message));
+    // A regular file is refused wherever it is, /dev/shm included (it was once taken for a device
+    // and appended to); a new name there is an ordinary backup with its manifest.
+    if (existsSync('/dev/shm')) {
+      const shm = join('/dev/shm', `coffer-backup-test-${process.pid}-${++n}`);
+      writeFileSync(shm, 'precious');
+      try {
+        await assert.rejects(
+          backupDatabase(s.coffer, shm, { format: 'logical' }),
+          (e: unknown) => e instanceof ConfigError && /backup file \/dev\/shm\/.* already exists: choose a new name/.test(e.message),
+        );
+        assert.equal(readFileSync(shm, 'utf8'), 'precious', 'nothing was appended');
+        const fresh = `${shm}.new`;
+        try {
+          const r = await backupDatabase(s.coffer, fresh, { format: 'logical' });
+          assert.equal(r.manifestFile, `${fresh}.manifest.json`);
+          assert.equal(detectBackupKind(fresh), 'logical');
+        } finally {
+          rmSync(fresh, { force: true });
+          rmSync(`${fresh}.manifest.json`, { force: true });
+        }
+      } finally {
+        rmSync(shm, { force: true });
+      }
+    }
     await assert.rejects(
       backupDatabase(s.coffer, join(dir, 'missing', 'x.backup')),
       (e: unknown) => e instanceof ConfigError && /no such file or directory/.test(e.message),

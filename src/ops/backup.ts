@@ -32,7 +32,16 @@ import {
 } from './db.js';
 import { fileError, InterruptedError, throwIfAborted } from './errors.js';
 import { LOGICAL_FORMAT, LogicalWriter, type LogicalHeader } from './logical.js';
-import { COFFER_VERSION, fileDigest, manifestPath, newBackupId, type BackupKind, type Manifest, type ManifestTable } from './manifest.js';
+import {
+  COFFER_VERSION,
+  fileDigest,
+  manifestPath,
+  newBackupId,
+  sqliteHeaderFree,
+  type BackupKind,
+  type Manifest,
+  type ManifestTable,
+} from './manifest.js';
 import { describeMarker, readMarker } from './marker.js';
 import { clientFlavour, mysqlOptionFile, pgEnv, requireTool, findTool, runTool, serverTarget } from './native-tools.js';
 import { SilentProgress, type Progress } from './progress.js';
@@ -408,6 +417,7 @@ function removeQuietly(p: string): void {
   }
 }
 
+/** Backs up `coffer` to `file` (`-`: a logical stream to standard output). */
 export async function backupDatabase(coffer: Coffer, file: string, opts: BackupOptions = {}): Promise<BackupReport> {
   const started = Date.now();
   const progress = opts.progress ?? new SilentProgress();
@@ -427,22 +437,30 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
       `${live.pending.length} migration(s) are not applied yet (${live.pending.join(', ')}); the backup holds the schema as it is`,
     );
 
-  // Where to write: FILE.partial renamed at the end, or straight into a pipe or device.
+  // Where to write: FILE.partial renamed at the end, or straight into standard output (`-`), a
+  // pipe, a device or a socket. Only what is not a regular file is a stream: an existing regular
+  // file is refused wherever it is (/dev/shm, or /dev/stdout redirected to a file), since
+  // streaming into it would append a second backup to it.
+  const toStdout = file === '-';
+  if (toStdout) file = '/dev/stdout';
   let st: Stats | undefined;
   try {
     st = statSync(file);
   } catch (e) {
     if ((e as { code?: string }).code !== 'ENOENT') throw fileError(e, 'cannot write backup', file);
   }
-  if (st?.isFile() && !/^\/(dev|proc\/self\/fd)\//.test(file))
-    throw new ConfigError(`backup file ${file} already exists: choose a new name (backups are never overwritten)`, { path: file });
+  if (!toStdout && st?.isFile())
+    throw new ConfigError(
+      `backup file ${file} already exists: choose a new name (backups are never overwritten)${/^\/(dev\/stdout|dev\/fd\/|proc\/self\/fd\/)/.test(file) ? '; to write to standard output use --to -' : ''}`,
+      { path: file },
+    );
   if (st?.isDirectory())
     throw new ConfigError(
       `backup target ${file} is a directory: name a file, e.g. ${file.replace(/\/$/, '')}/coffer-${new Date().toISOString().slice(0, 10)}.backup`,
       { path: file },
     );
-  // A pipe, a character device, or /dev/stdout redirected to a file: written straight through.
-  const stream = st !== undefined && (!st.isFile() || /^\/(dev|proc\/self\/fd)\//.test(file));
+  // Standard output may be a regular file (a shell's `>>`): it is appended to, never truncated.
+  const stream = toStdout || (st !== undefined && !st.isFile());
 
   let kind: BackupKind;
   const native = format === 'native';
@@ -513,9 +531,12 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
   let manifestFile: string | null = null;
   if (!stream) {
     try {
-      const dg = await fileDigest(partial);
+      // A SQLite file also gets a digest that ignores the header fields an open rewrites
+      // (`coffer stats --db sqlite:FILE` switches it to WAL), so restore still accepts it.
+      const dg = await fileDigest(partial, kind === 'sqlite' ? { headerFree: sqliteHeaderFree } : {});
       bytes = dg.bytes;
       sha256 = dg.sha256;
+      const headerFree = dg.variants.headerFree;
       const manifest: Manifest = {
         format: 'coffer-manifest',
         version: 1,
@@ -526,7 +547,7 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
         source: { backend: db.label, server: await coffer.engine.serverVersion(), describe: db.describe },
         migrations: live.applied,
         tables,
-        file: { name: file.split('/').pop()!, bytes, sha256 },
+        file: { name: file.split('/').pop()!, bytes, sha256, ...(headerFree ? { sha256HeaderFree: headerFree } : {}) },
       };
       // The manifest lands first: a FILE without its manifest is never left behind by a crash.
       writeFileSync(`${mpath}.partial`, `${JSON.stringify(manifest, null, 2)}\n`);

@@ -195,6 +195,50 @@ describe('operator commands on the command line', () => {
     oneErrorLine(refused, /is not empty .*--force/);
   });
 
+  test('stats, sizes, doctor and status on a SQLite file backup leave it restorable, verified against its manifest', async () => {
+    const file = join(dir, 'looked-at.backup');
+    const b = await coffer(['backup', '--db', sourceUrl, '--to', file]);
+    assert.equal(b.code, 0, b.stderr);
+    const before = readFileSync(file);
+    for (const cmd of ['stats', 'sizes', 'doctor', 'status']) {
+      const r = await coffer([cmd, '--db', `sqlite:${file}`]);
+      // doctor exits 1 for a warning; what matters here is what it did to the file.
+      assert.ok(r.code === 0 || (cmd === 'doctor' && r.code === 1), `${cmd}: ${r.stderr}`);
+    }
+    assert.notDeepEqual(readFileSync(file).subarray(0, 100), before.subarray(0, 100), 'the header was rewritten (the case under test)');
+    const target = await newDb(targetBackend);
+    const r = await coffer(['restore', '--from', file, '--to', target.url]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /restored .*looked-at\.backup \(sqlite\) into .*, verified against the manifest/);
+    assert.match(r.stdout, /note: .* differs from its manifest only in the SQLite header's journal mode and change counter/);
+    // Without a manifest beside it, the rows are checked against the file, and the output says so.
+    rmSync(`${file}.manifest.json`);
+    const bare = await newDb(targetBackend);
+    const r2 = await coffer(['restore', '--from', file, '--to', bare.url]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.match(r2.stdout, /verified against the backup file \(no manifest beside it\)/);
+    assert.doesNotMatch(r2.stdout, /against the manifest/);
+  });
+
+  test('restore checks the backup file and its flags before it creates the target', async () => {
+    const junk = join(dir, 'junk.backup');
+    writeFileSync(junk, 'not a backup');
+    const folder = join(dir, 'restore-target');
+    const to = `sqlite:${join(folder, 'restored.db')}`;
+    const [missing, notBackup, badBatch] = await Promise.all([
+      coffer(['restore', '--from', join(dir, 'no-such.backup'), '--to', to]),
+      coffer(['restore', '--from', junk, '--to', to]),
+      coffer(['restore', '--from', junk, '--to', to, '--batch-size', '0']),
+    ]);
+    assert.equal(missing.code, 2, missing.stderr);
+    oneErrorLine(missing, /cannot read backup .*no-such\.backup: no such file or directory/);
+    assert.equal(notBackup.code, 2, notBackup.stderr);
+    oneErrorLine(notBackup, /junk\.backup is not a Coffer backup/);
+    assert.equal(badBatch.code, 2, badBatch.stderr);
+    oneErrorLine(badBatch, /--batch-size: expected a whole number from 1 to 100000/);
+    assert.equal(existsSync(folder), false, 'no target database (or folder) was created');
+  });
+
   test('backup --to - appends to what stdout already holds (a shell `>>`), never truncates it', async () => {
     const out = join(dir, 'appended.log');
     writeFileSync(out, 'precious log line\n');
@@ -216,6 +260,26 @@ describe('operator commands on the command line', () => {
     assert.equal(bytes.subarray(0, 18).toString(), 'precious log line\n');
     // The gzip stream of the logical backup follows it.
     assert.deepEqual([bytes[18], bytes[19]], [0x1f, 0x8b]);
+    // Named as a path, the same regular file is an existing file: refused, pointing at --to -.
+    const fd2 = openSync(out, 'a');
+    try {
+      const child = spawn(process.execPath, [join(ROOT, 'bin/coffer.js'), 'backup', '--db', sourceUrl, '--to', '/dev/stdout'], {
+        cwd: ROOT,
+        env: { ...process.env, COFFER_DATABASE_URL: '', DATABASE_URL: '' },
+        stdio: ['ignore', fd2, 'pipe'],
+      });
+      let stderr = '';
+      child.stderr!.on('data', (d) => (stderr += d));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      assert.equal(code, 2, stderr);
+      oneErrorLine(
+        { code, signal: null, stdout: '', stderr },
+        /backup file \/dev\/stdout already exists: choose a new name .*; to write to standard output use --to -/,
+      );
+    } finally {
+      closeSync(fd2);
+    }
+    assert.deepEqual(readFileSync(out), bytes, 'nothing was appended');
   });
 
   test('maintain, stats, sizes and doctor run and speak JSON', async () => {
@@ -279,6 +343,33 @@ describe('operator commands on the command line', () => {
     oneErrorLine(hours, /--set tokens\.unconfirmedMints\.maxAgeHours=abc: expected a positive number/);
     assert.equal(batch.code, 2, batch.stderr);
     oneErrorLine(batch, /--set chain\.undo\.blocksPerBatch=abc: expected a positive whole number/);
+  });
+
+  test("a retention age beyond what a timestamp holds is refused by the setting's name (exit 2)", async () => {
+    const db = await newDb('sqlite');
+    const c = await Coffer.open({ url: db.url });
+    await c.close();
+    const rule = ['trim', '--db', db.url, '--rule', 'tokens.unconfirmed_mints'];
+    const [huge, tooOld, fine] = await Promise.all([
+      coffer([...rule, '--set', 'tokens.unconfirmedMints.maxAgeHours=1e10']),
+      coffer([...rule, '--apply', '--set', 'tokens.unconfirmedMints.maxAgeHours=9500000']),
+      coffer([...rule, '--set', 'tokens.unconfirmedMints.maxAgeHours=8000000']),
+    ]);
+    for (const [r, v] of [
+      [huge, '1e10'],
+      [tooOld, '9500000'],
+    ] as const) {
+      assert.equal(r.code, 2, r.stderr);
+      oneErrorLine(
+        r,
+        new RegExp(
+          `--set tokens\\.unconfirmedMints\\.maxAgeHours=${v}: an age of at most \\d+ hours \\(older cutoffs reach back before the year 1000`,
+        ),
+      );
+      assert.doesNotMatch(r.stderr, /received_at/);
+    }
+    // 8,000,000 hours reach back to about the year 1113: still a time every backend stores.
+    assert.equal(fine.code, 0, fine.stderr);
   });
 
   test('a mistyped SQLite path is a configuration error (exit 2) for commands that read a database, and nothing is created', async () => {

@@ -13,6 +13,7 @@ import type { Coffer } from '../db/store.js';
 import type { Tx } from '../db/tx.js';
 import type { Dialect } from '../schema/model.js';
 import { ValidationError } from '../db/errors.js';
+import { isStorableTime } from '../util/zod-parse.js';
 
 export type Severity = 'ok' | 'info' | 'warning' | 'error';
 
@@ -54,6 +55,26 @@ export interface RetentionSetting {
   default: string;
   /** A positive number (or whole number): `coffer trim` checks it before any rule runs. */
   positive?: 'number' | 'integer';
+  /**
+   * The value is an age in this unit that the rule subtracts from now (a cutoff for a timestamp
+   * column): a value reaching back before the year 1000, which no backend stores, is refused by
+   * name. Taken from the key when it ends in Seconds, Minutes, Hours or Days ("maxAgeHours").
+   */
+  age?: AgeUnit;
+}
+
+export type AgeUnit = 'seconds' | 'minutes' | 'hours' | 'days';
+
+const AGE_MS: Record<AgeUnit, number> = { seconds: 1000, minutes: 60_000, hours: 3_600_000, days: 86_400_000 };
+
+// The earliest time isStorableTime accepts (src/util/zod-parse.ts), for the message.
+const EARLIEST_STORABLE = Date.UTC(1000, 0, 1);
+
+/** The unit of an age setting: declared, or the key's suffix. */
+function ageUnit(s: RetentionSetting): AgeUnit | undefined {
+  if (s.age) return s.age;
+  const m = /(Seconds|Minutes|Hours|Days)$/.exec(s.key);
+  return m ? (m[1]!.toLowerCase() as AgeUnit) : undefined;
 }
 
 export interface RetentionOptions {
@@ -105,5 +126,15 @@ export function positiveSetting(rule: RetentionRule, opts: RetentionOptions, key
   const n = Number(raw);
   if (raw.trim() === '' || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))
     throw new ValidationError(`--set ${key}=${raw}: expected a positive ${integer ? 'whole number' : 'number'}`, { field: key });
+  const unit = ageUnit(rule.settings!.find((x) => x.key === key)!);
+  // An age past what a timestamp holds would otherwise fail inside the rule's query, naming
+  // its column instead of the setting.
+  if (unit && !isStorableTime(opts.now.getTime() - n * AGE_MS[unit])) {
+    const most = Math.floor((opts.now.getTime() - EARLIEST_STORABLE) / AGE_MS[unit]);
+    throw new ValidationError(
+      `--set ${key}=${raw}: an age of at most ${most} ${unit} (older cutoffs reach back before the year 1000, which no backend stores)`,
+      { field: key },
+    );
+  }
   return n;
 }

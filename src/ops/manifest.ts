@@ -33,7 +33,16 @@ export interface Manifest {
   migrations: AppliedMigration[];
   tables: ManifestTable[];
   /** The backup file this manifest describes (sidecar only). */
-  file?: { name: string; bytes: number; sha256: string };
+  file?: {
+    name: string;
+    bytes: number;
+    sha256: string;
+    /**
+     * SQLite file backups: the SHA-256 with the header fields that merely opening the file may
+     * rewrite zeroed (sqliteHeaderFree). Absent in manifests written before it existed.
+     */
+    sha256HeaderFree?: string;
+  };
 }
 
 export const COFFER_VERSION: string = (() => {
@@ -84,19 +93,76 @@ export function readManifestFile(file: string): Manifest | null {
   return validateManifest(parsed, p);
 }
 
-/** Size and SHA-256 of a file, streamed. */
-export async function fileDigest(path: string): Promise<{ bytes: number; sha256: string }> {
+/**
+ * Header bytes of a SQLite file that change when a program opens it and switches it to WAL (as
+ * Coffer does on every open, even for `coffer stats`), without any row changing: the file
+ * format read/write versions (18–19: 1 rollback journal, 2 WAL), the file change counter
+ * (24–27) and the version-valid-for number (92–95). Any real write changes other bytes too.
+ */
+const SQLITE_OPEN_FIELDS: readonly [number, number][] = [
+  [18, 2],
+  [24, 4],
+  [92, 4],
+];
+
+/** A SQLite header with the fields an open may rewrite zeroed. */
+export function sqliteHeaderFree(header: Buffer): Buffer {
+  const h = Buffer.from(header);
+  for (const [at, n] of SQLITE_OPEN_FIELDS) h.fill(0, at, Math.min(at + n, h.length));
+  return h;
+}
+
+/**
+ * The header a rollback-journal SQLite file (as backups are written) had before one open
+ * switched it to WAL: versions 1/1 and both counters one lower. Only for manifests written
+ * without sha256HeaderFree; null when the header does not show exactly that switch.
+ */
+export function sqliteHeaderBeforeWal(header: Buffer): Buffer | null {
+  if (header.length < 100 || header[18] !== 2 || header[19] !== 2) return null;
+  const h = Buffer.from(header);
+  h[18] = 1;
+  h[19] = 1;
+  for (const at of [24, 92]) {
+    const n = h.readUInt32BE(at);
+    if (n === 0) return null;
+    h.writeUInt32BE(n - 1, at);
+  }
+  return h;
+}
+
+export interface FileDigest {
+  bytes: number;
+  sha256: string;
+  /** SHA-256 with the first 100 bytes replaced by each variant's header (SQLite files), by name. */
+  variants: Record<string, string | null>;
+}
+
+/** Size and SHA-256 of a file, streamed; `variants` also hash it with its header rewritten. */
+export async function fileDigest(path: string, variants: Record<string, (header: Buffer) => Buffer | null> = {}): Promise<FileDigest> {
   const h = createHash('sha256');
+  const vh = new Map<string, ReturnType<typeof createHash> | null>();
   let bytes = 0;
+  let first = true;
   try {
-    for await (const chunk of createReadStream(path)) {
-      h.update(chunk as Buffer);
-      bytes += (chunk as Buffer).length;
+    for await (const c of createReadStream(path)) {
+      const chunk = c as Buffer;
+      h.update(chunk);
+      if (first) {
+        // A read stream's first chunk is 64 KiB, or the whole file: the header is in it.
+        first = false;
+        for (const [name, rewrite] of Object.entries(variants)) {
+          const head = chunk.length >= 100 ? rewrite(chunk.subarray(0, 100)) : null;
+          vh.set(name, head ? createHash('sha256').update(head).update(chunk.subarray(100)) : null);
+        }
+      } else for (const x of vh.values()) x?.update(chunk);
+      bytes += chunk.length;
     }
   } catch (e) {
     throw fileError(e, 'cannot read', path);
   }
-  return { bytes, sha256: h.digest('hex') };
+  const out: Record<string, string | null> = {};
+  for (const name of Object.keys(variants)) out[name] = vh.get(name)?.digest('hex') ?? null;
+  return { bytes, sha256: h.digest('hex'), variants: out };
 }
 
 /**

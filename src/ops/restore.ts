@@ -35,6 +35,8 @@ import {
   manifestPath,
   plansFromManifest,
   readManifestFile,
+  sqliteHeaderBeforeWal,
+  sqliteHeaderFree,
   validateManifest,
   type BackupKind,
   type Manifest,
@@ -75,6 +77,11 @@ export interface RestoreReport {
   rowsRestored: number;
   tables: { table: string; rows: number; checksum: string }[];
   verified: boolean;
+  /**
+   * What the restored rows were checked against: the backup's manifest, or (a SQLite file
+   * without one beside it) the backup file itself; null when not verified.
+   */
+  verifiedAgainst: 'manifest' | 'backup file' | null;
   notes: string[];
   elapsedMs: number;
 }
@@ -157,24 +164,34 @@ async function verifyAgainst(
   const bad = compareSums(expected, actual, 'the backup', 'the restored database');
   if (!bad.length) return actual;
   const problems: string[] = [];
-  if (reference) {
-    const ref = await reference();
+  for (const x of bad) {
+    if (!reference) {
+      problems.push(x.message);
+      continue;
+    }
+    const plan = plans.find((p) => p.table.name === x.table)!;
     try {
-      await withSnapshot(ctx.dst, async (conn) => {
-        for (const x of bad) {
-          const plan = plans.find((p) => p.table.name === x.table)!;
-          const first = await firstDifference(ref.source, ctx.dst, conn, plan, {
+      // A fresh reference per table: the search stops part way through a table, and a logical
+      // backup is read front to back, so a shared reader would be left inside the last table.
+      const ref = await reference();
+      try {
+        const first = await withSnapshot(ctx.dst, (conn) =>
+          firstDifference(ref.source, ctx.dst, conn, plan, {
             batchSize: ctx.batchSize,
             referenceName: 'the backup',
             targetName: 'the restored database',
-          });
-          problems.push(first ? `${x.message}; first difference: ${first}` : x.message);
-        }
-      });
-    } finally {
-      ref.close();
+          }),
+        );
+        problems.push(first ? `${x.message}; first difference: ${first}` : x.message);
+      } finally {
+        ref.close();
+      }
+    } catch (e) {
+      // The tables were found to differ: a failed search for the row must not hide that, nor
+      // leave the marker saying the restore is still running.
+      problems.push(`${x.message} (the first differing row could not be found: ${(e as Error).message})`);
     }
-  } else problems.push(...bad.map((b) => b.message));
+  }
   await setMarkerState(ctx.dst.writer, ctx.dst.dialect, 'failed', { problems });
   throw new VerificationError(
     `restore verification failed (${ctx.dst.describe} stays marked incomplete): ${problems.join('; ')}`,
@@ -268,19 +285,43 @@ async function restoreLogical(
     rowsRestored: rows,
     tables: manifest.tables.map((t) => ({ table: t.name, rows: t.rows, checksum: t.checksum })),
     verified,
+    verifiedAgainst: verified ? 'manifest' : null,
   };
 }
 
-/** Refuses a backup file whose size or SHA-256 is not what its manifest recorded, before anything is loaded. */
-async function checkFileAgainstManifest(ctx: Ctx, manifest: Manifest | null): Promise<void> {
+/**
+ * Refuses a backup file whose size or SHA-256 is not what its manifest recorded, before anything
+ * is loaded. A SQLite file that differs only in the header fields an open rewrites (journal
+ * mode, change counters: any program that opened it, `coffer stats` included, switched it to
+ * WAL) holds the same pages, and is accepted.
+ */
+async function checkFileAgainstManifest(ctx: Ctx, manifest: Manifest | null, kind: BackupKind): Promise<void> {
   if (!manifest?.file) return;
-  ctx.progress.note(`checking ${ctx.file} against its manifest (${manifest.file.bytes} bytes)`);
-  const dg = await fileDigest(ctx.file);
-  if (dg.sha256 !== manifest.file.sha256 || dg.bytes !== manifest.file.bytes) {
-    throw new ConfigError(`${ctx.file} does not match its manifest (size or SHA-256 differ): the backup is damaged or was replaced`, {
-      path: ctx.file,
-    });
+  if (ctx.opts.verify === false) {
+    ctx.notes.push(`${ctx.file} was not checked against its manifest's size and SHA-256 (--no-verify)`);
+    return;
   }
+  const m = manifest.file;
+  ctx.progress.note(`checking ${ctx.file} against its manifest (${m.bytes} bytes)`);
+  const sqlite = kind === 'sqlite';
+  const dg = await fileDigest(
+    ctx.file,
+    sqlite ? (m.sha256HeaderFree ? { headerFree: sqliteHeaderFree } : { beforeWal: sqliteHeaderBeforeWal }) : {},
+  );
+  if (dg.bytes === m.bytes) {
+    if (dg.sha256 === m.sha256) return;
+    const same = m.sha256HeaderFree ? dg.variants.headerFree === m.sha256HeaderFree : dg.variants.beforeWal === m.sha256;
+    if (sqlite && same) {
+      ctx.notes.push(
+        `${ctx.file} differs from its manifest only in the SQLite header's journal mode and change counter (a program that opened it switched it to WAL); its pages match the manifest`,
+      );
+      return;
+    }
+  }
+  throw new ConfigError(
+    `${ctx.file} does not match its manifest (${dg.bytes === m.bytes ? 'its SHA-256 differs' : `${dg.bytes} bytes, the manifest says ${m.bytes}`}): the backup was changed or replaced after it was taken; restore an intact copy of it or another backup (to restore this file as it is, unchecked, add --no-verify)`,
+    { path: ctx.file },
+  );
 }
 
 async function restoreSqliteFile(
@@ -289,7 +330,7 @@ async function restoreSqliteFile(
 ): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
   // As for the other native kinds: a file that is not the one the manifest describes is refused
   // before the target is touched (verifying after the load could not name the row that differs).
-  await checkFileAgainstManifest(ctx, manifest);
+  await checkFileAgainstManifest(ctx, manifest, 'sqlite');
   const ro = openSqliteFileReadOnly(ctx.file);
   try {
     const history = await readHistory(ro.reader).catch(() => {
@@ -354,6 +395,7 @@ async function restoreSqliteFile(
     return {
       resumed: marker !== null,
       rowsRestored: r.rows,
+      verifiedAgainst: verified ? (manifest ? 'manifest' : 'backup file') : null,
       tables: plans.map((p) => ({
         table: p.table.name,
         rows: sums?.get(p.table.name)?.rows ?? 0,
@@ -468,7 +510,7 @@ async function restoreNative(
     );
   }
   const { plans } = plansFromManifest(manifest, ctx.target.migrator.migrations, ctx.file);
-  await checkFileAgainstManifest(ctx, manifest);
+  await checkFileAgainstManifest(ctx, manifest, kind);
   await prepareNative(ctx, manifest, kind);
   const t = serverTarget(ctx.target.target);
   // pg_restore and mysql report no progress of their own; the bar shows time, then the rows.
@@ -551,7 +593,20 @@ async function restoreNative(
     rowsRestored: manifest.tables.reduce((n, x) => n + x.rows, 0),
     tables: manifest.tables.map((x) => ({ table: x.name, rows: x.rows, checksum: x.checksum })),
     verified,
+    verifiedAgainst: verified ? 'manifest' : null,
   };
+}
+
+/**
+ * Reads what a restore needs to know about a backup before any target is touched: its kind and
+ * its sidecar manifest (null when there is none). Throws a ConfigError for a missing or
+ * unreadable file, one that is not a Coffer backup, or a manifest of another kind.
+ */
+export function inspectBackup(file: string, kind = detectBackupKind(file)): { kind: BackupKind; sidecar: Manifest | null } {
+  const sidecar = readManifestFile(file);
+  if (sidecar && sidecar.kind !== kind)
+    throw new ConfigError(`${manifestPath(file)} describes a ${sidecar.kind} backup but ${file} is a ${kind} backup`, {});
+  return { kind, sidecar };
 }
 
 export async function restoreDatabase(file: string, target: Coffer, opts: RestoreOptions = {}): Promise<RestoreReport> {
@@ -566,9 +621,7 @@ export async function restoreDatabase(file: string, target: Coffer, opts: Restor
     batchSize: opts.batchSize ?? 1000,
     notes: [],
   };
-  const sidecar = readManifestFile(file);
-  if (sidecar && sidecar.kind !== kind)
-    throw new ConfigError(`${manifestPath(file)} describes a ${sidecar.kind} backup but ${file} is a ${kind} backup`, {});
+  const { sidecar } = inspectBackup(file, kind);
   let r: Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>;
   try {
     if (kind === 'logical') r = await restoreLogical(ctx, sidecar);

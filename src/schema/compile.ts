@@ -18,6 +18,8 @@ export interface Probe {
   kind: 'table' | 'index' | 'column' | 'check';
   table: string;
   name: string;
+  /** The step took effect when the object is gone (a drop), rather than when it exists. */
+  absent?: boolean;
 }
 
 /** One DDL statement; the probe says how to tell it already took effect (MySQL resume). */
@@ -247,9 +249,12 @@ export function compileOperation(d: Dialect, op: Operation): Step[] {
     case 'createIndex':
       return [indexStep(d, op.index)];
     case 'dropIndex':
+      // MySQL has no DROP INDEX IF EXISTS everywhere (MariaDB only): a resumed migration skips
+      // the drop when the index is already gone instead of failing with 1091 on every retry.
       return [
         {
           sql: d === 'mysql' ? `DROP INDEX ${quote(d, op.name)} ON ${quote(d, op.table)}` : `DROP INDEX ${quote(d, op.name)}`,
+          probe: { kind: 'index', table: op.table, name: op.name, absent: true },
         },
       ];
     case 'addColumn': {

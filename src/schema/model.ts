@@ -133,6 +133,13 @@ export function applyOperation(schema: Schema, op: Operation): void {
       if (!op.column.nullable && !op.column.default) {
         throw new Error(`added column ${op.table}.${op.column.name} must be nullable or have a default`);
       }
+      // SQLite refuses ADD COLUMN with a non-constant default on a table that has rows, so such a
+      // migration would pass every test on empty tables and fail upgrading a real database.
+      if (op.column.default?.kind === 'now') {
+        throw new Error(
+          `added column ${op.table}.${op.column.name} cannot default to now() (SQLite cannot add a column with a non-constant default to a table that has rows): add it nullable or with a constant default, then backfill it`,
+        );
+      }
       identifier(op.column.name);
       t.columns.push(clone(op.column));
       return;
