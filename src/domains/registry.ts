@@ -1,5 +1,8 @@
 // Every domain's migrations, in the order they were written. New migrations are appended;
-// landed ones are never edited or reordered (the checksum check enforces it).
+// landed ones are never edited (the checksum check refuses an edited one) nor reordered within
+// their domain (the runner refuses versions out of order). Order across domains is free as long
+// as each migration comes after the tables it references (the runner checks that); backups do
+// not depend on it, as a logical backup restores in the table order it was written in.
 import type { Migration } from '../migrations/migration.js';
 import chain0001 from './chain/0001_undo_journal.js';
 import chain0002 from './chain/0002_init.js';

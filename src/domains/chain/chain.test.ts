@@ -260,11 +260,12 @@ forEachBackend('chain store', (ctx) => {
       tx.db.selectFrom('ct_balances').select('balance').where('chain_id', '=', id2).where('address', '=', 'x').executeTakeFirstOrThrow(),
     );
     assert.equal(String(bal.balance), '31');
-    // On the 1-confirmation chain every block is final at once: no reorg is possible.
+    // On the 1-confirmation chain every block is final at once: no reorg is possible. The error
+    // names the ingested block's height (the input has no fork height).
     const side1 = makeBlock(id, 3n, main[2]!.blockHash, [], 'side');
     await assert.rejects(
       ingest(side1, { reorg: true }),
-      (e: unknown) => e instanceof FinalityViolationError && e instanceof InvalidStateTransitionError,
+      (e: unknown) => e instanceof FinalityViolationError && e instanceof InvalidStateTransitionError && e.details.field === 'height',
     );
   });
 

@@ -117,6 +117,18 @@ forEachBackend('chain API', (ctx) => {
     assert.equal(gone.json().error.code, 'not_found');
   });
 
+  test('ingest with reorg=true below the finalized height is a 422 naming body.height, a field the body has', async () => {
+    const reg = await svc.call('POST', '/v1/chains', admin, { chainId: 'dogefin', name: 'Final', network: 'regtest', confirmations: 1 });
+    assert.equal(reg.statusCode, 201, reg.body);
+    for (let i = 0; i < 3; i++) assert.equal((await svc.call('POST', '/v1/chains/dogefin/blocks', writer, block(i))).statusCode, 200);
+    // A child of height 1 replacing height 2: with one confirmation every block is final at once.
+    const replacing = { ...block(2, { salt: 3 }), parentHash: h(2) };
+    const r = await svc.call('POST', '/v1/chains/dogefin/blocks?reorg=true', writer, replacing);
+    assert.equal(r.statusCode, 422, r.body);
+    assert.equal(r.json().error.field, 'body.height', r.body);
+    assert.equal((await svc.call('GET', '/v1/chains/dogefin', reader)).json().cursor.blockHash, h(3));
+  });
+
   test('mempool add and claim', async () => {
     const add = await svc.call('POST', '/v1/chains/doge/mempool', writer, { txHash: h(777), content: 'abcd', fee: '1500', sizeBytes: 250 });
     assert.equal(add.statusCode, 200, add.body);
@@ -193,7 +205,7 @@ forEachBackend('chain API', (ctx) => {
     );
     await expect(await svc.call('GET', '/v1/chains/doge/blocks/9999999999999999999', reader), 400, 'params.ref');
     const cursor = Buffer.from(JSON.stringify({ h: '9999999999999999999', i: 0 })).toString('base64url');
-    await expect(await svc.call('GET', `/v1/chains/doge/addresses/addr0/transactions?cursor=${cursor}`, reader), 400, 'cursor');
+    await expect(await svc.call('GET', `/v1/chains/doge/addresses/addr0/transactions?cursor=${cursor}`, reader), 400, 'query.cursor');
     assert.deepEqual((await svc.call('GET', '/v1/chains/doge', reader)).json().cursor, tip);
   });
 

@@ -336,7 +336,8 @@ export class ChainStore {
         },
       );
     }
-    const summary = await this.#rollback(chain, cursor, parent.height);
+    // Refused below finality: the block's height is what the caller can fix (the body has no fork height).
+    const summary = await this.#rollback(chain, cursor, parent.height, 'height');
     await this.#append(chain, await this.#lockCursor(block.chainId), block, opts.processors ?? []);
     return { status: 'ingested', ...result, reorg: summary };
   }
@@ -560,14 +561,15 @@ export class ChainStore {
     if (finalized !== null && finalized !== cursor.finalizedHeight) await pruneFinalized(tx, chainId, finalized);
   }
 
-  async #rollback(chain: ChainInfo, cursor: ChainCursor, fork: bigint): Promise<ReorgSummary> {
+  /** `field`: the caller's field an error names (reorg's forkHeight, an ingested block's height). */
+  async #rollback(chain: ChainInfo, cursor: ChainCursor, fork: bigint, field = 'forkHeight'): Promise<ReorgSummary> {
     const tx = this.#tx;
     const chainId = chain.chainId;
     if (cursor.finalizedHeight !== null && fork < cursor.finalizedHeight) {
       throw new FinalityViolationError(
         `cannot reorg chain ${chainId} below its finalized height ${cursor.finalizedHeight} (fork ${fork})`,
         {
-          field: 'forkHeight',
+          field,
           chainId,
           forkHeight: fork,
           finalizedHeight: cursor.finalizedHeight,
@@ -575,7 +577,7 @@ export class ChainStore {
       );
     }
     const forkBlock = await this.#blockAt(chainId, fork);
-    if (!forkBlock) throw new NotFoundError(`no block at fork height ${fork} on chain ${chainId}`, { field: 'forkHeight', chainId });
+    if (!forkBlock) throw new NotFoundError(`no block at fork height ${fork} on chain ${chainId}`, { field, chainId });
     // Derived rows first (newest first), then the chain's own rows above the fork.
     const revertedWrites = await revertAbove(tx, chainId, fork);
     const h = enc(tx, T.blocks, 'height', fork);

@@ -3,7 +3,7 @@
 // reorgs through the undo journal, replays, retention, stats and offers.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
-import { ValidationError, InvalidStateTransitionError } from '../../db/errors.js';
+import { ValidationError, InvalidStateTransitionError, NotFoundError } from '../../db/errors.js';
 import type { Coffer } from '../../db/store.js';
 import { forEachBackend } from '../../../test/harness.js';
 import { InsufficientBalanceError } from './errors.js';
@@ -102,6 +102,18 @@ forEachBackend('tokens flows', (ctx) => {
     assert.equal(m?.ownerAddress, input.ownerAddress);
     const other = await w(coffer)((s) => s.submitMint({ ...input, ownerAddress: unique('DOther') }));
     assert.notEqual(other.hash, first.hash, 'the owner is a signed field');
+  });
+
+  test('a mint may leave out metadata, requirements, lockupOptions and contractOfSale: each is stored, and hashed, as null', async () => {
+    const { metadata: _m, requirements: _r, lockupOptions: _l, contractOfSale: _c, ...bare } = mintInput();
+    const first = await w(coffer)((s) => s.submitMint(bare));
+    assert.equal(first.created, true);
+    const m = await r(coffer)((s) => s.getMint(first.hash));
+    assert.deepEqual([m?.metadata, m?.requirements, m?.lockupOptions, m?.contractOfSale], [null, null, null, null]);
+    const explicit = await w(coffer)((s) =>
+      s.submitMint({ ...bare, metadata: null, requirements: null, lockupOptions: null, contractOfSale: null }),
+    );
+    assert.deepEqual([explicit.hash, explicit.created], [first.hash, false], 'left out is the same content as null');
   });
 
   test('mint confirmation: the on-chain mint matches by hash, and the owner is credited once the block has the required confirmations', async () => {
@@ -576,6 +588,87 @@ forEachBackend('tokens flows', (ctx) => {
     await checkInvariants(coffer);
   });
 
+  test('a payment whose invoice can never be matched (reservation expired or released first) is rejected, paid before or after the invoice transaction; a reorg over the rejection restores it exactly', async () => {
+    const chain = new FakeChain(unique('never-'), 3);
+    const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 40n });
+    // Before the expiry test's reservations (2000) and after the retention test's invoices
+    // (1990, trimmed by age), so expiring "now" and trimming there touch only their own rows.
+    const t0 = new Date('1995-01-01T00:00:00Z');
+    const at = (ms: number) => new Date(t0.getTime() + ms);
+    const create = (buyer: string, ttlMs: number) =>
+      coffer.write((tx) =>
+        tokens(tx, { clock: () => t0 }).createInvoice(
+          invoiceInput({
+            chainId: chain.chainId,
+            mintHash: hash,
+            sellerAddress: owner,
+            buyerAddress: buyer,
+            quantity: 5n,
+            price: 2n,
+            paymentAddress: `P${buyer}`,
+          }),
+          { ttlMs },
+        ),
+      );
+    const pay = (ih: string, buyer: string) => actionTx('payment', ih, [{ address: `P${buyer}`, value: 10n }]);
+    const a = (await create('DNa', 1000)).hash; // paid before its invoice transaction, which comes after expiry
+    const b = (await create('DNb', 1000)).hash; // expires, then paid; never anchored
+    const c = (await create('DNc', 1000)).hash; // released, then paid
+    const d = (await create('DNd', 3600_000)).hash; // paid while still reserved: waits
+    const payA = pay(a, 'DNa');
+    await chain.mine(coffer, [payA]);
+    assert.equal((await actionStates(coffer, chain.chainId))(payA.txHash)?.state, 'pending', 'waits for the match while reserved');
+    await w(coffer)((s) => s.releaseInvoice(c));
+    assert.deepEqual((await w(coffer)((s) => s.expireReservations({ now: at(5000) }))).sort(), [a, b].sort());
+
+    const before = await snapshot(coffer, { journal: true });
+    const fork = chain.tip;
+    const block = [actionTx('invoice', a), pay(b, 'DNb'), pay(c, 'DNc'), pay(d, 'DNd')] as const;
+    const [invA, payB, payC, payD] = block;
+    await chain.mine(coffer, [...block]);
+    const expect = async () => {
+      const of = await actionStates(coffer, chain.chainId);
+      const ended = (ih: string, state: string) => `the reservation of invoice ${ih} is ${state}, not reserved`;
+      assert.deepEqual(of(invA.txHash), { tx_hash: invA.txHash, state: 'rejected', reason: 'reservation is expired' });
+      assert.deepEqual(of(payA.txHash), { tx_hash: payA.txHash, state: 'rejected', reason: ended(a, 'expired') }, 'paid before');
+      assert.deepEqual(of(payB.txHash), { tx_hash: payB.txHash, state: 'rejected', reason: ended(b, 'expired') }, 'paid after');
+      assert.deepEqual(of(payC.txHash), { tx_hash: payC.txHash, state: 'rejected', reason: ended(c, 'released') }, 'released');
+      assert.deepEqual(of(payD.txHash), { tx_hash: payD.txHash, state: 'pending', reason: null }, 'still reserved: waits');
+      assert.deepEqual(await Promise.all([a, b, c, d].map((i) => r(coffer)((s) => s.getReservation(i)).then((x) => x?.state))), [
+        'expired',
+        'expired',
+        'released',
+        'reserved',
+      ]);
+      assert.equal((await r(coffer)((s) => s.balance(hash, owner))).available, 35n, 'only the waiting invoice holds tokens');
+    };
+    await expect();
+    const after = await snapshot(coffer);
+    for (const t of [T.payments, T.invoices, T.ledger, T.balances, T.reservations, T.unconfirmedInvoices])
+      assert.deepEqual(after[t], before[t], `${t}: a rejection writes nothing else`);
+    await checkInvariants(coffer);
+
+    // A reorg back over the rejecting block restores every row, and the journal, exactly: the
+    // earlier payment is pending again.
+    await chain.revert(coffer, fork);
+    assert.deepEqual(await snapshot(coffer, { journal: true }), before);
+    assert.equal((await actionStates(coffer, chain.chainId))(payA.txHash)?.state, 'pending');
+    // The same transactions in the new branch are rejected again, and stay so.
+    await chain.mine(coffer, [...block]);
+    await chain.mineEmpty(coffer, 3);
+    await expect();
+
+    // The waiting payment is rejected by the first block after its reservation expires.
+    assert.deepEqual(await w(coffer)((s) => s.expireReservations({ now: at(3600_000) })), [d]);
+    await chain.mine(coffer);
+    assert.deepEqual((await actionStates(coffer, chain.chainId))(payD.txHash), {
+      tx_hash: payD.txHash,
+      state: 'rejected',
+      reason: `the reservation of invoice ${d} is expired, not reserved`,
+    });
+    await checkInvariants(coffer);
+  });
+
   test('releasing an unconfirmed invoice frees its tokens; a matched one cannot be released', async () => {
     const chain = new FakeChain(unique('rel-'), 1);
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
@@ -885,6 +978,30 @@ forEachBackend('tokens flows', (ctx) => {
     await checkInvariants(coffer);
   });
 
+  test("another chain's transaction reusing the hash of the one that confirmed a mint or matched an invoice is rejected as for that chain", async () => {
+    const a = new FakeChain(unique('xa-'), 1);
+    const b = new FakeChain(unique('xb-'), 1);
+    const input = mintInput({ chainId: a.chainId, fractionCount: 10n });
+    const { hash } = await w(coffer)((s) => s.submitMint(input));
+    const mintTx = actionTx('mint', hash);
+    await a.mine(coffer, [mintTx]);
+    const { hash: ih } = await w(coffer)((s) => s.createInvoice(invoiceFor(hash, input.ownerAddress, 1n, 5n, { chainId: a.chainId })));
+    const invoiceTx = actionTx('invoice', ih);
+    await a.mine(coffer, [invoiceTx]);
+    const before = await snapshot(coffer);
+    await b.mine(coffer, [mintTx, invoiceTx]);
+    const of = await actionStates(coffer, b.chainId);
+    assert.deepEqual(of(mintTx.txHash), { tx_hash: mintTx.txHash, state: 'rejected', reason: `mint is for chain ${a.chainId}` });
+    assert.deepEqual(of(invoiceTx.txHash), { tx_hash: invoiceTx.txHash, state: 'rejected', reason: `invoice is for chain ${a.chainId}` });
+    const after = await snapshot(coffer);
+    for (const t of Object.keys(after)) if (t !== T.actions) assert.deepEqual(after[t], before[t], `${t} unchanged`);
+    assert.deepEqual(
+      [(await r(coffer)((s) => s.getMint(hash)))?.chainId, (await r(coffer)((s) => s.getInvoice(ih)))?.status],
+      [a.chainId, 'matched'],
+    );
+    await checkInvariants(coffer);
+  });
+
   test('malformed on-chain actions are recorded as rejected and change nothing else; foreign actions are ignored', async () => {
     const chain = new FakeChain(unique('junk-'), 1);
     const before = await snapshot(coffer);
@@ -907,7 +1024,8 @@ forEachBackend('tokens flows', (ctx) => {
   });
 
   test('retention trims unconfirmed mints and invoices oldest first (releasing their reservations) and on-chain actions below a height', async () => {
-    const chain = new FakeChain(unique('ret-'), 1);
+    // Through chain ingest: trimming on-chain actions reads the chain's finalized height.
+    const chain = new FakeChain(unique('ret-'), 1, { ingest: true });
     const { hash, owner } = await creditedMint(coffer, chain, { chainId: chain.chainId, fractionCount: 10n });
     // Before every other test's rows (the expiry test uses 2000), so only these are trimmed.
     const t = (s: number) => new Date(Date.UTC(1990, 0, 1, 0, 0, s));
@@ -946,6 +1064,34 @@ forEachBackend('tokens flows', (ctx) => {
     assert.equal(trimmed, 2, 'the mint action of the credited mint and the invoice action');
     assert.equal((await r(coffer)((s) => s.stats(chain.chainId)))[0]!.onchainTransactions, 1);
     await checkInvariants(coffer);
+  });
+
+  test("trimming on-chain actions stops at the chain's finalized height + 1: actions of blocks a reorg can take back are kept", async () => {
+    const chain = new FakeChain(unique('trimfin-'), 3, { ingest: true });
+    for (let i = 0; i < 4; i++) await chain.mine(coffer, [actionTx('mint', sha(unique('absent')))]);
+    assert.equal(chain.finalized, 1n);
+    const refused = async (belowHeight: bigint, chainId = chain.chainId) => {
+      const before = await snapshot(coffer);
+      await assert.rejects(
+        w(coffer)((s) => s.trimOnchainActions({ chainId, belowHeight })),
+        (e: unknown) => e instanceof ValidationError && e.details.field === 'belowHeight',
+        `belowHeight ${belowHeight}`,
+      );
+      assert.deepEqual(await snapshot(coffer), before, `belowHeight ${belowHeight}: nothing trimmed`);
+    };
+    await refused(3n);
+    await refused(2n ** 63n);
+    await refused(2n ** 70n);
+    assert.equal(await w(coffer)((s) => s.trimOnchainActions({ chainId: chain.chainId, belowHeight: 2n })), 2, 'heights 0 and 1');
+    // A registered chain with nothing final keeps everything; an unknown chain is not found.
+    const empty = new FakeChain(unique('trim0-'), 2, { ingest: true });
+    await empty.mine(coffer, [actionTx('mint', sha(unique('absent')))]);
+    assert.equal(await w(coffer)((s) => s.trimOnchainActions({ chainId: empty.chainId, belowHeight: 0n })), 0);
+    await refused(1n, empty.chainId);
+    await assert.rejects(
+      w(coffer)((s) => s.trimOnchainActions({ chainId: unique('nochain-'), belowHeight: 0n })),
+      (e: unknown) => e instanceof NotFoundError && e.details.field === 'chainId',
+    );
   });
 
   test('stats count mints, unconfirmed mints, invoices and on-chain transactions per chain', async () => {
@@ -1043,6 +1189,43 @@ forEachBackend('tokens flows', (ctx) => {
       buys.map((o) => [o.hash, o.sellerAddress, o.quantity]),
       [[b.hash, 'DSeller', 5n]],
     );
+  });
+
+  test('an offer waits for its mint to be final: one on a mint a reorg can still take back is refused, naming mintHash', async () => {
+    const chain = new FakeChain(unique('offin-'), 3);
+    const input = mintInput({ chainId: chain.chainId, fractionCount: 10n });
+    const { hash } = await w(coffer)((s) => s.submitMint(input));
+    await chain.mine(coffer, [actionTx('mint', hash)]);
+    assert.deepEqual(
+      [(await r(coffer)((s) => s.getMint(hash)))?.status, (await r(coffer)((s) => s.getMint(hash)))?.onChain?.credited],
+      ['confirmed', false],
+    );
+    const offer = (side: 'sell' | 'buy') => {
+      const c = {
+        side,
+        chainId: chain.chainId,
+        mintHash: hash,
+        offererAddress: side === 'sell' ? input.ownerAddress : 'DBuyerF',
+        sellerAddress: side === 'sell' ? null : input.ownerAddress,
+        quantity: 2n,
+        price: 3n,
+        priceUnit: 'koinu',
+        createdAt: new Date(Date.UTC(2024, 2, 1)),
+      };
+      const { content, signature } = signedOffer(c);
+      const { side: _side, sellerAddress, ...rest } = content;
+      return { ...rest, ...(sellerAddress === null ? {} : { sellerAddress }), signature };
+    };
+    const before = await snapshot(coffer);
+    for (const [what, op] of [
+      ['sell', () => w(coffer)((s) => s.createSellOffer(offer('sell')))],
+      ['buy', () => w(coffer)((s) => s.createBuyOffer(offer('buy')))],
+    ] as const)
+      await assert.rejects(op(), (e: unknown) => e instanceof ValidationError && e.details.field === 'mintHash', `${what} offer`);
+    assert.deepEqual(await snapshot(coffer), before, 'nothing written');
+    await chain.mineEmpty(coffer, 2);
+    assert.equal((await w(coffer)((s) => s.createSellOffer(offer('sell')))).created, true, 'accepted once the mint is credited');
+    assert.equal((await w(coffer)((s) => s.createBuyOffer(offer('buy')))).created, true);
   });
 
   test('lists use the normalised arguments: an uppercase hash pages and filters like its lowercase form', async () => {

@@ -300,6 +300,9 @@ export async function matchInvoice(tx: Tx, ref: BlockRef, hash: string, anchor: 
   if (!raw) {
     const confirmed = await memoInvoice(tx, memo, hash);
     if (!confirmed) return { outcome: 'pending', reason: 'invoice content not received yet' };
+    // The chain first: another chain's transaction reusing the matching transaction's hash is
+    // not that transaction (rejected as below for an unconfirmed invoice).
+    if (confirmed.chain_id !== ref.chainId) return { outcome: 'rejected', reason: `invoice is for chain ${String(confirmed.chain_id)}` };
     return confirmed.tx_hash === anchor.txHash
       ? { outcome: 'applied' }
       : { outcome: 'rejected', reason: 'invoice already matched by another transaction' };

@@ -112,13 +112,17 @@ export type MatchOutcome =
 /**
  * Matches an on-chain mint transaction with the unconfirmed mint of the same hash: the row moves
  * to token_mints (journaled under `ref`, the block being processed), as the outcome's writes. Pending while the content
- * has not arrived; rejected when the mint is already confirmed by another transaction or the
- * content is for another chain.
+ * has not arrived; rejected when the content is for another chain (confirmed there or not) or
+ * the mint is already confirmed by another transaction.
  */
 export async function confirmMint(tx: Tx, ref: BlockRef, hash: string, anchor: OnChainAnchor): Promise<MatchOutcome> {
   const confirmed = await confirmedMintRow(tx, hash);
   if (confirmed) {
-    return decode(tx, T.mints, confirmed).tx_hash === anchor.txHash
+    const c = decode(tx, T.mints, confirmed);
+    // The chain first: a transaction of another chain reusing the anchoring transaction's hash
+    // is not that transaction (rejected as the unconfirmed path rejects it).
+    if (c.chain_id !== ref.chainId) return { outcome: 'rejected', reason: `mint is for chain ${String(c.chain_id)}` };
+    return c.tx_hash === anchor.txHash
       ? { outcome: 'applied' }
       : { outcome: 'rejected', reason: 'mint already confirmed by another transaction' };
   }

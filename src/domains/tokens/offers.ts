@@ -1,5 +1,5 @@
-// Sell and buy offers: signed trading intents on a confirmed mint, unique by content hash and
-// listed by mint. They reserve nothing; an invoice does.
+// Sell and buy offers: signed trading intents on a confirmed and final (credited) mint, unique
+// by content hash and listed by mint. They reserve nothing; an invoice does.
 import { keysetAfter } from '../../db/keyset.js';
 import type { Tx } from '../../db/tx.js';
 import { enc, toOffer, type Ctx } from './rows.js';
@@ -32,6 +32,11 @@ export async function createOffer(ctx: Ctx, side: OfferSide, input: OfferInput):
   if (!ctx.verify(v.publicKey, hash, v.signature)) invalid('signature', `does not verify against publicKey over the offer hash ${hash}`);
   const mint = await getConfirmedMint(tx, v.mintHash);
   if (!mint) invalid('mintHash', `unknown mint ${v.mintHash} (not confirmed on chain)`);
+  // Final, as for an invoice (whose reservation needs the owner's credit): offers are not
+  // journaled, so one on a mint a reorg can still take back would be left pointing at an
+  // unconfirmed mint.
+  if (!mint.onChain?.credited)
+    invalid('mintHash', `mint ${v.mintHash} is not final yet (its block lacks the chain's required confirmations)`);
   if (mint.chainId !== v.chainId) invalid('chainId', `mint ${v.mintHash} is on chain ${mint.chainId}`);
   if (v.quantity > mint.fractionCount) invalid('quantity', `exceeds the mint's fraction count ${mint.fractionCount}`);
   const row: Record<string, unknown> = {

@@ -60,6 +60,19 @@ export async function checkPayment(tx: Tx, chainId: string, p: PaymentTx, memo?:
 }
 
 /**
+ * Why a payment whose invoice is not matched on chain is rejected, given the state of the
+ * invoice's reservation (null: none); undefined while it may still be matched. An invoice whose
+ * reservation was released or expired is never matched (matchInvoice requires reserved), and
+ * neither state ever returns to reserved: the payment can never be recorded. Worded as
+ * checkPayment's rejection of a payment of a matched invoice whose reservation ended.
+ */
+export function unmatchablePayment(invoiceHash: string, reservationState: string | null): string | undefined {
+  return reservationState === 'expired' || reservationState === 'released'
+    ? `the reservation of invoice ${invoiceHash} is ${reservationState}, not reserved`
+    : undefined;
+}
+
+/**
  * The journaled insert that records a checked payment as pending under `ref` (the block being
  * processed), for the block processor to run with the action's state change.
  */

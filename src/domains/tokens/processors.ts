@@ -10,7 +10,7 @@
 //
 // Per block: this block's actions are recorded as pending; then every pending action of the
 // chain that can progress (its content arrived, its invoice matched) is applied, oldest first,
-// until none can; then mint credits and payment settlements whose block has become final.
+// until none can (a payment whose invoice can no longer be matched is rejected); then mint credits and payment settlements whose block has become final.
 // Processing a block twice changes nothing.
 import { sql } from 'kysely';
 import { CofferError } from '../../db/errors.js';
@@ -22,7 +22,7 @@ import { newBlockMemo, type BlockMemo } from './block-memo.js';
 import { mustWriteAll } from './ledger.js';
 import { matchInvoice } from './invoices.js';
 import { confirmMint, creditMint, type MatchOutcome } from './mints.js';
-import { checkPayment, paymentRecord, settlePayment } from './payments.js';
+import { checkPayment, paymentRecord, settlePayment, unmatchablePayment } from './payments.js';
 import { asRead, decode, type Row } from './rows.js';
 import { T } from './types.js';
 
@@ -45,8 +45,10 @@ interface Action {
   outputs: IngestedOutput[];
   /** The decoded row as read (the before image of its state change). */
   row: Row;
-  /** A payment whose invoice has arrived but was not matched when the actions were read. */
+  /** A payment whose invoice has a reservation but was not matched when the actions were read. */
   waitsForMatch: boolean;
+  /** For such a payment: its invoice's reservation state as read (null: none). */
+  reservationState: string | null;
 }
 
 /** Decodes a payload, or says why it cannot be one of ours. */
@@ -110,9 +112,10 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
   // applying or rejecting anything else changes no other action's eligibility, and an eligible
   // action that stayed pending (an invoice waiting for signatures) would stay pending if tried
   // again. So one read finds them all: the eligible actions, and the payments whose invoice
-  // has arrived but is not matched yet. Those wait for the end of the pass and are tried, in
-  // their order, if the pass matched their invoice: exactly what a second read after the pass
-  // would find, one round trip fewer.
+  // has a reservation but is not matched yet. Those wait for the end of the pass and are tried,
+  // in their order, if the pass matched their invoice: exactly what a second read after the
+  // pass would find, one round trip fewer. If it did not, and the reservation has ended, the
+  // invoice never will be matched and the payment is rejected.
   // The same read returns what earlier blocks left due (pendingAndDueOf).
   const final = finalHeightOf(ctx);
   const { actions, due } = await pendingAndDue(tx, b.chainId, b.height, final);
@@ -122,7 +125,16 @@ async function processBlock(tx: Tx, ctx: BlockContext): Promise<void> {
     if (a.waitsForMatch) waiting.push(a);
     else await applyAction(tx, ref, a, memo, pass);
   }
-  for (const a of waiting) if (memo.matched.has(a.refHash)) await applyAction(tx, ref, a, memo, pass);
+  for (const a of waiting) {
+    if (memo.matched.has(a.refHash)) await applyAction(tx, ref, a, memo, pass);
+    else {
+      // Not matched, and never will be if its reservation has ended: rejected now, rather than
+      // left pending and read again by every later block. The state comes from the read above
+      // (no statement of its own); an ended reservation never returns to reserved.
+      const reason = unmatchablePayment(a.refHash, a.reservationState);
+      if (reason !== undefined) await recordOutcome(a, { outcome: 'rejected', reason }, pass);
+    }
+  }
   await pass.flush();
 
   // Then what has become final: mint credits first (a settlement may sell credited tokens),
@@ -186,7 +198,7 @@ function pendingAndDueOf(tx: Tx): PreparedQuery {
         .selectFrom(table)
         .select([
           sql.lit(part).as('part'),
-          ...nulls([...actionColumns, 'invoice_matched']),
+          ...nulls([...actionColumns, 'invoice_matched', 'reservation_state']),
           ...DUE_COLUMNS.map((c) => (columns[c] === null ? sql`null`.as(c) : sql.ref(columns[c]).as(c))),
         ])
         .where('chain_id', '=', $(0))
@@ -200,6 +212,13 @@ function pendingAndDueOf(tx: Tx): PreparedQuery {
         // 1 for a payment whose invoice is matched; 0 for one whose invoice has only arrived.
         sql<number>`case when exists (select 1 from ${sql.table(T.invoices)} m where m.hash = ${sql.ref(`${T.actions}.ref_hash`)}) then 1 else 0 end`.as(
           'invoice_matched',
+        ),
+        // A payment's invoice reservation state: an unmatched invoice whose reservation ended
+        // (expired, released) can never be matched, so its payment is rejected (processBlock).
+        sql<
+          string | null
+        >`case when ${sql.ref(`${T.actions}.action_type`)} = ${sql.lit('payment')} then (select r.state from ${sql.table(T.reservations)} r where r.invoice_hash = ${sql.ref(`${T.actions}.ref_hash`)}) end`.as(
+          'reservation_state',
         ),
         ...nulls(DUE_COLUMNS),
       ])
@@ -219,14 +238,25 @@ function pendingAndDueOf(tx: Tx): PreparedQuery {
             ),
           ]);
         // A mint or invoice already confirmed (matched) is ready too: by another transaction, its
-        // handler rejects the action, which would otherwise stay pending for good.
+        // handler rejects the action, which would otherwise stay pending for good. A payment is
+        // ready once its invoice is matched or has a reservation (every invoice received has one,
+        // kept for good): while reserved it waits for the match; released (the invoice row goes
+        // with it) or expired, the invoice can never match and the payment is rejected.
         return eb.or([
           ready('mint', T.unconfirmedMints),
           ready('mint', T.mints),
           ready('invoice', T.unconfirmedInvoices),
           ready('invoice', T.invoices),
           ready('payment', T.invoices),
-          ready('payment', T.unconfirmedInvoices),
+          eb.and([
+            eb('action_type', '=', sql.lit('payment')),
+            eb.exists(
+              eb
+                .selectFrom(T.reservations)
+                .select('invoice_hash')
+                .whereRef('invoice_hash', '=', `${T.actions}.ref_hash` as never),
+            ),
+          ]),
         ]);
       })
       .unionAll(
@@ -263,8 +293,8 @@ function pendingAndDueOf(tx: Tx): PreparedQuery {
 /**
  * Pending actions (up to `upTo`) that may make progress now: their mint or invoice content has
  * arrived (or is confirmed already, which rejects an action of another transaction), or
- * (payments) their invoice is matched on chain; and the payments whose invoice has arrived
- * unmatched (waitsForMatch). Oldest first, so a mint matches before an invoice of it, and an
+ * (payments) their invoice is matched on chain; and the payments whose invoice has a
+ * reservation but is unmatched (waitsForMatch), with that reservation's state. Oldest first, so a mint matches before an invoice of it, and an
  * invoice before its payment. With them, the mints matched and payments recorded at or below
  * `final` and not yet credited or settled, oldest first.
  */
@@ -296,6 +326,7 @@ async function pendingAndDue(
         outputs: ((a.outputs ?? []) as { address: string; value: string }[]).map((o) => ({ address: o.address, value: BigInt(o.value) })),
         row: a,
         waitsForMatch: a.action_type === 'payment' && Number(r.invoice_matched) === 0,
+        reservationState: r.reservation_state == null ? null : String(r.reservation_state),
       });
     } else if (part === 1) {
       due.mints.push(
@@ -381,7 +412,11 @@ const FLUSH_AT = 32;
 /** Applies one action; its outcome (a pending one stays as it is) goes with the pass's writes. */
 async function applyAction(tx: Tx, ref: BlockRef, a: Action, memo: BlockMemo, pass: PassWrites): Promise<void> {
   if (a.type !== 'payment') await pass.beforeMintRead();
-  const r = await apply(tx, ref, a, memo);
+  await recordOutcome(a, await apply(tx, ref, a, memo), pass);
+}
+
+/** An action's outcome: its writes and state change join the pass's (a pending one stays as it is). */
+async function recordOutcome(a: Action, r: MatchOutcome, pass: PassWrites): Promise<void> {
   if (r.outcome === 'pending') return;
   // Pending rows change only here, under the chain's ingest lock; the UPDATE re-checks it.
   await pass.add(

@@ -3,11 +3,13 @@
 // a height window. Candidates are claimed with SKIP LOCKED so concurrent trimmers share work.
 // Ledger entries, reservations, confirmed mints and invoices are records and are never trimmed.
 // (Raw chain transactions below a height window are the chain domain's to trim.)
+import { INT64_MAX } from '../../db/codec.js';
 import type { Tx } from '../../db/tx.js';
+import { chain } from '../chain/store.js';
 import { endReservation } from './escrow.js';
 import { enc } from './rows.js';
 import { T } from './types.js';
-import { batchLimitSchema, chainIdSchema, parse, trimSchema } from './validate.js';
+import { batchLimitSchema, chainIdSchema, invalid, parse, trimSchema } from './validate.js';
 import { z } from 'zod';
 
 const DEFAULT_LIMIT = 1000;
@@ -88,19 +90,34 @@ export async function trimUnconfirmedInvoices(tx: Tx, o: TrimOptions): Promise<n
 const actionTrimSchema = z
   .object({
     chainId: chainIdSchema,
-    /** Actions of blocks below this height are removed; keep it at or below the finalized height. */
-    belowHeight: z.bigint({ error: 'expected a bigint' }).min(0n, 'must not be negative'),
+    /** Actions of blocks below this height are removed; at most the finalized height + 1 (checked below). */
+    belowHeight: z
+      .bigint({ error: 'expected a bigint' })
+      .min(0n, 'must not be negative')
+      .max(INT64_MAX, 'exceeds the 64-bit integer range'),
     limit: batchLimitSchema,
   })
   .strict();
 
 /**
  * Removes on-chain token actions of blocks below `belowHeight` (applied, rejected, and pending
- * ones whose content never arrived), lowest first. Returns how many.
+ * ones whose content never arrived), lowest first. Returns how many. `belowHeight` may be at
+ * most the chain's finalized height + 1: a block that can still be reorged needs its actions
+ * (the journal reverts their rows, and a pending one may still apply). An unknown chain is a
+ * NotFoundError naming chainId.
  */
 export async function trimOnchainActions(tx: Tx, o: { chainId: string; belowHeight: bigint; limit?: number }): Promise<number> {
   tx.assertWritable('tokens.trimOnchainActions');
   const v = parse(actionTrimSchema, o);
+  // Read without a lock: the finalized height only rises, so a stale read is only stricter.
+  const finalized = (await chain(tx).getCursor(v.chainId)).finalizedHeight;
+  const most = finalized === null ? 0n : finalized + 1n;
+  if (v.belowHeight > most)
+    invalid(
+      'belowHeight',
+      `must be at most ${most} (chain ${v.chainId}'s finalized height ${finalized ?? '(none yet)'} + 1): actions of blocks that can still be reorged are kept`,
+      { finalizedHeight: finalized },
+    );
   const rows = await tx
     .lockRows(
       tx.db

@@ -255,4 +255,23 @@ forEachBackend('tokens API', (ctx) => {
       items.map((h) => h.address),
     );
   });
+
+  test('a mint without its optional documents is accepted (201) and stores each as null', async () => {
+    const { metadata: _m, requirements: _r, lockupOptions: _l, contractOfSale: _c, ...bare } = jsonMint();
+    const first = await svc.call('POST', '/v1/tokens/mints', writer, bare);
+    assert.equal(first.statusCode, 201, first.body);
+    const hash = first.json().hash;
+    const got = await svc.call('GET', `/v1/tokens/mints/${hash}`, reader);
+    assert.equal(got.statusCode, 200, got.body);
+    const m = got.json();
+    assert.deepEqual([m.metadata, m.requirements, m.lockupOptions, m.contractOfSale], [null, null, null, null]);
+    const explicit = await svc.call('POST', '/v1/tokens/mints', writer, {
+      ...bare,
+      metadata: null,
+      requirements: null,
+      lockupOptions: null,
+      contractOfSale: null,
+    });
+    assert.deepEqual([explicit.json().hash, explicit.json().created], [hash, false], 'the same content as explicit nulls');
+  });
 });

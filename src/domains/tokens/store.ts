@@ -40,7 +40,7 @@ import type {
   SignatureStatus,
   TokenStoreOptions,
 } from './types.js';
-import { addressSchema, chainIdSchema, dateSchema, expireSchema, hashSchema, invalid, parse } from './validate.js';
+import { addressSchema, chainIdSchema, dateSchema, expireSchema, hashSchema, invalid, offerSideSchema, parse } from './validate.js';
 import { z } from 'zod';
 import { pageLimitSchema } from '../../util/zod-parse.js';
 
@@ -97,15 +97,16 @@ export class TokenStore {
   }
 
   getOffer(side: OfferSide, hash: string): Promise<Offer | undefined> {
-    return getOffer(this.#tx, side, parse(hashSchema, hash, 'hash'));
+    return getOffer(this.#tx, parse(offerSideSchema, side, 'side'), parse(hashSchema, hash, 'hash'));
   }
 
   listOffers(side: OfferSide, mintHash: string, o: ListOffersOptions = {}): Promise<Offer[]> {
+    const s = parse(offerSideSchema, side, 'side');
     const v = parse(
       z.object({ after: z.object({ createdAt: dateSchema, hash: hashSchema }).strict().optional(), limit: pageLimitSchema }).strict(),
       o,
     );
-    return listOffers(this.#tx, side, parse(hashSchema, mintHash, 'mintHash'), v);
+    return listOffers(this.#tx, s, parse(hashSchema, mintHash, 'mintHash'), v);
   }
 
   // ---------------------------------------------------------------- invoices and escrow

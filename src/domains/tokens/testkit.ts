@@ -7,8 +7,9 @@ import { toBigInt } from '../../db/codec.js';
 import type { Coffer } from '../../db/store.js';
 import type { Tx } from '../../db/tx.js';
 import type { BlockContext, IngestedBlock, IngestedOutput, IngestedTransaction } from '../chain/processors.js';
+import { chain } from '../chain/store.js';
 import { revertAbove, UNDO_TABLE } from '../chain/undo.js';
-import { processTokenBlock } from './processors.js';
+import { processTokenBlock, tokenProcessors } from './processors.js';
 import { T, type InvoiceInput, type MintInput } from './types.js';
 import { invoiceHash, offerHash, type OfferContent } from './validate.js';
 
@@ -106,6 +107,9 @@ export function actionTx(
 /**
  * A chain of blocks fed straight to the token processor, one write transaction per block, as
  * chain ingest would. `revert(fork)` reverts the journal above the fork and forgets the blocks.
+ * With `{ ingest: true }` the blocks go through chain ingest itself (the chain is registered
+ * with the first block), so the chain's cursor and finalized height exist too, and `revert` is
+ * chain reorg (which refuses to go below finality).
  */
 export class FakeChain {
   readonly chainId: string;
@@ -114,10 +118,12 @@ export class FakeChain {
   /** Blocks at or below this height are final; like chain ingest's, it never decreases. */
   finalized = -1n;
   #fork = 0;
+  readonly #ingest: boolean;
 
-  constructor(chainId = CHAIN, confirmations = 1) {
+  constructor(chainId = CHAIN, confirmations = 1, opts: { ingest?: boolean } = {}) {
     this.chainId = chainId;
     this.confirmations = confirmations;
+    this.#ingest = opts.ingest ?? false;
   }
 
   get tip(): bigint {
@@ -144,7 +150,17 @@ export class FakeChain {
   /** Mines a block with these transactions and runs the processor on it. */
   async mine(coffer: Coffer, transactions: IngestedTransaction[] = []): Promise<IngestedBlock> {
     const block = this.next(transactions);
-    await coffer.write((tx) => processTokenBlock(tx, this.context(block)), { op: 'test.tokens.block' });
+    if (this.#ingest) {
+      await coffer.write(
+        async (tx) => {
+          const c = chain(tx);
+          if (!this.blocks.length)
+            await c.registerChain({ chainId: this.chainId, name: this.chainId, network: 'regtest', confirmations: this.confirmations });
+          await c.ingestBlock(block, { processors: tokenProcessors() });
+        },
+        { op: 'test.chain.ingestBlock' },
+      );
+    } else await coffer.write((tx) => processTokenBlock(tx, this.context(block)), { op: 'test.tokens.block' });
     this.blocks.push(block);
     const candidate = block.height - BigInt(this.confirmations) + 1n;
     if (candidate > this.finalized) this.finalized = candidate;
@@ -169,7 +185,11 @@ export class FakeChain {
    */
   async revert(coffer: Coffer, fork: bigint, opts: { beyondFinality?: boolean } = {}): Promise<number> {
     if (fork < this.finalized && !opts.beyondFinality) throw new Error(`fork ${fork} is below the finalized height ${this.finalized}`);
-    const n = await coffer.write((tx) => revertAbove(tx, this.chainId, fork), { op: 'test.tokens.revert' });
+    if (this.#ingest && opts.beyondFinality) throw new Error('chain reorg never goes below finality');
+    const n = this.#ingest
+      ? (await coffer.write((tx) => chain(tx).reorg(this.chainId, fork, [], { processors: tokenProcessors() }), { op: 'test.chain.reorg' }))
+          .revertedWrites
+      : await coffer.write((tx) => revertAbove(tx, this.chainId, fork), { op: 'test.tokens.revert' });
     this.blocks.length = Number(fork) + 1;
     this.#fork++;
     return n;

@@ -131,6 +131,11 @@ export const jsonDocSchema = z.unknown().transform((v, ctx): JsonDoc => {
   return v as JsonDoc;
 });
 
+// An optional document of a mint: absent is stored (and hashed) as null. The wrapper is what
+// makes the key optional: zod 4 requires a key whose schema is a transform, even one that
+// accepts undefined, so jsonDocSchema alone refused a mint without it.
+const optionalJsonDoc = jsonDocSchema.optional().transform((d): JsonDoc => d ?? null);
+
 const assetManagerSchema = z.object({
   name: jsonText().min(1, 'must not be empty').max(128, 'longer than 128 characters'),
   publicKey: publicKeySchema,
@@ -159,15 +164,15 @@ export const mintInputSchema = z
       .max(32, 'more than 32 tags')
       .optional()
       .transform((t) => t ?? []),
-    metadata: jsonDocSchema,
-    requirements: jsonDocSchema,
-    lockupOptions: jsonDocSchema,
+    metadata: optionalJsonDoc,
+    requirements: optionalJsonDoc,
+    lockupOptions: optionalJsonDoc,
     feedUrl: urlSchema
       .nullable()
       .optional()
       .transform((u) => u ?? null),
     publicKey: publicKeySchema,
-    contractOfSale: jsonDocSchema,
+    contractOfSale: optionalJsonDoc,
     signatureRule: z
       .enum(['none', 'all', 'one', 'min'], { error: 'must be one of none, all, one, min' })
       .optional()
@@ -211,6 +216,9 @@ export const mintInputSchema = z
       ctx.addIssue({ code: 'custom', path: ['minSignatures'], message: 'is only allowed with signature rule min' });
     }
   });
+
+/** Which offer table: a value outside the two would otherwise read the buy table under its own name. */
+export const offerSideSchema = z.enum(['sell', 'buy'], { error: 'must be sell or buy' });
 
 export const offerInputSchema = z
   .object({

@@ -9,7 +9,7 @@ import { forEachBackend } from '../../../test/harness.js';
 import { tokens } from './store.js';
 import { checkPayment } from './payments.js';
 import { counts, FakeChain, actionTx, invoiceInput, mintInput, newKey, sha, signedOffer, unique } from './testkit.js';
-import type { InvoiceInput, MintInput, OfferInput } from './types.js';
+import type { InvoiceInput, MintInput, OfferInput, OfferSide } from './types.js';
 
 const OVER_INT64 = 2n ** 63n;
 
@@ -317,6 +317,13 @@ forEachBackend('tokens validation', (ctx) => {
     await refused('now', (s) => s.expireReservations({ now: new Date('x') }));
     await refused('olderThan', (s) => s.trimUnconfirmedMints({ olderThan: 'yesterday' as unknown as Date }));
     await refused('belowHeight', (s) => s.trimOnchainActions({ chainId: chain.chainId, belowHeight: -1n }));
+    await refused(
+      'belowHeight',
+      (s) => s.trimOnchainActions({ chainId: chain.chainId, belowHeight: 2n ** 70n }),
+      'belowHeight beyond int64',
+    );
+    await refused('side', (s) => s.getOffer('sideways' as OfferSide, sha('o')), 'getOffer side');
+    await refused('side', (s) => s.listOffers('Sell' as OfferSide, mint), 'listOffers side');
     await refused('chainId', (s) => s.stats('no spaces allowed'));
     await refused('limit', (s) => s.listMints({ limit: 5000 }));
   });
