@@ -6,17 +6,15 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { ConfigSchema } from '../src/config/config.js';
 import { MigrationError } from '../src/db/errors.js';
 import { systemActor } from '../src/domains/audit/actor.js';
 import { audit } from '../src/domains/audit/log.js';
-import { ChainRouter } from '../src/domains/chain/router.js';
 import { chain } from '../src/domains/chain/store.js';
 import { MIGRATIONS } from '../src/domains/registry.js';
 import { migrationId } from '../src/migrations/migration.js';
 import { buildApp } from '../src/server/app.js';
-import { createDatabase, forEachBackend, type TestDatabase } from './harness.js';
-import { testService } from './service-support.js';
+import { forEachBackend, type TestDatabase } from './harness.js';
+import { sideChainRouter, testService } from './service-support.js';
 
 const hex = (n: number) => n.toString(16).padStart(64, '0');
 
@@ -138,19 +136,9 @@ forEachBackend('service with per-chain databases', (ctx) => {
   after(async () => {
     for (const d of extra) await d.drop();
   });
-  const sideDatabase = async () => {
-    if (ctx.backend !== 'memory') return ctx.newDatabase();
-    const d = await createDatabase('sqlite');
-    extra.push(d);
-    return d;
-  };
-
   test('/ready checks every database: pending migrations and an unreachable one are named, never by URL', async () => {
-    const def = await ctx.open();
-    const side = await sideDatabase();
-    const config = ConfigSchema.parse({ database: { url: def.target.url, chains: { side: side.url } }, log: { level: 'silent' } });
     // Not migrated on open: the side database starts with every migration pending.
-    const router = await ChainRouter.open(config, { defaultCoffer: def, migrate: 'skip', migrations: MIGRATIONS });
+    const { def, side, router } = await sideChainRouter(ctx, extra, { migrate: 'skip' });
     try {
       const svc = await testService(def, { chains: router });
       const sideCoffer = router.databases().find((d) => !d.isDefault)!.coffer;
@@ -187,10 +175,7 @@ forEachBackend('service with per-chain databases', (ctx) => {
   });
 
   test('the dashboard shows the chains of every database, each once, from the database it is routed to', async () => {
-    const def = await ctx.open();
-    const side = await sideDatabase();
-    const config = ConfigSchema.parse({ database: { url: def.target.url, chains: { side: side.url } }, log: { level: 'silent' } });
-    const router = await ChainRouter.open(config, { defaultCoffer: def, migrations: MIGRATIONS });
+    const { def, router } = await sideChainRouter(ctx, extra);
     try {
       const svc = await testService(def, { chains: router });
       const admin = await svc.key(['*:admin']);

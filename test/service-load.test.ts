@@ -3,17 +3,15 @@
 // before they are looked up, and one scrape reads each chain database once.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { ConfigSchema } from '../src/config/config.js';
 import type { Coffer } from '../src/db/store.js';
 import type { StoreMetrics } from '../src/db/metrics.js';
 import { ChainRouter } from '../src/domains/chain/router.js';
-import { MIGRATIONS } from '../src/domains/registry.js';
 import { buildApp } from '../src/server/app.js';
 import { storeAuthenticator } from '../src/server/compose.js';
 import { BLOCK_PROCESSORS, DOMAIN_ROUTES } from '../src/server/domains.js';
 import type { Services } from '../src/server/services.js';
-import { createDatabase, forEachBackend, type TestDatabase } from './harness.js';
-import { testService } from './service-support.js';
+import { forEachBackend, type TestDatabase } from './harness.js';
+import { sideChainRouter, testService } from './service-support.js';
 
 /** Store operations named `op` completed so far (the count of its duration histogram). */
 async function operations(metrics: StoreMetrics, op: string): Promise<number> {
@@ -29,13 +27,6 @@ forEachBackend('service load from failed authentications and scrapes', (ctx) => 
   after(async () => {
     for (const d of extra) await d.drop();
   });
-  const sideDatabase = async () => {
-    if (ctx.backend !== 'memory') return ctx.newDatabase();
-    const d = await createDatabase('sqlite');
-    extra.push(d);
-    return d;
-  };
-
   test('bad keys, and a key used from an address outside its allow-list, cost a burst of reads, then 429', async () => {
     const coffer: Coffer = await ctx.open();
     const key = (await testService(coffer)).key;
@@ -77,10 +68,7 @@ forEachBackend('service load from failed authentications and scrapes', (ctx) => 
   });
 
   test('one scrape of /metrics reads each chain database once, and both chain gauges are filled from it', async () => {
-    const def = await ctx.open();
-    const side = await sideDatabase();
-    const config = ConfigSchema.parse({ database: { url: def.target.url, chains: { side: side.url } }, log: { level: 'silent' } });
-    const router = await ChainRouter.open(config, { defaultCoffer: def, migrations: MIGRATIONS });
+    const { def, router } = await sideChainRouter(ctx, extra);
     try {
       const svc = await testService(def, { chains: router });
       const admin = await svc.key(['*:admin']);

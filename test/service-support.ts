@@ -11,6 +11,8 @@ import { registerChainGauges, storeAuthenticator } from '../src/server/compose.j
 import { dashboardRoutes } from '../src/server/dashboard/data.js';
 import { BLOCK_PROCESSORS, DASHBOARD_SOURCES, DOMAIN_ROUTES } from '../src/server/domains.js';
 import type { Services } from '../src/server/services.js';
+import { MIGRATIONS } from '../src/domains/registry.js';
+import { createDatabase, type BackendContext, type TestDatabase } from './harness.js';
 
 export interface TestService {
   app: FastifyInstance;
@@ -62,4 +64,27 @@ export async function testService(coffer: Coffer, opts: { authCacheMs?: number; 
         ...(payload !== undefined ? { payload: payload as object } : {}),
       }),
   };
+}
+
+/**
+ * The backend's default database and a second one holding chain "side", with a chain router over
+ * both. memory:// has one in-process database per URL, so there the second is a SQLite file,
+ * added to `dropAfter` for the suite to drop. `migrate: 'skip'` leaves the second unmigrated.
+ */
+export async function sideChainRouter(
+  ctx: BackendContext,
+  dropAfter: TestDatabase[],
+  opts: { migrate?: 'skip' } = {},
+): Promise<{ def: Coffer; side: TestDatabase; router: ChainRouter }> {
+  const def = await ctx.open();
+  let side: TestDatabase;
+  if (ctx.backend !== 'memory') side = await ctx.newDatabase();
+  else dropAfter.push((side = await createDatabase('sqlite')));
+  const config = ConfigSchema.parse({ database: { url: def.target.url, chains: { side: side.url } }, log: { level: 'silent' } });
+  const router = await ChainRouter.open(config, {
+    defaultCoffer: def,
+    migrations: MIGRATIONS,
+    ...(opts.migrate ? { migrate: opts.migrate } : {}),
+  });
+  return { def, side, router };
 }
