@@ -12,6 +12,7 @@ import { toBigInt } from '../db/codec.js';
 import { ConfigError, StorageFullError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
 import { verifyAuditLog } from '../domains/audit/verify.js';
+import type { Migration } from '../migrations/migration.js';
 import { appendBlock, appendLink, fixtureProblems, OPS_MIGRATIONS, opsFixture } from '../../test/fixtures/ops-fixture.js';
 import {
   appendAudit,
@@ -25,7 +26,9 @@ import {
 } from '../../test/fixtures/ops-helpers.js';
 import { ALL_BACKENDS, skipReason, type BackendName } from '../../test/harness.js';
 import { backupDatabase } from './backup.js';
+import { dataTables } from './db.js';
 import { InterruptedError, VerificationError } from './errors.js';
+import type { LogicalHeader } from './logical.js';
 import { readManifestFile } from './manifest.js';
 import { readMarker } from './marker.js';
 import { SilentProgress } from './progress.js';
@@ -139,6 +142,54 @@ describe('backup and restore', () => {
         },
       );
     }
+  });
+
+  // The runner checks the order of migrations only within a domain, so two builds may list the
+  // same migrations across domains in different orders, and so order their tables differently.
+  const reordered: readonly Migration[] = [opsFixture, ...OPS_MIGRATIONS.filter((m) => m !== opsFixture)];
+  const tableOrder = (c: Coffer) => dataTables(c.schema).map((t) => t.name);
+  describe('a build that lists the migrations across domains in another order', { concurrency: 4 }, () => {
+    for (const b of ALL_BACKENDS) {
+      test(`restores a logical backup of ${b} in the backup's table order`, skipReason(b) ? { skip: skipReason(b) } : {}, async () => {
+        const s = sources.get(b)!;
+        const target = await pool.open((await pool.database(b)).url, { migrate: 'skip', migrations: reordered });
+        assert.notDeepEqual(tableOrder(target), tableOrder(s.coffer), 'the two builds order the tables differently');
+        assert.deepEqual([...tableOrder(target)].sort(), [...tableOrder(s.coffer)].sort());
+        const r = await restoreDatabase(logical.get(b)!, target, { batchSize: 4 });
+        assert.equal(r.verified, true);
+        assert.deepEqual(await dumpAll(target), s.dump);
+        assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+        assert.deepEqual(await target.migrator.verify(), [], 'the target has every migration of that build');
+      });
+    }
+  });
+
+  test('a logical backup whose header lists a table before one its foreign keys reference is refused, the target untouched', async () => {
+    const s = sources.get(AVAILABLE[0]!)!;
+    const lines = gunzipSync(readFileSync(logical.get(s.backend)!))
+      .toString('utf8')
+      .split('\n');
+    const header = JSON.parse(lines[0]!) as LogicalHeader;
+    const child = dataTables(s.coffer.schema).find((t) => t.foreignKeys.some((fk) => fk.refTable !== t.name))!;
+    const parent = child.foreignKeys.find((fk) => fk.refTable !== child.name)!.refTable;
+    const [entry] = header.tables.splice(
+      header.tables.findIndex((t) => t.name === child.name),
+      1,
+    );
+    header.tables.splice(
+      header.tables.findIndex((t) => t.name === parent),
+      0,
+      entry!,
+    );
+    const edited = file('child-first.logical');
+    writeFileSync(edited, gzipSync([JSON.stringify(header), ...lines.slice(1)].join('\n')));
+    const { coffer: target } = await pool.emptyTarget('sqlite');
+    await assert.rejects(
+      restoreDatabase(edited, target),
+      (e: unknown) =>
+        e instanceof ConfigError && e.message.includes(`is damaged: it lists table ${child.name} before ${parent}, which its foreign key`),
+    );
+    assert.equal(await readMarker(target.engine.reader, target.dialect), null, 'the target was not touched');
   });
 
   const live = AVAILABLE.filter((b) => b !== 'memory');

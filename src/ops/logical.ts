@@ -8,6 +8,10 @@
 //   … one section per table, in foreign-key dependency order …
 //   {"manifest":{…}}                      the manifest (manifest.ts): the stream is complete
 //
+// The header lists the tables in section order. A restore loads them in that order, not in this
+// build's: builds may list domains' migrations in different orders, which orders tables
+// differently, and the stream can only be read front to back.
+//
 // A reader checks each section against its end record and fails on a missing trailer, so a
 // truncated or damaged file is never restored silently.
 import { once } from 'node:events';
@@ -226,9 +230,36 @@ export interface EndRecord {
 }
 
 /**
+ * The plans in the order the backup holds their sections (its header's order): the only order
+ * a LogicalSource serves in one pass. It may differ from this build's order, which follows the
+ * registry's order of migrations across domains. Refuses a header that lists a table before one
+ * its foreign keys reference (the backup wrote a dependency order: such a file was edited), as
+ * loading it would fail part way.
+ */
+export function plansInFileOrder(plans: readonly TablePlan[], header: LogicalHeader, where: string): TablePlan[] {
+  const position = new Map(header.tables.map((t, i) => [t.name, i]));
+  const at = (p: TablePlan) => position.get(p.table.name) ?? Number.MAX_SAFE_INTEGER;
+  const ordered = [...plans].sort((a, b) => at(a) - at(b));
+  const planned = new Set(ordered.map((p) => p.table.name));
+  const before = new Set<string>();
+  for (const p of ordered) {
+    for (const fk of p.table.foreignKeys) {
+      if (fk.refTable !== p.table.name && planned.has(fk.refTable) && !before.has(fk.refTable)) {
+        throw new ConfigError(
+          `backup file ${where} is damaged: it lists table ${p.table.name} before ${fk.refTable}, which its foreign key ${fk.name} references`,
+          { path: where },
+        );
+      }
+    }
+    before.add(p.table.name);
+  }
+  return ordered;
+}
+
+/**
  * A RowSource over a logical backup, read front to back: tables must be asked for in file
- * order (the dependency order the backup wrote them in). Every section is checked against its
- * end record, including sections skipped on a resume.
+ * order (plansInFileOrder). Every section is checked against its end record, including
+ * sections skipped on a resume.
  */
 export class LogicalSource implements RowSource {
   readonly describe: string;

@@ -29,7 +29,7 @@ import {
   type OpsDb,
 } from './db.js';
 import { fileError, InterruptedError, VerificationError } from './errors.js';
-import { LogicalReader, LogicalSource } from './logical.js';
+import { LogicalReader, LogicalSource, plansInFileOrder } from './logical.js';
 import {
   fileDigest,
   manifestPath,
@@ -228,7 +228,7 @@ async function restoreLogical(
       migrations: header.migrations,
       tables: header.tables.map((t) => ({ name: t.name, columns: t.columns.map((c) => c.name), rows: 0, checksum: '', serialNext: null })),
     };
-    plans = plansFromManifest(shape, ctx.target.migrator.migrations, ctx.file).plans;
+    plans = plansInFileOrder(plansFromManifest(shape, ctx.target.migrator.migrations, ctx.file).plans, header, ctx.file);
     for (const p of plans) {
       const h = header.tables.find((t) => t.name === p.table.name)!;
       for (const c of h.columns) {
