@@ -2,10 +2,11 @@
 // failures naming the field, auth failures, mapped store errors, pagination to the end, and
 // the audit entry each write leaves with the key as its actor.
 import assert from 'node:assert/strict';
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import type { Coffer } from '../../db/store.js';
-import { forEachBackend } from '../../../test/harness.js';
-import { testService, type TestService } from '../../../test/service-support.js';
+import { forEachBackend, type TestDatabase } from '../../../test/harness.js';
+import { sideChainRouter, testService, type TestService } from '../../../test/service-support.js';
+import { chain } from './store.js';
 
 const h = (n: number, salt = 0) => (n * 7919 + salt).toString(16).padStart(64, '0').slice(-64);
 
@@ -224,5 +225,74 @@ forEachBackend('chain API', (ctx) => {
     const expired = await svc.key(['chain:read'], { expiresAt: new Date(Date.now() + 50) });
     await new Promise((res) => setTimeout(res, 80));
     assert.equal((await svc.call('GET', '/v1/chains', expired)).statusCode, 401);
+  });
+});
+
+forEachBackend('chain list across databases', (ctx) => {
+  // The memory backend has one in-process database per URL, so its second database is a file.
+  const extra: TestDatabase[] = [];
+  after(async () => {
+    for (const d of extra) await d.drop();
+  });
+
+  test('GET /v1/chains pages by chain id in byte order across every database, each chain once, with its state', async () => {
+    const { def, router } = await sideChainRouter(ctx, extra);
+    try {
+      const svc = await testService(def, { chains: router });
+      const admin = await svc.key(['*:admin']);
+      // Case and punctuation: byte order differs from a linguistic collation's (PostgreSQL's
+      // default may be one), and "side" lives in the other database.
+      const ids = ['alpha', 'Zeta', 'ab', 'a-b', 'side', 'B2', 'a.c'];
+      for (const chainId of ids) {
+        const r = await svc.call('POST', '/v1/chains', admin, { chainId, name: chainId, network: 'test', confirmations: 3 });
+        assert.equal(r.statusCode, 201, r.body);
+      }
+      assert.equal((await svc.call('PUT', '/v1/chains/side/latest-height', admin, { height: '7' })).statusCode, 200);
+      // A stale row for "side" in the default database (written before it was mapped) is not listed.
+      await def.write((tx) => chain(tx).registerChain({ chainId: 'side', name: 'stale', network: 'test', confirmations: 3 }));
+      const sorted = ['B2', 'Zeta', 'a-b', 'a.c', 'ab', 'alpha', 'side'];
+
+      const all = await svc.call('GET', '/v1/chains', admin);
+      assert.equal(all.statusCode, 200, all.body);
+      assert.deepEqual(
+        all.json().items.map((c: { chainId: string }) => c.chainId),
+        sorted,
+      );
+      assert.equal(all.json().nextCursor, undefined);
+
+      const seen: { chainId: string; name: string; cursor: { height: string | null }; health: { latestHeight: string | null } }[] = [];
+      let cursor: string | undefined;
+      let pages = 0;
+      do {
+        const r = await svc.call('GET', `/v1/chains?limit=2${cursor ? `&cursor=${cursor}` : ''}`, admin);
+        assert.equal(r.statusCode, 200, r.body);
+        assert.ok(r.json().items.length <= 2);
+        seen.push(...r.json().items);
+        cursor = r.json().nextCursor;
+        pages++;
+      } while (cursor);
+      assert.equal(pages, 4);
+      assert.deepEqual(
+        seen.map((c) => c.chainId),
+        sorted,
+      );
+      const side = seen.find((c) => c.chainId === 'side')!;
+      assert.deepEqual(
+        [side.name, side.health.latestHeight, side.cursor.height],
+        ['side', '7', null],
+        'read from the database it is routed to',
+      );
+
+      const bad = await svc.call(
+        'GET',
+        `/v1/chains?cursor=${Buffer.from(JSON.stringify({ c: 'no spaces' })).toString('base64url')}`,
+        admin,
+      );
+      assert.equal(bad.statusCode, 400, bad.body);
+      assert.equal(bad.json().error.field, 'query.cursor');
+      assert.equal((await svc.call('GET', '/v1/chains?limit=501', admin)).statusCode, 400);
+    } finally {
+      await router.close();
+    }
   });
 });

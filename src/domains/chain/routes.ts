@@ -2,6 +2,7 @@
 // also appends its audit entry; the block processors (token flows) run inside ingest.
 import { z } from 'zod';
 import { CofferError, NotFoundError } from '../../db/errors.js';
+import type { Coffer } from '../../db/store.js';
 import { route, type RouteSpec } from '../../server/route.js';
 import { encodeCursor, decodeCursor, pageQuery } from '../../server/pagination.js';
 import { actorOf } from '../../server/services.js';
@@ -159,31 +160,34 @@ export function chainRoutes(): RouteSpec[] {
     route({
       method: 'GET',
       url: '/v1/chains',
-      summary: 'List chains with their cursor and sync health',
+      summary: 'List chains with their cursor and sync health, in chain id order (byte order), cursor-paginated',
       tag: 'chain',
       auth: { domain: 'chain', level: 'read' },
-      response: z.object({ items: z.array(z.object({}).passthrough()) }),
-      handler: async ({ services }) => {
-        const items = [];
+      query: z.object(pageQuery).strict(),
+      response: z.object({ items: z.array(z.object({}).passthrough()), nextCursor: z.string().optional() }),
+      handler: async ({ query, services }) => {
+        const after = decodeCursor(query.cursor, z.object({ c: chainIdParam }))?.c;
+        // Chains live in several databases, so the order is made here, in byte order of the id:
+        // each backend's collation orders (and compares) ids its own way. Only the ids are read
+        // from every database; the page's rows are then read from the database of each.
+        const ids: { chainId: string; coffer: Coffer }[] = [];
         for (const db of services.chains.databases()) {
-          items.push(
-            ...(await db.coffer.read(
-              async (tx) => {
-                const store = chain(tx);
-                const chains = await store.listChains();
-                const out = [];
-                for (const c of chains) {
-                  // A chain mapped to its own database is listed from there only.
-                  if (services.chains.for(c.chainId) !== db.coffer) continue;
-                  out.push({ ...c, cursor: await store.getCursor(c.chainId), health: await store.getHealth(c.chainId) });
-                }
-                return out;
-              },
-              { op: 'chain.listChains' },
-            )),
-          );
+          for (const chainId of await db.coffer.read((tx) => chain(tx).chainIds(), { op: 'chain.listChains' })) {
+            // A chain mapped to its own database is listed from there only.
+            if ((after === undefined || chainId > after) && services.chains.for(chainId) === db.coffer)
+              ids.push({ chainId, coffer: db.coffer });
+          }
         }
-        return { items };
+        ids.sort((a, b) => (a.chainId < b.chainId ? -1 : a.chainId > b.chainId ? 1 : 0));
+        const page = ids.slice(0, query.limit);
+        const rows = new Map<string, object>();
+        for (const coffer of new Set(page.map((p) => p.coffer))) {
+          const named = page.filter((p) => p.coffer === coffer).map((p) => p.chainId);
+          for (const c of await coffer.read((tx) => chain(tx).chainsWithState(named), { op: 'chain.listChains' })) rows.set(c.chainId, c);
+        }
+        // A chain removed between the two reads is left out; the cursor is the page's last id all the same.
+        const items = page.flatMap((p) => rows.get(p.chainId) ?? []);
+        return ids.length > query.limit ? { items, nextCursor: encodeCursor({ c: page[page.length - 1]!.chainId }) } : { items };
       },
     }),
     route({

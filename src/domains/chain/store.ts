@@ -180,6 +180,57 @@ export class ChainStore {
     return rows.map((r) => toChain(this.#tx, r));
   }
 
+  /**
+   * Every chain id of this database, in no particular order: a list merged across databases
+   * sorts them itself (collations differ between backends, so no SQL order or range would agree
+   * with it). The chain registry is small; only the ids are read.
+   */
+  async chainIds(): Promise<string[]> {
+    const rows = await this.#tx.db.selectFrom(T.chains).select('chain_id').execute();
+    return rows.map((r) => (r as { chain_id: string }).chain_id);
+  }
+
+  /**
+   * The named chains, each with its cursor and sync health, in the order named: three
+   * statements whatever their number (a page of a chain list). Ids not stored here are left out.
+   */
+  async chainsWithState(chainIds: readonly string[]): Promise<(ChainInfo & { cursor: ChainCursor; health: SyncHealth })[]> {
+    const tx = this.#tx;
+    const ids = chainIds.map((id, i) => parse(chainIdSchema, id, `chainIds[${i}]`));
+    if (!ids.length) return [];
+    const [chains, cursors, health] = await Promise.all([
+      tx.db
+        .selectFrom(T.chains)
+        .selectAll()
+        .where(inValues(tx, T.chains, 'chain_id', ids))
+        .execute(),
+      tx.db
+        .selectFrom(T.cursors)
+        .selectAll()
+        .where(inValues(tx, T.cursors, 'chain_id', ids))
+        .execute(),
+      tx.db
+        .selectFrom(T.health)
+        .selectAll()
+        .where(inValues(tx, T.health, 'chain_id', ids))
+        .execute(),
+    ]);
+    const byId = new Map(chains.map((r) => toChain(tx, r)).map((c) => [c.chainId, c]));
+    const cursorOf = new Map(cursors.map((r) => toCursor(tx, r)).map((c) => [c.chainId, c]));
+    const healthOf = new Map(health.map((r) => toHealth(tx, r)).map((h) => [h.chainId, h]));
+    const out: (ChainInfo & { cursor: ChainCursor; health: SyncHealth })[] = [];
+    for (const id of ids) {
+      const c = byId.get(id);
+      if (!c) continue;
+      const cursor = cursorOf.get(id);
+      const h = healthOf.get(id);
+      // Written with the chain row in one transaction, so a chain without them is damage.
+      if (!cursor || !h) throw new NotFoundError(`no cursor or sync health row for chain ${id}`, { chainId: id });
+      out.push({ ...c, cursor, health: h });
+    }
+    return out;
+  }
+
   async #requireChain(chainId: string): Promise<ChainInfo> {
     const c = await this.getChain(chainId);
     if (!c) throw new NotFoundError(`unknown chain ${chainId}`, { field: 'chainId', chainId });

@@ -4,10 +4,11 @@
 // journal, so a reorg removes the entry and restores the cached balance together.
 import { InvalidStateTransitionError } from '../../db/errors.js';
 import { toBigInt } from '../../db/codec.js';
+import { keysetAfter } from '../../db/keyset.js';
 import { defineQuery } from '../../db/prepared.js';
 import type { Tx } from '../../db/tx.js';
 import { journaledUpdate, journaledWriteAll, tableOfWrite, type BlockRef, type JournaledWrite, type KnownRow } from '../chain/undo.js';
-import { decode, toLedgerEntry, type Row } from './rows.js';
+import { decode, enc, toLedgerEntry, type Row } from './rows.js';
 import { T, type Balance, type LedgerCauseKind, type LedgerEntry } from './types.js';
 
 export interface LedgerWrite {
@@ -203,27 +204,40 @@ export async function balanceOf(tx: Tx, mintHash: string, address: string): Prom
   return { mintHash, address, balance, reserved, available: balance - reserved };
 }
 
-/** Every balance of an address, by mint. */
-export async function balancesOf(tx: Tx, address: string): Promise<Balance[]> {
-  const rows = await tx.db
+/**
+ * An address's balances in mint-hash order, keyset-paged by mint hash (`after`), each with its
+ * reserved and available amounts. The reserved amounts of the whole page are one grouped read
+ * (not one per mint).
+ */
+export async function balancesOf(tx: Tx, address: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
+  let q = tx.db
     .selectFrom(T.balances)
     .select(['mint_hash', 'balance'])
     .where('address', '=', address)
     .orderBy('mint_hash')
+    .limit(o.limit ?? 100);
+  if (o.after !== undefined) q = q.where('mint_hash', '>', o.after);
+  const rows = (await q.execute()).map((raw) => decode(tx, T.balances, raw));
+  if (!rows.length) return [];
+  const held = await tx.db
+    .selectFrom(T.reservations)
+    .select((eb) => ['mint_hash', eb.fn.sum<string>('quantity').as('n')])
+    .where(
+      'mint_hash',
+      'in',
+      rows.map((r) => r.mint_hash as string),
+    )
+    .where('seller_address', '=', address)
+    .where('state', '=', 'reserved')
+    .groupBy('mint_hash')
     .execute();
-  const out: Balance[] = [];
-  for (const raw of rows) {
-    const r = decode(tx, T.balances, raw);
-    const reserved = await reservedOf(tx, r.mint_hash as string, address);
-    out.push({
-      mintHash: r.mint_hash as string,
-      address,
-      balance: r.balance as bigint,
-      reserved,
-      available: (r.balance as bigint) - reserved,
-    });
-  }
-  return out;
+  const reservedIn = new Map(held.map((h) => [(h as Row).mint_hash as string, toBigInt((h as Row).n)]));
+  return rows.map((r) => {
+    const mintHash = r.mint_hash as string;
+    const balance = r.balance as bigint;
+    const reserved = reservedIn.get(mintHash) ?? 0n;
+    return { mintHash, address, balance, reserved, available: balance - reserved };
+  });
 }
 
 /**
@@ -262,9 +276,24 @@ export async function holdersOf(tx: Tx, mintHash: string, o: { after?: string; l
   });
 }
 
-/** The ledger entries of one holder, oldest block first. */
-export async function entriesOf(tx: Tx, mintHash: string, address: string): Promise<LedgerEntry[]> {
-  const rows = await tx.db
+/** Where a page of a holder's ledger entries starts: strictly after this entry's sort key. */
+export interface LedgerKey {
+  blockHeight: bigint;
+  causeKind: LedgerCauseKind;
+  causeRef: string;
+}
+
+/**
+ * The ledger entries of one holder, oldest block first (then by cause, the primary key, so the
+ * order is total), keyset-paged on that order (`after`).
+ */
+export async function entriesOf(
+  tx: Tx,
+  mintHash: string,
+  address: string,
+  o: { after?: LedgerKey; limit?: number } = {},
+): Promise<LedgerEntry[]> {
+  let q = tx.db
     .selectFrom(T.ledger)
     .selectAll()
     .where('mint_hash', '=', mintHash)
@@ -272,8 +301,19 @@ export async function entriesOf(tx: Tx, mintHash: string, address: string): Prom
     .orderBy('block_height')
     .orderBy('cause_kind')
     .orderBy('cause_ref')
-    .execute();
-  return rows.map((r) => toLedgerEntry(tx, r));
+    .limit(o.limit ?? 100);
+  const after = o.after;
+  if (after) {
+    const height = enc(tx, T.ledger, 'block_height', after.blockHeight);
+    q = q.where((eb) =>
+      keysetAfter(eb, [
+        { column: 'block_height', value: height },
+        { column: 'cause_kind', value: after.causeKind },
+        { column: 'cause_ref', value: after.causeRef },
+      ]),
+    );
+  }
+  return (await q.execute()).map((r) => toLedgerEntry(tx, r));
 }
 
 /** SUM(delta) of a holder's ledger entries: what the balance cache must equal. */

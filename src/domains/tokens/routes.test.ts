@@ -6,6 +6,7 @@ import { before, test } from 'node:test';
 import type { Coffer } from '../../db/store.js';
 import { forEachBackend } from '../../../test/harness.js';
 import { testService, type TestService } from '../../../test/service-support.js';
+import { tokens } from './store.js';
 import { CHAIN, invoiceInput, mintInput, sha, unique } from './testkit.js';
 
 interface WireTx {
@@ -254,6 +255,136 @@ forEachBackend('tokens API', (ctx) => {
       [first.json().items[0].address, second.json().items[0].address],
       items.map((h) => h.address),
     );
+  });
+
+  /** Signs, submits and returns an invoice's hash (its tokens reserved). */
+  async function invoice(mintHash: string, seller: string, buyer: string, quantity: bigint): Promise<string> {
+    const inv = invoiceInput({ mintHash, sellerAddress: seller, buyerAddress: buyer, quantity, price: 1n, paymentAddress: `DPay${buyer}` });
+    const r = await svc.call('POST', '/v1/tokens/invoices', writer, {
+      ...inv,
+      quantity: String(quantity),
+      price: '1',
+      createdAt: inv.createdAt.toISOString(),
+    });
+    assert.equal(r.statusCode, 201, r.body);
+    return r.json().hash;
+  }
+  /** Every item of a list, page after page of `limit`, and how many pages it took. */
+  async function allPages<T>(url: string, limit: number): Promise<{ items: T[]; pages: number }> {
+    const items: T[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const r = await svc.call('GET', `${url}${url.includes('?') ? '&' : '?'}limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`, reader);
+      assert.equal(r.statusCode, 200, r.body);
+      assert.ok(r.json().items.length <= limit);
+      items.push(...r.json().items);
+      cursor = r.json().nextCursor;
+      pages++;
+    } while (cursor);
+    return { items, pages };
+  }
+  /** The statements a store read runs in its transaction (each one passes Tx.beforeStatement). */
+  const statementsOf = (fn: (s: ReturnType<typeof tokens>) => Promise<unknown>) =>
+    coffer.read(async (tx) => {
+      let n = 0;
+      const check = tx.beforeStatement.bind(tx);
+      tx.beforeStatement = () => {
+        n++;
+        check();
+      };
+      await fn(tokens(tx));
+      return n;
+    });
+
+  test("an address's balances: in pages by mint hash, each with its own reservations, in statements independent of the mints held", async () => {
+    const owner = unique('DMulti');
+    const mints: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await svc.call('POST', '/v1/tokens/mints', writer, { ...jsonMint(), ownerAddress: owner });
+      assert.equal(r.statusCode, 201, r.body);
+      mints.push(r.json().hash);
+    }
+    const single = unique('DSingle');
+    const alone = await svc.call('POST', '/v1/tokens/mints', writer, { ...jsonMint(), ownerAddress: single });
+    await mine([...mints, alone.json().hash].map((h) => action('mint', h)));
+    // Reservations in two of the three mints, and one of another seller that must not count.
+    await invoice(mints[0]!, owner, 'DBuyerX', 100n);
+    await invoice(mints[2]!, owner, 'DBuyerY', 250n);
+    const reserved = new Map([
+      [mints[0]!, '100'],
+      [mints[1]!, '0'],
+      [mints[2]!, '250'],
+    ]);
+    const expected = [...mints].sort().map((h) => [h, '1000', reserved.get(h)!, String(1000n - BigInt(reserved.get(h)!))]);
+    type Row = { mintHash: string; balance: string; reserved: string; available: string };
+    const row = (b: Row) => [b.mintHash, b.balance, b.reserved, b.available];
+
+    const all = await svc.call('GET', `/v1/tokens/balances/${owner}?chainId=${CHAIN}`, reader);
+    assert.equal(all.statusCode, 200, all.body);
+    assert.deepEqual(all.json().items.map(row), expected);
+    assert.equal(all.json().nextCursor, undefined);
+    for (const limit of [1, 2]) {
+      const paged = await allPages<Row>(`/v1/tokens/balances/${owner}?chainId=${CHAIN}`, limit);
+      assert.deepEqual(paged.items.map(row), expected, `limit=${limit}`);
+      assert.equal(paged.pages, Math.ceil(3 / limit));
+    }
+    // No statement per mint: three mints' balances take the statements one mint's do.
+    const one = await statementsOf((s) => s.balances(single));
+    assert.equal(await statementsOf((s) => s.balances(owner)), one);
+    assert.equal((await coffer.read((tx) => tokens(tx).balances(owner, { after: [...mints].sort()[0]!, limit: 5 }))).length, 2);
+
+    const bad = await svc.call('GET', `/v1/tokens/balances/${owner}?cursor=${Buffer.from('{"h":"xyz"}').toString('base64url')}`, reader);
+    assert.equal(bad.statusCode, 400, bad.body);
+    assert.equal(bad.json().error.field, 'query.cursor');
+    assert.equal((await svc.call('GET', `/v1/tokens/balances/${owner}?limit=501`, reader)).statusCode, 400);
+  });
+
+  test("a holder's ledger: in pages, oldest block first, entries of one block in cause order", async () => {
+    const mint = jsonMint();
+    const mintHash = (await svc.call('POST', '/v1/tokens/mints', writer, mint)).json().hash;
+    await mine([action('mint', mintHash)]);
+    const owner = mint.ownerAddress;
+    const sold: string[] = [];
+    for (const [i, buyer] of ['DLedgerA', 'DLedgerB', 'DLedgerC'].entries())
+      sold.push(await invoice(mintHash, owner, buyer, BigInt(10 * (i + 1))));
+    const paid = (h: string, i: number, buyer: string) => [
+      action('invoice', h),
+      action('payment', h, [{ address: `DPay${buyer}`, value: String(10 * (i + 1)) }]),
+    ];
+    // Two sales settle in one block (equal heights: the cause orders them), the third later.
+    await mine([...paid(sold[0]!, 0, 'DLedgerA'), ...paid(sold[1]!, 1, 'DLedgerB')]);
+    await mine(paid(sold[2]!, 2, 'DLedgerC'));
+
+    type Entry = { blockHeight: string; causeKind: string; causeRef: string; delta: string };
+    const url = `/v1/tokens/mints/${mintHash}/ledger/${owner}?chainId=${CHAIN}`;
+    const all = await svc.call('GET', url, reader);
+    assert.equal(all.statusCode, 200, all.body);
+    const items = all.json().items as Entry[];
+    assert.equal(all.json().nextCursor, undefined);
+    const key = (e: Entry) => [BigInt(e.blockHeight), e.causeKind, e.causeRef] as const;
+    const order = (a: Entry, b: Entry) => {
+      const [x, y] = [key(a), key(b)];
+      return x[0] !== y[0] ? (x[0] < y[0] ? -1 : 1) : x[1] !== y[1] ? (x[1] < y[1] ? -1 : 1) : x[2] < y[2] ? -1 : x[2] > y[2] ? 1 : 0;
+    };
+    assert.deepEqual(items, [...items].sort(order));
+    assert.deepEqual(
+      items.map((e) => `${e.causeKind}:${e.delta}`),
+      ['mint_credit:1000', ...[sold[0]!, sold[1]!].sort().map((h) => `sale_debit:${h === sold[0] ? -10 : -20}`), 'sale_debit:-30'],
+    );
+    assert.equal(items[1]!.blockHeight, items[2]!.blockHeight);
+    for (const limit of [1, 3]) {
+      const paged = await allPages<Entry>(url, limit);
+      assert.deepEqual(paged.items, items, `limit=${limit}`);
+      assert.equal(paged.pages, Math.ceil(4 / limit));
+    }
+
+    const cursor = (c: object) => Buffer.from(JSON.stringify(c)).toString('base64url');
+    for (const c of [{ h: '99999999999999999999', k: 'mint_credit', r: 'x' }, { h: '1', k: 'refund', r: 'x' }, { h: '1' }]) {
+      const bad = await svc.call('GET', `${url}&cursor=${cursor(c)}`, reader);
+      assert.equal(bad.statusCode, 400, bad.body);
+      assert.equal(bad.json().error.field, 'query.cursor');
+    }
   });
 
   test('a mint without its optional documents is accepted (201) and stores each as null', async () => {

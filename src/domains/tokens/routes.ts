@@ -7,7 +7,7 @@ import type { Tx } from '../../db/tx.js';
 import { decodeCursor, pageOf, pageQuery } from '../../server/pagination.js';
 import { route, type RouteContext, type RouteSpec } from '../../server/route.js';
 import { actorOf, type Services } from '../../server/services.js';
-import { chainIdParam, hex32, isoTime } from '../../server/wire.js';
+import { chainIdParam, hex32, int64Text, isoTime } from '../../server/wire.js';
 import { audit, type AuditInput } from '../audit/log.js';
 import { tokens } from './store.js';
 
@@ -71,6 +71,12 @@ const chainQuery = { chainId: chainIdParam.optional() };
 const hashParams = z.object({ hash: hex32 }).strict();
 const any = z.object({}).passthrough();
 const hashCursor = z.object({ h: hex32 });
+/** A ledger entry's sort key: block height (int64 text), cause kind and cause ref. */
+const ledgerCursor = z.object({
+  h: int64Text('a block height'),
+  k: z.enum(['mint_credit', 'sale_credit', 'sale_debit']),
+  r: z.string().min(1).max(128),
+});
 
 /** The database holding a chain's token rows. */
 function db(services: Services, chainId: string | undefined) {
@@ -407,14 +413,21 @@ export function tokenRoutes(): RouteSpec[] {
     route({
       method: 'GET',
       url: '/v1/tokens/balances/:address',
-      summary: 'Balances of an address in every mint (balance, reserved, available)',
+      summary: 'Balances of an address in every mint it holds (balance, reserved, available), in mint-hash order, cursor-paginated',
       tag: 'tokens',
       auth: { domain: 'tokens', level: 'read' },
       params: z.object({ address }).strict(),
-      query: z.object(chainQuery).strict(),
-      response: z.object({ items: z.array(any) }),
+      query: z.object({ ...chainQuery, ...pageQuery }).strict(),
+      response: z.object({ items: z.array(any), nextCursor: z.string().optional() }),
       handler: ({ params, query, services }) =>
-        db(services, query.chainId).read(async (tx) => ({ items: await tokens(tx).balances(params.address) }), { op: 'tokens.balances' }),
+        db(services, query.chainId).read(
+          async (tx) => {
+            const after = decodeCursor(query.cursor, hashCursor)?.h;
+            const rows = await tokens(tx).balances(params.address, { ...(after ? { after } : {}), limit: query.limit + 1 });
+            return pageOf(rows, query.limit, (b) => ({ h: b.mintHash }));
+          },
+          { op: 'tokens.balances' },
+        ),
     }),
     route({
       method: 'GET',
@@ -450,16 +463,22 @@ export function tokenRoutes(): RouteSpec[] {
     route({
       method: 'GET',
       url: '/v1/tokens/mints/:hash/ledger/:address',
-      summary: 'Ledger entries (with their causes) of an address in one mint',
+      summary: 'Ledger entries (with their causes) of an address in one mint, oldest block first, cursor-paginated',
       tag: 'tokens',
       auth: { domain: 'tokens', level: 'read' },
       params: z.object({ hash: hex32, address }).strict(),
-      query: z.object(chainQuery).strict(),
-      response: z.object({ items: z.array(any) }),
+      query: z.object({ ...chainQuery, ...pageQuery }).strict(),
+      response: z.object({ items: z.array(any), nextCursor: z.string().optional() }),
       handler: ({ params, query, services }) =>
-        db(services, query.chainId).read(async (tx) => ({ items: await tokens(tx).ledger(params.hash, params.address) }), {
-          op: 'tokens.ledger',
-        }),
+        db(services, query.chainId).read(
+          async (tx) => {
+            const c = decodeCursor(query.cursor, ledgerCursor);
+            const after = c && { blockHeight: BigInt(c.h), causeKind: c.k, causeRef: c.r };
+            const rows = await tokens(tx).ledger(params.hash, params.address, { ...(after ? { after } : {}), limit: query.limit + 1 });
+            return pageOf(rows, query.limit, (e) => ({ h: e.blockHeight.toString(), k: e.causeKind, r: e.causeRef }));
+          },
+          { op: 'tokens.ledger' },
+        ),
     }),
     route({
       method: 'GET',

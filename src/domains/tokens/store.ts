@@ -18,7 +18,7 @@ import {
   type CreateInvoiceResult,
   type ListInvoicesOptions,
 } from './invoices.js';
-import { balanceOf, balancesOf, entriesOf, holdersOf } from './ledger.js';
+import { balanceOf, balancesOf, entriesOf, holdersOf, type LedgerKey } from './ledger.js';
 import { getConfirmedMint, getMint, listMints, submitMint, type ListMintsOptions, type SubmitMintResult } from './mints.js';
 import { createOffer, getOffer, listOffers, type ListOffersOptions } from './offers.js';
 import { trimOnchainActions, trimUnconfirmedInvoices, trimUnconfirmedMints, type TrimOptions } from './retention.js';
@@ -40,7 +40,17 @@ import type {
   SignatureStatus,
   TokenStoreOptions,
 } from './types.js';
-import { addressSchema, chainIdSchema, dateSchema, expireSchema, hashSchema, invalid, offerSideSchema, parse } from './validate.js';
+import {
+  addressSchema,
+  chainIdSchema,
+  dateSchema,
+  expireSchema,
+  hashSchema,
+  invalid,
+  ledgerKeySchema,
+  offerSideSchema,
+  parse,
+} from './validate.js';
 import { z } from 'zod';
 import { pageLimitSchema } from '../../util/zod-parse.js';
 
@@ -174,8 +184,10 @@ export class TokenStore {
     return balanceOf(this.#tx, parse(hashSchema, mintHash, 'mintHash'), parse(addressSchema, address, 'address'));
   }
 
-  balances(address: string): Promise<Balance[]> {
-    return balancesOf(this.#tx, parse(addressSchema, address, 'address'));
+  /** An address's balance in each mint it holds, in mint-hash order, keyset-paged by mint hash (`after`), 1..1000 per page. */
+  balances(address: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
+    const v = parse(z.object({ after: hashSchema.optional(), limit: pageLimitSchema }).strict(), o);
+    return balancesOf(this.#tx, parse(addressSchema, address, 'address'), v);
   }
 
   /** Every holder of a mint, in address order, keyset-paged by address (`after`), 1..1000 per page. */
@@ -184,8 +196,10 @@ export class TokenStore {
     return holdersOf(this.#tx, parse(hashSchema, mintHash, 'mintHash'), v);
   }
 
-  ledger(mintHash: string, address: string): Promise<LedgerEntry[]> {
-    return entriesOf(this.#tx, parse(hashSchema, mintHash, 'mintHash'), parse(addressSchema, address, 'address'));
+  /** A holder's ledger entries, oldest block first, keyset-paged by (block height, cause) (`after`), 1..1000 per page. */
+  ledger(mintHash: string, address: string, o: { after?: LedgerKey; limit?: number } = {}): Promise<LedgerEntry[]> {
+    const v = parse(z.object({ after: ledgerKeySchema.optional(), limit: pageLimitSchema }).strict(), o);
+    return entriesOf(this.#tx, parse(hashSchema, mintHash, 'mintHash'), parse(addressSchema, address, 'address'), v);
   }
 
   // ---------------------------------------------------------------- retention and stats

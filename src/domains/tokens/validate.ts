@@ -282,6 +282,15 @@ export const expireSchema = z
   })
   .strict();
 
+/** A ledger page's start: the sort key (block height, cause) of the last entry of the previous page. */
+export const ledgerKeySchema = z
+  .object({
+    blockHeight: z.bigint({ error: 'expected a bigint' }).min(0n, 'must not be negative').max(INT64_MAX, 'must fit int64'),
+    causeKind: z.enum(['mint_credit', 'sale_credit', 'sale_debit'], { error: 'must be mint_credit, sale_credit or sale_debit' }),
+    causeRef: z.string({ error: 'expected a string' }).min(1).max(128),
+  })
+  .strict();
+
 export const ttlSchema = z
   .number({ error: 'expected a number' })
   .int('expected an integer')
