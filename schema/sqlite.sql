@@ -716,3 +716,9 @@ CREATE INDEX "ix_token_onchain_actions_height" ON "token_onchain_actions" ("chai
 
 -- identity/0002_key_listing (src/domains/identity/0002_key_listing.ts)
 CREATE INDEX "ix_identity_api_keys_listing" ON "identity_api_keys" ("integration_id", "created_at", "id");
+
+-- tokens/0002_holder_pages (src/domains/tokens/0002_holder_pages.ts)
+CREATE INDEX "ix_token_balances_address_mint" ON "token_balances" ("address", "mint_hash");
+DROP INDEX "ix_token_balances_address";
+CREATE INDEX "ix_token_ledger_holder_pages" ON "token_ledger" ("mint_hash", "address", "block_height", "cause_kind", "cause_ref");
+DROP INDEX "ix_token_ledger_holder";

@@ -11,6 +11,7 @@ import identity0001 from './identity/0001_init.js';
 import audit0001 from './audit/0001_init.js';
 import tokens0001 from './tokens/0001_init.js';
 import identity0002 from './identity/0002_key_listing.js';
+import tokens0002 from './tokens/0002_holder_pages.js';
 
 // prettier-ignore
 export const MIGRATIONS: readonly Migration[] = [
@@ -21,4 +22,5 @@ export const MIGRATIONS: readonly Migration[] = [
   audit0001,
   tokens0001,
   identity0002,
+  tokens0002,
 ];
