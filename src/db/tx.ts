@@ -87,11 +87,6 @@ export class Tx {
   #failed = false;
   #failure: unknown;
   #failureDepth = 0;
-  /** Records a statement's failure and rethrows it (bound once: it is a rejection handler per statement). */
-  readonly #fail = (e: unknown): never => {
-    this.statementFailed(e);
-    throw e;
-  };
 
   /** `db`: a Kysely transaction, or (Coffer) the transaction's connection. */
   constructor(
@@ -127,7 +122,7 @@ export class Tx {
     // is the only promise (every error still arrives as a rejection).
     try {
       const r = this.#execute<R>(q, args);
-      return r instanceof Promise ? r.then(rowsOf, this.#fail) : Promise.resolve(r.rows);
+      return r instanceof Promise ? r.then(rowsOf, (e: unknown) => this.rethrowFailure(e)) : Promise.resolve(r.rows);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -137,7 +132,7 @@ export class Tx {
   run<R = Record<string, unknown>>(q: PreparedQuery, args: readonly unknown[]): Promise<QueryResult<R>> {
     try {
       const r = this.#execute<R>(q, args);
-      return r instanceof Promise ? r.catch(this.#fail) : Promise.resolve(r);
+      return r instanceof Promise ? r.catch((e: unknown) => this.rethrowFailure(e)) : Promise.resolve(r);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -221,6 +216,16 @@ export class Tx {
   beforeStatement(): void {
     if (this.#closed) throw new Error(ENDED);
     if (this.#failed) throw this.#failure;
+  }
+
+  /**
+   * @internal Records a statement's failure and rethrows it: the rejection handler of a
+   * statement, passed as an inline arrow (a handler kept per Tx would be a named closure, which
+   * tsx's keepNames names with Object.defineProperty on every transaction).
+   */
+  rethrowFailure(e: unknown): never {
+    this.statementFailed(e);
+    throw e;
   }
 
   /** @internal Records a statement's failure (the first one counts) at the current savepoint depth. */
@@ -598,12 +603,8 @@ export class Tx {
  */
 export class ClosableConnection implements DatabaseConnection {
   readonly #conn: DatabaseConnection;
-  readonly #tx: Pick<Tx, 'beforeStatement' | 'statementFailed'>;
-  readonly #fail = (e: unknown): never => {
-    this.#tx.statementFailed(e);
-    throw e;
-  };
-  constructor(conn: DatabaseConnection, tx: Pick<Tx, 'beforeStatement' | 'statementFailed'>) {
+  readonly #tx: Pick<Tx, 'beforeStatement' | 'rethrowFailure'>;
+  constructor(conn: DatabaseConnection, tx: Pick<Tx, 'beforeStatement' | 'rethrowFailure'>) {
     this.#conn = conn;
     this.#tx = tx;
   }
@@ -613,7 +614,7 @@ export class ClosableConnection implements DatabaseConnection {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#conn.executeQuery<R>(query).catch(this.#fail);
+    return this.#conn.executeQuery<R>(query).catch((e: unknown) => this.#tx.rethrowFailure(e));
   }
   streamQuery<R>(query: Parameters<DatabaseConnection['streamQuery']>[0], chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
     // Not used by any store (nothing streams inside a transaction); refused like any statement.

@@ -36,13 +36,18 @@ function requireGrantable(principal: Principal | null, requested: readonly strin
   }
 }
 
+/** An API key without *:admin: the callers the rules below bound (users' sessions and *:admin are not). */
+function boundedKey(principal: Principal | null): principal is Principal {
+  return principal?.kind === 'api_key' && !hasScope(principal.scopes, '*', 'admin');
+}
+
 /**
  * A key may rename itself but not change its own scopes, expiry or allow-list (re-granting
  * itself what it already holds would still outlive its expiry or escape its allow-list),
  * unless it holds *:admin.
  */
 function requireNotSelfWidening(principal: Principal | null, keyId: string, body: Record<string, unknown>): void {
-  if (principal?.kind !== 'api_key' || principal.id !== keyId || hasScope(principal.scopes, '*', 'admin')) return;
+  if (!boundedKey(principal) || principal.id !== keyId) return;
   const field = (['scopes', 'expiresAt', 'ipAllow'] as const).find((f) => body[f] !== undefined);
   if (field) throw new ForbiddenError(`body.${field}: a key may not change its own ${field} (needs *:admin)`, { field: `body.${field}` });
 }
@@ -54,8 +59,7 @@ function requireNotSelfWidening(principal: Principal | null, keyId: string, body
  * administrator signs in to make year-long keys).
  */
 function requireWithinOwnExpiry(principal: Principal | null, expiresAt: Date | undefined): void {
-  if (expiresAt === undefined || principal?.kind !== 'api_key' || !principal.expiresAt) return;
-  if (hasScope(principal.scopes, '*', 'admin')) return;
+  if (expiresAt === undefined || !boundedKey(principal) || !principal.expiresAt) return;
   if (expiresAt.getTime() > principal.expiresAt.getTime())
     throw new ForbiddenError(
       `body.expiresAt: this key expires at ${principal.expiresAt.toISOString()} and cannot give a key a later expiry (needs *:admin)`,
@@ -69,7 +73,7 @@ function requireWithinOwnExpiry(principal: Principal | null, expiresAt: Date | u
  * refused. Otherwise a key pinned to one address could mint an unpinned copy of itself.
  */
 function requireWithinOwnAllowList(principal: Principal | null, ipAllow: readonly string[] | undefined, creating: boolean): void {
-  if (principal?.kind !== 'api_key' || !principal.ipAllow?.length || hasScope(principal.scopes, '*', 'admin')) return;
+  if (!boundedKey(principal) || !principal.ipAllow?.length) return;
   if (ipAllow === undefined && !creating) return;
   const requested = normalizeIpAllow(ipAllow ?? [], 'body.ipAllow');
   const i = firstUncovered(principal.ipAllow, requested);

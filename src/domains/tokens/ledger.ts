@@ -206,38 +206,10 @@ export async function balanceOf(tx: Tx, mintHash: string, address: string): Prom
 
 /**
  * An address's balances in mint-hash order, keyset-paged by mint hash (`after`), each with its
- * reserved and available amounts. The reserved amounts of the whole page are one grouped read
- * (not one per mint).
+ * reserved and available amounts.
  */
-export async function balancesOf(tx: Tx, address: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
-  let q = tx.db
-    .selectFrom(T.balances)
-    .select(['mint_hash', 'balance'])
-    .where('address', '=', address)
-    .orderBy('mint_hash')
-    .limit(o.limit ?? 100);
-  if (o.after !== undefined) q = q.where('mint_hash', '>', o.after);
-  const rows = (await q.execute()).map((raw) => decode(tx, T.balances, raw));
-  if (!rows.length) return [];
-  const held = await tx.db
-    .selectFrom(T.reservations)
-    .select((eb) => ['mint_hash', eb.fn.sum<string>('quantity').as('n')])
-    .where(
-      'mint_hash',
-      'in',
-      rows.map((r) => r.mint_hash as string),
-    )
-    .where('seller_address', '=', address)
-    .where('state', '=', 'reserved')
-    .groupBy('mint_hash')
-    .execute();
-  const reservedIn = new Map(held.map((h) => [(h as Row).mint_hash as string, toBigInt((h as Row).n)]));
-  return rows.map((r) => {
-    const mintHash = r.mint_hash as string;
-    const balance = r.balance as bigint;
-    const reserved = reservedIn.get(mintHash) ?? 0n;
-    return { mintHash, address, balance, reserved, available: balance - reserved };
-  });
+export function balancesOf(tx: Tx, address: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
+  return balancePage(tx, { address }, o);
 }
 
 /**
@@ -245,34 +217,53 @@ export async function balancesOf(tx: Tx, address: string, o: { after?: string; l
  * available amounts: a cap table. Read in the caller's one transaction, so a page is a
  * consistent snapshot (its balances sum to the supply when it holds every holder).
  */
-export async function holdersOf(tx: Tx, mintHash: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
+export function holdersOf(tx: Tx, mintHash: string, o: { after?: string; limit?: number } = {}): Promise<Balance[]> {
+  return balancePage(tx, { mintHash }, o);
+}
+
+/**
+ * A page of balances with one side fixed (an address, or a mint) and paged by the other, then
+ * the reserved amounts of the whole page in one grouped read (not one per row).
+ */
+async function balancePage(
+  tx: Tx,
+  fixed: { address: string } | { mintHash: string },
+  o: { after?: string; limit?: number },
+): Promise<Balance[]> {
+  // A balance's address is a reservation's seller_address.
+  const [col, value, pageCol, heldFixed, heldPage] =
+    'address' in fixed
+      ? (['address', fixed.address, 'mint_hash', 'seller_address', 'mint_hash'] as const)
+      : (['mint_hash', fixed.mintHash, 'address', 'mint_hash', 'seller_address'] as const);
   let q = tx.db
     .selectFrom(T.balances)
-    .select(['address', 'balance'])
-    .where('mint_hash', '=', mintHash)
-    .orderBy('address')
+    .select([pageCol, 'balance'])
+    .where(col, '=', value)
+    .orderBy(pageCol)
     .limit(o.limit ?? 100);
-  if (o.after !== undefined) q = q.where('address', '>', o.after);
+  if (o.after !== undefined) q = q.where(pageCol, '>', o.after);
   const rows = (await q.execute()).map((raw) => decode(tx, T.balances, raw));
   if (!rows.length) return [];
   const held = await tx.db
     .selectFrom(T.reservations)
-    .select((eb) => ['seller_address', eb.fn.sum<string>('quantity').as('n')])
-    .where('mint_hash', '=', mintHash)
+    .select((eb) => [heldPage, eb.fn.sum<string>('quantity').as('n')])
+    .where(heldFixed, '=', value)
     .where('state', '=', 'reserved')
     .where(
-      'seller_address',
+      heldPage,
       'in',
-      rows.map((r) => r.address as string),
+      rows.map((r) => r[pageCol] as string),
     )
-    .groupBy('seller_address')
+    .groupBy(heldPage)
     .execute();
-  const reservedBy = new Map(held.map((h) => [(h as Row).seller_address as string, toBigInt((h as Row).n)]));
+  const reservedBy = new Map(held.map((h) => [(h as Row)[heldPage] as string, toBigInt((h as Row).n)]));
   return rows.map((r) => {
-    const address = r.address as string;
+    const key = r[pageCol] as string;
     const balance = r.balance as bigint;
-    const reserved = reservedBy.get(address) ?? 0n;
-    return { mintHash, address, balance, reserved, available: balance - reserved };
+    const reserved = reservedBy.get(key) ?? 0n;
+    return 'address' in fixed
+      ? { mintHash: key, address: fixed.address, balance, reserved, available: balance - reserved }
+      : { mintHash: fixed.mintHash, address: key, balance, reserved, available: balance - reserved };
   });
 }
 
