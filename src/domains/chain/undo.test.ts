@@ -230,6 +230,29 @@ forEachBackend('chain undo journal', (ctx) => {
     assert.deepEqual(await dumpDatabase(coffer), before);
   });
 
+  test('a journal longer than a revert page is reverted exactly, in write order, not block order', async () => {
+    const id = newChainId();
+    await coffer.write((tx) =>
+      tx.insert('ct_balances', { chain_id: id, address: 'a', balance: 1n, last_height: 0n, last_seen: new Date(1) }),
+    );
+    const before = await dumpDatabase(coffer);
+    const r5 = ref(id, 5n);
+    const bal = { chain_id: id, address: 'a' };
+    await coffer.write((tx) =>
+      withJournalBatch(tx, async () => {
+        // More entries than one page of revertAbove (1,000), so the revert crosses pages.
+        for (let n = 1; n <= 1100; n++) await journaledInsert(tx, r5, 'ct_events', event(id, n), ['chain_id', 'tx_hash', 'seq']);
+        await journaledUpdate(tx, ref(id, 6n), 'ct_balances', bal, { balance: 6n });
+        // Journaled under an earlier block after block 6's entry (as a payment settles under
+        // the block that recorded it): newest first means this one is undone before block 6's.
+        await journaledUpdate(tx, r5, 'ct_balances', bal, { balance: 5n });
+      }),
+    );
+    const reverted = await coffer.write((tx) => revertAbove(tx, id, 4n));
+    assert.equal(reverted, 1102);
+    assert.deepEqual(await dumpDatabase(coffer), before);
+  });
+
   test('a restored row is updated in place, so rows referencing it (ON DELETE CASCADE) survive', async () => {
     const id = newChainId();
     await coffer.write(async (tx) => {

@@ -406,6 +406,28 @@ export async function journaledDelete(tx: Tx, ref: BlockRef, table: string, key:
   return true;
 }
 
+const REVERT_PAGE = 1000;
+
+const idOf = (r: { id: unknown }) => r.id;
+
+/** Puts one journaled row back as its entry's image has it (deleted when the entry has none). */
+async function revertEntry(tx: Tx, e: { table_name: string; row_key: Row; before_image: Row | null }): Promise<void> {
+  const key = deserialise(tx, e.table_name, e.row_key);
+  if (!e.before_image) {
+    await tx.deleteWhere(e.table_name, key);
+    return;
+  }
+  const before = deserialise(tx, e.table_name, e.before_image);
+  // Restore in place when the row is there (an update): deleting and re-inserting it would
+  // fire ON DELETE actions of rows referencing it. Re-insert only what a delete removed.
+  if ((await tx.selectWhere(e.table_name, key)).length) {
+    const rest = Object.fromEntries(Object.entries(before).filter(([k]) => !(k in key)));
+    if (Object.keys(rest).length) await tx.updateWhere(e.table_name, rest, key);
+  } else {
+    await tx.insert(e.table_name, before);
+  }
+}
+
 /**
  * Reverts every journaled write of blocks above `forkHeight` on a chain, newest first, and
  * removes those journal entries. Returns how many writes were reverted.
@@ -416,39 +438,36 @@ export async function revertAbove(tx: Tx, chainId: string, forkHeight: bigint): 
   forgetJournaledRows(tx);
   const undo = tx.codec(UNDO_TABLE);
   const above = undo.encode({ chain_id: chainId, height: forkHeight });
-  const entries = await tx.db
-    .selectFrom(UNDO_TABLE)
-    .selectAll()
-    .where('chain_id', '=', above.chain_id as never)
-    .where('height', '>', above.height as never)
-    // Ingest of one chain is serialised (cursor lock), so id order is write order.
-    .orderBy('id', 'desc')
-    .execute();
-  for (const raw of entries) {
-    const e = undo.decode<{ table_name: string; row_key: Row; before_image: Row | null }>(raw as Row);
-    const key = deserialise(tx, e.table_name, e.row_key);
-    if (!e.before_image) {
-      await tx.deleteWhere(e.table_name, key);
-      continue;
-    }
-    const before = deserialise(tx, e.table_name, e.before_image);
-    // Restore in place when the row is there (an update): deleting and re-inserting it would
-    // fire ON DELETE actions of rows referencing it. Re-insert only what a delete removed.
-    if ((await tx.selectWhere(e.table_name, key)).length) {
-      const rest = Object.fromEntries(Object.entries(before).filter(([k]) => !(k in key)));
-      if (Object.keys(rest).length) await tx.updateWhere(e.table_name, rest, key);
-    } else {
-      await tx.insert(e.table_name, before);
-    }
+  // The ids first, the images a page at a time: a deep reorg's journal (hundreds of thousands
+  // of entries with their JSON images) is never in memory at once, only its ids.
+  // Ingest of one chain is serialised (cursor lock), so id order is write order; a row can be
+  // journaled under an earlier block than one written before it, so height order is not.
+  const ids = (
+    await tx.db
+      .selectFrom(UNDO_TABLE)
+      .select('id')
+      .where('chain_id', '=', above.chain_id as never)
+      .where('height', '>', above.height as never)
+      .orderBy('id', 'desc')
+      .execute()
+  ).map(idOf);
+  for (let at = 0; at < ids.length; at += REVERT_PAGE) {
+    const page = await tx.db
+      .selectFrom(UNDO_TABLE)
+      .select(['table_name', 'row_key', 'before_image'])
+      .where('id', 'in', ids.slice(at, at + REVERT_PAGE) as never)
+      .orderBy('id', 'desc')
+      .execute();
+    for (const raw of page) await revertEntry(tx, undo.decode(raw as Row));
   }
-  if (entries.length) {
+  if (ids.length) {
     await tx.db
       .deleteFrom(UNDO_TABLE)
       .where('chain_id', '=', above.chain_id as never)
       .where('height', '>', above.height as never)
       .execute();
   }
-  return entries.length;
+  return ids.length;
 }
 
 /** Drops journal entries of blocks at or below the finalized height: they can no longer be reorged. */
