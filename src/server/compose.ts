@@ -35,7 +35,14 @@ export function storeAuthenticator(services: Services, opts: { cacheMs?: number 
         }
         const k = await authenticateApiKey(tx, token, { ip });
         return {
-          principal: { kind: 'api_key', id: k.keyId, scopes: k.scopes, expiresAt: k.expiresAt, ipAllow: k.ipAllow },
+          principal: {
+            kind: 'api_key',
+            id: k.keyId,
+            scopes: k.scopes,
+            expiresAt: k.expiresAt,
+            ipAllow: k.ipAllow,
+            integrationId: k.integrationId,
+          },
           expiresAt: k.expiresAt,
         };
       },

@@ -23,6 +23,8 @@ export interface Principal {
   expiresAt?: Date;
   /** An API key's IP allow-list (empty: any address): what a key can hand on at most. */
   ipAllow?: readonly string[];
+  /** The integration an API key belongs to: whose single-use tokens it may mint and consume. */
+  integrationId?: bigint;
 }
 
 export interface Authenticator {

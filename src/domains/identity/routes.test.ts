@@ -416,4 +416,41 @@ forEachBackend('identity and audit API', (ctx) => {
     assert.equal(key.statusCode, 400, key.body);
     assert.equal(key.json().error.field, 'name');
   });
+
+  test("a key mints and consumes only its own integration's tokens unless it holds identity:admin", async () => {
+    const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
+    const [a, b] = await Promise.all(
+      ['tokens-a', 'tokens-b'].map(async (name) => {
+        const id = (await svc.call('POST', '/v1/integrations', admin, { name })).json().id as string;
+        const cfg = await svc.call('PUT', `/v1/integrations/${id}/token-types/login`, admin, { maxOpen: 10, lifetimeSeconds: 3600 });
+        assert.equal(cfg.statusCode, 201, cfg.body);
+        const k = await svc.call('POST', `/v1/integrations/${id}/keys`, admin, { name: 'backend', scopes: ['identity:write'], expiresAt });
+        assert.equal(k.statusCode, 201, k.body);
+        return { id, auth: { authorization: `Bearer ${k.json().key}` } };
+      }),
+    );
+    // Its own integration: mint and consume as before.
+    const own = await svc.call('POST', `/v1/integrations/${a!.id}/tokens`, a!.auth, { tokenType: 'login' });
+    assert.equal(own.statusCode, 201, own.body);
+    assert.equal((await svc.call('POST', '/v1/tokens/consume', a!.auth, { token: own.json().token, tokenType: 'login' })).statusCode, 200);
+    // Another integration's: refused naming the integration, nothing minted.
+    const foreign = await svc.call('POST', `/v1/integrations/${b!.id}/tokens`, a!.auth, { tokenType: 'login' });
+    assert.equal(foreign.statusCode, 403, foreign.body);
+    assert.equal(foreign.json().error.field, 'id');
+    const tokensOfB = await coffer.read((tx) => tx.db.selectFrom('identity_tokens').select('integration_id').execute());
+    assert.equal(tokensOfB.filter((r) => String(r.integration_id) === b!.id).length, 0);
+    // B's token presented by A's key is as unknown to it as a forged one, and stays unused for B.
+    const bToken = (await svc.call('POST', `/v1/integrations/${b!.id}/tokens`, b!.auth, { tokenType: 'login' })).json().token as string;
+    const stolen = await svc.call('POST', '/v1/tokens/consume', a!.auth, { token: bToken, tokenType: 'login' });
+    assert.equal(stolen.statusCode, 400, stolen.body);
+    assert.equal(stolen.json().error.field, 'body.token');
+    assert.equal((await svc.call('POST', '/v1/tokens/consume', b!.auth, { token: bToken, tokenType: 'login' })).statusCode, 200);
+    // identity:admin manages every integration's tokens.
+    const byAdmin = await svc.call('POST', `/v1/integrations/${b!.id}/tokens`, admin, { tokenType: 'login' });
+    assert.equal(byAdmin.statusCode, 201, byAdmin.body);
+    assert.equal(
+      (await svc.call('POST', '/v1/tokens/consume', admin, { token: byAdmin.json().token, tokenType: 'login' })).statusCode,
+      200,
+    );
+  });
 });

@@ -86,6 +86,29 @@ function requireWithinOwnAllowList(principal: Principal | null, ipAllow: readonl
   }
 }
 
+/**
+ * Single-use tokens belong to an integration, and an API key to one: a key acts on its own
+ * integration's tokens only, unless it holds identity:admin (which manages every integration).
+ * Without this any identity:write key could mint, or burn, another integration's tokens.
+ * Returns the integration the caller is limited to; undefined for users' sessions (they belong
+ * to no integration) and identity:admin keys.
+ */
+function tokenIntegrationOf(principal: Principal | null): bigint | undefined {
+  if (principal?.kind !== 'api_key' || hasScope(principal.scopes, 'identity', 'admin')) return undefined;
+  // Fail closed: an API key's principal always names its integration (compose.ts).
+  if (principal.integrationId === undefined) throw new Error(`API key principal ${principal.id} has no integration`);
+  return principal.integrationId;
+}
+
+function requireOwnIntegration(principal: Principal | null, integrationId: string): void {
+  const own = tokenIntegrationOf(principal);
+  if (own !== undefined && own !== BigInt(integrationId))
+    throw new ForbiddenError(
+      `id: this key belongs to integration ${own} and mints tokens only for it, not for integration ${BigInt(integrationId)} (needs identity:admin)`,
+      { field: 'id' },
+    );
+}
+
 export function identityRoutes(): RouteSpec[] {
   return [
     route({
@@ -271,10 +294,12 @@ export function identityRoutes(): RouteSpec[] {
       body: z.object({ tokenType }).strict(),
       response: z.object({ token: z.string(), record: any }),
       status: 201,
-      handler: ({ params, body, coffer, principal }) =>
-        coffer.write((tx) => identity(tx, actorOf(principal)).tokens.mint({ integrationId: params.id, tokenType: body.tokenType }), {
+      handler: ({ params, body, coffer, principal }) => {
+        requireOwnIntegration(principal, params.id);
+        return coffer.write((tx) => identity(tx, actorOf(principal)).tokens.mint({ integrationId: params.id, tokenType: body.tokenType }), {
           op: 'identity.mintToken',
-        }),
+        });
+      },
     }),
     route({
       method: 'POST',
@@ -286,9 +311,17 @@ export function identityRoutes(): RouteSpec[] {
       response: any,
       handler: ({ body, coffer, principal }) =>
         coffer
-          .write((tx) => identity(tx, actorOf(principal)).tokens.consume(body.token, { tokenType: body.tokenType }), {
-            op: 'identity.consumeToken',
-          })
+          // Another integration's token is refused as if it did not exist (it is not this key's to know).
+          .write(
+            (tx) =>
+              identity(tx, actorOf(principal)).tokens.consume(body.token, {
+                tokenType: body.tokenType,
+                integrationId: tokenIntegrationOf(principal),
+              }),
+            {
+              op: 'identity.consumeToken',
+            },
+          )
           .catch((e: unknown) => {
             // The token in the body is invalid, not the caller's API key: a 401 here would tell a
             // client its key was refused. Consumed or expired tokens stay 422 (their state).
