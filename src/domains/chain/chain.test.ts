@@ -426,6 +426,42 @@ forEachBackend('chain store', (ctx) => {
     );
   });
 
+  test('a page of transactions ends before its outputs pass 10,000, with a cursor to the rest', async () => {
+    const id = newChainId();
+    await register(id, 10);
+    // Three transactions of 4,000 outputs each and a small one: a page of 10 holds the first two
+    // (8,000), the next the third and the small one; the first transaction always fits.
+    const wide = (n: number): TxSpec => ({
+      hash: hashOf(id, 'wide', n),
+      address: 'dave',
+      outputs: Array.from({ length: 4000 }, (_, k) => ({ address: `o${n}-${k}`, value: BigInt(k + 1) })),
+    });
+    const [block] = makeChain(id, 0n, 1, ZERO_HASH, 'main', () => [
+      wide(0),
+      wide(1),
+      wide(2),
+      { hash: hashOf(id, 'small'), address: 'dave' },
+    ]);
+    await ingest(block!, {});
+    const first = await read((s) => s.transactionsInRange(id, { fromHeight: 0n, toHeight: 0n }, { limit: 10 }));
+    assert.deepEqual(
+      first.items.map((t) => t.outputs.length),
+      [4000, 4000],
+    );
+    assert.deepEqual(first.next, { height: 0n, index: 1 });
+    const rest = await read((s) => s.transactionsInRange(id, { fromHeight: 0n, toHeight: 0n }, { after: first.next, limit: 10 }));
+    assert.deepEqual(
+      rest.items.map((t) => [t.indexInBlock, t.outputs.length]),
+      [
+        [2, 4000],
+        [3, 0],
+      ],
+    );
+    assert.equal(rest.next, null);
+    const byAddress = await read((s) => s.transactionsOfAddress(id, 'dave', { limit: 10 }));
+    assert.equal(byAddress.items.length, 2);
+    assert.deepEqual(byAddress.next, { height: 0n, index: 1 });
+  });
   test('keyset paging stays correct while a reorg deletes rows between pages', async () => {
     const id = newChainId();
     await register(id, 10);

@@ -50,6 +50,8 @@ import { z } from 'zod';
 
 export const DEFAULT_MEMPOOL_CAPACITY = 10_000;
 const DEFAULT_PAGE = 100;
+/** The most outputs a page of transactions carries (beyond its first transaction's). */
+export const PAGE_OUTPUTS = 10_000;
 /** Hashes per IN (…) lookup during ingest: one statement for a block of 1,000 transactions. */
 const LOOKUP_CHUNK = 1_000;
 
@@ -795,10 +797,41 @@ export class ChainStore {
   }
 
   async #page(chainId: string, rows: StoredTransaction[], limit: number): Promise<Page<StoredTransaction>> {
-    const more = rows.length > limit;
-    const items = await this.#withOutputs(chainId, rows.slice(0, limit));
+    let more = rows.length > limit;
+    let page = rows.slice(0, limit);
+    // A transaction may have 10,000 outputs, so a page of 1,000 could hold ten million: a page
+    // ends early, with a cursor, before its outputs pass PAGE_OUTPUTS (its first transaction is
+    // always in it). Counted from the index before any output is read.
+    const fits = await this.#fittingOutputs(chainId, page);
+    if (fits < page.length) {
+      page = page.slice(0, fits);
+      more = true;
+    }
+    const items = await this.#withOutputs(chainId, page);
     const last = items[items.length - 1];
     return { items, next: more && last ? { height: last.blockHeight, index: last.indexInBlock } : null };
+  }
+
+  /** How many of `txs`, from the first, fit in a page's PAGE_OUTPUTS outputs (at least one). */
+  async #fittingOutputs(chainId: string, txs: readonly StoredTransaction[]): Promise<number> {
+    if (txs.length <= 1) return txs.length;
+    const counts = new Map<string, number>();
+    for (const part of chunks(txs.map(hashOfTx))) {
+      const rows = await this.#tx.db
+        .selectFrom(T.outputs)
+        .select((eb) => ['tx_hash', eb.fn.countAll().as('n')])
+        .where('chain_id', '=', chainId)
+        .where('tx_hash', 'in', part)
+        .groupBy('tx_hash')
+        .execute();
+      for (const r of rows) counts.set(r.tx_hash as string, Number(r.n));
+    }
+    let total = 0;
+    for (let i = 0; i < txs.length; i++) {
+      total += counts.get(txs[i]!.txHash) ?? 0;
+      if (total > PAGE_OUTPUTS && i > 0) return i;
+    }
+    return txs.length;
   }
 
   /** Fills in the outputs of `txs` (in place) and returns them. */
@@ -829,6 +862,8 @@ function decodeOutput(codec: TableCodec, raw: Record<string, unknown>): StoredOu
   const o = codec.decode<{ address: string; value: bigint }>(raw);
   return { address: o.address, value: o.value };
 }
+
+const hashOfTx = (t: StoredTransaction) => t.txHash;
 
 const byAddress = (a: { address: string }, b: { address: string }) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0);
 
