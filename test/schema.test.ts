@@ -1,13 +1,15 @@
 // The logical schema compiler: committed snapshots match the migrations, and the model refuses
-// definitions that some backend could not enforce.
+// definitions that some backend could not enforce; definitions read back from an engine compare
+// in a normal form.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { MIGRATIONS } from '../src/domains/registry.js';
 import { c, createTable, tableDef } from '../src/schema/builder.js';
-import { compileOperation, impliedChecks } from '../src/schema/compile.js';
+import { compileOperation, diffDefinitions, emptyDefinitions, impliedChecks } from '../src/schema/compile.js';
 import { schemaOf } from '../src/schema/model.js';
 import { snapshotSql, staleSnapshots } from '../src/schema/snapshot.js';
+import { namedChecks, normaliseSql } from '../src/schema/sql-text.js';
 
 test('schema/*.sql snapshots match what the migrations generate', () => {
   const stale = staleSnapshots(fileURLToPath(new URL('../schema', import.meta.url)), MIGRATIONS);
@@ -79,4 +81,33 @@ test('every foreign key gets an index starting with its columns', () => {
     .join('\n');
   assert.match(sql, /FOREIGN KEY \(`parent_id`\) REFERENCES `p` \(`id`\) ON DELETE CASCADE/);
   assert.match(sql, /CREATE INDEX `fk_ch_parent_ix` ON `ch` \(`parent_id`\)/);
+});
+
+test("SQLite's CHECKs are read from the table's text whole, parentheses and keywords inside literals included", () => {
+  const ddl = `CREATE TABLE "t" (
+  "a" TEXT NOT NULL CONSTRAINT "ck_t_a" CHECK ("a" IN ('x)', 'CONSTRAINT "no" CHECK (0)', 'it''s')), -- CONSTRAINT "c" CHECK (1)
+  b INTEGER, /* CONSTRAINT "d" CHECK (1) */
+  CONSTRAINT ck_t_b CHECK (b BETWEEN (1) AND (3))
+) STRICT`;
+  assert.deepEqual(
+    [...namedChecks(ddl)],
+    [
+      ['ck_t_a', `"a" IN ('x)', 'CONSTRAINT "no" CHECK (0)', 'it''s')`],
+      ['ck_t_b', 'b BETWEEN (1) AND (3)'],
+    ],
+  );
+});
+
+test('definitions compare in a normal form: layout, keyword case and identifier quoting do not count, literals and operators do', () => {
+  assert.equal(normaliseSql('CHECK (length("hash") = 64)'), normaliseSql('check(LENGTH(hash)=64)'));
+  assert.equal(normaliseSql("`status` in ('open')"), normaliseSql('"status" IN (\'open\')'));
+  assert.notEqual(normaliseSql("status IN ('open')"), normaliseSql("status IN ('OPEN')"));
+  assert.notEqual(normaliseSql('CHECK (balance >= 0)'), normaliseSql('CHECK (1 = 1)'));
+  const e = { ...emptyDefinitions(), check: { ck_t_b: 'CHECK (b >= 0)' }, default: { b: '0', c: null } };
+  assert.deepEqual(diffDefinitions({ t: e }, { t: { ...e, check: { ck_t_b: 'check ("b">=0)' } } }), []);
+  assert.deepEqual(diffDefinitions({ t: e }, { t: { ...e, check: { ck_t_b: 'CHECK (1)' }, default: { b: null, c: "'x'" } } }), [
+    't: check ck_t_b is CHECK (1), expected CHECK (b >= 0)',
+    't.b: default none, expected 0',
+    "t.c: default 'x', expected none",
+  ]);
 });

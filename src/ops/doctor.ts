@@ -3,7 +3,8 @@
 //
 //   migrations   drift: pending, edited, unknown or half-applied migrations
 //   incomplete   an interrupted copy/restore left this database marked incomplete
-//   schema       parity of the live tables with the logical schema of the applied migrations
+//   schema       parity of the live tables with the applied migrations: by name with the logical
+//                schema, by definition with the same migrations run on a scratch database
 //   integrity    SQLite integrity_check; invalid PostgreSQL indexes; MySQL CHECK TABLE
 //   foreign-keys orphaned rows for every foreign key of the logical schema (all backends),
 //                plus SQLite's own foreign_key_check
@@ -18,10 +19,11 @@ import { toBigInt } from '../db/codec.js';
 import { ConfigError } from '../db/errors.js';
 import { mapDriverError } from '../db/driver-errors.js';
 import type { Coffer } from '../db/store.js';
-import { diffFacts, expectedFacts, quote } from '../schema/compile.js';
-import { introspect } from '../schema/introspect.js';
+import { diffDefinitions, diffFacts, expectedFacts, quote } from '../schema/compile.js';
+import { introspect, introspectDefinitions } from '../schema/introspect.js';
 import type { Schema, TableDef } from '../schema/model.js';
-import { dataTables, listTables, liveSchema, opsDb, type OpsDb } from './db.js';
+import { referenceDefinitions, ScratchUnavailableError, type Reference } from '../schema/reference.js';
+import { dataTables, listTables, liveSchema, opsDb, type LiveSchema, type OpsDb } from './db.js';
 import type { DoctorCheck, Finding, Severity } from './hooks.js';
 import { describeMarker, MARKER_TABLE, readMarker } from './marker.js';
 import { DOCTOR_CHECKS } from './registry.js';
@@ -109,17 +111,57 @@ async function incompleteCheck(db: OpsDb): Promise<Finding[]> {
   ];
 }
 
-async function schemaCheck(db: OpsDb, schema: Schema): Promise<Finding[]> {
-  const live = await introspect(db.reader, db.dialect);
-  delete live[MARKER_TABLE];
-  const diffs = diffFacts(expectedFacts(db.dialect, schema), live);
+/**
+ * Parity of the live tables with this build's migrations, in two steps. By name against the
+ * logical schema: tables, columns, types, nullability, keys, indexes, CHECKs and triggers exist
+ * as declared. By definition against a reference (src/schema/reference.ts): the applied
+ * migrations run on a scratch database of the same engine (in memory for SQLite, a schema
+ * rolled back on PostgreSQL, a dropped scratch database on MySQL), and both introspected the
+ * same way, so a CHECK rebuilt as `CHECK (1)` under its old name, a changed or dropped default,
+ * a table rebuilt without STRICT, a partial index or a disabled trigger shows. The engine
+ * renders both sides, which is the only exact way to compare what each engine rewrites. The
+ * operator's tables are only read.
+ */
+async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema): Promise<Finding[]> {
+  const facts = await introspect(db.reader, db.dialect);
+  delete facts[MARKER_TABLE];
+  const diffs = diffFacts(expectedFacts(db.dialect, live.schema), facts);
   const unexpected = diffs.filter((d) => d.startsWith('unexpected table '));
   const real = diffs.filter((d) => !d.startsWith('unexpected table '));
+  const applied = coffer.migrator.migrations.filter((m) => live.applied.some((a) => a.domain === m.domain && a.version === m.version));
+  const mine = await introspectDefinitions(db.reader, db.dialect);
+  delete mine[MARKER_TABLE];
+  let reference: Reference | undefined;
+  let unavailable: string | undefined;
+  try {
+    reference = await referenceDefinitions(coffer.engine, applied, mine);
+  } catch (e) {
+    if (!(e instanceof ScratchUnavailableError)) throw e;
+    unavailable = e.message;
+  }
+  if (reference) real.push(...diffDefinitions(reference.expected, reference.live));
   const out: Finding[] = real.map((d) => ({
     severity: 'error' as const,
     message: `schema differs from the migrations: ${d}`,
     remedy: `the database was changed outside Coffer's migrations: compare with schema/${db.dialect}.sql and put the definition back (or restore from a backup); change schemas only through new migrations`,
   }));
+  if (unavailable !== undefined)
+    out.push({
+      severity: 'warning',
+      message: `CHECK expressions, defaults, index and trigger definitions and table options were not compared (only names were): ${unavailable}`,
+      remedy:
+        db.dialect === 'postgres'
+          ? 'run coffer doctor as the database owner, or GRANT CREATE ON DATABASE to its account (the scratch schema is never committed)'
+          : db.dialect === 'mysql'
+            ? 'GRANT ALL ON `coffer\\_doctor\\_%`.* to the account coffer doctor runs as (it creates and drops a scratch database coffer_doctor_…), or run it as an account that may'
+            : 'fix the cause and run coffer doctor again',
+    });
+  if (reference?.leftover)
+    out.push({
+      severity: 'warning',
+      message: `the scratch database ${reference.leftover.name} could not be dropped: ${reference.leftover.reason}`,
+      remedy: `drop it by hand: DROP DATABASE \`${reference.leftover.name}\``,
+    });
   if (unexpected.length) {
     out.push({
       severity: 'info',
@@ -127,7 +169,13 @@ async function schemaCheck(db: OpsDb, schema: Schema): Promise<Finding[]> {
       remedy: 'fine if another application shares this database; Coffer ignores them',
     });
   }
-  if (!real.length) out.push({ severity: 'ok', message: `${schema.tables.size} table(s) match the logical schema` });
+  if (!real.length)
+    out.push({
+      severity: 'ok',
+      message: reference
+        ? `${live.schema.tables.size} table(s) match the migrations, definitions included (compared with ${reference.where})`
+        : `${live.schema.tables.size} table(s) match the logical schema by name`,
+    });
   return out;
 }
 
@@ -483,13 +531,14 @@ export async function runDoctor(coffer: Coffer, opts: DoctorOptions = {}): Promi
   let schema: Schema = coffer.schema;
   await run('migrations', () => migrationsCheck(coffer));
   await run('incomplete', () => incompleteCheck(db));
-  let liveOk = true;
+  let live: LiveSchema | undefined;
   try {
-    schema = (await liveSchema(coffer)).schema;
+    live = await liveSchema(coffer);
+    schema = live.schema;
   } catch {
-    liveOk = false;
+    live = undefined;
   }
-  if (liveOk) await run('schema', () => schemaCheck(db, schema));
+  if (live) await run('schema', () => schemaCheck(coffer, db, live));
   const coffered = [...schema.tables.keys()].filter((t) => present.has(t));
   await run('integrity', () => integrityCheck(db, coffered));
   await run('foreign-keys', () => foreignKeyCheck(db, dataTables(schema), present));

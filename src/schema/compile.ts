@@ -13,6 +13,7 @@ import {
   type Schema,
   type TableDef,
 } from './model.js';
+import { normaliseSql } from './sql-text.js';
 
 export interface Probe {
   kind: 'table' | 'index' | 'column' | 'check';
@@ -359,6 +360,71 @@ export function diffFacts(expected: SchemaFacts, live: SchemaFacts): string[] {
     setDiff('foreign key', e.foreignKeys, l.foreignKeys);
     setDiff('check', e.checks, l.checks);
     setDiff('trigger', e.triggers, l.triggers);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Definitions: what parity by name cannot see
+
+/**
+ * What the engine shows of each object's definition, by kind and name:
+ *   check     CHECK name → its expression (`CHECK (…)`, with NOT VALID / NOT ENFORCED)
+ *   default   column → its default (with identity / auto-increment), null for none
+ *   collation column → its collation, null where the engine has none to show
+ *   option    table option → its value (SQLite STRICT, WITHOUT ROWID, AUTOINCREMENT; MySQL
+ *             ENGINE and COLLATE; PostgreSQL UNLOGGED)
+ *   index     index → its definition (partial, descending, method, prefix lengths)
+ *   trigger   trigger → its definition (PostgreSQL: and whether it is enabled)
+ *   function  trigger → the body of the function it runs (PostgreSQL)
+ * Engines rewrite what they are given (PostgreSQL deparses, MySQL and MariaDB re-print, SQLite
+ * keeps the text), so these are compared with the same engine's rendering of this build's own
+ * migrations (src/schema/reference.ts), never with the logical schema's text.
+ */
+export type DefinitionKind = 'check' | 'default' | 'collation' | 'option' | 'index' | 'trigger' | 'function';
+export const DEFINITION_KINDS: readonly DefinitionKind[] = ['check', 'default', 'collation', 'option', 'index', 'trigger', 'function'];
+export type TableDefinitions = Record<DefinitionKind, Record<string, string | null>>;
+export type SchemaDefinitions = Record<string, TableDefinitions>;
+
+export function emptyDefinitions(): TableDefinitions {
+  return { check: {}, default: {}, collation: {}, option: {}, index: {}, trigger: {}, function: {} };
+}
+
+function describeDifference(table: string, kind: DefinitionKind, name: string, found: string | null, expected: string | null): string {
+  // Findings are one line: a trigger function's body is shown with its line breaks folded.
+  const f = found === null ? 'none' : found.replace(/\s+/g, ' ').trim();
+  const e = expected === null ? 'none' : expected.replace(/\s+/g, ' ').trim();
+  switch (kind) {
+    case 'default':
+    case 'collation':
+      return `${table}.${name}: ${kind} ${f}, expected ${e}`;
+    case 'option':
+      return `${table}: table ${name} ${f}, expected ${e}`;
+    case 'function':
+      return `${table}: trigger ${name} runs ${f}, expected ${e}`;
+    default:
+      return `${table}: ${kind} ${name} is ${f}, expected ${e}`;
+  }
+}
+
+/**
+ * Objects present on both sides whose definitions differ (compared in normaliseSql form, so layout,
+ * keyword case and identifier quoting do not count). What is missing or unexpected by name is
+ * diffFacts' to report.
+ */
+export function diffDefinitions(expected: SchemaDefinitions, live: SchemaDefinitions): string[] {
+  const out: string[] = [];
+  for (const [table, e] of Object.entries(expected)) {
+    const l = live[table];
+    if (!l) continue;
+    for (const kind of DEFINITION_KINDS) {
+      for (const [name, ev] of Object.entries(e[kind])) {
+        if (!(name in l[kind])) continue;
+        const lv = l[kind][name] ?? null;
+        const same = ev === null || lv === null ? ev === lv : normaliseSql(ev) === normaliseSql(lv);
+        if (!same) out.push(describeDifference(table, kind, name, lv, ev));
+      }
+    }
   }
   return out;
 }
