@@ -15,7 +15,7 @@ import { requireExistingDatabase } from './existing-db.js';
 import { InterruptedError } from '../ops/errors.js';
 import { maintainDatabase } from '../ops/maintain.js';
 import { createProgress, formatBytes, formatDuration, type Progress } from '../ops/progress.js';
-import { inspectBackup, restoreDatabase } from '../ops/restore.js';
+import { restoreInto } from '../ops/restore.js';
 import { collectStats, objectSizes } from '../ops/sizes.js';
 import { runTrim } from '../ops/trim.js';
 
@@ -184,15 +184,17 @@ export function registerOpsCommands(program: Command): void {
     .option('--json', 'machine-readable output (progress as JSON lines on stderr)')
     .option('--config <file>', CONFIG_HELP)
     .action(async (opts) => {
-      // Every flag and the backup file are checked before the target is opened: opening a
-      // SQLite target creates it, and a mistyped --from would leave an empty new database.
+      // Every flag, the backup file and what it holds are checked before the target is opened
+      // (restoreInto): opening a SQLite target creates it, and a bad --from must not leave an
+      // empty new database. A SQLite file the restore created is removed if it then fails.
       const bs = batchSize(opts.batchSize);
-      inspectBackup(opts.from);
+      const url = configFor(opts, opts.to).database.url;
       const progress = createProgress({ json: opts.json });
-      const target = await open(opts, opts.to, '--to', true);
-      try {
-        await interruptible(progress, async (signal) => {
-          const r = await restoreDatabase(opts.from, target, {
+      await interruptible(progress, async (signal) => {
+        const r = await restoreInto(
+          opts.from,
+          { url, open: () => open(opts, opts.to, '--to', true) },
+          {
             force: opts.force,
             discard: opts.discard,
             verify: opts.verify,
@@ -200,23 +202,21 @@ export function registerOpsCommands(program: Command): void {
             signal,
             progress,
             throttleMs: throttle(),
-          });
-          if (opts.json) return out(toJson(r));
-          const rows = r.tables.reduce((n, t) => n + t.rows, 0);
-          const verified =
-            r.verifiedAgainst === 'manifest'
-              ? 'verified against the manifest'
-              : r.verifiedAgainst === 'backup file'
-                ? 'verified against the backup file (no manifest beside it)'
-                : 'NOT verified (--no-verify)';
-          out(
-            `restored ${r.file} (${r.kind}) into ${r.target}: ${num(rows)} rows in ${r.tables.length} tables${r.resumed ? ' (resumed)' : ''}, ${verified} (${formatDuration(r.elapsedMs / 1000)})`,
-          );
-          for (const n of r.notes) out(`note: ${n}`);
-        });
-      } finally {
-        await closeAll(target);
-      }
+          },
+        );
+        if (opts.json) return out(toJson(r));
+        const rows = r.tables.reduce((n, t) => n + t.rows, 0);
+        const verified =
+          r.verifiedAgainst === 'manifest'
+            ? 'verified against the manifest'
+            : r.verifiedAgainst === 'backup file'
+              ? 'verified against the backup file (no manifest beside it)'
+              : 'NOT verified (--no-verify)';
+        out(
+          `restored ${r.file} (${r.kind}) into ${r.target}: ${num(rows)} rows in ${r.tables.length} tables${r.resumed ? ' (resumed)' : ''}, ${verified} (${formatDuration(r.elapsedMs / 1000)})`,
+        );
+        for (const n of r.notes) out(`note: ${n}`);
+      });
     });
 
   program

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { sql } from 'kysely';
 import { toBigInt } from '../db/codec.js';
-import { ConfigError, StorageFullError } from '../db/errors.js';
+import { ConfigError, MigrationError, StorageFullError, UniqueViolationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
 import { verifyAuditLog } from '../domains/audit/verify.js';
 import type { Migration } from '../migrations/migration.js';
@@ -24,15 +24,16 @@ import {
   Pool,
   type FilledSource,
 } from '../../test/fixtures/ops-helpers.js';
+import { headerOf, logicalLines, sections, withDuplicateRow, writeLogical } from '../../test/fixtures/logical-edit.js';
 import { ALL_BACKENDS, skipReason, type BackendName } from '../../test/harness.js';
 import { backupDatabase } from './backup.js';
-import { dataTables } from './db.js';
+import { dataTables, describeCoffer, listTables } from './db.js';
 import { InterruptedError, VerificationError } from './errors.js';
 import type { LogicalHeader } from './logical.js';
 import { readManifestFile } from './manifest.js';
-import { readMarker } from './marker.js';
+import { describeMarker, readMarker } from './marker.js';
 import { SilentProgress } from './progress.js';
-import { detectBackupKind, restoreDatabase } from './restore.js';
+import { detectBackupKind, restoreDatabase, restoreInto } from './restore.js';
 import { collectStats } from './sizes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coffer-backup-test-'));
@@ -192,6 +193,158 @@ describe('backup and restore', () => {
     assert.equal(await readMarker(target.engine.reader, target.dialect), null, 'the target was not touched');
   });
 
+  describe('a logical backup whose sections disagree with its header', () => {
+    for (const to of ALL_BACKENDS) {
+      test(
+        `is refused naming the table and its position, before the target on ${to} is touched`,
+        skipReason(to) ? { skip: skipReason(to) } : {},
+        async () => {
+          const s = sources.get(AVAILABLE[0]!)!;
+          const lines = logicalLines(logical.get(s.backend)!);
+          const header = headerOf(lines);
+          const names = header.tables.map((t) => t.name);
+          // Two neighbours the header can list either way round (neither references the other),
+          // so only the order of the sections gives the edit away.
+          const fks = new Map(dataTables(s.coffer.schema).map((t) => [t.name, t.foreignKeys.map((fk) => fk.refTable)]));
+          const i = names.findIndex((name, k) => k + 1 < names.length && !fks.get(names[k + 1]!)!.includes(name));
+          const [a, b] = [names[i]!, names[i + 1]!];
+          [header.tables[i], header.tables[i + 1]] = [header.tables[i + 1]!, header.tables[i]!];
+          const swapped = file('swapped-header.logical');
+          writeLogical(swapped, [JSON.stringify(header), ...lines.slice(1)]);
+          // Cut short after a whole section: every section present is intact, the rest missing.
+          const secs = sections(lines);
+          const cutAfter = secs.get(names[names.length - 3]!)!.end;
+          const truncated = file('whole-sections.logical');
+          writeLogical(truncated, lines.slice(0, cutAfter + 1));
+          const count = names.length;
+          const { coffer: target } = await pool.emptyTarget(to);
+          for (const [f, message] of [
+            [
+              swapped,
+              `its header lists table ${b} at position ${i + 1} of ${count}, but section ${i + 1} is table ${a} (position ${i + 2} of ${count} in its header)`,
+            ],
+            [
+              truncated,
+              `its header lists table ${names[count - 2]} at position ${count - 1} of ${count}, but the file ends after ${count - 2} table section(s)`,
+            ],
+          ] as const) {
+            await assert.rejects(
+              restoreDatabase(f, target),
+              (e: unknown) => e instanceof ConfigError && e.message.includes(`backup file ${f} is damaged or truncated: ${message}`),
+            );
+            assert.equal(await readMarker(target.engine.reader, target.dialect), null, 'the target was not marked');
+            assert.deepEqual([...(await listTables(target.engine.reader, target.dialect))], [], 'nor migrated');
+          }
+        },
+      );
+    }
+  });
+
+  describe('a restore that fails part way', () => {
+    for (const to of ALL_BACKENDS) {
+      test(
+        `into a ${to} database that existed before leaves it marked failed, saying why and what to do`,
+        skipReason(to) ? { skip: skipReason(to) } : {},
+        async () => {
+          const s = sources.get(AVAILABLE[0]!)!;
+          const good = logical.get(s.backend)!;
+          // A file every check accepts, whose load stops at a duplicate key in a late table.
+          const counts = sections(logicalLines(good));
+          const table = [...counts.entries()].filter(([, x]) => x.rows > 1).pop()![0];
+          const bad = file('duplicate-row.logical');
+          withDuplicateRow(good, table, bad);
+          const { coffer: target } = await pool.emptyTarget(to);
+          let message = '';
+          await assert.rejects(restoreDatabase(bad, target, { batchSize: 4 }), (e: unknown) => {
+            message = (e as Error).message;
+            return (
+              e instanceof UniqueViolationError &&
+              message.includes(
+                `${describeCoffer(target)} is left marked as a failed restore (table coffer_ops_progress; ${describeCoffer(target)} existed before this restore, so it is not removed)`,
+              ) &&
+              /fix the cause and run the same coffer restore again to resume it, or add --discard to throw away what was loaded$/.test(
+                message,
+              )
+            );
+          });
+          const marker = (await readMarker(target.engine.reader, target.dialect))!;
+          assert.equal(marker.state, 'failed');
+          assert.ok(marker.tables.size > 0, 'rows were loaded before the failure');
+          assert.ok(message.startsWith(String(marker.info.error)), 'the marker records why');
+          assert.match(describeMarker(marker), /state failed: /);
+          // Run again, the restore resumes (and stops at the same row); run with an intact copy
+          // of the backup (the cause fixed), it resumes to a verified result.
+          const progress = new SilentProgress();
+          await assert.rejects(restoreDatabase(bad, target, { batchSize: 4, progress }), (e: unknown) => e instanceof UniqueViolationError);
+          assert.ok(
+            progress.notes.some((x) => /^resuming an incomplete restore .* state failed: /.test(x)),
+            progress.notes.join('\n'),
+          );
+          const r = await restoreDatabase(good, target, { batchSize: 4 });
+          assert.equal(r.resumed, true);
+          assert.equal(r.verified, true);
+          assert.deepEqual(await dumpAll(target), s.dump);
+          assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+        },
+      );
+    }
+
+    for (const to of ALL_BACKENDS) {
+      test(
+        `into a ${to} target that coffer restore opens: a SQLite file it created is removed with its -wal/-shm and folder, an existing target is kept`,
+        skipReason(to) ? { skip: skipReason(to) } : {},
+        async () => {
+          const s = sources.get(AVAILABLE[0]!)!;
+          const good = logical.get(s.backend)!;
+          const counts = sections(logicalLines(good));
+          const table = [...counts.entries()].filter(([, x]) => x.rows > 1).pop()![0];
+          const bad = file('duplicate-row-into.logical');
+          withDuplicateRow(good, table, bad);
+          // A SQLite target in a folder that does not exist yet: restore creates both.
+          const folder = join(dir, `${++n}-new`);
+          const url = to === 'sqlite' ? `sqlite:${join(folder, 'sub', 'restored.db')}` : (await pool.database(to)).url;
+          const path = to === 'sqlite' ? url.slice('sqlite:'.length) : null;
+          const existed = to === 'postgres' || to === 'mysql';
+          const into = { url, migrations: OPS_MIGRATIONS, open: () => pool.open(url, { migrate: 'skip' }) };
+          await assert.rejects(restoreInto(bad, into, { batchSize: 4 }), (e: unknown) => {
+            assert.ok(e instanceof UniqueViolationError, String(e));
+            if (path)
+              assert.ok(
+                e.message.endsWith(`; removed ${path} and the folder(s) created for it, which this restore had created`),
+                e.message,
+              );
+            if (existed) assert.match(e.message, /is left marked as a failed restore .* existed before this restore, so it is not removed/);
+            return true;
+          });
+          if (path) {
+            for (const f of [path, `${path}-wal`, `${path}-shm`]) assert.equal(existsSync(f), false, `${f} was removed`);
+            assert.equal(existsSync(folder), false, 'and the folders made for it');
+            // A backup this build cannot restore creates nothing at all: it is refused first.
+            const future = file('future.logical');
+            const lines = logicalLines(good);
+            const header = headerOf(lines);
+            header.migrations.push({ ...header.migrations[0]!, version: 9999, name: 'from_the_future' });
+            writeLogical(future, [JSON.stringify(header), ...lines.slice(1)]);
+            await assert.rejects(
+              restoreInto(future, into),
+              (e: unknown) =>
+                e instanceof MigrationError && /which this build of Coffer does not know: upgrade Coffer first$/.test(e.message),
+            );
+            assert.equal(existsSync(folder), false, 'nothing was created');
+          }
+          if (existed) {
+            const t = await pool.open(url, { migrate: 'skip' });
+            assert.equal((await readMarker(t.engine.reader, t.dialect))?.state, 'failed');
+          }
+          // The good backup restores into the same place.
+          const r = await restoreInto(good, into, existed ? { discard: true } : {});
+          assert.equal(r.verified, true);
+          if (path) assert.ok(existsSync(path));
+        },
+      );
+    }
+  });
+
   const live = AVAILABLE.filter((b) => b !== 'memory');
   describe('snapshots under load', { concurrency: 3 }, () => {
     for (const b of live) {
@@ -331,7 +484,7 @@ describe('backup and restore', () => {
     }
   });
 
-  test('a damaged or truncated logical backup is refused, and the target says so', async () => {
+  test('a damaged or truncated logical backup is refused before the target is touched', async () => {
     const s = sources.get(AVAILABLE[0]!)!;
     const text = gunzipSync(readFileSync(logical.get(s.backend)!)).toString('utf8');
     const lines = text.split('\n');
@@ -344,7 +497,8 @@ describe('backup and restore', () => {
       restoreDatabase(edited, t1),
       (e: unknown) => e instanceof ConfigError && /is damaged or truncated: table \w+ holds \d+ rows with checksum/.test(e.message),
     );
-    assert.ok(await readMarker(t1.engine.reader, t1.dialect), 'the target is marked incomplete');
+    assert.equal(await readMarker(t1.engine.reader, t1.dialect), null, 'the file is read through before the target is marked');
+    assert.deepEqual([...(await listTables(t1.engine.reader, t1.dialect))], [], 'nor migrated');
     const truncated = file('truncated.logical');
     writeFileSync(truncated, gzipSync(lines.slice(0, Math.floor(lines.length / 2)).join('\n')));
     const { coffer: t2 } = await pool.emptyTarget('sqlite');

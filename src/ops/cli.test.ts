@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Coffer } from '../db/store.js';
 import { dumpAll, fillEveryTable } from '../../test/fixtures/fill.js';
+import { headerOf, logicalLines, sections, withDuplicateRow, writeLogical } from '../../test/fixtures/logical-edit.js';
 import { createDatabase, skipReason, type TestDatabase } from '../../test/harness.js';
 import { readMarker } from './marker.js';
 
@@ -237,6 +238,93 @@ describe('operator commands on the command line', () => {
     assert.equal(badBatch.code, 2, badBatch.stderr);
     oneErrorLine(badBatch, /--batch-size: expected a whole number from 1 to 100000/);
     assert.equal(existsSync(folder), false, 'no target database (or folder) was created');
+  });
+
+  test('a backup this build cannot restore, whose sections disagree with its header, or that no longer matches its manifest creates no target', async () => {
+    const good = join(dir, 'checked-first.backup');
+    const b = await coffer(['backup', '--db', sourceUrl, '--to', good, '--format', 'logical']);
+    assert.equal(b.code, 0, b.stderr);
+    const lines = logicalLines(good);
+    const header = headerOf(lines);
+    header.migrations.push({ ...header.migrations[0]!, version: 9999, name: 'from_the_future' });
+    const future = join(dir, 'future.backup');
+    writeLogical(future, [JSON.stringify(header), ...lines.slice(1)]);
+    // A section missing from the middle: the header lists a table the file does not hold there.
+    const secs = [...sections(lines).entries()];
+    const [gone, at] = secs[2]!;
+    const holed = join(dir, 'holed.backup');
+    writeLogical(holed, [...lines.slice(0, at.start), ...lines.slice(at.end + 1)]);
+    // A SQLite file backup changed after it was taken: its manifest no longer matches it.
+    const sqliteFile = join(dir, 'tampered-sqlite.backup');
+    const nb = await coffer(['backup', '--db', sourceUrl, '--to', sqliteFile, '--format', 'native']);
+    assert.equal(nb.code, 0, nb.stderr);
+    const bytes = readFileSync(sqliteFile);
+    bytes[bytes.length - 100] = (bytes[bytes.length - 100]! + 1) % 256;
+    writeFileSync(sqliteFile, bytes);
+    const folder = join(dir, 'never-created');
+    const to = `sqlite:${join(folder, 'restored.db')}`;
+    const [newer, missing, tampered] = await Promise.all([
+      coffer(['restore', '--from', future, '--to', to]),
+      coffer(['restore', '--from', holed, '--to', to]),
+      coffer(['restore', '--from', sqliteFile, '--to', to]),
+    ]);
+    assert.equal(tampered.code, 2, tampered.stderr);
+    oneErrorLine(tampered, /tampered-sqlite\.backup does not match its manifest \(its SHA-256 differs\)/);
+    assert.equal(newer.code, 3, newer.stderr);
+    oneErrorLine(
+      newer,
+      /future\.backup has migration core\/9999_from_the_future, which this build of Coffer does not know: upgrade Coffer first$/,
+    );
+    assert.equal(missing.code, 2, missing.stderr);
+    oneErrorLine(
+      missing,
+      new RegExp(
+        `holed\\.backup is damaged or truncated: its header lists table ${gone} at position 3 of ${secs.length}, but section 3 is table ${secs[3]![0]} \\(position 4 of`,
+      ),
+    );
+    assert.equal(existsSync(folder), false, 'no target database (or folder) was created');
+  });
+
+  test('a restore that fails part way removes the SQLite file it created; an existing database is left marked failed, and doctor says why', async () => {
+    const good = join(dir, 'part-way.backup');
+    const b = await coffer(['backup', '--db', sourceUrl, '--to', good, '--format', 'logical']);
+    assert.equal(b.code, 0, b.stderr);
+    const table = [...sections(logicalLines(good)).entries()].filter(([, x]) => x.rows > 1).pop()![0];
+    const bad = join(dir, 'part-way-duplicate.backup');
+    withDuplicateRow(good, table, bad);
+    const path = join(dir, 'created-then-failed', 'restored.db');
+    const created = await coffer(['restore', '--from', bad, '--to', `sqlite:${path}`, '--batch-size', '3']);
+    assert.equal(created.code, 1, created.stderr);
+    oneErrorLine(
+      created,
+      new RegExp(
+        `; removed ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} and the folder\\(s\\) created for it, which this restore had created$`,
+      ),
+    );
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) assert.equal(existsSync(f), false, `${f} is gone`);
+    assert.equal(existsSync(join(dir, 'created-then-failed')), false);
+
+    const target = await newDb(targetBackend);
+    if (targetBackend === 'sqlite') {
+      const c = await Coffer.open({ url: target.url, migrate: 'skip' });
+      await c.close();
+    }
+    const kept = await coffer(['restore', '--from', bad, '--to', target.url, '--batch-size', '3']);
+    assert.equal(kept.code, 1, kept.stderr);
+    oneErrorLine(
+      kept,
+      /is left marked as a failed restore \(table coffer_ops_progress; .* existed before this restore, so it is not removed\): coffer doctor reports it and nothing should use it; fix the cause and run the same coffer restore again to resume it, or add --discard to throw away what was loaded$/,
+    );
+    const doctor = await coffer(['doctor', '--db', target.url, '--check', 'incomplete']);
+    assert.equal(doctor.code, 1);
+    assert.match(
+      doctor.stdout,
+      /ERROR\s+incomplete\s+this database is an incomplete restore from .*part-way-duplicate\.backup \(.*state failed: /,
+    );
+    // Once the cause is fixed (an intact copy of the same backup), the same restore resumes.
+    const resumed = await coffer(['restore', '--from', good, '--to', target.url]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stdout, /\(resumed\), verified against the manifest/);
   });
 
   test('backup --to - appends to what stdout already holds (a shell `>>`), never truncates it', async () => {

@@ -11,7 +11,7 @@ import { ConfigError, MigrationError } from '../db/errors.js';
 import { mapDriverError } from '../db/driver-errors.js';
 import { CofferSqliteDialect, SqliteHandle } from '../db/sqlite-driver.js';
 import type { Coffer } from '../db/store.js';
-import { redactUrl } from '../db/url.js';
+import { redactUrl, type DbTarget } from '../db/url.js';
 import { HISTORY_TABLE } from '../migrations/history.js';
 import { migrationChecksum, type Migration } from '../migrations/migration.js';
 import { logicalSchema } from '../migrations/runner.js';
@@ -32,9 +32,13 @@ export interface OpsDb {
   readonly backend: 'sqlite' | 'postgres' | 'mysql';
 }
 
-export function describeCoffer(coffer: Coffer): string {
-  const t = coffer.target;
+/** A database as messages name it (a redacted URL or the SQLite path), opened or not. */
+export function describeTarget(t: DbTarget): string {
   return t.backend === 'sqlite' ? (t.memory ? 'memory://' : `sqlite:${t.path}`) : redactUrl(t.url);
+}
+
+export function describeCoffer(coffer: Coffer): string {
+  return describeTarget(coffer.target);
 }
 
 export function opsDb(coffer: Coffer): OpsDb {

@@ -13,7 +13,8 @@
 // differently, and the stream can only be read front to back.
 //
 // A reader checks each section against its end record and fails on a missing trailer, so a
-// truncated or damaged file is never restored silently.
+// truncated or damaged file is never restored silently. A restore reads the file through once
+// (LogicalSource.check) before it touches its target, so such a file is refused up front.
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -21,7 +22,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, type Gzip } from 'node:zlib';
 import type { ColumnType } from '../schema/model.js';
 import { ConfigError } from '../db/errors.js';
-import { fileError } from './errors.js';
+import { fileError, InterruptedError } from './errors.js';
 import type { AppliedMigration } from './db.js';
 import type { Manifest } from './manifest.js';
 import type { TableProgress } from './marker.js';
@@ -275,6 +276,22 @@ export class LogicalSource implements RowSource {
     return new ConfigError(`backup file ${this.#reader.path} is damaged or truncated: ${what}`, { path: this.#reader.path });
   }
 
+  /** Checks a section's end record against what the section held, and keeps it. */
+  #end(name: string, value: Record<string, unknown>, dg: TableDigest): void {
+    if (value.end !== name) throw this.#damaged(`table ${name} has no end record`);
+    const end = {
+      rows: Number(value.rows),
+      checksum: String(value.checksum),
+      serialNext: (value.serialNext as string | null) ?? null,
+    };
+    if (end.rows !== dg.rows || end.checksum !== dg.checksum) {
+      throw this.#damaged(
+        `table ${name} holds ${dg.rows} rows with checksum ${dg.checksum.slice(0, 12)}…, its end record says ${end.rows} rows, ${end.checksum.slice(0, 12)}…`,
+      );
+    }
+    this.ends.set(name, end);
+  }
+
   /** Reads one section's rows (the start record already consumed), yielding batches after `skip` rows. */
   async *#section(name: string, plan: TablePlan | null, skip: number, batchSize: number): AsyncGenerator<Row[]> {
     const dg = new TableDigest();
@@ -283,18 +300,7 @@ export class LogicalSource implements RowSource {
       const r = await this.#reader.next();
       if (!r) throw this.#damaged(`it ends inside table ${name}`);
       if (r.kind === 'meta') {
-        if (r.value.end !== name) throw this.#damaged(`table ${name} has no end record`);
-        const end = {
-          rows: Number(r.value.rows),
-          checksum: String(r.value.checksum),
-          serialNext: (r.value.serialNext as string | null) ?? null,
-        };
-        if (end.rows !== dg.rows || end.checksum !== dg.checksum) {
-          throw this.#damaged(
-            `table ${name} holds ${dg.rows} rows with checksum ${dg.checksum.slice(0, 12)}…, its end record says ${end.rows} rows, ${end.checksum.slice(0, 12)}…`,
-          );
-        }
-        this.ends.set(name, end);
+        this.#end(name, r.value, dg);
         if (batch.length) yield batch;
         return;
       }
@@ -350,6 +356,84 @@ export class LogicalSource implements RowSource {
       }
       throw this.#damaged('unexpected content after the last table');
     }
+  }
+
+  /**
+   * Reads the whole file, loading nothing, before a restore touches its target: one section per
+   * table in the order its header lists them (a header edited to another order, or a file cut
+   * short, is refused naming the table and its position), each section matching its end record,
+   * and the manifest at the end agreeing with both. Returns that manifest (not yet validated).
+   */
+  async check(opts: { signal?: AbortSignal; progress?: (rows: number, bytes: number, table: string) => void } = {}): Promise<Manifest> {
+    const header = this.#reader.header;
+    const tables = header.tables;
+    const position = (i: number) => `position ${i + 1} of ${tables.length}`;
+    for (let i = 0; i < tables.length; i++) {
+      const want = tables[i]!;
+      const r = await this.#reader.next();
+      if (!r || (r.kind === 'meta' && r.value.manifest !== undefined)) {
+        throw this.#damaged(
+          `its header lists table ${want.name} at ${position(i)}, but the file ${r ? 'has its manifest' : 'ends'} after ${i} table section(s)`,
+        );
+      }
+      if (r.kind !== 'meta' || typeof r.value.table !== 'string')
+        throw this.#damaged(`expected the start of table ${want.name} (${position(i)} in its header)`);
+      const found = r.value.table;
+      if (found !== want.name) {
+        const at = tables.findIndex((t) => t.name === found);
+        throw this.#damaged(
+          `its header lists table ${want.name} at ${position(i)}, but section ${i + 1} is table ${found}${at < 0 ? ', which its header does not list' : ` (${position(at)} in its header)`}`,
+        );
+      }
+      const cols = Array.isArray(r.value.columns) ? (r.value.columns as unknown[]).map(String) : [];
+      const expected = want.columns.map((c) => c.name);
+      if (cols.join(',') !== expected.join(','))
+        throw this.#damaged(`table ${found} (${position(i)}) lists columns ${cols.join(', ')}, its header ${expected.join(', ')}`);
+      const dg = new TableDigest();
+      let reported = { rows: 0, bytes: 0 };
+      for (;;) {
+        const x = await this.#reader.next();
+        if (!x) throw this.#damaged(`it ends inside table ${found} (${position(i)})`);
+        if (x.kind === 'meta') {
+          this.#end(found, x.value, dg);
+          break;
+        }
+        dg.add(x.line);
+        if (dg.rows - reported.rows >= 1000) {
+          if (opts.signal?.aborted)
+            throw new InterruptedError(`restore interrupted while checking ${this.#reader.path}: nothing was written to the target`);
+          opts.progress?.(dg.rows - reported.rows, dg.bytes - reported.bytes, found);
+          reported = { rows: dg.rows, bytes: dg.bytes };
+        }
+      }
+      opts.progress?.(dg.rows - reported.rows, dg.bytes - reported.bytes, found);
+    }
+    const r = await this.#reader.next();
+    if (!r) throw this.#damaged('the manifest at its end is missing');
+    if (r.kind === 'meta' && typeof r.value.table === 'string') {
+      const at = tables.findIndex((t) => t.name === r.value.table);
+      throw this.#damaged(
+        `section ${tables.length + 1} is table ${r.value.table}${at < 0 ? ', which its header does not list' : `, listed at ${position(at)} in its header and already read`}`,
+      );
+    }
+    if (r.kind !== 'meta' || !r.value.manifest) throw this.#damaged('unexpected content after the last table');
+    if (await this.#reader.next()) throw this.#damaged('unexpected content after its manifest');
+    const m = r.value.manifest as Manifest;
+    const listed = Array.isArray(m.tables) ? m.tables : [];
+    for (const t of listed) {
+      const e = this.ends.get(t.name);
+      if (!e) throw this.#damaged(`its manifest lists table ${t.name}, which has no section`);
+      if (e.rows !== t.rows || e.checksum !== t.checksum) throw this.#damaged(`its manifest disagrees with table ${t.name}`);
+    }
+    const inManifest = new Set(listed.map((t) => t.name));
+    const unlisted = tables.filter((t) => !inManifest.has(t.name)).map((t) => t.name);
+    if (unlisted.length) throw this.#damaged(`its manifest does not list table(s) ${unlisted.join(', ')}`);
+    if (m.id !== header.id) throw this.#damaged(`its manifest has id ${String(m.id)}, its header ${header.id}`);
+    const history = (ms: unknown) =>
+      JSON.stringify((Array.isArray(ms) ? (ms as AppliedMigration[]) : []).map((x) => `${x.domain}/${x.version}/${x.checksum}`).sort());
+    if (history(m.migrations) !== history(header.migrations))
+      throw this.#damaged('its manifest and its header list different migration histories');
+    return m;
   }
 
   close(): void {

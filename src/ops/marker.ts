@@ -3,6 +3,9 @@
 // exists the target is incomplete: Coffer's doctor reports it, backup refuses the database,
 // and copy/restore resume from it (or discard it with --discard). Each batch of rows and its
 // progress row are written in one transaction, so a kill at any moment resumes exactly.
+// State failed: a verification found differences (info.problems; only --discard moves on), or
+// a restore into a database that existed before stopped on an error (info.error; the same
+// restore resumes it once the cause is fixed).
 import { sql, type Kysely } from 'kysely';
 import { decodeValue, encodeValue, TableCodec } from '../db/codec.js';
 import type { Dialect } from '../schema/model.js';
@@ -140,9 +143,22 @@ export async function dropMarker(db: Kysely<any>, d: Dialect): Promise<void> {
   await sql.raw(`DROP TABLE IF EXISTS ${d === 'mysql' ? `\`${MARKER_TABLE}\`` : `"${MARKER_TABLE}"`}`).execute(db);
 }
 
+/**
+ * Why a marker is in state failed: a restore that stopped on an error records it (`error`,
+ * resumable once the cause is fixed); a failed verification records its problems (only
+ * --discard moves on from it). Null for a marker that has not failed.
+ */
+export function failureOf(m: Marker): { reason: string; resumable: boolean } | null {
+  if (m.state !== 'failed') return null;
+  if (typeof m.info.error === 'string') return { reason: m.info.error, resumable: true };
+  return { reason: Array.isArray(m.info.problems) ? 'its verification failed' : 'no reason recorded', resumable: false };
+}
+
 /** One line describing a marker, for refusals and doctor. */
 export function describeMarker(m: Marker): string {
   const done = [...m.tables.values()].reduce((n, t) => n + t.rowsDone, 0);
   const verb = m.info.operation === 'copy' ? 'copy' : 'restore';
-  return `an incomplete ${verb} from ${m.info.source} (started ${m.info.startedAt || 'at an unknown time'}, ${done} rows written, state ${m.state})`;
+  const failure = failureOf(m);
+  const why = failure ? `: ${failure.reason.length > 200 ? `${failure.reason.slice(0, 200)}…` : failure.reason}` : '';
+  return `an incomplete ${verb} from ${m.info.source} (started ${m.info.startedAt || 'at an unknown time'}, ${done} rows written, state ${m.state}${why})`;
 }

@@ -6,16 +6,26 @@
 //   pg_dump archive     PostgreSQL only, pg_restore --single-transaction (all or nothing)
 //   mysqldump (gzip)    MySQL/MariaDB only, through the mysql client
 //
-// The target carries the incomplete marker (marker.ts) until the restore verified.
-import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
+// Everything that can be checked without the target is checked first (checkBackup: the file,
+// its manifest, its migration history against this build's, a logical file read through once),
+// so a bad backup never creates or marks a target. The target then carries the incomplete
+// marker (marker.ts) until the restore verified. A restore that fails after that removes the
+// SQLite file it created (restoreInto); a target that existed before is left marked failed,
+// with what happened and what to do.
+import { closeSync, createReadStream, lstatSync, openSync, readSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, createGunzip, gunzipSync } from 'node:zlib';
 import { ConfigError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
+import { parseDatabaseUrl, type DbTarget } from '../db/url.js';
+import { MIGRATIONS } from '../domains/registry.js';
+import type { Migration } from '../migrations/migration.js';
 import {
   analyzeTables,
   dataTables,
+  describeTarget,
   schemaOfHistory,
   listTables,
   liveSchema,
@@ -128,14 +138,220 @@ export function detectBackupKind(file: string): BackupKind {
   );
 }
 
+/** What restore learned about a backup before touching any target (checkBackup). */
+export interface CheckedBackup {
+  file: string;
+  kind: BackupKind;
+  /**
+   * What the restored rows are verified against: the manifest beside the file or, for a logical
+   * backup, the one at its end; null for a SQLite file backup without one.
+   */
+  manifest: Manifest | null;
+  /** The tables to load, in load order, each with the columns the backup holds. */
+  plans: TablePlan[];
+  /** Recognises a resumed restore of the same backup (marker.ts). */
+  sourceId: string;
+  /** pg_dump / mysqldump: the tables the dump creates. */
+  dumpTables: string[];
+  /** This build's migrations, which the backup's history was checked against. */
+  migrations: readonly Migration[];
+  notes: string[];
+}
+
+export interface CheckOptions {
+  /** This build's migrations (those the target is opened with). */
+  migrations: readonly Migration[];
+  /** The target as its URL names it: nothing is opened. */
+  target: DbTarget;
+  /** false: skip the check of a native or SQLite file against its manifest's size and SHA-256. */
+  verify?: boolean;
+  progress?: Progress;
+  signal?: AbortSignal;
+}
+
+interface CheckCtx {
+  file: string;
+  verify: boolean;
+  progress: Progress;
+  notes: string[];
+}
+
+/**
+ * Refuses a backup file whose size or SHA-256 is not what its manifest recorded, before anything
+ * is loaded. A SQLite file that differs only in the header fields an open rewrites (journal
+ * mode, change counters: any program that opened it, `coffer stats` included, switched it to
+ * WAL) holds the same pages, and is accepted.
+ */
+async function checkFileAgainstManifest(ctx: CheckCtx, manifest: Manifest | null, kind: BackupKind): Promise<void> {
+  if (!manifest?.file) return;
+  if (!ctx.verify) {
+    ctx.notes.push(`${ctx.file} was not checked against its manifest's size and SHA-256 (--no-verify)`);
+    return;
+  }
+  const m = manifest.file;
+  ctx.progress.note(`checking ${ctx.file} against its manifest (${m.bytes} bytes)`);
+  const sqlite = kind === 'sqlite';
+  const dg = await fileDigest(
+    ctx.file,
+    sqlite ? (m.sha256HeaderFree ? { headerFree: sqliteHeaderFree } : { beforeWal: sqliteHeaderBeforeWal }) : {},
+  );
+  if (dg.bytes === m.bytes) {
+    if (dg.sha256 === m.sha256) return;
+    const same = m.sha256HeaderFree ? dg.variants.headerFree === m.sha256HeaderFree : dg.variants.beforeWal === m.sha256;
+    if (sqlite && same) {
+      ctx.notes.push(
+        `${ctx.file} differs from its manifest only in the SQLite header's journal mode and change counter (a program that opened it switched it to WAL); its pages match the manifest`,
+      );
+      return;
+    }
+  }
+  throw new ConfigError(
+    `${ctx.file} does not match its manifest (${dg.bytes === m.bytes ? 'its SHA-256 differs' : `${dg.bytes} bytes, the manifest says ${m.bytes}`}): the backup was changed or replaced after it was taken; restore an intact copy of it or another backup (to restore this file as it is, unchecked, add --no-verify)`,
+    { path: ctx.file },
+  );
+}
+
+/** A logical backup: its header against this build, then the whole file read through once. */
+async function checkLogical(
+  ctx: CheckCtx,
+  sidecar: Manifest | null,
+  opts: CheckOptions,
+): Promise<Omit<CheckedBackup, 'file' | 'kind' | 'migrations' | 'notes'>> {
+  const reader = await LogicalReader.open(ctx.file);
+  try {
+    const header = reader.header;
+    if (sidecar && sidecar.id !== header.id)
+      throw new ConfigError(`${manifestPath(ctx.file)} belongs to another backup (id ${sidecar.id}, the file has ${header.id})`, {});
+    const shape = {
+      migrations: header.migrations,
+      tables: header.tables.map((t) => ({ name: t.name, columns: t.columns.map((c) => c.name), rows: 0, checksum: '', serialNext: null })),
+    };
+    // A history this build does not know (a newer Coffer's backup, an edited migration) is
+    // refused here, before any target exists.
+    const plans = plansInFileOrder(plansFromManifest(shape, opts.migrations, ctx.file).plans, header, ctx.file);
+    for (const p of plans) {
+      const h = header.tables.find((t) => t.name === p.table.name)!;
+      for (const c of h.columns) {
+        const mine = p.columns.find((x) => x.name === c.name)!;
+        if (JSON.stringify(mine.type) !== JSON.stringify(c.type))
+          throw new ConfigError(
+            `${ctx.file}: ${p.table.name}.${c.name} is ${c.type.kind} in the backup but ${mine.type.kind} in this build`,
+            {},
+          );
+      }
+    }
+    // Every section in the header's order, each matching its end record, and the manifest at
+    // the end: a damaged, cut or reordered file is refused now, not part way through the load.
+    ctx.progress.phase('check', sidecar ? sidecar.tables.reduce((n, t) => n + t.rows, 0) : null);
+    const manifest = validateManifest(
+      await new LogicalSource(reader).check({
+        signal: opts.signal,
+        progress: (rows, bytes, table) => ctx.progress.add(rows, bytes, table),
+      }),
+      ctx.file,
+    );
+    ctx.progress.done();
+    return { manifest, plans, sourceId: header.id, dumpTables: [] };
+  } finally {
+    reader.close();
+  }
+}
+
+/** A SQLite file backup: the file against its manifest, its history against the manifest and this build. */
+async function checkSqliteFile(
+  ctx: CheckCtx,
+  sidecar: Manifest | null,
+  opts: CheckOptions,
+): Promise<Omit<CheckedBackup, 'file' | 'kind' | 'migrations' | 'notes'>> {
+  // As for the other native kinds: a file that is not the one the manifest describes is refused
+  // before the target is touched (verifying after the load could not name the row that differs).
+  await checkFileAgainstManifest(ctx, sidecar, 'sqlite');
+  const ro = openSqliteFileReadOnly(ctx.file);
+  try {
+    const history = await readHistory(ro.reader).catch(() => {
+      throw new ConfigError(`${ctx.file} is a SQLite database but not a Coffer one (it has no migration history)`, { path: ctx.file });
+    });
+    if (sidecar) {
+      const a = JSON.stringify(sidecar.migrations.map((m) => [m.domain, m.version, m.checksum]).sort());
+      const b = JSON.stringify(history.map((m) => [m.domain, m.version, m.checksum]).sort());
+      if (a !== b) throw new ConfigError(`${manifestPath(ctx.file)} does not describe ${ctx.file} (their migration histories differ)`, {});
+    }
+    const plans: TablePlan[] = sidecar
+      ? plansFromManifest(sidecar, opts.migrations, ctx.file).plans
+      : dataTables(schemaOfHistory(opts.migrations, history, ctx.file).schema).map((t) => ({ table: t, columns: t.columns }));
+    return { manifest: sidecar, plans, sourceId: sidecar?.id ?? `sqlite-file:${ctx.file}`, dumpTables: [] };
+  } finally {
+    ro.close();
+  }
+}
+
+const BACKEND_NAME = { sqlite: 'SQLite', postgres: 'PostgreSQL', mysql: 'MySQL/MariaDB' } as const;
+
+/** A pg_dump / mysqldump backup: the target's backend, the tool, the manifest and the file. */
+async function checkNative(
+  ctx: CheckCtx,
+  kind: 'pg_dump' | 'mysqldump',
+  sidecar: Manifest | null,
+  opts: CheckOptions,
+): Promise<Omit<CheckedBackup, 'file' | 'kind' | 'migrations' | 'notes'>> {
+  const want = kind === 'pg_dump' ? 'postgres' : 'mysql';
+  const t = opts.target;
+  if (t.backend !== want) {
+    const is = t.backend === 'sqlite' && t.memory ? 'an in-memory database' : `a ${BACKEND_NAME[t.backend]} database`;
+    throw new ConfigError(
+      `${ctx.file} is a ${kind} backup: it restores only into ${BACKEND_NAME[want]}, and ${describeTarget(t)} is ${is}; to move between backends back up with --format logical, or use coffer copy`,
+      { field: 'to' },
+    );
+  }
+  requireTool(kind === 'pg_dump' ? 'pg_restore' : 'mysql', 'restore from a --format logical backup');
+  if (!sidecar) {
+    if (ctx.verify) {
+      throw new ConfigError(
+        `${manifestPath(ctx.file)} is missing: a ${kind} restore needs it (to check the file, the target and the migration history); put it beside the backup`,
+        { path: manifestPath(ctx.file) },
+      );
+    }
+    throw new ConfigError(
+      `${manifestPath(ctx.file)} is missing: a native restore needs it to check the target and the migration history`,
+      {},
+    );
+  }
+  const { plans } = plansFromManifest(sidecar, opts.migrations, ctx.file);
+  await checkFileAgainstManifest(ctx, sidecar, kind);
+  return { manifest: sidecar, plans, sourceId: sidecar.id, dumpTables: await tablesInDump(kind, ctx.file) };
+}
+
+/**
+ * Everything a restore checks before it opens (and so perhaps creates) its target: the file
+ * and its kind, its manifest, its migration history against this build's migrations, a native
+ * backup's backend and tool, a native or SQLite file against its manifest's size and SHA-256,
+ * and a logical backup read through once (sections in its header's order, checksums, manifest).
+ * Throws what is wrong; nothing is written anywhere.
+ */
+export async function checkBackup(file: string, opts: CheckOptions): Promise<CheckedBackup> {
+  const { kind, sidecar } = inspectBackup(file);
+  const ctx: CheckCtx = { file, verify: opts.verify !== false, progress: opts.progress ?? new SilentProgress(), notes: [] };
+  const r =
+    kind === 'logical'
+      ? await checkLogical(ctx, sidecar, opts)
+      : kind === 'sqlite'
+        ? await checkSqliteFile(ctx, sidecar, opts)
+        : await checkNative(ctx, kind, sidecar, opts);
+  if (opts.signal?.aborted) throw new InterruptedError(`restore interrupted while checking ${file}: nothing was written to the target`);
+  return { file, kind, migrations: opts.migrations, notes: ctx.notes, ...r };
+}
+
 interface Ctx {
   file: string;
+  checked: CheckedBackup;
   target: Coffer;
   dst: OpsDb;
   opts: RestoreOptions;
   progress: Progress;
   batchSize: number;
   notes: string[];
+  /** Set once this restore marked the target (created or resumed its marker). */
+  marked: boolean;
 }
 
 const interruptedMsg = (ctx: Ctx) => (n: number) =>
@@ -193,10 +409,8 @@ async function verifyAgainst(
     }
   }
   await setMarkerState(ctx.dst.writer, ctx.dst.dialect, 'failed', { problems });
-  throw new VerificationError(
-    `restore verification failed (${ctx.dst.describe} stays marked incomplete): ${problems.join('; ')}`,
-    problems,
-  );
+  // What the failure leaves behind is added by the caller (failedRestore, restoreInto).
+  throw new VerificationError(`restore verification failed: ${problems.join('; ')}`, problems);
 }
 
 function sumsOf(manifest: Pick<Manifest, 'tables'>): Map<string, TableSum> {
@@ -211,46 +425,43 @@ async function fixSerials(ctx: Ctx, plans: TablePlan[], next: (table: string) =>
   }
 }
 
-async function restoreLogical(
-  ctx: Ctx,
-  sidecar: Manifest | null,
-): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
+/** Checks the target (empty, or this restore to resume) and marks it incomplete. */
+async function markTarget(ctx: Ctx): Promise<Marker | null> {
+  const marker = await prepareTarget(ctx.target, {
+    info: {
+      operation: 'restore',
+      source: ctx.file,
+      sourceId: ctx.checked.sourceId,
+      startedAt: new Date().toISOString(),
+      kind: ctx.checked.kind,
+    },
+    discard: ctx.opts.discard,
+    force: ctx.opts.force,
+    progress: ctx.progress,
+    command: 'restore',
+  });
+  ctx.marked = true;
+  return marker;
+}
+
+type Restored = Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>;
+
+async function restoreLogical(ctx: Ctx): Promise<Restored> {
+  const { plans } = ctx.checked;
+  const marker = await markTarget(ctx);
+  await ctx.target.migrator.apply();
+  await clearSeedRows(ctx.dst, plans, marker);
+  ctx.progress.phase(
+    'restore',
+    ctx.checked.manifest!.tables.reduce((n, t) => n + t.rows, 0),
+  );
   const reader = await LogicalReader.open(ctx.file);
-  const header = reader.header;
-  let manifest: Manifest;
-  let resumed: boolean;
   let rows: number;
-  let plans: TablePlan[];
+  let manifest: Manifest;
   try {
-    if (sidecar && sidecar.id !== header.id)
-      throw new ConfigError(`${manifestPath(ctx.file)} belongs to another backup (id ${sidecar.id}, the file has ${header.id})`, {});
-    const shape = {
-      migrations: header.migrations,
-      tables: header.tables.map((t) => ({ name: t.name, columns: t.columns.map((c) => c.name), rows: 0, checksum: '', serialNext: null })),
-    };
-    plans = plansInFileOrder(plansFromManifest(shape, ctx.target.migrator.migrations, ctx.file).plans, header, ctx.file);
-    for (const p of plans) {
-      const h = header.tables.find((t) => t.name === p.table.name)!;
-      for (const c of h.columns) {
-        const mine = p.columns.find((x) => x.name === c.name)!;
-        if (JSON.stringify(mine.type) !== JSON.stringify(c.type))
-          throw new ConfigError(
-            `${ctx.file}: ${p.table.name}.${c.name} is ${c.type.kind} in the backup but ${mine.type.kind} in this build`,
-            {},
-          );
-      }
-    }
-    const marker = await prepareTarget(ctx.target, {
-      info: { operation: 'restore', source: ctx.file, sourceId: header.id, startedAt: new Date().toISOString(), kind: 'logical' },
-      discard: ctx.opts.discard,
-      force: ctx.opts.force,
-      progress: ctx.progress,
-      command: 'restore',
-    });
-    resumed = marker !== null;
-    await ctx.target.migrator.apply();
-    await clearSeedRows(ctx.dst, plans, marker);
-    ctx.progress.phase('restore', sidecar ? sidecar.tables.reduce((n, t) => n + t.rows, 0) : null);
+    if (reader.header.id !== ctx.checked.sourceId)
+      throw new ConfigError(`${ctx.file} was replaced while it was being restored (its id is now ${reader.header.id})`, { path: ctx.file });
+    // The file was read through before (checkBackup); each section is checked again as it loads.
     const source = new LogicalSource(reader);
     const r = await loadInto(ctx.dst, plans, source, marker, {
       batchSize: ctx.batchSize,
@@ -281,7 +492,7 @@ async function restoreLogical(
   }
   await dropMarker(ctx.dst.writer, ctx.dst.dialect);
   return {
-    resumed,
+    resumed: marker !== null,
     rowsRestored: rows,
     tables: manifest.tables.map((t) => ({ table: t.name, rows: t.rows, checksum: t.checksum })),
     verified,
@@ -289,81 +500,11 @@ async function restoreLogical(
   };
 }
 
-/**
- * Refuses a backup file whose size or SHA-256 is not what its manifest recorded, before anything
- * is loaded. A SQLite file that differs only in the header fields an open rewrites (journal
- * mode, change counters: any program that opened it, `coffer stats` included, switched it to
- * WAL) holds the same pages, and is accepted.
- */
-async function checkFileAgainstManifest(ctx: Ctx, manifest: Manifest | null, kind: BackupKind): Promise<void> {
-  if (!manifest?.file) return;
-  if (ctx.opts.verify === false) {
-    ctx.notes.push(`${ctx.file} was not checked against its manifest's size and SHA-256 (--no-verify)`);
-    return;
-  }
-  const m = manifest.file;
-  ctx.progress.note(`checking ${ctx.file} against its manifest (${m.bytes} bytes)`);
-  const sqlite = kind === 'sqlite';
-  const dg = await fileDigest(
-    ctx.file,
-    sqlite ? (m.sha256HeaderFree ? { headerFree: sqliteHeaderFree } : { beforeWal: sqliteHeaderBeforeWal }) : {},
-  );
-  if (dg.bytes === m.bytes) {
-    if (dg.sha256 === m.sha256) return;
-    const same = m.sha256HeaderFree ? dg.variants.headerFree === m.sha256HeaderFree : dg.variants.beforeWal === m.sha256;
-    if (sqlite && same) {
-      ctx.notes.push(
-        `${ctx.file} differs from its manifest only in the SQLite header's journal mode and change counter (a program that opened it switched it to WAL); its pages match the manifest`,
-      );
-      return;
-    }
-  }
-  throw new ConfigError(
-    `${ctx.file} does not match its manifest (${dg.bytes === m.bytes ? 'its SHA-256 differs' : `${dg.bytes} bytes, the manifest says ${m.bytes}`}): the backup was changed or replaced after it was taken; restore an intact copy of it or another backup (to restore this file as it is, unchecked, add --no-verify)`,
-    { path: ctx.file },
-  );
-}
-
-async function restoreSqliteFile(
-  ctx: Ctx,
-  manifest: Manifest | null,
-): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
-  // As for the other native kinds: a file that is not the one the manifest describes is refused
-  // before the target is touched (verifying after the load could not name the row that differs).
-  await checkFileAgainstManifest(ctx, manifest, 'sqlite');
+async function restoreSqliteFile(ctx: Ctx): Promise<Restored> {
+  const { plans, manifest } = ctx.checked;
   const ro = openSqliteFileReadOnly(ctx.file);
   try {
-    const history = await readHistory(ro.reader).catch(() => {
-      throw new ConfigError(`${ctx.file} is a SQLite database but not a Coffer one (it has no migration history)`, { path: ctx.file });
-    });
-    if (manifest) {
-      const a = JSON.stringify(manifest.migrations.map((m) => [m.domain, m.version, m.checksum]).sort());
-      const b = JSON.stringify(history.map((m) => [m.domain, m.version, m.checksum]).sort());
-      if (a !== b) throw new ConfigError(`${manifestPath(ctx.file)} does not describe ${ctx.file} (their migration histories differ)`, {});
-    }
-    const shape = manifest ?? {
-      migrations: history,
-      tables: [] as Manifest['tables'],
-    };
-    const plans: TablePlan[] = manifest
-      ? plansFromManifest(shape, ctx.target.migrator.migrations, ctx.file).plans
-      : dataTables(schemaOfHistory(ctx.target.migrator.migrations, history, ctx.file).schema).map((t) => ({
-          table: t,
-          columns: t.columns,
-        }));
-    const marker = await prepareTarget(ctx.target, {
-      info: {
-        operation: 'restore',
-        source: ctx.file,
-        sourceId: manifest?.id ?? `sqlite-file:${ctx.file}`,
-        startedAt: new Date().toISOString(),
-        kind: 'sqlite',
-      },
-      discard: ctx.opts.discard,
-      force: ctx.opts.force,
-      progress: ctx.progress,
-      command: 'restore',
-    });
+    const marker = await markTarget(ctx);
     await ctx.target.migrator.apply();
     await clearSeedRows(ctx.dst, plans, marker);
     ctx.progress.phase('restore', manifest ? manifest.tables.reduce((n, t) => n + t.rows, 0) : null);
@@ -428,7 +569,7 @@ async function tablesInDump(kind: 'pg_dump' | 'mysqldump', file: string): Promis
   return names;
 }
 
-/** Target checks for a native restore: only PostgreSQL/MySQL of the same kind, empty (or forced). */
+/** Target checks for a native restore: empty (or forced), no other application's table in the way; then marked. */
 async function prepareNative(ctx: Ctx, manifest: Manifest, operationKind: 'pg_dump' | 'mysqldump'): Promise<void> {
   const db = ctx.dst;
   const marker: Marker | null = await readMarker(db.writer, db.dialect);
@@ -454,7 +595,7 @@ async function prepareNative(ctx: Ctx, manifest: Manifest, operationKind: 'pg_du
   // a table of another application with the same name must not be silently replaced.
   const coffer = new Set([...ctx.target.schema.tables.keys(), MARKER_TABLE]);
   const others = [...(await listTables(db.writer, db.dialect))].filter((t) => !coffer.has(t));
-  const clash = (await tablesInDump(operationKind, ctx.file)).filter((t) => others.includes(t));
+  const clash = ctx.checked.dumpTables.filter((t) => others.includes(t));
   if (clash.length)
     throw new ConfigError(
       `target ${db.describe} has table(s) ${clash.join(', ')} that the backup would replace: restore into another database`,
@@ -482,35 +623,13 @@ async function prepareNative(ctx: Ctx, manifest: Manifest, operationKind: 'pg_du
     startedAt: new Date().toISOString(),
     kind: operationKind,
   });
+  ctx.marked = true;
 }
 
-async function restoreNative(
-  ctx: Ctx,
-  kind: 'pg_dump' | 'mysqldump',
-  manifest: Manifest | null,
-): Promise<Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>> {
-  const want = kind === 'pg_dump' ? 'postgres' : 'mysql';
-  if (ctx.target.engine.backend !== want) {
-    throw new ConfigError(
-      `${ctx.file} is a ${kind} backup: it restores only into ${want === 'postgres' ? 'PostgreSQL' : 'MySQL/MariaDB'}, and ${ctx.dst.describe} is ${ctx.dst.label}; to move between backends back up with --format logical, or use coffer copy`,
-      { field: 'to' },
-    );
-  }
+async function restoreNative(ctx: Ctx, kind: 'pg_dump' | 'mysqldump'): Promise<Restored> {
+  const { plans } = ctx.checked;
+  const manifest = ctx.checked.manifest!;
   const tool = requireTool(kind === 'pg_dump' ? 'pg_restore' : 'mysql', 'restore from a --format logical backup');
-  if (!manifest) {
-    if (ctx.opts.verify !== false) {
-      throw new ConfigError(
-        `${manifestPath(ctx.file)} is missing: a ${kind} restore needs it (to check the file, the target and the migration history); put it beside the backup`,
-        { path: manifestPath(ctx.file) },
-      );
-    }
-    throw new ConfigError(
-      `${manifestPath(ctx.file)} is missing: a native restore needs it to check the target and the migration history`,
-      {},
-    );
-  }
-  const { plans } = plansFromManifest(manifest, ctx.target.migrator.migrations, ctx.file);
-  await checkFileAgainstManifest(ctx, manifest, kind);
   await prepareNative(ctx, manifest, kind);
   const t = serverTarget(ctx.target.target);
   // pg_restore and mysql report no progress of their own; the bar shows time, then the rows.
@@ -609,29 +728,190 @@ export function inspectBackup(file: string, kind = detectBackupKind(file)): { ki
   return { kind, sidecar };
 }
 
-export async function restoreDatabase(file: string, target: Coffer, opts: RestoreOptions = {}): Promise<RestoreReport> {
+/**
+ * Adds what a failure left behind, and what to do, to its message. The error keeps its type
+ * (and so the command's exit code).
+ */
+function withAftermath(e: unknown, aftermath: string): unknown {
+  if (e instanceof Error) {
+    e.message = `${e.message}; ${aftermath}`;
+    return e;
+  }
+  return new Error(`${String(e)}; ${aftermath}`);
+}
+
+/**
+ * A restore into a target that existed before it failed after marking it: the target is not
+ * removed (restore did not create it) but left marked failed, saying why; the error says so.
+ */
+async function failedRestore(ctx: Ctx, e: unknown): Promise<unknown> {
+  const db = ctx.dst.describe;
+  const native = ctx.checked.kind === 'pg_dump' || ctx.checked.kind === 'mysqldump';
+  const kept = `${db} existed before this restore, so it is not removed`;
+  if (e instanceof VerificationError)
+    return withAftermath(
+      e,
+      `${db} stays marked incomplete as a failed restore (table ${MARKER_TABLE}; ${kept}): coffer doctor reports it and nothing should use it; look into the differences, then run the same coffer restore with --discard to throw away what was loaded and start over`,
+    );
+  const reason = e instanceof Error ? e.message : String(e);
+  try {
+    await setMarkerState(ctx.dst.writer, ctx.dst.dialect, 'failed', { error: reason, failedAt: new Date().toISOString() });
+  } catch (m) {
+    return withAftermath(
+      e,
+      `${db} stays marked incomplete (table ${MARKER_TABLE}; ${kept}; marking it failed did not work either: ${(m as Error).message}): run the same coffer restore again once the cause is fixed, or add --discard to throw away what was loaded`,
+    );
+  }
+  return withAftermath(
+    e,
+    `${db} is left marked as a failed restore (table ${MARKER_TABLE}; ${kept}): coffer doctor reports it and nothing should use it; fix the cause and run the same coffer restore again to ${native ? 'start it over' : 'resume it'}, or add --discard to throw away what was loaded`,
+  );
+}
+
+/** `created`: the target did not exist before this restore, whose caller removes it on failure. */
+async function runRestore(
+  file: string,
+  target: Coffer,
+  opts: RestoreOptions,
+  checked: CheckedBackup,
+  created: boolean,
+  ctxOut?: { ctx?: Ctx },
+): Promise<RestoreReport> {
   const started = Date.now();
-  const kind = detectBackupKind(file);
+  if (checked.file !== file || checked.migrations !== target.migrator.migrations)
+    throw new Error(`internal: ${file} was checked for another restore (another file or another build's migrations)`);
   const ctx: Ctx = {
     file,
+    checked,
     target,
     dst: opsDb(target),
     opts,
     progress: opts.progress ?? new SilentProgress(),
     batchSize: opts.batchSize ?? 1000,
-    notes: [],
+    notes: [...checked.notes],
+    marked: false,
   };
-  const { sidecar } = inspectBackup(file, kind);
-  let r: Omit<RestoreReport, 'notes' | 'elapsedMs' | 'file' | 'target' | 'kind'>;
+  if (ctxOut) ctxOut.ctx = ctx;
+  let r: Restored;
   try {
-    if (kind === 'logical') r = await restoreLogical(ctx, sidecar);
-    else if (kind === 'sqlite') r = await restoreSqliteFile(ctx, sidecar);
-    else r = await restoreNative(ctx, kind, sidecar);
+    if (checked.kind === 'logical') r = await restoreLogical(ctx);
+    else if (checked.kind === 'sqlite') r = await restoreSqliteFile(ctx);
+    else r = await restoreNative(ctx, checked.kind);
   } catch (e) {
     if (opts.signal?.aborted && !(e instanceof InterruptedError) && !(e instanceof VerificationError)) {
-      throw new InterruptedError(interruptedMsg(ctx)(0));
+      throw new InterruptedError(
+        ctx.marked
+          ? interruptedMsg(ctx)(0)
+          : `restore interrupted before it marked ${ctx.dst.describe}: nothing was loaded; run the same coffer restore again`,
+      );
     }
-    throw e;
+    // An interrupted restore stays marked running (it resumes); one that did not get as far as
+    // marking the target changed nothing; a created target is removed by restoreInto.
+    if (e instanceof InterruptedError || !ctx.marked || created) throw e;
+    throw await failedRestore(ctx, e);
   }
-  return { file, target: ctx.dst.describe, kind, ...r, notes: ctx.notes, elapsedMs: Date.now() - started };
+  return { file, target: ctx.dst.describe, kind: checked.kind, ...r, notes: ctx.notes, elapsedMs: Date.now() - started };
+}
+
+/**
+ * Restores `file` into an open database, which existed before: a failure after the target was
+ * marked leaves it marked failed (an interruption: marked incomplete, to resume). Every check
+ * that needs no target runs first (checkBackup), so a bad backup leaves the target untouched.
+ */
+export async function restoreDatabase(file: string, target: Coffer, opts: RestoreOptions = {}): Promise<RestoreReport> {
+  const checked = await checkBackup(file, {
+    migrations: target.migrator.migrations,
+    target: target.target,
+    verify: opts.verify,
+    progress: opts.progress,
+    signal: opts.signal,
+  });
+  return runRestore(file, target, opts, checked, false);
+}
+
+export interface RestoreTarget {
+  /** The target database's URL. */
+  url: string;
+  /** Opens the target without migrating it (a SQLite path that does not exist is created). */
+  open(): Promise<Coffer>;
+  /** The migrations it is opened with (default: this build's). */
+  migrations?: readonly Migration[];
+}
+
+/** The files (and folders) opening a SQLite database at `path` would create; null when it exists. */
+function sqliteFilesToCreate(path: string): { path: string; files: string[]; dirs: string[] } | null {
+  // lstat: a symbolic link that points nowhere exists, and what it points to is not restore's.
+  const present = (p: string) => lstatSync(p, { throwIfNoEntry: false }) !== undefined;
+  const abs = resolve(path);
+  if (present(abs)) return null;
+  const files = [abs, `${abs}-wal`, `${abs}-shm`, `${abs}-journal`].filter((f) => !present(f));
+  const dirs: string[] = [];
+  for (let d = dirname(abs); !present(d) && d !== dirname(d); d = dirname(d)) dirs.push(d);
+  return { path: abs, files, dirs };
+}
+
+/** Removes what opening the target created; says what was done (or what is left to do). */
+function removeCreated(c: { path: string; files: string[]; dirs: string[] }): string | null {
+  if (c.path === 'memory://') return 'nothing is left behind (a memory:// database ends with the restore)';
+  const left: string[] = [];
+  let removed = 0;
+  for (const f of c.files) {
+    try {
+      if (lstatSync(f, { throwIfNoEntry: false }) === undefined) continue;
+      rmSync(f, { force: true });
+      removed++;
+    } catch (e) {
+      left.push(`${f} (${(e as Error).message})`);
+    }
+  }
+  let folders = 0;
+  for (const d of c.dirs) {
+    try {
+      rmdirSync(d);
+      folders++;
+    } catch {
+      // Not empty (something else was put there meanwhile) or never made: left as it is.
+    }
+  }
+  if (left.length) return `this restore created ${c.path} but could not remove ${left.join(', ')}: delete it by hand`;
+  if (!removed && !folders) return null;
+  return `removed ${c.path}${folders ? ` and the folder(s) created for it` : ''}, which this restore had created`;
+}
+
+const andThen = (e: unknown, aftermath: string | null): unknown => (aftermath ? withAftermath(e, aftermath) : e);
+
+/**
+ * `coffer restore`: checks the backup (checkBackup) before opening the target, since opening a
+ * SQLite path creates the database. If the restore then fails, a SQLite file it created is
+ * removed with its -wal/-shm (an interrupted one is kept, marked incomplete, to resume); a
+ * target that existed before is left marked failed (restoreDatabase).
+ */
+export async function restoreInto(file: string, to: RestoreTarget, opts: RestoreOptions = {}): Promise<RestoreReport> {
+  const t = parseDatabaseUrl(to.url);
+  const checked = await checkBackup(file, {
+    migrations: to.migrations ?? MIGRATIONS,
+    target: t,
+    verify: opts.verify,
+    progress: opts.progress,
+    signal: opts.signal,
+  });
+  // memory:// is created by opening it, and gone when the restore closes it.
+  const fresh = t.backend !== 'sqlite' ? null : t.memory ? { path: 'memory://', files: [], dirs: [] } : sqliteFilesToCreate(t.path);
+  let target: Coffer;
+  try {
+    target = await to.open();
+  } catch (e) {
+    throw fresh ? andThen(e, removeCreated(fresh)) : e;
+  }
+  const out: { ctx?: Ctx } = {};
+  try {
+    return await runRestore(file, target, opts, checked, fresh !== null, out);
+  } catch (e) {
+    // Interrupted once the target was marked: kept, to resume with the same command.
+    if (!fresh || (e instanceof InterruptedError && out.ctx?.marked)) throw e;
+    await target.close();
+    throw andThen(e, removeCreated(fresh));
+  } finally {
+    await target.close();
+  }
 }

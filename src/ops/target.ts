@@ -13,7 +13,16 @@ import { HISTORY_TABLE } from '../migrations/history.js';
 import type { Migration } from '../migrations/migration.js';
 import type { Schema } from '../schema/model.js';
 import { dataTables, dependencyOrder, dropTables, listTables, opsDb, readBatches, type OpsDb } from './db.js';
-import { createMarker, describeMarker, MARKER_TABLE, readMarker, setMarkerState, type Marker, type MarkerInfo } from './marker.js';
+import {
+  createMarker,
+  describeMarker,
+  failureOf,
+  MARKER_TABLE,
+  readMarker,
+  setMarkerState,
+  type Marker,
+  type MarkerInfo,
+} from './marker.js';
 import type { Progress } from './progress.js';
 import { keyColumns, keyString } from './rows.js';
 import type { TablePlan } from './transfer.js';
@@ -142,9 +151,9 @@ export async function prepareTarget(target: Coffer, opts: PrepareOptions): Promi
       const dropped = await dropCofferTables(db, target.schema);
       opts.progress.note(`discarded ${describeMarker(marker)}: dropped ${dropped.length} table(s) from ${db.describe}`);
       marker = null;
-    } else if (marker.state === 'failed') {
+    } else if (marker.state === 'failed' && !failureOf(marker)!.resumable) {
       throw new ConfigError(
-        `target ${db.describe} holds ${describeMarker(marker)} whose verification failed: add --discard to throw it away and start over`,
+        `target ${db.describe} holds ${describeMarker(marker)}: it cannot be resumed; add --discard to throw it away and start over`,
         { field: 'to' },
       );
     } else if (marker.info.operation !== opts.info.operation || marker.info.sourceId !== opts.info.sourceId) {
@@ -154,6 +163,8 @@ export async function prepareTarget(target: Coffer, opts: PrepareOptions): Promi
       );
     } else {
       opts.progress.note(`resuming ${describeMarker(marker)}`);
+      // A restore that stopped on an error resumes like an interrupted one; running again.
+      if (marker.state === 'failed') await setMarkerState(db.writer, db.dialect, 'running', { error: undefined, failedAt: undefined });
       return marker;
     }
   }
