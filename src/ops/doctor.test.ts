@@ -15,6 +15,8 @@ import { addColumn, c } from '../schema/builder.js';
 import { FIXTURE_MIGRATIONS, kitchenSink } from '../../test/fixtures/kitchen-sink.js';
 import { forEachBackend } from '../../test/harness.js';
 import { runDoctor, type DoctorFinding } from './doctor.js';
+import { opsDb } from './db.js';
+import { createMarker, setMarkerState } from './marker.js';
 
 const laterColumn = defineMigration(import.meta.url, {
   domain: 'fixture',
@@ -277,5 +279,24 @@ forEachBackend('doctor schema definitions', (ctx) => {
       if (ctx.backend === 'postgres') await run(owner, [`DROP OWNED BY "${user}"`, `DROP ROLE "${user}"`]);
       else await run(owner, [`DROP USER '${user}'@'%'`]);
     }
+  });
+});
+
+forEachBackend('doctor incomplete', (ctx) => {
+  test('a failed verification is reported with --discard as the way on; a restore stopped by an error, to resume', async () => {
+    const coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+    const db = opsDb(coffer);
+    const info = { operation: 'restore' as const, source: '/backups/b.jsonl.gz', startedAt: new Date(0).toISOString(), sourceId: 'b1' };
+    await createMarker(db, info);
+    await setMarkerState(db.writer, db.dialect, 'failed', { problems: ['fx_accounts: 3 rows, the manifest says 4'] });
+    const verification = (await runDoctor(coffer, { only: ['incomplete'] })).findings[0]!;
+    assert.equal(verification.severity, 'error');
+    assert.match(verification.message, /state failed: its verification failed/);
+    assert.match(verification.remedy ?? '', /again with --discard to throw it away and start over \(it cannot be resumed\)/);
+    await createMarker(db, info);
+    await setMarkerState(db.writer, db.dialect, 'failed', { error: 'disk full' });
+    const stopped = (await runDoctor(coffer, { only: ['incomplete'] })).findings[0]!;
+    assert.match(stopped.message, /state failed: disk full/);
+    assert.match(stopped.remedy ?? '', /run the same coffer restore again to resume it once the cause is fixed, or again with --discard/);
   });
 });

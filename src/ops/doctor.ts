@@ -25,7 +25,7 @@ import type { Schema, TableDef } from '../schema/model.js';
 import { referenceDefinitions, ScratchUnavailableError, type Reference } from '../schema/reference.js';
 import { dataTables, listTables, liveSchema, opsDb, type LiveSchema, type OpsDb } from './db.js';
 import type { DoctorCheck, Finding, Severity } from './hooks.js';
-import { describeMarker, MARKER_TABLE, readMarker } from './marker.js';
+import { describeMarker, failureOf, MARKER_TABLE, readMarker } from './marker.js';
 import { DOCTOR_CHECKS } from './registry.js';
 
 export interface DoctorFinding extends Finding {
@@ -102,11 +102,17 @@ async function migrationsCheck(coffer: Coffer): Promise<Finding[]> {
 async function incompleteCheck(db: OpsDb): Promise<Finding[]> {
   const m = await readMarker(db.reader, db.dialect);
   if (!m) return [{ severity: 'ok', message: 'no interrupted copy or restore' }];
+  const command = `coffer ${m.info.operation === 'copy' ? 'copy' : 'restore'}`;
+  // A failed verification cannot be resumed (prepareTarget refuses it): only --discard moves on.
+  const failure = failureOf(m);
   return [
     {
       severity: 'error',
       message: `this database is ${describeMarker(m)}`,
-      remedy: `run the same coffer ${m.info.operation === 'copy' ? 'copy' : 'restore'} again to resume it, or again with --discard to throw it away; do not point the service at it meanwhile`,
+      remedy:
+        failure && !failure.resumable
+          ? `run the same ${command} again with --discard to throw it away and start over (it cannot be resumed); do not point the service at it meanwhile`
+          : `run the same ${command} again to resume it${failure ? ' once the cause is fixed' : ''}, or again with --discard to throw it away; do not point the service at it meanwhile`,
     },
   ];
 }
