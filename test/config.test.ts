@@ -103,6 +103,11 @@ test('bad values name the field', () => {
     [{ env: { COFFER_POOL_MAX: '0' } }, 'database.poolMax'],
     [{ env: { COFFER_DATABASE_URL: 'oracle://x/y' } }, 'database.url'],
     [{ env: {}, flags: { 'database.chains': { doge: 'nope://' } } }, 'database.chains.doge'],
+    [{ env: { COFFER_TRUST_PROXY: 'proxy.internal' } }, 'server.trustProxy'],
+    [{ env: { COFFER_TRUST_PROXY: '10.0.0.0/33' } }, 'server.trustProxy'],
+    [{ env: { COFFER_TRUST_PROXY: '10.0.0.1,,10.0.0.2' } }, 'server.trustProxy'],
+    [{ env: { COFFER_TRUST_PROXY: '101' } }, 'server.trustProxy'],
+    [{ env: {}, flags: { 'server.trustProxy': [] } }, 'server.trustProxy'],
   ];
   for (const [opts, field] of cases) {
     assert.throws(
@@ -122,4 +127,21 @@ test('bad values name the field', () => {
     (e: unknown) => e instanceof ConfigError && /not valid JSON/.test(e.message),
   );
   assert.throws(() => loadConfig({ env: {}, configFile: join(dir, 'absent.json') }), /does not exist/);
+});
+
+test('server.trustProxy (COFFER_TRUST_PROXY): off by default; false, a hop count, a list of proxy addresses and CIDRs, or true', () => {
+  const trust = (v: string) => loadConfig({ env: { COFFER_TRUST_PROXY: v } }).server.trustProxy;
+  assert.equal(loadConfig({ env: {} }).server.trustProxy, false);
+  assert.equal(trust('false'), false);
+  assert.equal(trust('0'), false, 'no hops: nothing trusted');
+  assert.equal(trust('2'), 2);
+  assert.equal(trust('true'), true);
+  assert.deepEqual(trust(' 10.0.0.1, 10.1.0.0/16 ,fd00::/8,loopback'), ['10.0.0.1', '10.1.0.0/16', 'fd00::/8', 'loopback']);
+  const file = join(mkdtempSync(join(tmpdir(), 'coffer-cfg-')), 'c.json');
+  writeFileSync(file, JSON.stringify({ server: { trustProxy: ['192.0.2.10'] } }));
+  assert.deepEqual(loadConfig({ env: {}, configFile: file }).server.trustProxy, ['192.0.2.10']);
+  assert.throws(
+    () => trust('10.0.0.1, proxy.internal'),
+    (e: unknown) => e instanceof ConfigError && /^server\.trustProxy: "proxy\.internal" is not an IP address/.test(e.message),
+  );
 });

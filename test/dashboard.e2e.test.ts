@@ -2,13 +2,14 @@
 // The operator dashboard in a real browser (Debian's headless Chromium driven by
 // playwright-core): it loads, connects with a read key, shows a chain, sees the height change
 // after a block is ingested through the API, and saves a screenshot; chain ids that name
-// Object members do not break it, and a lagging chain shows in the warning colour.
+// Object members do not break it, a lagging chain shows in the warning colour, and a chain
+// database that stops answering is named while the other chains stay on the page.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { chromium } from 'playwright-core';
-import { forEachBackend } from './harness.js';
-import { testService } from './service-support.js';
+import { forEachBackend, type TestDatabase } from './harness.js';
+import { sideChainRouter, testService } from './service-support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const mustRun = process.env.CI === 'true';
@@ -43,6 +44,11 @@ function block(height: number) {
 forEachBackend(
   'dashboard in a browser',
   (ctx) => {
+    const extra: TestDatabase[] = [];
+    after(async () => {
+      for (const d of extra) await d.drop();
+    });
+
     test('loads, connects with a read key, shows live chain height, and saves a screenshot', { skip }, async () => {
       const coffer = await ctx.open();
       const svc = await testService(coffer);
@@ -136,6 +142,44 @@ forEachBackend(
       } finally {
         await browser.close();
         await svc.app.close();
+      }
+    });
+
+    test('a chain database that stops answering is named above the chains, and the chains of the others stay', { skip }, async () => {
+      const { def, router, cut } = await sideChainRouter(ctx, extra, { cuttable: true });
+      const svc = await testService(def, { chains: router });
+      const browser = await launch().catch(async (e: unknown) => {
+        await router.close();
+        throw e;
+      });
+      try {
+        const admin = await svc.key(['chain:admin']);
+        const viewer = await svc.key(['chain:read', 'core:read']);
+        for (const chainId of ['main', 'side']) {
+          const r = await svc.call('POST', '/v1/chains', admin, { chainId, name: chainId, network: 'mainnet', confirmations: 6 });
+          assert.equal(r.statusCode, 201, r.body);
+        }
+        const address = await svc.app.listen({ host: '127.0.0.1', port: 0 });
+        const page = await browser.newPage();
+        const errors: string[] = [];
+        page.on('pageerror', (e) => errors.push(e.message));
+        await page.goto(address);
+        await page.fill('#key', viewer.authorization.replace('Bearer ', ''));
+        await page.click('#connect');
+        await page.locator('#chains tbody tr', { hasText: 'side' }).waitFor({ timeout: 10_000 });
+        assert.equal(await page.locator('#chains-unavailable').textContent(), '');
+
+        await cut();
+        await page.waitForFunction(() => document.querySelector('#chains-unavailable')?.textContent !== '', undefined, { timeout: 10_000 });
+        assert.equal(await page.locator('#chains-unavailable').textContent(), 'chain:side: database unreachable, its chains are not shown');
+        assert.equal(await page.locator('#chains-unavailable').evaluate((el) => getComputedStyle(el).color), 'rgb(240, 113, 120)');
+        assert.deepEqual(await page.locator('#chains tbody tr td:first-child').allTextContents(), ['main']);
+        assert.equal(await page.locator('#error').textContent(), '', 'the page keeps working');
+        assert.deepEqual(errors, []);
+      } finally {
+        await browser.close();
+        await svc.app.close();
+        await router.close();
       }
     });
   },

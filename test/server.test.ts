@@ -2,6 +2,7 @@
 // the field, typed store errors mapped to stable codes, exact amounts in JSON, request ids,
 // rate limits with their real Retry-After, body limits, OpenAPI and the dashboard document.
 import assert from 'node:assert/strict';
+import { connect, type AddressInfo } from 'node:net';
 import { before, test } from 'node:test';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -213,6 +214,72 @@ forEachBackend('service framework', (ctx) => {
       assert.match(String(r.headers['x-request-id']), uuid, JSON.stringify(id.slice(0, 20)));
       assert.equal(r.json().error.requestId, r.headers['x-request-id']);
     }
+  });
+
+  test('requests arriving while the service drains for shutdown get a 503 in the API error format, with X-Request-Id and Connection: close', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let inFlight!: () => void;
+    const started = new Promise<void>((r) => (inFlight = r));
+    let draining!: () => void;
+    const closing = new Promise<void>((r) => (draining = r));
+    const served = await buildApp({
+      coffer,
+      routes: routes(),
+      authenticator: auth,
+      extend: (a) => {
+        // A request still being served when shutdown begins; app.close() waits for it.
+        a.get('/test/slow', async () => {
+          inFlight();
+          await gate;
+          return { done: true };
+        });
+        // Runs after the app's own preClose hook: shutdown is in effect from here on.
+        a.addHook('preClose', (done) => {
+          draining();
+          done();
+        });
+      },
+    });
+    await served.listen({ host: '127.0.0.1', port: 0 });
+    const socket = connect((served.server.address() as AddressInfo).port, '127.0.0.1');
+    let raw = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (raw += chunk));
+    const ended = new Promise<void>((r) => socket.on('close', () => r()));
+    try {
+      socket.write('GET /test/slow HTTP/1.1\r\nHost: coffer\r\nX-Request-Id: slow-1\r\n\r\n');
+      await started;
+      const closed = served.close();
+      await closing;
+      // The next request on the same (kept-alive) connection, and one to an unknown route.
+      socket.write('GET /v1/fixture/accounts HTTP/1.1\r\nHost: coffer\r\nAuthorization: Bearer reader\r\nX-Request-Id: shut-1\r\n\r\n');
+      release();
+      await closed;
+      await ended;
+    } finally {
+      release();
+      socket.destroy();
+    }
+    const responses = raw.split(/(?=HTTP\/1\.1 )/);
+    assert.equal(responses.length, 2, raw);
+    const [first, second] = responses as [string, string];
+    assert.match(first, /^HTTP\/1\.1 200 /);
+    assert.match(first, /\{"done":true\}/);
+    const [head, body] = second.split('\r\n\r\n') as [string, string];
+    const headers = new Map(
+      head
+        .split('\r\n')
+        .slice(1)
+        .map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]),
+    );
+    assert.match(head, /^HTTP\/1\.1 503 /);
+    assert.equal(headers.get('x-request-id'), 'shut-1');
+    assert.equal(headers.get('connection'), 'close');
+    assert.match(headers.get('content-type') ?? '', /^application\/json/);
+    assert.deepEqual(JSON.parse(body), {
+      error: { code: 'shutting_down', message: 'the service is shutting down: retry the request', requestId: 'shut-1' },
+    });
   });
 
   test('cursor pagination walks every row once, to the end', async () => {

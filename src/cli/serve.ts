@@ -18,6 +18,14 @@ export const LOG_REDACT = [
 
 export async function serve(config: CofferConfig): Promise<void> {
   const logger = pino({ level: config.log.level, redact: { paths: LOG_REDACT, censor: '[redacted]' } });
+  const trustProxy = config.server.trustProxy;
+  if (trustProxy === true || typeof trustProxy === 'number') {
+    // Neither form checks who sent the header: a client that reaches this port directly chooses its address.
+    logger.warn(
+      { trustProxy },
+      'server.trustProxy takes the client address from X-Forwarded-For without checking the sender: safe only if every request comes through your proxies (list their addresses instead to check)',
+    );
+  }
   const service = await createService(config, logger);
   const { app } = service;
   const coffer = service.services.coffer;

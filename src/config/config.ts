@@ -1,6 +1,7 @@
 // Configuration: defaults < config file < environment < command-line flags, validated once with
 // zod. A bad value becomes one ConfigError naming the field.
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ConfigError } from '../db/errors.js';
 import { parseDatabaseUrl, redactUrl } from '../db/url.js';
@@ -26,6 +27,59 @@ const DatabaseSchema = z
   })
   .strict();
 
+/**
+ * Which proxies' X-Forwarded-For the service believes (Fastify's trustProxy): false (the
+ * default) takes the client address from the connection; a hop count n takes the address n
+ * entries from the end of X-Forwarded-For (every request must come through those n proxies); a
+ * list takes the rightmost address not sent by a listed proxy (addresses, CIDRs, or loopback,
+ * linklocal, uniquelocal); true takes the leftmost, which any client can write, so it is only
+ * safe when nothing reaches the service except through a proxy that overwrites the header.
+ */
+export type TrustProxy = boolean | number | string[];
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+const TRUST_PROXY_HELP = 'expected false, true, a hop count, or a comma-separated list of proxy addresses or CIDRs';
+
+/** A proxy entry as Fastify (proxy-addr) reads it, or a message saying what is wrong with it. */
+function proxyEntry(entry: string): string | { error: string } {
+  const e = entry.trim();
+  if (PROXY_NAMES.has(e.toLowerCase())) return e.toLowerCase();
+  const [addr, prefix, ...rest] = e.split('/');
+  const family = isIP(addr ?? '');
+  const max = family === 4 ? 32 : 128;
+  if (!family || rest.length > 0) return { error: `"${e.slice(0, 60)}" is not an IP address, a CIDR or loopback, linklocal, uniquelocal` };
+  if (prefix !== undefined && !(/^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= max)) {
+    return { error: `"${e.slice(0, 60)}": a CIDR prefix must be 0-${max}` };
+  }
+  return e;
+}
+
+const trustProxySchema = z.union([z.boolean(), z.number(), z.string(), z.array(z.string())]).transform((v, ctx): TrustProxy => {
+  const bad = (message: string): TrustProxy => {
+    ctx.addIssue({ code: 'custom', message: `${message} (${TRUST_PROXY_HELP})` });
+    return z.NEVER;
+  };
+  if (typeof v === 'boolean') return v;
+  const text = typeof v === 'string' ? v.trim() : undefined;
+  if (text !== undefined && /^(false|off|no)$/i.test(text)) return false;
+  if (text !== undefined && /^(true|on|yes)$/i.test(text)) return true;
+  const hops = typeof v === 'number' ? v : text !== undefined && /^[0-9]+$/.test(text) ? Number(text) : undefined;
+  if (hops !== undefined) {
+    if (!Number.isInteger(hops) || hops < 0 || hops > 100) return bad(`a hop count must be an integer 0-100, got ${String(v)}`);
+    return hops === 0 ? false : hops;
+  }
+  const entries = Array.isArray(v) ? v : text!.split(',');
+  if (entries.length === 0) return bad('an empty list');
+  if (entries.some((e) => e.trim() === '')) return bad('an empty proxy address');
+  const out: string[] = [];
+  for (const entry of entries) {
+    const r = proxyEntry(entry);
+    if (typeof r !== 'string') return bad(r.error);
+    out.push(r);
+  }
+  return out;
+});
+
 const ServerSchema = z
   .object({
     host: z.string().min(1).default('127.0.0.1'),
@@ -50,6 +104,8 @@ const ServerSchema = z
     authCacheMs: z.coerce.number().int().min(0).max(60_000).default(1000),
     /** Store operations slower than this are reported as slow queries (dashboard, logs). */
     slowQueryMs: z.coerce.number().int().min(1).max(600_000).default(250),
+    /** Client addresses from X-Forwarded-For, for allow-lists, limits and logs (TrustProxy above). */
+    trustProxy: trustProxySchema.default(false),
   })
   .strict();
 
@@ -115,6 +171,7 @@ export const ENV_VARS: Record<string, string> = {
   COFFER_BODY_LIMIT_BYTES: 'server.bodyLimitBytes',
   COFFER_AUTH_CACHE_MS: 'server.authCacheMs',
   COFFER_SLOW_QUERY_MS: 'server.slowQueryMs',
+  COFFER_TRUST_PROXY: 'server.trustProxy',
   COFFER_LOG_LEVEL: 'log.level',
   COFFER_MIGRATE: 'migrate.auto',
 };

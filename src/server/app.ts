@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { sql } from 'kysely';
 import { MigrationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
+import type { TrustProxy } from '../config/config.js';
 import { AccessLog } from './access-log.js';
 import { HttpError, toHttpError } from './http-errors.js';
 import { HttpMetrics } from './http-metrics.js';
@@ -16,6 +17,7 @@ import { AuthFailureLimiter, RateLimitedError, RateLimiter, type RateLimitConfig
 import { mountRoutes, type Authenticator, type RouteSpec } from './route.js';
 import type { Services } from './services.js';
 import { ChainRouter, type ChainDatabase } from '../domains/chain/router.js';
+import { databaseName } from './databases.js';
 
 export interface AppOptions {
   coffer: Coffer;
@@ -27,6 +29,12 @@ export interface AppOptions {
   authenticator?: Authenticator | null;
   rateLimit?: RateLimitConfig;
   bodyLimitBytes?: number;
+  /**
+   * Whose X-Forwarded-For to believe for the client address (server.trustProxy; see TrustProxy):
+   * the address API-key allow-lists, the failed-authentication limit and the access log use.
+   * Default false: the connection's address, and the header is ignored.
+   */
+  trustProxy?: TrustProxy;
   /** Extra setup (dashboard, domain plugins) run before routes are sealed. */
   extend?: (app: FastifyInstance) => Promise<void> | void;
 }
@@ -61,11 +69,6 @@ export interface DatabaseReadiness {
 
 const SHOWN_PENDING = 5;
 
-function databaseName(db: ChainDatabase): string {
-  if (db.isDefault) return 'default';
-  return db.chains.length > 0 ? `chain:${db.chains.join(',')}` : db.coffer.name;
-}
-
 /** Whether one database answers and has every migration applied. */
 async function databaseReadiness(db: ChainDatabase, log: FastifyBaseLogger): Promise<DatabaseReadiness> {
   const name = databaseName(db);
@@ -96,6 +99,19 @@ async function databaseReadiness(db: ChainDatabase, log: FastifyBaseLogger): Pro
   };
 }
 
+/**
+ * Fastify's trustProxy for a setting. A hop count is a function: Fastify treats a number as
+ * trusting nothing (it cannot check the immediate peer), so n means what it means to proxy-addr,
+ * the connection and the n-1 nearest X-Forwarded-For entries are proxies.
+ */
+function fastifyTrustProxy(tp: TrustProxy): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof tp !== 'number') return tp;
+  return (_address, hop) => hop < tp;
+}
+
+/** The answer to a request that arrives while the service drains for shutdown. */
+const SHUTTING_DOWN = new HttpError(503, 'shutting_down', 'the service is shutting down: retry the request');
+
 /** Errors Fastify raises before routing (bad URL, over-long parameter): the API's error format. */
 function frameworkError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   const { status, body, unexpected } = toHttpError(err, req.id);
@@ -117,7 +133,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Bad URLs and over-long parameters are refused before routing: same error format as the rest.
     frameworkErrors: frameworkError,
-    return503OnClosing: true,
+    // While closing, requests still arriving on open connections are answered by the onRequest
+    // hook below, in the API's error format with the request id (Fastify's own 503 has neither).
+    return503OnClosing: false,
+    trustProxy: fastifyTrustProxy(opts.trustProxy ?? false),
     logController: new AccessLog(),
   }) as unknown as FastifyInstance;
 
@@ -126,10 +145,22 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   const registry = coffer.metrics.registry;
   const httpMetrics = HttpMetrics.of(registry);
+  // Set once app.close() begins (before the server stops listening): from then on every request
+  // that still arrives (pipelined, or on a kept-alive connection) is refused with a 503.
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
   // Synchronous hooks: an async one costs a promise and a microtask turn on every request.
   app.addHook('onRequest', (req, reply, done) => {
-    // Set on arrival, so every answer carries it: success, 404, errors, 429.
+    // Set on arrival, so every answer carries it: success, 404, errors, 429, shutdown's 503.
     reply.header('x-request-id', req.id);
+    if (closing) {
+      // Fastify has set Connection: close already (HTTP/1); said again so it does not depend on that.
+      void reply.code(503).header('connection', 'close').send(toHttpError(SHUTTING_DOWN, req.id).body);
+      return;
+    }
     done();
   });
   app.addHook('onResponse', (req, reply, done) => {

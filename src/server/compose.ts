@@ -58,7 +58,13 @@ export function registerChainGauges(metrics: StoreMetrics, services: Services): 
   const readAll = async (): Promise<ChainSync[]> => {
     const out: ChainSync[] = [];
     for (const db of services.chains.databases()) {
-      const panels = await chainPanels(db.coffer);
+      let panels: Awaited<ReturnType<typeof chainPanels>>;
+      try {
+        panels = await chainPanels(db.coffer);
+      } catch {
+        // A database that does not answer leaves only its own chains' series out (/ready names it).
+        continue;
+      }
       for (const p of panels)
         if (services.chains.for(p.chainId) === db.coffer)
           out.push({ chainId: p.chainId, height: p.height === null ? null : BigInt(p.height), lag: p.lag === null ? null : BigInt(p.lag) });
@@ -128,6 +134,7 @@ export async function createService(
       authenticator: storeAuthenticator(services, { cacheMs: config.server.authCacheMs }),
       rateLimit: { perSecond: config.server.rateLimitPerSecond, burst: config.server.rateLimitBurst },
       bodyLimitBytes: config.server.bodyLimitBytes,
+      trustProxy: config.server.trustProxy,
     });
     return {
       app,

@@ -3,7 +3,8 @@
 // request id and no internals.
 import { CofferError, type ErrorCode } from '../db/errors.js';
 
-export type HttpErrorCode = ErrorCode | 'unauthorized' | 'rate_limited' | 'payload_too_large' | 'route_not_found' | 'internal';
+export type HttpErrorCode =
+  ErrorCode | 'unauthorized' | 'rate_limited' | 'payload_too_large' | 'route_not_found' | 'shutting_down' | 'internal';
 
 export class HttpError extends Error {
   readonly status: number;

@@ -1,7 +1,7 @@
 // Route definitions: one object per endpoint carries its auth scope, zod schemas for params,
 // query, body and response, and the handler. The same objects register the Fastify routes and
 // generate /openapi.json, so the documentation cannot drift from what is validated.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { CofferError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
@@ -45,9 +45,12 @@ export interface RouteContext<P, Q, B> {
   body: B;
   principal: Principal | null;
   requestId: string;
+  /** The client address: the connection's, or from X-Forwarded-For under server.trustProxy. */
   ip: string;
   coffer: Coffer;
   services: Services;
+  /** The request's logger (its lines carry the request id). */
+  log: FastifyBaseLogger;
 }
 
 export interface RouteSpec<P extends AnyObject = AnyObject, Q extends AnyObject = AnyObject, B extends z.ZodType = z.ZodType> {
@@ -119,8 +122,9 @@ export function mountRoutes(app: FastifyInstance, routes: readonly RouteSpec[], 
       url: spec.url,
       handler: async (req, reply) => {
         let principal: Principal | null = null;
+        // Read once: under trustProxy each read parses X-Forwarded-For again.
+        const ip = req.ip;
         if (scope) {
-          const ip = req.ip;
           try {
             const authenticator = opts.authenticator;
             if (!authenticator) throw new HttpError(401, 'unauthorized', 'this server has no API keys configured');
@@ -151,9 +155,10 @@ export function mountRoutes(app: FastifyInstance, routes: readonly RouteSpec[], 
           body,
           principal,
           requestId: req.id,
-          ip: req.ip,
+          ip,
           coffer: opts.services.coffer,
           services: opts.services,
+          log: req.log,
         });
         reply.code(spec.status ?? 200);
         return result;

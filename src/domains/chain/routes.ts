@@ -1,11 +1,12 @@
 // HTTP routes of the chain domain. Each write is one transaction on the chain's database that
 // also appends its audit entry; the block processors (token flows) run inside ingest.
+import type { FastifyBaseLogger } from 'fastify';
 import { z } from 'zod';
 import { CofferError, NotFoundError } from '../../db/errors.js';
-import type { Coffer } from '../../db/store.js';
+import { fromEach, Unavailable, unavailableOut } from '../../server/databases.js';
 import { route, type RouteSpec } from '../../server/route.js';
 import { encodeCursor, decodeCursor, pageQuery } from '../../server/pagination.js';
-import { actorOf } from '../../server/services.js';
+import { actorOf, type Services } from '../../server/services.js';
 import { labelSchema } from '../../util/zod-parse.js';
 import { amount, amountOut, chainIdParam, hashOut, height, hex32, hexBytes, INT64_MAX, isoTime } from '../../server/wire.js';
 import { audit } from '../audit/log.js';
@@ -118,6 +119,63 @@ function toBlock(chainId: string, b: z.infer<typeof blockIn>): IngestBlockInput 
   return { ...rest, chainId, blockHash: hash };
 }
 
+type ListedChain = { chainId: string };
+
+/**
+ * A page of GET /v1/chains: the chains of every database, each from the database it is routed to,
+ * in byte order of the id. Each database gives at most limit + 1 ids after the cursor, in that
+ * order (chainIdPage); the merge keeps the first `limit`, and there is a next page when more were
+ * given. Then the page's rows are read from each database that holds some. A database that fails
+ * either read is left out and named in `unavailable`; when none answers, the request fails.
+ */
+async function chainList(services: Services, limit: number, after: string | undefined, log: FastifyBaseLogger) {
+  const databases = services.chains.databases();
+  // A chain routed to a database of its own is listed from there only, not from a stale row of it
+  // in the default database (written before it was mapped).
+  const elsewhere = databases.flatMap((db) => (db.isDefault ? [] : db.chains));
+  const unavailable = new Unavailable(log);
+  const idLists = await fromEach(
+    databases,
+    (db) =>
+      db.coffer.read(
+        (tx) =>
+          chain(tx).chainIdPage({
+            limit: limit + 1,
+            ...(after !== undefined ? { after } : {}),
+            ...(db.isDefault ? { except: elsewhere } : { only: db.chains }),
+          }),
+        { op: 'chain.listChainIds' },
+      ),
+    unavailable,
+    'chain.listChainIds',
+  );
+  const ids: { chainId: string; db: number }[] = [];
+  for (let i = 0; i < idLists.length; i++) for (const chainId of idLists[i] ?? []) ids.push({ chainId, db: i });
+  // Byte order: ids are ASCII, where comparing UTF-16 code units is comparing bytes.
+  ids.sort((a, b) => (a.chainId < b.chainId ? -1 : a.chainId > b.chainId ? 1 : 0));
+  const page = ids.slice(0, limit);
+  const rows = new Map<string, ListedChain>();
+  await fromEach(
+    databases,
+    async (db, i) => {
+      const named = page.filter((p) => p.db === i).map((p) => p.chainId);
+      if (named.length === 0) return;
+      for (const c of await db.coffer.read((tx) => chain(tx).chainsWithState(named), { op: 'chain.listChains' })) rows.set(c.chainId, c);
+    },
+    unavailable,
+    'chain.listChains',
+  );
+  unavailable.throwIfAllOf(databases);
+  // A chain removed between the two reads is left out; the cursor is the page's last id all the same.
+  const items = page.flatMap((p) => rows.get(p.chainId) ?? []);
+  const listed = {
+    items,
+    ...(ids.length > limit ? { nextCursor: encodeCursor({ c: page[page.length - 1]!.chainId }) } : {}),
+  };
+  const missing = unavailable.list;
+  return missing.length > 0 ? { ...listed, unavailable: missing } : listed;
+}
+
 export function chainRoutes(): RouteSpec[] {
   return [
     route({
@@ -164,31 +222,13 @@ export function chainRoutes(): RouteSpec[] {
       tag: 'chain',
       auth: { domain: 'chain', level: 'read' },
       query: z.object(pageQuery).strict(),
-      response: z.object({ items: z.array(z.object({}).passthrough()), nextCursor: z.string().optional() }),
-      handler: async ({ query, services }) => {
-        const after = decodeCursor(query.cursor, z.object({ c: chainIdParam }))?.c;
-        // Chains live in several databases, so the order is made here, in byte order of the id:
-        // each backend's collation orders (and compares) ids its own way. Only the ids are read
-        // from every database; the page's rows are then read from the database of each.
-        const ids: { chainId: string; coffer: Coffer }[] = [];
-        for (const db of services.chains.databases()) {
-          for (const chainId of await db.coffer.read((tx) => chain(tx).chainIds(), { op: 'chain.listChains' })) {
-            // A chain mapped to its own database is listed from there only.
-            if ((after === undefined || chainId > after) && services.chains.for(chainId) === db.coffer)
-              ids.push({ chainId, coffer: db.coffer });
-          }
-        }
-        ids.sort((a, b) => (a.chainId < b.chainId ? -1 : a.chainId > b.chainId ? 1 : 0));
-        const page = ids.slice(0, query.limit);
-        const rows = new Map<string, object>();
-        for (const coffer of new Set(page.map((p) => p.coffer))) {
-          const named = page.filter((p) => p.coffer === coffer).map((p) => p.chainId);
-          for (const c of await coffer.read((tx) => chain(tx).chainsWithState(named), { op: 'chain.listChains' })) rows.set(c.chainId, c);
-        }
-        // A chain removed between the two reads is left out; the cursor is the page's last id all the same.
-        const items = page.flatMap((p) => rows.get(p.chainId) ?? []);
-        return ids.length > query.limit ? { items, nextCursor: encodeCursor({ c: page[page.length - 1]!.chainId }) } : { items };
-      },
+      response: z.object({
+        items: z.array(z.object({}).passthrough()),
+        nextCursor: z.string().optional(),
+        unavailable: unavailableOut.optional(),
+      }),
+      handler: ({ query, services, log }) =>
+        chainList(services, query.limit, decodeCursor(query.cursor, z.object({ c: chainIdParam }))?.c, log),
     }),
     route({
       method: 'GET',

@@ -183,12 +183,25 @@ export class ChainStore {
   }
 
   /**
-   * Every chain id of this database, in no particular order: a list merged across databases
-   * sorts them itself (collations differ between backends, so no SQL order or range would agree
-   * with it). The chain registry is small; only the ids are read.
+   * Up to `limit` chain ids of this database after `after`, in byte order of the id: the order
+   * GET /v1/chains merges several databases in, so every backend must agree on it. Chain ids are
+   * ASCII (CHAIN_ID_RE), where byte order is SQLite's BINARY and MySQL/MariaDB's utf8mb4_bin
+   * (every table's collation); PostgreSQL compares and orders under "C", as its database
+   * collation may be a linguistic one (`a-b` after `ab`, `B2` after `a`). That order is not the
+   * primary key index's there, so PostgreSQL sorts this database's ids itself (the registry is
+   * small), and still returns only `limit`. `only` keeps those ids, `except` leaves them out (the
+   * chains another database holds).
    */
-  async chainIds(): Promise<string[]> {
-    const rows = await this.#tx.db.selectFrom(T.chains).select('chain_id').execute();
+  async chainIdPage(opts: { after?: string; limit: number; only?: readonly string[]; except?: readonly string[] }): Promise<string[]> {
+    const tx = this.#tx;
+    const after = opts.after === undefined ? undefined : parse(chainIdSchema, opts.after, 'after');
+    if (opts.only && opts.only.length === 0) return [];
+    const id = tx.dialect === 'postgres' ? sql<string>`${sql.ref('chain_id')} collate "C"` : sql.ref('chain_id');
+    let q = tx.db.selectFrom(T.chains).select('chain_id').orderBy(id).limit(opts.limit);
+    if (after !== undefined) q = q.where(id, '>', after);
+    if (opts.only) q = q.where(inValues(tx, T.chains, 'chain_id', opts.only));
+    if (opts.except?.length) q = q.where((eb) => eb.not(inValues(tx, T.chains, 'chain_id', opts.except!)));
+    const rows = await q.execute();
     return rows.map((r) => (r as { chain_id: string }).chain_id);
   }
 

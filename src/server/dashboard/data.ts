@@ -2,12 +2,14 @@
 // pool, migrations, table sizes, slow operations (Coffer's own timing on every backend, plus
 // pg_stat_statements where installed), waiting locks, and the audit log's newest entries and
 // verified head (only for callers holding audit:read, the scope /v1/audit/entries itself needs).
+import type { FastifyBaseLogger } from 'fastify';
 import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Coffer } from '../../db/store.js';
 import { redactUrl } from '../../db/url.js';
 import { hasScope } from '../../domains/identity/scopes.js';
 import { collectStats } from '../../ops/sizes.js';
+import { fromEach, Unavailable, type UnavailableDatabase } from '../databases.js';
 import { route, type RouteSpec } from '../route.js';
 import type { Services } from '../services.js';
 
@@ -120,28 +122,41 @@ async function defaultTables(coffer: Coffer): Promise<TablePanel[]> {
 
 /**
  * Every chain's panel, from every database (the default and each per-chain one), as GET
- * /v1/chains lists them: a chain is shown from the database it is routed to only.
+ * /v1/chains lists them: a chain is shown from the database it is routed to only. A database
+ * that does not answer is named in `unavailable` (its chains are missing); the others are shown.
  */
-async function allChainPanels(services: Services, source: NonNullable<DashboardSources['chains']>): Promise<ChainPanel[]> {
-  const perDatabase = await Promise.all(
-    services.chains.databases().map(async (db) => (await source(db.coffer)).filter((p) => services.chains.for(p.chainId) === db.coffer)),
+async function allChainPanels(
+  services: Services,
+  source: NonNullable<DashboardSources['chains']>,
+  log: FastifyBaseLogger,
+): Promise<{ chains: ChainPanel[]; unavailable: UnavailableDatabase[] }> {
+  const unavailable = new Unavailable(log);
+  const perDatabase = await fromEach(
+    services.chains.databases(),
+    async (db) => (await source(db.coffer)).filter((p) => services.chains.for(p.chainId) === db.coffer),
+    unavailable,
+    'dashboard.chains',
   );
-  return perDatabase.flat();
+  return { chains: perDatabase.flatMap((panels) => panels ?? []), unavailable: unavailable.list };
 }
 
 /**
  * The dashboard document. `auditPermitted` false leaves the audit panel out (audit null) without
  * reading or verifying the log: the panel shows entries, so it needs what /v1/audit/entries needs.
  */
-export async function dashboardData(services: Services, sources: DashboardSources, opts: { auditPermitted: boolean }) {
+export async function dashboardData(
+  services: Services,
+  sources: DashboardSources,
+  opts: { auditPermitted: boolean; log: FastifyBaseLogger },
+) {
   const { coffer } = services;
   const { auditPermitted } = opts;
-  const [migrations, tables, locks, statements, chains, audit, server] = await Promise.all([
+  const [migrations, tables, locks, statements, { chains, unavailable }, audit, server] = await Promise.all([
     coffer.migrator.status(),
     (sources.tables ?? defaultTables)(coffer),
     waitingLocks(coffer),
     topStatements(coffer),
-    sources.chains ? allChainPanels(services, sources.chains) : Promise.resolve([]),
+    sources.chains ? allChainPanels(services, sources.chains, opts.log) : Promise.resolve({ chains: [], unavailable: [] }),
     sources.audit && auditPermitted ? sources.audit(coffer) : Promise.resolve(null),
     coffer.engine.serverVersion(),
   ]);
@@ -149,6 +164,8 @@ export async function dashboardData(services: Services, sources: DashboardSource
     generatedAt: new Date().toISOString(),
     database: { backend: coffer.engine.label, server, url: redactUrl(coffer.target.url), pool: coffer.engine.poolStats() },
     chains,
+    /** Databases whose chains are missing from `chains` because they did not answer (fixed reasons). */
+    unavailable,
     throughput: coffer.metrics.throughput(300),
     migrations: migrations.map((m) => ({ id: m.id, state: m.state, appliedAt: m.appliedAt?.toISOString() ?? null })),
     tables,
@@ -166,12 +183,12 @@ export function dashboardRoutes(sources: DashboardSources = {}): RouteSpec[] {
       method: 'GET',
       url: '/v1/dashboard',
       summary:
-        'Everything the operator dashboard shows, in one document; the audit panel only for keys with audit:read (otherwise audit is null and auditPermitted false)',
+        'Everything the operator dashboard shows, in one document; the audit panel only for keys with audit:read (otherwise audit is null and auditPermitted false); a chain database that does not answer is named in unavailable and its chains are missing',
       tag: 'service',
       auth: { domain: 'core', level: 'read' },
       response: z.object({}).passthrough(),
-      handler: ({ services, principal }) =>
-        dashboardData(services, sources, { auditPermitted: hasScope(principal?.scopes ?? [], 'audit', 'read') }),
+      handler: ({ services, principal, log }) =>
+        dashboardData(services, sources, { auditPermitted: hasScope(principal?.scopes ?? [], 'audit', 'read'), log }),
     }),
   ];
 }

@@ -40,7 +40,7 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
 </div>
 <div id="error"></div>
 <main id="main" hidden>
-  <section id="chains-panel"><h2>Chains</h2><table id="chains"><thead><tr><th>chain</th><th>height</th><th>latest known</th><th>lag</th><th>finalized</th><th>updated</th></tr></thead><tbody></tbody></table><svg id="lag-plot" role="img" aria-label="sync lag"></svg></section>
+  <section id="chains-panel"><h2>Chains</h2><div id="chains-unavailable" class="bad" role="status"></div><table id="chains"><thead><tr><th>chain</th><th>height</th><th>latest known</th><th>lag</th><th>finalized</th><th>updated</th></tr></thead><tbody></tbody></table><svg id="lag-plot" role="img" aria-label="sync lag"></svg></section>
   <section><h2>Throughput (store operations/s, last 5 min)</h2><div class="kpis"><div><div class="big" id="ops-rate">0</div><div class="muted">ops/s now</div></div><div><div class="big" id="ops-latency">0</div><div class="muted">mean ms</div></div><div><div class="big" id="ops-failed">0</div><div class="muted">failed (5 min)</div></div></div><svg id="tp-plot" role="img" aria-label="throughput"></svg></section>
   <section><h2>Database</h2><table id="db"><tbody></tbody></table></section>
   <section><h2>Migrations</h2><table id="migrations"><thead><tr><th>migration</th><th>state</th><th>applied</th></tr></thead><tbody></tbody></table></section>
@@ -93,6 +93,8 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
     $('meta').textContent = d.database.backend + ' · ' + d.database.server;
     $('updated').textContent = 'updated ' + new Date(d.generatedAt).toLocaleTimeString();
     const now = Date.now() / 1000;
+    // A chain database that did not answer: its chains are missing from the table, so say which.
+    $('chains-unavailable').textContent = (d.unavailable || []).map((u) => u.database + ': ' + u.reason + ', its chains are not shown').join('; ');
     rows($('chains').tBodies[0], d.chains, (c) => [c.chainId, { v: c.height, num: 1 }, { v: c.latestKnownHeight, num: 1 }, { v: c.lag, num: 1, cls: Number(c.lag) > 6 ? 'bad' : 'ok' }, { v: c.finalizedHeight, num: 1 }, c.updatedAt || '']);
     for (const c of d.chains) { let h = lagHistory.get(c.chainId); if (!h) lagHistory.set(c.chainId, (h = [])); h.push([now, Number(c.lag)]); if (h.length > 300) h.shift(); }
     plot($('lag-plot'), [...lagHistory].map(([name, points]) => ({ name: name + ' lag', points })), ['#ffb454', '#59c2ff', '#91b362', '#d2a6ff']);
