@@ -5,12 +5,18 @@
 // and found. An untouched database passes; a database with migrations still pending is
 // compared with the migrations it has; an account that may not create the scratch reference
 // gets a warning saying so, never a silent pass.
+//
+// What a least-privileged account cannot see is not missing: MariaDB hides constraints and
+// triggers in information_schema from an account with only SELECT, and doctor then warns what it
+// could not check and which GRANT would let it, while a CHECK, foreign key or trigger that is
+// really gone stays an error for an account that can see it (PostgreSQL shows its catalogue to
+// every role; SQLite has no accounts).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { sql } from 'kysely';
-import type { Coffer } from '../db/store.js';
-import { defineMigration } from '../migrations/migration.js';
+import { Coffer } from '../db/store.js';
+import { defineMigration, type Migration } from '../migrations/migration.js';
 import { addColumn, c } from '../schema/builder.js';
 import { FIXTURE_MIGRATIONS, kitchenSink } from '../../test/fixtures/kitchen-sink.js';
 import { forEachBackend } from '../../test/harness.js';
@@ -279,6 +285,176 @@ forEachBackend('doctor schema definitions', (ctx) => {
       if (ctx.backend === 'postgres') await run(owner, [`DROP OWNED BY "${user}"`, `DROP ROLE "${user}"`]);
       else await run(owner, [`DROP USER '${user}'@'%'`]);
     }
+  });
+});
+
+type Grants = (user: string, database: string) => string[];
+
+/**
+ * Runs `body` with Coffer opened on `owner`'s database as a new account that has only what
+ * `grants` gives it, and drops the account afterwards, also when `body` fails.
+ */
+async function asAccount(
+  owner: Coffer,
+  migrations: readonly Migration[],
+  grants: Grants,
+  body: (coffer: Coffer) => Promise<void>,
+): Promise<void> {
+  const postgres = owner.dialect === 'postgres';
+  const user = `coffer_t_${randomBytes(4).toString('hex')}`;
+  const url = new URL(owner.target.url);
+  const database = decodeURIComponent(url.pathname.slice(1));
+  url.username = user;
+  url.password = '';
+  let created = false;
+  let limited: Coffer | undefined;
+  try {
+    await run(owner, [postgres ? `CREATE ROLE "${user}" LOGIN` : `CREATE USER '${user}'@'%'`]);
+    created = true;
+    await run(owner, grants(user, database));
+    limited = await Coffer.open({ url: url.toString(), migrations, migrate: 'skip' });
+    await body(limited);
+  } finally {
+    await limited?.close();
+    if (created) await run(owner, postgres ? [`DROP OWNED BY "${user}"`, `DROP ROLE "${user}"`] : [`DROP USER '${user}'@'%'`]);
+  }
+}
+
+/** Reads the tables and nothing else (PostgreSQL: USAGE on the schema, SELECT on its tables). */
+const readOnly =
+  (postgres: boolean): Grants =>
+  (user, database) =>
+    postgres
+      ? [`GRANT USAGE ON SCHEMA public TO "${user}"`, `GRANT SELECT ON ALL TABLES IN SCHEMA public TO "${user}"`]
+      : [`GRANT SELECT ON \`${database}\`.* TO '${user}'@'%'`];
+
+const SCRATCH_GRANT = (user: string) => `GRANT ALL ON \`coffer\\_doctor\\_%\`.* TO '${user}'@'%'`;
+
+const NO_ACCOUNTS = 'SQLite has no accounts: whoever opens the file reads its whole schema';
+
+const errors = (fs: readonly DoctorFinding[]) => fs.filter((f) => f.severity === 'error').map((f) => f.message);
+
+forEachBackend('doctor schema: what the account cannot see', (ctx) => {
+  test('a least-privileged account reports no false errors on an untouched database, and warns what it could not check', async (t) => {
+    if (ctx.backend === 'memory' || ctx.backend === 'sqlite') return t.skip(NO_ACCOUNTS);
+    const owner = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+    await asAccount(owner, FIXTURE_MIGRATIONS, readOnly(ctx.backend === 'postgres'), async (limited) => {
+      const report = await runDoctor(limited);
+      assert.deepEqual(errors(report.findings), [], show(report.findings));
+      assert.equal(report.ok, false, 'what could not be checked is not a pass');
+      const warnings = report.findings.filter((f) => f.severity === 'warning');
+      assert.ok(
+        warnings.some((f) => f.check === 'schema' && /were not compared \(only names were\)/.test(f.message)),
+        show(report.findings),
+      );
+      if (ctx.backend === 'postgres') {
+        // pg_catalog shows every constraint, trigger and definition to every role: only the
+        // scratch reference (CREATE on the database) is out of reach.
+        assert.equal(warnings.length, 1, show(report.findings));
+        assert.ok(report.findings.some((f) => f.severity === 'ok' && /^\d+ table\(s\) match the logical schema by name$/.test(f.message)));
+        return;
+      }
+      const user = new URL(limited.target.url).username;
+      const constraints = warnings.find((f) =>
+        /^not checked, this account cannot see them: CHECK constraints and foreign keys of \d+ table\(s\)/.test(f.message),
+      );
+      assert.ok(constraints, show(report.findings));
+      assert.match(constraints.message, /MariaDB lists the constraints of a table only to an account with a privilege beyond SELECT/);
+      const hiddenTables = constraints.details?.tables as string[];
+      for (const table of ['fx_accounts', 'fx_entries', 'audit_log', 'coffer_migrations']) assert.ok(hiddenTables.includes(table), table);
+      assert.match(constraints.remedy ?? '', new RegExp(`^GRANT REFERENCES ON \`coffer_t_[^\`]+\`\\.\\* TO '${user}'@'%'`));
+      const triggers = warnings.find((f) => /^not checked, this account cannot see them: triggers /.test(f.message));
+      assert.ok(triggers, show(report.findings));
+      assert.deepEqual(triggers.details?.names, [
+        'trg_audit_log_no_delete',
+        'trg_audit_log_no_update',
+        'trg_audit_row_history_no_delete',
+        'trg_audit_row_history_no_update',
+      ]);
+      assert.match(triggers.remedy ?? '', new RegExp(`^GRANT TRIGGER ON \`coffer_t_[^\`]+\`\\.\\* TO '${user}'@'%'`));
+      assert.equal(warnings.length, 3, show(report.findings));
+      assert.ok(
+        report.findings.some(
+          (f) => f.severity === 'ok' && /match the logical schema by name, as far as this account can see/.test(f.message),
+        ),
+        show(report.findings),
+      );
+    });
+  });
+
+  test('an account that builds the scratch reference but cannot see every definition is warned, not failed', async (t) => {
+    if (ctx.backend === 'memory' || ctx.backend === 'sqlite') return t.skip(NO_ACCOUNTS);
+    const owner = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+    if (ctx.backend === 'postgres') {
+      // A role that reads the tables and may create (never commit) the scratch schema compares
+      // every definition, trigger functions' bodies included.
+      const grants: Grants = (user, database) => [...readOnly(true)(user, database), `GRANT CREATE ON DATABASE "${database}" TO "${user}"`];
+      await asAccount(owner, FIXTURE_MIGRATIONS, grants, async (limited) => assertHealthy(await schemaFindings(limited)));
+      return;
+    }
+    // A service account: its rows, no DDL. MariaDB lists its triggers but not what they do.
+    const grants: Grants = (user, database) => [
+      `GRANT SELECT, INSERT, UPDATE, DELETE ON \`${database}\`.* TO '${user}'@'%'`,
+      SCRATCH_GRANT(user),
+    ];
+    await asAccount(owner, FIXTURE_MIGRATIONS, grants, async (limited) => {
+      const findings = await schemaFindings(limited);
+      assert.deepEqual(errors(findings), [], show(findings));
+      const warnings = findings.filter((f) => f.severity === 'warning');
+      assert.equal(warnings.length, 1, show(findings));
+      assert.match(warnings[0]!.message, /^not checked, this account cannot see them: trigger definitions trg_audit_log_no_delete, /);
+      assert.match(warnings[0]!.message, /only to an account with the TRIGGER privilege/);
+      assert.match(warnings[0]!.remedy ?? '', /^GRANT TRIGGER ON /);
+      assert.ok(
+        findings.some((f) => f.severity === 'ok' && /definitions included .*, as far as this account can see/.test(f.message)),
+        show(findings),
+      );
+    });
+  });
+
+  test('a dropped CHECK and foreign key are errors for an account that can see them, and only a warning for one that cannot; a dropped trigger is an error for both', async (t) => {
+    if (ctx.backend === 'memory' || ctx.backend === 'sqlite') return t.skip(NO_ACCOUNTS);
+    const owner = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+    if (ctx.backend === 'postgres')
+      await run(owner, [
+        'ALTER TABLE "fx_accounts" DROP CONSTRAINT "ck_fx_accounts_balance"',
+        'ALTER TABLE "fx_entries" DROP CONSTRAINT "fk_fx_entries_account"',
+        'DROP TRIGGER "trg_audit_log_no_update" ON "audit_log"',
+      ]);
+    else
+      await run(owner, [
+        'ALTER TABLE `fx_accounts` DROP CONSTRAINT `ck_fx_accounts_balance`',
+        'ALTER TABLE `fx_entries` DROP FOREIGN KEY `fk_fx_entries_account`',
+        'DROP TRIGGER `trg_audit_log_no_update`',
+      ]);
+    const dropped = [
+      'schema differs from the migrations: fx_accounts: missing check ck_fx_accounts_balance',
+      'schema differs from the migrations: fx_entries: missing foreign key account_id -> fx_accounts(id) on delete cascade',
+      'schema differs from the migrations: audit_log: missing trigger trg_audit_log_no_update',
+    ];
+    // PostgreSQL: a role that only reads sees every constraint. MySQL/MariaDB: the grant doctor
+    // names for CHECKs and foreign keys (REFERENCES) shows them.
+    const seeing: Grants =
+      ctx.backend === 'postgres' ? readOnly(true) : (user, database) => [`GRANT SELECT, REFERENCES ON \`${database}\`.* TO '${user}'@'%'`];
+    await asAccount(owner, FIXTURE_MIGRATIONS, seeing, async (limited) => {
+      const findings = await schemaFindings(limited);
+      assert.deepEqual(errors(findings).sort(), [...dropped].sort(), show(findings));
+      assert.ok(!findings.some((f) => /CHECK constraints and foreign keys/.test(f.message)), show(findings));
+    });
+    if (ctx.backend !== 'mysql') return;
+    // An account that cannot see constraints is not told they are missing; the trigger, asked
+    // for by name, is.
+    await asAccount(owner, FIXTURE_MIGRATIONS, readOnly(false), async (limited) => {
+      const findings = await schemaFindings(limited);
+      assert.deepEqual(errors(findings), [dropped[2]], show(findings));
+      const constraints = findings.find((f) => f.severity === 'warning' && /CHECK constraints and foreign keys of/.test(f.message));
+      assert.ok(constraints, show(findings));
+      assert.ok((constraints.details?.tables as string[]).includes('fx_accounts'));
+      assert.ok((constraints.details?.tables as string[]).includes('fx_entries'));
+      const triggers = findings.find((f) => f.severity === 'warning' && /cannot see them: triggers /.test(f.message));
+      assert.ok(triggers, show(findings));
+      assert.ok(!(triggers.details?.names as string[]).includes('trg_audit_log_no_update'), 'the dropped trigger is missing, not hidden');
+    });
   });
 });
 

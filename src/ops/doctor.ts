@@ -4,7 +4,8 @@
 //   migrations   drift: pending, edited, unknown or half-applied migrations
 //   incomplete   an interrupted copy/restore left this database marked incomplete
 //   schema       parity of the live tables with the applied migrations: by name with the logical
-//                schema, by definition with the same migrations run on a scratch database
+//                schema, by definition with the same migrations run on a scratch database; what
+//                the account cannot see (MariaDB hides constraints and triggers) is a warning
 //   integrity    SQLite integrity_check; invalid PostgreSQL indexes; MySQL CHECK TABLE
 //   foreign-keys orphaned rows for every foreign key of the logical schema (all backends),
 //                plus SQLite's own foreign_key_check
@@ -20,7 +21,7 @@ import { ConfigError } from '../db/errors.js';
 import { mapDriverError } from '../db/driver-errors.js';
 import type { Coffer } from '../db/store.js';
 import { diffDefinitions, diffFacts, expectedFacts, quote } from '../schema/compile.js';
-import { introspect, introspectDefinitions } from '../schema/introspect.js';
+import { introspect, introspectDefinitions, visibility, type Unseen } from '../schema/introspect.js';
 import type { Schema, TableDef } from '../schema/model.js';
 import { referenceDefinitions, ScratchUnavailableError, type Reference } from '../schema/reference.js';
 import { dataTables, listTables, liveSchema, opsDb, type LiveSchema, type OpsDb } from './db.js';
@@ -126,14 +127,14 @@ async function incompleteCheck(db: OpsDb): Promise<Finding[]> {
  * same way, so a CHECK rebuilt as `CHECK (1)` under its old name, a changed or dropped default,
  * a table rebuilt without STRICT, a partial index or a disabled trigger shows. The engine
  * renders both sides, which is the only exact way to compare what each engine rewrites. The
- * operator's tables are only read.
+ * operator's tables are only read. What the catalogue hides from this account (visibility in
+ * src/schema/introspect.ts tells hidden from absent) is neither missing nor matching: a warning
+ * names it and the grant that would show it.
  */
 async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema): Promise<Finding[]> {
   const facts = await introspect(db.reader, db.dialect);
   delete facts[MARKER_TABLE];
-  const diffs = diffFacts(expectedFacts(db.dialect, live.schema), facts);
-  const unexpected = diffs.filter((d) => d.startsWith('unexpected table '));
-  const real = diffs.filter((d) => !d.startsWith('unexpected table '));
+  const expected = expectedFacts(db.dialect, live.schema);
   const applied = coffer.migrator.migrations.filter((m) => live.applied.some((a) => a.domain === m.domain && a.version === m.version));
   const mine = await introspectDefinitions(db.reader, db.dialect);
   delete mine[MARKER_TABLE];
@@ -145,6 +146,12 @@ async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema): Promise
     if (!(e instanceof ScratchUnavailableError)) throw e;
     unavailable = e.message;
   }
+  // What this account cannot see is neither missing nor matching: a warning says it was not
+  // checked. Hidden definitions matter only when definitions were compared.
+  const seen = await visibility(db.reader, db.dialect, expected, facts, reference ? mine : undefined);
+  const diffs = diffFacts(expected, facts, seen.hidden);
+  const unexpected = diffs.filter((d) => d.startsWith('unexpected table '));
+  const real = diffs.filter((d) => !d.startsWith('unexpected table '));
   if (reference) real.push(...diffDefinitions(reference.expected, reference.live));
   const out: Finding[] = real.map((d) => ({
     severity: 'error' as const,
@@ -162,6 +169,7 @@ async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema): Promise
             ? 'GRANT ALL ON `coffer\\_doctor\\_%`.* to the account coffer doctor runs as (it creates and drops a scratch database coffer_doctor_…), or run it as an account that may'
             : 'fix the cause and run coffer doctor again',
     });
+  for (const u of seen.unseen) out.push(unseenFinding(u));
   if (reference?.leftover)
     out.push({
       severity: 'warning',
@@ -175,14 +183,30 @@ async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema): Promise
       remedy: 'fine if another application shares this database; Coffer ignores them',
     });
   }
-  if (!real.length)
+  if (!real.length) {
+    const partly = seen.unseen.length ? ', as far as this account can see (the warnings say what it cannot)' : '';
     out.push({
       severity: 'ok',
       message: reference
-        ? `${live.schema.tables.size} table(s) match the migrations, definitions included (compared with ${reference.where})`
-        : `${live.schema.tables.size} table(s) match the logical schema by name`,
+        ? `${live.schema.tables.size} table(s) match the migrations, definitions included (compared with ${reference.where})${partly}`
+        : `${live.schema.tables.size} table(s) match the logical schema by name${partly}`,
     });
+  }
   return out;
+}
+
+const listed = (xs: readonly string[]) =>
+  `${xs.slice(0, 8).join(', ')}${xs.length > 8 ? `, and ${xs.length - 8} more (--json lists all)` : ''}`;
+
+/** A kind of object this account cannot see: not checked, which is a warning (never "missing", never a pass). */
+function unseenFinding(u: Unseen): Finding {
+  const objects = u.names.length ? `${u.what} ${listed(u.names)}` : `${u.what} of ${u.tables.length} table(s) (${listed(u.tables)})`;
+  return {
+    severity: 'warning',
+    message: `not checked, this account cannot see them: ${objects}; ${u.why}`,
+    remedy: `${u.grant}; or run coffer doctor as an account that can see them (the one that runs migrations)`,
+    details: { tables: u.tables, ...(u.names.length ? { names: u.names } : {}) },
+  };
 }
 
 async function integrityCheck(db: OpsDb, tables: readonly string[]): Promise<Finding[]> {

@@ -323,8 +323,19 @@ export function expectedFacts(d: Dialect, schema: Schema): SchemaFacts {
   return out;
 }
 
-/** Human-readable differences between expected and live facts; empty when they agree. */
-export function diffFacts(expected: SchemaFacts, live: SchemaFacts): string[] {
+/**
+ * What the account that read the live facts cannot see, per table (introspect.ts's
+ * visibility): `true` hides every object of that kind on the table (neither its absence nor an
+ * unexpected one can be told), a list hides those names only (they exist, but not where the
+ * catalogue would show them).
+ */
+export type HiddenFacts = Record<string, Partial<Record<'checks' | 'foreignKeys' | 'triggers', true | readonly string[]>>>;
+
+/**
+ * Human-readable differences between expected and live facts; empty when they agree. Nothing
+ * `hidden` names is judged: its absence from the live facts says nothing.
+ */
+export function diffFacts(expected: SchemaFacts, live: SchemaFacts, hidden: HiddenFacts = {}): string[] {
   const out: string[] = [];
   for (const name of Object.keys(live)) if (!expected[name]) out.push(`unexpected table ${name}`);
   for (const [name, e] of Object.entries(expected)) {
@@ -353,13 +364,15 @@ export function diffFacts(expected: SchemaFacts, live: SchemaFacts): string[] {
       }
     }
     for (const i of Object.keys(l.indexes)) if (!e.indexes[i]) out.push(`${name}: unexpected index ${i}`);
-    const setDiff = (kind: string, exp: string[], got: string[]) => {
-      for (const x of exp) if (!got.includes(x)) out.push(`${name}: missing ${kind} ${x}`);
+    const setDiff = (kind: string, exp: string[], got: string[], unseen: true | readonly string[] = []) => {
+      if (unseen === true) return;
+      for (const x of exp) if (!got.includes(x) && !unseen.includes(x)) out.push(`${name}: missing ${kind} ${x}`);
       for (const x of got) if (!exp.includes(x)) out.push(`${name}: unexpected ${kind} ${x}`);
     };
-    setDiff('foreign key', e.foreignKeys, l.foreignKeys);
-    setDiff('check', e.checks, l.checks);
-    setDiff('trigger', e.triggers, l.triggers);
+    const h = hidden[name] ?? {};
+    setDiff('foreign key', e.foreignKeys, l.foreignKeys, h.foreignKeys);
+    setDiff('check', e.checks, l.checks, h.checks);
+    setDiff('trigger', e.triggers, l.triggers, h.triggers);
   }
   return out;
 }

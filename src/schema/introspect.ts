@@ -1,9 +1,19 @@
 // Reads what a live database really has (tables, columns, keys, indexes, checks, triggers) in
-// the same normalised shape as compile.ts's expectations, so parity is a plain comparison; and
+// the same normalised shape as compile.ts's expectations, so parity is a plain comparison;
 // (introspectDefinitions) how the engine shows each object's definition, to compare with the
-// same engine's rendering of this build's migrations (reference.ts).
+// same engine's rendering of this build's migrations (reference.ts); and (visibility) what of
+// it the account reading cannot see, so that hidden is not taken for missing.
 import { sql, type Kysely } from 'kysely';
-import { emptyDefinitions, fkSignature, type SchemaDefinitions, type SchemaFacts, type TableDefinitions, type TableFacts } from './compile.js';
+import {
+  emptyDefinitions,
+  fkSignature,
+  quote,
+  type HiddenFacts,
+  type SchemaDefinitions,
+  type SchemaFacts,
+  type TableDefinitions,
+  type TableFacts,
+} from './compile.js';
 import type { Dialect } from './model.js';
 import { hasKeyword, namedChecks } from './sql-text.js';
 
@@ -299,7 +309,11 @@ async function definitionsMysql(db: Kysely<any>): Promise<SchemaDefinitions> {
       from information_schema.triggers where trigger_schema = database()`);
   for (const r of trg) {
     const t = tableOf(out, r.t);
-    if (t) t.trigger[str(r.name)] = `${str(r.timing)} ${str(r.event)} FOR EACH ${str(r.orientation)} ${str(r.body)}`;
+    // MariaDB lists a trigger to an account with INSERT, UPDATE or DELETE on its table, but shows
+    // what it does only with TRIGGER: a hidden statement is left out (visibility reports it), not
+    // compared as the text "null".
+    if (t && r.body !== null && r.body !== undefined)
+      t.trigger[str(r.name)] = `${str(r.timing)} ${str(r.event)} FOR EACH ${str(r.orientation)} ${str(r.body)}`;
   }
   return out;
 }
@@ -332,4 +346,207 @@ async function definitionsSqlite(db: Kysely<any>): Promise<SchemaDefinitions> {
     else t.trigger[str(r.name)] = str(r.sql);
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Visibility: what the account reading cannot see
+
+/** Something the account cannot see, so it was not checked (doctor warns; diffFacts does not call it missing). */
+export interface Unseen {
+  /** What was not checked: "CHECK constraints and foreign keys", "triggers", "trigger definitions", … */
+  what: string;
+  /** A definition (compared only with the scratch reference), rather than whether the object exists. */
+  definition: boolean;
+  /** The tables concerned. */
+  tables: string[];
+  /** The objects concerned, where their names are known. */
+  names: string[];
+  /** Why the account cannot see them: what the probe found, and the engine's rule. */
+  why: string;
+  /** What would let this account see them: a GRANT, and what else it allows. */
+  grant: string;
+}
+
+export interface Visibility {
+  /** For diffFacts: what not to judge, per table. */
+  hidden: HiddenFacts;
+  unseen: Unseen[];
+}
+
+/**
+ * What of `expected` the account `db` connects as cannot see in `live` (introspect's facts, read
+ * through `db`) and, when given, in `definitions` (introspectDefinitions', read the same way).
+ * Found by probes that tell hidden from absent, not by rules about privileges, which differ
+ * between engines, versions and how a privilege was granted (MariaDB 10.11 shows a table's
+ * constraints for REFERENCES on the database, not for ALL PRIVILEGES on the table):
+ *
+ *   PostgreSQL       nothing is hidden: pg_catalog and pg_get_*def show every constraint, index,
+ *                    trigger, default and trigger function body to every role, whatever it may
+ *                    do with the tables.
+ *   SQLite           nothing: there are no accounts; whoever opens the file reads its schema.
+ *   MySQL/MariaDB    information_schema leaves out what the account has too few privileges for:
+ *     constraints    MariaDB lists a table's constraints (table_constraints,
+ *                    referential_constraints) only to an account with a privilege beyond SELECT
+ *                    on the whole database. Probe: every Coffer table has a primary key, which
+ *                    statistics shows to any account that can read the table, so a table whose
+ *                    unique keys table_constraints leaves out has its constraints hidden (a table
+ *                    with no unique key left to probe counts as hidden when another table is). A
+ *                    foreign key that key_column_usage or table_constraints names but
+ *                    referential_constraints leaves out is hidden likewise.
+ *     triggers       listed only to an account with TRIGGER on the table (MariaDB: or INSERT,
+ *                    UPDATE, DELETE), and what one does (action_statement) only with TRIGGER.
+ *                    Probe: each trigger `expected` has and the catalogue does not list is asked
+ *                    for by name (SHOW CREATE TRIGGER), which answers "does not exist" for an
+ *                    absent trigger and "access denied" for a hidden one: only the latter is
+ *                    hidden, the former stays missing.
+ *     CHECK text     a CHECK table_constraints lists that check_constraints leaves out.
+ */
+export async function visibility(
+  db: Kysely<any>,
+  dialect: Dialect,
+  expected: SchemaFacts,
+  live: SchemaFacts,
+  definitions?: SchemaDefinitions,
+): Promise<Visibility> {
+  if (dialect !== 'mysql') return { hidden: {}, unseen: [] };
+  return visibilityMysql(db, expected, live, definitions);
+}
+
+/** SHOW CREATE TRIGGER of a trigger this account may not see: MariaDB 1227, MySQL 1142 (or 1044 for the database). */
+const ACCESS_DENIED = new Set([1044, 1142, 1227]);
+const TRIGGER_DOES_NOT_EXIST = 1360;
+
+/** Whether a trigger the catalogue does not list exists but is hidden from this account. */
+async function triggerHidden(db: Kysely<any>, name: string): Promise<boolean> {
+  try {
+    await sql.raw(`SHOW CREATE TRIGGER ${quote('mysql', name)}`).execute(db);
+    return false; // it shows: not hidden, so not where the catalogue would list it
+  } catch (e) {
+    const errno = (e as { errno?: unknown }).errno;
+    if (errno === TRIGGER_DOES_NOT_EXIST) return false;
+    if (typeof errno === 'number' && ACCESS_DENIED.has(errno)) return true;
+    throw e;
+  }
+}
+
+function byTable(rs: readonly Row[]): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const r of rs) {
+    const t = str(r.t);
+    const names = out.get(t) ?? new Set<string>();
+    names.add(str(r.name));
+    out.set(t, names);
+  }
+  return out;
+}
+
+async function visibilityMysql(db: Kysely<any>, expected: SchemaFacts, live: SchemaFacts, definitions?: SchemaDefinitions): Promise<Visibility> {
+  const hidden: HiddenFacts = {};
+  const unseen: Unseen[] = [];
+  const who = (await rows(db, sql`select current_user() as u, database() as d, version() as v`))[0] ?? {};
+  const account = str(who.u ?? '');
+  const at = account.lastIndexOf('@');
+  const grantee = at < 0 ? `'${account}'` : `'${account.slice(0, at)}'@'${account.slice(at + 1)}'`;
+  const grant = (privilege: string) => `GRANT ${privilege} ON ${quote('mysql', str(who.d ?? ''))}.* TO ${grantee}`;
+  const mariadb = /mariadb/i.test(str(who.v ?? ''));
+  const references = `${grant('REFERENCES')} (it shows constraints; it lets the account change no row and no table)`;
+  const trigger = `${grant('TRIGGER')} (which also lets the account create and drop triggers)`;
+  // Coffer's tables the account can see at all (one it cannot is "missing table" to diffFacts).
+  const tables = Object.keys(expected).filter((t) => live[t]);
+
+  const uniques = byTable(
+    await rows(db, sql`select distinct table_name as t, index_name as name from information_schema.statistics
+      where table_schema = database() and non_unique = 0`),
+  );
+  const constraints = await rows(db, sql`select table_name as t, constraint_name as name, constraint_type as kind
+      from information_schema.table_constraints where table_schema = database()`);
+  const keys = byTable(constraints.filter((r) => ['PRIMARY KEY', 'UNIQUE'].includes(str(r.kind))));
+  const foreign = byTable([
+    ...constraints.filter((r) => str(r.kind) === 'FOREIGN KEY'),
+    ...(await rows(db, sql`select distinct table_name as t, constraint_name as name from information_schema.key_column_usage
+      where table_schema = database() and referenced_table_name is not null`)),
+  ]);
+  const referential = byTable(
+    await rows(db, sql`select table_name as t, constraint_name as name from information_schema.referential_constraints
+      where constraint_schema = database()`),
+  );
+  const keysHidden = (t: string) => [...(uniques.get(t) ?? [])].some((n) => !keys.get(t)?.has(n));
+  const anyHidden = tables.some(keysHidden);
+  const constraintsHidden = tables.filter((t) => (uniques.get(t)?.size ? keysHidden(t) : anyHidden));
+  for (const t of constraintsHidden) hidden[t] = { checks: true, foreignKeys: true };
+  if (constraintsHidden.length)
+    unseen.push({
+      what: 'CHECK constraints and foreign keys',
+      definition: false,
+      tables: constraintsHidden,
+      names: [],
+      why: `information_schema.table_constraints lists none of their constraints to this account, not even the primary keys information_schema.statistics shows${mariadb ? ' (MariaDB lists the constraints of a table only to an account with a privilege beyond SELECT on the whole database)' : ''}`,
+      grant: references,
+    });
+  const fkHidden = tables.filter((t) => !hidden[t] && [...(foreign.get(t) ?? [])].some((n) => !referential.get(t)?.has(n)));
+  for (const t of fkHidden) hidden[t] = { foreignKeys: true };
+  if (fkHidden.length)
+    unseen.push({
+      what: 'foreign keys',
+      definition: false,
+      tables: fkHidden,
+      names: fkHidden.flatMap((t) => [...(foreign.get(t) ?? [])].filter((n) => !referential.get(t)?.has(n))),
+      why: 'information_schema.referential_constraints leaves out foreign keys that key_column_usage names',
+      grant: references,
+    });
+
+  const triggerTables: string[] = [];
+  const triggers: string[] = [];
+  for (const t of tables) {
+    const names: string[] = [];
+    for (const name of expected[t]!.triggers) if (!live[t]!.triggers.includes(name) && (await triggerHidden(db, name))) names.push(name);
+    if (!names.length) continue;
+    (hidden[t] ??= {}).triggers = names;
+    triggerTables.push(t);
+    triggers.push(...names);
+  }
+  if (triggers.length)
+    unseen.push({
+      what: 'triggers',
+      definition: false,
+      tables: triggerTables,
+      names: triggers,
+      why: `information_schema.triggers does not list them to this account; each exists (SHOW CREATE TRIGGER, asked by name, answers "access denied", not "does not exist"), but which table it is on and what it does cannot be read (${mariadb ? 'MariaDB lists the triggers of a table only to an account with TRIGGER, INSERT, UPDATE or DELETE on it' : 'MySQL lists the triggers of a table only to an account with TRIGGER on it'})`,
+      grant: trigger,
+    });
+
+  if (!definitions) return { hidden, unseen };
+  const statementTables: string[] = [];
+  const statements: string[] = [];
+  const checkTables: string[] = [];
+  const checks: string[] = [];
+  for (const t of tables) {
+    const d = definitions[t];
+    const s = live[t]!.triggers.filter((n) => !d || !(n in d.trigger));
+    if (s.length) statementTables.push(t);
+    statements.push(...s);
+    if (hidden[t]?.checks) continue;
+    const c = live[t]!.checks.filter((n) => !d || !(n in d.check));
+    if (c.length) checkTables.push(t);
+    checks.push(...c);
+  }
+  if (statements.length)
+    unseen.push({
+      what: 'trigger definitions',
+      definition: true,
+      tables: statementTables,
+      names: statements,
+      why: 'information_schema.triggers lists them to this account but shows what they do (action_statement) only to an account with the TRIGGER privilege on their table',
+      grant: trigger,
+    });
+  if (checks.length)
+    unseen.push({
+      what: 'CHECK expressions',
+      definition: true,
+      tables: checkTables,
+      names: checks,
+      why: 'information_schema.check_constraints leaves out CHECKs that table_constraints lists to this account',
+      grant: references,
+    });
+  return { hidden, unseen };
 }
