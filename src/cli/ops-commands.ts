@@ -9,7 +9,7 @@ import { ValidationError } from '../db/errors.js';
 import { Coffer } from '../db/store.js';
 import { redactUrl } from '../db/url.js';
 import { backupDatabase, type BackupFormat } from '../ops/backup.js';
-import { compareDatabases, copyDatabase, DEFAULT_BATCH_SIZE } from '../ops/copy.js';
+import { compareDatabases, copyInto, DEFAULT_BATCH_SIZE } from '../ops/copy.js';
 import { runDoctor, type DoctorReport } from '../ops/doctor.js';
 import { requireExistingDatabase } from './existing-db.js';
 import { InterruptedError } from '../ops/errors.js';
@@ -259,23 +259,28 @@ export function registerOpsCommands(program: Command): void {
         }
         return;
       }
+      // The source and every flag are checked before the target is opened (copyInto): opening a
+      // SQLite target creates it, and a bad --from must not leave an empty new database. A
+      // SQLite file the copy created is removed if it then fails.
+      const url = configFor(opts, opts.to).database.url;
       let source: Coffer | undefined;
-      let target: Coffer | undefined;
       try {
         source = await open(opts, opts.from, '--from');
-        target = await open(opts, opts.to, '--to', true);
         const s = source;
-        const t = target;
         await interruptible(progress, async (signal) => {
-          const r = await copyDatabase(s, t, {
-            batchSize: bs,
-            discard: opts.discard,
-            force: opts.force,
-            verify: opts.verify,
-            signal,
-            progress,
-            throttleMs: throttle(),
-          });
+          const r = await copyInto(
+            s,
+            { url, open: () => open(opts, opts.to, '--to', true) },
+            {
+              batchSize: bs,
+              discard: opts.discard,
+              force: opts.force,
+              verify: opts.verify,
+              signal,
+              progress,
+              throttleMs: throttle(),
+            },
+          );
           if (opts.json) return out(toJson(r));
           out(
             `copied ${redactUrl(r.source)} → ${redactUrl(r.target)}: ${num(r.rowsCopied)} rows written${r.resumed ? ' (resumed)' : ''}, ${formatBytes(r.bytes)}, ${formatDuration(r.elapsedMs / 1000)}`,
@@ -286,7 +291,7 @@ export function registerOpsCommands(program: Command): void {
           } else out('NOT verified (--no-verify)');
         });
       } finally {
-        await closeAll(source, target);
+        await closeAll(source);
       }
     });
 

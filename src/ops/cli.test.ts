@@ -9,11 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
 import { Coffer } from '../db/store.js';
+import { HISTORY_TABLE } from '../migrations/history.js';
+import { compileOperation } from '../schema/compile.js';
 import { dumpAll, fillEveryTable } from '../../test/fixtures/fill.js';
 import { headerOf, logicalLines, sections, withDuplicateRow, writeLogical } from '../../test/fixtures/logical-edit.js';
 import { createDatabase, skipReason, type TestDatabase } from '../../test/harness.js';
-import { readMarker } from './marker.js';
+import { opsDb } from './db.js';
+import { createMarker, readMarker } from './marker.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'coffer-ops-cli-'));
@@ -87,6 +91,48 @@ describe('operator commands on the command line', () => {
     for (const d of dbs) await d.drop().catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   });
+
+  /**
+   * Runs `coffer <operation> <args>`, which fails part way, twice: into a new SQLite file (in a
+   * new folder), which it removes, then into a database that existed before, which it leaves
+   * marked failed, as doctor reports (naming `from`). Returns that database.
+   */
+  async function failsPartWay(operation: 'copy' | 'restore', args: string[], from: RegExp): Promise<TestDatabase> {
+    const folder = join(dir, `${operation}-created-then-failed`);
+    const path = join(folder, 'target.db');
+    const created = await coffer([operation, ...args, '--to', `sqlite:${path}`]);
+    assert.equal(created.code, 1, created.stderr);
+    oneErrorLine(
+      created,
+      new RegExp(
+        `; removed ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} and the folder\\(s\\) created for it, which this ${operation} had created$`,
+      ),
+    );
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) assert.equal(existsSync(f), false, `${f} is gone`);
+    assert.equal(existsSync(folder), false);
+
+    const target = await newDb(targetBackend);
+    if (targetBackend === 'sqlite') {
+      const c = await Coffer.open({ url: target.url, migrate: 'skip' });
+      await c.close();
+    }
+    const kept = await coffer([operation, ...args, '--to', target.url]);
+    assert.equal(kept.code, 1, kept.stderr);
+    oneErrorLine(
+      kept,
+      new RegExp(
+        `is left marked as a failed ${operation} \\(table coffer_ops_progress; .* existed before this ${operation}, so it is not removed\\): coffer doctor reports it and nothing should use it; fix the cause and run the same coffer ${operation} again to resume it, or add --discard to throw away what was loaded$`,
+      ),
+    );
+    const doctor = await coffer(['doctor', '--db', target.url, '--check', 'incomplete']);
+    assert.equal(doctor.code, 1);
+    assert.match(
+      doctor.stdout,
+      new RegExp(`ERROR\\s+incomplete\\s+this database is an incomplete ${operation} from ${from.source} \\(.*state failed: `),
+    );
+    assert.match(doctor.stdout, new RegExp(`→ run the same coffer ${operation} again to resume it once the cause is fixed`));
+    return target;
+  }
 
   test('coffer copy killed part way (SIGKILL) resumes to a verified result', async () => {
     const target = await newDb(targetBackend);
@@ -292,39 +338,91 @@ describe('operator commands on the command line', () => {
     const table = [...sections(logicalLines(good)).entries()].filter(([, x]) => x.rows > 1).pop()![0];
     const bad = join(dir, 'part-way-duplicate.backup');
     withDuplicateRow(good, table, bad);
-    const path = join(dir, 'created-then-failed', 'restored.db');
-    const created = await coffer(['restore', '--from', bad, '--to', `sqlite:${path}`, '--batch-size', '3']);
-    assert.equal(created.code, 1, created.stderr);
-    oneErrorLine(
-      created,
-      new RegExp(
-        `; removed ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} and the folder\\(s\\) created for it, which this restore had created$`,
-      ),
-    );
-    for (const f of [path, `${path}-wal`, `${path}-shm`]) assert.equal(existsSync(f), false, `${f} is gone`);
-    assert.equal(existsSync(join(dir, 'created-then-failed')), false);
-
-    const target = await newDb(targetBackend);
-    if (targetBackend === 'sqlite') {
-      const c = await Coffer.open({ url: target.url, migrate: 'skip' });
-      await c.close();
-    }
-    const kept = await coffer(['restore', '--from', bad, '--to', target.url, '--batch-size', '3']);
-    assert.equal(kept.code, 1, kept.stderr);
-    oneErrorLine(
-      kept,
-      /is left marked as a failed restore \(table coffer_ops_progress; .* existed before this restore, so it is not removed\): coffer doctor reports it and nothing should use it; fix the cause and run the same coffer restore again to resume it, or add --discard to throw away what was loaded$/,
-    );
-    const doctor = await coffer(['doctor', '--db', target.url, '--check', 'incomplete']);
-    assert.equal(doctor.code, 1);
-    assert.match(
-      doctor.stdout,
-      /ERROR\s+incomplete\s+this database is an incomplete restore from .*part-way-duplicate\.backup \(.*state failed: /,
-    );
+    const target = await failsPartWay('restore', ['--from', bad, '--batch-size', '3'], /.*part-way-duplicate\.backup/);
     // Once the cause is fixed (an intact copy of the same backup), the same restore resumes.
     const resumed = await coffer(['restore', '--from', good, '--to', target.url]);
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.match(resumed.stdout, /\(resumed\), verified against the manifest/);
+  });
+
+  test('copy checks its source and its flags before it creates the target', async () => {
+    /** A SQLite database at `path`, opened with this build's migrations (`migrate`) and changed by `edit`. */
+    const sqliteDb = async (name: string, migrate: boolean, edit: (c: Coffer) => Promise<unknown> = async () => {}) => {
+      const url = `sqlite:${join(dir, name)}`;
+      const c = await Coffer.open({ url, migrate: migrate ? 'apply' : 'skip' });
+      try {
+        await edit(c);
+      } finally {
+        await c.close();
+      }
+      return url;
+    };
+    const notCoffer = await sqliteDb('not-coffer.db', false);
+    const newer = await sqliteDb('newer.db', true, (c) =>
+      c.write((tx) =>
+        tx.insert(HISTORY_TABLE, {
+          domain: 'core',
+          version: 9999,
+          name: 'from_the_future',
+          checksum: 'ab'.repeat(32),
+          state: 'applied',
+          applied_at: new Date(),
+        }),
+      ),
+    );
+    const marked = await sqliteDb('marked.db', true, (c) =>
+      createMarker(opsDb(c), { operation: 'copy', source: 'elsewhere', sourceId: 'elsewhere', startedAt: new Date().toISOString() }),
+    );
+    const folder = join(dir, 'copy-target');
+    const to = `sqlite:${join(folder, 'copy.db')}`;
+    const [empty, future, incomplete, badBatch, unreachable] = await Promise.all([
+      coffer(['copy', '--from', notCoffer, '--to', to]),
+      coffer(['copy', '--from', newer, '--to', to]),
+      coffer(['copy', '--from', marked, '--to', to]),
+      coffer(['copy', '--from', sourceUrl, '--to', to, '--batch-size', '0']),
+      coffer(['copy', '--from', 'postgres://app:hunter2@127.0.0.1:1/x', '--to', to]),
+    ]);
+    assert.equal(empty.code, 2, empty.stderr);
+    oneErrorLine(empty, /source sqlite:.*not-coffer\.db is not a Coffer database \(it has no migration history\): check --from/);
+    assert.equal(future.code, 3, future.stderr);
+    oneErrorLine(future, /newer\.db: migration history does not match this build of Coffer \(core\/9999_from_the_future is unknown\)/);
+    assert.equal(incomplete.code, 2, incomplete.stderr);
+    oneErrorLine(incomplete, /source sqlite:.*marked\.db is itself an incomplete copy from elsewhere .*: finish or discard that first$/);
+    assert.equal(badBatch.code, 2, badBatch.stderr);
+    oneErrorLine(badBatch, /--batch-size: expected a whole number from 1 to 100000/);
+    assert.equal(unreachable.code, 2, unreachable.stderr);
+    oneErrorLine(unreachable, /cannot connect to postgres:\/\/app:\*\*\*@127\.0\.0\.1:1\/x/);
+    assert.equal(existsSync(folder), false, 'no target database (or folder) was created');
+  });
+
+  test('a copy that fails part way removes the SQLite file it created; an existing database is left marked failed, doctor says why, and it resumes once the cause is fixed', async () => {
+    // A source the target refuses part way: identity_roles lost its unique index on name (a
+    // damaged or hand-edited database) and its last role repeats an earlier name.
+    const source = `sqlite:${join(dir, 'repeated-role.db')}`;
+    let repeat = 0n;
+    const c = await Coffer.open({ url: source });
+    try {
+      const role = (name: string) =>
+        c.write((tx) => tx.insertReturningId('identity_roles', { name, created_at: new Date(), updated_at: new Date() }));
+      for (let i = 0; i < 10; i++) await role(`role-${i}`);
+      for (const step of compileOperation(c.dialect, { op: 'dropIndex', table: 'identity_roles', name: 'uq_identity_roles_name' }))
+        await sql.raw(step.sql).execute(c.engine.writer);
+      repeat = await role('role-3');
+    } finally {
+      await c.close();
+    }
+    const target = await failsPartWay('copy', ['--from', source, '--batch-size', '3'], /sqlite:.*repeated-role\.db/);
+    // The cause fixed (the repeated role deleted from the source), the same copy resumes.
+    const fix = await Coffer.open({ url: source, migrate: 'skip' });
+    try {
+      await fix.write((tx) => tx.db.deleteFrom('identity_roles').where('id', '=', repeat).execute());
+    } finally {
+      await fix.close();
+    }
+    const resumed = await coffer(['copy', '--from', source, '--to', target.url]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stdout, /\(resumed\)/);
+    assert.match(resumed.stdout, /verified: row counts and content checksums match on both sides/);
   });
 
   test('backup --to - appends to what stdout already holds (a shell `>>`), never truncates it', async () => {

@@ -2,20 +2,26 @@
 // extreme values; resumption after an interruption; refusals; and verification that catches a
 // difference and names the table and the first differing key.
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
-import { ConfigError, MigrationError } from '../db/errors.js';
+import { ConfigError, MigrationError, UniqueViolationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
 import { verifyAuditLog } from '../domains/audit/verify.js';
+import { HISTORY_TABLE } from '../migrations/history.js';
 import { defineMigration } from '../migrations/migration.js';
 import { c, createTable } from '../schema/builder.js';
+import { compileOperation } from '../schema/compile.js';
 import { fixtureProblems, OPS_MIGRATIONS } from '../../test/fixtures/ops-fixture.js';
 import { AVAILABLE, dumpAll, filledSource, Pool, type FilledSource } from '../../test/fixtures/ops-helpers.js';
 import { ALL_BACKENDS, skipReason, type BackendName } from '../../test/harness.js';
-import { compareDatabases, copyDatabase } from './copy.js';
-import { opsDb, pageQuery, serialNext } from './db.js';
+import { compareDatabases, copyDatabase, copyInto } from './copy.js';
+import { describeCoffer, listTables, opsDb, pageQuery, serialNext } from './db.js';
+import { runDoctor } from './doctor.js';
 import { InterruptedError, VerificationError } from './errors.js';
-import { readMarker } from './marker.js';
+import { createMarker, readMarker } from './marker.js';
 import { SilentProgress } from './progress.js';
 
 /** Progress that calls `fn` once, when `rows` rows have been counted. */
@@ -311,4 +317,216 @@ describe('copy between every pair of backends', () => {
       assert.deepEqual(await dumpAll(s.coffer), before, `${backend}: the source is untouched`);
     }
   });
+});
+
+/**
+ * A source the target refuses part way: fx_accounts lost its unique index on name (a damaged
+ * or hand-edited database), and its last row repeats an earlier name. With batches of 4 the
+ * first 8 rows load; the batch holding the repeat fails on the target. fix() deletes it.
+ */
+async function duplicateNameSource(pool: Pool, b: BackendName): Promise<{ coffer: Coffer; fix(): Promise<void> }> {
+  const coffer = await pool.open((await pool.database(b)).url);
+  const account = (i: number, name = `account-${i}`) =>
+    coffer.write((tx) => tx.insertReturningId('fx_accounts', { name, hash: i.toString(16).padStart(64, '0'), created_at: new Date() }));
+  for (let i = 0; i < 10; i++) await account(i);
+  for (const step of compileOperation(coffer.dialect, { op: 'dropIndex', table: 'fx_accounts', name: 'uq_fx_accounts_name' }))
+    await sql.raw(step.sql).execute(coffer.engine.writer);
+  const repeat = await account(10, 'account-3');
+  return { coffer, fix: () => coffer.write((tx) => tx.db.deleteFrom('fx_accounts').where('id', '=', repeat).execute()).then(() => {}) };
+}
+
+describe('a copy checks its source before it opens the target, and a failure leaves no new database behind', { concurrency: 6 }, () => {
+  const pool = new Pool();
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-copy-test-'));
+  let n = 0;
+  after(async () => {
+    await pool.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A target copyInto opens itself: a SQLite path in folders that do not exist yet, an empty server database, or memory://. */
+  async function targetToOpen(to: BackendName) {
+    const folder = join(dir, `${++n}-new`);
+    const path = to === 'sqlite' ? join(folder, 'sub', 'copy.db') : null;
+    const url = path ? `sqlite:${path}` : (await pool.database(to)).url;
+    let opened = 0;
+    const into = {
+      url,
+      open: () => {
+        opened++;
+        return pool.open(url, { migrate: 'skip' });
+      },
+    };
+    return { url, folder, path, into, opened: () => opened };
+  }
+
+  // Sources copy must refuse, made once per backend: every check on them needs no target.
+  const refused = new Map<BackendName, Promise<[Coffer, (e: unknown) => boolean][]>>();
+  const sourcesToRefuse = (from: BackendName) => {
+    let p = refused.get(from);
+    if (!p) {
+      p = (async () => {
+        const empty = (await pool.emptyTarget(from)).coffer;
+        // A database a newer Coffer migrated: its history has a migration this build does not know.
+        const newer = await pool.open((await pool.database(from)).url);
+        await newer.write((tx) =>
+          tx.insert(HISTORY_TABLE, {
+            domain: 'fixture_future',
+            version: 1,
+            name: 'from_the_future',
+            checksum: 'ab'.repeat(32),
+            state: 'applied',
+            applied_at: new Date(),
+          }),
+        );
+        const marked = await pool.open((await pool.database(from)).url);
+        await createMarker(opsDb(marked), {
+          operation: 'restore',
+          source: 'elsewhere.backup',
+          sourceId: 'elsewhere',
+          startedAt: new Date().toISOString(),
+        });
+        return [
+          [
+            empty,
+            (e: unknown) =>
+              e instanceof ConfigError &&
+              e.message.startsWith(`source ${describeCoffer(empty)} is not a Coffer database (it has no migration history): check --from`),
+          ],
+          [
+            newer,
+            (e: unknown) =>
+              e instanceof MigrationError &&
+              e.message.includes('migration history does not match this build of Coffer (fixture_future/0001_from_the_future is unknown)'),
+          ],
+          [
+            marked,
+            (e: unknown) =>
+              e instanceof ConfigError &&
+              e.message.startsWith(`source ${describeCoffer(marked)} is itself an incomplete restore from elsewhere.backup`) &&
+              e.message.endsWith(': finish or discard that first'),
+          ],
+        ];
+      })();
+      refused.set(from, p);
+    }
+    return p;
+  };
+
+  // The target refuses a row of these part way (shared: the failing copies only read them).
+  const failing = new Map<BackendName, ReturnType<typeof duplicateNameSource>>();
+  const failingSource = (from: BackendName) => {
+    if (!failing.has(from)) failing.set(from, duplicateNameSource(pool, from));
+    return failing.get(from)!;
+  };
+
+  for (const from of ALL_BACKENDS) {
+    for (const to of ALL_BACKENDS) {
+      const skip = skipReason(from) ?? skipReason(to);
+      test(
+        `${from} → ${to}: a source copy cannot start from is refused before the target is opened, and nothing is created`,
+        skip ? { skip } : {},
+        async () => {
+          const t = await targetToOpen(to);
+          for (const [source, expected] of await sourcesToRefuse(from)) await assert.rejects(copyInto(source, t.into), expected);
+          assert.equal(t.opened(), 0, 'the target was not opened');
+          if (t.path) assert.equal(existsSync(t.folder), false, 'no SQLite file (or folder) was created');
+          else if (to !== 'memory') {
+            const target = await pool.open(t.url, { migrate: 'skip' });
+            assert.deepEqual([...(await listTables(target.engine.reader, target.dialect))], [], 'nothing was written to the target');
+          }
+        },
+      );
+    }
+  }
+
+  for (const from of ALL_BACKENDS) {
+    for (const to of ALL_BACKENDS) {
+      const skip = skipReason(from) ?? skipReason(to);
+      test(
+        `${from} → ${to}: a copy failing part way into a target it opened removes a SQLite file it created (with -wal/-shm and folders); an existing database is kept, marked failed`,
+        skip ? { skip } : {},
+        async () => {
+          const source = await failingSource(from);
+          const t = await targetToOpen(to);
+          await assert.rejects(copyInto(source.coffer, t.into, { batchSize: 4 }), (e: unknown) => {
+            assert.ok(e instanceof UniqueViolationError, String(e));
+            if (t.path)
+              assert.ok(e.message.endsWith(`; removed ${t.path} and the folder(s) created for it, which this copy had created`), e.message);
+            else if (to === 'memory')
+              assert.ok(e.message.endsWith('; nothing is left behind (a memory:// database ends with the copy)'), e.message);
+            else
+              assert.match(
+                e.message,
+                / is left marked as a failed copy \(table coffer_ops_progress; .* existed before this copy, so it is not removed\)/,
+              );
+            return true;
+          });
+          assert.equal(t.opened(), 1);
+          if (t.path) {
+            for (const f of [t.path, `${t.path}-wal`, `${t.path}-shm`]) assert.equal(existsSync(f), false, `${f} was removed`);
+            assert.equal(existsSync(t.folder), false, 'and the folders made for it');
+          } else if (to !== 'memory') {
+            const target = await pool.open(t.url, { migrate: 'skip' });
+            const marker = (await readMarker(target.engine.reader, target.dialect))!;
+            assert.equal(marker.state, 'failed');
+            assert.equal(marker.tables.get('fx_accounts')?.rowsDone, 8, 'the batches before the refused row were loaded');
+          }
+        },
+      );
+    }
+  }
+
+  for (const from of ALL_BACKENDS) {
+    for (const to of ALL_BACKENDS) {
+      const skip = skipReason(from) ?? skipReason(to);
+      test(
+        `${from} → ${to}: a copy failing part way into a database that existed before leaves it marked failed with the reason, doctor says so, and it resumes once the cause is fixed`,
+        skip ? { skip } : {},
+        async () => {
+          const source = await duplicateNameSource(pool, from);
+          const { coffer: target } = await pool.emptyTarget(to);
+          const db = describeCoffer(target);
+          let message = '';
+          await assert.rejects(copyDatabase(source.coffer, target, { batchSize: 4 }), (e: unknown) => {
+            message = (e as Error).message;
+            assert.ok(e instanceof UniqueViolationError, message);
+            assert.ok(
+              message.endsWith(
+                `; ${db} is left marked as a failed copy (table coffer_ops_progress; ${db} existed before this copy, so it is not removed): coffer doctor reports it and nothing should use it; fix the cause and run the same coffer copy again to resume it, or add --discard to throw away what was loaded`,
+              ),
+              message,
+            );
+            return true;
+          });
+          const marker = (await readMarker(target.engine.reader, target.dialect))!;
+          assert.equal(marker.state, 'failed');
+          assert.equal(marker.tables.get('fx_accounts')?.rowsDone, 8, 'the batches before the refused row were loaded');
+          const reason = String(marker.info.error);
+          assert.ok(message.startsWith(`${reason}; `), 'the marker records why');
+          const doctor = await runDoctor(target, { only: ['incomplete'] });
+          const [finding] = doctor.findings.filter((f) => f.check === 'incomplete');
+          assert.equal(finding?.severity, 'error');
+          assert.ok(
+            finding.message.startsWith(`this database is an incomplete copy from ${describeCoffer(source.coffer)} (`) &&
+              finding.message.includes(`state failed: ${reason.slice(0, 100)}`),
+            finding.message,
+          );
+          assert.match(finding.remedy ?? '', /^run the same coffer copy again to resume it once the cause is fixed/);
+          // The cause fixed (the repeated row deleted from the source), the same copy resumes.
+          await source.fix();
+          const progress = new SilentProgress();
+          const r = await copyDatabase(source.coffer, target, { batchSize: 4, progress });
+          assert.equal(r.resumed, true);
+          assert.equal(r.verified, true);
+          assert.ok(
+            progress.notes.some((x) => /^resuming an incomplete copy .* state failed: /.test(x)),
+            progress.notes.join('\n'),
+          );
+          assert.deepEqual(await dumpAll(target), await dumpAll(source.coffer));
+          assert.equal(await readMarker(target.engine.reader, target.dialect), null);
+        },
+      );
+    }
+  }
 });

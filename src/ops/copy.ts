@@ -1,12 +1,18 @@
 // `coffer copy --from URL --to URL`: any backend to any backend (SQLite to PostgreSQL is the
 // common case), in keyset batches with bounded memory, resumable after an interruption, then
 // verified by row counts and content checksums computed the same way on both sides.
+//
+// Everything that can be checked with the source alone is checked before the target is opened
+// (checkSource), so a bad source never creates or marks a target. A copy that fails after that
+// removes the SQLite file it created (copyInto); a target that existed before is left marked
+// failed, with what happened and what to do (aftermath.ts).
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { sql } from 'kysely';
 import { ConfigError, MigrationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
+import { intoTarget, leftMarkedFailed, type TargetToOpen } from './aftermath.js';
 import {
   analyzeTables,
   dataTables,
@@ -18,6 +24,7 @@ import {
   serialNext,
   setSerialNext,
   withSnapshot,
+  type LiveSchema,
   type OpsDb,
 } from './db.js';
 import { InterruptedError, VerificationError } from './errors.js';
@@ -194,7 +201,91 @@ export async function compareDatabases(
   };
 }
 
+/**
+ * Everything copy checks about its source before any target is opened (opening a SQLite path
+ * creates the database): that it is a Coffer database, whose migration history this build
+ * knows, with no pending migration, and not itself an incomplete copy/restore target. Returns
+ * its live schema; nothing is written anywhere.
+ */
+export async function checkSource(source: Coffer): Promise<LiveSchema> {
+  const src = opsDb(source);
+  const live = await liveSchema(source);
+  if (!live.applied.length)
+    throw new ConfigError(
+      `source ${src.describe} is not a Coffer database (it has no migration history): check --from; only a database Coffer created (coffer migrate, the service) can be copied`,
+      { field: 'from' },
+    );
+  if (live.pending.length) {
+    throw new MigrationError(
+      `source ${src.describe} has ${live.pending.length} pending migration(s) (${live.pending.join(', ')}): run \`coffer migrate --db <source>\` first so both sides get the same schema`,
+    );
+  }
+  const srcMarker = await readMarker(src.reader, src.dialect);
+  if (srcMarker)
+    throw new ConfigError(`source ${src.describe} is itself ${describeMarker(srcMarker)}: finish or discard that first`, { field: 'from' });
+  return live;
+}
+
+/**
+ * Copies `source` into an open database, which existed before. Every check that needs only the
+ * source runs first (checkSource), so a bad source leaves the target untouched; a failure after
+ * the target was marked leaves it marked failed with the reason (an interruption: marked
+ * incomplete, to resume).
+ */
 export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOptions = {}): Promise<CopyReport> {
+  return runCopy(source, target, await checkSource(source), opts, false, { marked: false });
+}
+
+/**
+ * `coffer copy`: checks the source (checkSource) before opening the target, since opening a
+ * SQLite path creates the database. If the copy then fails, a SQLite file it created is removed
+ * with its -wal/-shm and the folders made for it (an interrupted one is kept, marked
+ * incomplete, to resume); a target that existed before is left marked failed (copyDatabase).
+ */
+export async function copyInto(source: Coffer, to: TargetToOpen, opts: CopyOptions = {}): Promise<CopyReport> {
+  const live = await checkSource(source);
+  const state = { marked: false };
+  return intoTarget(
+    to,
+    'copy',
+    (target, created) => runCopy(source, target, live, opts, created, state),
+    // Interrupted once the target was marked: kept, to resume with the same command.
+    (e) => e instanceof InterruptedError && state.marked,
+  );
+}
+
+/**
+ * The part of a copy that needs the target. `created`: the target did not exist before this
+ * copy, whose caller removes it on failure; otherwise a failure after marking it (but not an
+ * interruption, which resumes) leaves it marked failed, saying why.
+ */
+async function runCopy(
+  source: Coffer,
+  target: Coffer,
+  live: LiveSchema,
+  opts: CopyOptions,
+  created: boolean,
+  state: { marked: boolean },
+): Promise<CopyReport> {
+  try {
+    return await copyChecked(source, target, live, opts, state);
+  } catch (e) {
+    if (e instanceof InterruptedError || !state.marked || created) throw e;
+    throw await leftMarkedFailed(opsDb(target), e, e instanceof VerificationError, {
+      operation: 'copy',
+      again: 'resume it',
+      differences: 'if the source was written during the copy, stop its writers first',
+    });
+  }
+}
+
+async function copyChecked(
+  source: Coffer,
+  target: Coffer,
+  live: LiveSchema,
+  opts: CopyOptions,
+  state: { marked: boolean },
+): Promise<CopyReport> {
   const started = Date.now();
   const progress = opts.progress ?? new SilentProgress();
   const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
@@ -205,16 +296,6 @@ export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOpt
     throw new ConfigError(`source and target are the same database (${src.describe})`, { field: 'to' });
   }
 
-  const live = await liveSchema(source);
-  if (live.pending.length) {
-    throw new MigrationError(
-      `source ${src.describe} has ${live.pending.length} pending migration(s) (${live.pending.join(', ')}): run \`coffer migrate --db <source>\` first so both sides get the same schema`,
-    );
-  }
-  const srcMarker = await readMarker(src.reader, src.dialect);
-  if (srcMarker)
-    throw new ConfigError(`source ${src.describe} is itself ${describeMarker(srcMarker)}: finish or discard that first`, { field: 'from' });
-
   const marker = await prepareTarget(target, {
     info: { operation: 'copy', source: src.describe, sourceId: sourceId(source), startedAt: new Date().toISOString(), batchSize },
     discard: opts.discard,
@@ -222,6 +303,7 @@ export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOpt
     progress,
     command: 'copy',
   });
+  state.marked = true;
   await target.migrator.apply();
   const targetLive = await liveSchema(target);
   const diff = historyDifferences(live.applied, targetLive.applied, 'the source', 'the target');
@@ -271,10 +353,8 @@ export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOpt
     });
     if (v.problems.length) {
       await setMarkerState(dst.writer, dst.dialect, 'failed', { problems: v.problems });
-      throw new VerificationError(
-        `copy verification failed (${dst.describe} stays marked incomplete; if the source was written during the copy, stop its writers and copy again with --discard): ${v.problems.join('; ')}`,
-        v.problems,
-      );
+      // What the failure leaves behind is added by the caller (runCopy, copyInto).
+      throw new VerificationError(`copy verification failed: ${v.problems.join('; ')}`, v.problems);
     }
     sums = v.sums;
   }

@@ -12,8 +12,7 @@
 // marker (marker.ts) until the restore verified. A restore that fails after that removes the
 // SQLite file it created (restoreInto); a target that existed before is left marked failed,
 // with what happened and what to do.
-import { closeSync, createReadStream, lstatSync, openSync, readSync, rmdirSync, rmSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, createGunzip, gunzipSync } from 'node:zlib';
@@ -22,6 +21,7 @@ import type { Coffer } from '../db/store.js';
 import { parseDatabaseUrl, type DbTarget } from '../db/url.js';
 import { MIGRATIONS } from '../domains/registry.js';
 import type { Migration } from '../migrations/migration.js';
+import { intoTarget, leftMarkedFailed, type TargetToOpen } from './aftermath.js';
 import {
   analyzeTables,
   dataTables,
@@ -729,43 +729,15 @@ export function inspectBackup(file: string, kind = detectBackupKind(file)): { ki
 }
 
 /**
- * Adds what a failure left behind, and what to do, to its message. The error keeps its type
- * (and so the command's exit code).
+ * A restore into a target that existed before it failed after marking it: left marked failed,
+ * saying why (aftermath.ts); the error says so.
  */
-function withAftermath(e: unknown, aftermath: string): unknown {
-  if (e instanceof Error) {
-    e.message = `${e.message}; ${aftermath}`;
-    return e;
-  }
-  return new Error(`${String(e)}; ${aftermath}`);
-}
-
-/**
- * A restore into a target that existed before it failed after marking it: the target is not
- * removed (restore did not create it) but left marked failed, saying why; the error says so.
- */
-async function failedRestore(ctx: Ctx, e: unknown): Promise<unknown> {
-  const db = ctx.dst.describe;
+function failedRestore(ctx: Ctx, e: unknown): Promise<unknown> {
   const native = ctx.checked.kind === 'pg_dump' || ctx.checked.kind === 'mysqldump';
-  const kept = `${db} existed before this restore, so it is not removed`;
-  if (e instanceof VerificationError)
-    return withAftermath(
-      e,
-      `${db} stays marked incomplete as a failed restore (table ${MARKER_TABLE}; ${kept}): coffer doctor reports it and nothing should use it; look into the differences, then run the same coffer restore with --discard to throw away what was loaded and start over`,
-    );
-  const reason = e instanceof Error ? e.message : String(e);
-  try {
-    await setMarkerState(ctx.dst.writer, ctx.dst.dialect, 'failed', { error: reason, failedAt: new Date().toISOString() });
-  } catch (m) {
-    return withAftermath(
-      e,
-      `${db} stays marked incomplete (table ${MARKER_TABLE}; ${kept}; marking it failed did not work either: ${(m as Error).message}): run the same coffer restore again once the cause is fixed, or add --discard to throw away what was loaded`,
-    );
-  }
-  return withAftermath(
-    e,
-    `${db} is left marked as a failed restore (table ${MARKER_TABLE}; ${kept}): coffer doctor reports it and nothing should use it; fix the cause and run the same coffer restore again to ${native ? 'start it over' : 'resume it'}, or add --discard to throw away what was loaded`,
-  );
+  return leftMarkedFailed(ctx.dst, e, e instanceof VerificationError, {
+    operation: 'restore',
+    again: native ? 'start it over' : 'resume it',
+  });
 }
 
 /** `created`: the target did not exist before this restore, whose caller removes it on failure. */
@@ -829,56 +801,10 @@ export async function restoreDatabase(file: string, target: Coffer, opts: Restor
   return runRestore(file, target, opts, checked, false);
 }
 
-export interface RestoreTarget {
-  /** The target database's URL. */
-  url: string;
-  /** Opens the target without migrating it (a SQLite path that does not exist is created). */
-  open(): Promise<Coffer>;
+export interface RestoreTarget extends TargetToOpen {
   /** The migrations it is opened with (default: this build's). */
   migrations?: readonly Migration[];
 }
-
-/** The files (and folders) opening a SQLite database at `path` would create; null when it exists. */
-function sqliteFilesToCreate(path: string): { path: string; files: string[]; dirs: string[] } | null {
-  // lstat: a symbolic link that points nowhere exists, and what it points to is not restore's.
-  const present = (p: string) => lstatSync(p, { throwIfNoEntry: false }) !== undefined;
-  const abs = resolve(path);
-  if (present(abs)) return null;
-  const files = [abs, `${abs}-wal`, `${abs}-shm`, `${abs}-journal`].filter((f) => !present(f));
-  const dirs: string[] = [];
-  for (let d = dirname(abs); !present(d) && d !== dirname(d); d = dirname(d)) dirs.push(d);
-  return { path: abs, files, dirs };
-}
-
-/** Removes what opening the target created; says what was done (or what is left to do). */
-function removeCreated(c: { path: string; files: string[]; dirs: string[] }): string | null {
-  if (c.path === 'memory://') return 'nothing is left behind (a memory:// database ends with the restore)';
-  const left: string[] = [];
-  let removed = 0;
-  for (const f of c.files) {
-    try {
-      if (lstatSync(f, { throwIfNoEntry: false }) === undefined) continue;
-      rmSync(f, { force: true });
-      removed++;
-    } catch (e) {
-      left.push(`${f} (${(e as Error).message})`);
-    }
-  }
-  let folders = 0;
-  for (const d of c.dirs) {
-    try {
-      rmdirSync(d);
-      folders++;
-    } catch {
-      // Not empty (something else was put there meanwhile) or never made: left as it is.
-    }
-  }
-  if (left.length) return `this restore created ${c.path} but could not remove ${left.join(', ')}: delete it by hand`;
-  if (!removed && !folders) return null;
-  return `removed ${c.path}${folders ? ` and the folder(s) created for it` : ''}, which this restore had created`;
-}
-
-const andThen = (e: unknown, aftermath: string | null): unknown => (aftermath ? withAftermath(e, aftermath) : e);
 
 /**
  * `coffer restore`: checks the backup (checkBackup) before opening the target, since opening a
@@ -895,23 +821,12 @@ export async function restoreInto(file: string, to: RestoreTarget, opts: Restore
     progress: opts.progress,
     signal: opts.signal,
   });
-  // memory:// is created by opening it, and gone when the restore closes it.
-  const fresh = t.backend !== 'sqlite' ? null : t.memory ? { path: 'memory://', files: [], dirs: [] } : sqliteFilesToCreate(t.path);
-  let target: Coffer;
-  try {
-    target = await to.open();
-  } catch (e) {
-    throw fresh ? andThen(e, removeCreated(fresh)) : e;
-  }
   const out: { ctx?: Ctx } = {};
-  try {
-    return await runRestore(file, target, opts, checked, fresh !== null, out);
-  } catch (e) {
+  return intoTarget(
+    to,
+    'restore',
+    (target, created) => runRestore(file, target, opts, checked, created, out),
     // Interrupted once the target was marked: kept, to resume with the same command.
-    if (!fresh || (e instanceof InterruptedError && out.ctx?.marked)) throw e;
-    await target.close();
-    throw andThen(e, removeCreated(fresh));
-  } finally {
-    await target.close();
-  }
+    (e) => e instanceof InterruptedError && out.ctx?.marked === true,
+  );
 }
