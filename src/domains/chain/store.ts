@@ -209,7 +209,7 @@ export class ChainStore {
    * The named chains, each with its cursor and sync health, in the order named: three
    * statements whatever their number (a page of a chain list). Ids not stored here are left out.
    */
-  async chainsWithState(chainIds: readonly string[]): Promise<(ChainInfo & { cursor: ChainCursor; health: SyncHealth })[]> {
+  async chainsWithState(chainIds: readonly string[]): Promise<ChainWithState[]> {
     const tx = this.#tx;
     const ids = chainIds.map((id, i) => parse(chainIdSchema, id, `chainIds[${i}]`));
     if (!ids.length) return [];
@@ -231,19 +231,27 @@ export class ChainStore {
         .execute(),
     ]);
     const byId = new Map(chains.map((r) => toChain(tx, r)).map((c) => [c.chainId, c]));
-    const cursorOf = new Map(cursors.map((r) => toCursor(tx, r)).map((c) => [c.chainId, c]));
-    const healthOf = new Map(health.map((r) => toHealth(tx, r)).map((h) => [h.chainId, h]));
-    const out: (ChainInfo & { cursor: ChainCursor; health: SyncHealth })[] = [];
-    for (const id of ids) {
-      const c = byId.get(id);
-      if (!c) continue;
-      const cursor = cursorOf.get(id);
-      const h = healthOf.get(id);
-      // Written with the chain row in one transaction, so a chain without them is damage.
-      if (!cursor || !h) throw new NotFoundError(`no cursor or sync health row for chain ${id}`, { chainId: id });
-      out.push({ ...c, cursor, health: h });
-    }
-    return out;
+    return withState(tx, ids, byId, cursors, health);
+  }
+
+  /**
+   * Every chain of this database with its cursor and sync health, in the order of listChains:
+   * three statements however many chains (the dashboard and the chain gauges read them all).
+   */
+  async allChainsWithState(): Promise<ChainWithState[]> {
+    const tx = this.#tx;
+    const [chains, cursors, health] = await Promise.all([
+      this.listChains(),
+      tx.db.selectFrom(T.cursors).selectAll().execute(),
+      tx.db.selectFrom(T.health).selectAll().execute(),
+    ]);
+    return withState(
+      tx,
+      chains.map((c) => c.chainId),
+      new Map(chains.map((c) => [c.chainId, c])),
+      cursors,
+      health,
+    );
   }
 
   async #requireChain(chainId: string): Promise<ChainInfo> {
@@ -867,6 +875,31 @@ export class ChainStore {
     for (const t of txs) t.outputs.sort(byAddress);
     return txs;
   }
+}
+
+export type ChainWithState = ChainInfo & { cursor: ChainCursor; health: SyncHealth };
+
+/** `ids` (those in `chains`) with their cursor and health rows, in the order of `ids`. */
+function withState(
+  tx: Tx,
+  ids: readonly string[],
+  chains: ReadonlyMap<string, ChainInfo>,
+  cursors: readonly unknown[],
+  health: readonly unknown[],
+): ChainWithState[] {
+  const cursorOf = new Map(cursors.map((r) => toCursor(tx, r)).map((c) => [c.chainId, c]));
+  const healthOf = new Map(health.map((r) => toHealth(tx, r)).map((h) => [h.chainId, h]));
+  const out: ChainWithState[] = [];
+  for (const id of ids) {
+    const c = chains.get(id);
+    if (!c) continue;
+    const cursor = cursorOf.get(id);
+    const h = healthOf.get(id);
+    // Written with the chain row in one transaction, so a chain without them is damage.
+    if (!cursor || !h) throw new NotFoundError(`no cursor or sync health row for chain ${id}`, { chainId: id });
+    out.push({ ...c, cursor, health: h });
+  }
+  return out;
 }
 
 // Module-level, not a closure per call: tsx runs the sources through esbuild with keepNames, which
