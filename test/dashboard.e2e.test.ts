@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { chromium } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { forEachBackend, type TestDatabase } from './harness.js';
-import { sideChainRouter, testService } from './service-support.js';
+import { sideChainRouter, testService, type TestService } from './service-support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const mustRun = process.env.CI === 'true';
@@ -41,6 +41,27 @@ function block(height: number) {
   };
 }
 
+/**
+ * Serves `svc` on a free loopback port, opens the dashboard in `browser` and connects with
+ * `viewer`'s key; page errors are collected in `errors` (a test ends asserting it is empty).
+ */
+async function openDashboard(
+  browser: Browser,
+  svc: TestService,
+  viewer: { authorization: string },
+  viewport?: { width: number; height: number },
+): Promise<{ page: Page; errors: string[] }> {
+  const address = await svc.app.listen({ host: '127.0.0.1', port: 0 });
+  const page = await browser.newPage(viewport ? { viewport } : {});
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(address);
+  assert.equal(await page.title(), 'Coffer dashboard');
+  await page.fill('#key', viewer.authorization.replace('Bearer ', ''));
+  await page.click('#connect');
+  return { page, errors };
+}
+
 forEachBackend(
   'dashboard in a browser',
   (ctx) => {
@@ -64,14 +85,7 @@ forEachBackend(
       // The browser starts before the server listens: if it cannot start, nothing is left open.
       const browser = await launch();
       try {
-        const address = await svc.app.listen({ host: '127.0.0.1', port: 0 });
-        const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-        const errors: string[] = [];
-        page.on('pageerror', (e) => errors.push(e.message));
-        await page.goto(address);
-        assert.equal(await page.title(), 'Coffer dashboard');
-        await page.fill('#key', viewer.authorization.replace('Bearer ', ''));
-        await page.click('#connect');
+        const { page, errors } = await openDashboard(browser, svc, viewer, { width: 1400, height: 1000 });
         const heightCell = page.locator('#chains tbody tr', { hasText: 'doge' }).locator('td').nth(1);
         await heightCell.waitFor({ timeout: 10_000 });
         assert.equal(await heightCell.textContent(), '0');
@@ -115,13 +129,7 @@ forEachBackend(
       await svc.call('PUT', '/v1/chains/toString/latest-height', admin, { height: '2' });
       const browser = await launch();
       try {
-        const address = await svc.app.listen({ host: '127.0.0.1', port: 0 });
-        const page = await browser.newPage();
-        const errors: string[] = [];
-        page.on('pageerror', (e) => errors.push(e.message));
-        await page.goto(address);
-        await page.fill('#key', viewer.authorization.replace('Bearer ', ''));
-        await page.click('#connect');
+        const { page, errors } = await openDashboard(browser, svc, viewer);
         const lagCell = (chainId: string) => page.locator('#chains tbody tr', { hasText: chainId }).locator('td').nth(3);
         await lagCell('constructor').waitFor({ timeout: 10_000 });
         assert.equal(await lagCell('constructor').getAttribute('class'), 'num bad');
@@ -159,13 +167,7 @@ forEachBackend(
           const r = await svc.call('POST', '/v1/chains', admin, { chainId, name: chainId, network: 'mainnet', confirmations: 6 });
           assert.equal(r.statusCode, 201, r.body);
         }
-        const address = await svc.app.listen({ host: '127.0.0.1', port: 0 });
-        const page = await browser.newPage();
-        const errors: string[] = [];
-        page.on('pageerror', (e) => errors.push(e.message));
-        await page.goto(address);
-        await page.fill('#key', viewer.authorization.replace('Bearer ', ''));
-        await page.click('#connect');
+        const { page, errors } = await openDashboard(browser, svc, viewer);
         await page.locator('#chains tbody tr', { hasText: 'side' }).waitFor({ timeout: 10_000 });
         assert.equal(await page.locator('#chains-unavailable').textContent(), '');
 
