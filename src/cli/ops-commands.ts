@@ -10,7 +10,7 @@ import { Coffer } from '../db/store.js';
 import { redactUrl } from '../db/url.js';
 import { backupDatabase, type BackupFormat } from '../ops/backup.js';
 import { compareDatabases, copyInto, DEFAULT_BATCH_SIZE } from '../ops/copy.js';
-import { runDoctor, type DoctorReport } from '../ops/doctor.js';
+import { dropScratchOnSignal, runDoctor, type DoctorReport } from '../ops/doctor.js';
 import { requireExistingDatabase } from './existing-db.js';
 import { InterruptedError } from '../ops/errors.js';
 import { maintainDatabase } from '../ops/maintain.js';
@@ -399,7 +399,7 @@ export function registerOpsCommands(program: Command): void {
         throw new ValidationError('--long-query-seconds: expected a number of seconds', { field: 'long-query-seconds' });
       const coffer = await open(opts, opts.db);
       try {
-        const r = await runDoctor(coffer, { only: opts.check, longQuerySeconds: seconds });
+        const r = await runDoctor(coffer, { only: opts.check, longQuerySeconds: seconds, onScratch: dropScratchOnSignal() });
         if (opts.json) out(toJson(r));
         else printDoctor(r);
         if (!r.ok) process.exitCode = 1;

@@ -12,15 +12,19 @@
 // really gone stays an error for an account that can see it (PostgreSQL shows its catalogue to
 // every role; SQLite has no accounts).
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { sql } from 'kysely';
+import mysql from 'mysql2/promise';
+import pg from 'pg';
 import { Coffer } from '../db/store.js';
 import { defineMigration, type Migration } from '../migrations/migration.js';
 import { addColumn, c } from '../schema/builder.js';
 import { FIXTURE_MIGRATIONS, kitchenSink } from '../../test/fixtures/kitchen-sink.js';
 import { forEachBackend } from '../../test/harness.js';
-import { runDoctor, type DoctorFinding } from './doctor.js';
+import { runDoctor, SCRATCH_STALE_MS, type DoctorFinding } from './doctor.js';
 import { opsDb } from './db.js';
 import { createMarker, setMarkerState } from './marker.js';
 
@@ -474,5 +478,259 @@ forEachBackend('doctor incomplete', (ctx) => {
     const stopped = (await runDoctor(coffer, { only: ['incomplete'] })).findings[0]!;
     assert.match(stopped.message, /state failed: disk full/);
     assert.match(stopped.remedy ?? '', /run the same coffer restore again to resume it once the cause is fixed, or again with --discard/);
+  });
+
+  test('a native restore (pg_restore, the mysql client) that stopped is to be started over, never "resumed"', async () => {
+    const coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+    const db = opsDb(coffer);
+    const info = {
+      operation: 'restore-native' as const,
+      source: '/backups/b.dump',
+      startedAt: new Date(0).toISOString(),
+      sourceId: 'b1',
+      kind: 'pg_dump',
+    };
+    await createMarker(db, info);
+    const interrupted = (await runDoctor(coffer, { only: ['incomplete'] })).findings[0]!;
+    assert.equal(interrupted.severity, 'error');
+    assert.match(interrupted.message, /an incomplete restore from \/backups\/b\.dump .*state running/);
+    assert.match(
+      interrupted.remedy ?? '',
+      /^run the same coffer restore again to start it over \(a restore of a native backup through pg_restore cannot resume: it drops what was loaded and loads the whole backup again\), or with --discard/,
+    );
+    assert.doesNotMatch(interrupted.remedy ?? '', /resume it/);
+    await setMarkerState(db.writer, db.dialect, 'failed', { error: 'pg_restore exited with code 1' });
+    const failed = (await runDoctor(coffer, { only: ['incomplete'] })).findings[0]!;
+    assert.match(failed.remedy ?? '', /^run the same coffer restore again to start it over once the cause is fixed \(.*cannot resume/);
+    assert.doesNotMatch(failed.remedy ?? '', /resume it/);
+  });
+});
+
+/** A second session, as another application: runs `statements` and keeps its transaction (and locks) until release(). */
+async function otherSession(coffer: Coffer, statements: readonly string[]): Promise<{ pid: number; release(): Promise<void> }> {
+  if (coffer.dialect === 'postgres') {
+    const client = new pg.Client({ connectionString: coffer.target.url, application_name: 'other_app' });
+    await client.connect();
+    try {
+      const pid = Number((await client.query('select pg_backend_pid() as pid')).rows[0].pid);
+      await client.query('BEGIN');
+      for (const s of statements) await client.query(s);
+      return { pid, release: async () => void (await client.query('ROLLBACK').finally(() => client.end())) };
+    } catch (e) {
+      await client.end();
+      throw e;
+    }
+  }
+  const conn = await mysql.createConnection(coffer.target.url);
+  try {
+    const [r] = await conn.query('select connection_id() as pid');
+    const pid = Number((r as { pid: unknown }[])[0]!.pid);
+    for (const s of statements) await conn.query(s);
+    return { pid, release: async () => void (await conn.query('UNLOCK TABLES').finally(() => conn.end())) };
+  } catch (e) {
+    await conn.end();
+    throw e;
+  }
+}
+
+const NO_TABLE_LOCKS = 'SQLite locks the whole file, never one table, and a writer does not keep a reader from the schema';
+
+forEachBackend('doctor schema: tables another session keeps locked', (ctx) => {
+  test("another application's table locked in another session neither slows nor fails doctor", async (t) => {
+    if (ctx.backend === 'memory' || ctx.backend === 'sqlite') return t.skip(NO_TABLE_LOCKS);
+    const coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+    const q = (x: string) => (ctx.backend === 'postgres' ? `"${x}"` : `\`${x}\``);
+    // A CHECK, a default and an index: each one PostgreSQL renders under a lock on the table.
+    await run(coffer, [
+      `CREATE TABLE ${q('other_app_jobs')} (${q('id')} INT PRIMARY KEY, ${q('n')} INT DEFAULT 1 CHECK (${q('n')} > 0))`,
+      `CREATE INDEX ${q('ix_other_app_jobs_n')} ON ${q('other_app_jobs')} (${q('n')})`,
+    ]);
+    const other = await otherSession(coffer, [
+      ctx.backend === 'postgres' ? 'LOCK TABLE "other_app_jobs" IN ACCESS EXCLUSIVE MODE' : 'LOCK TABLES `other_app_jobs` WRITE',
+    ]);
+    try {
+      const started = Date.now();
+      const report = await runDoctor(coffer);
+      const took = Date.now() - started;
+      assert.equal(report.ok, true, show(report.findings));
+      assert.ok(
+        report.findings.some((f) => f.check === 'schema' && f.severity === 'ok' && /definitions included \(compared with/.test(f.message)),
+        show(report.findings),
+      );
+      assert.ok(
+        report.findings.some((f) => f.severity === 'info' && /Coffer does not define: other_app_jobs/.test(f.message)),
+        show(report.findings),
+      );
+      // The connection's lock_timeout is 10 s: a doctor that waited for the table would take that long.
+      assert.ok(took < 5000, `doctor took ${took} ms`);
+    } finally {
+      await other.release();
+      await run(coffer, [`DROP TABLE ${q('other_app_jobs')}`]);
+    }
+  });
+
+  test('a Coffer table locked in another session: its definitions are a warning naming it and the session, everything else is still compared', async (t) => {
+    if (ctx.backend === 'memory' || ctx.backend === 'sqlite') return t.skip(NO_TABLE_LOCKS);
+    const coffer = await ctx.open({ migrations: [kitchenSink] });
+    const postgres = ctx.backend === 'postgres';
+    const q = (x: string) => (postgres ? `"${x}"` : `\`${x}\``);
+    await run(coffer, [
+      // By name, on a table that stays readable: a dropped CHECK.
+      `ALTER TABLE ${q('fx_accounts')} DROP CONSTRAINT ${q('ck_fx_accounts_balance')}`,
+      // By definition, on a table that stays readable: a dropped default.
+      `ALTER TABLE ${q('fx_accounts')} ALTER COLUMN ${q('status')} DROP DEFAULT`,
+      // By definition, on the table about to be locked.
+      `ALTER TABLE ${q('fx_counters')} ALTER COLUMN ${q('value')} SET DEFAULT 7`,
+    ]);
+    // As coffer maintain --full (VACUUM FULL) or another session's ALTER TABLE would hold it.
+    const other = await otherSession(coffer, [
+      postgres ? 'LOCK TABLE "fx_counters" IN ACCESS EXCLUSIVE MODE' : 'LOCK TABLES `fx_counters` WRITE',
+    ]);
+    try {
+      const started = Date.now();
+      const findings = await schemaFindings(coffer);
+      const took = Date.now() - started;
+      const expected = [
+        'schema differs from the migrations: fx_accounts: missing check ck_fx_accounts_balance',
+        "schema differs from the migrations: fx_accounts.status: default none, expected 'open'",
+      ];
+      // PostgreSQL shows the expected default with its cast ('open'::character varying).
+      const errorsOf = (fs: readonly DoctorFinding[]) => errors(fs).map((m) => m.replace(/::character varying$/, ''));
+      assert.ok(took < 6000, `doctor took ${took} ms`);
+      assert.ok(!findings.some((f) => /could not run/.test(f.message)), show(findings));
+      if (!postgres) {
+        // information_schema reads under LOCK TABLES … WRITE: the locked table is compared too.
+        assert.deepEqual(
+          errorsOf(findings).sort(),
+          [...expected, 'schema differs from the migrations: fx_counters.value: default 7, expected 0'].sort(),
+          show(findings),
+        );
+        assert.ok(!findings.some((f) => f.severity === 'warning'), show(findings));
+        return;
+      }
+      assert.deepEqual(errorsOf(findings).sort(), [...expected].sort(), show(findings));
+      const warnings = findings.filter((f) => f.severity === 'warning');
+      assert.equal(warnings.length, 1, show(findings));
+      assert.match(
+        warnings[0]!.message,
+        new RegExp(
+          `^fx_counters: CHECK expressions, defaults, index and trigger definitions and table options were not compared \\(only names were\\): the table stayed locked for 1\\.5 s \\(ACCESS EXCLUSIVE, held by session ${other.pid} \\(other_app\\): LOCK TABLE "fx_counters" IN ACCESS EXCLUSIVE MODE\\)$`,
+        ),
+      );
+      assert.match(
+        warnings[0]!.remedy ?? '',
+        new RegExp(`^run coffer doctor --check schema again once the lock is gone \\(.*session ${other.pid} `),
+      );
+    } finally {
+      await other.release();
+    }
+    // Once the lock is gone the table's definitions are compared again.
+    const after = await schemaFindings(coffer);
+    assert.ok(errors(after).includes('schema differs from the migrations: fx_counters.value: default 7, expected 0'), show(after));
+    assert.ok(!after.some((f) => f.severity === 'warning'), show(after));
+  });
+});
+
+interface Exited {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
+
+/**
+ * `coffer doctor --check schema` on `url`, sent SIGINT as soon as a scratch database newer than
+ * its start appears. Null when the scratch seen was another doctor's (tests run in parallel) and
+ * this one was not in its scratch phase: the signal then had its default effect.
+ */
+async function interruptDuringScratch(coffer: Coffer, url: string): Promise<(Exited & { scratch: string }) | null> {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const since = Date.now();
+  const child = spawn(process.execPath, [`${root}bin/coffer.js`, 'doctor', '--db', url, '--check', 'schema'], {
+    cwd: root,
+    env: { ...process.env, COFFER_DATABASE_URL: '', DATABASE_URL: '' },
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  child.stdout.resume();
+  const exited = new Promise<Exited>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stderr })));
+  let finished = false;
+  void exited.then(() => (finished = true));
+  for (;;) {
+    if (finished) throw new Error(`doctor finished before its scratch database was seen: ${stderr}`);
+    const r = await sql<{ name: unknown }>`select schema_name as name from information_schema.schemata
+      where schema_name like ${'coffer\\_doctor\\_%'}`.execute(coffer.engine.reader);
+    const fresh = r.rows.map((x) => String(x.name)).filter((n) => parseInt(n.split('_')[2] ?? '', 36) >= since);
+    if (fresh.length) break;
+  }
+  child.kill('SIGINT');
+  const r = await exited;
+  const scratch = /SIGINT: dropping the scratch database (coffer_doctor_\w+) before stopping/.exec(r.stderr)?.[1];
+  return scratch ? { ...r, scratch } : null;
+}
+
+forEachBackend('doctor schema: scratch databases left behind', (ctx) => {
+  test('Ctrl-C while doctor builds its scratch database drops it before exiting 130', async (t) => {
+    if (ctx.backend !== 'mysql')
+      return t.skip(
+        ctx.backend === 'postgres'
+          ? 'the PostgreSQL scratch is a schema that is never committed: an interrupted doctor leaves none'
+          : 'the SQLite scratch is an in-memory database: nothing is left behind',
+      );
+    const db = await ctx.newDatabase();
+    const coffer = await ctx.open({ url: db.url });
+    let r: Awaited<ReturnType<typeof interruptDuringScratch>> = null;
+    // Another test's doctor may have made the scratch seen; then try again.
+    for (let i = 0; i < 5 && !r; i++) r = await interruptDuringScratch(coffer, db.url);
+    assert.ok(r, 'doctor was interrupted during its scratch phase');
+    assert.equal(r.code, 130, r.stderr);
+    const left = await sql<{ n: unknown }>`select count(*) as n from information_schema.schemata where schema_name = ${r.scratch}`.execute(
+      coffer.engine.reader,
+    );
+    assert.equal(Number(left.rows[0]!.n), 0, `${r.scratch} was dropped`);
+  });
+
+  test('a scratch database a killed doctor left behind is a warning naming it and the DROP to run; a recent one (a doctor running now) is left alone', async (t) => {
+    if (ctx.backend !== 'mysql')
+      return t.skip(
+        ctx.backend === 'postgres'
+          ? 'the PostgreSQL scratch is a schema that is never committed: a killed doctor leaves none'
+          : 'the SQLite scratch is an in-memory database: nothing is left behind',
+      );
+    const coffer = await ctx.open({ migrations: [kitchenSink] });
+    // Judged 11 minutes from now, so that doctors of other tests running meanwhile ignore both.
+    const now = new Date(Date.now() + SCRATCH_STALE_MS + 60_000);
+    const name = (at: number) => `coffer_doctor_${at.toString(36)}_${randomBytes(4).toString('hex')}`;
+    const stale = name(Date.now());
+    const recent = name(now.getTime() - 60_000);
+    try {
+      await run(coffer, [`CREATE DATABASE \`${stale}\``, `CREATE DATABASE \`${recent}\``]);
+      const report = await runDoctor(coffer, { only: ['schema'], now });
+      assert.equal(report.ok, false, 'a leftover is a warning');
+      const leftovers = report.findings.filter((f) => f.severity === 'warning' && /left behind by a coffer doctor/.test(f.message));
+      const mine = leftovers.filter((f) => f.message.includes(stale));
+      assert.equal(mine.length, 1, show(report.findings));
+      assert.match(
+        mine[0]!.message,
+        new RegExp(
+          `^the scratch database ${stale} \\(made \\S+, 1[01] min ago\\) was left behind by a coffer doctor stopped before it could drop it$`,
+        ),
+      );
+      assert.match(
+        mine[0]!.remedy ?? '',
+        new RegExp(`^drop it: DROP DATABASE \`${stale}\` \\(doctor never drops another run's scratch database`),
+      );
+      assert.ok(!report.findings.some((f) => f.message.includes(recent)), show(report.findings));
+      // Never dropped by doctor: another doctor may be using it.
+      const left = await sql<{
+        n: unknown;
+      }>`select count(*) as n from information_schema.schemata where schema_name in (${stale}, ${recent})`.execute(coffer.engine.reader);
+      assert.equal(Number(left.rows[0]!.n), 2);
+      assert.ok(
+        report.findings.some((f) => f.severity === 'ok' && /definitions included/.test(f.message)),
+        show(report.findings),
+      );
+    } finally {
+      await run(coffer, [`DROP DATABASE IF EXISTS \`${stale}\``, `DROP DATABASE IF EXISTS \`${recent}\``]);
+    }
   });
 });

@@ -21,9 +21,9 @@ import { ConfigError } from '../db/errors.js';
 import { mapDriverError } from '../db/driver-errors.js';
 import type { Coffer } from '../db/store.js';
 import { diffDefinitions, diffFacts, expectedFacts, quote } from '../schema/compile.js';
-import { introspect, introspectDefinitions, visibility, type Unseen } from '../schema/introspect.js';
+import { introspect, readLiveDefinitions, visibility, type LiveDefinitions, type LockedTable, type Unseen } from '../schema/introspect.js';
 import type { Schema, TableDef } from '../schema/model.js';
-import { referenceDefinitions, ScratchUnavailableError, type Reference } from '../schema/reference.js';
+import { referenceDefinitions, ScratchUnavailableError, type Reference, type Scratch } from '../schema/reference.js';
 import { dataTables, listTables, liveSchema, opsDb, type LiveSchema, type OpsDb } from './db.js';
 import type { DoctorCheck, Finding, Severity } from './hooks.js';
 import { describeMarker, failureOf, MARKER_TABLE, readMarker } from './marker.js';
@@ -49,6 +49,49 @@ export interface DoctorOptions {
   only?: readonly string[];
   /** A statement running longer than this is reported (default 60). */
   longQuerySeconds?: number;
+  /** The time checks judge ages against (default: now). */
+  now?: Date;
+  /** Told when the schema check's scratch database exists (MySQL/MariaDB) and when it is gone: see dropScratchOnSignal. */
+  onScratch?: (scratch: Scratch | undefined) => void;
+}
+
+/**
+ * For the CLI: while the schema check's scratch database exists (MySQL/MariaDB, a second or
+ * two), Ctrl-C or SIGTERM drops it before the process exits 130, instead of leaving
+ * `coffer_doctor_…` behind; a second signal exits at once, naming what to drop. Outside that
+ * phase signals keep their default effect (doctor changes nothing it would need to undo).
+ */
+export function dropScratchOnSignal(write: (s: string) => void = (s) => void process.stderr.write(s)): (s: Scratch | undefined) => void {
+  let current: Scratch | undefined;
+  let dropping = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    const scratch = current;
+    if (!scratch) process.exit(130);
+    const by = `DROP DATABASE \`${scratch.name}\``;
+    if (dropping) {
+      write(`coffer: stopping now; the scratch database ${scratch.name} may be left behind: ${by}\n`);
+      process.exit(130);
+    }
+    dropping = true;
+    write(`\ncoffer: ${sig}: dropping the scratch database ${scratch.name} before stopping (repeat to stop at once)\n`);
+    scratch.drop().then(
+      () => process.exit(130),
+      (e: unknown) => {
+        write(`coffer: the scratch database ${scratch.name} could not be dropped (${(e as Error).message}): ${by}\n`);
+        process.exit(130);
+      },
+    );
+  };
+  return (s) => {
+    if (s && !current) {
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    } else if (!s && current && !dropping) {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    if (!dropping) current = s;
+  };
 }
 
 export const BUILTIN_CHECKS = [
@@ -104,18 +147,26 @@ async function incompleteCheck(db: OpsDb): Promise<Finding[]> {
   const m = await readMarker(db.reader, db.dialect);
   if (!m) return [{ severity: 'ok', message: 'no interrupted copy or restore' }];
   const command = `coffer ${m.info.operation === 'copy' ? 'copy' : 'restore'}`;
+  const meanwhile = 'do not point the service at it meanwhile';
   // A failed verification cannot be resumed (prepareTarget refuses it): only --discard moves on.
   const failure = failureOf(m);
-  return [
-    {
-      severity: 'error',
-      message: `this database is ${describeMarker(m)}`,
-      remedy:
-        failure && !failure.resumable
-          ? `run the same ${command} again with --discard to throw it away and start over (it cannot be resumed); do not point the service at it meanwhile`
-          : `run the same ${command} again to resume it${failure ? ' once the cause is fixed' : ''}, or again with --discard to throw it away; do not point the service at it meanwhile`,
-    },
-  ];
+  if (failure && !failure.resumable)
+    return [
+      {
+        severity: 'error',
+        message: `this database is ${describeMarker(m)}`,
+        remedy: `run the same ${command} again with --discard to throw it away and start over (it cannot be resumed); ${meanwhile}`,
+      },
+    ];
+  // A native restore (pg_restore, the mysql client) never resumes: run again with the same
+  // backup, it drops what was loaded and loads the whole backup once more (prepareNative).
+  const tool =
+    m.info.kind === 'mysqldump' ? 'the mysql client' : m.info.kind === 'pg_dump' ? 'pg_restore' : 'pg_restore or the mysql client';
+  const again =
+    m.info.operation === 'restore-native'
+      ? `run the same ${command} again to start it over${failure ? ' once the cause is fixed' : ''} (a restore of a native backup through ${tool} cannot resume: it drops what was loaded and loads the whole backup again), or with --discard to throw it away (needed to restore another backup into it)`
+      : `run the same ${command} again to resume it${failure ? ' once the cause is fixed' : ''}, or again with --discard to throw it away`;
+  return [{ severity: 'error', message: `this database is ${describeMarker(m)}`, remedy: `${again}; ${meanwhile}` }];
 }
 
 /**
@@ -127,28 +178,40 @@ async function incompleteCheck(db: OpsDb): Promise<Finding[]> {
  * same way, so a CHECK rebuilt as `CHECK (1)` under its old name, a changed or dropped default,
  * a table rebuilt without STRICT, a partial index or a disabled trigger shows. The engine
  * renders both sides, which is the only exact way to compare what each engine rewrites. The
- * operator's tables are only read. What the catalogue hides from this account (visibility in
+ * operator's tables are only read, and only Coffer's: a Coffer table another session keeps
+ * locked is waited for briefly, then a warning names it and who holds the lock while the rest is
+ * compared (readLiveDefinitions). What the catalogue hides from this account (visibility in
  * src/schema/introspect.ts tells hidden from absent) is neither missing nor matching: a warning
- * names it and the grant that would show it.
+ * names it and the grant that would show it. On MySQL/MariaDB a scratch database an earlier
+ * doctor left behind (killed outright) is a warning naming the DROP to run.
  */
-async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema): Promise<Finding[]> {
+async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema, opts: DoctorOptions): Promise<Finding[]> {
   const facts = await introspect(db.reader, db.dialect);
   delete facts[MARKER_TABLE];
   const expected = expectedFacts(db.dialect, live.schema);
   const applied = coffer.migrator.migrations.filter((m) => live.applied.some((a) => a.domain === m.domain && a.version === m.version));
-  const mine = await introspectDefinitions(db.reader, db.dialect);
-  delete mine[MARKER_TABLE];
+  // Definitions of Coffer's tables only: another application's tables are not read (nor locked).
+  const tables = Object.keys(expected).filter((t) => facts[t]);
+  let read: LiveDefinitions | undefined;
   let reference: Reference | undefined;
   let unavailable: string | undefined;
+  let scratchFailed = false;
   try {
-    reference = await referenceDefinitions(coffer.engine, applied, mine);
+    read = await readLiveDefinitions(db.reader, db.dialect, tables, DEFINITIONS_LOCK_WAIT_MS);
+    reference = await referenceDefinitions(coffer.engine, applied, read.definitions, { onScratch: opts.onScratch });
   } catch (e) {
-    if (!(e instanceof ScratchUnavailableError)) throw e;
-    unavailable = e.message;
+    // Names were read; the findings by name stand whatever stopped the comparison of definitions.
+    scratchFailed = e instanceof ScratchUnavailableError;
+    unavailable =
+      e instanceof ScratchUnavailableError
+        ? e.message
+        : `${read ? 'the comparison failed' : "this database's definitions could not be read"}: ${(mapDriverError(db.backend, e) as Error).message}`;
+    reference = undefined;
   }
+  const mine = reference ? read?.definitions : undefined;
   // What this account cannot see is neither missing nor matching: a warning says it was not
   // checked. Hidden definitions matter only when definitions were compared.
-  const seen = await visibility(db.reader, db.dialect, expected, facts, reference ? mine : undefined);
+  const seen = await visibility(db.reader, db.dialect, expected, facts, mine);
   const diffs = diffFacts(expected, facts, seen.hidden);
   const unexpected = diffs.filter((d) => d.startsWith('unexpected table '));
   const real = diffs.filter((d) => !d.startsWith('unexpected table '));
@@ -162,13 +225,16 @@ async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema): Promise
     out.push({
       severity: 'warning',
       message: `CHECK expressions, defaults, index and trigger definitions and table options were not compared (only names were): ${unavailable}`,
-      remedy:
-        db.dialect === 'postgres'
+      remedy: !scratchFailed
+        ? 'fix the cause and run coffer doctor --check schema again'
+        : db.dialect === 'postgres'
           ? 'run coffer doctor as the database owner, or GRANT CREATE ON DATABASE to its account (the scratch schema is never committed)'
           : db.dialect === 'mysql'
             ? 'GRANT ALL ON `coffer\\_doctor\\_%`.* to the account coffer doctor runs as (it creates and drops a scratch database coffer_doctor_…), or run it as an account that may'
             : 'fix the cause and run coffer doctor again',
     });
+  const locked = reference ? (read?.locked ?? []) : [];
+  for (const l of locked) out.push(lockedFinding(l));
   for (const u of seen.unseen) out.push(unseenFinding(u));
   if (reference?.leftover)
     out.push({
@@ -176,6 +242,7 @@ async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema): Promise
       message: `the scratch database ${reference.leftover.name} could not be dropped: ${reference.leftover.reason}`,
       remedy: `drop it by hand: DROP DATABASE \`${reference.leftover.name}\``,
     });
+  if (db.dialect === 'mysql') out.push(...(await leftoverScratches(db, (opts.now ?? new Date()).getTime())));
   if (unexpected.length) {
     out.push({
       severity: 'info',
@@ -185,14 +252,66 @@ async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema): Promise
   }
   if (!real.length) {
     const partly = seen.unseen.length ? ', as far as this account can see (the warnings say what it cannot)' : '';
+    const except = locked.length ? ` except those of ${locked.map((l) => l.table).join(', ')} (locked, see the warning)` : '';
     out.push({
       severity: 'ok',
       message: reference
-        ? `${live.schema.tables.size} table(s) match the migrations, definitions included (compared with ${reference.where})${partly}`
+        ? `${live.schema.tables.size} table(s) match the migrations, definitions included${except} (compared with ${reference.where})${partly}`
         : `${live.schema.tables.size} table(s) match the logical schema by name${partly}`,
     });
   }
   return out;
+}
+
+/**
+ * How long the schema check waits for a lock on one of Coffer's tables before leaving its
+ * definitions out (readLiveDefinitions); the connection's own lock_timeout is 10 s by default.
+ */
+export const DEFINITIONS_LOCK_WAIT_MS = 1500;
+
+function lockedFinding(l: LockedTable): Finding {
+  const holders = l.blockers.filter((b) => b.granted);
+  const who = (b: LockedTable['blockers'][number]) =>
+    `session ${b.pid}${b.application ? ` (${b.application})` : ''}${b.query ? `: ${b.query}` : ''}`;
+  const by = holders.length
+    ? `held by ${holders.map(who).join('; ')}`
+    : l.blockers.length
+      ? `queued for by ${l.blockers.map(who).join('; ')}`
+      : 'released since';
+  const pids = (holders.length ? holders : l.blockers).map((b) => b.pid);
+  return {
+    severity: 'warning',
+    message: `${l.table}: CHECK expressions, defaults, index and trigger definitions and table options were not compared (only names were): the table stayed locked for ${DEFINITIONS_LOCK_WAIT_MS / 1000} s (ACCESS EXCLUSIVE, ${by})`,
+    remedy: `run coffer doctor --check schema again once the lock is gone${pids.length ? ` (coffer doctor --check queries locks shows what session ${pids.join(', ')} is doing)` : ''}; coffer maintain --full (VACUUM FULL) and ALTER TABLE hold such a lock until they finish`,
+    details: { table: l.table, blockers: l.blockers },
+  };
+}
+
+/** A scratch database name scratchName() made: coffer_doctor_<Date.now() in base 36>_<8 hex>. */
+const SCRATCH_NAME = /^coffer_doctor_([0-9a-z]+)_[0-9a-f]{8}$/;
+/** A scratch database older than this is a leftover: building one takes seconds. */
+export const SCRATCH_STALE_MS = 10 * 60_000;
+
+/**
+ * Scratch databases (MySQL/MariaDB) a doctor run left behind: killed before it dropped its
+ * scratch. Named, never dropped here: a younger one may belong to a doctor running now.
+ */
+async function leftoverScratches(db: OpsDb, now: number): Promise<Finding[]> {
+  const r = await sql<{ name: unknown }>`select schema_name as name from information_schema.schemata
+    where schema_name like ${'coffer\\_doctor\\_%'}`.execute(db.reader);
+  const stale: { name: string; created: Date }[] = [];
+  for (const row of r.rows) {
+    const name = str(row.name);
+    const m = SCRATCH_NAME.exec(name);
+    const created = m ? parseInt(m[1]!, 36) : NaN;
+    if (Number.isFinite(created) && now - created > SCRATCH_STALE_MS) stale.push({ name, created: new Date(created) });
+  }
+  return stale.map(({ name, created }) => ({
+    severity: 'warning' as const,
+    message: `the scratch database ${name} (made ${created.toISOString()}, ${Math.round((now - created.getTime()) / 60_000)} min ago) was left behind by a coffer doctor stopped before it could drop it`,
+    remedy: `drop it: DROP DATABASE \`${name}\` (doctor never drops another run's scratch database: one may be running)`,
+    details: { database: name, createdAt: created.toISOString() },
+  }));
 }
 
 const listed = (xs: readonly string[]) =>
@@ -568,7 +687,7 @@ export async function runDoctor(coffer: Coffer, opts: DoctorOptions = {}): Promi
   } catch {
     live = undefined;
   }
-  if (live) await run('schema', () => schemaCheck(coffer, db, live));
+  if (live) await run('schema', () => schemaCheck(coffer, db, live, opts));
   const coffered = [...schema.tables.keys()].filter((t) => present.has(t));
   await run('integrity', () => integrityCheck(db, coffered));
   await run('foreign-keys', () => foreignKeyCheck(db, dataTables(schema), present));
@@ -581,7 +700,7 @@ export async function runDoctor(coffer: Coffer, opts: DoctorOptions = {}): Promi
     await run(check.name, async () => {
       if (missing.length)
         return [{ severity: 'info', message: `skipped: needs ${missing.join(', ')}, which this database does not have yet` }];
-      const got = await check.run({ coffer, dialect: db.dialect, now: new Date(), tables: present });
+      const got = await check.run({ coffer, dialect: db.dialect, now: opts.now ?? new Date(), tables: present });
       return got.length ? got : [{ severity: 'ok', message: check.describe }];
     });
   }

@@ -183,27 +183,124 @@ async function introspectSqlite(db: Kysely<any>): Promise<SchemaFacts> {
 
 const PG_ENABLED: Record<string, string> = { O: '', D: ' (DISABLED)', R: ' (ENABLE REPLICA)', A: ' (ENABLE ALWAYS)' };
 
-/** How the engine shows the definition of every check, default, index, trigger and table option. */
-export async function introspectDefinitions(db: Kysely<any>, dialect: Dialect): Promise<SchemaDefinitions> {
-  if (dialect === 'postgres') return definitionsPostgres(db);
-  if (dialect === 'mysql') return definitionsMysql(db);
-  return definitionsSqlite(db);
+/**
+ * How the engine shows the definition of every check, default, index, trigger and table option
+ * of `tables` (default: every table of the schema).
+ */
+export async function introspectDefinitions(db: Kysely<any>, dialect: Dialect, tables?: readonly string[]): Promise<SchemaDefinitions> {
+  const out = dialect === 'postgres' ? await definitionsPostgres(db, tables) : dialect === 'mysql' ? await definitionsMysql(db) : await definitionsSqlite(db);
+  if (tables) for (const t of Object.keys(out)) if (!tables.includes(t)) delete out[t];
+  return out;
+}
+
+/** A table whose definitions were not read: another session kept a lock on it past the wait. */
+export interface LockedTable {
+  table: string;
+  /** The sessions holding a conflicting lock on it (or queued for one ahead of the reader). */
+  blockers: { pid: number; granted: boolean; application: string; query: string }[];
+}
+
+export interface LiveDefinitions {
+  definitions: SchemaDefinitions;
+  /** Tables left out of `definitions` because they stayed locked longer than the wait. */
+  locked: LockedTable[];
+}
+
+/** PostgreSQL's lock_not_available (lock_timeout, NOWAIT) and insufficient_privilege. */
+const PG_LOCK_NOT_AVAILABLE = '55P03';
+const PG_INSUFFICIENT_PRIVILEGE = '42501';
+const sqlState = (e: unknown) => (e as { code?: unknown }).code;
+
+/**
+ * introspectDefinitions of `tables` (Coffer's, in the operator's database), waiting for no table
+ * lock longer than `lockWaitMs`. PostgreSQL renders a CHECK, default or index definition
+ * (pg_get_constraintdef, pg_get_expr, pg_get_indexdef) under an ACCESS SHARE lock on its table,
+ * so a table someone holds ACCESS EXCLUSIVE (LOCK TABLE, VACUUM FULL, most ALTER TABLEs) would
+ * stall the read for the connection's whole lock_timeout and then fail it. Here each table is
+ * locked first, one at a time, inside one read transaction whose lock_timeout is `lockWaitMs`:
+ * a table that stays locked is left out and named in `locked`, with who holds the lock; the
+ * others are read under the locks already held, so nothing waits any more. Other tables of the
+ * schema (another application's) are never touched. MySQL/MariaDB and SQLite read definitions
+ * without table locks (information_schema takes a high-priority shared metadata lock that
+ * LOCK TABLES … WRITE and online ALTERs do not block; SQLite has no table locks): nothing is
+ * left out there.
+ */
+export async function readLiveDefinitions(
+  db: Kysely<any>,
+  dialect: Dialect,
+  tables: readonly string[],
+  lockWaitMs: number,
+): Promise<LiveDefinitions> {
+  if (dialect !== 'postgres') return { definitions: await introspectDefinitions(db, dialect, tables), locked: [] };
+  return db.transaction().execute(async (trx) => {
+    await sql`select set_config('lock_timeout', ${`${Math.max(1, Math.round(lockWaitMs))}ms`}, true)`.execute(trx);
+    // Qualified: a temporary table of the same name would come first on the search path.
+    const schema = str((await rows(trx, sql`select current_schema() as s`))[0]?.s);
+    const locked: LockedTable[] = [];
+    const held: string[] = [];
+    const unheld: string[] = [];
+    // Tries `fn` under a savepoint; a lock timeout marks `table` locked, other errors propagate.
+    const attempt = async (table: string, fn: () => Promise<void>, onDenied?: () => void) => {
+      await sql.raw('SAVEPOINT coffer_definitions').execute(trx);
+      try {
+        await fn();
+        await sql.raw('RELEASE SAVEPOINT coffer_definitions').execute(trx);
+      } catch (e) {
+        await sql.raw('ROLLBACK TO SAVEPOINT coffer_definitions').execute(trx);
+        if (sqlState(e) === PG_LOCK_NOT_AVAILABLE) locked.push({ table, blockers: await pgLockHolders(trx, table) });
+        else if (onDenied && sqlState(e) === PG_INSUFFICIENT_PRIVILEGE) onDenied();
+        else throw e;
+      }
+    };
+    for (const t of tables)
+      await attempt(
+        t,
+        async () => {
+          await sql`lock table only ${sql.id(schema, t)} in access share mode`.execute(trx);
+          held.push(t);
+        },
+        // LOCK TABLE needs SELECT (PostgreSQL < 16); the catalogue does not: read it unlocked, still bounded by the wait.
+        () => unheld.push(t),
+      );
+    const definitions = held.length ? await definitionsPostgres(trx, held) : {};
+    for (const t of unheld) await attempt(t, async () => void Object.assign(definitions, await definitionsPostgres(trx, [t])));
+    return { definitions, locked };
+  });
+}
+
+/** Who holds (or waits ahead for) the ACCESS EXCLUSIVE lock that keeps `table` from being read. */
+async function pgLockHolders(db: Kysely<any>, table: string): Promise<LockedTable['blockers']> {
+  const r = await rows(db, sql`select l.pid as pid, l.granted as granted, coalesce(a.application_name, '') as app, coalesce(a.query, '') as q
+      from pg_locks l left join pg_stat_activity a on a.pid = l.pid
+      where l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' and l.pid <> pg_backend_pid()
+        and l.database = (select oid from pg_database where datname = current_database())
+        and l.relation = (select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = current_schema() and c.relname = ${table})
+      order by l.granted desc, l.pid`);
+  return r.map((x) => ({
+    pid: Number(x.pid),
+    granted: Boolean(x.granted),
+    application: str(x.app),
+    query: str(x.q).replace(/\s+/g, ' ').trim().slice(0, 120),
+  }));
 }
 
 function tableOf(out: SchemaDefinitions, name: unknown): TableDefinitions | undefined {
   return out[str(name)];
 }
 
-async function definitionsPostgres(db: Kysely<any>): Promise<SchemaDefinitions> {
+async function definitionsPostgres(db: Kysely<any>, tables?: readonly string[]): Promise<SchemaDefinitions> {
   const out: SchemaDefinitions = {};
+  // Only the tables asked for: rendering a definition locks its table (readLiveDefinitions).
+  const only = tables ? sql`and c.relname = any(${[...tables]}::text[])` : sql``;
   for (const r of await rows(db, sql`select c.relname as t, c.relpersistence as persistence from pg_class c
-      join pg_namespace n on n.oid = c.relnamespace where n.nspname = current_schema() and c.relkind in ('r', 'p')`)) {
+      join pg_namespace n on n.oid = c.relnamespace where n.nspname = current_schema() and c.relkind in ('r', 'p') ${only}`)) {
     const t = (out[str(r.t)] = emptyDefinitions());
     t.option.UNLOGGED = str(r.persistence) === 'u' ? 'on' : 'off';
   }
   const checks = await rows(db, sql`select c.relname as t, k.conname as name, pg_get_constraintdef(k.oid) as def
       from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
-      where n.nspname = current_schema() and k.contype = 'c'`);
+      where n.nspname = current_schema() and k.contype = 'c' ${only}`);
   for (const r of checks) {
     const t = tableOf(out, r.t);
     if (t) t.check[str(r.name)] = str(r.def);
@@ -213,7 +310,7 @@ async function definitionsPostgres(db: Kysely<any>): Promise<SchemaDefinitions> 
       from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
       left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
       left join pg_collation co on co.oid = a.attcollation
-      where n.nspname = current_schema() and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped`);
+      where n.nspname = current_schema() and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped ${only}`);
   for (const r of cols) {
     const t = tableOf(out, r.t);
     if (!t) continue;
@@ -235,7 +332,7 @@ async function definitionsPostgres(db: Kysely<any>): Promise<SchemaDefinitions> 
         replace(pg_get_indexdef(i.oid), ' ON ' || quote_ident(n.nspname) || '.', ' ON ') as def
       from pg_index ix join pg_class i on i.oid = ix.indexrelid join pg_class c on c.oid = ix.indrelid
       join pg_namespace n on n.oid = c.relnamespace
-      where n.nspname = current_schema() and not ix.indisprimary`);
+      where n.nspname = current_schema() and not ix.indisprimary ${only}`);
   for (const r of idx) {
     const t = tableOf(out, r.t);
     if (t) t.index[str(r.name)] = str(r.def);
@@ -245,7 +342,7 @@ async function definitionsPostgres(db: Kysely<any>): Promise<SchemaDefinitions> 
         p.proname as fn, p.prosrc as body
       from pg_trigger g join pg_class c on c.oid = g.tgrelid join pg_namespace n on n.oid = c.relnamespace
       join pg_proc p on p.oid = g.tgfoid
-      where n.nspname = current_schema() and not g.tgisinternal`);
+      where n.nspname = current_schema() and not g.tgisinternal ${only}`);
   for (const r of trg) {
     const t = tableOf(out, r.t);
     if (!t) continue;

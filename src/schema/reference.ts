@@ -13,12 +13,17 @@
 //   SQLite / memory://  an in-memory database, closed at the end.
 //   PostgreSQL          a schema created inside one transaction on the operator's connection,
 //                       filled, read and ROLLED BACK: it is never committed, so no other session
-//                       sees it and nothing is left behind even if the process dies midway.
+//                       sees it and no object is left behind even if the process dies midway.
+//                       The catalogue rows it wrote stay as dead rows until (auto)vacuum clears
+//                       them, about 2,000 per run (pg_attribute, pg_depend, pg_class, …): cheap
+//                       daily, worth avoiding every minute (doctor --check without schema).
 //                       Needs CREATE on the database (its owner has it).
-//   MySQL / MariaDB     a database `coffer_doctor_<random>` (DDL is not transactional there),
-//                       dropped in `finally` (only a process killed midway leaves it behind).
-//                       Needs CREATE and DROP on it, e.g.
-//                       GRANT ALL ON `coffer\_doctor\_%`.* TO the operator's account.
+//   MySQL / MariaDB     a database `coffer_doctor_<Date.now() base 36>_<random>` (DDL is not
+//                       transactional there), dropped in `finally`; the CLI drops it on Ctrl-C
+//                       or SIGTERM too (onScratch), so only a process killed outright (SIGKILL,
+//                       a crash) leaves it behind, and doctor names one older than a few
+//                       minutes (its name says when it was made). Needs CREATE and DROP on it,
+//                       e.g. GRANT ALL ON `coffer\_doctor\_%`.* TO the operator's account.
 // When the scratch cannot be created, ScratchUnavailableError says why; doctor reports that the
 // comparison could not run instead of passing it.
 //
@@ -40,6 +45,21 @@ import { createTableSteps, quote, type SchemaDefinitions } from './compile.js';
 import { normaliseSql } from './sql-text.js';
 import { introspectDefinitions } from './introspect.js';
 import type { Dialect } from './model.js';
+
+/** A scratch database that exists until `drop` (MySQL/MariaDB), for a caller that may have to stop midway. */
+export interface Scratch {
+  name: string;
+  /** DROP DATABASE IF EXISTS, on the operator's connection. */
+  drop(): Promise<void>;
+}
+
+export interface ReferenceOptions {
+  /**
+   * Told the scratch database before it is created, and undefined once it is dropped (or could
+   * not be): a CLI stopped by a signal meanwhile drops it (doctor's dropScratchOnSignal).
+   */
+  onScratch?: (scratch: Scratch | undefined) => void;
+}
 
 /** The scratch database (or schema) could not be created or used; the message says why. */
 export class ScratchUnavailableError extends Error {}
@@ -73,7 +93,12 @@ export function scratchName(): string {
  * introspectDefinitions) made comparable with it. Throws ScratchUnavailableError when the
  * scratch cannot be created or the migrations cannot run in it.
  */
-export async function referenceDefinitions(engine: Engine, migrations: readonly Migration[], live: SchemaDefinitions): Promise<Reference> {
+export async function referenceDefinitions(
+  engine: Engine,
+  migrations: readonly Migration[],
+  live: SchemaDefinitions,
+  opts: ReferenceOptions = {},
+): Promise<Reference> {
   const d = engine.dialect;
   if (d === 'sqlite') {
     const where = 'an in-memory SQLite database';
@@ -122,9 +147,12 @@ export async function referenceDefinitions(engine: Engine, migrations: readonly 
     from information_schema.schemata where schema_name = database()`.execute(engine.writer);
   const cs = String(charset.rows[0]?.cs ?? 'utf8mb4');
   const coll = String(charset.rows[0]?.coll ?? 'utf8mb4_bin');
+  const drop = async () => void (await sql.raw(`DROP DATABASE IF EXISTS ${quote(d, name)}`).execute(engine.writer));
+  opts.onScratch?.({ name, drop });
   try {
     await sql.raw(`CREATE DATABASE ${quote(d, name)} CHARACTER SET ${cs} COLLATE ${coll}`).execute(engine.writer);
   } catch (e) {
+    opts.onScratch?.(undefined);
     throw new ScratchUnavailableError(`cannot create a scratch database: ${reason(d, e)}`);
   }
   let result: Reference | undefined;
@@ -144,10 +172,12 @@ export async function referenceDefinitions(engine: Engine, migrations: readonly 
     failure = e;
   }
   try {
-    await sql.raw(`DROP DATABASE IF EXISTS ${quote(d, name)}`).execute(engine.writer);
+    await drop();
   } catch (e) {
     if (result) result.leftover = { name, reason: reason(d, e) };
     else if (failure instanceof Error) failure.message += `; the scratch database ${name} could not be dropped (${reason(d, e)}): drop it by hand`;
+  } finally {
+    opts.onScratch?.(undefined);
   }
   if (!result) throw failure;
   return result;
