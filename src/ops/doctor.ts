@@ -412,18 +412,23 @@ async function foreignKeyCheck(db: OpsDb, tables: readonly TableDef[], present: 
   return out;
 }
 
-async function unusedIndexesCheck(db: OpsDb): Promise<Finding[]> {
+async function unusedIndexesCheck(db: OpsDb, tables: readonly string[]): Promise<Finding[]> {
   if (db.dialect !== 'postgres') return [{ severity: 'info', message: `index usage statistics are not available on ${db.label}` }];
+  if (!tables.length) return [{ severity: 'ok', message: 'no Coffer table to look at' }];
+  // Coffer's tables only (another application's indexes are not ours to judge), and the size
+  // from the catalogue (relpages, as of the last VACUUM/ANALYZE): pg_relation_size locks the
+  // index, so a table under VACUUM FULL or LOCK TABLE stalled this check for the lock timeout.
   const r = await sql<{
     name: string;
     t: string;
     bytes: unknown;
     reset: unknown;
-  }>`select s.indexrelname as name, s.relname as t, pg_relation_size(s.indexrelid) as bytes,
+  }>`select s.indexrelname as name, s.relname as t, c.relpages::bigint * current_setting('block_size')::bigint as bytes,
         (select stats_reset from pg_stat_database where datname = current_database()) as reset
-      from pg_stat_user_indexes s join pg_index x on x.indexrelid = s.indexrelid
-      where s.schemaname = current_schema() and s.idx_scan = 0 and not x.indisunique and not x.indisprimary
-      order by pg_relation_size(s.indexrelid) desc`.execute(db.reader);
+      from pg_stat_user_indexes s join pg_index x on x.indexrelid = s.indexrelid join pg_class c on c.oid = s.indexrelid
+      where s.schemaname = current_schema() and s.relname in (${sql.join(tables)})
+        and s.idx_scan = 0 and not x.indisunique and not x.indisprimary
+      order by c.relpages desc, s.indexrelname`.execute(db.reader);
   if (!r.rows.length) return [{ severity: 'ok', message: 'every non-unique index has been used' }];
   const since = r.rows[0]?.reset
     ? ` since statistics were reset on ${new Date(str(r.rows[0].reset)).toISOString().slice(0, 10)}`
@@ -691,7 +696,7 @@ export async function runDoctor(coffer: Coffer, opts: DoctorOptions = {}): Promi
   const coffered = [...schema.tables.keys()].filter((t) => present.has(t));
   await run('integrity', () => integrityCheck(db, coffered));
   await run('foreign-keys', () => foreignKeyCheck(db, dataTables(schema), present));
-  await run('indexes', () => unusedIndexesCheck(db));
+  await run('indexes', () => unusedIndexesCheck(db, coffered));
   await run('upkeep', () => upkeepCheck(db, coffered));
   await run('queries', () => queriesCheck(db, opts.longQuerySeconds ?? 60));
   await run('locks', () => locksCheck(db));
