@@ -3,15 +3,18 @@
 // that removes a SQLite file the operation created (with its -wal/-shm and the folders made for
 // it) unless it was interrupted once marked (it resumes), and leaves a database that existed
 // before marked failed with the reason (marker.ts failureOf, target.ts prepareTarget). Either
-// way the error keeps its type (and so the command's exit code) and says what was left.
-import { lstatSync, rmdirSync, rmSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+// way the error keeps its type (and so the command's exit code) and says what was left. The
+// whole run holds the target's lock (lock.ts), so only the run that created a file removes it.
+import { lstatSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Coffer } from '../db/store.js';
 import { parseDatabaseUrl } from '../db/url.js';
-import type { OpsDb } from './db.js';
+import { describeTarget, opsDb, type OpsDb } from './db.js';
+import { InterruptedError, VerificationError } from './errors.js';
+import { lockSqliteFile, lockTarget, removeFolders, type LockedOperation, type TargetLock } from './lock.js';
 import { MARKER_TABLE, setMarkerState } from './marker.js';
 
-export type CopyOrRestore = 'copy' | 'restore';
+export type CopyOrRestore = LockedOperation;
 
 /** The target of a copy or restore, not opened yet. */
 export interface TargetToOpen {
@@ -34,24 +37,30 @@ function withAftermath(e: unknown, aftermath: string | null): unknown {
 interface Created {
   path: string;
   files: string[];
-  dirs: string[];
+  dirs: readonly string[];
 }
 
-/** The files (and folders) opening a SQLite database at `path` would create; null when it exists. */
-function sqliteFilesToCreate(path: string): Created | null {
-  // lstat: a symbolic link that points nowhere exists, and what it points to is not ours.
+/**
+ * The files opening a SQLite database at `path` would create, and the folders made for it
+ * (by its lock file, lock.ts); null when it exists. Asked while holding the target's lock.
+ */
+function sqliteFilesToCreate(path: string, dirs: readonly string[]): Created | null {
+  // lstat: a symbolic link exists (one that points nowhere was refused by the lock).
   const present = (p: string) => lstatSync(p, { throwIfNoEntry: false }) !== undefined;
   const abs = resolve(path);
   if (present(abs)) return null;
-  const files = [abs, `${abs}-wal`, `${abs}-shm`, `${abs}-journal`].filter((f) => !present(f));
-  const dirs: string[] = [];
-  for (let d = dirname(abs); !present(d) && d !== dirname(d); d = dirname(d)) dirs.push(d);
-  return { path: abs, files, dirs };
+  return { path: abs, files: [abs, `${abs}-wal`, `${abs}-shm`, `${abs}-journal`].filter((f) => !present(f)), dirs };
 }
 
-/** Removes what opening the target created; says what was done (or what is left to do). */
-function removeCreated(c: Created, operation: CopyOrRestore): string | null {
-  if (c.path === 'memory://') return `nothing is left behind (a memory:// database ends with the ${operation})`;
+const MEMORY: Created = { path: 'memory://', files: [], dirs: [] };
+
+/**
+ * Removes what opening the target created, the files while `lock` is still held (then it is
+ * released: its file sits in the innermost folder), then the folders made for it; says what was
+ * done, or what is left to do (`failed`: the target was marked failed, for when it stays).
+ */
+async function removeCreated(c: Created, operation: CopyOrRestore, lock: TargetLock | null, failed: string | null): Promise<string | null> {
+  if (c === MEMORY) return `nothing is left behind (a memory:// database ends with the ${operation})`;
   const left: string[] = [];
   let removed = 0;
   for (const f of c.files) {
@@ -63,56 +72,97 @@ function removeCreated(c: Created, operation: CopyOrRestore): string | null {
       left.push(`${f} (${(e as Error).message})`);
     }
   }
-  let folders = 0;
-  for (const d of c.dirs) {
-    try {
-      rmdirSync(d);
-      folders++;
-    } catch {
-      // Not empty (something else was put there meanwhile) or never made: left as it is.
-    }
-  }
-  if (left.length) return `this ${operation} created ${c.path} but could not remove ${left.join(', ')}: delete it by hand`;
+  await lock?.release();
+  const folders = left.length ? 0 : removeFolders(c.dirs);
+  if (left.length) return `this ${operation} created ${c.path} but could not remove ${left.join(', ')}: ${failed ?? 'delete it by hand'}`;
   if (!removed && !folders) return null;
   return `removed ${c.path}${folders ? ` and the folder(s) created for it` : ''}, which this ${operation} had created`;
 }
 
 /**
- * Opens the target (every check that needs none has passed) and runs `run` on it; `created`
- * tells it the target did not exist before (a SQLite file or memory://), so a failure must not
- * mark it failed: it is removed here, with its -wal/-shm and the folders made for it, unless
- * `keep(e)` (interrupted after it was marked: kept, to resume with the same command).
+ * Opens the target (every check that needs none has passed) and runs `run` on it, holding the
+ * target's lock (lock.ts) throughout: a SQLite target's before it is opened, so whether it is
+ * new (`created`: a SQLite file or memory://) is decided while no other run can make it. A
+ * created target is not marked failed when `run` fails: it is removed here, with its -wal/-shm
+ * and the folders made for it, unless interrupted once `marked()` (kept, to resume with the
+ * same command). It is marked failed first, saying why, in case it cannot be removed.
  */
 export async function intoTarget<T>(
   to: TargetToOpen,
   operation: CopyOrRestore,
   run: (target: Coffer, created: boolean) => Promise<T>,
-  keep: (e: unknown) => boolean,
+  marked: () => boolean,
 ): Promise<T> {
   const t = parseDatabaseUrl(to.url);
-  // memory:// is created by opening it, and gone when the operation closes it.
-  const fresh = t.backend !== 'sqlite' ? null : t.memory ? { path: 'memory://', files: [], dirs: [] } : sqliteFilesToCreate(t.path);
-  let target: Coffer;
+  const fileLock = t.backend === 'sqlite' && !t.memory ? lockSqliteFile(t.path, operation, describeTarget(t)) : null;
   try {
-    target = await to.open();
-  } catch (e) {
-    throw fresh ? withAftermath(e, removeCreated(fresh, operation)) : e;
-  }
-  try {
-    return await run(target, fresh !== null);
-  } catch (e) {
-    if (!fresh || keep(e)) throw e;
-    await target.close();
-    throw withAftermath(e, removeCreated(fresh, operation));
+    // memory:// is created by opening it, and gone when the operation closes it.
+    const fresh = t.backend !== 'sqlite' ? null : t.memory ? MEMORY : sqliteFilesToCreate(t.path, fileLock!.dirs);
+    let target: Coffer;
+    try {
+      target = await to.open();
+    } catch (e) {
+      throw fresh ? withAftermath(e, await removeCreated(fresh, operation, fileLock, null)) : e;
+    }
+    try {
+      const lock = fileLock ?? (await lockTarget(target, operation));
+      try {
+        return await run(target, fresh !== null);
+      } catch (e) {
+        if (!fresh || (e instanceof InterruptedError && marked())) throw e;
+        // A failed verification has recorded its problems already.
+        const failed = !marked() ? undefined : e instanceof VerificationError ? null : await recordFailure(opsDb(target), e);
+        const stays =
+          failed === undefined
+            ? null
+            : failed === null
+              ? `it is marked as a failed ${operation} (table ${MARKER_TABLE}), which coffer doctor reports; delete it by hand`
+              : `it stays marked incomplete (table ${MARKER_TABLE}; marking it failed did not work either: ${failed}); delete it by hand`;
+        await target.close();
+        throw withAftermath(e, await removeCreated(fresh, operation, fileLock, stays));
+      } finally {
+        if (lock !== fileLock) await lock.release();
+      }
+    } finally {
+      await target.close();
+    }
   } finally {
-    await target.close();
+    await fileLock?.release();
+  }
+}
+
+/**
+ * Runs `run` on a target that is open already (and so existed before), holding its lock
+ * (lock.ts) throughout; a second run into it is refused before anything is read or written.
+ */
+export async function onTarget<T>(target: Coffer, operation: CopyOrRestore, run: () => Promise<T>): Promise<T> {
+  const lock = await lockTarget(target, operation);
+  try {
+    return await run();
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Marks the target failed with the reason; null when done, else why it could not be. */
+async function recordFailure(dst: OpsDb, e: unknown): Promise<string | null> {
+  const reason = e instanceof Error ? e.message : String(e);
+  try {
+    await setMarkerState(dst.writer, dst.dialect, 'failed', { error: reason, failedAt: new Date().toISOString() });
+    return null;
+  } catch (m) {
+    return (m as Error).message;
   }
 }
 
 export interface FailedTarget {
   operation: CopyOrRestore;
-  /** What running the same command again does after an error: "resume it", "start it over". */
+  /** What running the same command again does after an error: "resume it", "start it over …". */
   again: string;
+  /** What --discard does after an error (default: throw away what was loaded). */
+  discard?: string;
+  /** What the target holds after an error, when that is not simply what was loaded so far. */
+  holds?: string;
   /** Said before --discard after a failed verification, e.g. what to stop first. */
   differences?: string;
 }
@@ -130,17 +180,16 @@ export async function leftMarkedFailed(dst: OpsDb, e: unknown, verification: boo
       e,
       `${db} stays marked incomplete as a failed ${f.operation} (table ${MARKER_TABLE}; ${kept}): coffer doctor reports it and nothing should use it; look into the differences${f.differences ? ` (${f.differences})` : ''}, then run the same coffer ${f.operation} with --discard to throw away what was loaded and start over`,
     );
-  const reason = e instanceof Error ? e.message : String(e);
-  try {
-    await setMarkerState(dst.writer, dst.dialect, 'failed', { error: reason, failedAt: new Date().toISOString() });
-  } catch (m) {
+  const discard = `add --discard to ${f.discard ?? 'throw away what was loaded'}`;
+  const holds = f.holds ? `; ${f.holds}` : '';
+  const notMarked = await recordFailure(dst, e);
+  if (notMarked !== null)
     return withAftermath(
       e,
-      `${db} stays marked incomplete (table ${MARKER_TABLE}; ${kept}; marking it failed did not work either: ${(m as Error).message}): run the same coffer ${f.operation} again once the cause is fixed, or add --discard to throw away what was loaded`,
+      `${db} stays marked incomplete (table ${MARKER_TABLE}; ${kept}; marking it failed did not work either: ${notMarked})${holds}: run the same coffer ${f.operation} again once the cause is fixed to ${f.again}, or ${discard}`,
     );
-  }
   return withAftermath(
     e,
-    `${db} is left marked as a failed ${f.operation} (table ${MARKER_TABLE}; ${kept}): coffer doctor reports it and nothing should use it; fix the cause and run the same coffer ${f.operation} again to ${f.again}, or add --discard to throw away what was loaded`,
+    `${db} is left marked as a failed ${f.operation} (table ${MARKER_TABLE}; ${kept})${holds}: coffer doctor reports it and nothing should use it; fix the cause and run the same coffer ${f.operation} again to ${f.again}, or ${discard}`,
   );
 }

@@ -2,7 +2,8 @@
 // backend, snapshots taken while writers run, and every way a backup or restore can go wrong
 // (damaged files, missing tools, full disks, interruptions, non-empty targets).
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -21,6 +22,8 @@ import {
   chainCursorProblems,
   dumpAll,
   filledSource,
+  heldBy,
+  holdTargetLock,
   Pool,
   type FilledSource,
 } from '../../test/fixtures/ops-helpers.js';
@@ -30,8 +33,8 @@ import { backupDatabase } from './backup.js';
 import { dataTables, describeCoffer, listTables } from './db.js';
 import { InterruptedError, VerificationError } from './errors.js';
 import type { LogicalHeader } from './logical.js';
-import { readManifestFile } from './manifest.js';
-import { describeMarker, readMarker } from './marker.js';
+import { fileDigest, readManifestFile } from './manifest.js';
+import { describeMarker, MARKER_TABLE, readMarker } from './marker.js';
 import { SilentProgress } from './progress.js';
 import { detectBackupKind, restoreDatabase, restoreInto } from './restore.js';
 import { collectStats } from './sizes.js';
@@ -59,6 +62,29 @@ async function counts(c: Coffer): Promise<Record<Counted, bigint>> {
     }
     return out;
   });
+}
+
+/**
+ * A Ctrl-C that lands while the first batch of a restore is being written: the loader's check
+ * before that batch sees none, everything after it sees the signal aborted.
+ */
+function ctrlCDuringFirstBatch(): { signal: AbortSignal; progress: SilentProgress } {
+  const ac = new AbortController();
+  let reads = -1;
+  const progress = new (class extends SilentProgress {
+    override phase(name: string, totalRows: number | null, unit?: string) {
+      super.phase(name, totalRows, unit);
+      if (name === 'restore') reads = 0;
+    }
+  })();
+  const signal = new Proxy(ac.signal, {
+    get(t, p) {
+      if (p === 'aborted' && reads >= 0 && ++reads === 2) ac.abort();
+      const v: unknown = Reflect.get(t, p, t);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+  return { signal, progress };
 }
 
 describe('backup and restore', () => {
@@ -340,6 +366,120 @@ describe('backup and restore', () => {
           const r = await restoreInto(good, into, existed ? { discard: true } : {});
           assert.equal(r.verified, true);
           if (path) assert.ok(existsSync(path));
+        },
+      );
+    }
+    for (const to of ALL_BACKENDS) {
+      test(
+        `into ${to}: an error that comes with a Ctrl-C is reported as the error (the target marked failed), not as an interruption`,
+        skipReason(to) ? { skip: skipReason(to) } : {},
+        async () => {
+          const s = sources.get(AVAILABLE[0]!)!;
+          const good = logical.get(s.backend)!;
+          // The first table loaded refuses its first batch (a row written twice).
+          const lines = logicalLines(good);
+          const first = headerOf(lines).tables[0]!.name;
+          assert.ok(sections(lines).get(first)!.rows > 0, `${first} has rows`);
+          const bad = file('duplicate-first-row.logical');
+          withDuplicateRow(good, first, bad);
+          const { coffer: target } = await pool.emptyTarget(to);
+          const { signal, progress } = ctrlCDuringFirstBatch();
+          let message = '';
+          await assert.rejects(restoreDatabase(bad, target, { batchSize: 4, signal, progress }), (e: unknown) => {
+            message = (e as Error).message;
+            assert.ok(e instanceof UniqueViolationError, String(e));
+            assert.match(message, /is left marked as a failed restore/);
+            return true;
+          });
+          assert.equal(signal.aborted, true, 'the Ctrl-C did land');
+          const marker = (await readMarker(target.engine.reader, target.dialect))!;
+          assert.equal(marker.state, 'failed');
+          assert.ok(message.startsWith(`${String(marker.info.error)}; `), 'the marker records the error');
+          assert.equal(marker.tables.get(first)?.rowsDone ?? 0, 0, 'its first batch was not loaded');
+        },
+      );
+    }
+
+    test(
+      'a SQLite file the restore created but cannot remove is marked failed with the reason, so no later run resumes it unawares',
+      { skip: skipReason('sqlite') },
+      async () => {
+        const s = sources.get(AVAILABLE[0]!)!;
+        const good = logical.get(s.backend)!;
+        const table = [...sections(logicalLines(good)).entries()].filter(([, x]) => x.rows > 1).pop()![0];
+        const bad = file('duplicate-row-stuck.logical');
+        withDuplicateRow(good, table, bad);
+        const folder = join(dir, `${++n}-stuck`);
+        const path = join(folder, 'restored.db');
+        const url = `sqlite:${path}`;
+        // The file cannot be removed (as a file in a folder the process may not write, or one
+        // another program holds open on some systems): fs.rmSync refuses that one path.
+        const rm = fs.rmSync;
+        fs.rmSync = (p, o) => {
+          if (p === path) throw Object.assign(new Error(`EBUSY: resource busy or locked, rm '${p}'`), { code: 'EBUSY' });
+          rm(p, o);
+        };
+        syncBuiltinESMExports();
+        const into = { url, migrations: OPS_MIGRATIONS, open: () => pool.open(url, { migrate: 'skip' }) };
+        let message = '';
+        try {
+          await assert.rejects(restoreInto(bad, into, { batchSize: 4 }), (e: unknown) => {
+            message = (e as Error).message;
+            assert.ok(e instanceof UniqueViolationError, String(e));
+            assert.ok(
+              e.message.includes(`; this restore created ${path} but could not remove ${path} (EBUSY: `) &&
+                e.message.endsWith(
+                  `: it is marked as a failed restore (table ${MARKER_TABLE}), which coffer doctor reports; delete it by hand`,
+                ),
+              e.message,
+            );
+            return true;
+          });
+        } finally {
+          fs.rmSync = rm;
+          syncBuiltinESMExports();
+        }
+        const left = await pool.open(url, { migrate: 'skip' });
+        const marker = (await readMarker(left.engine.reader, left.dialect))!;
+        assert.equal(marker.state, 'failed');
+        assert.ok(message.startsWith(`${String(marker.info.error)}; `), 'the marker records the error');
+        // Run again, the restore says what it resumes.
+        const progress = new SilentProgress();
+        assert.equal((await restoreDatabase(good, left, { progress })).verified, true);
+        assert.ok(
+          progress.notes.some((x) => /^resuming an incomplete restore .* state failed: /.test(x)),
+          progress.notes.join('\n'),
+        );
+      },
+    );
+  });
+
+  describe('one restore at a time into a target', () => {
+    for (const to of ALL_BACKENDS) {
+      test(
+        `into ${to}: a restore into a target whose lock another run holds is refused up front, naming that run, and touches nothing`,
+        skipReason(to) ? { skip: skipReason(to) } : {},
+        async () => {
+          const s = sources.get(AVAILABLE[0]!)!;
+          const f = logical.get(s.backend)!;
+          const url = to === 'sqlite' ? `sqlite:${join(dir, `${++n}-locked`, 'restored.db')}` : (await pool.database(to)).url;
+          const path = to === 'sqlite' ? url.slice('sqlite:'.length) : null;
+          const into = { url, migrations: OPS_MIGRATIONS, open: () => pool.open(url, { migrate: 'skip' }) };
+          const other = await holdTargetLock(pool, url, 'copy');
+          if (to === 'memory') {
+            // A memory:// database is private to the Coffer that opened it: nothing to lock.
+            assert.equal((await restoreInto(f, into)).verified, true);
+            return;
+          }
+          const refused = (e: unknown) => e instanceof ConfigError && heldBy(to, 'copy', `${path}.coffer-lock`).test(e.message);
+          await assert.rejects(restoreInto(f, into), refused);
+          if (path) assert.equal(existsSync(path), false, 'no database was created');
+          const target = await pool.open(url, { migrate: 'skip' });
+          await assert.rejects(restoreDatabase(f, target), refused);
+          assert.deepEqual([...(await listTables(target.engine.reader, target.dialect))], [], 'nothing was written to the target');
+          await other.release();
+          assert.equal((await restoreDatabase(f, target)).verified, true);
+          assert.deepEqual(await dumpAll(target), s.dump);
         },
       );
     }
@@ -696,6 +836,81 @@ describe('backup and restore', () => {
     });
     assert.equal((await readMarker(target.engine.reader, target.dialect))?.state, 'failed');
   });
+
+  test('Ctrl-C while a backup file is checked against its manifest stops the check, and is an interruption, not a mismatch', async () => {
+    for (const b of live) {
+      const f = file(`${b}-checked.native`);
+      await backupDatabase(sources.get(b)!.coffer, f);
+      // The manifest no longer describes the file: the check, run to its end, refuses it.
+      const manifest = JSON.parse(readFileSync(`${f}.manifest.json`, 'utf8')) as { file: { bytes: number } };
+      manifest.file.bytes += 1;
+      writeFileSync(`${f}.manifest.json`, JSON.stringify(manifest));
+      const { coffer: target } = await pool.emptyTarget(b);
+      await assert.rejects(
+        restoreDatabase(f, target),
+        (e: unknown) => e instanceof ConfigError && /does not match its manifest/.test(e.message),
+      );
+      // A real backup is big: its read stops at the signal, not at its end.
+      await assert.rejects(fileDigest(f, {}, AbortSignal.abort()), (e: unknown) => e instanceof InterruptedError);
+      const ac = new AbortController();
+      const progress = new (class extends SilentProgress {
+        override note(message: string) {
+          super.note(message);
+          if (message.startsWith(`checking ${f} against its manifest`)) ac.abort();
+        }
+      })();
+      await assert.rejects(
+        restoreDatabase(f, target, { signal: ac.signal, progress }),
+        (e: unknown) =>
+          e instanceof InterruptedError && e.message === `restore interrupted while checking ${f}: nothing was written to the target`,
+        b,
+      );
+      assert.deepEqual([...(await listTables(target.engine.reader, target.dialect))], [], 'nothing was written to the target');
+    }
+  });
+
+  for (const b of ['postgres', 'mysql'] as const) {
+    test(
+      `a native restore into ${b} that fails says what the target holds and that running it again starts over`,
+      skipReason(b) ? { skip: skipReason(b) } : {},
+      async () => {
+        const s = sources.get(b)!;
+        const f = file(`${b}-fails.native`);
+        await backupDatabase(s.coffer, f);
+        const { coffer: target } = await pool.emptyTarget(b);
+        // Not a table, so no check sees it, but the dump cannot create its table fx_counters.
+        const blocker = b === 'postgres' ? sql`create type fx_counters as enum ('x')` : sql`create view fx_counters as select 1 as x`;
+        await blocker.execute(target.engine.writer);
+        const db = describeCoffer(target);
+        await assert.rejects(restoreDatabase(f, target), (e: unknown) => {
+          const m = (e as Error).message;
+          const holds =
+            b === 'postgres'
+              ? 'it holds none of the backup (pg_restore rolled back)'
+              : 'it may hold part of the backup (the mysql client stops at the failing statement)';
+          assert.ok(
+            m.endsWith(
+              `; ${db} is left marked as a failed restore (table coffer_ops_progress; ${db} existed before this restore, so it is not removed); ${holds}: coffer doctor reports it and nothing should use it; fix the cause and run the same coffer restore again to start it over (a native restore cannot resume), or add --discard to restore another backup into it instead`,
+            ),
+            m,
+          );
+          return true;
+        });
+        assert.equal((await readMarker(target.engine.reader, target.dialect))?.state, 'failed');
+        if (b === 'postgres')
+          assert.deepEqual([...(await listTables(target.engine.reader, target.dialect))], [MARKER_TABLE], 'nothing was loaded');
+        await sql.raw(b === 'postgres' ? 'drop type fx_counters' : 'drop view fx_counters').execute(target.engine.writer);
+        const progress = new SilentProgress();
+        const r = await restoreDatabase(f, target, { progress });
+        assert.equal(r.verified, true);
+        assert.ok(
+          progress.notes.some((x) => x.startsWith(`starting the failed restore from ${f} over (a native restore cannot resume)`)),
+          progress.notes.join('\n'),
+        );
+        assert.deepEqual(await dumpAll(target), s.dump);
+      },
+    );
+  }
 
   test('a native restore never replaces a table of another application', { skip: skipReason('postgres') }, async () => {
     const srcDb = await pool.database('postgres');

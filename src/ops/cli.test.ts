@@ -4,8 +4,8 @@
 // environment problem (wrong URL, missing tool, missing folder, full disk, non-empty target).
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -44,10 +44,10 @@ function start(args: string[], env: Record<string, string> = {}): { child: Child
 
 const coffer = (args: string[], env: Record<string, string> = {}) => start(args, env).done;
 
-/** Resolves once a plain progress line reports at least `rows` rows copied. */
-async function waitForRows(getStderr: () => string, rows: number, exited: Promise<Run>): Promise<void> {
+/** Resolves once a plain progress line reports at least `rows` rows copied (or restored: `phase`). */
+async function waitForRows(getStderr: () => string, rows: number, exited: Promise<Run>, phase = 'copy'): Promise<void> {
   for (;;) {
-    const seen = [...getStderr().matchAll(/^copy: ([\d,]+) of/gm)].map((m) => Number(m[1]!.replace(/,/g, '')));
+    const seen = [...getStderr().matchAll(new RegExp(`^${phase}: ([\\d,]+) of`, 'gm'))].map((m) => Number(m[1]!.replace(/,/g, '')));
     if (seen.some((n) => n >= rows)) return;
     const r = await Promise.race([exited, new Promise<null>((res) => setTimeout(() => res(null), 25))]);
     if (r) throw new Error(`coffer exited before copying ${rows} rows: ${r.stderr}`);
@@ -216,6 +216,68 @@ describe('operator commands on the command line', () => {
     const report = JSON.parse(again.stdout);
     assert.equal(report.verified, true);
     assert.equal(report.resumed, false);
+  });
+
+  for (const to of [...new Set(['sqlite', targetBackend] as const)]) {
+    test(`two runs of the same restore into ${to} at once: the second is refused naming the first (exit 2), the first restores and verifies`, async () => {
+      const file = join(dir, `twice-${to}.backup`);
+      const b = await coffer(['backup', '--db', sourceUrl, '--to', file, '--format', 'logical']);
+      assert.equal(b.code, 0, b.stderr);
+      // A new SQLite file (in a new folder) is the case where the second run once took the first
+      // run's file for one that existed before, and resumed it while it was being loaded.
+      const url = to === 'sqlite' ? `sqlite:${join(dir, `twice-${to}`, 'restored.db')}` : (await newDb(to)).url;
+      const args = ['restore', '--from', file, '--to', url, '--batch-size', '5'];
+      const first = start(args, { COFFER_OPS_THROTTLE_MS: '40', COFFER_PROGRESS_INTERVAL_MS: '50' });
+      await waitForRows(first.stderr, 10, first.done, 'restore');
+      const second = await coffer(args);
+      assert.equal(second.code, 2, second.stderr);
+      const holder =
+        to === 'sqlite'
+          ? `another coffer restore \\(pid ${first.child.pid} on ${hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, started `
+          : `another coffer copy or restore \\(it holds the advisory lock: coffer restore pid ${first.child.pid} on `;
+      oneErrorLine(
+        second,
+        new RegExp(`target .* is in use by ${holder}.*; nothing was changed: wait for it to finish, then run this again$`),
+      );
+      const r = await first.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /verified against the manifest/);
+      assert.doesNotMatch(r.stdout, /\(resumed\)/);
+      const check = await Coffer.open({ url, migrate: 'verify' });
+      try {
+        assert.deepEqual(await dumpAll(check), sourceDump);
+      } finally {
+        await check.close();
+      }
+    });
+  }
+
+  test('a SQLite target that is a symbolic link to nothing is refused (exit 2), and nothing is created at its destination', async () => {
+    const file = join(dir, 'dangling.backup');
+    const b = await coffer(['backup', '--db', sourceUrl, '--to', file, '--format', 'logical']);
+    assert.equal(b.code, 0, b.stderr);
+    const link = join(dir, 'dangling.db');
+    const dest = join(dir, 'dangling-destination', 'real.db');
+    symlinkSync(dest, link);
+    const [restore, copy] = await Promise.all([
+      coffer(['restore', '--from', file, '--to', `sqlite:${link}`]),
+      coffer(['copy', '--from', sourceUrl, '--to', `sqlite:${link}`]),
+    ]);
+    for (const [r, op] of [
+      [restore, 'restore'],
+      [copy, 'copy'],
+    ] as const) {
+      assert.equal(r.code, 2, r.stderr);
+      oneErrorLine(
+        r,
+        new RegExp(
+          `target sqlite:.*dangling\\.db is a symbolic link to .*real\\.db, which does not exist: ${op} does not create a database through a link; name the database's real path in --to, or remove the link$`,
+        ),
+      );
+    }
+    assert.ok(lstatSync(link).isSymbolicLink(), 'the link is left as it was');
+    assert.equal(existsSync(join(dir, 'dangling-destination')), false, 'nothing was created where it points');
+    assert.equal(existsSync(`${link}.coffer-lock`), false);
   });
 
   test('backup and restore on the command line, with --json and progress lines', async () => {

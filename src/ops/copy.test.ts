@@ -2,9 +2,9 @@
 // extreme values; resumption after an interruption; refusals; and verification that catches a
 // difference and names the table and the first differing key.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import { ConfigError, MigrationError, UniqueViolationError } from '../db/errors.js';
@@ -15,7 +15,16 @@ import { defineMigration } from '../migrations/migration.js';
 import { c, createTable } from '../schema/builder.js';
 import { compileOperation } from '../schema/compile.js';
 import { fixtureProblems, OPS_MIGRATIONS } from '../../test/fixtures/ops-fixture.js';
-import { AVAILABLE, dumpAll, filledSource, Pool, type FilledSource } from '../../test/fixtures/ops-helpers.js';
+import {
+  AVAILABLE,
+  dumpAll,
+  filledSource,
+  heldBy,
+  holdTargetLock,
+  leftoverLockFile,
+  Pool,
+  type FilledSource,
+} from '../../test/fixtures/ops-helpers.js';
 import { ALL_BACKENDS, skipReason, type BackendName } from '../../test/harness.js';
 import { compareDatabases, copyDatabase, copyInto } from './copy.js';
 import { describeCoffer, listTables, opsDb, pageQuery, serialNext } from './db.js';
@@ -439,6 +448,65 @@ describe('a copy checks its source before it opens the target, and a failure lea
       );
     }
   }
+
+  for (const to of ALL_BACKENDS) {
+    test(
+      `into ${to}: a copy into a target whose lock another run holds is refused up front, naming that run, and touches nothing; released, the copy runs`,
+      skipReason(to) ? { skip: skipReason(to) } : {},
+      async () => {
+        const source = await pool.open('memory://');
+        await source.write((tx) => tx.insert('fx_counters', { name: 'c1', value: 1n }));
+        const t = await targetToOpen(to);
+        const lockFile = t.path ? `${t.path}.coffer-lock` : undefined;
+        let other = await holdTargetLock(pool, t.url, 'restore');
+        if (to === 'memory') {
+          // A memory:// database is private to the Coffer that opened it: there is nothing to share, or lock.
+          assert.equal((await copyInto(source, t.into)).verified, true);
+          return;
+        }
+        const refused = (e: unknown) => e instanceof ConfigError && heldBy(to, 'restore', lockFile).test(e.message);
+        await assert.rejects(copyInto(source, t.into), refused);
+        if (t.path) {
+          assert.equal(t.opened(), 0, 'the target was not opened');
+          assert.equal(existsSync(t.path), false, 'no database was created');
+          assert.ok(existsSync(lockFile!), "the other run's lock file stays");
+        } else {
+          const target = await pool.open(t.url, { migrate: 'skip' });
+          assert.deepEqual([...(await listTables(target.engine.reader, target.dialect))], [], 'nothing was written to the target');
+        }
+        await other.release();
+        assert.equal((await copyInto(source, t.into)).verified, true);
+        if (lockFile) assert.equal(existsSync(lockFile), false, 'the lock goes with the run');
+        // A copy into the open target (copyDatabase) takes the same lock.
+        const target = await pool.open(t.url, { migrate: 'skip' });
+        const before = await dumpAll(target);
+        other = await holdTargetLock(pool, t.url, 'restore');
+        await assert.rejects(copyDatabase(source, target, { discard: true, force: true }), refused);
+        assert.deepEqual(await dumpAll(target), before, 'the target is untouched');
+        await other.release();
+      },
+    );
+  }
+
+  test('a SQLite lock file left by a run that is gone (its pid no longer runs on this host) is taken over; one from another host is refused, naming the file to delete', async () => {
+    const source = await pool.open('memory://');
+    const t = await targetToOpen('sqlite');
+    mkdirSync(dirname(t.path!), { recursive: true });
+    const file = leftoverLockFile(t.path!, 'elsewhere.example');
+    await assert.rejects(
+      copyInto(source, t.into),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        /is in use by another coffer restore \(pid \d+ on elsewhere\.example, started 2026-01-01T00:00:00\.000Z; lock file /.test(
+          e.message,
+        ) &&
+        e.message.endsWith(`; if that run is gone (it ran on another machine, so this one cannot tell), delete ${file}`),
+    );
+    assert.equal(existsSync(t.path!), false, 'no database was created');
+    leftoverLockFile(t.path!);
+    assert.equal((await copyInto(source, t.into)).verified, true);
+    assert.equal(existsSync(file), false, 'the stale lock file was taken over, then released');
+  });
 
   for (const from of ALL_BACKENDS) {
     for (const to of ALL_BACKENDS) {

@@ -5,14 +5,15 @@
 // Everything that can be checked with the source alone is checked before the target is opened
 // (checkSource), so a bad source never creates or marks a target. A copy that fails after that
 // removes the SQLite file it created (copyInto); a target that existed before is left marked
-// failed, with what happened and what to do (aftermath.ts).
+// failed, with what happened and what to do (aftermath.ts). The run holds the target's lock
+// throughout (lock.ts): a second copy or restore into it is refused.
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { sql } from 'kysely';
 import { ConfigError, MigrationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
-import { intoTarget, leftMarkedFailed, type TargetToOpen } from './aftermath.js';
+import { intoTarget, leftMarkedFailed, onTarget, type TargetToOpen } from './aftermath.js';
 import {
   analyzeTables,
   dataTables,
@@ -233,7 +234,8 @@ export async function checkSource(source: Coffer): Promise<LiveSchema> {
  * incomplete, to resume).
  */
 export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOptions = {}): Promise<CopyReport> {
-  return runCopy(source, target, await checkSource(source), opts, false, { marked: false });
+  const live = await checkSource(source);
+  return onTarget(target, 'copy', () => runCopy(source, target, live, opts, false, { marked: false }));
 }
 
 /**
@@ -249,8 +251,7 @@ export async function copyInto(source: Coffer, to: TargetToOpen, opts: CopyOptio
     to,
     'copy',
     (target, created) => runCopy(source, target, live, opts, created, state),
-    // Interrupted once the target was marked: kept, to resume with the same command.
-    (e) => e instanceof InterruptedError && state.marked,
+    () => state.marked,
   );
 }
 

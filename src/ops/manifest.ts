@@ -7,7 +7,7 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { ConfigError } from '../db/errors.js';
 import type { Migration } from '../migrations/migration.js';
 import { dataTables, schemaOfHistory, type AppliedMigration, type LiveSchema } from './db.js';
-import { fileError } from './errors.js';
+import { fileError, InterruptedError, throwIfAborted } from './errors.js';
 import type { TablePlan } from './transfer.js';
 
 export type BackupKind = 'logical' | 'sqlite' | 'pg_dump' | 'mysqldump';
@@ -137,14 +137,22 @@ export interface FileDigest {
   variants: Record<string, string | null>;
 }
 
-/** Size and SHA-256 of a file, streamed; `variants` also hash it with its header rewritten. */
-export async function fileDigest(path: string, variants: Record<string, (header: Buffer) => Buffer | null> = {}): Promise<FileDigest> {
+/**
+ * Size and SHA-256 of a file, streamed; `variants` also hash it with its header rewritten. An
+ * aborted `signal` stops the read (InterruptedError).
+ */
+export async function fileDigest(
+  path: string,
+  variants: Record<string, (header: Buffer) => Buffer | null> = {},
+  signal?: AbortSignal,
+): Promise<FileDigest> {
   const h = createHash('sha256');
   const vh = new Map<string, ReturnType<typeof createHash> | null>();
   let bytes = 0;
   let first = true;
   try {
     for await (const c of createReadStream(path)) {
+      throwIfAborted(signal, () => `interrupted while reading ${path}`);
       const chunk = c as Buffer;
       h.update(chunk);
       if (first) {
@@ -158,7 +166,7 @@ export async function fileDigest(path: string, variants: Record<string, (header:
       bytes += chunk.length;
     }
   } catch (e) {
-    throw fileError(e, 'cannot read', path);
+    throw e instanceof InterruptedError ? e : fileError(e, 'cannot read', path);
   }
   const out: Record<string, string | null> = {};
   for (const name of Object.keys(variants)) out[name] = vh.get(name)?.digest('hex') ?? null;

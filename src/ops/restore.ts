@@ -11,7 +11,8 @@
 // so a bad backup never creates or marks a target. The target then carries the incomplete
 // marker (marker.ts) until the restore verified. A restore that fails after that removes the
 // SQLite file it created (restoreInto); a target that existed before is left marked failed,
-// with what happened and what to do.
+// with what happened and what to do. The run holds the target's lock throughout (lock.ts): a
+// second restore or copy into it is refused.
 import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
@@ -21,7 +22,7 @@ import type { Coffer } from '../db/store.js';
 import { parseDatabaseUrl, type DbTarget } from '../db/url.js';
 import { MIGRATIONS } from '../domains/registry.js';
 import type { Migration } from '../migrations/migration.js';
-import { intoTarget, leftMarkedFailed, type TargetToOpen } from './aftermath.js';
+import { intoTarget, leftMarkedFailed, onTarget, type TargetToOpen } from './aftermath.js';
 import {
   analyzeTables,
   dataTables,
@@ -38,7 +39,7 @@ import {
   withSnapshot,
   type OpsDb,
 } from './db.js';
-import { fileError, InterruptedError, VerificationError } from './errors.js';
+import { fileError, InterruptedError, throwIfAborted, VerificationError } from './errors.js';
 import { LogicalReader, LogicalSource, plansInFileOrder } from './logical.js';
 import {
   fileDigest,
@@ -174,6 +175,7 @@ interface CheckCtx {
   verify: boolean;
   progress: Progress;
   notes: string[];
+  signal?: AbortSignal;
 }
 
 /**
@@ -194,6 +196,7 @@ async function checkFileAgainstManifest(ctx: CheckCtx, manifest: Manifest | null
   const dg = await fileDigest(
     ctx.file,
     sqlite ? (m.sha256HeaderFree ? { headerFree: sqliteHeaderFree } : { beforeWal: sqliteHeaderBeforeWal }) : {},
+    ctx.signal,
   );
   if (dg.bytes === m.bytes) {
     if (dg.sha256 === m.sha256) return;
@@ -318,7 +321,7 @@ async function checkNative(
   }
   const { plans } = plansFromManifest(sidecar, opts.migrations, ctx.file);
   await checkFileAgainstManifest(ctx, sidecar, kind);
-  return { manifest: sidecar, plans, sourceId: sidecar.id, dumpTables: await tablesInDump(kind, ctx.file) };
+  return { manifest: sidecar, plans, sourceId: sidecar.id, dumpTables: await tablesInDump(kind, ctx.file, ctx.signal) };
 }
 
 /**
@@ -330,14 +333,29 @@ async function checkNative(
  */
 export async function checkBackup(file: string, opts: CheckOptions): Promise<CheckedBackup> {
   const { kind, sidecar } = inspectBackup(file);
-  const ctx: CheckCtx = { file, verify: opts.verify !== false, progress: opts.progress ?? new SilentProgress(), notes: [] };
-  const r =
-    kind === 'logical'
-      ? await checkLogical(ctx, sidecar, opts)
-      : kind === 'sqlite'
-        ? await checkSqliteFile(ctx, sidecar, opts)
-        : await checkNative(ctx, kind, sidecar, opts);
-  if (opts.signal?.aborted) throw new InterruptedError(`restore interrupted while checking ${file}: nothing was written to the target`);
+  const ctx: CheckCtx = {
+    file,
+    verify: opts.verify !== false,
+    progress: opts.progress ?? new SilentProgress(),
+    notes: [],
+    signal: opts.signal,
+  };
+  const interrupted = () => new InterruptedError(`restore interrupted while checking ${file}: nothing was written to the target`);
+  let r: Awaited<ReturnType<typeof checkLogical>>;
+  try {
+    r =
+      kind === 'logical'
+        ? await checkLogical(ctx, sidecar, opts)
+        : kind === 'sqlite'
+          ? await checkSqliteFile(ctx, sidecar, opts)
+          : await checkNative(ctx, kind, sidecar, opts);
+  } catch (e) {
+    // Ctrl-C cuts a read or a tool short: what that makes of the file (a digest of part of it,
+    // a killed pg_restore --list) is no finding about the backup.
+    if (opts.signal?.aborted) throw interrupted();
+    throw e;
+  }
+  if (opts.signal?.aborted) throw interrupted();
   return { file, kind, migrations: opts.migrations, notes: ctx.notes, ...r };
 }
 
@@ -550,21 +568,36 @@ async function restoreSqliteFile(ctx: Ctx): Promise<Restored> {
 }
 
 /** The tables a native dump creates (pg_restore --list, or the mysqldump section headers). */
-async function tablesInDump(kind: 'pg_dump' | 'mysqldump', file: string): Promise<string[]> {
+async function tablesInDump(kind: 'pg_dump' | 'mysqldump', file: string, signal?: AbortSignal): Promise<string[]> {
   const names: string[] = [];
+  const stopped = () => `interrupted while listing the tables of ${file}`;
+  throwIfAborted(signal, stopped);
   if (kind === 'pg_dump') {
     const tool = requireTool('pg_restore', 'restore from a --format logical backup');
     const run = runTool(tool, 'pg_restore', ['--list', file], {}, { stdout: 'pipe' });
+    const onAbort = () => run.kill();
+    signal?.addEventListener('abort', onAbort);
     let out = '';
     run.child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
-    await run.done;
+    try {
+      await run.done;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    throwIfAborted(signal, stopped);
     for (const m of out.matchAll(/^\d+; \d+ \d+ TABLE \S+ (\S+) /gm)) names.push(m[1]!);
     return names;
   }
-  const lines = createInterface({ input: createReadStream(file).pipe(createGunzip()), crlfDelay: Infinity });
-  for await (const line of lines) {
-    const m = /^-- Table structure for table `(.+)`$/.exec(line);
-    if (m) names.push(m[1]!.replace(/``/g, '`'));
+  const input = createReadStream(file);
+  const lines = createInterface({ input: input.pipe(createGunzip()), crlfDelay: Infinity });
+  try {
+    for await (const line of lines) {
+      throwIfAborted(signal, stopped);
+      const m = /^-- Table structure for table `(.+)`$/.exec(line);
+      if (m) names.push(m[1]!.replace(/``/g, '`'));
+    }
+  } finally {
+    input.destroy();
   }
   return names;
 }
@@ -608,7 +641,7 @@ async function prepareNative(ctx: Ctx, manifest: Manifest, operationKind: 'pg_du
     const same = marker.info.operation === 'restore-native' && marker.info.sourceId === manifest.id;
     ctx.progress.note(
       same && !ctx.opts.discard
-        ? `starting the interrupted restore from ${ctx.file} over (a native restore cannot resume)`
+        ? `starting the ${marker.state === 'failed' ? 'failed' : 'interrupted'} restore from ${ctx.file} over (a native restore cannot resume)`
         : `discarded ${describeMarker(marker)}`,
     );
   } else if (dropped.length) {
@@ -733,11 +766,22 @@ export function inspectBackup(file: string, kind = detectBackupKind(file)): { ki
  * saying why (aftermath.ts); the error says so.
  */
 function failedRestore(ctx: Ctx, e: unknown): Promise<unknown> {
-  const native = ctx.checked.kind === 'pg_dump' || ctx.checked.kind === 'mysqldump';
-  return leftMarkedFailed(ctx.dst, e, e instanceof VerificationError, {
-    operation: 'restore',
-    again: native ? 'start it over' : 'resume it',
-  });
+  const kind = ctx.checked.kind;
+  // A native restore does not resume: run again, it drops what the last run left and starts over.
+  const native = {
+    again: 'start it over (a native restore cannot resume)',
+    discard: 'restore another backup into it instead',
+  };
+  return leftMarkedFailed(
+    ctx.dst,
+    e,
+    e instanceof VerificationError,
+    kind === 'pg_dump'
+      ? { operation: 'restore', ...native, holds: 'it holds none of the backup (pg_restore rolled back)' }
+      : kind === 'mysqldump'
+        ? { operation: 'restore', ...native, holds: 'it may hold part of the backup (the mysql client stops at the failing statement)' }
+        : { operation: 'restore', again: 'resume it' },
+  );
 }
 
 /** `created`: the target did not exist before this restore, whose caller removes it on failure. */
@@ -770,15 +814,10 @@ async function runRestore(
     else if (checked.kind === 'sqlite') r = await restoreSqliteFile(ctx);
     else r = await restoreNative(ctx, checked.kind);
   } catch (e) {
-    if (opts.signal?.aborted && !(e instanceof InterruptedError) && !(e instanceof VerificationError)) {
-      throw new InterruptedError(
-        ctx.marked
-          ? interruptedMsg(ctx)(0)
-          : `restore interrupted before it marked ${ctx.dst.describe}: nothing was loaded; run the same coffer restore again`,
-      );
-    }
     // An interrupted restore stays marked running (it resumes); one that did not get as far as
-    // marking the target changed nothing; a created target is removed by restoreInto.
+    // marking the target changed nothing; a created target is removed by restoreInto. An error
+    // is never turned into an interruption: after the check, nothing fails because of Ctrl-C
+    // (the load stops between batches), so an error that comes with one is still the error.
     if (e instanceof InterruptedError || !ctx.marked || created) throw e;
     throw await failedRestore(ctx, e);
   }
@@ -798,7 +837,7 @@ export async function restoreDatabase(file: string, target: Coffer, opts: Restor
     progress: opts.progress,
     signal: opts.signal,
   });
-  return runRestore(file, target, opts, checked, false);
+  return onTarget(target, 'restore', () => runRestore(file, target, opts, checked, false));
 }
 
 export interface RestoreTarget extends TargetToOpen {
@@ -826,7 +865,6 @@ export async function restoreInto(file: string, to: RestoreTarget, opts: Restore
     to,
     'restore',
     (target, created) => runRestore(file, target, opts, checked, created, out),
-    // Interrupted once the target was marked: kept, to resume with the same command.
-    (e) => e instanceof InterruptedError && out.ctx?.marked === true,
+    () => out.ctx?.marked === true,
   );
 }
