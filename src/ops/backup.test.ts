@@ -622,6 +622,20 @@ describe('backup and restore', () => {
         'neither the file nor a partial remains',
       );
     }
+    // Ctrl-C while the written file's SHA-256 is computed (minutes for a large native dump).
+    const f = file('interrupted-digest.backup');
+    const ac = new AbortController();
+    const progress = new (class extends SilentProgress {
+      override note(message: string) {
+        super.note(message);
+        if (message.startsWith('computing the SHA-256 of')) ac.abort();
+      }
+    })();
+    await assert.rejects(
+      backupDatabase(s.coffer, f, { signal: ac.signal, progress }),
+      (e: unknown) => e instanceof InterruptedError && /nothing was written/.test(e.message),
+    );
+    assert.ok(!existsSync(f) && !existsSync(`${f}.partial`) && !existsSync(`${f}.manifest.json`), 'neither the file nor a partial remains');
   });
 
   test('a damaged or truncated logical backup is refused before the target is touched', async () => {

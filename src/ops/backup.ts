@@ -533,7 +533,8 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
     try {
       // A SQLite file also gets a digest that ignores the header fields an open rewrites
       // (`coffer stats --db sqlite:FILE` switches it to WAL), so restore still accepts it.
-      const dg = await fileDigest(partial, kind === 'sqlite' ? { headerFree: sqliteHeaderFree } : {});
+      progress.note(`computing the SHA-256 of ${partial} for its manifest`);
+      const dg = await fileDigest(partial, kind === 'sqlite' ? { headerFree: sqliteHeaderFree } : {}, opts.signal);
       bytes = dg.bytes;
       sha256 = dg.sha256;
       const headerFree = dg.variants.headerFree;
@@ -557,6 +558,8 @@ export async function backupDatabase(coffer: Coffer, file: string, opts: BackupO
     } catch (e) {
       removeQuietly(`${mpath}.partial`);
       removeQuietly(partial);
+      // Ctrl-C while a large file is digested: an interruption, with nothing left behind.
+      if (e instanceof InterruptedError) throw new InterruptedError(interrupted(file));
       throw fileError(e, 'cannot write backup', file);
     }
   }
