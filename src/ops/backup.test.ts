@@ -267,18 +267,23 @@ describe('backup and restore', () => {
   });
 
   describe('a restore that fails part way', () => {
+    /** A copy of the first source's logical backup every check accepts, whose load stops at a duplicate key in a late table. */
+    const failingBackup = (name: string) => {
+      const s = sources.get(AVAILABLE[0]!)!;
+      const good = logical.get(s.backend)!;
+      const counts = sections(logicalLines(good));
+      const table = [...counts.entries()].filter(([, x]) => x.rows > 1).pop()![0];
+      const bad = file(name);
+      withDuplicateRow(good, table, bad);
+      return { s, good, bad };
+    };
+
     for (const to of ALL_BACKENDS) {
       test(
         `into a ${to} database that existed before leaves it marked failed, saying why and what to do`,
         skipReason(to) ? { skip: skipReason(to) } : {},
         async () => {
-          const s = sources.get(AVAILABLE[0]!)!;
-          const good = logical.get(s.backend)!;
-          // A file every check accepts, whose load stops at a duplicate key in a late table.
-          const counts = sections(logicalLines(good));
-          const table = [...counts.entries()].filter(([, x]) => x.rows > 1).pop()![0];
-          const bad = file('duplicate-row.logical');
-          withDuplicateRow(good, table, bad);
+          const { s, good, bad } = failingBackup('duplicate-row.logical');
           const { coffer: target } = await pool.emptyTarget(to);
           let message = '';
           await assert.rejects(restoreDatabase(bad, target, { batchSize: 4 }), (e: unknown) => {
@@ -320,12 +325,7 @@ describe('backup and restore', () => {
         `into a ${to} target that coffer restore opens: a SQLite file it created is removed with its -wal/-shm and folder, an existing target is kept`,
         skipReason(to) ? { skip: skipReason(to) } : {},
         async () => {
-          const s = sources.get(AVAILABLE[0]!)!;
-          const good = logical.get(s.backend)!;
-          const counts = sections(logicalLines(good));
-          const table = [...counts.entries()].filter(([, x]) => x.rows > 1).pop()![0];
-          const bad = file('duplicate-row-into.logical');
-          withDuplicateRow(good, table, bad);
+          const { good, bad } = failingBackup('duplicate-row-into.logical');
           // A SQLite target in a folder that does not exist yet: restore creates both.
           const folder = join(dir, `${++n}-new`);
           const url = to === 'sqlite' ? `sqlite:${join(folder, 'sub', 'restored.db')}` : (await pool.database(to)).url;
