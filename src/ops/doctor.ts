@@ -437,7 +437,7 @@ async function unusedIndexesCheck(db: OpsDb, tables: readonly string[]): Promise
   return [
     {
       severity: 'info',
-      message: `${r.rows.length} non-unique index(es) never used${since}: ${list.slice(0, 8).join(', ')}${list.length > 8 ? `, and ${list.length - 8} more (--json lists all)` : ''}`,
+      message: `${r.rows.length} non-unique index(es) never used${since}: ${listed(list)}`,
       remedy:
         'judge over a representative period (month-end jobs, rare API calls); an index that stays unused can be dropped with a new migration',
       details: { indexes: r.rows.map((x) => ({ index: x.name, table: x.t, bytes: Number(toBigInt(x.bytes)) })) },
