@@ -176,7 +176,7 @@ export function registerOpsCommands(program: Command): void {
     .command('restore')
     .description('restore a backup into an empty database, then verify it against the manifest')
     .requiredOption('--from <file>', 'backup file (logical, SQLite, pg_dump or mysqldump)')
-    .requiredOption('--to <url>', 'database to restore into (must be empty)')
+    .requiredOption('--to <url>', 'database to restore into (must be empty, or hold an interrupted restore of the same backup)')
     .option('--force', 'replace the Coffer tables of a non-empty database')
     .option('--discard', 'throw away an incomplete copy/restore found in the target and start over')
     .option('--no-verify', 'skip the verification against the manifest')
