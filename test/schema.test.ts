@@ -9,7 +9,7 @@ import { c, createTable, tableDef } from '../src/schema/builder.js';
 import { compileOperation, diffDefinitions, emptyDefinitions, impliedChecks } from '../src/schema/compile.js';
 import { schemaOf } from '../src/schema/model.js';
 import { snapshotSql, staleSnapshots } from '../src/schema/snapshot.js';
-import { namedChecks, normaliseSql } from '../src/schema/sql-text.js';
+import { namedChecks, namedForeignKeys, normaliseSql } from '../src/schema/sql-text.js';
 
 test('schema/*.sql snapshots match what the migrations generate', () => {
   const stale = staleSnapshots(fileURLToPath(new URL('../schema', import.meta.url)), MIGRATIONS);
@@ -95,6 +95,27 @@ test("SQLite's CHECKs are read from the table's text whole, parentheses and keyw
       ['ck_t_a', `"a" IN ('x)', 'CONSTRAINT "no" CHECK (0)', 'it''s')`],
       ['ck_t_b', 'b BETWEEN (1) AND (3)'],
     ],
+  );
+});
+
+test("SQLite's named foreign keys are read from the table's text to the end of their clause, DEFERRABLE and ON UPDATE included", () => {
+  const ddl = `CREATE TABLE "t" (
+  "a" INTEGER NOT NULL, b TEXT DEFAULT 'CONSTRAINT "x" FOREIGN KEY (b) REFERENCES y (z)',
+  PRIMARY KEY ("a"),
+  CONSTRAINT "fk_t_a" FOREIGN KEY ("a") REFERENCES "p" ("id") ON DELETE CASCADE ON UPDATE SET NULL DEFERRABLE INITIALLY DEFERRED,
+  CONSTRAINT fk_t_b FOREIGN KEY (a, b) REFERENCES q (x, y),
+  CONSTRAINT "ck_t_a" CHECK ("a" > 0)
+) STRICT`;
+  assert.deepEqual(
+    [...namedForeignKeys(ddl)],
+    [
+      ['fk_t_a', 'FOREIGN KEY ("a") REFERENCES "p" ("id") ON DELETE CASCADE ON UPDATE SET NULL DEFERRABLE INITIALLY DEFERRED'],
+      ['fk_t_b', 'FOREIGN KEY (a, b) REFERENCES q (x, y)'],
+    ],
+  );
+  assert.deepEqual(
+    [...namedForeignKeys('CREATE TABLE t (a INT, CONSTRAINT fk_last FOREIGN KEY (a) REFERENCES p (id))')],
+    [['fk_last', 'FOREIGN KEY (a) REFERENCES p (id)']],
   );
 });
 

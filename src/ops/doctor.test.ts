@@ -242,6 +242,48 @@ forEachBackend('doctor schema definitions', (ctx) => {
     assert.equal(findings.filter((f) => f.severity === 'error').length, 2, show(findings));
   });
 
+  test('a foreign key re-created with other rules, or whose enforcement is switched off, is an error naming it', async () => {
+    const coffer = await ctx.open({ migrations: FIXTURE_MIGRATIONS });
+    const fk = /^schema differs from the migrations: fx_entries: foreign key fk_fx_entries_account is .+, expected .+$/;
+    if (ctx.backend === 'postgres') {
+      // Still listed with the same columns, table and ON DELETE: only its definition shows the change.
+      await run(coffer, [
+        'ALTER TABLE "fx_entries" DROP CONSTRAINT "fk_fx_entries_account"',
+        'ALTER TABLE "fx_entries" ADD CONSTRAINT "fk_fx_entries_account" FOREIGN KEY ("account_id") REFERENCES "fx_accounts" ("id") ON DELETE CASCADE ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED NOT VALID',
+      ]);
+      assertError(
+        await schemaFindings(coffer),
+        /fk_fx_entries_account is .*ON UPDATE CASCADE ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED NOT VALID, expected .+ ON DELETE CASCADE$/,
+      );
+      await run(coffer, [
+        'ALTER TABLE "fx_entries" DROP CONSTRAINT "fk_fx_entries_account"',
+        'ALTER TABLE "fx_entries" ADD CONSTRAINT "fk_fx_entries_account" FOREIGN KEY ("account_id") REFERENCES "fx_accounts" ("id") ON DELETE CASCADE',
+      ]);
+      assertHealthy(await schemaFindings(coffer));
+      // What a bulk load does to load rows in any order; left so, nothing checks the references.
+      await run(coffer, ['ALTER TABLE "fx_entries" DISABLE TRIGGER ALL']);
+      const findings = await schemaFindings(coffer);
+      assertError(findings, /fk_fx_entries_account is .+ \(enforcement triggers DISABLED\), expected .+ ON DELETE CASCADE$/);
+      assert.equal(findings.filter((f) => f.severity === 'error').length, 1, show(findings));
+    } else if (ctx.backend === 'mysql') {
+      await run(coffer, [
+        'ALTER TABLE `fx_entries` DROP FOREIGN KEY `fk_fx_entries_account`',
+        'ALTER TABLE `fx_entries` ADD CONSTRAINT `fk_fx_entries_account` FOREIGN KEY (`account_id`) REFERENCES `fx_accounts` (`id`) ON DELETE CASCADE ON UPDATE CASCADE',
+      ]);
+      const findings = await schemaFindings(coffer);
+      assertError(findings, /fk_fx_entries_account is .*ON UPDATE CASCADE .+, expected .*ON UPDATE RESTRICT .+$/);
+      assertError(findings, fk);
+      assert.equal(findings.filter((f) => f.severity === 'error').length, 1, show(findings));
+    } else {
+      await rebuildSqliteTable(coffer, 'fx_entries', (ddl) =>
+        ddl.replace(/(REFERENCES "fx_accounts" \("id"\) ON DELETE CASCADE)/, '$1 ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED'),
+      );
+      const findings = await schemaFindings(coffer);
+      assertError(findings, /fk_fx_entries_account is .* ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED, expected .+ ON DELETE CASCADE$/);
+      assert.equal(findings.filter((f) => f.severity === 'error').length, 1, show(findings));
+    }
+  });
+
   test('with migrations pending, the database is compared with the migrations it has applied', async (t) => {
     if (ctx.backend === 'memory') return t.skip('needs a second connection to the same database');
     const db = await ctx.newDatabase();
@@ -620,7 +662,7 @@ forEachBackend('doctor schema: tables another session keeps locked', (ctx) => {
       assert.match(
         warnings[0]!.message,
         new RegExp(
-          `^fx_counters: CHECK expressions, defaults, index and trigger definitions and table options were not compared \\(only names were\\): the table stayed locked for 1\\.5 s \\(ACCESS EXCLUSIVE, held by session ${other.pid} \\(other_app\\): LOCK TABLE "fx_counters" IN ACCESS EXCLUSIVE MODE\\)$`,
+          `^fx_counters: CHECK expressions, defaults, index, trigger and foreign key definitions and table options were not compared \\(only names were\\): the table stayed locked for 1\\.5 s \\(ACCESS EXCLUSIVE, held by session ${other.pid} \\(other_app\\): LOCK TABLE "fx_counters" IN ACCESS EXCLUSIVE MODE\\)$`,
         ),
       );
       assert.match(

@@ -224,7 +224,7 @@ async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema, opts: Do
   if (unavailable !== undefined)
     out.push({
       severity: 'warning',
-      message: `CHECK expressions, defaults, index and trigger definitions and table options were not compared (only names were): ${unavailable}`,
+      message: `${NOT_COMPARED}: ${unavailable}`,
       remedy: !scratchFailed
         ? 'fix the cause and run coffer doctor --check schema again'
         : db.dialect === 'postgres'
@@ -269,6 +269,10 @@ async function schemaCheck(coffer: Coffer, db: OpsDb, live: LiveSchema, opts: Do
  */
 export const DEFINITIONS_LOCK_WAIT_MS = 1500;
 
+/** What a schema check that could read names only leaves out (the scratch or a table's lock missing). */
+const NOT_COMPARED =
+  'CHECK expressions, defaults, index, trigger and foreign key definitions and table options were not compared (only names were)';
+
 function lockedFinding(l: LockedTable): Finding {
   const holders = l.blockers.filter((b) => b.granted);
   const who = (b: LockedTable['blockers'][number]) =>
@@ -281,7 +285,7 @@ function lockedFinding(l: LockedTable): Finding {
   const pids = (holders.length ? holders : l.blockers).map((b) => b.pid);
   return {
     severity: 'warning',
-    message: `${l.table}: CHECK expressions, defaults, index and trigger definitions and table options were not compared (only names were): the table stayed locked for ${DEFINITIONS_LOCK_WAIT_MS / 1000} s (ACCESS EXCLUSIVE, ${by})`,
+    message: `${l.table}: ${NOT_COMPARED}: the table stayed locked for ${DEFINITIONS_LOCK_WAIT_MS / 1000} s (ACCESS EXCLUSIVE, ${by})`,
     remedy: `run coffer doctor --check schema again once the lock is gone${pids.length ? ` (coffer doctor --check queries locks shows what session ${pids.join(', ')} is doing)` : ''}; coffer maintain --full (VACUUM FULL) and ALTER TABLE hold such a lock until they finish`,
     details: { table: l.table, blockers: l.blockers },
   };

@@ -390,17 +390,20 @@ export function diffFacts(expected: SchemaFacts, live: SchemaFacts, hidden: Hidd
  *   index     index → its definition (partial, descending, method, prefix lengths)
  *   trigger   trigger → its definition (PostgreSQL: and whether it is enabled)
  *   function  trigger → the body of the function it runs (PostgreSQL)
+ *   foreignKey foreign key → its whole clause (ON DELETE and ON UPDATE, MATCH, DEFERRABLE,
+ *             PostgreSQL's NOT VALID and whether its enforcement triggers are enabled), which
+ *             the facts' signature (columns, referenced table, ON DELETE) does not show
  * Engines rewrite what they are given (PostgreSQL deparses, MySQL and MariaDB re-print, SQLite
  * keeps the text), so these are compared with the same engine's rendering of this build's own
  * migrations (src/schema/reference.ts), never with the logical schema's text.
  */
-export type DefinitionKind = 'check' | 'default' | 'collation' | 'option' | 'index' | 'trigger' | 'function';
-export const DEFINITION_KINDS: readonly DefinitionKind[] = ['check', 'default', 'collation', 'option', 'index', 'trigger', 'function'];
+export type DefinitionKind = 'check' | 'default' | 'collation' | 'option' | 'index' | 'trigger' | 'function' | 'foreignKey';
+export const DEFINITION_KINDS: readonly DefinitionKind[] = ['check', 'default', 'collation', 'option', 'index', 'trigger', 'function', 'foreignKey'];
 export type TableDefinitions = Record<DefinitionKind, Record<string, string | null>>;
 export type SchemaDefinitions = Record<string, TableDefinitions>;
 
 export function emptyDefinitions(): TableDefinitions {
-  return { check: {}, default: {}, collation: {}, option: {}, index: {}, trigger: {}, function: {} };
+  return { check: {}, default: {}, collation: {}, option: {}, index: {}, trigger: {}, function: {}, foreignKey: {} };
 }
 
 function describeDifference(table: string, kind: DefinitionKind, name: string, found: string | null, expected: string | null): string {
@@ -415,6 +418,8 @@ function describeDifference(table: string, kind: DefinitionKind, name: string, f
       return `${table}: table ${name} ${f}, expected ${e}`;
     case 'function':
       return `${table}: trigger ${name} runs ${f}, expected ${e}`;
+    case 'foreignKey':
+      return `${table}: foreign key ${name} is ${f}, expected ${e}`;
     default:
       return `${table}: ${kind} ${name} is ${f}, expected ${e}`;
   }

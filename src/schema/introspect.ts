@@ -15,7 +15,7 @@ import {
   type TableFacts,
 } from './compile.js';
 import type { Dialect } from './model.js';
-import { hasKeyword, namedChecks } from './sql-text.js';
+import { hasKeyword, namedChecks, namedForeignKeys } from './sql-text.js';
 
 type Row = Record<string, unknown>;
 
@@ -184,8 +184,8 @@ async function introspectSqlite(db: Kysely<any>): Promise<SchemaFacts> {
 const PG_ENABLED: Record<string, string> = { O: '', D: ' (DISABLED)', R: ' (ENABLE REPLICA)', A: ' (ENABLE ALWAYS)' };
 
 /**
- * How the engine shows the definition of every check, default, index, trigger and table option
- * of `tables` (default: every table of the schema).
+ * How the engine shows the definition of every check, default, index, trigger, foreign key and
+ * table option of `tables` (default: every table of the schema).
  */
 export async function introspectDefinitions(db: Kysely<any>, dialect: Dialect, tables?: readonly string[]): Promise<SchemaDefinitions> {
   const out = dialect === 'postgres' ? await definitionsPostgres(db, tables) : dialect === 'mysql' ? await definitionsMysql(db) : await definitionsSqlite(db);
@@ -305,6 +305,16 @@ async function definitionsPostgres(db: Kysely<any>, tables?: readonly string[]):
     const t = tableOf(out, r.t);
     if (t) t.check[str(r.name)] = str(r.def);
   }
+  // A foreign key is enforced by internal triggers, which ALTER TABLE … DISABLE TRIGGER ALL (or a
+  // bulk load that did so and stopped half-way) switches off while the constraint stays listed.
+  const fks = await rows(db, sql`select c.relname as t, k.conname as name, pg_get_constraintdef(k.oid) as def,
+        exists (select 1 from pg_trigger g where g.tgconstraint = k.oid and g.tgenabled = 'D') as disabled
+      from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = current_schema() and k.contype = 'f' ${only}`);
+  for (const r of fks) {
+    const t = tableOf(out, r.t);
+    if (t) t.foreignKey[str(r.name)] = `${str(r.def)}${r.disabled ? ' (enforcement triggers DISABLED)' : ''}`;
+  }
   const cols = await rows(db, sql`select c.relname as t, a.attname as col, pg_get_expr(d.adbin, d.adrelid) as def,
         a.attidentity as ident, a.attgenerated as gen, co.collname as coll
       from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
@@ -375,6 +385,26 @@ async function definitionsMysql(db: Kysely<any>): Promise<SchemaDefinitions> {
     const t = tableOf(out, r.t);
     if (t) t.check[str(r.name)] = `CHECK (${str(r.def)})${str(r.enforced).toUpperCase() === 'NO' ? ' NOT ENFORCED' : ''}`;
   }
+  const fks = await rows(db, sql`select k.table_name as t, k.constraint_name as name, k.column_name as col,
+        k.referenced_table_name as reft, k.referenced_column_name as refcol,
+        r.update_rule as onupdate, r.delete_rule as ondelete, r.match_option as matching
+      from information_schema.key_column_usage k join information_schema.referential_constraints r
+        on r.constraint_schema = k.constraint_schema and r.constraint_name = k.constraint_name and r.table_name = k.table_name
+      where k.table_schema = database() and k.referenced_table_name is not null
+      order by k.table_name, k.constraint_name, k.ordinal_position`);
+  const foreign = new Map<string, { t: string; name: string; cols: string[]; refcols: string[]; reft: string; rules: string }>();
+  for (const r of fks) {
+    const key = `${str(r.t)}.${str(r.name)}`;
+    const rules = `ON UPDATE ${str(r.onupdate)} ON DELETE ${str(r.ondelete)} MATCH ${str(r.matching)}`;
+    const f = foreign.get(key) ?? { t: str(r.t), name: str(r.name), cols: [], refcols: [], reft: str(r.reft), rules };
+    f.cols.push(str(r.col));
+    f.refcols.push(str(r.refcol));
+    foreign.set(key, f);
+  }
+  for (const f of foreign.values()) {
+    const t = out[f.t];
+    if (t) t.foreignKey[f.name] = `FOREIGN KEY (${f.cols.join(', ')}) REFERENCES ${f.reft} (${f.refcols.join(', ')}) ${f.rules}`;
+  }
   const cols = await rows(db, sql`select table_name as t, column_name as col, column_default as def, extra as extra, collation_name as coll
       from information_schema.columns where table_schema = database()`);
   for (const r of cols) {
@@ -428,6 +458,7 @@ async function definitionsSqlite(db: Kysely<any>): Promise<SchemaDefinitions> {
     t.option['WITHOUT ROWID'] = Number(r.wr) === 1 ? 'on' : 'off';
     t.option.AUTOINCREMENT = hasKeyword(ddl, 'AUTOINCREMENT') ? 'on' : 'off';
     for (const [check, expr] of namedChecks(ddl)) t.check[check] = `CHECK (${expr})`;
+    for (const [fk, clause] of namedForeignKeys(ddl)) t.foreignKey[fk] = clause;
     const cols = await rows(db, sql`select name, dflt_value as def from pragma_table_xinfo(${name}) where hidden = 0`);
     for (const c of cols) {
       t.default[str(c.name)] = c.def === null || c.def === undefined ? null : str(c.def);

@@ -107,6 +107,34 @@ export function namedChecks(createTable: string): Map<string, string> {
   return out;
 }
 
+/**
+ * The named FOREIGN KEY clauses of a CREATE TABLE statement: name → the clause as written, from
+ * FOREIGN KEY to the end of the table constraint (REFERENCES, ON DELETE / ON UPDATE, MATCH,
+ * DEFERRABLE), which SQLite's pragma_foreign_key_list shows only in part.
+ */
+export function namedForeignKeys(createTable: string): Map<string, string> {
+  const tokens = sqlTokens(createTable);
+  const out = new Map<string, string>();
+  const is = (i: number, word: string) => tokens[i]?.kind === 'word' && tokens[i]!.value.toUpperCase() === word;
+  for (let i = 0; i + 3 < tokens.length; i++) {
+    const name = tokens[i + 1]!;
+    if (!is(i, 'CONSTRAINT') || (name.kind !== 'ident' && name.kind !== 'word') || !is(i + 2, 'FOREIGN')) continue;
+    // The clause ends at the comma or parenthesis that ends the table constraint.
+    let end = i + 2;
+    for (let depth = 0; end < tokens.length; end++) {
+      const t = tokens[end]!;
+      if (t.kind !== 'punct') continue;
+      if (t.text === '(') depth++;
+      else if (t.text === ')' && depth-- === 0) break;
+      else if (t.text === ',' && depth === 0) break;
+    }
+    if (end >= tokens.length) continue;
+    out.set(name.value, createTable.slice(tokens[i + 2]!.start, tokens[end - 1]!.end).trim());
+    i = end - 1;
+  }
+  return out;
+}
+
 /** Whether a statement contains `word` as a keyword (not inside a literal or an identifier). */
 export function hasKeyword(text: string, word: string): boolean {
   return sqlTokens(text).some((t) => t.kind === 'word' && t.value.toUpperCase() === word);
