@@ -17,7 +17,7 @@ import { AuthFailureLimiter, RateLimitedError, RateLimiter, type RateLimitConfig
 import { mountRoutes, type Authenticator, type RouteSpec } from './route.js';
 import type { Services } from './services.js';
 import { ChainRouter, type ChainDatabase } from '../domains/chain/router.js';
-import { databaseName } from './databases.js';
+import { databaseName, Unavailable } from './databases.js';
 
 export interface AppOptions {
   coffer: Coffer;
@@ -70,7 +70,12 @@ export interface DatabaseReadiness {
 const SHOWN_PENDING = 5;
 
 /** Whether one database answers and has every migration applied. */
-async function databaseReadiness(db: ChainDatabase, log: FastifyBaseLogger): Promise<DatabaseReadiness> {
+async function databaseReadiness(
+  db: ChainDatabase,
+  index: number,
+  unavailable: Unavailable,
+  log: FastifyBaseLogger,
+): Promise<DatabaseReadiness> {
   const name = databaseName(db);
   const fail = (reason: NonNullable<DatabaseReadiness['reason']>, e: unknown): DatabaseReadiness => {
     log.warn({ database: name, err: { message: (e as Error)?.message, code: (e as { code?: unknown })?.code } }, `not ready: ${reason}`);
@@ -78,8 +83,11 @@ async function databaseReadiness(db: ChainDatabase, log: FastifyBaseLogger): Pro
   };
   try {
     await db.coffer.read((tx) => sql`select 1 as one`.execute(tx.db), { op: 'service.ready' });
+    unavailable.answered(db, undefined);
   } catch (e) {
-    return fail('database unreachable', e);
+    // Probed every few seconds: the outage is logged once, as the chain reads log it, not per probe.
+    unavailable.record(db, index, e, 'service.ready');
+    return { name, status: 'unavailable', reason: 'database unreachable' };
   }
   let pending;
   try {
@@ -189,7 +197,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // on migrations cannot be served. Public, so it names databases and fixed reasons, never
   // URLs or driver messages (those are logged).
   app.get('/ready', async (req, reply) => {
-    const databases = await Promise.all(services.chains.databases().map((db) => databaseReadiness(db, req.log)));
+    const unavailable = new Unavailable(req.log);
+    const databases = await Promise.all(services.chains.databases().map((db, i) => databaseReadiness(db, i, unavailable, req.log)));
     const failing = databases.filter((d) => d.status !== 'ready');
     if (failing.length > 0) {
       return reply.code(503).send({

@@ -11,6 +11,7 @@ import { authenticateApiKey, authenticateSession } from '../domains/identity/ind
 import { identityGeneration } from '../domains/identity/base.js';
 import { AuthCache } from './auth-cache.js';
 import { ChainRouter } from '../domains/chain/router.js';
+import { databaseName, fromEach, Unavailable, type OutageLogger } from './databases.js';
 import { buildApp } from './app.js';
 import { dashboardRoutes, type DashboardSources } from './dashboard/data.js';
 import type { Authenticator, RouteSpec } from './route.js';
@@ -52,32 +53,38 @@ export function storeAuthenticator(services: Services, opts: { cacheMs?: number 
 }
 
 type ChainSync = { chainId: string; height: bigint | null; lag: bigint | null };
+/** One scrape's read: every chain's sync, and whether each database answered. */
+type ChainScrape = { chains: ChainSync[]; up: { database: string; up: number }[] };
 
-/** Sync height and lag per chain, read from the chain databases when Prometheus scrapes. */
-export function registerChainGauges(metrics: StoreMetrics, services: Services): void {
-  const readAll = async (): Promise<ChainSync[]> => {
-    const out: ChainSync[] = [];
-    for (const db of services.chains.databases()) {
-      let panels: Awaited<ReturnType<typeof chainPanels>>;
-      try {
-        panels = await chainPanels(db.coffer);
-      } catch {
-        // A database that does not answer leaves only its own chains' series out (/ready names it).
-        continue;
-      }
-      for (const p of panels)
-        if (services.chains.for(p.chainId) === db.coffer)
-          out.push({ chainId: p.chainId, height: p.height === null ? null : BigInt(p.height), lag: p.lag === null ? null : BigInt(p.lag) });
-    }
-    return out;
+/**
+ * Sync height and lag per chain, and whether each database answers, read from the chain databases
+ * when Prometheus scrapes. A database that does not answer leaves only its own chains' series out;
+ * its failures and its recovery go to the outage log (databases.ts) through `logger` (none when
+ * it is not given).
+ */
+export function registerChainGauges(metrics: StoreMetrics, services: Services, logger?: OutageLogger): void {
+  const readAll = async (): Promise<ChainScrape> => {
+    const databases = services.chains.databases();
+    const perDatabase = await fromEach(databases, (db) => chainPanels(db.coffer), new Unavailable(logger), 'metrics.chains');
+    const chains: ChainSync[] = [];
+    for (let i = 0; i < databases.length; i++)
+      for (const p of perDatabase[i] ?? [])
+        if (services.chains.for(p.chainId) === databases[i]!.coffer)
+          chains.push({
+            chainId: p.chainId,
+            height: p.height === null ? null : BigInt(p.height),
+            lag: p.lag === null ? null : BigInt(p.lag),
+          });
+    // Every database has a series, one holding no chains yet too: a failed read gives undefined.
+    return { chains, up: databases.map((db, i) => ({ database: databaseName(db), up: perDatabase[i] === undefined ? 0 : 1 })) };
   };
-  // Both gauges come from one read a scrape: the registry collects every metric at once, so the
-  // second collect finds the first one's read in flight and shares it. Dropped once it settles,
+  // Every gauge comes from one read a scrape: the registry collects every metric at once, so the
+  // later collects find the first one's read in flight and share it. Dropped once it settles,
   // so the next scrape reads afresh.
-  let inFlight: Promise<ChainSync[]> | undefined;
-  const read = (): Promise<ChainSync[]> => {
+  let inFlight: Promise<ChainScrape> | undefined;
+  const read = (): Promise<ChainScrape> => {
     if (!inFlight) {
-      const p = readAll().catch((): ChainSync[] => []);
+      const p = readAll().catch((): ChainScrape => ({ chains: [], up: [] }));
       inFlight = p;
       void p.finally(() => {
         if (inFlight === p) inFlight = undefined;
@@ -91,7 +98,7 @@ export function registerChainGauges(metrics: StoreMetrics, services: Services): 
     labelNames: ['chain'],
     registers: [metrics.registry],
     async collect() {
-      const chains = await read();
+      const { chains } = await read();
       this.reset();
       for (const c of chains) if (c.lag !== null) this.set({ chain: c.chainId }, Number(c.lag));
     },
@@ -102,9 +109,20 @@ export function registerChainGauges(metrics: StoreMetrics, services: Services): 
     labelNames: ['chain'],
     registers: [metrics.registry],
     async collect() {
-      const chains = await read();
+      const { chains } = await read();
       this.reset();
       for (const c of chains) if (c.height !== null) this.set({ chain: c.chainId }, Number(c.height));
+    },
+  });
+  new Gauge({
+    name: 'coffer_database_up',
+    help: 'Whether the database answered the chain read of this scrape (1) or not (0)',
+    labelNames: ['database'],
+    registers: [metrics.registry],
+    async collect() {
+      const { up } = await read();
+      this.reset();
+      for (const d of up) this.set({ database: d.database }, d.up);
     },
   });
 }
@@ -124,7 +142,7 @@ export async function createService(
   metrics.slowThresholdMs = config.server.slowQueryMs;
   const chains = await ChainRouter.open(config, { logger, metrics });
   const services: Services = { coffer: chains.default, chains, blockProcessors: BLOCK_PROCESSORS };
-  registerChainGauges(metrics, services);
+  registerChainGauges(metrics, services, logger);
   try {
     const app = await buildApp({
       coffer: chains.default,

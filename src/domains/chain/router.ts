@@ -93,7 +93,8 @@ export class ChainRouter {
     };
     const opened: Entry[] = [];
     try {
-      const defCoffer = opts.defaultCoffer ?? (await Coffer.open({ ...common, url: config.database.url }));
+      // Named as /ready and coffer_database_up name it, so the pool gauges' `database` label agrees.
+      const defCoffer = opts.defaultCoffer ?? (await Coffer.open({ ...common, url: config.database.url, name: 'default' }));
       const def: Entry = {
         key: defaultKey,
         url: config.database.url,
