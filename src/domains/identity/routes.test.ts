@@ -294,6 +294,63 @@ forEachBackend('identity and audit API', (ctx) => {
     assert.equal(rootMade.statusCode, 201, rootMade.body);
   });
 
+  test('a key gives no scope to a key that outlives it or is usable from wider addresses, and changes no key holding more than it could grant', async () => {
+    // The caller: identity:admin, pinned to this address, expiring in an hour.
+    const ownExpiry = new Date(Date.now() + 3_600_000);
+    const bounded = await svc.key(['identity:admin', 'chain:read'], { ipAllow: ['127.0.0.1'], expiresAt: ownExpiry });
+    const keyOf = async (keyId: string) => (await coffer.read((tx) => identity(tx, systemActor('test')).keys.get(keyId)))!;
+    const patch = async (keyId: string, body: object, caller = bounded) =>
+      svc.call('PATCH', `/v1/keys/${keyId}`, caller, { expectedVersion: (await keyOf(keyId)).version, ...body });
+    const refused = async (keyId: string, body: object, field: string, message: RegExp, caller = bounded) => {
+      const before = await keyOf(keyId);
+      const res = await patch(keyId, body, caller);
+      assert.equal(res.statusCode, 403, res.body);
+      assert.equal(res.json().error.field, field);
+      assert.match(res.json().error.message, message);
+      assert.deepEqual(await keyOf(keyId), before, 'nothing written');
+    };
+    // Keys whose holders the caller's holder may know: one lasting until 2099, one usable from anywhere.
+    const longLived = await svc.key(['chain:read'], { ipAllow: ['127.0.0.1'], expiresAt: new Date('2099-01-01T00:00:00Z') });
+    const unpinned = await svc.key(['chain:read'], { expiresAt: ownExpiry });
+    await refused(
+      longLived.keyId,
+      { scopes: ['identity:admin', 'chain:read'] },
+      'body.scopes',
+      /expires at 2099-01-01T00:00:00\.000Z, after this key .*gives no scope to a key that outlives it/,
+    );
+    await refused(
+      unpinned.keyId,
+      { scopes: ['identity:admin', 'chain:read'] },
+      'body.scopes',
+      /may be used from any address, beyond this key's 127\.0\.0\.1/,
+    );
+    // Granting together with a bound that brings the key inside the caller's is allowed.
+    const within = await patch(longLived.keyId, { scopes: ['identity:admin', 'chain:read'], expiresAt: ownExpiry.toISOString() });
+    assert.equal(within.statusCode, 200, within.body);
+    assert.deepEqual(within.json().scopes, ['chain:read', 'identity:admin']);
+    const pinnedNow = await patch(unpinned.keyId, { scopes: ['identity:read', 'chain:read'], ipAllow: ['127.0.0.1'] });
+    assert.equal(pinnedNow.statusCode, 200, pinnedNow.body);
+    // Taking scopes away, or leaving them as they are, gives nothing: allowed on any key it could grant.
+    const farKey = await svc.key(['identity:read', 'chain:read'], { expiresAt: new Date('2099-01-01T00:00:00Z') });
+    assert.equal((await patch(farKey.keyId, { scopes: ['chain:read'] })).statusCode, 200);
+    assert.equal((await patch(farKey.keyId, { name: 'renamed-far' })).statusCode, 200);
+    // A key holding more than the caller could grant is not the caller's to change at all.
+    const root = await svc.key(['*:admin'], { ipAllow: ['10.0.0.1'] });
+    await refused(root.keyId, { expiresAt: ownExpiry.toISOString() }, 'params.keyId', /holds \*:admin, which this key does not hold/);
+    await refused(root.keyId, { name: 'renamed-root' }, 'params.keyId', /holds \*:admin/);
+    // Not even by a caller whose own allow-list and expiry would not bound it: unpinning the root key.
+    const free = await svc.key(['identity:admin']);
+    await refused(root.keyId, { ipAllow: [] }, 'params.keyId', /holds \*:admin/, free);
+    // *:admin is not bounded.
+    const top = await svc.key(['*:admin']);
+    const lifted = await svc.call('PATCH', `/v1/keys/${unpinned.keyId}`, top, {
+      expectedVersion: (await keyOf(unpinned.keyId)).version,
+      scopes: ['identity:admin'],
+      ipAllow: [],
+    });
+    assert.equal(lifted.statusCode, 200, lifted.body);
+  });
+
   test('a key cannot widen its own key (scopes, expiry, allow-list) unless it holds *:admin', async () => {
     const idAdmin = await svc.key(['identity:admin'], { ipAllow: ['127.0.0.1', '::1'] });
     const own = () => coffer.read((tx) => identity(tx, systemActor('test')).keys.get(idAdmin.keyId));

@@ -9,6 +9,7 @@ import { route, type Principal, type RouteSpec } from '../../server/route.js';
 import { actorOf } from '../../server/services.js';
 import { int64Text, isoTime } from '../../server/wire.js';
 import { identity } from './index.js';
+import type { ApiKey } from './integrations.js';
 import { firstUncovered, normalizeIpAllow } from './ip-allow.js';
 import { hasScope, normalizeScopes, parseScope } from './scopes.js';
 
@@ -83,6 +84,51 @@ function requireWithinOwnAllowList(principal: Principal | null, ipAllow: readonl
       `${field}: this key is limited to ${principal.ipAllow.join(', ')} and cannot give a key ${requested.length ? `${requested[i]}` : 'any address'} (needs *:admin)`,
       { field },
     );
+  }
+}
+
+/**
+ * What a key without *:admin may do to another key, judged on the key as it stands (read in the
+ * update's own transaction; the update's version check refuses it if it changed since): it
+ * changes only keys whose scopes it could grant itself, and gives a key a scope only if that key,
+ * as it will be, expires no later than the caller and is usable from no wider addresses. The
+ * body-only checks above cannot see a scopes-only change to a key that already outlives the
+ * caller, or is unpinned: granting it identity:admin would hand that key's holder the caller's
+ * power without the caller's expiry or allow-list.
+ */
+function requireWithinBounds(
+  principal: Principal,
+  current: ApiKey,
+  body: { scopes?: string[]; expiresAt?: Date; ipAllow?: string[] },
+): void {
+  const uncovered = current.scopes.find((s) => {
+    const { domain, level } = parseScope(s);
+    return !hasScope(principal.scopes, domain, level);
+  });
+  if (uncovered !== undefined)
+    throw new ForbiddenError(
+      `params.keyId: key ${current.id} holds ${uncovered}, which this key does not hold: only a key holding it (or *:admin) may change that key`,
+      { field: 'params.keyId' },
+    );
+  if (body.scopes === undefined) return;
+  const adds = normalizeScopes(body.scopes).some((s) => {
+    const { domain, level } = parseScope(s);
+    return !hasScope(current.scopes, domain, level);
+  });
+  if (!adds) return;
+  const expiresAt = body.expiresAt ?? current.expiresAt;
+  if (principal.expiresAt && expiresAt.getTime() > principal.expiresAt.getTime())
+    throw new ForbiddenError(
+      `body.scopes: key ${current.id} expires at ${expiresAt.toISOString()}, after this key (${principal.expiresAt.toISOString()}): this key gives no scope to a key that outlives it (needs *:admin)`,
+      { field: 'body.scopes' },
+    );
+  if (principal.ipAllow?.length) {
+    const ipAllow = body.ipAllow === undefined ? current.ipAllow : normalizeIpAllow(body.ipAllow, 'body.ipAllow');
+    if (firstUncovered(principal.ipAllow, ipAllow) >= 0)
+      throw new ForbiddenError(
+        `body.scopes: key ${current.id} may be used from ${ipAllow.length ? ipAllow.join(', ') : 'any address'}, beyond this key's ${principal.ipAllow.join(', ')}: this key gives no scope to a key usable from wider addresses (needs *:admin)`,
+        { field: 'body.scopes' },
+      );
   }
 }
 
@@ -252,9 +298,18 @@ export function identityRoutes(): RouteSpec[] {
         if (body.scopes !== undefined) requireGrantable(principal, body.scopes);
         requireWithinOwnExpiry(principal, body.expiresAt);
         requireWithinOwnAllowList(principal, body.ipAllow, false);
-        return coffer.write((tx) => identity(tx, actorOf(principal)).keys.update(params.keyId, body), {
-          op: 'identity.updateKey',
-        });
+        return coffer.write(
+          async (tx) => {
+            const keys = identity(tx, actorOf(principal)).keys;
+            if (boundedKey(principal)) {
+              const current = await keys.get(params.keyId);
+              // Missing, revoked or at another version: the update refuses it, as for any caller.
+              if (current && !current.deletedAt && current.version === body.expectedVersion) requireWithinBounds(principal, current, body);
+            }
+            return keys.update(params.keyId, body);
+          },
+          { op: 'identity.updateKey' },
+        );
       },
     }),
     route({
