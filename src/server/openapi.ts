@@ -30,7 +30,15 @@ export function openApiDocument(routes: readonly RouteSpec[], info: { title: str
       operationId: `${r.method.toLowerCase()}${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_m, ch: string | undefined) => (ch ? ch.toUpperCase() : ''))}`,
       parameters: [...parameters('path', r.params), ...parameters('query', r.query)],
       responses: {
-        [String(r.status ?? 200)]: { description: 'success', content: { 'application/json': { schema: schema(r.response) } } },
+        ...Object.fromEntries(
+          (r.upsert
+            ? [
+                ['200', 'replaced'],
+                ['201', 'created'],
+              ]
+            : [[String(r.status ?? 200), 'success']]
+          ).map(([code, description]) => [code, { description, content: { 'application/json': { schema: schema(r.response) } } }]),
+        ),
         '400': { $ref: '#/components/responses/Error' },
         ...(r.auth === 'public'
           ? {}

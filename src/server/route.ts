@@ -65,6 +65,11 @@ export interface RouteSpec<P extends AnyObject = AnyObject, Q extends AnyObject 
   body?: B;
   response: z.ZodType;
   status?: number;
+  /**
+   * A PUT that creates or replaces: the handler's result carries `created`, answered 201 when
+   * it created and 200 when it replaced (both in the OpenAPI document); `status` is then unused.
+   */
+  upsert?: true;
   handler: (ctx: RouteContext<z.infer<P>, z.infer<Q>, z.infer<B>>) => Promise<unknown>;
 }
 
@@ -160,7 +165,7 @@ export function mountRoutes(app: FastifyInstance, routes: readonly RouteSpec[], 
           services: opts.services,
           log: req.log,
         });
-        reply.code(spec.status ?? 200);
+        reply.code(spec.upsert ? ((result as { created?: unknown }).created === true ? 201 : 200) : (spec.status ?? 200));
         return result;
       },
     });

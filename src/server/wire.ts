@@ -37,6 +37,13 @@ export const int64Text = (what: string) =>
     .regex(/^[0-9]{1,19}$/, what)
     .refine((s) => BigInt(s) <= INT64_MAX, 'out of the 64-bit range');
 
+/** A row id in a path: positive, as the stores write it (no sign, no leading zeros). */
+export const idText = (what: string) =>
+  z
+    .string()
+    .regex(/^[1-9][0-9]{0,18}$/, `${what} (a positive integer without leading zeros)`)
+    .refine((s) => BigInt(s) <= INT64_MAX, 'out of the 64-bit range');
+
 export const isoTime = z.iso
   .datetime({ offset: true, message: 'must be an ISO-8601 time, e.g. 2026-01-02T03:04:05.000Z' })
   .transform((s) => new Date(s));

@@ -294,6 +294,51 @@ forEachBackend('identity and audit API', (ctx) => {
     assert.equal(rootMade.statusCode, 201, rootMade.body);
   });
 
+  test('PUT token-types creates a type (201), then sets it to new values (200, audited once), and the same values again change nothing', async () => {
+    const id = (await svc.call('POST', '/v1/integrations', admin, { name: 'configurable' })).json().id;
+    const url = `/v1/integrations/${id}/token-types/reset`;
+    const first = await svc.call('PUT', url, admin, { maxOpen: 1, lifetimeSeconds: 600 });
+    assert.equal(first.statusCode, 201, first.body);
+    assert.deepEqual([first.json().created, first.json().maxOpen, first.json().version], [true, 1, 1]);
+    const mint = () => svc.call('POST', `/v1/integrations/${id}/tokens`, admin, { tokenType: 'reset' });
+    assert.equal((await mint()).statusCode, 201);
+    assert.equal((await mint()).statusCode, 409, 'at the maximum of 1');
+    // Raised: minting goes on under the new maximum.
+    const raised = await svc.call('PUT', url, admin, { maxOpen: 3, lifetimeSeconds: 900 });
+    assert.equal(raised.statusCode, 200, raised.body);
+    assert.deepEqual(
+      [raised.json().created, raised.json().maxOpen, raised.json().lifetimeSeconds, raised.json().version],
+      [false, 3, 900, 2],
+    );
+    assert.equal((await mint()).statusCode, 201);
+    const again = await svc.call('PUT', url, admin, { maxOpen: 3, lifetimeSeconds: 900 });
+    assert.equal(again.statusCode, 200, again.body);
+    assert.equal(again.json().version, 2, 'the same values: no new version');
+    // 0 stops minting, as the store documents.
+    assert.equal((await svc.call('PUT', url, admin, { maxOpen: 0, lifetimeSeconds: 900 })).statusCode, 200);
+    assert.equal((await mint()).statusCode, 409);
+    const audited = await coffer.read((tx) =>
+      tx.db.selectFrom('audit_log').select('action').where('entity_id', '=', `${id}/reset`).orderBy('seq').execute(),
+    );
+    assert.deepEqual(
+      audited.map((a) => a.action),
+      ['identity.token_config.create', 'identity.token_config.update', 'identity.token_config.update'],
+    );
+    const spec = (await svc.call('GET', '/openapi.json', admin)).json().paths['/v1/integrations/{id}/token-types/{tokenType}'].put;
+    assert.deepEqual(
+      Object.keys(spec.responses).filter((c) => c.startsWith('2')),
+      ['200', '201'],
+    );
+  });
+
+  test('an integration id with a leading zero or a sign is a 400 naming params.id, before any store is asked', async () => {
+    for (const bad of ['02', '0', '-1', '+1', '99999999999999999999']) {
+      const res = await svc.call('GET', `/v1/integrations/${encodeURIComponent(bad)}`, admin);
+      assert.equal(res.statusCode, 400, `${bad}: ${res.body}`);
+      assert.equal(res.json().error.field, 'params.id', bad);
+    }
+  });
+
   test('a key gives no scope to a key that outlives it or is usable from wider addresses, and changes no key holding more than it could grant', async () => {
     // The caller: identity:admin, pinned to this address, expiring in an hour.
     const ownExpiry = new Date(Date.now() + 3_600_000);

@@ -7,13 +7,13 @@ import { HttpError } from '../../server/http-errors.js';
 import { decodeCursor, pageOf, pageQuery } from '../../server/pagination.js';
 import { route, type Principal, type RouteSpec } from '../../server/route.js';
 import { actorOf } from '../../server/services.js';
-import { int64Text, isoTime } from '../../server/wire.js';
+import { idText, isoTime } from '../../server/wire.js';
 import { identity } from './index.js';
 import type { ApiKey } from './integrations.js';
 import { firstUncovered, normalizeIpAllow } from './ip-allow.js';
 import { hasScope, normalizeScopes, parseScope } from './scopes.js';
 
-const idParam = int64Text('an integration id');
+const idParam = idText('an integration id');
 const keyId = z.string().regex(/^[0-9a-f]{24}$/, 'an API key id (24 hex characters)');
 const tokenType = z.string().min(1).max(64);
 const any = z.object({}).passthrough();
@@ -326,18 +326,21 @@ export function identityRoutes(): RouteSpec[] {
     route({
       method: 'PUT',
       url: '/v1/integrations/:id/token-types/:tokenType',
-      summary: 'Configure a single-use token type: maximum open tokens and lifetime',
+      summary:
+        'Configure a single-use token type: maximum open tokens (0 stops minting) and lifetime. Creates it (201) or sets it to these values (200); `created` says which',
       tag: 'identity',
       auth: { domain: 'identity', level: 'admin' },
       params: z.object({ id: idParam, tokenType }).strict(),
-      body: z.object({ maxOpen: z.number().int().min(1), lifetimeSeconds: z.number().int().min(1) }).strict(),
+      body: z.object({ maxOpen: z.number().int().min(0), lifetimeSeconds: z.number().int().min(1) }).strict(),
       response: any,
-      status: 201,
-      handler: ({ params, body, coffer, principal }) =>
-        coffer.write(
-          (tx) => identity(tx, actorOf(principal)).tokenConfigs.create({ integrationId: params.id, tokenType: params.tokenType, ...body }),
+      upsert: true,
+      handler: async ({ params, body, coffer, principal }) => {
+        const { created, config } = await coffer.write(
+          (tx) => identity(tx, actorOf(principal)).tokenConfigs.put({ integrationId: params.id, tokenType: params.tokenType, ...body }),
           { op: 'identity.configureTokenType' },
-        ),
+        );
+        return { created, ...config };
+      },
     }),
     route({
       method: 'POST',

@@ -111,9 +111,7 @@ export class TokenConfigs extends IdentityStore {
     const v = parseInput(ConfigInput, input);
     const integrationId = toId(v.integrationId, 'integrationId');
     this.writable('create token config', false);
-    const integ = await this.rows.get(INTEGRATIONS, { id: integrationId }, { lock: true });
-    if (!integ) throw new NotFoundError(`integration ${integrationId} not found`, { field: 'integrationId' });
-    if (integ.deleted_at) throw new InvalidStateTransitionError(`integration ${integrationId} is deleted`, { field: 'integrationId' });
+    await this.liveIntegration(integrationId);
     const now = this.now();
     const row = await this.rows.insert(TOKEN_CONFIGS, {
       integration_id: integrationId,
@@ -132,6 +130,43 @@ export class TokenConfigs extends IdentityStore {
       after: row,
     });
     return toConfig(row);
+  }
+
+  /**
+   * Creates the type's config, or sets it to these values (HTTP PUT): under the integration's row
+   * lock, which create and every other config change of the integration take first, so two
+   * callers configuring the same new type one after the other create it once and then replace
+   * it. The same values again change nothing (no new version, no audit entry).
+   */
+  async put(input: {
+    integrationId: bigint | number | string;
+    tokenType: string;
+    maxOpen: number;
+    lifetimeSeconds: number;
+  }): Promise<{ created: boolean; config: TokenConfig }> {
+    const v = parseInput(ConfigInput, input);
+    const integrationId = toId(v.integrationId, 'integrationId');
+    this.writable('configure token type', false);
+    await this.liveIntegration(integrationId);
+    const current = await this.rows.get(TOKEN_CONFIGS, { integration_id: integrationId, token_type: v.tokenType }, { lock: true });
+    if (!current) return { created: true, config: await this.create(input) };
+    const config = toConfig(current);
+    if (config.maxOpen === v.maxOpen && config.lifetimeSeconds === v.lifetimeSeconds) return { created: false, config };
+    return {
+      created: false,
+      config: await this.update(integrationId, v.tokenType, {
+        expectedVersion: config.version,
+        maxOpen: v.maxOpen,
+        lifetimeSeconds: v.lifetimeSeconds,
+      }),
+    };
+  }
+
+  /** The integration, locked; NotFoundError / InvalidStateTransitionError when it is missing or deleted. */
+  private async liveIntegration(integrationId: bigint): Promise<void> {
+    const integ = await this.rows.get(INTEGRATIONS, { id: integrationId }, { lock: true });
+    if (!integ) throw new NotFoundError(`integration ${integrationId} not found`, { field: 'integrationId' });
+    if (integ.deleted_at) throw new InvalidStateTransitionError(`integration ${integrationId} is deleted`, { field: 'integrationId' });
   }
 
   async get(integrationId: bigint | number | string, tokenType: string): Promise<TokenConfig | undefined> {
