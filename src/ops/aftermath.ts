@@ -5,14 +5,17 @@
 // before marked failed with the reason (marker.ts failureOf, target.ts prepareTarget). Either
 // way the error keeps its type (and so the command's exit code) and says what was left. The
 // whole run holds the target's lock (lock.ts), so only the run that created a file removes it.
+// A run whose lock is lost part way stops (runSignal), never marks the target complete
+// (markComplete), and writes nothing more to it, not even its failure: another run may have it
+// now. It fails with a TargetLockLostError saying so (lockLost).
 import { lstatSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Coffer } from '../db/store.js';
 import { parseDatabaseUrl } from '../db/url.js';
 import { describeTarget, opsDb, type OpsDb } from './db.js';
 import { InterruptedError, VerificationError } from './errors.js';
-import { lockSqliteFile, lockTarget, removeFolders, type LockedOperation, type TargetLock } from './lock.js';
-import { MARKER_TABLE, setMarkerState } from './marker.js';
+import { lockSqliteFile, lockTarget, removeFolders, TargetLockLostError, type LockedOperation, type TargetLock } from './lock.js';
+import { dropMarker, MARKER_TABLE, setMarkerState } from './marker.js';
 
 export type CopyOrRestore = LockedOperation;
 
@@ -22,6 +25,59 @@ export interface TargetToOpen {
   url: string;
   /** Opens the target without migrating it (a SQLite path that does not exist is created). */
   open(): Promise<Coffer>;
+}
+
+/**
+ * The signal a run stops on: its own (Ctrl-C), or its target's lock found lost. Listeners get
+ * the two merged (AbortSignal.any). `aborted` reads the caller's signal itself each time rather
+ * than the merged copy: for a plain AbortSignal the two agree, and a caller's signal that
+ * decides on being read (the backup tests' Ctrl-C landing between two batch checks) is obeyed
+ * at the same check it would be without a lock.
+ */
+export function runSignal(lock: TargetLock, own: AbortSignal | undefined): AbortSignal {
+  if (!own) return lock.signal;
+  const either = AbortSignal.any([own, lock.signal]);
+  return new Proxy(either, {
+    get(t, p) {
+      if (p === 'aborted') return own.aborted || lock.signal.aborted;
+      const v: unknown = Reflect.get(t, p, t);
+      // Methods run on the signal itself (its internal slots are not the proxy's).
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+}
+
+/**
+ * Marks the target complete (drops its marker), once its lock is confirmed still held: after
+ * this another run's interference could no longer be told.
+ */
+export async function markComplete(dst: OpsDb, lock: TargetLock): Promise<void> {
+  await lock.assertHeld();
+  await dropMarker(dst.writer, dst.dialect);
+}
+
+/**
+ * The error of a run whose target lock is lost (lock.ts), found now if not before; null while it
+ * is held. The target stays as the run left it (marked incomplete, once marked), and is not
+ * removed even if this run created it: another run may be using it now.
+ */
+async function lockLost(
+  lock: TargetLock,
+  e: unknown,
+  operation: CopyOrRestore,
+  marked: boolean,
+  created: boolean,
+): Promise<TargetLockLostError | null> {
+  await lock.assertHeld().catch(() => {});
+  const lost = lock.lost;
+  if (!lost) return null;
+  // Stopping for the loss (an interruption) is no news; an error of its own is.
+  const also = e === lost || e instanceof InterruptedError ? '' : ` (it had also failed: ${e instanceof Error ? e.message : String(e)})`;
+  const again = `check that no other coffer copy or restore into it is running, then run the same coffer ${operation} again`;
+  const left = marked
+    ? `this ${operation} stopped without marking the target complete: it stays marked incomplete (table ${MARKER_TABLE}), which coffer doctor reports, and nothing should use it: ${again} to resume it${operation === 'restore' ? ' (a pg_dump or mysqldump restore starts over)' : ''}`
+    : `this ${operation} stopped before marking the target, so nothing was loaded into it${created ? ` (this ${operation} created it; it is kept, as another run may be using it now)` : ''}: ${again}`;
+  return new TargetLockLostError(`${lost.message}${also}; ${left}`, { cause: e });
 }
 
 /** Adds what a failure left behind, and what to do, to its message; the error keeps its type. */
@@ -85,12 +141,13 @@ async function removeCreated(c: Created, operation: CopyOrRestore, lock: TargetL
  * new (`created`: a SQLite file or memory://) is decided while no other run can make it. A
  * created target is not marked failed when `run` fails: it is removed here, with its -wal/-shm
  * and the folders made for it, unless interrupted once `marked()` (kept, to resume with the
- * same command). It is marked failed first, saying why, in case it cannot be removed.
+ * same command). It is marked failed first, saying why, in case it cannot be removed. `run` is
+ * given the lock, to confirm before the steps that need it (markComplete) and to stop on (runSignal).
  */
 export async function intoTarget<T>(
   to: TargetToOpen,
   operation: CopyOrRestore,
-  run: (target: Coffer, created: boolean) => Promise<T>,
+  run: (target: Coffer, created: boolean, lock: TargetLock) => Promise<T>,
   marked: () => boolean,
 ): Promise<T> {
   const t = parseDatabaseUrl(to.url);
@@ -107,8 +164,10 @@ export async function intoTarget<T>(
     try {
       const lock = fileLock ?? (await lockTarget(target, operation));
       try {
-        return await run(target, fresh !== null);
+        return await run(target, fresh !== null, lock);
       } catch (e) {
+        const lost = await lockLost(lock, e, operation, marked(), fresh !== null);
+        if (lost) throw lost;
         if (!fresh || (e instanceof InterruptedError && marked())) throw e;
         // A failed verification has recorded its problems already.
         const failed = !marked() ? undefined : e instanceof VerificationError ? null : await recordFailure(opsDb(target), e);
@@ -134,11 +193,19 @@ export async function intoTarget<T>(
 /**
  * Runs `run` on a target that is open already (and so existed before), holding its lock
  * (lock.ts) throughout; a second run into it is refused before anything is read or written.
+ * `marked()`: the run has marked the target (for what a lost lock leaves, lockLost).
  */
-export async function onTarget<T>(target: Coffer, operation: CopyOrRestore, run: () => Promise<T>): Promise<T> {
+export async function onTarget<T>(
+  target: Coffer,
+  operation: CopyOrRestore,
+  run: (lock: TargetLock) => Promise<T>,
+  marked: () => boolean,
+): Promise<T> {
   const lock = await lockTarget(target, operation);
   try {
-    return await run();
+    return await run(lock);
+  } catch (e) {
+    throw (await lockLost(lock, e, operation, marked(), false)) ?? e;
   } finally {
     await lock.release();
   }
@@ -157,6 +224,8 @@ async function recordFailure(dst: OpsDb, e: unknown): Promise<string | null> {
 
 export interface FailedTarget {
   operation: CopyOrRestore;
+  /** The run's target lock: once it is lost nothing is written to the target (lockLost). */
+  lock: TargetLock;
   /** What running the same command again does after an error: "resume it", "start it over …". */
   again: string;
   /** What --discard does after an error (default: throw away what was loaded). */
@@ -173,6 +242,9 @@ export interface FailedTarget {
  * verification has already recorded its problems); the error says so and what to do.
  */
 export async function leftMarkedFailed(dst: OpsDb, e: unknown, verification: boolean, f: FailedTarget): Promise<unknown> {
+  // Another run may have the target now: intoTarget/onTarget say what is left (lockLost).
+  await f.lock.assertHeld().catch(() => {});
+  if (f.lock.lost) return e;
   const db = dst.describe;
   const kept = `${db} existed before this ${f.operation}, so it is not removed`;
   if (verification)

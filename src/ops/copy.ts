@@ -13,7 +13,7 @@ import { resolve } from 'node:path';
 import { sql } from 'kysely';
 import { ConfigError, MigrationError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
-import { intoTarget, leftMarkedFailed, onTarget, type TargetToOpen } from './aftermath.js';
+import { intoTarget, leftMarkedFailed, markComplete, onTarget, runSignal, type TargetToOpen } from './aftermath.js';
 import {
   analyzeTables,
   dataTables,
@@ -29,7 +29,8 @@ import {
   type OpsDb,
 } from './db.js';
 import { InterruptedError, VerificationError } from './errors.js';
-import { describeMarker, dropMarker, readMarker, setMarkerState } from './marker.js';
+import type { TargetLock } from './lock.js';
+import { describeMarker, readMarker, setMarkerState } from './marker.js';
 import { SilentProgress, type Progress } from './progress.js';
 import { clearSeedRows, prepareTarget } from './target.js';
 import { compareSums, dbRowSource, digestTables, firstDifference, loadInto, type TablePlan, type TableSum } from './transfer.js';
@@ -235,7 +236,13 @@ export async function checkSource(source: Coffer): Promise<LiveSchema> {
  */
 export async function copyDatabase(source: Coffer, target: Coffer, opts: CopyOptions = {}): Promise<CopyReport> {
   const live = await checkSource(source);
-  return onTarget(target, 'copy', () => runCopy(source, target, live, opts, false, { marked: false }));
+  const state = { marked: false };
+  return onTarget(
+    target,
+    'copy',
+    (lock) => runCopy(source, target, live, opts, false, state, lock),
+    () => state.marked,
+  );
 }
 
 /**
@@ -250,7 +257,7 @@ export async function copyInto(source: Coffer, to: TargetToOpen, opts: CopyOptio
   return intoTarget(
     to,
     'copy',
-    (target, created) => runCopy(source, target, live, opts, created, state),
+    (target, created, lock) => runCopy(source, target, live, opts, created, state, lock),
     () => state.marked,
   );
 }
@@ -258,7 +265,8 @@ export async function copyInto(source: Coffer, to: TargetToOpen, opts: CopyOptio
 /**
  * The part of a copy that needs the target. `created`: the target did not exist before this
  * copy, whose caller removes it on failure; otherwise a failure after marking it (but not an
- * interruption, which resumes) leaves it marked failed, saying why.
+ * interruption, which resumes) leaves it marked failed, saying why. The copy stops when `lock`
+ * is lost (aftermath.ts).
  */
 async function runCopy(
   source: Coffer,
@@ -267,13 +275,15 @@ async function runCopy(
   opts: CopyOptions,
   created: boolean,
   state: { marked: boolean },
+  lock: TargetLock,
 ): Promise<CopyReport> {
   try {
-    return await copyChecked(source, target, live, opts, state);
+    return await copyChecked(source, target, live, { ...opts, signal: runSignal(lock, opts.signal) }, state, lock);
   } catch (e) {
     if (e instanceof InterruptedError || !state.marked || created) throw e;
     throw await leftMarkedFailed(opsDb(target), e, e instanceof VerificationError, {
       operation: 'copy',
+      lock,
       again: 'resume it',
       differences: 'if the source was written during the copy, stop its writers first',
     });
@@ -286,6 +296,7 @@ async function copyChecked(
   live: LiveSchema,
   opts: CopyOptions,
   state: { marked: boolean },
+  lock: TargetLock,
 ): Promise<CopyReport> {
   const started = Date.now();
   const progress = opts.progress ?? new SilentProgress();
@@ -344,6 +355,8 @@ async function copyChecked(
 
   let sums: Map<string, TableSum> | null = null;
   if (opts.verify !== false) {
+    // Rows another run wrote meanwhile would be taken for differences of this copy (or pass).
+    await lock.assertHeld();
     const v = await verifyPlans(src, dst, plans, { batchSize, progress, signal: opts.signal, total }).catch((e: unknown) => {
       if (e instanceof InterruptedError) {
         throw new InterruptedError(
@@ -353,13 +366,14 @@ async function copyChecked(
       throw e;
     });
     if (v.problems.length) {
+      await lock.assertHeld();
       await setMarkerState(dst.writer, dst.dialect, 'failed', { problems: v.problems });
       // What the failure leaves behind is added by the caller (runCopy, copyInto).
       throw new VerificationError(`copy verification failed: ${v.problems.join('; ')}`, v.problems);
     }
     sums = v.sums;
   }
-  await dropMarker(dst.writer, dst.dialect);
+  await markComplete(dst, lock);
   return {
     source: src.describe,
     target: dst.describe,

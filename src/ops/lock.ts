@@ -13,6 +13,14 @@
 //   MySQL/MariaDB  GET_LOCK on a connection of its own, named after the database (the names
 //                  are server-wide)
 //   memory://      none: each one is private to the process that opened it
+//
+// A lock can be lost while the run goes on: the server ends the lock's connection (a restart,
+// pg_terminate_backend, KILL, wait_timeout, a network drop) and with it the lock, or someone
+// deletes the lock file (or another run replaces it). So a held lock is checked every few
+// seconds (a round trip on its own connection, the lock file read back), and once more before
+// each step another run's interference would make undetectable (assertHeld: verifying, and
+// marking the target complete). A loss stops the run (`signal`) and is final (`lost`): the
+// run fails and leaves the target marked incomplete (aftermath.ts), never complete.
 import { createHash, randomBytes } from 'node:crypto';
 import {
   lstatSync,
@@ -36,14 +44,124 @@ import { fileError } from './errors.js';
 
 export type LockedOperation = 'copy' | 'restore';
 
+/**
+ * The lock a run held on its target was lost part way: another run may have the target now, so
+ * this one must not finish it. A failed run (exit 1); aftermath.ts says what is left.
+ */
+export class TargetLockLostError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TargetLockLostError';
+  }
+}
+
 export interface TargetLock {
   /** Folders made for a SQLite target's lock file (so for the database too), deepest first. */
   readonly dirs: readonly string[];
+  /** Why the lock was found lost (for good: it is never taken back); null while held. */
+  readonly lost: TargetLockLostError | null;
+  /** Aborted, with `lost` as its reason, once the lock is found lost: the run stops at its next batch. */
+  readonly signal: AbortSignal;
+  /**
+   * Confirms with one round trip on the lock's own connection (SQLite: reading the lock file
+   * back) that the lock is still this run's; throws `lost` when it is not.
+   */
+  assertHeld(): Promise<void>;
   /** Gives the lock up; safe to call more than once. */
   release(): Promise<void>;
 }
 
-const NO_LOCK: TargetLock = { dirs: [], release: async () => {} };
+const NO_LOCK: TargetLock = {
+  dirs: [],
+  lost: null,
+  signal: new AbortController().signal,
+  assertHeld: async () => {},
+  release: async () => {},
+};
+
+/** How often a held lock is checked while the run goes on (env COFFER_LOCK_CHECK_MS overrides it). */
+const CHECK_MS = 5_000;
+
+function checkEvery(): number {
+  const env = Number(process.env.COFFER_LOCK_CHECK_MS);
+  return Number.isFinite(env) && env > 0 ? env : CHECK_MS;
+}
+
+/**
+ * What every lock does once taken: `probe` (one round trip) says why the lock is no longer this
+ * run's, or null; it runs every checkEvery() ms (the next one once the last answered), and on
+ * assertHeld(). The first loss found sticks, aborts `signal` and calls `free` (which gives up
+ * what is left of the lock: its connection), as release() does.
+ */
+class HeldLock implements TargetLock {
+  readonly dirs: readonly string[];
+  #lost: TargetLockLostError | null = null;
+  #released = false;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #abort = new AbortController();
+  readonly #what: string;
+  readonly #operation: LockedOperation;
+  readonly #probe: () => Promise<string | null>;
+  readonly #free: () => Promise<void>;
+  readonly #every = checkEvery();
+
+  constructor(
+    dirs: readonly string[],
+    operation: LockedOperation,
+    what: string,
+    probe: () => Promise<string | null>,
+    free: () => Promise<void>,
+  ) {
+    this.dirs = dirs;
+    this.#operation = operation;
+    this.#what = what;
+    this.#probe = probe;
+    this.#free = free;
+    this.#schedule();
+  }
+
+  get lost(): TargetLockLostError | null {
+    return this.#lost;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  #schedule(): void {
+    if (this.#lost || this.#released) return;
+    // unref: a forgotten lock must not keep the process alive (the lock file goes on exit).
+    this.#timer = setTimeout(() => void this.#check().then(() => this.#schedule()), this.#every).unref();
+  }
+
+  async #check(): Promise<void> {
+    if (this.#lost || this.#released) return;
+    let why: string | null;
+    try {
+      why = await this.#probe();
+    } catch (e) {
+      why = `it could not be checked (${(e as Error).message})`;
+    }
+    if (why === null || this.#lost || this.#released) return;
+    this.#lost = new TargetLockLostError(
+      `this ${this.#operation} lost its lock on ${this.#what}: ${why}; another coffer copy or restore may have taken the target since`,
+    );
+    clearTimeout(this.#timer);
+    this.#abort.abort(this.#lost);
+    void this.#free();
+  }
+
+  async assertHeld(): Promise<void> {
+    await this.#check();
+    if (this.#lost) throw this.#lost;
+  }
+
+  async release(): Promise<void> {
+    this.#released = true;
+    clearTimeout(this.#timer);
+    await this.#free();
+  }
+}
 
 /** Who holds a SQLite target's lock file (its JSON content). */
 interface Owner {
@@ -220,7 +338,30 @@ export function lockSqliteFile(path: string, operation: LockedOperation, describ
   };
   // A second Ctrl-C exits at once (process.exit): the lock file goes with the process.
   process.on('exit', releaseSync);
-  return { dirs, release: async () => releaseSync() };
+  return new HeldLock(
+    dirs,
+    operation,
+    `target ${describe} (its lock file ${lockFile})`,
+    async () => lockFileChanged(lockFile, text),
+    async () => releaseSync(),
+  );
+}
+
+/** Why the lock file no longer holds `mine` (this run's owner line), or null while it does. */
+function lockFileChanged(file: string, mine: string): string | null {
+  let now: string;
+  try {
+    now = readFileSync(file, 'utf8');
+  } catch (e) {
+    return (e as { code?: string }).code === 'ENOENT'
+      ? 'the lock file was deleted'
+      : `the lock file cannot be read back (${(e as Error).message})`;
+  }
+  if (now === mine) return null;
+  const o = parseOwner(now);
+  return o
+    ? `the lock file now names another coffer ${o.operation} (pid ${o.pid} on ${o.host}, started ${o.startedAt})`
+    : 'the lock file was overwritten';
 }
 
 /** Removes the given folders (deepest first) where they are empty; the others stay. */
@@ -242,8 +383,10 @@ export function removeFolders(dirs: readonly string[]): number {
 
 /** The advisory lock's two keys (the migration lock uses the one-key form: another space). */
 const PG_KEYS = [0x436f6666, 0x6f707321] as const;
-/** How often the idle lock connection says something (MySQL's wait_timeout ends a silent one). */
-const KEEPALIVE_MS = 60_000;
+/** The advisory lock's row in pg_locks (`l`), granted to whichever session holds it. */
+const PG_LOCK_ROW = sql`l.locktype = 'advisory' and l.granted and l.objsubid = 2
+        and l.classid = ${PG_KEYS[0]}::int::oid and l.objid = ${PG_KEYS[1]}::int::oid
+        and l.database = (select oid from pg_database where datname = current_database())`;
 
 /** MySQL lock names are server-wide and at most 64 characters. */
 function mysqlLockName(database: string): string {
@@ -251,7 +394,8 @@ function mysqlLockName(database: string): string {
   return name.length <= 64 ? name : `coffer.ops.${createHash('sha256').update(database).digest('hex').slice(0, 40)}`;
 }
 
-async function tryServerLock(conn: Kysely<any>, d: 'postgres' | 'mysql', operation: LockedOperation): Promise<string | null> {
+/** Takes the lock on `conn` (null), or says who holds it. `name`: the MySQL lock's (mysqlLockName). */
+async function tryServerLock(conn: Kysely<any>, d: 'postgres' | 'mysql', operation: LockedOperation, name: string): Promise<string | null> {
   const me = `coffer ${operation} pid ${process.pid} on ${hostname()}`;
   if (d === 'postgres') {
     // Named, so a refused run can say who holds it (application_name is at most 63 bytes).
@@ -262,16 +406,12 @@ async function tryServerLock(conn: Kysely<any>, d: 'postgres' | 'mysql', operati
     const h = await sql<{ pid: number; app: string | null; addr: string | null; since: Date | null }>`
       select a.pid, a.application_name as app, host(a.client_addr) as addr, a.backend_start as since
       from pg_locks l left join pg_stat_activity a on a.pid = l.pid
-      where l.locktype = 'advisory' and l.granted and l.objsubid = 2
-        and l.classid = ${PG_KEYS[0]}::int::oid and l.objid = ${PG_KEYS[1]}::int::oid
-        and l.database = (select oid from pg_database where datname = current_database())`.execute(conn);
+      where ${PG_LOCK_ROW}`.execute(conn);
     const x = h.rows[0];
     if (!x) return 'another session (it ended just now: run this again)';
     const since = x.since ? `, connected since ${new Date(x.since).toISOString()}` : '';
     return `${x.app?.startsWith('coffer ') ? x.app : `server process ${x.pid}${x.app ? ` (${x.app})` : ''}`}${x.addr ? ` from ${x.addr}` : ''}${since}`;
   }
-  const db = (await sql<{ db: string }>`select database() as db`.execute(conn)).rows[0]!.db;
-  const name = mysqlLockName(db);
   const r = await sql<{ got: unknown }>`select get_lock(${name}, 0) as got`.execute(conn);
   if (Number(r.rows[0]?.got) === 1) return null;
   const id = (await sql<{ id: unknown }>`select is_used_lock(${name}) as id`.execute(conn)).rows[0]?.id;
@@ -284,49 +424,63 @@ async function tryServerLock(conn: Kysely<any>, d: 'postgres' | 'mysql', operati
   return `connection ${String(id)}${who}`;
 }
 
-async function unlockServer(conn: Kysely<any>, d: 'postgres' | 'mysql'): Promise<void> {
+/**
+ * Whether this connection still holds the lock. Not by taking it again: a session advisory lock
+ * is re-entrant (taking it again succeeds for its holder, and would need two unlocks), and
+ * GET_LOCK on a connection that has lost it would simply take it anew.
+ */
+async function holdsServerLock(conn: Kysely<any>, d: 'postgres' | 'mysql', name: string): Promise<boolean> {
+  if (d === 'postgres') {
+    const r = await sql<{ n: number }>`select count(*)::int as n from pg_locks l where ${PG_LOCK_ROW} and l.pid = pg_backend_pid()`.execute(
+      conn,
+    );
+    return r.rows[0]?.n === 1;
+  }
+  const r = await sql<{ mine: unknown }>`select is_used_lock(${name}) = connection_id() as mine`.execute(conn);
+  return Number(r.rows[0]?.mine) === 1;
+}
+
+async function unlockServer(conn: Kysely<any>, d: 'postgres' | 'mysql', name: string): Promise<void> {
   if (d === 'postgres') {
     await sql`select pg_advisory_unlock(${PG_KEYS[0]}::int, ${PG_KEYS[1]}::int)`.execute(conn);
     await sql`reset application_name`.execute(conn);
   } else {
-    const db = (await sql<{ db: string }>`select database() as db`.execute(conn)).rows[0]!.db;
-    await sql`select release_lock(${mysqlLockName(db)})`.execute(conn);
+    await sql`select release_lock(${name})`.execute(conn);
   }
 }
 
-/** The server lock of a PostgreSQL or MySQL/MariaDB target, held on a connection of its own until released. */
+/**
+ * The server lock of a PostgreSQL or MySQL/MariaDB target, held on a connection of its own until
+ * released or found lost; the checks (HeldLock) run on that connection, and keep it from being
+ * ended as idle (MySQL's wait_timeout).
+ */
 async function lockServerDatabase(target: Coffer, operation: LockedOperation): Promise<TargetLock> {
   const d = target.dialect === 'postgres' ? 'postgres' : 'mysql';
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let taken!: (holder: string | null) => void;
+  let end!: () => void;
+  const ended = new Promise<void>((r) => (end = r));
+  let taken!: (v: { holder: string | null; conn: Kysely<any>; name: string }) => void;
   let failed!: (e: unknown) => void;
-  const outcome = new Promise<string | null>((res, rej) => {
+  const outcome = new Promise<{ holder: string | null; conn: Kysely<any>; name: string }>((res, rej) => {
     taken = res;
     failed = rej;
   });
   const held = target.engine.writer
     .connection()
     .execute(async (conn) => {
-      const holder = await tryServerLock(conn, d, operation);
-      taken(holder);
+      const name = d === 'mysql' ? mysqlLockName((await sql<{ db: string }>`select database() as db`.execute(conn)).rows[0]!.db) : '';
+      const holder = await tryServerLock(conn, d, operation, name);
+      taken({ holder, conn, name });
       if (holder !== null) return;
       try {
-        for (let done = false; !done;) {
-          let timer: NodeJS.Timeout | undefined;
-          done = await Promise.race([
-            released.then(() => true),
-            new Promise<boolean>((r) => (timer = setTimeout(() => r(false), KEEPALIVE_MS))),
-          ]);
-          clearTimeout(timer);
-          if (!done) await sql`select 1`.execute(conn);
-        }
+        await ended;
       } finally {
-        await unlockServer(conn, d);
+        // Lost: the connection is gone (this fails), or it no longer holds the lock (a no-op).
+        await unlockServer(conn, d, name);
       }
     })
+    // Once the lock is taken a failure here is its connection failing: the checks report that.
     .catch((e: unknown) => failed(e));
-  const holder = await outcome;
+  const { holder, conn, name } = await outcome;
   if (holder !== null) {
     await held;
     throw new ConfigError(
@@ -334,11 +488,22 @@ async function lockServerDatabase(target: Coffer, operation: LockedOperation): P
       { field: 'to' },
     );
   }
-  return {
-    dirs: [],
-    release: async () => {
-      release();
+  const kind = d === 'postgres' ? 'advisory lock' : `named lock ${name}`;
+  return new HeldLock(
+    [],
+    operation,
+    `target ${describeCoffer(target)} (the ${kind} held on a connection of its own)`,
+    async () => {
+      try {
+        return (await holdsServerLock(conn, d, name)) ? null : `its connection is open but no longer holds the ${kind}`;
+      } catch (e) {
+        // The server ended the session (and so released the lock), or the network dropped.
+        return `its connection to the server failed (${(e as Error).message}), and the server releases the lock with it`;
+      }
+    },
+    async () => {
+      end();
       await held;
     },
-  };
+  );
 }

@@ -22,7 +22,7 @@ import type { Coffer } from '../db/store.js';
 import { parseDatabaseUrl, type DbTarget } from '../db/url.js';
 import { MIGRATIONS } from '../domains/registry.js';
 import type { Migration } from '../migrations/migration.js';
-import { intoTarget, leftMarkedFailed, onTarget, type TargetToOpen } from './aftermath.js';
+import { intoTarget, leftMarkedFailed, markComplete, onTarget, runSignal, type TargetToOpen } from './aftermath.js';
 import {
   analyzeTables,
   dataTables,
@@ -40,6 +40,7 @@ import {
   type OpsDb,
 } from './db.js';
 import { fileError, InterruptedError, throwIfAborted, VerificationError } from './errors.js';
+import type { TargetLock } from './lock.js';
 import { LogicalReader, LogicalSource, plansInFileOrder } from './logical.js';
 import {
   fileDigest,
@@ -52,7 +53,7 @@ import {
   type BackupKind,
   type Manifest,
 } from './manifest.js';
-import { createMarker, describeMarker, dropMarker, MARKER_TABLE, readMarker, setMarkerState, type Marker } from './marker.js';
+import { createMarker, describeMarker, MARKER_TABLE, readMarker, setMarkerState, type Marker } from './marker.js';
 import { mysqlOptionFile, pgEnv, requireTool, runTool, serverTarget } from './native-tools.js';
 import { SilentProgress, type Progress } from './progress.js';
 import { clearSeedRows, dropCofferTables, nonEmptyTables, prepareTarget } from './target.js';
@@ -364,7 +365,10 @@ interface Ctx {
   checked: CheckedBackup;
   target: Coffer;
   dst: OpsDb;
+  /** The run's options, with a signal that also stops it when `lock` is lost (runSignal). */
   opts: RestoreOptions;
+  /** The target's lock: confirmed before verifying and before marking the target complete. */
+  lock: TargetLock;
   progress: Progress;
   batchSize: number;
   notes: string[];
@@ -383,6 +387,8 @@ async function verifyAgainst(
   reference: (() => Promise<{ source: RowSource; close(): void }>) | null,
 ): Promise<Map<string, TableSum>> {
   const total = [...expected.values()].reduce((n, t) => n + t.rows, 0);
+  // Rows another run wrote meanwhile would be taken for differences of this restore (or pass).
+  await ctx.lock.assertHeld();
   ctx.progress.phase('verify', total);
   const actual = await digestTables(ctx.dst, plans, { batchSize: ctx.batchSize, progress: ctx.progress, signal: ctx.opts.signal }).catch(
     (e: unknown) => {
@@ -426,6 +432,7 @@ async function verifyAgainst(
       problems.push(`${x.message} (the first differing row could not be found: ${(e as Error).message})`);
     }
   }
+  await ctx.lock.assertHeld();
   await setMarkerState(ctx.dst.writer, ctx.dst.dialect, 'failed', { problems });
   // What the failure leaves behind is added by the caller (failedRestore, restoreInto).
   throw new VerificationError(`restore verification failed: ${problems.join('; ')}`, problems);
@@ -508,7 +515,7 @@ async function restoreLogical(ctx: Ctx): Promise<Restored> {
     });
     verified = true;
   }
-  await dropMarker(ctx.dst.writer, ctx.dst.dialect);
+  await markComplete(ctx.dst, ctx.lock);
   return {
     resumed: marker !== null,
     rowsRestored: rows,
@@ -550,7 +557,7 @@ async function restoreSqliteFile(ctx: Ctx): Promise<Restored> {
       sums = await verifyAgainst(ctx, plans, sums, async () => ({ source: dbRowSource(ro, ro.reader), close: () => {} }));
       verified = true;
     }
-    await dropMarker(ctx.dst.writer, ctx.dst.dialect);
+    await markComplete(ctx.dst, ctx.lock);
     return {
       resumed: marker !== null,
       rowsRestored: r.rows,
@@ -734,7 +741,7 @@ async function restoreNative(ctx: Ctx, kind: 'pg_dump' | 'mysqldump'): Promise<R
     await verifyAgainst(ctx, plans, sumsOf(manifest), null);
     verified = true;
   }
-  await dropMarker(ctx.dst.writer, ctx.dst.dialect);
+  await markComplete(ctx.dst, ctx.lock);
   const live = await liveSchema(ctx.target);
   if (live.pending.length)
     ctx.notes.push(
@@ -777,21 +784,30 @@ function failedRestore(ctx: Ctx, e: unknown): Promise<unknown> {
     e,
     e instanceof VerificationError,
     kind === 'pg_dump'
-      ? { operation: 'restore', ...native, holds: 'it holds none of the backup (pg_restore rolled back)' }
+      ? { operation: 'restore', lock: ctx.lock, ...native, holds: 'it holds none of the backup (pg_restore rolled back)' }
       : kind === 'mysqldump'
-        ? { operation: 'restore', ...native, holds: 'it may hold part of the backup (the mysql client stops at the failing statement)' }
-        : { operation: 'restore', again: 'resume it' },
+        ? {
+            operation: 'restore',
+            lock: ctx.lock,
+            ...native,
+            holds: 'it may hold part of the backup (the mysql client stops at the failing statement)',
+          }
+        : { operation: 'restore', lock: ctx.lock, again: 'resume it' },
   );
 }
 
-/** `created`: the target did not exist before this restore, whose caller removes it on failure. */
+/**
+ * `created`: the target did not exist before this restore, whose caller removes it on failure.
+ * The restore stops when `lock` is lost (aftermath.ts).
+ */
 async function runRestore(
   file: string,
   target: Coffer,
   opts: RestoreOptions,
   checked: CheckedBackup,
   created: boolean,
-  ctxOut?: { ctx?: Ctx },
+  lock: TargetLock,
+  ctxOut: { ctx?: Ctx },
 ): Promise<RestoreReport> {
   const started = Date.now();
   if (checked.file !== file || checked.migrations !== target.migrator.migrations)
@@ -801,13 +817,14 @@ async function runRestore(
     checked,
     target,
     dst: opsDb(target),
-    opts,
+    opts: { ...opts, signal: runSignal(lock, opts.signal) },
+    lock,
     progress: opts.progress ?? new SilentProgress(),
     batchSize: opts.batchSize ?? 1000,
     notes: [...checked.notes],
     marked: false,
   };
-  if (ctxOut) ctxOut.ctx = ctx;
+  ctxOut.ctx = ctx;
   let r: Restored;
   try {
     if (checked.kind === 'logical') r = await restoreLogical(ctx);
@@ -837,7 +854,13 @@ export async function restoreDatabase(file: string, target: Coffer, opts: Restor
     progress: opts.progress,
     signal: opts.signal,
   });
-  return onTarget(target, 'restore', () => runRestore(file, target, opts, checked, false));
+  const out: { ctx?: Ctx } = {};
+  return onTarget(
+    target,
+    'restore',
+    (lock) => runRestore(file, target, opts, checked, false, lock, out),
+    () => out.ctx?.marked === true,
+  );
 }
 
 export interface RestoreTarget extends TargetToOpen {
@@ -864,7 +887,7 @@ export async function restoreInto(file: string, to: RestoreTarget, opts: Restore
   return intoTarget(
     to,
     'restore',
-    (target, created) => runRestore(file, target, opts, checked, created, out),
+    (target, created, lock) => runRestore(file, target, opts, checked, created, lock, out),
     () => out.ctx?.marked === true,
   );
 }
