@@ -701,6 +701,72 @@ forEachBackend('tokens flows', (ctx) => {
     await checkInvariants(coffer);
   });
 
+  test('a signature of an invoice whose reservation ended (released, trimmed or expired) is refused, naming invoiceHash, and nothing is written', async () => {
+    const chain = new FakeChain(unique('sigend-'), 1);
+    const managers = [newKey(), newKey()];
+    const { hash, owner } = await creditedMint(coffer, chain, {
+      chainId: chain.chainId,
+      fractionCount: 10n,
+      signatureRule: 'all',
+      assetManagers: managers.map((k, i) => ({ name: `manager ${i}`, publicKey: k.publicKey, url: null })),
+    });
+    // Received long before every other test's rows, so the trim and the expiry below touch only these.
+    const t = (s: number) => new Date(Date.UTC(1975, 0, 1, 0, 0, s));
+    const create = (s: number) =>
+      coffer.write(
+        (tx) =>
+          tokens(tx, { clock: () => t(s) }).createInvoice(invoiceFor(hash, owner, 1n, 1n, { chainId: chain.chainId }), { ttlMs: 1000 }),
+        { op: 'test.tokens' },
+      );
+    const sign = (ih: string, k: TestKey) =>
+      w(coffer)((s) => s.addInvoiceSignature({ invoiceHash: ih, publicKey: k.publicKey, signature: k.sign(ih) }));
+    const signatureRows = (ih: string) =>
+      coffer.read(
+        async (tx) => (await tx.db.selectFrom(T.signatures).select('public_key').where('invoice_hash', '=', ih).execute()).length,
+      );
+    const ended = (ih: string, state: string) => (e: unknown) =>
+      e instanceof InvalidStateTransitionError &&
+      e.details.field === 'invoiceHash' &&
+      e.details.invoiceHash === ih &&
+      e.details.state === state &&
+      new RegExp(`is ${state}: the invoice takes no more signatures`).test(e.message);
+
+    const released = (await create(10)).hash;
+    const trimmed = (await create(0)).hash;
+    const expired = (await create(20)).hash;
+    for (const ih of [released, trimmed, expired]) assert.equal((await sign(ih, managers[0]!)).created, true);
+    await w(coffer)((s) => s.releaseInvoice(released));
+    assert.equal(await w(coffer)((s) => s.trimUnconfirmedInvoices({ olderThan: t(1) })), 1, 'only the oldest one is trimmed');
+    assert.deepEqual(await w(coffer)((s) => s.expireReservations({ now: t(25) })), [expired]);
+    assert.equal(await signatureRows(released), 0, 'the release dropped its signature');
+    assert.equal(await signatureRows(trimmed), 0, 'the trim dropped its signature');
+    assert.equal(await signatureRows(expired), 1, 'expiry keeps the invoice and its signatures');
+
+    const before = await snapshot(coffer);
+    for (const [ih, state] of [
+      [released, 'released'],
+      [trimmed, 'released'],
+      [expired, 'expired'],
+    ] as const) {
+      // A new key, and a replay of the key that signed before the end: both refused.
+      for (const k of managers) await assert.rejects(sign(ih, k), ended(ih, state), `${state} ${ih}`);
+    }
+    assert.deepEqual(await snapshot(coffer), before, 'nothing written');
+    assert.equal((await r(coffer)((s) => s.signatureStatus(expired))).present, 1);
+    // Retention then removes the expired one with its signatures (and leaves nothing of this test for the retention test below).
+    assert.equal(await w(coffer)((s) => s.trimUnconfirmedInvoices({ olderThan: t(30) })), 1);
+    assert.equal(await signatureRows(expired), 0);
+    // An invoice still open takes signatures as before; once paid, a replay is still a no-op.
+    const open = (
+      await w(coffer)((s) => s.createInvoice(invoiceFor(hash, owner, 1n, 1n, { chainId: chain.chainId, paymentAddress: 'DPayE' })))
+    ).hash;
+    for (const k of managers) assert.equal((await sign(open, k)).created, true);
+    await chain.mine(coffer, [actionTx('invoice', open), actionTx('payment', open, [{ address: 'DPayE', value: 1n }])]);
+    assert.equal((await r(coffer)((s) => s.getInvoice(open)))?.status, 'paid');
+    assert.deepEqual(await sign(open, managers[0]!), { created: false, status: { rule: 'all', required: 2, present: 2, satisfied: true } });
+    await checkInvariants(coffer);
+  });
+
   // Chain ingest never reverts below its finalized height; these reverts go deeper on purpose
   // (with one confirmation every block is final at once) to show the journal is exact anyway.
   test('a revert through the undo journal restores every token row exactly, and the new branch re-applies', async () => {

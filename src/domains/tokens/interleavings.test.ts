@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { before, test } from 'node:test';
+import { InvalidStateTransitionError } from '../../db/errors.js';
 import type { Coffer } from '../../db/store.js';
 import { forEachBackend } from '../../../test/harness.js';
 import type { BlockRef } from '../chain/undo.js';
@@ -15,7 +16,7 @@ import { mustWriteAll } from './ledger.js';
 import { confirmMint } from './mints.js';
 import { processTokenBlock } from './processors.js';
 import { tokens } from './store.js';
-import { actionTx, checkInvariants, FakeChain, invoiceInput, mintInput, sha, unique } from './testkit.js';
+import { actionTx, checkInvariants, FakeChain, invoiceInput, mintInput, newKey, sha, unique } from './testkit.js';
 import { T, type MintInput } from './types.js';
 
 /** A promise and the function that resolves it. */
@@ -192,5 +193,73 @@ forEachBackend('tokens interleavings', (ctx) => {
     assert.equal(await trimming, 0, 'the row being confirmed is not trimmed');
     assert.equal((await coffer.read((tx) => tokens(tx).getMint(hash)))?.status, 'confirmed');
     assert.equal(await unconfirmedMintRows(hash), 0);
+  });
+
+  test('a signature attempted while a release or a trim of its invoice is in flight waits for it, then is refused: no orphan signature', async () => {
+    const chain = new FakeChain(unique('sigrace-'), 1);
+    const manager = newKey();
+    const { hash, owner } = await creditedMint(chain, {
+      fractionCount: 10n,
+      signatureRule: 'one',
+      assetManagers: [{ name: 'm', publicKey: manager.publicKey, url: null }],
+    });
+    // Before every other row of this suite, so the trim removes only this test's invoice.
+    const received = new Date('1981-01-01T00:00:00Z');
+    for (const how of ['release', 'trim'] as const) {
+      const input = invoiceInput({
+        chainId: chain.chainId,
+        mintHash: hash,
+        sellerAddress: owner,
+        buyerAddress: unique('DBuyerS'),
+        quantity: 1n,
+        price: 1n,
+        paymentAddress: 'DPayS',
+      });
+      const ih = (await coffer.write((tx) => tokens(tx, { clock: () => received }).createInvoice(input))).hash;
+      const ended = signal();
+      const commit = signal();
+      // The release (or trim) ends the reservation and drops the invoice with its signatures,
+      // then holds its transaction open.
+      const ending = coffer.write(
+        async (tx) => {
+          if (how === 'release') await tokens(tx).releaseInvoice(ih);
+          else assert.equal(await tokens(tx).trimUnconfirmedInvoices({ olderThan: new Date(received.getTime() + 1) }), 1);
+          ended.fire();
+          await commit.promise;
+        },
+        { op: 'test.tokens.end' },
+      );
+      let signing: Promise<unknown> | undefined;
+      let done = false;
+      try {
+        await ended.promise;
+        signing = coffer.write((tx) =>
+          tokens(tx).addInvoiceSignature({ invoiceHash: ih, publicKey: manager.publicKey, signature: manager.sign(ih) }),
+        );
+        signing.then(
+          () => (done = true),
+          () => (done = true),
+        );
+        await sleep(SETTLE_MS);
+        assert.equal(done, false, `${how}: the signature waits for the transaction ending the invoice`);
+      } finally {
+        commit.fire();
+        await ending;
+      }
+      await assert.rejects(
+        signing,
+        (e: unknown) =>
+          e instanceof InvalidStateTransitionError &&
+          e.details.field === 'invoiceHash' &&
+          e.details.invoiceHash === ih &&
+          e.details.state === 'released',
+        `${how}: the signature is refused once the invoice is released`,
+      );
+      const rows = await coffer.read((tx) => tx.db.selectFrom(T.signatures).select('public_key').where('invoice_hash', '=', ih).execute());
+      assert.equal(rows.length, 0, `${how}: no signature of an invoice that no longer exists`);
+      assert.equal(await coffer.read((tx) => tokens(tx).getInvoice(ih)), undefined);
+      assert.equal((await coffer.read((tx) => tokens(tx).getReservation(ih)))?.state, 'released');
+    }
+    await checkInvariants(coffer);
   });
 });

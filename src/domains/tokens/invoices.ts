@@ -13,7 +13,7 @@ import { getReservation, endReservation, reserve } from './escrow.js';
 import { lockBalance } from './ledger.js';
 import { anchorColumns, getConfirmedMint, type MatchOutcome, type OnChainAnchor } from './mints.js';
 import { decode, readEither, toInvoice, toMint, type Ctx, type Row } from './rows.js';
-import { T, type Invoice, type InvoiceInput, type Mint, type SignatureStatus } from './types.js';
+import { T, type Invoice, type InvoiceInput, type Mint, type Reservation, type SignatureStatus } from './types.js';
 import { invalid, invoiceHash, invoiceInputSchema, parse, signatureInputSchema, ttlSchema } from './validate.js';
 
 export const DEFAULT_INVOICE_TTL_MS = 24 * 3600_000;
@@ -196,16 +196,27 @@ export interface AddSignatureInput {
 /**
  * Records an asset manager's approval of an invoice: the key must be one of the mint's asset
  * managers and the signature must verify over the invoice hash. Unique per (invoice, key): a
- * replay is a no-op.
+ * replay is a no-op. An invoice whose reservation ended (released or expired) can never be
+ * matched or settled, so it takes no signature: InvalidStateTransitionError naming
+ * invoiceHash, nothing written.
  */
 export async function addInvoiceSignature(ctx: Ctx, input: AddSignatureInput): Promise<{ created: boolean; status: SignatureStatus }> {
   const { tx } = ctx;
   tx.assertWritable('tokens.addInvoiceSignature');
   const v = parse(signatureInputSchema, input);
-  const invoice = await getInvoice(tx, v.invoiceHash);
-  if (!invoice) invalid('invoiceHash', `unknown invoice ${v.invoiceHash}`);
-  const mint = await getConfirmedMint(tx, invoice.mintHash);
-  if (!mint) invalid('invoiceHash', `the invoice's mint ${invoice.mintHash} is not confirmed`);
+  // Lock the reservation first, as release and retention do before they end it and drop the
+  // invoice's signatures: a release in flight makes us wait, and we then see it released
+  // instead of inserting a signature of an invoice that no longer exists. (Read without the
+  // lock, a signature committed during a release was left orphaned, reported created.)
+  const reservation = await getReservation(tx, v.invoiceHash, { lock: true });
+  // Every invoice was created with its reservation, and reservations are never deleted.
+  if (!reservation) invalid('invoiceHash', `unknown invoice ${v.invoiceHash}`);
+  requireLive(reservation);
+  // While the reservation is reserved (invoice open or matched) or settled (paid), the invoice
+  // exists: only ending the reservation (release, retention) removes it, under this lock, and
+  // a reorg moves it between its two tables, never out of both.
+  const mint = await getConfirmedMint(tx, reservation.mintHash);
+  if (!mint) invalid('invoiceHash', `the invoice's mint ${reservation.mintHash} is not confirmed`);
   if (!mint.assetManagers.some((m) => m.publicKey === v.publicKey)) invalid('publicKey', 'is not an asset manager of the mint');
   if (!ctx.verify(v.publicKey, v.invoiceHash, v.signature)) invalid('signature', 'does not verify against publicKey over the invoice hash');
   const created = await tx.insertOrIgnore(
@@ -214,6 +225,19 @@ export async function addInvoiceSignature(ctx: Ctx, input: AddSignatureInput): P
     ['invoice_hash', 'public_key'],
   );
   return { created, status: await signatureStatus(tx, v.invoiceHash, mint) };
+}
+
+/** Refuses a signature of an invoice whose reservation ended (released or expired): it can never match or settle. */
+function requireLive(r: Reservation): void {
+  if (r.state === 'released' || r.state === 'expired')
+    throw new InvalidStateTransitionError(
+      `the reservation of invoice ${r.invoiceHash} is ${r.state}: the invoice takes no more signatures`,
+      {
+        field: 'invoiceHash',
+        invoiceHash: r.invoiceHash,
+        state: r.state,
+      },
+    );
 }
 
 /** Whether an invoice has the asset-manager signatures its mint's rule (none, all, one, min N) asks for. */

@@ -7,7 +7,7 @@ import type { Coffer } from '../../db/store.js';
 import { forEachBackend } from '../../../test/harness.js';
 import { testService, type TestService } from '../../../test/service-support.js';
 import { tokens } from './store.js';
-import { CHAIN, invoiceInput, mintInput, sha, unique } from './testkit.js';
+import { CHAIN, invoiceInput, mintInput, newKey, sha, unique } from './testkit.js';
 
 interface WireTx {
   txHash: string;
@@ -380,7 +380,18 @@ forEachBackend('tokens API', (ctx) => {
     }
 
     const cursor = (c: object) => Buffer.from(JSON.stringify(c)).toString('base64url');
-    for (const c of [{ h: '99999999999999999999', k: 'mint_credit', r: 'x' }, { h: '1', k: 'refund', r: 'x' }, { h: '1' }]) {
+    // A cause ref is a content hash (the mint's or the invoice's): a NUL reached PostgreSQL's
+    // keyset WHERE and came back as the driver's error text, naming no field.
+    for (const c of [
+      { h: '99999999999999999999', k: 'mint_credit', r: mintHash },
+      { h: '1', k: 'refund', r: mintHash },
+      { h: '1' },
+      { h: '1', k: 'sale_credit', r: 'a\u0000b' },
+      { h: '1', k: 'sale_credit', r: `${'a'.repeat(63)}\u0000` },
+      { h: '1', k: 'sale_credit', r: 'x' },
+      { h: '1', k: 'sale_credit', r: mintHash.toUpperCase() },
+      { h: '1', k: 'sale_credit', r: `${mintHash}0` },
+    ]) {
       const bad = await svc.call('GET', `${url}&cursor=${cursor(c)}`, reader);
       assert.equal(bad.statusCode, 400, bad.body);
       assert.equal(bad.json().error.field, 'query.cursor');
@@ -404,5 +415,38 @@ forEachBackend('tokens API', (ctx) => {
       contractOfSale: null,
     });
     assert.deepEqual([explicit.json().hash, explicit.json().created], [hash, false], 'the same content as explicit nulls');
+  });
+
+  test('a signature of a released invoice is a 422 naming invoiceHash, and nothing is written (no signature, no audit entry)', async () => {
+    const manager = newKey();
+    const m = mintInput({ signatureRule: 'one', assetManagers: [{ name: 'm', publicKey: manager.publicKey, url: null }] });
+    const mint = { ...m, fractionCount: String(m.fractionCount) };
+    const mintHash = (await svc.call('POST', '/v1/tokens/mints', writer, mint)).json().hash;
+    await mine([action('mint', mintHash)]);
+    const ih = await invoice(mintHash, mint.ownerAddress, 'DSigned', 1n);
+    const sign = () =>
+      svc.call('POST', `/v1/tokens/invoices/${ih}/signatures?chainId=${CHAIN}`, writer, {
+        publicKey: manager.publicKey,
+        signature: manager.sign(ih),
+      });
+    const signed = await sign();
+    assert.equal(signed.statusCode, 200, signed.body);
+    assert.equal(signed.json().created, true);
+    const released = await svc.call('POST', `/v1/tokens/invoices/${ih}/release?chainId=${CHAIN}`, writer);
+    assert.equal(released.statusCode, 200, released.body);
+    const written = () =>
+      coffer.read(async (tx) => ({
+        signatures: (await tx.db.selectFrom('token_invoice_signatures').select('public_key').where('invoice_hash', '=', ih).execute())
+          .length,
+        audit: (await tx.db.selectFrom('audit_log').select('seq').where('domain', '=', 'tokens').where('entity_id', '=', ih).execute())
+          .length,
+      }));
+    const before = await written();
+    assert.equal(before.signatures, 0, 'the release dropped the signature');
+    const refused = await sign();
+    assert.equal(refused.statusCode, 422, refused.body);
+    assert.equal(refused.json().error.code, 'invalid_state_transition');
+    assert.equal(refused.json().error.field, 'invoiceHash');
+    assert.deepEqual(await written(), before);
   });
 });

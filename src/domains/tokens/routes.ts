@@ -71,11 +71,14 @@ const chainQuery = { chainId: chainIdParam.optional() };
 const hashParams = z.object({ hash: hex32 }).strict();
 const any = z.object({}).passthrough();
 const hashCursor = z.object({ h: hex32 });
-/** A ledger entry's sort key: block height (int64 text), cause kind and cause ref. */
+/**
+ * A ledger entry's sort key: block height (int64 text), cause kind and cause ref (a content
+ * hash: the mint's for mint_credit, the invoice's for a sale).
+ */
 const ledgerCursor = z.object({
   h: int64Text('a block height'),
   k: z.enum(['mint_credit', 'sale_credit', 'sale_debit']),
-  r: z.string().min(1).max(128),
+  r: hex32,
 });
 
 /** The database holding a chain's token rows. */

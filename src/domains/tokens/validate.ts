@@ -287,7 +287,8 @@ export const ledgerKeySchema = z
   .object({
     blockHeight: z.bigint({ error: 'expected a bigint' }).min(0n, 'must not be negative').max(INT64_MAX, 'must fit int64'),
     causeKind: z.enum(['mint_credit', 'sale_credit', 'sale_debit'], { error: 'must be mint_credit, sale_credit or sale_debit' }),
-    causeRef: z.string({ error: 'expected a string' }).min(1).max(128),
+    // Every cause is a content hash: the mint's (mint_credit) or the invoice's (sale_*).
+    causeRef: hashSchema,
   })
   .strict();
 

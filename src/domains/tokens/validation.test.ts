@@ -313,6 +313,34 @@ forEachBackend('tokens validation', (ctx) => {
     await refused('hash', (s) => s.getMint('not-hex'));
     await refused('mintHash', (s) => s.balance('ab', 'DX'));
     await refused('address', (s) => s.balance(sha('m'), ''));
+    // A ledger page's start names a cause, which is always a content hash (of the mint or the
+    // invoice): anything else is refused before the keyset read (PostgreSQL refused a NUL in
+    // the statement itself, with a driver error naming no field).
+    for (const [causeRef, what] of [
+      ['a\u0000b', 'NUL'],
+      [`${'a'.repeat(63)}\u0000`, 'NUL in 64 characters'],
+      ['x', 'not a hash'],
+      ['g'.repeat(64), 'not hex'],
+      ['ab'.repeat(33), 'too long'],
+    ] as const)
+      await refused(
+        'after.causeRef',
+        (s) => s.ledger(mint, owner, { after: { blockHeight: 1n, causeKind: 'sale_credit', causeRef } }),
+        `ledger cursor cause ref: ${what}`,
+      );
+    assert.equal(
+      (
+        await coffer.read((tx) =>
+          tokens(tx).ledger(mint, owner, { after: { blockHeight: 0n, causeKind: 'mint_credit', causeRef: mint.toUpperCase() }, limit: 5 }),
+        )
+      ).length,
+      (
+        await coffer.read((tx) =>
+          tokens(tx).ledger(mint, owner, { after: { blockHeight: 0n, causeKind: 'mint_credit', causeRef: mint }, limit: 5 }),
+        )
+      ).length,
+      'a hash in upper case is the same cause',
+    );
     await refused('limit', (s) => s.expireReservations({ limit: 0 }));
     await refused('now', (s) => s.expireReservations({ now: new Date('x') }));
     await refused('olderThan', (s) => s.trimUnconfirmedMints({ olderThan: 'yesterday' as unknown as Date }));
