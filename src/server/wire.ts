@@ -30,19 +30,28 @@ export const height = z
   .transform((v) => BigInt(v))
   .refine((v) => v <= INT64_MAX, 'out of the 64-bit range');
 
+/**
+ * Decimal text within int64. zod runs a refinement even after the format check before it failed,
+ * so text that is not digits passes here (its format check has said why) instead of throwing
+ * from BigInt, which made `GET /v1/integrations/ab` a 500.
+ */
+export function withinInt64(s: string): boolean {
+  return !/^[0-9]+$/.test(s) || BigInt(s) <= INT64_MAX;
+}
+
 /** A serial id or sequence number as decimal text, within int64 (what every backend's BIGINT holds). */
 export const int64Text = (what: string) =>
   z
     .string()
     .regex(/^[0-9]{1,19}$/, what)
-    .refine((s) => BigInt(s) <= INT64_MAX, 'out of the 64-bit range');
+    .refine(withinInt64, 'out of the 64-bit range');
 
 /** A row id in a path: positive, as the stores write it (no sign, no leading zeros). */
 export const idText = (what: string) =>
   z
     .string()
     .regex(/^[1-9][0-9]{0,18}$/, `${what} (a positive integer without leading zeros)`)
-    .refine((s) => BigInt(s) <= INT64_MAX, 'out of the 64-bit range');
+    .refine(withinInt64, 'out of the 64-bit range');
 
 export const isoTime = z.iso
   .datetime({ offset: true, message: 'must be an ISO-8601 time, e.g. 2026-01-02T03:04:05.000Z' })

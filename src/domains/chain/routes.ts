@@ -8,7 +8,7 @@ import { route, type RouteSpec } from '../../server/route.js';
 import { encodeCursor, decodeCursor, pageQuery } from '../../server/pagination.js';
 import { actorOf, type Services } from '../../server/services.js';
 import { labelSchema } from '../../util/zod-parse.js';
-import { amount, amountOut, chainIdParam, hashOut, height, hex32, hexBytes, INT64_MAX, isoTime } from '../../server/wire.js';
+import { amount, amountOut, chainIdParam, hashOut, height, hex32, hexBytes, isoTime, withinInt64 } from '../../server/wire.js';
 import { audit } from '../audit/log.js';
 import { mempool } from './mempool.js';
 import { chain } from './store.js';
@@ -82,7 +82,7 @@ const positionCursor = z.object({
   h: z
     .string()
     .regex(/^[0-9]{1,19}$/)
-    .refine((h) => BigInt(h) <= INT64_MAX),
+    .refine(withinInt64),
   i: z.number().int().min(0),
 });
 function toPage(p: Page<StoredTransaction>): { items: StoredTransaction[]; nextCursor?: string } {
@@ -357,7 +357,7 @@ export function chainRoutes(): RouteSpec[] {
             z
               .string()
               .regex(/^(0|[1-9][0-9]{0,18})$/, 'a height or a 64-hex block hash')
-              .refine((r) => BigInt(r) <= INT64_MAX, 'a height out of the 64-bit range'),
+              .refine(withinInt64, 'a height out of the 64-bit range'),
           ]),
         })
         .strict(),
