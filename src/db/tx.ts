@@ -182,6 +182,11 @@ export class Tx {
     return this.#closed;
   }
 
+  /** The logical schema this transaction's codecs come from. */
+  get schema(): Schema {
+    return this.#schema;
+  }
+
   /** Encoder/decoder for a table of the logical schema. */
   codec(table: string): TableCodec {
     let c = this.#codecs.get(table);

@@ -203,6 +203,52 @@ forEachBackend('chain undo journal', (ctx) => {
     assert.deepEqual(await dumpDatabase(coffer), before);
   });
 
+  test('a block that swaps a unique value between two rows, through a temporary one or a delete, is reverted exactly', async () => {
+    const id = newChainId();
+    const t = hashOf('swap', id);
+    const key = (n: number) => ({ chain_id: id, tx_hash: t, seq: n });
+    // Two rows of one transaction, unique on (chain_id, kind, tx_hash): kinds a and b.
+    await coffer.write(async (tx) => {
+      await tx.insert('ct_events', event(id, 0, { tx_hash: t, kind: 'a' }));
+      await tx.insert('ct_events', event(id, 1, { tx_hash: t, kind: 'b' }));
+    });
+    const before = await dumpDatabase(coffer);
+    const known = async (tx: Parameters<Parameters<Coffer['write']>[0]>[0], n: number) => {
+      const [row] = await tx.selectWhere('ct_events', key(n));
+      return { before: tx.codec('ct_events').decode<Record<string, unknown>>(row!) };
+    };
+    await coffer.write(async (tx) => {
+      // Block 5 swaps them through a temporary value, one row at a time; its second change of
+      // row 0 must be journaled too, or the revert restores row 1 to b while row 0 still holds it.
+      const r5 = ref(id, 5n);
+      await journaledUpdate(tx, r5, 'ct_events', key(0), { kind: 'tmp' });
+      await journaledUpdate(tx, r5, 'ct_events', key(1), { kind: 'a' });
+      await journaledUpdate(tx, r5, 'ct_events', key(0), { kind: 'b' });
+      // A change of a column no unique index holds is still journaled once per row and block.
+      await journaledUpdate(tx, r5, 'ct_events', key(1), { status: 'seen' });
+      // Block 6 swaps them back by deleting row 0 and inserting it again, in one journal batch.
+      const r6 = ref(id, 6n);
+      await withJournalBatch(tx, async () => {
+        const row0 = await known(tx, 0);
+        await journaledWriteAll(tx, r6, [{ delete: 'ct_events', key: key(0), known: row0 }], { allMust: true });
+        await journaledWriteAll(tx, r6, [{ update: 'ct_events', key: key(1), changes: { kind: 'tmp2' }, known: await known(tx, 1) }], {
+          allMust: true,
+        });
+        await journaledInsert(tx, r6, 'ct_events', { ...row0.before, kind: 'a' }, ['chain_id', 'tx_hash', 'seq']);
+        await journaledUpdate(tx, r6, 'ct_events', key(1), { kind: 'b' });
+      });
+    });
+    const journal = await coffer.read((tx) =>
+      tx.db.selectFrom('chain_undo').select(['height']).where('chain_id', '=', id).orderBy('id').execute(),
+    );
+    assert.deepEqual(
+      journal.map((j) => String(j.height)),
+      ['5', '5', '5', '6', '6', '6', '6'],
+    );
+    assert.equal(await coffer.write((tx) => revertAbove(tx, id, 4n)), 7);
+    assert.deepEqual(await dumpDatabase(coffer), before);
+  });
+
   test('a row journaled again after a savepoint rolled back, or after a revert in the same transaction, gets its entry', async () => {
     const id = newChainId();
     const before = await dumpDatabase(coffer);
@@ -262,6 +308,41 @@ forEachBackend('chain undo journal', (ctx) => {
     const before = await dumpDatabase(coffer);
     await coffer.write((tx) => journaledUpdate(tx, ref(id, 1n), 'ct_balances', { chain_id: id, address: 'kyc' }, { balance: 50n }));
     await coffer.write((tx) => revertAbove(tx, id, 0n));
+    assert.deepEqual(await dumpDatabase(coffer), before);
+  });
+
+  test('a journaled delete journals the rows its ON DELETE CASCADE removes first, so a revert restores them too', async () => {
+    const id = newChainId();
+    await coffer.write(async (tx) => {
+      await tx.insert('ct_balances', { chain_id: id, address: 'carol', balance: 5n, last_height: 0n, last_seen: new Date(1) });
+      await tx.insert('ct_notes', { chain_id: id, address: 'carol', note: 'verified' });
+      await tx.insert('ct_balances', { chain_id: id, address: 'dave', balance: 7n, last_height: 0n, last_seen: new Date(1) });
+    });
+    const before = await dumpDatabase(coffer);
+    const k = (address: string) => ({ chain_id: id, address });
+    await coffer.write(async (tx) => {
+      assert.equal(await journaledDelete(tx, ref(id, 1n), 'ct_balances', k('carol')), true);
+      const dave = tx.codec('ct_balances').decode<Record<string, unknown>>((await tx.selectWhere('ct_balances', k('dave')))[0]!);
+      assert.equal(await journaledDelete(tx, ref(id, 1n), 'ct_balances', k('dave'), { before: dave }), true);
+    });
+    assert.equal(await coffer.read(async (tx) => (await tx.selectWhere('ct_notes', k('carol'))).length), 0, 'the cascade removed the note');
+    const journal = await coffer.read((tx) =>
+      tx.db.selectFrom('chain_undo').select(['table_name']).where('chain_id', '=', id).orderBy('id').execute(),
+    );
+    assert.deepEqual(
+      journal.map((j) => j.table_name),
+      ['ct_notes', 'ct_balances', 'ct_balances'],
+    );
+    assert.equal(await coffer.write((tx) => revertAbove(tx, id, 0n)), 3);
+    assert.deepEqual(await dumpDatabase(coffer), before);
+    // Several rows in one statement cannot journal what a cascade removes with them: refused.
+    await assert.rejects(
+      coffer.write(async (tx) => {
+        const carol = tx.codec('ct_balances').decode<Record<string, unknown>>((await tx.selectWhere('ct_balances', k('carol')))[0]!);
+        await journaledWriteAll(tx, ref(id, 2n), [{ delete: 'ct_balances', key: k('carol'), known: { before: carol } }]);
+      }),
+      /ct_notes\.fk_ct_notes_balance \(ON DELETE CASCADE\) would change rows the journal does not see/,
+    );
     assert.deepEqual(await dumpDatabase(coffer), before);
   });
 

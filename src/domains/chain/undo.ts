@@ -8,7 +8,7 @@
 // - rows have natural keys (no serial id): a re-ingested block must produce identical rows;
 // - a row touched by a block belongs to that block's chain (its key includes the chain id) and
 //   is changed only through these helpers while the block can still be reorged.
-import type { ColumnType, TableDef } from '../../schema/model.js';
+import type { ColumnType, ForeignKeyDef, TableDef } from '../../schema/model.js';
 import { decodeValue } from '../../db/codec.js';
 import { insertRowsInOrder, insertRowsUnlessPresent } from '../../db/bulk.js';
 import type { Tx } from '../../db/tx.js';
@@ -96,8 +96,11 @@ const batches = new WeakMap<Tx, Row[]>();
 // The rows of each block whose first change this transaction has journaled. A later change of
 // the same row in the same block needs no entry: a revert applies entries newest first, so the
 // row ends as the oldest entry's image has it (deleted, if the block inserted it), whatever the
-// block did to it in between. Forgotten when the journal is reverted or pruned, when a batch
-// fails to flush, and when a savepoint rolls back (entries written under it are gone).
+// block did to it in between. Except a change that sets a column of a unique index (other than
+// the row's key): the revert must pass through that intermediate value, or a row restored in
+// between can collide with it (a block that swaps a unique value between two rows through a
+// temporary one could never be reorged). Forgotten when the journal is reverted or pruned, when
+// a batch fails to flush, and when a savepoint rolls back (entries written under it are gone).
 const journaledRows = new WeakMap<Tx, { rollbacks: number; rows: Set<string> }>();
 
 function journaledRowsOf(tx: Tx): Set<string> {
@@ -131,20 +134,52 @@ function entryOf(tx: Tx, ref: BlockRef, table: string, rowKey: Row, before: Row 
   };
 }
 
-/**
- * The entry a change needs and its row's identity, or undefined when this transaction already
- * journaled a change of the row in this block. The caller adds the identity to
- * journaledRowsOf(tx) once the entry is in the batch or written.
- */
-function entryFor(tx: Tx, ref: BlockRef, table: string, key: Row, before: Row | null): { entry: Row; id: string } | undefined {
-  const rowKey = serialise(tx, table, key);
-  const id = rowIdentity(ref, table, rowKey);
-  if (journaledRowsOf(tx).has(id)) return undefined;
-  return { entry: entryOf(tx, ref, table, rowKey, before), id };
+// Per table: the columns of its unique indexes, which a journaled change must not skip over.
+const uniqueColumnsByTable = new WeakMap<object, ReadonlySet<string>>();
+
+function uniqueColumns(tx: Tx, table: string): ReadonlySet<string> {
+  const def = tx.codec(table).table;
+  let cols = uniqueColumnsByTable.get(def);
+  if (!cols) {
+    cols = new Set(def.indexes.filter((ix) => ix.unique).flatMap((ix) => ix.columns));
+    uniqueColumnsByTable.set(def, cols);
+  }
+  return cols;
 }
 
-async function record(tx: Tx, ref: BlockRef, table: string, key: Row, before: Row | null): Promise<void> {
-  const e = entryFor(tx, ref, table, key, before);
+/** Whether `written` (an insert's row, an update's changes) sets a column of a unique index. */
+function setsUniqueColumn(tx: Tx, table: string, written: Row | undefined): boolean {
+  if (!written) return false;
+  const unique = uniqueColumns(tx, table);
+  if (unique.size === 0) return false;
+  for (const c in written) if (written[c] !== undefined && unique.has(c)) return true;
+  return false;
+}
+
+/**
+ * The entry a change needs and its row's identity, or undefined when this transaction already
+ * journaled a change of the row in this block and this one sets no unique column (`written`: an
+ * insert's row or an update's changes; none for a delete, which frees its values). `repeat`: the
+ * row had an entry already. The caller adds the identity to journaledRowsOf(tx) once the entry
+ * is in the batch or written.
+ */
+function entryFor(
+  tx: Tx,
+  ref: BlockRef,
+  table: string,
+  key: Row,
+  before: Row | null,
+  written: Row | undefined,
+): { entry: Row; id: string; repeat: boolean } | undefined {
+  const rowKey = serialise(tx, table, key);
+  const id = rowIdentity(ref, table, rowKey);
+  const repeat = journaledRowsOf(tx).has(id);
+  if (repeat && !setsUniqueColumn(tx, table, written)) return undefined;
+  return { entry: entryOf(tx, ref, table, rowKey, before), id, repeat };
+}
+
+async function record(tx: Tx, ref: BlockRef, table: string, key: Row, before: Row | null, written?: Row): Promise<void> {
+  const e = entryFor(tx, ref, table, key, before, written);
   if (!e) return;
   const batch = batches.get(tx);
   if (batch) batch.push(e.entry);
@@ -234,6 +269,44 @@ async function selectRow(tx: Tx, table: string, key: Row, opts: { lock?: boolean
   return row ? tx.codec(table).decode<Row>(row) : undefined;
 }
 
+// Per schema and table: the foreign keys that make the database change other rows when one of
+// the table's rows is deleted (ON DELETE CASCADE / SET NULL), with their tables.
+const cascadesByTable = new WeakMap<object, Map<string, { table: TableDef; fk: ForeignKeyDef }[]>>();
+
+function cascadesOnDelete(tx: Tx, table: string): { table: TableDef; fk: ForeignKeyDef }[] {
+  let bySchema = cascadesByTable.get(tx.schema);
+  if (!bySchema) cascadesByTable.set(tx.schema, (bySchema = new Map()));
+  let found = bySchema.get(table);
+  if (!found) {
+    found = [];
+    for (const t of tx.schema.tables.values())
+      for (const fk of t.foreignKeys)
+        if (fk.refTable === table && (fk.onDelete === 'cascade' || fk.onDelete === 'set null')) found.push({ table: t, fk });
+    bySchema.set(table, found);
+  }
+  return found;
+}
+
+/**
+ * Before a journaled delete of `parent` (its whole row): the rows the database would delete or
+ * set to NULL with it, through the journal first (deleted, or updated, as journaled writes), so
+ * a revert restores them after their parent (newest first) and "ingest then reorg" equals
+ * "never ingested". Recursive: a deleted child's own children go the same way.
+ */
+async function journalCascades(tx: Tx, ref: BlockRef, table: string, parent: Row): Promise<void> {
+  for (const { table: child, fk } of cascadesOnDelete(tx, table)) {
+    const where: Row = {};
+    for (let i = 0; i < fk.columns.length; i++) where[fk.columns[i]!] = parent[fk.refColumns[i]!];
+    if (Object.values(where).some((v) => v === null || v === undefined)) continue;
+    for (const row of await tx.selectWhere(child.name, where, { lock: true })) {
+      const before = tx.codec(child.name).decode<Row>(row);
+      const key = Object.fromEntries(child.primaryKey.map((c) => [c, before[c]]));
+      if (fk.onDelete === 'cascade') await journaledDelete(tx, ref, child.name, key, { before });
+      else await journaledUpdate(tx, ref, child.name, key, Object.fromEntries(fk.columns.map((c) => [c, null])), { before });
+    }
+  }
+}
+
 /** The checks of a journaled delete, before it runs. */
 function checkDelete(tx: Tx, table: string, key: Row, known: KnownRow | undefined): void {
   keyOf(tx, table, key, `journaled delete from ${table}`);
@@ -264,6 +337,8 @@ export type JournaledWrite =
 export const tableOfWrite = (w: JournaledWrite): string => ('insert' in w ? w.insert : 'update' in w ? w.update : w.delete);
 /** The row's image before a journaled write: none for an insert (the revert deletes it). */
 const knownBefore = (w: JournaledWrite): Row | null => ('insert' in w ? null : w.known.before);
+/** The values a journaled write sets: an insert's row, an update's changes; none for a delete. */
+const writtenBy = (w: JournaledWrite): Row | undefined => ('insert' in w ? w.row : 'update' in w ? w.changes : undefined);
 
 /**
  * journaledInsert, journaledUpdate and journaledDelete (of rows read before) of several rows, in
@@ -289,6 +364,13 @@ export async function journaledWriteAll(
     } else {
       tx.assertWritable(`journaled delete from ${w.delete}`);
       checkDelete(tx, w.delete, w.key, w.known);
+      // Its rows are written together in one statement: the rows a cascade would change with
+      // them cannot be journaled first there (journaledDelete does).
+      const cascade = cascadesOnDelete(tx, w.delete)[0];
+      if (cascade)
+        throw new Error(
+          `journaled delete from ${w.delete} in journaledWriteAll: ${cascade.table.name}.${cascade.fk.name} (ON DELETE ${cascade.fk.onDelete.toUpperCase()}) would change rows the journal does not see; use journaledDelete, which journals them first`,
+        );
     }
     return w.key;
   });
@@ -305,7 +387,7 @@ export async function journaledWriteAll(
   // every write wrote; if one did not, the entries of those that did join the batch as usual.
   const batch = batches.get(tx);
   if (opts.allMust && batch && tx.writesInOneStatement) {
-    const entries = writes.map((w, i) => entryFor(tx, ref, tableOfWrite(w), keys[i]!, knownBefore(w)));
+    const entries = writes.map((w, i) => entryFor(tx, ref, tableOfWrite(w), keys[i]!, knownBefore(w), writtenBy(w)));
     const fresh = entries.filter((e) => e !== undefined);
     const counts = await tx.writeAll(rowWrites, { thenInsert: { table: UNDO_TABLE, rows: [...batch, ...fresh.map((e) => e.entry)] } });
     const wrote = counts.map((n) => n > 0n);
@@ -316,13 +398,14 @@ export async function journaledWriteAll(
     } else {
       for (let i = 0; i < writes.length; i++) {
         const e = entries[i];
-        if (wrote[i] && e && !rows.has(e.id)) (batch.push(e.entry), rows.add(e.id));
+        if (wrote[i] && e && (e.repeat || !rows.has(e.id))) (batch.push(e.entry), rows.add(e.id));
       }
     }
     return wrote;
   }
   const wrote = (await tx.writeAll(rowWrites)).map((n) => n > 0n);
-  for (let i = 0; i < writes.length; i++) if (wrote[i]) await record(tx, ref, tableOfWrite(writes[i]!), keys[i]!, knownBefore(writes[i]!));
+  for (let i = 0; i < writes.length; i++)
+    if (wrote[i]) await record(tx, ref, tableOfWrite(writes[i]!), keys[i]!, knownBefore(writes[i]!), writtenBy(writes[i]!));
   return wrote;
 }
 
@@ -332,7 +415,7 @@ export async function journaledInsert(tx: Tx, ref: BlockRef, table: string, row:
   const what = `journaled insert into ${table}`;
   const key = keyOf(tx, table, Object.fromEntries(keyColumns.map((k) => [k, row[k]])), what);
   await tx.insert(table, row);
-  await record(tx, ref, table, key, null);
+  await record(tx, ref, table, key, null, row);
 }
 
 /**
@@ -351,7 +434,7 @@ export async function journaledInsertUnlessPresent(
   const what = `journaled insert into ${table}`;
   const keys = rows.map((row) => keyOf(tx, table, Object.fromEntries(keyColumns.map((k) => [k, row[k]])), what));
   const inserted = await insertRowsUnlessPresent(tx, table, rows, keyColumns);
-  for (let i = 0; i < keys.length; i++) if (inserted[i]) await record(tx, ref, table, keys[i]!, null);
+  for (let i = 0; i < keys.length; i++) if (inserted[i]) await record(tx, ref, table, keys[i]!, null, rows[i]);
   return inserted;
 }
 
@@ -361,7 +444,7 @@ export async function journaledUpdate(tx: Tx, ref: BlockRef, table: string, key:
   checkUpdate(tx, table, key, changes, known);
   if (known) {
     if ((await tx.updateWhere(table, changes, whereKnown(tx, table, key, known))) === 0n) return false;
-    await record(tx, ref, table, key, known.before);
+    await record(tx, ref, table, key, known.before, changes);
     return true;
   }
   // Locked: at READ COMMITTED a plain read can return the version a concurrent transaction is
@@ -370,7 +453,7 @@ export async function journaledUpdate(tx: Tx, ref: BlockRef, table: string, key:
   const before = await selectRow(tx, table, key, { lock: true });
   if (!before) return false;
   await tx.updateWhere(table, changes, key);
-  await record(tx, ref, table, key, before);
+  await record(tx, ref, table, key, before, changes);
   return true;
 }
 
@@ -393,7 +476,13 @@ export async function journaledUpsert(tx: Tx, ref: BlockRef, table: string, row:
 export async function journaledDelete(tx: Tx, ref: BlockRef, table: string, key: Row, known?: KnownRow): Promise<boolean> {
   tx.assertWritable(`journaled delete from ${table}`);
   checkDelete(tx, table, key, known);
+  const cascades = cascadesOnDelete(tx, table).length > 0;
   if (known) {
+    if (cascades) {
+      // Its children go first only if the row is still as known (the delete's own condition).
+      if ((await tx.selectWhere(table, whereKnown(tx, table, key, known), { lock: true })).length === 0) return false;
+      await journalCascades(tx, ref, table, known.before);
+    }
     if ((await tx.deleteWhere(table, whereKnown(tx, table, key, known))) === 0n) return false;
     await record(tx, ref, table, key, known.before);
     return true;
@@ -401,6 +490,7 @@ export async function journaledDelete(tx: Tx, ref: BlockRef, table: string, key:
   // Locked, as in journaledUpdate: the journal must keep the row as it was when deleted.
   const before = await selectRow(tx, table, key, { lock: true });
   if (!before) return false;
+  if (cascades) await journalCascades(tx, ref, table, before);
   await tx.deleteWhere(table, key);
   await record(tx, ref, table, key, before);
   return true;
