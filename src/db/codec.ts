@@ -8,6 +8,17 @@ export const INT64_MIN = -(2n ** 63n);
 export const INT64_MAX = 2n ** 63n - 1n;
 export const UINT256_MAX = 2n ** 256n - 1n;
 
+// The timestamps every backend stores and reads back exactly: years 1000 to 9999, UTC, to the
+// millisecond (docs/foundation.md, "Types that are exact everywhere"). MySQL/MariaDB's DATETIME
+// documents no more (outside it the server may store a value, but mysql2 read years 0-99 back
+// 1900 years later), and PostgreSQL refuses years past 294276 with an error naming no field.
+// util/zod-parse.ts's isStorableTime, which the domains' input schemas use, checks the same range.
+/** 1000-01-01T00:00:00.000Z, the earliest timestamp a column stores. */
+export const TIMESTAMP_MIN_MS = Date.UTC(1000, 0, 1);
+/** 9999-12-31T23:59:59.999Z, the latest timestamp a column stores. */
+export const TIMESTAMP_MAX_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+const TIMESTAMP_RANGE = 'must be within the years 1000 to 9999 (UTC)';
+
 function invalid(field: string, message: string): never {
   throw new ValidationError(`${field}: ${message}`, { field });
 }
@@ -90,8 +101,11 @@ export function encodeValue(d: Dialect, t: ColumnType, v: unknown, field: string
       return d === 'postgres' ? v : v ? 1 : 0;
     }
     case 'timestamp': {
-      if (!(v instanceof Date) || Number.isNaN(v.getTime())) invalid(field, 'expected a valid Date');
-      return d === 'sqlite' ? BigInt(v.getTime()) : v;
+      if (!(v instanceof Date)) invalid(field, 'expected a valid Date');
+      const ms = v.getTime();
+      // NaN fails both comparisons.
+      if (!(ms >= TIMESTAMP_MIN_MS && ms <= TIMESTAMP_MAX_MS)) invalid(field, Number.isNaN(ms) ? 'expected a valid Date' : TIMESTAMP_RANGE);
+      return d === 'sqlite' ? BigInt(ms) : v;
     }
     case 'json': {
       // JSON.stringify with a replacer function runs it for every key and value: only a document
@@ -142,6 +156,42 @@ export function decodeValue(t: ColumnType, v: unknown): unknown {
     default:
       return v;
   }
+}
+
+/** 400 Gregorian years, one whole cycle of the calendar (146,097 days), in milliseconds. */
+const GREGORIAN_CYCLE_MS = 146_097 * 86_400_000;
+
+/**
+ * The instant of a MySQL/MariaDB DATE, DATETIME or TIMESTAMP as the server sends it in UTC
+ * ('YYYY-MM-DD[ hh:mm:ss[.ffffff]]'); fractions past the millisecond are cut, as mysql2 does.
+ * mysql2's own reader builds years 0-99 with `new Date(string)`, which V8 reads as 1900-1999;
+ * this one is exact for every year the server sends: Date.UTC has the same quirk, so such a year
+ * is computed 400 years later (the same calendar) and moved back. Zero or out-of-range months and
+ * days give an invalid Date, as from mysql2. Digits are read by char code: engine.ts runs this for
+ * every such value read.
+ */
+export function parseMysqlDateTime(s: string): Date {
+  const n = s.length;
+  if (n < 10 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45) return new Date(NaN);
+  const y = (s.charCodeAt(0) - 48) * 1000 + (s.charCodeAt(1) - 48) * 100 + (s.charCodeAt(2) - 48) * 10 + (s.charCodeAt(3) - 48);
+  const mo = (s.charCodeAt(5) - 48) * 10 + (s.charCodeAt(6) - 48);
+  const d = (s.charCodeAt(8) - 48) * 10 + (s.charCodeAt(9) - 48);
+  if (!(mo >= 1 && mo <= 12 && d >= 1 && d <= 31)) return new Date(NaN);
+  let h = 0;
+  let mi = 0;
+  let se = 0;
+  let ms = 0;
+  if (n >= 19) {
+    h = (s.charCodeAt(11) - 48) * 10 + (s.charCodeAt(12) - 48);
+    mi = (s.charCodeAt(14) - 48) * 10 + (s.charCodeAt(15) - 48);
+    se = (s.charCodeAt(17) - 48) * 10 + (s.charCodeAt(18) - 48);
+    if (n > 20) {
+      ms = (s.charCodeAt(20) - 48) * 100;
+      if (n > 21) ms += (s.charCodeAt(21) - 48) * 10;
+      if (n > 22) ms += s.charCodeAt(22) - 48;
+    }
+  }
+  return new Date(y < 100 ? Date.UTC(y + 400, mo - 1, d, h, mi, se, ms) - GREGORIAN_CYCLE_MS : Date.UTC(y, mo - 1, d, h, mi, se, ms));
 }
 
 /** The string column kinds: every driver returns them as decodeValue returns them (its default case). */

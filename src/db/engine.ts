@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import mysql from 'mysql2';
 import pg from 'pg';
 import type { Dialect } from '../schema/model.js';
+import { parseMysqlDateTime } from './codec.js';
 import { isStalePlan, mapDriverError } from './driver-errors.js';
 import { installFastRowDescriptions } from './pg-fields.js';
 import { PG_STATEMENT_NAMES } from './prepared.js';
@@ -562,6 +563,20 @@ class CofferMysqlDialect extends MysqlDialect {
   }
 }
 
+/**
+ * mysql2's typeCast for every MySQL/MariaDB pool: DATE, DATETIME and TIMESTAMP values are read
+ * from their text by parseMysqlDateTime (codec.ts), exact for every year, where mysql2's reader
+ * turns years 0-99 into 1900-1999 (`new Date("0050-06-01 00:00:00.000Z")` is 1950); every
+ * other column is read by mysql2 as before. It runs for every column of every row read, so it is
+ * one module-level function doing a string comparison before handing over.
+ */
+function castMysqlField(field: { type: string; string(encoding?: string): string | null }, next: () => unknown): unknown {
+  const type = field.type;
+  if (type !== 'DATETIME' && type !== 'TIMESTAMP' && type !== 'DATE') return next();
+  const text = field.string('latin1');
+  return text === null ? null : parseMysqlDateTime(text);
+}
+
 interface Mysql2PoolInternals {
   _allConnections?: { length: number };
   _freeConnections?: { length: number };
@@ -586,8 +601,11 @@ async function openMysql(target: DbTarget & { backend: 'mysql' }, s: EngineSetti
       queueLimit: 0,
       supportBigNumbers: true,
       bigNumberStrings: true,
+      // Times are UTC on the wire (time_zone '+00:00', below) and read by castMysqlField, which
+      // every query of these pools (Kysely's, the ops tools' raw SQL, streams) goes through.
       timezone: 'Z',
       dateStrings: false,
+      typeCast: castMysqlField,
       charset: 'UTF8MB4_BIN',
       enableKeepAlive: true,
       ...(ssl ? { ssl } : {}),

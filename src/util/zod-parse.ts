@@ -1,6 +1,7 @@
 // The one way Coffer turns a zod failure into a ValidationError: the first issue, its field as a
 // path ("transactions[2].outputs[0].value", prefixed by where the value came from), and the rule.
 import { z } from 'zod';
+import { TIMESTAMP_MAX_MS, TIMESTAMP_MIN_MS } from '../db/codec.js';
 import { ValidationError } from '../db/errors.js';
 
 export function fieldPath(path: readonly PropertyKey[]): string {
@@ -47,13 +48,8 @@ export const labelSchema = (max: number) =>
     .refine((s) => !CONTROL_RE.test(s), 'no control characters')
     .refine((s) => s.isWellFormed(), 'contains a lone surrogate');
 
-// Years 1000-9999 (UTC): what every backend stores. MySQL/MariaDB DATETIME holds no more, and
-// PostgreSQL refuses years past 294276 with an error that names no field.
-const MIN_TIME = Date.UTC(1000, 0, 1);
-const MAX_TIME = Date.UTC(10000, 0, 1) - 1;
-
-/** True for a time (epoch ms) every backend stores: years 1000 to 9999, UTC. */
-export const isStorableTime = (ms: number): boolean => ms >= MIN_TIME && ms <= MAX_TIME;
+/** True for a time (epoch ms) every backend stores: years 1000 to 9999, UTC (the codec's range, db/codec.ts). */
+export const isStorableTime = (ms: number): boolean => ms >= TIMESTAMP_MIN_MS && ms <= TIMESTAMP_MAX_MS;
 
 /** A valid Date that every backend stores (isStorableTime). */
 export const dateSchema = z
