@@ -57,6 +57,13 @@ test('a malformed URL gives one line and exit code 2', async () => {
   }
 });
 
+test('a "%" in a URL password that is not percent-encoding gives one line and exit code 2, without the password', async () => {
+  const r = await coffer(['status', '--db', 'postgres://app:50%off@127.0.0.1:1/coffer']);
+  assert.equal(r.code, 2, r.stderr);
+  oneErrorLine(r, /database\.url: the password holds a "%" that is not percent-encoding \(write a literal % as %25\)/);
+  assert.doesNotMatch(r.stderr, /50%off/);
+});
+
 test('an unreachable server gives one line and exit code 2, with the password redacted', async () => {
   for (const url of ['postgres://app:hunter2@127.0.0.1:1/coffer', 'mysql://app:hunter2@127.0.0.1:1/coffer']) {
     const r = await coffer(['migrate', '--db', url]);

@@ -58,6 +58,29 @@ test('malformed URLs give one ConfigError naming database.url', () => {
   }
 });
 
+test('a "%" that is not percent-encoding names the URL part, never echoing it', () => {
+  const cases: [string, string][] = [
+    ['postgres://app:50%off@h/db', 'password'],
+    ['mysql://us%er:pw@h/db', 'user'],
+    ['postgres://app@h/d%b', 'database'],
+    ['sqlite:./data/100%.db', 'path'],
+  ];
+  for (const [url, part] of cases) {
+    assert.throws(
+      () => parseDatabaseUrl(url),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.details.field === 'database.url' &&
+        e.message.includes(`the ${part} holds a "%"`) &&
+        e.message.includes('%25') &&
+        !e.message.includes('50%off'),
+      url,
+    );
+  }
+  // Percent-encoding still decodes.
+  assert.equal((parseDatabaseUrl('postgres://app:50%25off@h/db') as { password: string }).password, '50%off');
+});
+
 test('passwords are redacted', () => {
   assert.equal(redactUrl('postgres://u:topsecret@h:5432/db'), 'postgres://u:***@h:5432/db');
   assert.equal(redactUrl('mysql://root@h/db'), 'mysql://root@h/db');

@@ -32,6 +32,18 @@ function fail(message: string): never {
   throw new ConfigError(`database.url: ${message}`, { field: 'database.url' });
 }
 
+/**
+ * decodeURIComponent for one part of the URL: a "%" that does not start percent-encoding is
+ * refused naming the part, never echoing it (it may be the password).
+ */
+function decodePart(value: string, part: 'user' | 'password' | 'database' | 'path'): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    fail(`the ${part} holds a "%" that is not percent-encoding (write a literal % as %25)`);
+  }
+}
+
 export function parseDatabaseUrl(raw: string): DbTarget {
   const url = raw.trim();
   if (url === '') fail('is empty');
@@ -46,7 +58,7 @@ export function parseDatabaseUrl(raw: string): DbTarget {
     if (q >= 0) path = path.slice(0, q);
     if (path === '' || path === '/') fail(`"${raw}" names no file (expected sqlite:./data/coffer.db)`);
     if (path === ':memory:') return { backend: 'sqlite', memory: true, path: ':memory:', url: 'memory://' };
-    return { backend: 'sqlite', memory: false, path: decodeURIComponent(path), url };
+    return { backend: 'sqlite', memory: false, path: decodePart(path, 'path'), url };
   }
   let parsed: URL;
   try {
@@ -60,7 +72,7 @@ export function parseDatabaseUrl(raw: string): DbTarget {
   else if (scheme === 'mysql' || scheme === 'mariadb') backend = 'mysql';
   else fail(`unsupported scheme "${scheme}:" (expected sqlite:, memory://, postgres://, postgresql://, mysql:// or mariadb://)`);
   if (!parsed.hostname) fail('has no host');
-  const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
+  const database = decodePart(parsed.pathname.replace(/^\//, ''), 'database');
   if (!database) fail('has no database name (add /NAME after the host)');
   if (database.includes('/')) fail(`database name "${database}" may not contain "/"`);
   const defaultPort = backend === 'postgres' ? 5432 : 3306;
@@ -96,8 +108,8 @@ export function parseDatabaseUrl(raw: string): DbTarget {
     url,
     host: parsed.hostname.replace(/^\[|\]$/g, ''),
     port,
-    user: decodeURIComponent(parsed.username) || (backend === 'postgres' ? 'postgres' : 'root'),
-    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
+    user: decodePart(parsed.username, 'user') || (backend === 'postgres' ? 'postgres' : 'root'),
+    password: parsed.password ? decodePart(parsed.password, 'password') : undefined,
     database,
     ssl: { mode, caFile },
   };

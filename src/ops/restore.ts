@@ -17,6 +17,7 @@ import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { constants as zc, createGunzip, gunzipSync } from 'node:zlib';
+import { sql } from 'kysely';
 import { ConfigError } from '../db/errors.js';
 import type { Coffer } from '../db/store.js';
 import { parseDatabaseUrl, type DbTarget } from '../db/url.js';
@@ -28,7 +29,6 @@ import {
   dataTables,
   describeTarget,
   schemaOfHistory,
-  listTables,
   liveSchema,
   openSqliteFileReadOnly,
   opsDb,
@@ -153,8 +153,8 @@ export interface CheckedBackup {
   plans: TablePlan[];
   /** Recognises a resumed restore of the same backup (marker.ts). */
   sourceId: string;
-  /** pg_dump / mysqldump: the tables the dump creates. */
-  dumpTables: string[];
+  /** pg_dump / mysqldump: the objects the dump creates or drops. */
+  dumpObjects: DumpObject[];
   /** This build's migrations, which the backup's history was checked against. */
   migrations: readonly Migration[];
   notes: string[];
@@ -255,7 +255,7 @@ async function checkLogical(
       ctx.file,
     );
     ctx.progress.done();
-    return { manifest, plans, sourceId: header.id, dumpTables: [] };
+    return { manifest, plans, sourceId: header.id, dumpObjects: [] };
   } finally {
     reader.close();
   }
@@ -283,7 +283,7 @@ async function checkSqliteFile(
     const plans: TablePlan[] = sidecar
       ? plansFromManifest(sidecar, opts.migrations, ctx.file).plans
       : dataTables(schemaOfHistory(opts.migrations, history, ctx.file).schema).map((t) => ({ table: t, columns: t.columns }));
-    return { manifest: sidecar, plans, sourceId: sidecar?.id ?? `sqlite-file:${ctx.file}`, dumpTables: [] };
+    return { manifest: sidecar, plans, sourceId: sidecar?.id ?? `sqlite-file:${ctx.file}`, dumpObjects: [] };
   } finally {
     ro.close();
   }
@@ -322,7 +322,7 @@ async function checkNative(
   }
   const { plans } = plansFromManifest(sidecar, opts.migrations, ctx.file);
   await checkFileAgainstManifest(ctx, sidecar, kind);
-  return { manifest: sidecar, plans, sourceId: sidecar.id, dumpTables: await tablesInDump(kind, ctx.file, ctx.signal) };
+  return { manifest: sidecar, plans, sourceId: sidecar.id, dumpObjects: await objectsInDump(kind, ctx.file, ctx.signal) };
 }
 
 /**
@@ -574,10 +574,121 @@ async function restoreSqliteFile(ctx: Ctx): Promise<Restored> {
   }
 }
 
-/** The tables a native dump creates (pg_restore --list, or the mysqldump section headers). */
-async function tablesInDump(kind: 'pg_dump' | 'mysqldump', file: string, signal?: AbortSignal): Promise<string[]> {
-  const names: string[] = [];
-  const stopped = () => `interrupted while listing the tables of ${file}`;
+/**
+ * An object a native dump creates (or, pg_restore --clean and mysqldump's DROP … IF EXISTS,
+ * drops first). `schema` is null on MySQL (the dump names no database) and for a PostgreSQL
+ * schema itself; `table` is the table an attached object (constraint, trigger, …) is on.
+ */
+export interface DumpObject {
+  kind: string;
+  schema: string | null;
+  name: string;
+  table?: string;
+}
+
+/** pg_restore --list entry kinds (longest first, so "TABLE DATA" is not read as "TABLE"). */
+const PG_KINDS = [
+  'MATERIALIZED VIEW DATA',
+  'PUBLICATION TABLES IN SCHEMA',
+  'SEQUENCE OWNED BY',
+  'MATERIALIZED VIEW',
+  'PUBLICATION TABLE',
+  'CHECK CONSTRAINT',
+  'FOREIGN TABLE',
+  'EVENT TRIGGER',
+  'FK CONSTRAINT',
+  'ROW SECURITY',
+  'SEQUENCE SET',
+  'INDEX ATTACH',
+  'TABLE ATTACH',
+  'DEFAULT ACL',
+  'SHELL TYPE',
+  'TABLE DATA',
+  'CONSTRAINT',
+  'EXTENSION',
+  'PROCEDURE',
+  'AGGREGATE',
+  'FUNCTION',
+  'SEQUENCE',
+  'TRIGGER',
+  'DEFAULT',
+  'COMMENT',
+  'DOMAIN',
+  'POLICY',
+  'SCHEMA',
+  'INDEX',
+  'TABLE',
+  'VIEW',
+  'TYPE',
+  'RULE',
+  'ACL',
+];
+
+/** Kinds that name a relation (pg_class): tables, views, sequences, indexes. */
+const PG_RELATION_KINDS = new Set(['TABLE', 'VIEW', 'MATERIALIZED VIEW', 'SEQUENCE', 'INDEX', 'FOREIGN TABLE']);
+/** Kinds attached to a table, whose tag is "TABLE NAME": they alter that table. */
+const PG_ATTACHED_KINDS = new Set([
+  'CONSTRAINT',
+  'FK CONSTRAINT',
+  'CHECK CONSTRAINT',
+  'TRIGGER',
+  'RULE',
+  'POLICY',
+  'DEFAULT',
+  'ROW SECURITY',
+]);
+
+/** One pg_restore --list line ("ID; TABLEOID OID KIND SCHEMA TAG OWNER"), or null for a comment. */
+function pgListEntry(line: string): DumpObject | null {
+  const m = /^\d+; \d+ \d+ (.+)$/.exec(line);
+  if (!m) return null;
+  const rest = m[1]!;
+  const kind = PG_KINDS.find((k) => rest.startsWith(`${k} `));
+  if (!kind) return null;
+  const words = rest.slice(kind.length + 1).split(' ');
+  const schema = words[0]!;
+  // The owner is the last word (pg_dump records it even with --no-owner); the tag may hold spaces.
+  const tag = (words.length > 2 ? words.slice(1, -1) : words.slice(1)).join(' ');
+  if (kind === 'SCHEMA') return { kind, schema: null, name: tag };
+  if (PG_ATTACHED_KINDS.has(kind)) {
+    const sp = tag.indexOf(' ');
+    return { kind, schema: schema === '-' ? null : schema, name: tag, table: sp > 0 ? tag.slice(0, sp) : tag };
+  }
+  return { kind, schema: schema === '-' ? null : schema, name: tag };
+}
+
+const MY_Q = '`((?:[^`]|``)+)`';
+const MY_VIEW_HEADER = new RegExp(`^-- (?:Temporary (?:table|view) structure|Final view structure) for view ${MY_Q}`);
+const MY_DROP = new RegExp(`^(?:/\\*!\\d+ )?DROP (TABLE|VIEW|PROCEDURE|FUNCTION|EVENT|TRIGGER) IF EXISTS ${MY_Q}`);
+const MY_CREATE_TABLE = new RegExp(`^(?:/\\*!\\d+ )?CREATE TABLE ${MY_Q}`);
+const MY_TRIGGER = new RegExp(`/\\*!\\d+ TRIGGER ${MY_Q} \\w+ \\w+ ON ${MY_Q}`);
+const MY_ROUTINE = new RegExp(`^CREATE\\b.*?\\b(PROCEDURE|FUNCTION|EVENT) ${MY_Q}`);
+
+/** The objects a mysqldump file creates or drops: tables, views, triggers, routines, events. */
+function mysqlDumpObject(line: string, out: Map<string, DumpObject>): void {
+  if (line.startsWith('INSERT INTO ')) return;
+  const name = (s: string) => s.replace(/``/g, '`');
+  const add = (kind: string, n: string, table?: string) => {
+    const key = `${kind === 'view' ? 'table' : kind}:${n}`;
+    const had = out.get(key);
+    // A view is dumped first as a stand-in table, then as the view: it is a view.
+    if (!had || (kind === 'view' && had.kind === 'table')) out.set(key, { kind, schema: null, name: n, ...(table ? { table } : {}) });
+  };
+  let m = MY_VIEW_HEADER.exec(line);
+  if (m) return add('view', name(m[1]!));
+  m = MY_DROP.exec(line);
+  if (m) return add(m[1]!.toLowerCase(), name(m[2]!));
+  m = MY_CREATE_TABLE.exec(line);
+  if (m) return add('table', name(m[1]!));
+  m = MY_TRIGGER.exec(line);
+  if (m) return add('trigger', name(m[1]!), name(m[2]!));
+  m = MY_ROUTINE.exec(line);
+  if (m) return add(m[1]!.toLowerCase(), name(m[2]!));
+}
+
+/** The objects a native dump creates or drops (pg_restore --list, or the mysqldump statements). */
+async function objectsInDump(kind: 'pg_dump' | 'mysqldump', file: string, signal?: AbortSignal): Promise<DumpObject[]> {
+  const stopped = () => `interrupted while listing the objects of ${file}`;
   throwIfAborted(signal, stopped);
   if (kind === 'pg_dump') {
     const tool = requireTool('pg_restore', 'restore from a --format logical backup');
@@ -592,26 +703,147 @@ async function tablesInDump(kind: 'pg_dump' | 'mysqldump', file: string, signal?
       signal?.removeEventListener('abort', onAbort);
     }
     throwIfAborted(signal, stopped);
-    for (const m of out.matchAll(/^\d+; \d+ \d+ TABLE \S+ (\S+) /gm)) names.push(m[1]!);
-    return names;
+    return out
+      .split('\n')
+      .map(pgListEntry)
+      .filter((x): x is DumpObject => x !== null);
   }
+  const found = new Map<string, DumpObject>();
   const input = createReadStream(file);
   const lines = createInterface({ input: input.pipe(createGunzip()), crlfDelay: Infinity });
   try {
     for await (const line of lines) {
       throwIfAborted(signal, stopped);
-      const m = /^-- Table structure for table `(.+)`$/.exec(line);
-      if (m) names.push(m[1]!.replace(/``/g, '`'));
+      mysqlDumpObject(line, found);
     }
   } finally {
     input.destroy();
   }
-  return names;
+  return [...found.values()];
 }
 
-/** Target checks for a native restore: empty (or forced), no other application's table in the way; then marked. */
+const SYSTEM_SCHEMAS = sql`n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'`;
+
+/**
+ * The objects of the dump that already exist in the target and are not Coffer's, as
+ * "KIND NAME" (schema-qualified outside the target's current schema). Coffer's own objects are
+ * its tables (and the marker) in the target's current schema with their indexes, sequences,
+ * constraints and triggers, and (PostgreSQL) the coffer_* functions its migrations create.
+ */
+async function foreignObjectsInTheWay(db: OpsDb, objects: readonly DumpObject[], cofferTables: ReadonlySet<string>): Promise<string[]> {
+  const w = db.writer;
+  const out: string[] = [];
+  if (db.dialect === 'postgres') {
+    const cur = String((await sql<{ s: string }>`select current_schema() as s`.execute(w)).rows[0]!.s);
+    const key = (schema: string | null, name: string) => `${schema ?? ''}\u0000${name}`;
+    const rels = new Map<string, { kind: string; ownerSchema: string | null; ownerTable: string | null }>();
+    for (const r of (
+      await sql<{ s: string; r: string; k: string; os: string | null; ot: string | null }>`
+        select n.nspname as s, c.relname as r, c.relkind as k,
+               coalesce(tin.nspname, tdn.nspname) as os, coalesce(ti.relname, td.relname) as ot
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        left join pg_index i on i.indexrelid = c.oid
+        left join pg_class ti on ti.oid = i.indrelid
+        left join pg_namespace tin on tin.oid = ti.relnamespace
+        left join pg_depend d on c.relkind = 'S' and d.classid = 'pg_class'::regclass and d.objid = c.oid
+          and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')
+        left join pg_class td on td.oid = d.refobjid
+        left join pg_namespace tdn on tdn.oid = td.relnamespace
+        where ${SYSTEM_SCHEMAS}`.execute(w)
+    ).rows)
+      rels.set(key(r.s, r.r), { kind: r.k, ownerSchema: r.os, ownerTable: r.ot });
+    const names = async (q: ReturnType<typeof sql<{ s: string | null; r: string }>>) =>
+      new Set((await q.execute(w)).rows.map((r) => key(r.s, r.r)));
+    const procs = await names(
+      sql`select n.nspname as s, p.proname as r from pg_proc p join pg_namespace n on n.oid = p.pronamespace where ${SYSTEM_SCHEMAS}`,
+    );
+    const types = await names(
+      sql`select n.nspname as s, t.typname as r from pg_type t join pg_namespace n on n.oid = t.typnamespace where ${SYSTEM_SCHEMAS}`,
+    );
+    const schemas = await names(sql`select null as s, n.nspname as r from pg_namespace n where ${SYSTEM_SCHEMAS}`);
+    const extensions = await names(sql`select null as s, extname as r from pg_extension`);
+    const isCofferTable = (schema: string | null, name: string | null) => schema === cur && name !== null && cofferTables.has(name);
+    const inDump = new Set(objects.filter((o) => PG_RELATION_KINDS.has(o.kind)).map((o) => key(o.schema, o.name)));
+    const label = (o: DumpObject, name = o.name) => `${o.kind.toLowerCase()} ${o.schema && o.schema !== cur ? `${o.schema}.` : ''}${name}`;
+    for (const o of objects) {
+      if (o.kind === 'SCHEMA') {
+        if (o.name !== cur && schemas.has(key(null, o.name))) out.push(`schema ${o.name}`);
+      } else if (PG_RELATION_KINDS.has(o.kind)) {
+        const r = rels.get(key(o.schema, o.name));
+        if (r && !(isCofferTable(o.schema, o.name) && 'rp'.includes(r.kind)) && !isCofferTable(r.ownerSchema, r.ownerTable))
+          out.push(label(o));
+      } else if (PG_ATTACHED_KINDS.has(o.kind)) {
+        // On a table the dump itself creates, that table's own entry decides.
+        if (o.table && !inDump.has(key(o.schema, o.table)) && rels.has(key(o.schema, o.table)) && !isCofferTable(o.schema, o.table))
+          out.push(label(o, o.name.replace(' ', '.')));
+      } else if (o.kind === 'FUNCTION' || o.kind === 'PROCEDURE' || o.kind === 'AGGREGATE') {
+        const proname = o.name.replace(/\(.*$/, '');
+        if (procs.has(key(o.schema, proname)) && !(o.schema === cur && proname.startsWith('coffer_'))) out.push(label(o));
+      } else if (o.kind === 'TYPE' || o.kind === 'DOMAIN' || o.kind === 'SHELL TYPE') {
+        if (types.has(key(o.schema, o.name)) && !isCofferTable(o.schema, o.name)) out.push(label(o));
+      } else if (o.kind === 'EXTENSION') {
+        // plpgsql is in every database (older pg_dump versions list it).
+        if (o.name !== 'plpgsql' && extensions.has(key(null, o.name))) out.push(`extension ${o.name}`);
+      }
+    }
+    return out;
+  }
+  if (db.dialect !== 'mysql') return out;
+  const tables = new Map(
+    (
+      await sql<{
+        n: string;
+        t: string;
+      }>`select table_name as n, table_type as t from information_schema.tables where table_schema = database()`.execute(w)
+    ).rows.map((r) => [String(r.n), String(r.t)]),
+  );
+  const routines = new Set(
+    (
+      await sql<{
+        n: string;
+        t: string;
+      }>`select routine_name as n, routine_type as t from information_schema.routines where routine_schema = database()`.execute(w)
+    ).rows.map((r) => `${String(r.t).toLowerCase()}:${String(r.n)}`),
+  );
+  const triggers = new Map(
+    (
+      await sql<{
+        n: string;
+        t: string;
+      }>`select trigger_name as n, event_object_table as t from information_schema.triggers where trigger_schema = database()`.execute(w)
+    ).rows.map((r) => [String(r.n), String(r.t)]),
+  );
+  const events = new Set(
+    (await sql<{ n: string }>`select event_name as n from information_schema.events where event_schema = database()`.execute(w)).rows.map(
+      (r) => String(r.n),
+    ),
+  );
+  for (const o of objects) {
+    if (o.kind === 'table' || o.kind === 'view') {
+      // Tables and views share one namespace: what is lost is what the target has.
+      const t = tables.get(o.name);
+      if (t !== undefined && !(t === 'BASE TABLE' && cofferTables.has(o.name))) out.push(`${t === 'VIEW' ? 'view' : 'table'} ${o.name}`);
+    } else if (o.kind === 'procedure' || o.kind === 'function') {
+      if (routines.has(`${o.kind}:${o.name}`)) out.push(`${o.kind} ${o.name}`);
+    } else if (o.kind === 'trigger') {
+      const on = triggers.get(o.name);
+      if (on !== undefined && !cofferTables.has(on)) out.push(`trigger ${o.name}`);
+    } else if (o.kind === 'event') {
+      if (events.has(o.name)) out.push(`event ${o.name}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Target checks for a native restore: a history this build knows, empty (or forced), no object
+ * of another application in the way; then marked.
+ */
 async function prepareNative(ctx: Ctx, manifest: Manifest, operationKind: 'pg_dump' | 'mysqldump'): Promise<void> {
   const db = ctx.dst;
+  // As the logical path (prepareTarget): a target whose history this build cannot apply on top
+  // of (a newer Coffer's migrations, an edited one) is refused before anything is read or dropped.
+  await ctx.target.migrator.verify();
   const marker: Marker | null = await readMarker(db.writer, db.dialect);
   let busy: { table: string; rows: bigint }[] = [];
   if (marker) {
@@ -631,16 +863,24 @@ async function prepareNative(ctx: Ctx, manifest: Manifest, operationKind: 'pg_du
       );
     }
   }
-  // The dump replaces every table it contains (pg_restore --clean, mysqldump's DROP TABLE):
-  // a table of another application with the same name must not be silently replaced.
-  const coffer = new Set([...ctx.target.schema.tables.keys(), MARKER_TABLE]);
-  const others = [...(await listTables(db.writer, db.dialect))].filter((t) => !coffer.has(t));
-  const clash = ctx.checked.dumpTables.filter((t) => others.includes(t));
-  if (clash.length)
-    throw new ConfigError(
-      `target ${db.describe} has table(s) ${clash.join(', ')} that the backup would replace: restore into another database`,
-      { field: 'to' },
-    );
+  // The dump replaces every object it contains (pg_restore --clean drops each first, in any
+  // schema; mysqldump writes DROP TABLE / DROP VIEW / DROP PROCEDURE … IF EXISTS): an object of
+  // another application with the same name must never be dropped, replaced or altered. A run
+  // that starts over the same restore checked this when it began (what it left is the dump's).
+  const sameRun = marker !== null && marker.info.operation === 'restore-native' && marker.info.sourceId === manifest.id;
+  if (!sameRun) {
+    const coffer = new Set([...ctx.target.schema.tables.keys(), MARKER_TABLE]);
+    const clash = await foreignObjectsInTheWay(db, ctx.checked.dumpObjects, coffer);
+    if (clash.length) {
+      const tablesOnly = clash.every((c) => c.startsWith('table '));
+      const shown = clash.slice(0, 5).map((c) => (tablesOnly ? c.slice('table '.length) : c));
+      const list = `${shown.join(', ')}${clash.length > 5 ? ` and ${clash.length - 5} more` : ''}`;
+      throw new ConfigError(
+        `target ${db.describe} has ${tablesOnly ? `table(s) ${list}` : `${clash.length} object(s) of another application (${list})`} that the backup would replace: restore into another database`,
+        { field: 'to' },
+      );
+    }
+  }
   // Coffer's own tables go first: empty ones (a freshly migrated database) would collide with
   // the dump's, and an interrupted native restore cannot resume, only start over.
   const dropped = await dropCofferTables(db, ctx.target.schema);
