@@ -134,26 +134,50 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchRun> {
   return { run, measurements, skipped, out };
 }
 
+const USAGE = `usage: npm run bench -- [options]   (docs/benchmarks.md)
+  --backend LIST   ${BACKENDS.join(',')} (default: every one whose URL is set; memory and sqlite always)
+  --workload LIST  ${WORKLOADS.join(',')} (default: all)
+  --stages LIST    scaling stages of ingest, reads and reorg, e.g. 10k,1M
+  --reps N         repetitions of each case
+  --out FILE       results file (default bench/results/latest.json; a narrowed run merges into it)
+  --no-docs        leave docs/benchmarks.md as it is
+  --smoke          seconds: tiny sizes, nothing written to docs
+  --help           this text`;
+
+/** A mistake on the command line: one line and the usage, exit 2 (not a stack trace). */
+class UsageError extends Error {}
+
 async function cli(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      backend: { type: 'string' },
-      workload: { type: 'string' },
-      smoke: { type: 'boolean', default: false },
-      stages: { type: 'string' },
-      reps: { type: 'string' },
-      out: { type: 'string' },
-      'no-docs': { type: 'boolean', default: false },
-    },
-    allowPositionals: false,
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        backend: { type: 'string' },
+        workload: { type: 'string' },
+        smoke: { type: 'boolean', default: false },
+        stages: { type: 'string' },
+        reps: { type: 'string' },
+        out: { type: 'string' },
+        'no-docs': { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+      allowPositionals: false,
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const { values } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   const list = <T extends string>(v: string | undefined, allowed: readonly T[], what: string): T[] | undefined => {
     if (!v) return undefined;
     const xs = v
       .split(',')
       .map((x) => x.trim())
       .filter(Boolean);
-    for (const x of xs) if (!allowed.includes(x as T)) throw new Error(`unknown ${what} ${x} (one of ${allowed.join(', ')})`);
+    for (const x of xs) if (!allowed.includes(x as T)) throw new UsageError(`unknown ${what} ${x} (one of ${allowed.join(', ')})`);
     return xs as T[];
   };
   const r = await runBench({
@@ -170,6 +194,10 @@ async function cli(): Promise<void> {
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {
   cli().catch(async (e: unknown) => {
+    if (e instanceof UsageError) {
+      console.error(`bench: ${e.message}\n${USAGE}`);
+      process.exit(2);
+    }
     console.error(e);
     await closeAll();
     process.exit(1);
