@@ -207,6 +207,26 @@ forEachBackend('chain API', (ctx) => {
     await expect(await svc.call('GET', '/v1/chains/doge/blocks/9999999999999999999', reader), 400, 'params.ref');
     const cursor = Buffer.from(JSON.stringify({ h: '9999999999999999999', i: 0 })).toString('base64url');
     await expect(await svc.call('GET', `/v1/chains/doge/addresses/addr0/transactions?cursor=${cursor}`, reader), 400, 'query.cursor');
+    // What the store checks of a listing names the query or path (store fields toHeight,
+    // page.after.index, address), and of a mempool entry the body (store field fee).
+    await expect(await svc.call('GET', '/v1/chains/doge/transactions?fromHeight=5&toHeight=1', reader), 400, 'query.toHeight');
+    const wide = Buffer.from(JSON.stringify({ h: '0', i: 2 ** 31 })).toString('base64url');
+    await expect(await svc.call('GET', `/v1/chains/doge/transactions?fromHeight=0&toHeight=9&cursor=${wide}`, reader), 400, 'query.cursor');
+    await expect(
+      await svc.call('GET', `/v1/chains/doge/addresses/${encodeURIComponent('a b')}/transactions`, reader),
+      400,
+      'params.address',
+    );
+    await expect(
+      await svc.call('POST', '/v1/chains/doge/mempool', writer, {
+        txHash: h(4242),
+        content: 'ab',
+        fee: '9223372036854775808',
+        sizeBytes: 1,
+      }),
+      400,
+      'body.fee',
+    );
     assert.deepEqual((await svc.call('GET', '/v1/chains/doge', reader)).json().cursor, tip);
   });
 

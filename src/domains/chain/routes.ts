@@ -104,15 +104,29 @@ function bodyField(field: string): string {
   if (!BLOCK_FIELD.test(rest)) return branch ? `${prefix}.${rest}` : field;
   return `${prefix}.${rest.replace(/^blockHash/, 'hash')}`;
 }
-async function inBodyTerms<T>(p: Promise<T>): Promise<T> {
+/** `p`, with a failure's field renamed by `rename` from the store's terms into the request's. */
+async function inRequestTerms<T>(p: Promise<T>, rename: (field: string) => string): Promise<T> {
   try {
     return await p;
   } catch (e) {
-    if (e instanceof CofferError && typeof e.details.field === 'string')
-      (e.details as { field: string }).field = bodyField(e.details.field);
+    if (e instanceof CofferError && typeof e.details.field === 'string') (e.details as { field: string }).field = rename(e.details.field);
     throw e;
   }
 }
+const inBodyTerms = <T>(p: Promise<T>): Promise<T> => inRequestTerms(p, bodyField);
+
+/** A paged read's fields: its range in the query, its page position in the cursor it came from. */
+function pageField(field: string): string {
+  if (field === 'page.after' || field.startsWith('page.after.')) return 'query.cursor';
+  if (field.startsWith('page.')) return `query.${field.slice('page.'.length)}`;
+  if (field === 'fromHeight' || field === 'toHeight') return `query.${field}`;
+  if (field === 'address' || field === 'chainId') return `params.${field}`;
+  return field;
+}
+const inPageTerms = <T>(p: Promise<T>): Promise<T> => inRequestTerms(p, pageField);
+/** The mempool's input is the body as sent. */
+const inMempoolBody = <T>(p: Promise<T>): Promise<T> =>
+  inRequestTerms(p, (f) => (f === 'chainId' ? 'params.chainId' : f.startsWith('body.') ? f : `body.${f}`));
 
 function toBlock(chainId: string, b: z.infer<typeof blockIn>): IngestBlockInput {
   const { hash, ...rest } = b;
@@ -410,10 +424,12 @@ export function chainRoutes(): RouteSpec[] {
           params.chainId,
           async (tx) =>
             toPage(
-              await chain(tx).transactionsInRange(
-                params.chainId,
-                { fromHeight: query.fromHeight, toHeight: query.toHeight },
-                { after: fromCursor(query.cursor), limit: query.limit },
+              await inPageTerms(
+                chain(tx).transactionsInRange(
+                  params.chainId,
+                  { fromHeight: query.fromHeight, toHeight: query.toHeight },
+                  { after: fromCursor(query.cursor), limit: query.limit },
+                ),
               ),
             ),
           { op: 'chain.transactionsInRange' },
@@ -433,10 +449,12 @@ export function chainRoutes(): RouteSpec[] {
           params.chainId,
           async (tx) =>
             toPage(
-              await chain(tx).transactionsOfAddress(params.chainId, params.address, {
-                after: fromCursor(query.cursor),
-                limit: query.limit,
-              }),
+              await inPageTerms(
+                chain(tx).transactionsOfAddress(params.chainId, params.address, {
+                  after: fromCursor(query.cursor),
+                  limit: query.limit,
+                }),
+              ),
             ),
           { op: 'chain.transactionsOfAddress' },
         ),
@@ -462,7 +480,7 @@ export function chainRoutes(): RouteSpec[] {
         .strict(),
       response: z.object({ status: z.string() }).passthrough(),
       handler: ({ params, body, services }) =>
-        services.chains.write(params.chainId, (tx) => mempool(tx).add(params.chainId, body), { op: 'chain.mempoolAdd' }),
+        services.chains.write(params.chainId, (tx) => inMempoolBody(mempool(tx).add(params.chainId, body)), { op: 'chain.mempoolAdd' }),
     }),
     route({
       method: 'POST',
