@@ -14,7 +14,7 @@ import type { ChainDatabase } from '../src/domains/chain/router.js';
 import { chain } from '../src/domains/chain/store.js';
 import { createService } from '../src/server/compose.js';
 import { fromEach, outageLog, Unavailable } from '../src/server/databases.js';
-import { createDatabase, forEachBackend, type TestDatabase } from './harness.js';
+import { createDatabase, forEachBackend, type BackendContext, type TestDatabase } from './harness.js';
 import { keyMinter, linguisticDatabase, sideChainRouter, testService, type TestService } from './service-support.js';
 
 type Listed = { chainId: string; name: string };
@@ -258,6 +258,17 @@ const refused = () =>
     },
   );
 
+/**
+ * A default and a side chain database (its Coffer `side`, for breakable()), a logger capturing
+ * `lines`, and `outageLines()`: the lines about the side database since the last call.
+ */
+async function sideWithLog(ctx: BackendContext, extra: TestDatabase[]) {
+  const { def, router } = await sideChainRouter(ctx, extra);
+  const { logger, lines } = captureLog('info');
+  const side = router.databases().find((d) => !d.isDefault)!.coffer;
+  return { def, router, logger, lines, side, outageLines: () => lines.splice(0).filter((l) => l.database === 'chain:side') };
+}
+
 forEachBackend('chain database outages are logged once, not once a read', (ctx) => {
   const extra: TestDatabase[] = [];
   const clock = { now: outageLog.now };
@@ -271,11 +282,7 @@ forEachBackend('chain database outages are logged once, not once a read', (ctx) 
   });
 
   test('a burst of failing reads logs one line; then a reminder a minute with the count; recovery one line; the next failure a new outage', async () => {
-    const { def, router } = await sideChainRouter(ctx, extra);
-    const { logger, lines } = captureLog('info');
-    const side = router.databases().find((d) => !d.isDefault)!.coffer;
-    // The lines about the side database since the last call.
-    const outageLines = () => lines.splice(0).filter((l) => l.database === 'chain:side');
+    const { def, router, logger, lines, side, outageLines } = await sideWithLog(ctx, extra);
     try {
       const svc = await testService(def, { chains: router, logger });
       const admin = await svc.key(['*:admin']);
@@ -372,10 +379,7 @@ forEachBackend('chain database outages are logged once, not once a read', (ctx) 
   });
 
   test('/ready probed during an outage answers 503 naming the database every time, and logs the outage once and its end once', async () => {
-    const { def, router } = await sideChainRouter(ctx, extra);
-    const { logger, lines } = captureLog('info');
-    const side = router.databases().find((d) => !d.isDefault)!.coffer;
-    const outageLines = () => lines.splice(0).filter((l) => l.database === 'chain:side');
+    const { def, router, logger, side, outageLines } = await sideWithLog(ctx, extra);
     try {
       const svc = await testService(def, { chains: router, logger });
       const state = breakable(side);
