@@ -331,6 +331,16 @@ forEachBackend('identity and audit API', (ctx) => {
     );
   });
 
+  test("a key listing's cursor holding a time no column stores is a 400 naming query.cursor", async () => {
+    const id = (await svc.call('POST', '/v1/integrations', admin, { name: 'cursor-times' })).json().id;
+    for (const t of [8e15, Date.UTC(10000, 0, 1), Date.UTC(999, 0, 1)]) {
+      const cursor = Buffer.from(JSON.stringify({ t, k: 'ab'.repeat(12) })).toString('base64url');
+      const res = await svc.call('GET', `/v1/integrations/${id}/keys?cursor=${cursor}`, admin);
+      assert.equal(res.statusCode, 400, `${t}: ${res.body}`);
+      assert.equal(res.json().error.field, 'query.cursor', String(t));
+    }
+  });
+
   test('an integration id with a leading zero or a sign is a 400 naming params.id, before any store is asked', async () => {
     for (const bad of ['02', '0', '-1', '+1', '99999999999999999999']) {
       const res = await svc.call('GET', `/v1/integrations/${encodeURIComponent(bad)}`, admin);

@@ -8,6 +8,7 @@ import { decodeCursor, pageOf, pageQuery } from '../../server/pagination.js';
 import { route, type Principal, type RouteSpec } from '../../server/route.js';
 import { actorOf } from '../../server/services.js';
 import { idText, isoTime } from '../../server/wire.js';
+import { isStorableTime } from '../../util/zod-parse.js';
 import { identity } from './index.js';
 import type { ApiKey } from './integrations.js';
 import { firstUncovered, normalizeIpAllow } from './ip-allow.js';
@@ -263,7 +264,7 @@ export function identityRoutes(): RouteSpec[] {
       handler: ({ params, query, coffer, principal }) =>
         coffer.read(
           async (tx) => {
-            const c = decodeCursor(query.cursor, z.object({ t: z.number().int().min(0).max(8.64e15), k: keyId }).strict());
+            const c = decodeCursor(query.cursor, z.object({ t: z.number().int().refine(isStorableTime), k: keyId }).strict());
             const rows = await identity(tx, actorOf(principal)).keys.list({
               integrationId: params.id,
               includeRevoked: query.includeRevoked === 'true',
