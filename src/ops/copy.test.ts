@@ -559,6 +559,8 @@ describe('a copy checks its source before it opens the target, and a failure lea
           await assert.rejects(copyDatabase(source.coffer, target, { batchSize: 4 }), (e: unknown) => {
             message = (e as Error).message;
             assert.ok(e instanceof UniqueViolationError, message);
+            // The table and the rows of the refused batch, which the driver's error does not name.
+            assert.ok(message.startsWith('writing fx_accounts (the batch of 3 row(s) from id=9 … id=11): '), message);
             assert.ok(
               message.endsWith(
                 `; ${db} is left marked as a failed copy (table coffer_ops_progress; ${db} existed before this copy, so it is not removed): coffer doctor reports it and nothing should use it; fix the cause and run the same coffer copy again to resume it, or add --discard to throw away what was loaded`,

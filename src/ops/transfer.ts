@@ -75,8 +75,20 @@ async function writeBatch(target: OpsDb, plan: TablePlan, rows: Row[], progress:
       if (mode !== undefined) await sql`set session sql_mode = ${mode}`.execute(trx);
     });
   } catch (e) {
-    throw mapDriverError(target.backend, e);
+    throw inBatch(mapDriverError(target.backend, e), plan.table, rows);
   }
+}
+
+/**
+ * A batch's failure, saying which table and which rows (first and last key): a driver's
+ * constraint error names neither, and the operator must find the row to fix.
+ */
+function inBatch(e: unknown, table: TableDef, rows: readonly Row[]): unknown {
+  if (!(e instanceof Error) || rows.length === 0) return e;
+  const first = describeKey(table, rows[0]!);
+  const span = rows.length === 1 ? first : `${first} … ${describeKey(table, rows[rows.length - 1]!)}`;
+  e.message = `writing ${table.name} (the batch of ${rows.length} row(s) from ${span}): ${e.message}`;
+  return e;
 }
 
 /**
